@@ -1,0 +1,50 @@
+import hashlib
+
+from vmctl.engine.snapshot import HostState, PoolState, VMState, tie_key
+
+GiB = 1024**3
+
+
+def _pool() -> PoolState:
+    p = PoolState(uuid="p")
+    p.add_host(HostState(uuid="h1", cpu_count=4, memory_total=10 * GiB, memory_overhead=GiB, is_master=True))
+    p.add_host(HostState(uuid="h2", cpu_count=4, memory_total=10 * GiB, vcpu_ratio=1.0))
+    return p
+
+
+def test_loads_count_resident_and_scheduled_at_both_ends():
+    p = _pool()
+    p.add_vm(VMState(uuid="a", power_state="running", resident_on="h1", scheduled_on="h2", vcpus=2,
+                     memory_static_max=2 * GiB, memory_dynamic_max=2 * GiB, memory_overhead=GiB))
+    p.add_vm(VMState(uuid="b", power_state="halted", vcpus=2, memory_static_max=GiB))
+    assert p.load("h1").mem == 3 * GiB and p.load("h2").mem == 3 * GiB
+    assert p.load("h1").vcpus == 2
+    assert p.master == "h1"
+    assert p.vcpu_capacity("h1") == 16 and p.vcpu_capacity("h2") == 4
+    assert p.mem_capacity("h1") == 9 * GiB
+
+
+def test_copy_is_independent_and_incremental_loads_match_rebuild():
+    p = _pool()
+    p.add_vm(VMState(uuid="a", power_state="halted", vcpus=1, memory_static_max=GiB, groups=("g",)))
+    p.loads()
+    q = p.copy()
+    q.start_on("a", "h2")
+    assert p.load("h2").count == 0 and q.load("h2").count == 1
+    assert q.group_hosts("g") == {"h2": 1}
+    fresh = q.load("h2").mem
+    q.invalidate()
+    assert q.load("h2").mem == fresh
+    q.halt("a")
+    assert q.load("h2").count == 0 and q.group_hosts("g") == {}
+
+
+def test_dynamic_policy_memory_terms():
+    v = VMState(uuid="v", memory_static_max=8, memory_dynamic_max=6, memory_dynamic_min=2,
+                memory_reservation=3, memory_overhead=1)
+    assert (v.m_st, v.m_max, v.m_min) == (9, 7, 4)
+    assert v.m("none") == 9 and v.m("dynamic") == 4
+
+
+def test_tie_key():
+    assert tie_key(0, "v", "h") == hashlib.sha256(b"0:v:h").digest()[:8]
