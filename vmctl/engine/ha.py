@@ -1,0 +1,712 @@
+"""High availability planning (engine.md §3): failure sets, the restart packer, plan-exists(r),
+maximum failures to tolerate, admission control and the failover plan.
+
+Model. A failure set F is r live enabled hosts failing together; the survivors are the other live
+enabled hosts. A plan for F puts every protected VM of F (running or paused, priority ``restart``)
+on the survivors through filters 6–10, with the survivors' own VMs staying. Every VM counts at
+``m_st`` (full boot memory) whatever the memory policy.
+
+Everything here is pure: functions take a :class:`PoolState` and never modify it (scratch copies
+are used for hypothetical states). Work limits count evaluations, never time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmctl.engine.snapshot import BEST_EFFORT, RESTART, PoolState, VMState
+from vmctl.errors import Ref, VmctlError
+
+DFS_MAX_VMS = 16
+DFS_NODE_CAP = 100_000
+HA_CODE = "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The planner: per-host free vectors at m_st and the protected VMs, built once per snapshot.
+# ---------------------------------------------------------------------------------------------------
+class _VM:
+    __slots__ = ("uuid", "mem", "vcpu", "sig", "dom", "groups", "vm")
+
+    def __init__(self, vm: VMState, dom: float, sig: int, groups: tuple[str, ...]) -> None:
+        self.uuid = vm.uuid
+        self.mem = vm.m_st
+        self.vcpu = vm.vcpus
+        self.sig = sig
+        self.dom = dom
+        self.groups = groups
+        self.vm = vm
+
+
+@dataclass(slots=True)
+class PackResult:
+    """ok: every protected VM of the failure set has a target. assignment: vm uuid → host uuid
+    (what was placed). unplaced: the first protected VM left without a target (None when ok).
+    method: ``first-fit`` | ``best-fit`` | ``search`` | ``none``."""
+
+    ok: bool
+    assignment: dict[str, str]
+    unplaced: str | None
+    method: str
+
+
+class Planner:
+    """HA planning state for one snapshot.
+
+    hosts: the live enabled hosts in uuid order. free_mem / free_vcpu: capacity minus the m_st and
+    vCPU load of each host. prot[i]: its protected VMs, sorted by decreasing dominant share, uuid.
+    """
+
+    def __init__(self, pool: PoolState, priorities: dict[str, str] | None = None) -> None:
+        self.pool = pool
+        prio = priorities or {}
+        self.hosts = [h for h in pool.usable_hosts()]
+        self.uuids = [h.uuid for h in self.hosts]
+        self.index = {u: i for i, u in enumerate(self.uuids)}
+        n = self.n = len(self.hosts)
+        loads = pool.loads()
+        self.cap_mem = [h.memory_capacity for h in self.hosts]
+        self.cap_vcpu = [h.vcpu_capacity(pool.vcpu_ratio) for h in self.hosts]
+        self.cpu_count = [h.cpu_count for h in self.hosts]
+        self.free_mem = [self.cap_mem[i] - loads[u].mem_st for i, u in enumerate(self.uuids)]
+        self.free_vcpu = [self.cap_vcpu[i] - loads[u].vcpus for i, u in enumerate(self.uuids)]
+        mean_mem = (sum(self.cap_mem) / n) if n else 1.0
+        mean_vcpu = (sum(self.cap_vcpu) / n) if n else 1.0
+        self.mean_mem = mean_mem or 1.0
+        self.mean_vcpu = mean_vcpu or 1.0
+        # Strict groups (rules filter): which groups matter for restarts.
+        strict = {g.uuid: g.placement for g in pool.groups.values()
+                  if g.strict and g.placement in ("affinity", "anti-affinity")}
+        self.strict = strict
+        # Placement signatures (SRs, networks, vCPU count): host compatibility per signature.
+        self._sig_ids: dict[tuple, int] = {}
+        self.sig_ok: list[list[bool]] = []
+        self.prot: list[list[_VM]] = [[] for _ in range(n)]
+        self.any_strict_prot = False
+        self.all_agile = True
+        for vm in sorted(pool.vms.values(), key=lambda v: v.uuid):
+            if not vm.holds_resources or vm.resident_on not in self.index:
+                continue
+            p = prio.get(vm.uuid, vm.ha_restart_priority)
+            if p != RESTART:
+                continue
+            key = (vm.srs, vm.networks, vm.vcpus)
+            sid = self._sig_ids.get(key)
+            if sid is None:
+                sid = self._sig_ids[key] = len(self.sig_ok)
+                ok = [vm.srs <= h.srs and vm.networks <= h.networks and vm.vcpus <= h.cpu_count
+                      for h in self.hosts]
+                self.sig_ok.append(ok)
+                if not all(ok):
+                    self.all_agile = False
+            groups = tuple(g for g in vm.groups if g in strict)
+            if groups:
+                self.any_strict_prot = True
+            dom = max(vm.m_st / self.mean_mem, vm.vcpus / self.mean_vcpu)
+            self.prot[self.index[vm.resident_on]].append(_VM(vm, dom, sid, groups))
+        for lst in self.prot:
+            lst.sort(key=lambda x: (-x.dom, x.uuid))
+        self.prot_mem = [sum(x.mem for x in lst) for lst in self.prot]
+        self.prot_vcpu = [sum(x.vcpu for x in lst) for lst in self.prot]
+        self.prot_count = [len(lst) for lst in self.prot]
+        self.danger = [sum(x.dom for x in lst) for lst in self.prot]
+        self.total_prot = sum(self.prot_count)
+        # Survivor order for first fit: free memory (descending) at the start, then uuid.
+        self.ff_order = sorted(range(n), key=lambda i: (-self.free_mem[i], self.uuids[i]))
+        # Running members of strict groups per host (for the rules filter on survivors).
+        self.group_hosts: dict[str, dict[int, int]] = {}
+        for g in strict:
+            per: dict[int, int] = {}
+            for h, c in pool.group_hosts(g).items():
+                if h in self.index:
+                    per[self.index[h]] = c
+            self.group_hosts[g] = per
+        self.evaluations = 0
+
+    # ---- the packer (engine.md §3.2) -----------------------------------------------------------
+    def pack(self, failed: Sequence[int]) -> PackResult:
+        """Plan the restart of the protected VMs of ``failed`` (host indices) on the survivors."""
+        self.evaluations += 1
+        fset = set(failed)
+        vms = sorted((x for i in failed for x in self.prot[i]), key=lambda x: (-x.dom, x.uuid))
+        if not vms:
+            return PackResult(True, {}, None, "none")
+        surv = [i for i in self.ff_order if i not in fset]
+        res = self._first_fit(vms, surv, fset)
+        if res.ok:
+            return res
+        bf = self._best_fit(vms, surv, fset)
+        if bf.ok:
+            return bf
+        if len(vms) <= DFS_MAX_VMS:
+            ds = self._search(vms, surv, fset)
+            if ds is not None:
+                return ds
+        return res
+
+    def _groups_ok(self, x: _VM, h: int, gcount: dict[str, dict[int, int]], fset: set[int]) -> bool:
+        for g in x.groups:
+            per = gcount[g]
+            if self.strict[g] == "affinity":
+                for j, c in per.items():
+                    if c > 0 and j != h and j not in fset:
+                        return False
+            elif per.get(h, 0) > 0:
+                return False
+        return True
+
+    def _gcount(self, vms: list[_VM], fset: set[int]) -> dict[str, dict[int, int]] | None:
+        if not self.any_strict_prot:
+            return None
+        out: dict[str, dict[int, int]] = {}
+        for g, per in self.group_hosts.items():
+            out[g] = {j: c for j, c in per.items() if j not in fset}
+        return out
+
+    def _first_fit(self, vms: list[_VM], surv: list[int], fset: set[int]) -> PackResult:
+        fm = self.free_mem[:]
+        fv = self.free_vcpu[:]
+        gcount = self._gcount(vms, fset)
+        assign: dict[str, str] = {}
+        k = 0
+        nv = len(vms)
+        while k < nv:
+            x = vms[k]
+            # A run of identical VMs (same demand, signature, no strict group) is placed in bulk:
+            # per-VM first fit puts them on the first host that fits until it is full, then the next.
+            run = 1
+            if not x.groups:
+                while (k + run < nv and vms[k + run].sig == x.sig and vms[k + run].mem == x.mem
+                       and vms[k + run].vcpu == x.vcpu and not vms[k + run].groups):
+                    run += 1
+            left = run
+            ok_sig = self.sig_ok[x.sig]
+            for h in surv:
+                if not ok_sig[h]:
+                    continue
+                cap = min(left, fm[h] // x.mem if x.mem else left, fv[h] // x.vcpu if x.vcpu else left)
+                if cap <= 0:
+                    continue
+                if gcount is not None and x.groups:
+                    if not self._groups_ok(x, h, gcount, fset):
+                        continue
+                    cap = 1
+                    for g in x.groups:
+                        gcount[g][h] = gcount[g].get(h, 0) + 1
+                for j in range(run - left, run - left + cap):
+                    assign[vms[k + j].uuid] = self.uuids[h]
+                fm[h] -= cap * x.mem
+                fv[h] -= cap * x.vcpu
+                left -= cap
+                if left == 0:
+                    break
+            if left:
+                return PackResult(False, assign, vms[k + run - left].uuid, "first-fit")
+            k += run
+        return PackResult(True, assign, None, "first-fit")
+
+    def _best_fit(self, vms: list[_VM], surv: list[int], fset: set[int]) -> PackResult:
+        fm = self.free_mem[:]
+        fv = self.free_vcpu[:]
+        gcount = self._gcount(vms, fset)
+        assign: dict[str, str] = {}
+        for x in vms:
+            ok_sig = self.sig_ok[x.sig]
+            best = None
+            for h in surv:
+                if not ok_sig[h] or fm[h] < x.mem or fv[h] < x.vcpu:
+                    continue
+                if gcount is not None and x.groups and not self._groups_ok(x, h, gcount, fset):
+                    continue
+                um = 1.0 - (fm[h] - x.mem) / self.cap_mem[h] if self.cap_mem[h] else 1.0
+                uc = 1.0 - (fv[h] - x.vcpu) / self.cap_vcpu[h] if self.cap_vcpu[h] else 1.0
+                key = (round(math.hypot(1.0 - um, 1.0 - uc), 12), self.uuids[h])
+                if best is None or key < best[0]:
+                    best = (key, h)
+            if best is None:
+                return PackResult(False, assign, x.uuid, "best-fit")
+            h = best[1]
+            fm[h] -= x.mem
+            fv[h] -= x.vcpu
+            if gcount is not None:
+                for g in x.groups:
+                    gcount[g][h] = gcount[g].get(h, 0) + 1
+            assign[x.uuid] = self.uuids[h]
+        return PackResult(True, assign, None, "best-fit")
+
+    def _search(self, vms: list[_VM], surv: list[int], fset: set[int]) -> PackResult | None:
+        """Depth-first search, skipping survivors symmetric to one already tried at the node;
+        capped at DFS_NODE_CAP nodes (reaching the cap counts as no plan)."""
+        fm = self.free_mem[:]
+        fv = self.free_vcpu[:]
+        gcount = self._gcount(vms, fset)
+        assign: list[int] = [-1] * len(vms)
+        nodes = 0
+
+        def rec(k: int) -> bool:
+            nonlocal nodes
+            if k == len(vms):
+                return True
+            x = vms[k]
+            seen: set[tuple] = set()
+            ok_sig = self.sig_ok[x.sig]
+            for h in surv:
+                nodes += 1
+                if nodes > DFS_NODE_CAP:
+                    return False
+                if not ok_sig[h] or fm[h] < x.mem or fv[h] < x.vcpu:
+                    continue
+                if gcount is not None and x.groups and not self._groups_ok(x, h, gcount, fset):
+                    continue
+                sym = (fm[h], fv[h], tuple(ok[h] for ok in self.sig_ok), self.cap_mem[h], self.cap_vcpu[h])
+                if gcount is None or not x.groups:
+                    if sym in seen:
+                        continue
+                    seen.add(sym)
+                fm[h] -= x.mem
+                fv[h] -= x.vcpu
+                if gcount is not None:
+                    for g in x.groups:
+                        gcount[g][h] = gcount[g].get(h, 0) + 1
+                assign[k] = h
+                if rec(k + 1):
+                    return True
+                fm[h] += x.mem
+                fv[h] += x.vcpu
+                if gcount is not None:
+                    for g in x.groups:
+                        gcount[g][h] -= 1
+                if nodes > DFS_NODE_CAP:
+                    return False
+            return False
+
+        if rec(0):
+            return PackResult(True, {vms[k].uuid: self.uuids[h] for k, h in enumerate(assign)}, None, "search")
+        return None
+
+    # ---- quick tests (engine.md §3.3 steps 2 and 3) ----------------------------------------------
+    def necessary_fails(self, r: int) -> list[int] | None:
+        """Exact necessary test: a witness (host indices) when it proves no plan, else None."""
+        n = self.n
+        if r <= 0 or r > n:
+            return None
+        dims = ((self.prot_mem, self.free_mem), (self.prot_vcpu, self.free_vcpu))
+        for prot, free in dims:
+            total_free = sum(free)
+            order = sorted(range(n), key=lambda i: (-(prot[i] + free[i]), self.uuids[i]))
+            top = order[:r]
+            if sum(prot[i] for i in top) > total_free - sum(free[i] for i in top):
+                return sorted(top, key=lambda i: self.uuids[i])
+        return None
+
+    def sufficient_holds(self, r: int) -> bool:
+        """Slot test: true proves that every failure set of size r has a plan."""
+        if self.any_strict_prot or not self.all_agile:
+            return False
+        if self.total_prot == 0:
+            return True
+        slot_m = max((x.mem for lst in self.prot for x in lst), default=0)
+        slot_c = max((x.vcpu for lst in self.prot for x in lst), default=0)
+        slots = []
+        for i in range(self.n):
+            s = []
+            if slot_m > 0:
+                s.append(max(0, self.free_mem[i]) // slot_m)
+            if slot_c > 0:
+                s.append(max(0, self.free_vcpu[i]) // slot_c)
+            slots.append(min(s) if s else 0)
+        counts = sorted(self.prot_count, reverse=True)
+        top_slots = sorted(slots, reverse=True)
+        return sum(counts[:r]) <= sum(slots) - sum(top_slots[:r])
+
+    # ---- interchangeable classes and failure-set enumeration -----------------------------------
+    def host_classes(self) -> list[list[int]]:
+        """Hosts with equal capacity, load and multiset of protected demands and no strict-group
+        member are interchangeable; others are singleton classes. Sorted by danger (descending),
+        then first uuid; members in uuid order."""
+        classes: dict[tuple, list[int]] = {}
+        member_of_strict = set()
+        for per in self.group_hosts.values():
+            member_of_strict.update(j for j, c in per.items() if c > 0)
+        for i in range(self.n):
+            h = self.hosts[i]
+            if i in member_of_strict:
+                key: tuple = ("single", self.uuids[i])
+            else:
+                key = (self.cap_mem[i], self.cap_vcpu[i], self.cpu_count[i], self.free_mem[i], self.free_vcpu[i],
+                       h.srs, h.networks, tuple(sorted((x.mem, x.vcpu, x.sig) for x in self.prot[i])))
+            classes.setdefault(key, []).append(i)
+        out = [sorted(c, key=lambda i: self.uuids[i]) for c in classes.values()]
+        out.sort(key=lambda c: (-self.danger[c[0]], self.uuids[c[0]]))
+        return out
+
+    @staticmethod
+    def count_sets(sizes: list[int], r: int) -> int:
+        """E(r): multisets of r classes with per-class bounds (polynomial coefficient)."""
+        poly = [1] + [0] * r
+        for s in sizes:
+            new = [0] * (r + 1)
+            for k in range(r + 1):
+                if poly[k]:
+                    for j in range(0, min(s, r - k) + 1):
+                        new[k + j] += poly[k]
+            poly = new
+        return poly[r]
+
+    def all_sets(self, classes: list[list[int]], r: int) -> list[tuple[float, tuple[str, ...], tuple[int, ...]]]:
+        """Every failure set of size r (one representative per class multiset), in danger order."""
+        out: list[tuple[float, tuple[str, ...], tuple[int, ...]]] = []
+        sizes = [len(c) for c in classes]
+        m = len(classes)
+        chosen: list[int] = []
+
+        def rec(ci: int, left: int) -> None:
+            if left == 0:
+                hosts = tuple(chosen)
+                danger = sum(self.danger[i] for i in hosts)
+                out.append((-round(danger, 12), tuple(sorted(self.uuids[i] for i in hosts)), hosts))
+                return
+            if ci == m:
+                return
+            for k in range(min(sizes[ci], left), -1, -1):
+                chosen.extend(classes[ci][:k])
+                rec(ci + 1, left - k)
+                del chosen[len(chosen) - k:]
+
+        rec(0, r)
+        out.sort()
+        return out
+
+    def dangerous_sets(self, classes: list[list[int]], r: int, limit: int) -> Iterable[tuple[int, ...]]:
+        """The ``limit`` most dangerous failure sets, generated best-first (never all of them).
+        A set is a non-decreasing sequence of class indices within the class sizes; classes are
+        sorted by danger so incrementing an index never increases the danger."""
+        sizes = [len(c) for c in classes]
+        m = len(classes)
+        start: list[int] = []
+        for ci in range(m):
+            start.extend([ci] * min(sizes[ci], r - len(start)))
+            if len(start) == r:
+                break
+        if len(start) < r:
+            return
+        w = [self.danger[c[0]] for c in classes]
+
+        def hosts_of(seq: tuple[int, ...]) -> tuple[int, ...]:
+            out: list[int] = []
+            k = 0
+            while k < len(seq):
+                j = k
+                while j < len(seq) and seq[j] == seq[k]:
+                    j += 1
+                out.extend(classes[seq[k]][: j - k])
+                k = j
+            return tuple(out)
+
+        def key(seq: tuple[int, ...]) -> tuple:
+            hs = hosts_of(seq)
+            return (-round(sum(w[c] for c in seq), 12), tuple(sorted(self.uuids[i] for i in hs)))
+
+        s0 = tuple(start)
+        heap = [(key(s0), s0)]
+        seen = {s0}
+        produced = 0
+        while heap and produced < limit:
+            _, seq = heapq.heappop(heap)
+            yield hosts_of(seq)
+            produced += 1
+            for j in range(r):
+                nxt = list(seq)
+                nxt[j] += 1
+                if nxt[j] >= m or (j + 1 < r and nxt[j] > nxt[j + 1]):
+                    continue
+                t = tuple(nxt)
+                if t in seen or t.count(nxt[j]) > sizes[nxt[j]]:
+                    continue
+                seen.add(t)
+                heapq.heappush(heap, (key(t), t))
+
+
+# ---------------------------------------------------------------------------------------------------
+# plan-exists(r) and maximum failures (engine.md §3.3)
+# ---------------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class PlanCheck:
+    """Answer of plan-exists(r). exists: true only when proven. method: ``trivial`` |
+    ``necessary`` | ``sufficient`` | ``exact`` | ``approximate``. witness: failed host uuids of a
+    set without a plan; vm: a protected VM of it left without a target. evaluations: packings."""
+
+    r: int
+    exists: bool
+    method: str
+    witness: list[str] = field(default_factory=list)
+    vm: str | None = None
+    evaluations: int = 0
+
+    @property
+    def exact(self) -> bool:
+        return self.method != "approximate"
+
+
+def plan_exists(pool: PoolState, r: int, *, planner: Planner | None = None, quick: bool = True,
+                limit: int | None = None, priorities: dict[str, str] | None = None) -> PlanCheck:
+    """Does every failure set of ``r`` live enabled hosts have a plan? ``quick`` enables the
+    necessary and sufficient tests (the benchmark disables them to time the enumeration)."""
+    pl = planner or Planner(pool, priorities)
+    limit = pool.ha_plan_exact_limit if limit is None else limit
+    ev0 = pl.evaluations
+    if r <= 0:
+        return PlanCheck(r, True, "trivial")
+    if r >= pl.n:
+        if pl.total_prot:
+            return PlanCheck(r, False, "trivial", witness=list(pl.uuids))
+        return PlanCheck(r, True, "trivial")
+    if pl.total_prot == 0:
+        return PlanCheck(r, True, "trivial")
+    if quick:
+        w = pl.necessary_fails(r)
+        if w is not None:
+            vm = next((x.uuid for i in w for x in pl.prot[i]), None)
+            return PlanCheck(r, False, "necessary", [pl.uuids[i] for i in w], vm)
+    suff = pl.sufficient_holds(r)
+    if quick and suff:
+        return PlanCheck(r, True, "sufficient")
+    classes = pl.host_classes()
+    e = Planner.count_sets([len(c) for c in classes], r)
+    if e <= limit:
+        for _, _, hosts in pl.all_sets(classes, r):
+            res = pl.pack(hosts)
+            if not res.ok:
+                return PlanCheck(r, False, "exact", sorted(pl.uuids[i] for i in hosts), res.unplaced,
+                                 pl.evaluations - ev0)
+        return PlanCheck(r, True, "exact", evaluations=pl.evaluations - ev0)
+    for hosts in pl.dangerous_sets(classes, r, limit):
+        res = pl.pack(hosts)
+        if not res.ok:
+            return PlanCheck(r, False, "approximate", sorted(pl.uuids[i] for i in hosts), res.unplaced,
+                             pl.evaluations - ev0)
+    # Never optimistic: without the sufficient test's proof there is no plan.
+    return PlanCheck(r, suff, "approximate", evaluations=pl.evaluations - ev0)
+
+
+@dataclass(slots=True)
+class MaxFailures:
+    """``pool-ha-compute-max-host-failures-to-tolerate``: max (largest proven r), upper_bound
+    (smallest r failing the necessary test, minus one), method per r, witness (hosts of a failing
+    set for max + 1, when found), evaluations (packings)."""
+
+    max: int
+    upper_bound: int
+    method: dict[int, str]
+    witness: list[str]
+    evaluations: int
+    checks: list[PlanCheck] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"max": self.max, "upper-bound": self.upper_bound,
+                "method": {str(r): ("exact" if m != "approximate" else "approximate")
+                           for r, m in sorted(self.method.items())},
+                "witness": list(self.witness), "evaluations": self.evaluations}
+
+
+def upper_bound(pool: PoolState, planner: Planner | None = None) -> int:
+    pl = planner or Planner(pool)
+    if pl.total_prot == 0:
+        return max(0, pl.n - 1)
+    for r in range(1, pl.n + 1):
+        if r >= pl.n or pl.necessary_fails(r) is not None:
+            return r - 1
+    return pl.n - 1  # pragma: no cover
+
+
+def max_failures(pool: PoolState, *, priorities: dict[str, str] | None = None, quick: bool = True,
+                 limit: int | None = None, max_r: int | None = None) -> MaxFailures:
+    """Scan r = 1, 2, … until plan-exists(r) is false or unproven, or r reaches live hosts − 1.
+    ``priorities`` (vm uuid → priority) answers the hypothetical question without changing
+    ``pool``; ``max_r`` stops the scan early (a caller that only needs "at least k")."""
+    pl = Planner(pool, priorities)
+    ub = upper_bound(pool, pl)
+    best = 0
+    methods: dict[int, str] = {}
+    checks: list[PlanCheck] = []
+    witness: list[str] = []
+    top = max(0, pl.n - 1)
+    if max_r is not None:
+        top = min(top, max_r)
+    r = 1
+    while r <= top:
+        chk = plan_exists(pool, r, planner=pl, quick=quick, limit=limit)
+        checks.append(chk)
+        methods[r] = chk.method
+        if not chk.exists:
+            witness = chk.witness
+            break
+        best = r
+        r += 1
+    return MaxFailures(best, ub, methods, witness, pl.evaluations, checks)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Admission control (engine.md §3.4)
+# ---------------------------------------------------------------------------------------------------
+def admission_applies(pool: PoolState) -> bool:
+    return pool.ha_enabled and not pool.ha_allow_overcommit and not pool.ha_overcommitted
+
+
+def admission_error(pool: PoolState, target: int | None = None) -> VmctlError | None:
+    """Check the (hypothetical) state ``pool``: None when a plan for the target exists, else the
+    ``HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN`` error with failures-to-tolerate, failure-set, vm.
+    The caller decides whether admission applies (see :func:`admission_applies`)."""
+    r = pool.ha_failures_to_tolerate if target is None else target
+    chk = plan_exists(pool, r)
+    if chk.exists:
+        return None
+    hosts = [Ref("host", u, pool.hosts[u].name or None) for u in chk.witness if u in pool.hosts]
+    params: list[tuple[str, Any]] = [("failures-to-tolerate", r), ("failure-set", hosts)]
+    if chk.vm is not None:
+        vm = pool.vms[chk.vm]
+        params.append(("vm", Ref("vm", vm.uuid, vm.name or None)))
+    err = VmctlError(HA_CODE, params=params)
+    err.check = chk  # type: ignore[attr-defined]
+    return err
+
+
+def check_change(pool: PoolState, *, start: dict[str, str] | None = None, move: dict[str, str] | None = None,
+                 priorities: dict[str, str] | None = None, disable: Iterable[str] = (),
+                 vm_updates: Iterable[VMState] = (), target: int | None = None) -> VmctlError | None:
+    """Admission check of a hypothetical change on a scratch copy: ``start`` (vm → host: start or
+    resume), ``move`` (vm → host: migration), ``priorities`` (vm → priority), ``disable`` (hosts
+    leaving the survivors), ``vm_updates`` (replaced VM values, e.g. a grown VM), ``target`` (a
+    raised failures-to-tolerate). Returns None when admitted or when admission does not apply."""
+    if not admission_applies(pool):
+        return None
+    scratch = pool.copy()
+    for vm, host in sorted((start or {}).items()):
+        scratch.start_on(vm, host)
+    for vm, host in sorted((move or {}).items()):
+        scratch.move_to(vm, host)
+    for vm, p in sorted((priorities or {}).items()):
+        scratch.update_vm(vm, ha_restart_priority=p)
+    for v in vm_updates:
+        scratch.set_vm(v)
+    for h in sorted(set(disable)):
+        scratch.update_host(h, enabled=False)
+    return admission_error(scratch, target)
+
+
+def placement_rejection(pool: PoolState, vms: list[str], host: str) -> VmctlError | None:
+    """Filter 11 for the scheduler: would the plan survive these VMs starting (or moving) on host?"""
+    if not admission_applies(pool):
+        return None
+    scratch = pool.copy()
+    for vm in vms:
+        v = scratch.vms[vm]
+        if v.holds_resources:
+            scratch.move_to(vm, host)
+        else:
+            scratch.start_on(vm, host)
+    return admission_error(scratch)
+
+
+def recompute_status(pool: PoolState) -> tuple[bool, int]:
+    """After a committed change while HA is enabled: (ha_overcommitted, ha_plan_exists_for)."""
+    target = pool.ha_failures_to_tolerate
+    if plan_exists(pool, target).exists:
+        return False, target
+    best = 0
+    pl = Planner(pool)
+    for r in range(1, target):
+        if not plan_exists(pool, r, planner=pl).exists:
+            break
+        best = r
+    return True, best
+
+
+# ---------------------------------------------------------------------------------------------------
+# Failure and restart (engine.md §3.5)
+# ---------------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class RestartRow:
+    """One VM of the failed hosts: result ``restarted`` (host set) or ``halted`` (code set)."""
+
+    vm: str
+    name: str
+    priority: str
+    result: str
+    host: str | None = None
+    code: str | None = None
+
+
+@dataclass(slots=True)
+class FailoverPlan:
+    rows: list[RestartRow]
+    state: PoolState  # the scratch state after the failure and the restarts
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"vm": r.vm, "name-label": r.name, "ha-restart-priority": r.priority, "result": r.result,
+                 "target": r.host, "error": r.code} for r in self.rows]
+
+
+def fail_hosts(pool: PoolState, hosts: Iterable[str], restart: bool | None = None,
+               policy: str | None = None) -> FailoverPlan:
+    """Simulate hosts failing together on a scratch copy and, when HA is enabled (or ``restart``
+    is true), run the restart procedure. The returned ``state`` is what host-fail commits."""
+    from vmctl.engine.placement import RESTART as MODE_RESTART
+    from vmctl.engine.placement import Scheduler, place_batch
+
+    failed = sorted(set(hosts))
+    state = pool.copy()
+    victims = sorted((v for v in state.vms.values() if v.holds_resources and v.resident_on in failed),
+                     key=lambda v: v.uuid)
+    planner = Planner(pool)
+    findex = [planner.index[h] for h in failed if h in planner.index]
+    for h in failed:
+        state.update_host(h, live=False)
+    for v in victims:
+        state.halt(v.uuid)
+    do_restart = pool.ha_enabled if restart is None else restart
+    rows: dict[str, RestartRow] = {v.uuid: RestartRow(v.uuid, v.name, v.ha_restart_priority, "halted",
+                                                      code=None) for v in victims}
+    if not do_restart:
+        return FailoverPlan([rows[v.uuid] for v in victims], state)
+    prot = [v for v in victims if v.ha_restart_priority == RESTART]
+    best = [v for v in victims if v.ha_restart_priority == BEST_EFFORT]
+    trial = state.copy()
+    sched = Scheduler(trial, policy)
+    res = place_batch(sched, [v.uuid for v in prot], mode=MODE_RESTART, ha=False, ha_order=True)
+    if not res.failures:
+        state = trial
+        for vm, host in res.placements:
+            rows[vm].result, rows[vm].host = "restarted", host
+    else:
+        packed = planner.pack(findex)
+        for vm, host in sorted(packed.assignment.items()):
+            state.start_on(vm, host)
+            rows[vm].result, rows[vm].host = "restarted", host
+        for v in prot:
+            if rows[v.uuid].result != "restarted":
+                rows[v.uuid].code = "NO_HOSTS_AVAILABLE"
+    sched = Scheduler(state, policy)
+    order = sorted(best, key=lambda v: (v.order, -max(v.m_st / planner.mean_mem, v.vcpus / planner.mean_vcpu),
+                                        v.uuid))
+    for v in order:
+        p = sched.place_request(sched.request(v, MODE_RESTART), ha=False)
+        if p is None:
+            rows[v.uuid].code = "NO_HOSTS_AVAILABLE"
+        else:
+            sched.commit(v.uuid, p.host)
+            rows[v.uuid].result, rows[v.uuid].host = "restarted", p.host
+    # Report order: restart priority, then order, then uuid (the restart order).
+    rank = {RESTART: 0, BEST_EFFORT: 1}
+    out = sorted(rows.values(), key=lambda r: (rank.get(r.priority, 2), pool.vms[r.vm].order, r.vm))
+    return FailoverPlan(out, state)
+
+
+def failover_plan(pool: PoolState, hosts: Iterable[str]) -> FailoverPlan:
+    """``pool-ha-compute-vm-failover-plan``: the restart procedure on a scratch copy, HA enabled
+    or not."""
+    return fail_hosts(pool, hosts, restart=True)

@@ -1,0 +1,261 @@
+"""The ordered host filters of engine.md §2.1, one small unit each.
+
+Every filter works on a :class:`~vmctl.engine.placement.scheduler.HostTable` (per-host arrays) and a
+:class:`Request`, and offers two things:
+
+* ``mask(table, req)``: a NumPy bool array over all hosts, true where the host passes. The fast
+  path of the scheduler ANDs these; the masks of the static filters are cached per signature
+  (SR set, network set, CPU requirement, source version) so a decision costs a few array ops.
+* ``reason(table, req, i)``: the code and params for host index ``i`` when it is rejected, used for
+  an explicit target, the ``--explain`` report and the ``NO_HOSTS_AVAILABLE`` summary.
+
+Filter 11 (HA) is not here: it is expensive and runs lazily in rank order (scheduler.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from vmctl.engine.snapshot import VMState
+from vmctl.errors import Ref
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vmctl.engine.placement.scheduler import HostTable
+
+# Modes: which optional filters apply (engine.md §2.1 rows 4 and 5).
+START = "start"  # cold boot: no cpu, no version filter
+RESUME = "resume"  # keeps CPU state: cpu filter
+MIGRATE = "migrate"  # live migration, evacuation, rebalancing: cpu and version filters
+RESTART = "restart"  # HA restart: a cold boot
+MODES = (START, RESUME, MIGRATE, RESTART)
+
+Params = list[tuple[str, Any]]
+
+
+@dataclass(slots=True)
+class Request:
+    """One VM to place, with what the filters need beyond the snapshot.
+
+    vm: the VM (its demand is summed with ``extra`` members for a batch item).
+    mode: START | RESUME | MIGRATE | RESTART. force: skip the cpu filter (``--force``).
+    srs: the SRs it needs (after a ``vdi:`` migration map), networks: its VIF networks.
+    mem, mem_min, mem_max, mem_st, vcpus: demand (summed over a batch item's members).
+    max_vcpus: the largest single VM's vcpus (``vcpus ≤ cpu-count`` is per VM).
+    members: uuids of the VMs placed together (one for a plain request).
+    strict_aff / strict_anti / soft_aff / soft_anti: group uuids by rule, sorted.
+    self_hosts: hosts where the members are currently counted (migration source); their own
+        contribution is removed from the group counts of the rules filter and soft weigher.
+    source_version: software version of the current host (version filter), or None.
+    """
+
+    vm: VMState
+    mode: str = START
+    force: bool = False
+    srs: frozenset[str] = frozenset()
+    networks: frozenset[str] = frozenset()
+    mem: int = 0
+    mem_min: int = 0
+    mem_max: int = 0
+    mem_st: int = 0
+    vcpus: int = 0
+    max_vcpus: int = 0
+    members: tuple[str, ...] = ()
+    strict_aff: tuple[str, ...] = ()
+    strict_anti: tuple[str, ...] = ()
+    soft_aff: tuple[str, ...] = ()
+    soft_anti: tuple[str, ...] = ()
+    self_hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    source_version: tuple[int, ...] | None = None
+
+    @property
+    def cpu_applies(self) -> bool:
+        return self.mode in (RESUME, MIGRATE) and not self.force
+
+    @property
+    def version_applies(self) -> bool:
+        return self.mode == MIGRATE and self.source_version is not None
+
+
+def vm_ref(vm: VMState) -> Ref:
+    return Ref("vm", vm.uuid, vm.name or None)
+
+
+class Filter:
+    """Base: ``index`` (1-based, table order), ``name`` and the codes it can give."""
+
+    index = 0
+    name = ""
+    code = ""
+
+    def mask(self, table: HostTable, req: Request) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
+        return self.code, [("host", table.ref(i))]
+
+
+class LiveFilter(Filter):
+    index, name, code = 1, "live", "HOST_NOT_LIVE"
+
+    def mask(self, table: HostTable, req: Request) -> Any:
+        return table.live
+
+
+class EnabledFilter(Filter):
+    index, name, code = 2, "enabled", "HOST_DISABLED"
+
+    def mask(self, table: HostTable, req: Request) -> Any:
+        return table.enabled
+
+
+class EvacuationFilter(Filter):
+    index, name, code = 3, "evacuation", "HOST_EVACUATE_IN_PROGRESS"
+
+    def mask(self, table: HostTable, req: Request) -> Any:
+        return table.not_evacuating
+
+
+class CpuFilter(Filter):
+    """Only when the VM keeps its CPU state (resume, live migration) and without ``--force``."""
+
+    index, name, code = 4, "cpu", "VM_INCOMPATIBLE_WITH_THIS_HOST"
+
+    def mask(self, table: HostTable, req: Request) -> Any:
+        if not req.cpu_applies:
+            return None
+        vm = req.vm
+        return table.cached_mask(
+            ("cpu", vm.last_boot_cpu_vendor, vm.last_boot_cpu_flags),
+            lambda h: h.cpu_vendor == vm.last_boot_cpu_vendor and vm.last_boot_cpu_flags <= h.cpu_flags)
+
+    def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
+        h = table.hosts[i]
+        vm = req.vm
+        if h.cpu_vendor != vm.last_boot_cpu_vendor:
+            why = "vendor differs"
+        else:
+            why = "missing flags: " + ",".join(sorted(vm.last_boot_cpu_flags - h.cpu_flags))
+        return self.code, [("vm", vm_ref(vm)), ("host", table.ref(i)), ("reason", why)]
+
+
+class VersionFilter(Filter):
+    """Only for migrations: the destination runs at least the source's software version."""
+
+    index, name, code = 5, "version", "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE"
+
+    def mask(self, table: HostTable, req: Request) -> Any:
+        if not req.version_applies:
+            return None
+        src = req.source_version
+        assert src is not None
+        return table.cached_mask(("version", src), lambda h: h.software_version >= src)
+
+    def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
+        return self.code, [("host", table.ref(i)), ("vm", vm_ref(req.vm))]
+
+
+class StorageFilter(Filter):
+    index, name, code = 6, "storage", "VM_REQUIRES_SR"
+
+    def mask(self, table: HostTable, req: Request) -> Any:
+        if not req.srs:
+            return None
+        srs = req.srs
+        return table.cached_mask(("sr", srs), lambda h: srs <= h.srs)
+
+    def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
+        missing = sorted(req.srs - table.hosts[i].srs)
+        return self.code, [("vm", vm_ref(req.vm)), ("sr", table.sr_ref(missing[0]))]
+
+
+class NetworkFilter(Filter):
+    index, name, code = 7, "network", "VM_REQUIRES_NETWORK"
+
+    def mask(self, table: HostTable, req: Request) -> Any:
+        if not req.networks:
+            return None
+        nets = req.networks
+        return table.cached_mask(("net", nets), lambda h: nets <= h.networks)
+
+    def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
+        missing = sorted(req.networks - table.hosts[i].networks)
+        return self.code, [("vm", vm_ref(req.vm)), ("network", table.network_ref(missing[0]))]
+
+
+class VcpuFilter(Filter):
+    """``vcpus ≤ cpu-count`` (per VM) and ``Σ c(load) + c(v) ≤ V_h``."""
+
+    index, name, code = 8, "vcpu", "HOST_NOT_ENOUGH_VCPUS"
+
+    def mask(self, table: HostTable, req: Request) -> Any:
+        ok = table.vcpu + req.vcpus <= table.vcpu_cap
+        if req.max_vcpus > table.min_cpu_count:
+            ok &= table.cpu_count >= req.max_vcpus
+        return ok
+
+    def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
+        pcpus = int(table.cpu_count[i])
+        if req.max_vcpus > pcpus:
+            return "HOST_NOT_ENOUGH_PCPUS", [("vcpus", req.max_vcpus), ("pcpus", pcpus)]
+        avail = max(0, int(table.vcpu_cap[i] - table.vcpu[i]))
+        return self.code, [("needed", req.vcpus), ("available", avail)]
+
+
+class MemoryFilter(Filter):
+    """``Σ m(load) + m(v) ≤ A_h`` with m the pool policy's charge (m_min under ``dynamic``)."""
+
+    index, name, code = 9, "memory", "HOST_NOT_ENOUGH_FREE_MEMORY"
+
+    def mask(self, table: HostTable, req: Request) -> Any:
+        return table.mem + req.mem <= table.mem_cap
+
+    def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
+        avail = max(0, int(table.mem_cap[i] - table.mem[i]))
+        return self.code, [("needed", req.mem), ("available", avail)]
+
+
+class RulesFilter(Filter):
+    """Strict groups: affinity needs every running member on h, anti-affinity none."""
+
+    index, name, code = 10, "rules", "VM_GROUP_RULE_VIOLATED"
+
+    def mask(self, table: HostTable, req: Request) -> Any:
+        if not req.strict_aff and not req.strict_anti:
+            return None
+        ok = None
+        for g in req.strict_aff:
+            counts = table.group_counts(g, req)
+            total = int(counts.sum())
+            m = counts == total  # all members here (or none running anywhere)
+            ok = m if ok is None else ok & m
+        for g in req.strict_anti:
+            m = table.group_counts(g, req) == 0
+            ok = m if ok is None else ok & m
+        return ok
+
+    def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
+        for g in req.strict_aff:
+            counts = table.group_counts(g, req)
+            if counts[i] != counts.sum():
+                return self.code, [("vm", vm_ref(req.vm)), ("group", table.group_ref(g)), ("host", table.ref(i))]
+        for g in req.strict_anti:
+            if table.group_counts(g, req)[i] != 0:
+                return self.code, [("vm", vm_ref(req.vm)), ("group", table.group_ref(g)), ("host", table.ref(i))]
+        return self.code, [("vm", vm_ref(req.vm)), ("host", table.ref(i))]  # pragma: no cover
+
+
+HA_FILTER_INDEX = 11
+HA_CODE = "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"
+
+#: Filters 1–10 in table order.
+FILTERS: tuple[Filter, ...] = (
+    LiveFilter(), EnabledFilter(), EvacuationFilter(), CpuFilter(), VersionFilter(),
+    StorageFilter(), NetworkFilter(), VcpuFilter(), MemoryFilter(), RulesFilter(),
+)
+FILTER_NAMES = {f.index: f.name for f in FILTERS} | {HA_FILTER_INDEX: "ha"}
+#: The codes in filter order (for the NO_HOSTS_AVAILABLE grouping).
+CODE_ORDER = ("HOST_NOT_LIVE", "HOST_DISABLED", "HOST_EVACUATE_IN_PROGRESS", "VM_INCOMPATIBLE_WITH_THIS_HOST",
+              "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE", "VM_REQUIRES_SR", "VM_REQUIRES_NETWORK",
+              "HOST_NOT_ENOUGH_PCPUS", "HOST_NOT_ENOUGH_VCPUS", "HOST_NOT_ENOUGH_FREE_MEMORY",
+              "VM_GROUP_RULE_VIOLATED", HA_CODE)

@@ -1,0 +1,546 @@
+"""Single-VM placement (engine.md §2.1–2.2) over per-host NumPy arrays.
+
+A :class:`Scheduler` wraps one :class:`~vmctl.engine.snapshot.PoolState`. It keeps the per-host
+capacities and loads in arrays (a :class:`HostTable`) and caches the masks of the static filters
+per signature, so a decision is a handful of vector operations over the hosts instead of a Python
+loop; :meth:`Scheduler.commit` records a decision in both the arrays and the snapshot, so chained
+and batch decisions see earlier ones (engine.md §1 "placed earlier in the same transaction").
+
+NumPy is imported lazily (never at module import): commands that do not place never pay for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from vmctl.engine.placement import filters as F
+from vmctl.engine.placement import weighers as W
+from vmctl.engine.snapshot import (
+    HOLDING_STATES,
+    HostState,
+    PoolState,
+    VMState,
+    tie_key,
+)
+from vmctl.errors import Ref, VmctlError
+
+# Rank keys: scores compare after rounding to 9 decimals (engine.md §0).
+ROUND = 9
+# Hosts whose float score is within this of the best are re-ranked exactly with round(S, 9) and
+# the tie key; far larger than float noise, far smaller than a 1e-9 rounding step matters.
+NEAR = 1e-7
+
+
+def mode_for(vm: VMState) -> str:
+    """The mode the commands use for a VM in its current state: running/paused → migrate,
+    suspended → resume, halted → start."""
+    if vm.power_state in HOLDING_STATES:
+        return F.MIGRATE
+    if vm.power_state == "suspended":
+        return F.RESUME
+    return F.START
+
+
+def required_srs(vm: VMState, vdi_map: dict[str, str] | None = None) -> frozenset[str]:
+    """The SRs the VM needs on a host; a VDI named in a migration map counts at its target SR."""
+    if not vdi_map:
+        return vm.srs
+    kept = {d.sr for d in vm.vdis if d.uuid not in vdi_map}
+    mapped_from = {d.sr for d in vm.vdis if d.uuid in vdi_map}
+    # SRs only reached through mapped VDIs are no longer needed; the suspend VDI's SR and others
+    # not described in vdis stay.
+    srs = (set(vm.srs) - (mapped_from - kept)) | {vdi_map[d.uuid] for d in vm.vdis if d.uuid in vdi_map}
+    return frozenset(srs)
+
+
+class HostTable:
+    """Per-host arrays of one pool, in canonical (uuid) order, kept in sync by the scheduler.
+
+    Capacities: mem_cap (A_h), vcpu_cap (V_h), cpu_count. Masks: live, enabled, not_evacuating.
+    Loads: mem (Σ m under the pool policy), mem_max, mem_st, vcpu. All int64 so capacity
+    comparisons are exact; *_f float copies feed the weighers.
+    """
+
+    def __init__(self, pool: PoolState) -> None:
+        import numpy as np
+
+        self.pool = pool
+        self.uuids: list[str] = pool.host_uuids()
+        self.index: dict[str, int] = {u: i for i, u in enumerate(self.uuids)}
+        self.hosts: list[HostState] = [pool.hosts[u] for u in self.uuids]
+        self.n = len(self.uuids)
+        self.dynamic = pool.memory_policy == "dynamic"
+        hs = self.hosts
+        self.mem_cap = np.array([h.memory_capacity for h in hs], dtype=np.int64)
+        self.vcpu_cap = np.array([h.vcpu_capacity(pool.vcpu_ratio) for h in hs], dtype=np.int64)
+        self.cpu_count = np.array([h.cpu_count for h in hs], dtype=np.int64)
+        self.min_cpu_count = int(self.cpu_count.min()) if self.n else 0
+        self.mem_cap_f = self.mem_cap.astype(np.float64)
+        self.vcpu_cap_f = self.vcpu_cap.astype(np.float64)
+        self.live = np.array([h.live for h in hs], dtype=bool)
+        self.enabled = np.array([h.enabled for h in hs], dtype=bool)
+        self.not_evacuating = np.array([not h.evacuating for h in hs], dtype=bool)
+        self.usable = self.live & self.enabled
+        self.master_index = self.index.get(pool.master) if pool.master is not None else None
+        loads = pool.loads()
+        self.mem = np.array([loads[u].mem for u in self.uuids], dtype=np.int64)
+        self.mem_max = np.array([loads[u].mem_max for u in self.uuids], dtype=np.int64)
+        self.mem_st = np.array([loads[u].mem_st for u in self.uuids], dtype=np.int64)
+        self.vcpu = np.array([loads[u].vcpus for u in self.uuids], dtype=np.int64)
+        self.count = np.array([loads[u].count for u in self.uuids], dtype=np.int64)
+        self._masks: dict[Any, Any] = {}
+        self._groups: dict[str, Any] = {}
+        self._refresh_capacity_sums()
+
+    # ---- references for error params ---------------------------------------------------------
+    def ref(self, i: int) -> Ref:
+        h = self.hosts[i]
+        return Ref("host", h.uuid, h.name or None)
+
+    def sr_ref(self, uuid: str) -> Ref:
+        sr = self.pool.srs.get(uuid)
+        return Ref("sr", uuid, sr.name if sr and sr.name else None)
+
+    def network_ref(self, uuid: str) -> Ref:
+        net = self.pool.networks.get(uuid)
+        return Ref("network", uuid, net.name if net and net.name else None)
+
+    def group_ref(self, uuid: str) -> Ref:
+        g = self.pool.groups.get(uuid)
+        return Ref("vm-group", uuid, g.name if g and g.name else None)
+
+    # ---- cached static masks -------------------------------------------------------------------
+    def cached_mask(self, key: Any, pred: Callable[[HostState], bool]) -> Any:
+        m = self._masks.get(key)
+        if m is None:
+            import numpy as np
+
+            m = np.fromiter((pred(h) for h in self.hosts), dtype=bool, count=self.n)
+            self._masks[key] = m
+        return m
+
+    # ---- group counts --------------------------------------------------------------------------
+    def group_counts(self, group: str, req: F.Request) -> Any:
+        """Members of ``group`` counted per host, without the request's own members."""
+        arr = self._groups.get(group)
+        if arr is None:
+            import numpy as np
+
+            arr = np.zeros(self.n, dtype=np.int64)
+            for h, c in self.pool.group_hosts(group).items():
+                i = self.index.get(h)
+                if i is not None:
+                    arr[i] = c
+            self._groups[group] = arr
+        own = req.self_hosts.get(group)
+        if own:
+            arr = arr.copy()
+            for h in own:
+                i = self.index.get(h)
+                if i is not None:
+                    arr[i] -= 1
+        return arr
+
+    # ---- demand mix ------------------------------------------------------------------------------
+    def _refresh_capacity_sums(self) -> None:
+        self.cap_mem_sum = float(self.mem_cap_f[self.usable].sum())
+        self.cap_vcpu_sum = float(self.vcpu_cap_f[self.usable].sum())
+        memload = self.mem_max if self.dynamic else self.mem
+        self.load_mem_sum = int(memload[self.usable].sum())
+        self.load_vcpu_sum = int(self.vcpu[self.usable].sum())
+
+    def mix_sums(self, req: F.Request) -> tuple[float, float]:
+        dm = req.mem_max if self.dynamic else req.mem
+        gm = (self.load_mem_sum + dm) / self.cap_mem_sum if self.cap_mem_sum > 0 else 0.0
+        gc = (self.load_vcpu_sum + req.vcpus) / self.cap_vcpu_sum if self.cap_vcpu_sum > 0 else 0.0
+        return gm, gc
+
+    # ---- incremental updates -------------------------------------------------------------------
+    def apply_vm(self, vm: VMState, sign: int) -> None:
+        """Add (sign=1) or remove (sign=-1) a VM's load on the hosts it is counted on."""
+        dyn_mem = vm.m_min if self.dynamic else vm.m_st
+        for h in vm.load_hosts():
+            i = self.index.get(h)
+            if i is None:
+                continue
+            self.mem[i] += sign * dyn_mem
+            self.mem_max[i] += sign * vm.m_max
+            self.mem_st[i] += sign * vm.m_st
+            self.vcpu[i] += sign * vm.vcpus
+            self.count[i] += sign
+            if self.usable[i]:
+                self.load_mem_sum += sign * (vm.m_max if self.dynamic else dyn_mem)
+                self.load_vcpu_sum += sign * vm.vcpus
+            for g in vm.groups:
+                arr = self._groups.get(g)
+                if arr is not None:
+                    arr[i] += sign
+
+    def refresh_host(self, host: HostState) -> None:
+        """A host's value changed (live, enabled, evacuating...): refresh its flags and caches."""
+        i = self.index[host.uuid]
+        self.hosts[i] = host
+        self.live[i] = host.live
+        self.enabled[i] = host.enabled
+        self.not_evacuating[i] = not host.evacuating
+        self.usable = self.live & self.enabled
+        self._masks.clear()
+        self._refresh_capacity_sums()
+
+
+@dataclass(slots=True)
+class Placement:
+    """The outcome of one placement decision.
+
+    host: the chosen host uuid. score: its S (rounded to 9 decimals). tier: its memory tier.
+    decided_by: ``affinity`` | ``tier`` | ``score`` | ``tie-key`` | ``only-host``.
+    margin: S(winner) − S(runner-up), rounded to 9 decimals (None without a runner-up or when not
+    computed). runner_up: the next host passing every filter (when computed).
+    feasible: hosts passing filters 1–10. examined: hosts examined.
+    """
+
+    vm: str
+    host: str
+    score: float
+    tier: int
+    decided_by: str
+    margin: float | None
+    runner_up: str | None
+    feasible: int
+    examined: int
+
+
+class Scheduler:
+    """Placement over one pool snapshot. ``policy``/``seed`` default to the pool's.
+
+    ``ha`` enables filter 11 when the pool asks for it (HA enabled, not overcommitted, overcommit
+    not allowed); HA restarts and the HA planner pass ``ha=False``.
+    """
+
+    def __init__(self, pool: PoolState, policy: str | None = None, seed: int | None = None) -> None:
+        self.pool = pool
+        self.policy = policy or pool.policy
+        self.seed = pool.seed if seed is None else seed
+        self.table = HostTable(pool)
+
+    # ---- requests -----------------------------------------------------------------------------
+    def request(self, vms: VMState | Iterable[VMState], mode: str | None = None, force: bool = False,
+                vdi_map: dict[str, str] | None = None) -> F.Request:
+        """Build the filter request for one VM, or for the members of one batch item (summed)."""
+        members = [vms] if isinstance(vms, VMState) else sorted(vms, key=lambda v: v.uuid)
+        lead = members[0]
+        mode = mode or mode_for(lead)
+        pool = self.pool
+        srs: set[str] = set()
+        nets: set[str] = set()
+        aff: set[str] = set()
+        anti: set[str] = set()
+        saff: set[str] = set()
+        santi: set[str] = set()
+        self_hosts: dict[str, list[str]] = {}
+        for vm in members:
+            srs |= required_srs(vm, vdi_map)
+            nets |= vm.networks
+            hosts = vm.load_hosts()
+            for g in vm.groups:
+                grp = pool.groups.get(g)
+                if grp is None or grp.placement not in ("affinity", "anti-affinity"):
+                    continue
+                if grp.strict:
+                    (aff if grp.placement == "affinity" else anti).add(g)
+                else:
+                    (saff if grp.placement == "affinity" else santi).add(g)
+                if hosts:
+                    self_hosts.setdefault(g, []).extend(hosts)
+        source_version = None
+        if mode == F.MIGRATE and lead.resident_on in pool.hosts:
+            source_version = pool.hosts[lead.resident_on].software_version
+        mp = pool.memory_policy
+        return F.Request(
+            vm=lead, mode=mode, force=force, srs=frozenset(srs), networks=frozenset(nets),
+            mem=sum(v.m(mp) for v in members), mem_min=sum(v.m_min for v in members),
+            mem_max=sum(v.m_max for v in members), mem_st=sum(v.m_st for v in members),
+            vcpus=sum(v.vcpus for v in members), max_vcpus=max(v.vcpus for v in members),
+            members=tuple(v.uuid for v in members),
+            strict_aff=tuple(sorted(aff)), strict_anti=tuple(sorted(anti)),
+            soft_aff=tuple(sorted(saff)), soft_anti=tuple(sorted(santi)),
+            self_hosts={g: tuple(h) for g, h in self_hosts.items()},
+            source_version=source_version,
+        )
+
+    # ---- filters ------------------------------------------------------------------------------
+    def feasible_mask(self, req: F.Request, exclude: Iterable[str] = ()) -> Any:
+        """Hosts passing filters 1–10 (and not excluded)."""
+        t = self.table
+        ok = t.live & t.enabled & t.not_evacuating
+        for f in F.FILTERS[3:]:
+            m = f.mask(t, req)
+            if m is not None:
+                ok = ok & m
+        for h in exclude:
+            i = t.index.get(h)
+            if i is not None:
+                ok[i] = False
+        return ok
+
+    def first_failures(self, req: F.Request) -> Any:
+        """Per host, the index of the first filter (1–10) that rejects it, 0 when all pass."""
+        import numpy as np
+
+        t = self.table
+        fail = np.zeros(t.n, dtype=np.int8)
+        for f in reversed(F.FILTERS):
+            m = f.mask(t, req)
+            if m is not None:
+                fail[~m] = f.index
+        return fail
+
+    def rejection(self, req: F.Request, host: str) -> tuple[int, str, F.Params] | None:
+        """(filter index, code, params) of the first filter 1–10 rejecting ``host``, else None."""
+        t = self.table
+        i = t.index[host]
+        for f in F.FILTERS:
+            m = f.mask(t, req)
+            if m is not None and not m[i]:
+                code, params = f.reason(t, req, i)
+                return f.index, code, params
+        return None
+
+    def ha_active(self, ha: bool) -> bool:
+        p = self.pool
+        return ha and p.ha_enabled and not p.ha_allow_overcommit and not p.ha_overcommitted
+
+    def ha_rejection(self, req: F.Request, host: str) -> tuple[int, str, F.Params] | None:
+        """Filter 11: would the HA plan for the pool's target still exist with the item on host?"""
+        from vmctl.engine import ha
+
+        err = ha.placement_rejection(self.pool, list(req.members), host)
+        if err is None:
+            return None
+        return F.HA_FILTER_INDEX, err.code, err.params
+
+    # ---- ranking ------------------------------------------------------------------------------
+    def tk(self, req: F.Request, i: int) -> bytes:
+        return tie_key(self.seed, req.vm.uuid, self.table.uuids[i])
+
+    def rank_key(self, req: F.Request, terms: W.Terms, i: int) -> tuple:
+        aff = 0 if req.vm.affinity == self.table.uuids[i] else 1
+        tier = int(terms.tier[i]) if terms.tier is not None else 0
+        return (aff, tier, -round(float(terms.score[i]), ROUND), self.tk(req, i))
+
+    def ranked(self, req: F.Request, ok: Any, terms: W.Terms) -> list[int]:
+        """Every feasible host index in rank order (used when the winner needs more than the
+        top of the order: filter 11 failures, explain, margins)."""
+        import numpy as np
+
+        idx = np.nonzero(ok)[0].tolist()
+        return sorted(idx, key=lambda i: self.rank_key(req, terms, i))
+
+    def best(self, req: F.Request, ok: Any, terms: W.Terms) -> int:
+        """The top-ranked feasible host without sorting them all."""
+        import numpy as np
+
+        t = self.table
+        aff = req.vm.affinity
+        if aff is not None:
+            ai = t.index.get(aff)
+            if ai is not None and ok[ai]:
+                return ai
+        cand = ok
+        if terms.tier is not None:
+            tmin = terms.tier[ok].min()
+            cand = ok & (terms.tier == tmin)
+        sc = np.where(cand, terms.score, -np.inf)
+        j = int(np.argmax(sc))
+        top = sc[j]
+        near = np.nonzero(sc >= top - NEAR)[0]
+        if len(near) == 1:
+            return j
+        return min(near.tolist(), key=lambda i: self.rank_key(req, terms, i))
+
+    # ---- decisions ----------------------------------------------------------------------------
+    def place_request(self, req: F.Request, exclude: Iterable[str] = (), ha: bool = True,
+                      margin: bool = False) -> Placement | None:
+        """Choose a host for a request; None when no host passes every filter."""
+        t = self.table
+        exclude = tuple(exclude)
+        ok = self.feasible_mask(req, exclude)
+        n_ok = int(ok.sum())
+        if n_ok == 0:
+            return None
+        terms = W.score_terms(t, req, self.policy, n_ok)
+        examined = t.n - sum(1 for h in set(exclude) if h in t.index)
+        check_ha = self.ha_active(ha)
+        if not check_ha and not margin:
+            return self._placement(req, terms, self.best(req, ok, terms), None, n_ok, examined)
+        # Filter 11 runs lazily in rank order: take the best remaining host until one passes
+        # (and, for a margin, the next passing host as runner-up).
+        need = 2 if margin else 1
+        cands = ok.copy()
+        picks: list[int] = []
+        left = n_ok
+        while len(picks) < need and left > 0:
+            i = self.best(req, cands, terms)
+            cands[i] = False
+            left -= 1
+            if not check_ha or self.ha_rejection(req, t.uuids[i]) is None:
+                picks.append(i)
+        if not picks:
+            return None
+        return self._placement(req, terms, picks[0], picks[1] if len(picks) > 1 else None, n_ok, examined)
+
+    def _placement(self, req: F.Request, terms: W.Terms, win: int, second: int | None,
+                   n_ok: int, examined: int) -> Placement:
+        t = self.table
+        s = round(float(terms.score[win]), ROUND)
+        tier = int(terms.tier[win]) if terms.tier is not None else 0
+        if second is None:
+            aff_won = req.vm.affinity == t.uuids[win]
+            decided = "only-host" if n_ok == 1 else "affinity" if aff_won else "score"
+            margin, runner = None, None
+        else:
+            k1, k2 = self.rank_key(req, terms, win), self.rank_key(req, terms, second)
+            decided = ("affinity" if k1[0] != k2[0] else "tier" if k1[1] != k2[1]
+                       else "score" if k1[2] != k2[2] else "tie-key")
+            margin = round(s - round(float(terms.score[second]), ROUND), ROUND)
+            runner = t.uuids[second]
+        return Placement(req.vm.uuid, t.uuids[win], s, tier, decided, margin, runner, n_ok, examined)
+
+    def place(self, vm: str | VMState, mode: str | None = None, force: bool = False,
+              vdi_map: dict[str, str] | None = None, exclude: Iterable[str] | None = None,
+              ha: bool = True, margin: bool = False) -> Placement:
+        """Choose a host for one VM (``vm-start``/``vm-resume`` without ``on=``, ``vm-migrate``
+        without ``host=``, ``vm-place``). Raises ``NO_HOSTS_AVAILABLE`` with the §2.5 summary.
+        For a migration the current host is excluded unless ``exclude`` is given."""
+        v = self.pool.vms[vm] if isinstance(vm, str) else vm
+        req = self.request(v, mode, force, vdi_map)
+        if exclude is None:
+            exclude = (v.resident_on,) if req.mode == F.MIGRATE and v.resident_on else ()
+        res = self.place_request(req, exclude, ha=ha, margin=margin)
+        if res is None:
+            raise self.no_hosts_error(req, exclude, ha=ha)
+        return res
+
+    def check_target(self, vm: str | VMState, host: str, mode: str | None = None, force: bool = False,
+                     vdi_map: dict[str, str] | None = None, ha: bool = True) -> None:
+        """Explicit target (``vm-start on=H``, ``vm-migrate host=H``): raise the code of the first
+        filter that rejects H."""
+        v = self.pool.vms[vm] if isinstance(vm, str) else vm
+        req = self.request(v, mode, force, vdi_map)
+        rej = self.rejection(req, host)
+        if rej is None and self.ha_active(ha):
+            rej = self.ha_rejection(req, host)
+        if rej is not None:
+            raise VmctlError(rej[1], params=rej[2])
+
+    def commit(self, vm: str, host: str) -> VMState:
+        """Record that ``vm`` now runs on ``host`` (a start, restart or batch step)."""
+        old = self.pool.vms[vm]
+        self.table.apply_vm(old, -1)
+        new = self.pool.start_on(vm, host)
+        self.table.apply_vm(new, 1)
+        return new
+
+    def commit_move(self, vm: str, host: str) -> VMState:
+        """Record a completed migration of a running VM to ``host``."""
+        old = self.pool.vms[vm]
+        self.table.apply_vm(old, -1)
+        new = self.pool.move_to(vm, host)
+        self.table.apply_vm(new, 1)
+        return new
+
+    def set_vm(self, vm: VMState) -> None:
+        """Replace a VM value in the pool (any change), keeping the arrays in sync."""
+        old = self.pool.vms.get(vm.uuid)
+        if old is not None:
+            self.table.apply_vm(old, -1)
+        self.pool.set_vm(vm)
+        self.table.apply_vm(vm, 1)
+
+    def set_host(self, host: HostState) -> None:
+        """Replace a host value (live, enabled, evacuating…); capacities are assumed unchanged."""
+        self.pool.set_host(host)
+        self.table.refresh_host(host)
+
+    # ---- nothing fits (engine.md §2.5) ---------------------------------------------------------
+    def reasons(self, req: F.Request, exclude: Iterable[str] = (), ha: bool = True) -> dict[str, list[str]]:
+        """code → host uuids (sorted by host name, then uuid), codes in filter order; hosts passing
+        filters 1–10 are attributed to filter 11 when HA refuses them."""
+        t = self.table
+        excl = set(exclude)
+        fail = self.first_failures(req)
+        by_code: dict[str, list[int]] = {}
+        for i in range(t.n):
+            if t.uuids[i] in excl:
+                continue
+            fi = int(fail[i])
+            if fi == 0:
+                if self.ha_active(ha):
+                    rej = self.ha_rejection(req, t.uuids[i])
+                    if rej is not None:
+                        by_code.setdefault(rej[1], []).append(i)
+                continue
+            code, _ = F.FILTERS[fi - 1].reason(t, req, i)
+            by_code.setdefault(code, []).append(i)
+        out: dict[str, list[str]] = {}
+        for code in F.CODE_ORDER:
+            if code in by_code:
+                idx = sorted(by_code[code], key=lambda i: (t.hosts[i].name, t.uuids[i]))
+                out[code] = [t.uuids[i] for i in idx]
+        return out
+
+    def no_hosts_error(self, req: F.Request, exclude: Iterable[str] = (), ha: bool = True) -> VmctlError:
+        exclude = tuple(exclude)
+        reasons = self.reasons(req, exclude, ha)
+        examined = self.table.n - sum(1 for h in set(exclude) if h in self.table.index)
+        return no_hosts_available(self.pool, req.vm, reasons, examined)
+
+
+def _host_label(pool: PoolState, uuid: str) -> str:
+    h = pool.hosts.get(uuid)
+    return h.name if h is not None and h.name else uuid
+
+
+def summarize_hosts(pool: PoolState, hosts: list[str], shown: int = 3) -> str:
+    """``39 hosts (h01, h02, h05, … 36 more)``."""
+    n = len(hosts)
+    names = [_host_label(pool, u) for u in hosts[:shown]]
+    more = f", … {n - shown} more" if n > shown else ""
+    return f"{n} host{'s' if n != 1 else ''} ({', '.join(names)}{more})"
+
+
+def no_hosts_available(pool: PoolState, vm: VMState, reasons: dict[str, list[str]], examined: int) -> VmctlError:
+    """The ``NO_HOSTS_AVAILABLE`` error of engine.md §2.5.
+
+    Text params: ``vm`` then one ``CODE: n hosts (names…)`` line per code in filter order.
+    The error also carries ``reasons`` (code → host uuids), ``hosts_examined`` and
+    ``json_params`` (``{"vm", "hosts-examined", "reasons"}``) for ``-f json``.
+    """
+    label = vm.name or vm.uuid
+    params: list[tuple[str, Any]] = [("vm", Ref("vm", vm.uuid, vm.name or None))]
+    for code, hosts in reasons.items():
+        params.append((code, summarize_hosts(pool, hosts)))
+    err = VmctlError("NO_HOSTS_AVAILABLE",
+                     f"no host can run VM {label} ({examined} host{'s' if examined != 1 else ''} examined)",
+                     params=params)
+    err.reasons = reasons  # type: ignore[attr-defined]
+    err.hosts_examined = examined  # type: ignore[attr-defined]
+    err.json_params = {"vm": vm.uuid, "hosts-examined": examined,  # type: ignore[attr-defined]
+                       "reasons": {c: list(h) for c, h in reasons.items()}}
+    return err
+
+
+def choose_host(pool: PoolState, vm: str, *, policy: str | None = None, seed: int | None = None,
+                mode: str | None = None, force: bool = False, vdi_map: dict[str, str] | None = None,
+                ha: bool = True, margin: bool = False) -> Placement:
+    """One decision on a snapshot (does not modify it)."""
+    return Scheduler(pool, policy, seed).place(vm, mode=mode, force=force, vdi_map=vdi_map, ha=ha,
+                                               margin=margin)
+
+
+def check_target(pool: PoolState, vm: str, host: str, *, mode: str | None = None, force: bool = False,
+                 vdi_map: dict[str, str] | None = None, ha: bool = True) -> None:
+    """Raise the first rejecting filter's error for an explicit target host."""
+    Scheduler(pool).check_target(vm, host, mode=mode, force=force, vdi_map=vdi_map, ha=ha)

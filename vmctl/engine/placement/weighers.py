@@ -1,0 +1,154 @@
+"""Weighers and policies of engine.md §2.2, vectorised over all hosts of a HostTable.
+
+Each term is one small function returning an array over hosts; :func:`score_terms` combines them.
+Scores never depend on filter 11, so the scheduler can rank first and run the HA filter lazily.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vmctl.engine.placement.filters import Request
+    from vmctl.engine.placement.scheduler import HostTable
+
+SQRT2 = math.sqrt(2.0)
+DEFAULT_SKEW_WEIGHT = 2.0  # α, other-config:placement-skew-weight
+DEFAULT_GROUP_WEIGHT = 0.5  # γ, other-config:placement-group-weight
+DEFAULT_MASTER_PENALTY = 0.1  # β, other-config:placement-master-penalty
+
+
+@dataclass(slots=True)
+class Terms:
+    """Per-host arrays: usage after placement (mem, vcpu), base score, skew, group and master
+    terms, the total score S and the memory tier."""
+
+    mem: Any
+    vcpu: Any
+    base: Any
+    skew: Any
+    group: Any
+    master: Any
+    score: Any
+    tier: Any
+
+
+def usage_after(table: HostTable, req: Request) -> tuple[Any, Any]:
+    """u' = ((M_h + m(v))/A_h, (C_h + c(v))/V_h); under ``dynamic`` memory uses m_max, capped at 1."""
+    import numpy as np
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if table.dynamic:
+            um = np.minimum(1.0, (table.mem_max + req.mem_max) / table.mem_cap_f)
+        else:
+            um = (table.mem + req.mem) / table.mem_cap_f
+        uc = (table.vcpu + req.vcpus) / table.vcpu_cap_f
+    return um, uc
+
+
+def demand_mix(table: HostTable, req: Request) -> tuple[float, float]:
+    """g: per dimension (load of live enabled hosts + the demand) / their capacity, unit length."""
+    gm, gc = table.mix_sums(req)
+    norm = math.hypot(gm, gc)
+    if norm == 0.0:
+        return 1.0 / SQRT2, 1.0 / SQRT2
+    return gm / norm, gc / norm
+
+
+def skew(um: Any, uc: Any, g: tuple[float, float]) -> Any:
+    """skew(x) = 1 − cos(x, g), g of unit length."""
+    import numpy as np
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = np.hypot(um, uc)
+        cos = (um * g[0] + uc * g[1]) / norm
+    return 1.0 - np.where(norm > 0, cos, 1.0)
+
+
+def base_pack(um: Any, uc: Any) -> Any:
+    """best fit: 1 − ‖1 − u'‖₂ / √2."""
+    import numpy as np
+
+    return 1.0 - np.hypot(1.0 - um, 1.0 - uc) / SQRT2
+
+
+def base_spread(um: Any, uc: Any) -> Any:
+    """worst fit: 1 − max_d u'_d."""
+    import numpy as np
+
+    return 1.0 - np.maximum(um, uc)
+
+
+def base_balanced(um: Any, uc: Any, sk: Any, alpha: float) -> Any:
+    """dense along the demand-mix ray: max_d u'_d − α·skew(u')."""
+    import numpy as np
+
+    return np.maximum(um, uc) - alpha * sk
+
+
+def group_term(table: HostTable, req: Request, gamma: float) -> Any:
+    """+γ·f_h per soft affinity group, −γ·f_h per soft anti-affinity group (f_h = share of the
+    group's running members on h); None when the VM has no soft group."""
+    if not req.soft_aff and not req.soft_anti:
+        return None
+    total_term = None
+    for sign, groups in ((1.0, req.soft_aff), (-1.0, req.soft_anti)):
+        for g in groups:
+            counts = table.group_counts(g, req)
+            total = float(counts.sum())
+            if total <= 0:
+                continue
+            t = (sign * gamma / total) * counts
+            total_term = t if total_term is None else total_term + t
+    return total_term
+
+
+def tier(table: HostTable, req: Request) -> Any:
+    """Memory tier under ``dynamic``: 0 if the m_st sums fit, 1 if the m_max sums fit, else 2."""
+    import numpy as np
+
+    if not table.dynamic:
+        return None
+    t = np.full(table.n, 2, dtype=np.int8)
+    t[table.mem_max + req.mem_max <= table.mem_cap] = 1
+    t[table.mem_st + req.mem_st <= table.mem_cap] = 0
+    return t
+
+
+def score_terms(table: HostTable, req: Request, policy: str, n_feasible: int, full: bool = False) -> Terms:
+    """All terms for all hosts. ``n_feasible`` (hosts passing filters 1–10) decides the master
+    penalty. With ``full`` every term is materialised as an array (explain); otherwise absent terms
+    stay None to save work on the hot path."""
+    import numpy as np
+
+    pool = table.pool
+    um, uc = usage_after(table, req)
+    sk = None
+    if policy == "pack":
+        base = base_pack(um, uc)
+    elif policy == "spread":
+        base = base_spread(um, uc)
+    else:
+        sk = skew(um, uc, demand_mix(table, req))
+        base = base_balanced(um, uc, sk, pool.knob("placement-skew-weight", DEFAULT_SKEW_WEIGHT))
+    score = base
+    grp = group_term(table, req, pool.knob("placement-group-weight", DEFAULT_GROUP_WEIGHT))
+    if grp is not None:
+        score = score + grp
+    master = None
+    if pool.master_bias and n_feasible >= 2 and table.master_index is not None:
+        beta = pool.knob("placement-master-penalty", DEFAULT_MASTER_PENALTY)
+        master = np.zeros(table.n)
+        master[table.master_index] = -beta
+        score = score + master
+    tr = tier(table, req)
+    if full:
+        zeros = np.zeros(table.n)
+        if sk is None:
+            sk = skew(um, uc, demand_mix(table, req)) if policy == "balanced" else zeros
+        grp = zeros if grp is None else grp
+        master = zeros if master is None else master
+        tr = np.zeros(table.n, dtype=np.int8) if tr is None else tr
+    return Terms(um, uc, base, sk, grp, master, score, tr)
