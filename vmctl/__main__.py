@@ -1,0 +1,40 @@
+"""Entry point. The fast paths (--version, completion, simple reads) run before any heavy
+import: start-up time matters to scripts and TAB presses (architecture.md §3)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:
+        from vmctl import __version__
+
+        sys.stdout.write(f"vmctl {__version__}\n")
+        return 0
+    if args and args[0] in ("__complete", "completion-words"):
+        from vmctl.cli import completion
+
+        return completion.fast_complete(args[1:])
+    from vmctl.store import fastpath
+
+    rc = fastpath.try_run(args)
+    if rc is not None:
+        return rc
+    from vmctl.cli.app import run_argv
+
+    return run_argv(args)
+
+
+def _entry() -> None:
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    _entry()

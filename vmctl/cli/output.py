@@ -1,0 +1,236 @@
+"""Renderers for every output format (cli.md §3). Import-light: json and csv from the standard
+library; yaml and rich only when those formats are asked for."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+from vmctl.errors import OvsError, Ref, VmctlError
+from vmctl.model import CLASSES, JOURNAL_FIELDS
+from vmctl.units import humanise_duration, humanise_size
+
+
+def field_type(cls: str, name: str) -> str:
+    if cls == "journal":
+        f = JOURNAL_FIELDS.get(name)
+    else:
+        f = CLASSES[cls].fields.get(name) if cls in CLASSES else None
+    return f.type if f else "string"
+
+
+def plain(value: object, ftype: str = "string") -> str:
+    """The one plain rendering: bytes, true|false, `a; b`, `k: v; k2: v2`."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {plain(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return "; ".join(plain(v) for v in value)
+    if isinstance(value, float):
+        if ftype == "duration" or value != int(value):
+            return repr(value)
+        return repr(value)
+    if isinstance(value, Ref):
+        return value.render()
+    return str(value)
+
+
+def human(value: object, ftype: str) -> str:
+    """Table cells: sizes humanised with binary suffixes, durations in ms/s."""
+    if ftype in ("size",) and isinstance(value, int) and not isinstance(value, bool):
+        return humanise_size(value)
+    if ftype == "rate" and isinstance(value, int) and not isinstance(value, bool):
+        return humanise_size(value) + "/s"
+    if ftype == "duration" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return humanise_duration(float(value))
+    return plain(value, ftype)
+
+
+def jsonable(value: object) -> object:
+    if isinstance(value, Ref):
+        return value.uuid
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return value
+
+
+def records_data(cls: str, rows: list[dict], fields: list[str]) -> list[dict]:
+    return [{f: jsonable(r.get(f)) for f in fields} for r in rows]
+
+
+def escape_minimal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,")
+
+
+def render_records(cls: str, rows: list[dict], fields: list[str], fmt: str, minimal: bool = False,
+                   no_headings: bool = False, single: bool = False, tty: bool = False,
+                   access: dict | None = None) -> str:
+    if minimal:
+        if not fields:
+            return "\n"
+        f0 = fields[0]
+        t = field_type(cls, f0)
+        return ",".join(escape_minimal(plain(r.get(f0), t)) for r in rows) + "\n"
+    if fmt == "json":
+        data = records_data(cls, rows, fields)
+        if single:
+            return json.dumps(data[0] if data else {}, indent=2, ensure_ascii=False) + "\n"
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "yaml":
+        import yaml
+
+        data = records_data(cls, rows, fields)
+        return yaml.safe_dump(data[0] if single and data else data, sort_keys=False, allow_unicode=True,
+                              default_flow_style=False)
+    if fmt in ("csv", "tsv"):
+        import csv
+
+        buf = io.StringIO()
+        w = csv.writer(buf, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+        if not no_headings:
+            w.writerow(fields)
+        types = [field_type(cls, f) for f in fields]
+        for r in rows:
+            w.writerow([plain(r.get(f), t) for f, t in zip(fields, types)])
+        return buf.getvalue()
+    # table
+    types = [field_type(cls, f) for f in fields]
+    if single:
+        # xe's param-list layout: right-aligned names with their access, one field a line
+        width = max((len(f) for f in fields), default=0)
+        lines = []
+        for r in rows:
+            for f, t in zip(fields, types):
+                acc = (access or {}).get(f, "RO")
+                lines.append(f"{f:>{width}} ({acc:>4}): {human(r.get(f), t)}")
+            lines.append("")
+        return "\n".join(lines[:-1]) + "\n" if lines else ""
+    cells = [[human(r.get(f), t) for f, t in zip(fields, types)] for r in rows]
+    if tty and len(rows) <= 1000:
+        return _rich_table(fields, cells, no_headings)
+    widths = [len(f) if not no_headings else 0 for f in fields]
+    for row in cells:
+        for i, c in enumerate(row):
+            if len(c) > widths[i]:
+                widths[i] = len(c)
+    out = []
+    if not no_headings:
+        out.append("  ".join(f.ljust(w) for f, w in zip(fields, widths)).rstrip())
+    for row in cells:
+        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _rich_table(fields: list[str], cells: list[list[str]], no_headings: bool) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=not no_headings, header_style="bold cyan")
+    for f in fields:
+        table.add_column(f)
+    for row in cells:
+        table.add_row(*row)
+    console = Console(file=io.StringIO(), force_terminal=True, width=_term_width())
+    console.print(table)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def _term_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((120, 24)).columns
+
+
+# --- results -------------------------------------------------------------------------------------------
+def result_data(result: object) -> object:
+    """The JSON/YAML value of one command's result (None when it prints nothing)."""
+    from vmctl.commands.table import Data, Records, Text, Value
+
+    if result is None:
+        return None
+    if isinstance(result, Records):
+        data = records_data(result.cls, result.rows, result.fields)
+        return data[0] if result.single and data else data
+    if isinstance(result, Value):
+        return jsonable(result.value)
+    if isinstance(result, Text):
+        return result.text
+    if isinstance(result, Data):
+        return jsonable(result.data)
+    return result
+
+
+def render_result(result: object, fmt: str, minimal: bool = False, no_headings: bool = False,
+                  tty: bool = False) -> str:
+    from vmctl.commands.table import Data, Records, Text, Value
+
+    if result is None:
+        return ""
+    if isinstance(result, Records):
+        access = None
+        if result.single and result.cls in CLASSES:
+            access = {f: _access_label(result.cls, f) for f in result.fields}
+        return render_records(result.cls, result.rows, result.fields, fmt, minimal, no_headings,
+                              result.single, tty, access)
+    if isinstance(result, Text):
+        return result.text
+    if fmt == "json":
+        return json.dumps(result_data(result), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_dump(result_data(result), sort_keys=False, allow_unicode=True)
+    if isinstance(result, Value):
+        text = plain(result.value, result.type)
+        if minimal:
+            text = escape_minimal(text)
+        return text + "\n"
+    if isinstance(result, Data):
+        if result.records is not None and fmt in ("csv", "tsv"):
+            r = result.records
+            return render_records(r.cls, r.rows, r.fields, fmt, minimal, no_headings)
+        return result.text
+    return str(result) + "\n"
+
+
+def _access_label(cls: str, name: str) -> str:
+    f = CLASSES[cls].fields[name]
+    base = "RW" if f.writable else "RO"
+    if f.kind == "set":
+        return "S" + base
+    if f.kind == "map":
+        return "M" + base
+    return base
+
+
+# --- errors ----------------------------------------------------------------------------------------------
+def render_error(err: BaseException, fmt: str | None = None) -> str:
+    if isinstance(err, OvsError):
+        return "" if err.message is None else f"vmctl: {err.message}\n"
+    assert isinstance(err, VmctlError)
+    if fmt == "json":
+        params = {k: jsonable(v) for k, v in err.params}
+        return json.dumps({"error": {"code": err.code, "message": err.message, "params": params}},
+                          ensure_ascii=False) + "\n"
+    lines = [f"vmctl: {err.code}: {err.message}"]
+    for k, v in err.params:
+        text = plain(v)
+        lines.append(f"  {k}: {text}")
+    return "\n".join(lines) + "\n"
+
+
+def isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def stdout_isatty() -> bool:
+    return isatty(sys.stdout)

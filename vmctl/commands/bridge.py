@@ -1,0 +1,12 @@
+"""The ovs-vsctl-style bridge and port commands (network.md), registered from vmctl.ovs's
+own table; the runner hands them to the host's switch session."""
+
+from __future__ import annotations
+
+from vmctl.commands.table import Command, register
+from vmctl.ovs import COMMANDS as OVS_COMMANDS
+
+for _spec in OVS_COMMANDS.values():
+    register(Command(name=_spec.name, func=None, help=_spec.help, family="bridge", style="ovs",
+                     rw=not _spec.read_only, min_args=_spec.min_args, max_args=_spec.max_args,
+                     syntax=_spec.syntax, options=_spec.options))

@@ -1,0 +1,122 @@
+"""Parsing and checking field values given on the command line, for creation arguments,
+`*-param-set/add/remove/clear`, list filters and `params=`."""
+
+from __future__ import annotations
+
+from vmctl import units
+from vmctl.errors import VmctlError
+from vmctl.model import CLASSES, Field
+
+
+def parse_value(f: Field, text: str, txn=None, pool: str | None = None, arg: str | None = None) -> object:
+    """Text -> the field's Python value. Refs are resolved (uuid, name-label or @name)."""
+    name = arg or f.name
+    t = f.type
+    if t == "string":
+        return text
+    if t == "int":
+        return units.parse_int(text, name)
+    if t in ("size",):
+        return units.parse_size(text, name)
+    if t == "rate":
+        return units.parse_rate(text, name)
+    if t == "duration":
+        return units.parse_duration(text, name)
+    if t == "float":
+        return units.parse_float(text, name)
+    if t == "bool":
+        return units.parse_bool(text, name)
+    if t == "enum":
+        if text not in f.values:
+            raise VmctlError("INVALID_VALUE", f"{name} must be one of {', '.join(f.values)}",
+                             [("name", name), ("value", text)])
+        return text
+    if t == "time":
+        return text
+    if f.is_ref:
+        if text == "":
+            return ""
+        if txn is None:
+            return text
+        row = txn.resolve_one(f.ref_class, text)
+        if pool is not None and CLASSES[f.ref_class].pooled and row.get("pool") not in (pool, None):
+            raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref(f.ref_class, row)),
+                                                         ("pool", txn.ref("pool", pool))])
+        return row["uuid"]
+    if f.kind == "set":
+        items = [x.strip() for x in text.split(",") if x.strip()] if text else []
+        if f.ref_class and txn is not None:
+            return [txn.resolve_one(f.ref_class, x)["uuid"] for x in items]
+        return items
+    return text
+
+
+def unknown_field(cls: str, name: str) -> VmctlError:
+    return VmctlError("UNKNOWN_FIELD", f"The class {cls} has no field {name}", [("class", cls), ("field", name)])
+
+
+def lookup_field(cls: str, name: str) -> Field:
+    c = CLASSES[cls]
+    from vmctl.model import ALIASES
+
+    name = ALIASES.get(name, name)
+    f = c.fields.get(name)
+    if f is None:
+        raise unknown_field(cls, name)
+    return f
+
+
+def parse_params(cls: str, text: str, default: list[str]) -> list[str]:
+    if text == "all":
+        return list(CLASSES[cls].fields)
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names:
+        return default
+    for n in names:
+        lookup_field(cls, n)
+    return names
+
+
+def parse_filters(cls: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str | None, str]]:
+    """`field=value`, `map:key=value`, `tags:contains=x` -> (field, key, value)."""
+    out = []
+    for k, v in pairs:
+        key = None
+        if ":" in k:
+            k, key = k.split(":", 1)
+        f = lookup_field(cls, k)
+        if key is not None and f.kind == "scalar":
+            raise unknown_field(cls, f"{k}:{key}")
+        out.append((f.name, key, v))
+    return out
+
+
+def matches(cls: str, row: dict, filters) -> bool:
+    from vmctl.cli.output import plain
+
+    c = CLASSES[cls]
+    for name, key, want in filters:
+        f = c.fields[name]
+        have = row.get(name)
+        if key is not None:
+            if f.kind == "set":
+                if key != "contains" or want not in have:
+                    return False
+            elif have.get(key) != want:
+                return False
+            continue
+        if f.type in ("size", "rate") and not isinstance(have, bool):
+            try:
+                w = units.parse_size(want, name) if f.type == "size" else units.parse_rate(want, name)
+            except VmctlError:
+                return False
+            if have != w:
+                return False
+            continue
+        text = plain(have, f.type)
+        if name == "mac" or name.endswith("-mac"):
+            if text.lower() != want.lower():
+                return False
+        elif text != want:
+            return False
+    return True

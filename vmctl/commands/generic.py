@@ -1,0 +1,240 @@
+"""`<class>-list` and `<class>-param-list|get|set|add|remove|clear` for every class
+(model.md §3.8), generated from the object catalog."""
+
+from __future__ import annotations
+
+from vmctl import derived
+from vmctl.commands.fields import lookup_field, matches, parse_params, parse_value
+from vmctl.commands.table import Arg, Command, Ctx, Records, Value, register
+from vmctl.errors import VmctlError
+from vmctl.model import CLASSES, SNAPSHOT_COLUMNS, TEMPLATE_COLUMNS
+
+# Per-class checks param-set/add/remove/clear run before applying a change, so that a param
+# command enforces the same rules as the dedicated command. fn(ctx, row, changes) may raise.
+PARAM_HOOKS: dict[str, list] = {}
+
+
+def param_hook(cls: str):
+    def deco(fn):
+        PARAM_HOOKS.setdefault(cls, []).append(fn)
+        return fn
+
+    return deco
+
+
+def sort_rows(rows: list[dict], cls: str) -> list[dict]:
+    if CLASSES[cls].named:
+        return sorted(rows, key=lambda r: (r["name-label"].encode(), r["uuid"]))
+    return sorted(rows, key=lambda r: r["uuid"])
+
+
+def hidden_filter(view: str, ctx: Ctx, filters) -> callable:
+    """Templates and snapshots hide from vm-list, base copies from vdi-list, unless --all."""
+    names = {f for f, _, _ in filters}
+    if view == "vm":
+        if ctx.flag("all"):
+            return None
+        show_t, show_s = "is-a-template" in names, "is-a-snapshot" in names
+        return lambda r: (show_t or not r["is-a-template"] or r["is-a-snapshot"]) and (show_s or not r["is-a-snapshot"])
+    if view == "template":
+        return lambda r: r["is-a-template"] and not r["is-a-snapshot"]
+    if view == "snapshot":
+        return lambda r: r["is-a-snapshot"]
+    if view == "vdi" and not ctx.flag("all"):
+        return lambda r: r["managed"]
+    return None
+
+
+def list_rows(ctx: Ctx, cls: str, view: str, default_columns) -> Records:
+    txn = ctx.txn
+    filters = ctx.filters
+    fields = parse_params(cls, ctx.a["params"], list(default_columns)) if "params" in ctx.a else list(default_columns)
+    rows = txn.all(cls)
+    keep = hidden_filter(view, ctx, filters)
+    if keep is not None:
+        rows = [r for r in rows if keep(r)]
+    if filters:
+        need = {f for f, _, _ in filters if not CLASSES[cls].fields[f].stored}
+        if need:
+            derived.fill(txn, cls, rows, need)
+        rows = [r for r in rows if matches(cls, r, filters)]
+    derived.fill(txn, cls, rows, [f for f in fields if not CLASSES[cls].fields[f].stored])
+    return Records(cls, sort_rows(rows, cls), fields)
+
+
+def _row(ctx: Ctx, cls: str) -> dict:
+    return ctx.txn.resolve_one(cls, ctx.a["uuid"])
+
+
+def param_list(ctx: Ctx, cls: str) -> Records:
+    row = _row(ctx, cls)
+    fields = parse_params(cls, ctx.a["params"], list(CLASSES[cls].fields)) if "params" in ctx.a else list(CLASSES[cls].fields)
+    derived.fill(ctx.txn, cls, [row], [f for f in fields if not CLASSES[cls].fields[f].stored])
+    return Records(cls, [row], fields, single=True)
+
+
+def param_get(ctx: Ctx, cls: str) -> Value:
+    row = _row(ctx, cls)
+    f = lookup_field(cls, ctx.a["param-name"])
+    if not f.stored:
+        derived.fill(ctx.txn, cls, [row], [f.name])
+    value = row[f.name]
+    key = ctx.a.get("param-key")
+    if key is not None:
+        if f.kind != "map":
+            raise VmctlError("FIELD_TYPE_ERROR", f"{f.name} is not a map", [("field", f.name)])
+        if key not in value:
+            raise VmctlError("MAP_KEY_NOT_FOUND", params=[("field", f.name), ("key", key)])
+        value = value[key]
+    return Value(value, f.type)
+
+
+def _writable(cls: str, f) -> None:
+    if not f.writable:
+        raise VmctlError("FIELD_READ_ONLY", f"{f.name} is read-only", [("class", cls), ("field", f.name)])
+
+
+def apply_changes(ctx: Ctx, cls: str, row: dict, changes: dict) -> None:
+    for hook in PARAM_HOOKS.get(cls, []):
+        hook(ctx, row, changes)
+    if changes:
+        ctx.txn.update(cls, row["uuid"], changes)
+
+
+def param_set(ctx: Ctx, cls: str) -> None:
+    row = _row(ctx, cls)
+    changes: dict = {}
+    for key, text in ctx.raw_pairs:
+        if key == "uuid":
+            continue
+        mkey = None
+        if ":" in key:
+            key, mkey = key.split(":", 1)
+        f = lookup_field(cls, key)
+        _writable(cls, f)
+        if f.kind == "set" or (f.kind == "map" and mkey is None):
+            raise VmctlError("FIELD_TYPE_ERROR", f"{f.name} cannot be set as a whole: use param-add/param-remove",
+                             [("field", f.name)])
+        if f.kind == "map":
+            m = dict(changes.get(f.name, row[f.name]))
+            m[mkey] = text
+            changes[f.name] = m
+            continue
+        if mkey is not None:
+            raise VmctlError("FIELD_TYPE_ERROR", f"{f.name} is not a map", [("field", f.name)])
+        try:
+            changes[f.name] = parse_value(f, text, ctx.txn, row.get("pool") if CLASSES[cls].pooled else None)
+        except VmctlError as e:
+            if e.code == "INVALID_VALUE":
+                raise VmctlError("FIELD_TYPE_ERROR", f"{text!r} is not a valid value for {f.name}",
+                                 [("field", f.name), ("value", text)]) from None
+            raise
+    apply_changes(ctx, cls, row, changes)
+
+
+def param_add(ctx: Ctx, cls: str) -> None:
+    row = _row(ctx, cls)
+    f = lookup_field(cls, ctx.a["param-name"])
+    _writable(cls, f)
+    pairs = [(k, v) for k, v in ctx.raw_pairs if k not in ("uuid", "param-name", "param-key")]
+    if f.kind == "set":
+        items = list(row[f.name])
+        keys = [ctx.a["param-key"]] if "param-key" in ctx.a else []
+        if not keys:
+            raise VmctlError("MISSING_PARAMETER", params=[("name", "param-key")])
+        for k in keys:
+            if f.ref_class:
+                k = ctx.txn.resolve_one(f.ref_class, k)["uuid"]
+            if k not in items:
+                items.append(k)
+        apply_changes(ctx, cls, row, {f.name: items})
+    elif f.kind == "map":
+        m = dict(row[f.name])
+        if "param-key" in ctx.a:
+            pairs.append((ctx.a["param-key"], ""))
+        if not pairs:
+            raise VmctlError("MISSING_PARAMETER", params=[("name", "param-key")])
+        for k, v in pairs:
+            if k in m:
+                raise VmctlError("MAP_DUPLICATE_KEY", params=[("class", cls), ("field", f.name), ("key", k)])
+            m[k] = v
+        apply_changes(ctx, cls, row, {f.name: m})
+    else:
+        raise VmctlError("FIELD_TYPE_ERROR", f"{f.name} is neither a set nor a map", [("field", f.name)])
+
+
+def param_remove(ctx: Ctx, cls: str) -> None:
+    row = _row(ctx, cls)
+    f = lookup_field(cls, ctx.a["param-name"])
+    _writable(cls, f)
+    key = ctx.a["param-key"]
+    if f.kind == "set":
+        items = list(row[f.name])
+        k = key
+        if f.ref_class:
+            hits = [i for i in items if i == key] or [
+                i for i in items if (ctx.txn.get(f.ref_class, i) or {}).get("name-label") == key]
+            k = hits[0] if hits else key
+        if k not in items:
+            raise VmctlError("MAP_KEY_NOT_FOUND", params=[("field", f.name), ("key", key)])
+        items.remove(k)
+        apply_changes(ctx, cls, row, {f.name: items})
+    elif f.kind == "map":
+        m = dict(row[f.name])
+        if key not in m:
+            raise VmctlError("MAP_KEY_NOT_FOUND", params=[("field", f.name), ("key", key)])
+        del m[key]
+        apply_changes(ctx, cls, row, {f.name: m})
+    else:
+        raise VmctlError("FIELD_TYPE_ERROR", f"{f.name} is neither a set nor a map", [("field", f.name)])
+
+
+def param_clear(ctx: Ctx, cls: str) -> None:
+    row = _row(ctx, cls)
+    f = lookup_field(cls, ctx.a["param-name"])
+    _writable(cls, f)
+    if f.kind == "map":
+        value: object = {}
+    elif f.kind == "set":
+        value = []
+    elif f.type == "string" or f.is_ref:
+        value = ""
+    else:
+        raise VmctlError("FIELD_TYPE_ERROR", f"{f.name} cannot be cleared", [("field", f.name)])
+    apply_changes(ctx, cls, row, {f.name: value})
+
+
+_UUID = Arg("uuid", "uuid", True, "the object's uuid")
+_PNAME = Arg("param-name", "string", True, "the field")
+_PKEY = Arg("param-key", "string", False, "a map key or set element")
+_PARAMS = Arg("params", "string", False, "fields to show: a,b,c or all")
+
+
+def _bind(fn, cls):
+    return lambda ctx: fn(ctx, cls)
+
+
+def register_generic() -> None:
+    for cls in CLASSES:
+        fam = cls
+        register(Command(f"{cls}-list", _bind(lambda ctx, c: list_rows(ctx, c, c, CLASSES[c].columns), cls),
+                         f"List {cls} objects, filtered by field=value", family=fam, rw=False,
+                         args=(_PARAMS,), flags=("--all",) if cls in ("vm", "vdi") else (), list_of=cls))
+        register(Command(f"{cls}-param-list", _bind(param_list, cls), f"Show every field of one {cls}",
+                         family=fam, rw=False, args=(_UUID, _PARAMS)))
+        register(Command(f"{cls}-param-get", _bind(param_get, cls), f"Print one field of a {cls}",
+                         family=fam, rw=False, args=(_UUID, _PNAME, _PKEY)))
+        register(Command(f"{cls}-param-set", _bind(param_set, cls),
+                         f"Set writable fields of a {cls}: FIELD=VALUE, MAP:KEY=VALUE",
+                         family=fam, args=(_UUID,), fields_of=cls, syntax=f"{cls}-param-set uuid=UUID FIELD=VALUE... [MAP:KEY=VALUE...]"))
+        register(Command(f"{cls}-param-add", _bind(param_add, cls), f"Add a set element or map keys to a {cls} field",
+                         family=fam, args=(_UUID, _PNAME, _PKEY), fields_of="*",
+                         syntax=f"{cls}-param-add uuid=UUID param-name=FIELD [param-key=KEY | KEY=VALUE...]"))
+        register(Command(f"{cls}-param-remove", _bind(param_remove, cls), f"Remove a set element or map key of a {cls}",
+                         family=fam, args=(_UUID, _PNAME, Arg("param-key", "string", True, "the key or element"))))
+        register(Command(f"{cls}-param-clear", _bind(param_clear, cls), f"Empty a map, set, string or ref field of a {cls}",
+                         family=fam, args=(_UUID, _PNAME)))
+    register(Command("template-list", lambda ctx: list_rows(ctx, "vm", "template", TEMPLATE_COLUMNS),
+                     "List templates (not snapshots)", family="vm", rw=False, args=(_PARAMS,), list_of="vm"))
+    register(Command("snapshot-list", lambda ctx: list_rows(ctx, "vm", "snapshot", SNAPSHOT_COLUMNS),
+                     "List VM snapshots", family="snapshot", rw=False, args=(_PARAMS,), list_of="vm"))

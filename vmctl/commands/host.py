@@ -1,0 +1,184 @@
+"""Hosts (model.md §3.2): host-add with its hardware facts, PIFs, networks and bridges."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from vmctl import xenet
+from vmctl.commands.table import Arg, Ctx, Value, command
+from vmctl.errors import VmctlError
+from vmctl.units import generated_mac
+
+DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+VERSION_RE = re.compile(r"^\d+(\.\d+)*$")
+DNS_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+
+def _invalid(name: str, value) -> VmctlError:
+    return VmctlError("INVALID_VALUE", params=[("name", name), ("value", value)])
+
+
+def check_address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if DNS_RE.match(text) and not text.replace(".", "").isdigit():
+        return text.lower()
+    raise _invalid("address", text)
+
+
+def version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+def major(v: str) -> int:
+    return version_tuple(v)[0]
+
+
+def management_vlan(txn, host_uuid: str) -> int:
+    for p in txn.select("pif", host=host_uuid, management=True):
+        return p["vlan"]
+    return -1
+
+
+def homogeneity_checks(ctx: Ctx, host: dict, master: dict, force: bool) -> None:
+    """pool-join checks 7-9 (host-add with pool=, host-update)."""
+    if major(host["software-version"]) != major(master["software-version"]):
+        raise VmctlError("HOSTS_NOT_COMPATIBLE", params=[("reason", "Major versions differ")])
+    if not force and host["software-version"] != master["software-version"]:
+        raise VmctlError("HOSTS_NOT_HOMOGENEOUS", params=[("reason", "Software version differs")])
+    if not force and host["cpu-vendor"] != master["cpu-vendor"]:
+        raise VmctlError("HOSTS_NOT_HOMOGENEOUS", params=[("reason", "CPUs differ")])
+
+
+@command("host-add", "Register a host with its hardware facts; print its uuid", family="host",
+         args=(Arg("name-label", required=True, help="the host's name"),
+               Arg("address", required=True, help="IPv4, IPv6 or DNS name; unique"),
+               Arg("cpu-count", "int", True, "logical CPUs"),
+               Arg("memory-total", "size", True, "physical memory"),
+               Arg("pool", "ref:pool", help="join this pool (else a new standalone pool)", complete="pool"),
+               Arg("cpu-vendor", help="GenuineIntel, AuthenticAMD, ..."),
+               Arg("cpu-model", help="CPU model name"), Arg("cpu-family", "int", help="CPU family number"),
+               Arg("cpu-flags", "list", help="comma-separated CPU feature flags"),
+               Arg("software-version", help="dot-separated integers, e.g. 8.2.1"),
+               Arg("network-backend", "enum", values=("openvswitch", "bridge"), help="openvswitch or bridge"),
+               Arg("memory-overhead", "size", help="memory kept by the hypervisor and control domain"),
+               Arg("pifs", "list", help="physical NIC devices, comma-separated (default eth0; empty: none)"),
+               Arg("management-device", help="the management NIC (default the first of pifs)"),
+               Arg("management-vlan", "int", help="tag the management interface with this VLAN"),
+               Arg("name-description", help="a description")),
+         flags=("--force", "--may-exist"), creates="host")
+def host_add(ctx: Ctx):
+    txn, a = ctx.txn, ctx.a
+    address = check_address(a["address"])
+    if a["cpu-count"] < 1 or a["cpu-count"] > 65536:
+        raise _invalid("cpu-count", a["cpu-count"])
+    total = a["memory-total"]
+    if isinstance(total, tuple) or total <= 0:
+        raise _invalid("memory-total", ctx.raw.get("memory-total"))
+    overhead = a.get("memory-overhead", 0)
+    if isinstance(overhead, tuple) or overhead >= total:
+        raise _invalid("memory-overhead", ctx.raw.get("memory-overhead"))
+    version = a.get("software-version", "1.0.0")
+    if not VERSION_RE.match(version) or len(version) > 64:
+        raise _invalid("software-version", version)
+    flags = sorted({f.lower() for f in a.get("cpu-flags", [])})
+    devices = a.get("pifs", ["eth0"]) if "pifs" in ctx.raw else ["eth0"]
+    seen = set()
+    for d in devices:
+        if not DEVICE_RE.match(d):
+            raise _invalid("pifs", d)
+        if d in seen:
+            raise VmctlError("DUPLICATE_PIF_DEVICE_NAME", params=[("device", d)])
+        seen.add(d)
+    mgmt_dev = a.get("management-device", devices[0] if devices else None)
+    if mgmt_dev is not None and mgmt_dev not in devices:
+        raise _invalid("management-device", mgmt_dev)
+    tag = a.get("management-vlan", -1)
+    if "management-vlan" in a and not 0 <= tag <= 4094:
+        raise VmctlError("VLAN_TAG_INVALID", params=[("tag", tag)])
+    if tag >= 0 and mgmt_dev is None:
+        raise _invalid("management-vlan", tag)
+    existing = txn.select("host", address=address)
+    if existing:
+        if ctx.flag("may-exist"):
+            return Value(existing[0]["uuid"])
+        raise VmctlError("HOST_ADDRESS_IN_USE", params=[("address", address), ("host", txn.ref("host", existing[0]))])
+    facts = {
+        "name-label": a["name-label"], "name-description": a.get("name-description", ""),
+        "address": address, "cpu-count": a["cpu-count"], "memory-total": total, "memory-overhead": overhead,
+        "cpu-vendor": a.get("cpu-vendor", "GenuineIntel"), "cpu-model": a.get("cpu-model", ""),
+        "cpu-family": a.get("cpu-family", 0), "cpu-flags": flags, "software-version": version,
+        "network-backend": a.get("network-backend", "openvswitch"),
+    }
+    if "pool" in a:
+        pool = txn.resolve_one("pool", a["pool"])
+        if pool["ha-enabled"]:
+            raise VmctlError("HA_IS_ENABLED")
+        master = txn.get("host", pool["master"]) if pool["master"] else None
+        if master is not None:
+            homogeneity_checks(ctx, facts, master, ctx.force)
+            if tag != management_vlan(txn, master["uuid"]):
+                raise VmctlError("POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH",
+                                 params=[("local", tag), ("remote", management_vlan(txn, master["uuid"]))])
+            if facts["network-backend"] != master["network-backend"]:
+                raise VmctlError("OPERATION_NOT_ALLOWED", params=[("reason", "Network backends differ")])
+    else:
+        pool = txn.get("pool", txn.insert("pool", {"name-label": ""}))
+    facts["pool"] = pool["uuid"]
+    host_uuid = txn.insert("host", facts)
+    if not pool["master"]:
+        txn.update("pool", pool["uuid"], {"master": host_uuid})
+    _add_pifs(txn, pool, host_uuid, devices, mgmt_dev, tag, address)
+    # bridges for every pool network, PBDs for its shared SRs (model.md §3.2)
+    for net in txn.select("network", pool=pool["uuid"]):
+        xenet.ensure_network_bridge(txn, net, host_uuid)
+    for sr in txn.select("sr", pool=pool["uuid"], shared=True):
+        txn.insert("pbd", {"host": host_uuid, "sr": sr["uuid"], "pool": pool["uuid"], "currently-attached": True})
+    return Value(host_uuid)
+
+
+def pool_macs(txn, pool_uuid: str) -> set[str]:
+    macs = {p["mac"] for p in txn.select("pif", pool=pool_uuid)}
+    macs |= {v["mac"] for v in txn.select("vif", pool=pool_uuid)}
+    return macs
+
+
+def network_for_bridge(txn, pool_uuid: str, bridge: str, label: str) -> dict:
+    for n in txn.select("network", pool=pool_uuid, bridge=bridge):
+        return n
+    u = txn.insert("network", {"name-label": label, "bridge": bridge, "pool": pool_uuid})
+    net = txn.get("network", u)
+    # a new pool-wide network gets its bridge on every current host of the pool
+    for h in txn.select("host", pool=pool_uuid):
+        xenet.ensure_network_bridge(txn, net, h["uuid"])
+    return net
+
+
+def _add_pifs(txn, pool: dict, host_uuid: str, devices, mgmt_dev, tag: int, address: str) -> None:
+    used = pool_macs(txn, pool["uuid"])
+    for d in devices:
+        net = network_for_bridge(txn, pool["uuid"], xenet.default_bridge_for_device(d),
+                                 f"Pool-wide network associated with {d}")
+        mac = generated_mac(f"{host_uuid}:{d}", used)
+        used.add(mac)
+        is_mgmt = d == mgmt_dev and tag < 0
+        pif = {"host": host_uuid, "network": net["uuid"], "device": d, "mac": mac, "physical": True,
+               "management": is_mgmt, "pool": pool["uuid"], "plugged": True}
+        if is_mgmt:
+            pif.update({"ip-configuration-mode": "static", "ip": address})
+        u = txn.insert("pif", pif)
+        xenet.add_pif_port(txn, txn.get("pif", u))
+        if d == mgmt_dev and tag >= 0:
+            bridge = f"{net['bridge']}.{tag}"
+            vnet = network_for_bridge(txn, pool["uuid"], bridge, f"VLAN {tag} on {d}")
+            vp = txn.insert("pif", {"host": host_uuid, "network": vnet["uuid"], "device": d, "mac": "fe:ff:ff:ff:ff:ff",
+                                    "vlan": tag, "physical": False, "management": True, "pool": pool["uuid"],
+                                    "ip-configuration-mode": "static", "ip": address})
+            txn.insert("vlan", {"tagged-pif": u, "untagged-pif": vp, "tag": tag, "pool": pool["uuid"]})
+            s = txn.switch(host_uuid)
+            if s.has_bridge(bridge):
+                s.del_bridge(bridge)
+            xenet.ensure_network_bridge(txn, vnet, host_uuid)

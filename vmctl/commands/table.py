@@ -1,0 +1,178 @@
+"""The command table: every command declared once, with its arguments, flags, help and the
+function that runs it. The CLI runner, `--help`, `vmctl help`, `--commands`, the man page and
+the completion scripts are all generated from it (architecture.md §1).
+
+A command function receives a :class:`Ctx` and returns a result (Records, Value, Text, Data or
+None). It never prints, never parses argv and never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    type: str = "string"  # string int size bool float rate duration enum uuid ref:<cls> list map
+    required: bool = False
+    help: str = ""
+    values: tuple[str, ...] = ()  # enum members (also offered by completion)
+    repeat: bool = False  # may be given several times (values kept in order)
+    complete: str | None = None  # class whose names complete this argument
+
+
+@dataclass
+class Command:
+    name: str
+    func: Callable | None
+    help: str
+    family: str = ""
+    style: str = "xe"  # xe | ovs | util
+    args: tuple[Arg, ...] = ()
+    flags: tuple[str, ...] = ()  # e.g. ("--force", "--multiple")
+    rw: bool = True
+    creates: str | None = None  # class of the object it creates (accepts --id=@name)
+    fields_of: str | None = None  # accepts any RW field of this class as key=value
+    list_of: str | None = None  # a *-list: field filters, params=, --all
+    selector: str | None = None  # "vm": vm= and/or field filters select the objects
+    confirm: bool = False
+    min_args: int = 0  # ovs style
+    max_args: int | None = 0
+    syntax: str = ""  # ovs style synopsis, or an override for xe style
+    options: str = ""  # ovs style option string
+    examples: tuple[str, ...] = ()
+
+    @property
+    def option_string(self) -> str:
+        """What network.md §2.2 check 4 matches command options against."""
+        if self.style == "ovs":
+            return self.options
+        parts = list(self.flags)
+        if self.creates:
+            parts.append("--id=")
+        return ",".join(parts)
+
+    def arg(self, name: str) -> Arg | None:
+        for a in self.args:
+            if a.name == name:
+                return a
+        return None
+
+    @property
+    def synopsis(self) -> str:
+        if self.syntax:
+            return self.syntax
+        words = [self.name]
+        for a in self.args:
+            v = a.name.upper().replace("-", "_") if a.type != "bool" else "true|false"
+            if a.type == "map":
+                w = f"{a.name}:KEY=VALUE..."
+            else:
+                w = f"{a.name}={v}"
+            words.append(w if a.required else f"[{w}]")
+        if self.fields_of:
+            words.append("[FIELD=VALUE...]")
+        if self.list_of:
+            words.append("[FIELD=VALUE...] [params=FIELDS|all] [--all]")
+        words.extend(f"[{f}]" for f in self.flags)
+        return " ".join(words)
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, **kw) -> Callable:
+    """Decorator registering a command function in the table."""
+
+    def deco(fn: Callable) -> Callable:
+        register(Command(name=name, func=fn, help=help, **kw))
+        return fn
+
+    return deco
+
+
+def register(cmd: Command) -> None:
+    if cmd.name in COMMANDS:
+        raise ValueError(f"command {cmd.name} declared twice")
+    COMMANDS[cmd.name] = cmd
+
+
+# --- results ------------------------------------------------------------------------------------------
+@dataclass
+class Records:
+    """Rows of one class; `fields` are the columns to show, in order."""
+
+    cls: str
+    rows: list[dict]
+    fields: list[str]
+    single: bool = False  # *-param-list: one object
+
+
+@dataclass
+class Value:
+    """One bare value (a new uuid, a param-get value, a count)."""
+
+    value: object
+    type: str = "string"
+
+
+@dataclass
+class Text:
+    """Literal text printed as is (ovs-style output, reports)."""
+
+    text: str
+    exit_code: int = 0  # db-check: violations are printed and the invocation exits 1
+
+
+@dataclass
+class Data:
+    """Structured data (plans, explain reports): `data` for JSON/YAML, `text` otherwise."""
+
+    data: object
+    text: str
+    records: Records | None = None
+
+
+@dataclass
+class Ctx:
+    """What a command function gets: the open transaction and its parsed arguments."""
+
+    txn: object
+    cmd: Command
+    a: dict = field(default_factory=dict)  # parsed arguments (dash-case keys); repeats: lists
+    raw: dict = field(default_factory=dict)  # the arguments as written
+    raw_pairs: list = field(default_factory=list)  # (key, value) pairs as written, in order
+    flags: set = field(default_factory=set)  # flag names without dashes: {"force", "multiple"}
+    maps: dict = field(default_factory=dict)  # name -> {key: value} from name:key=value
+    filters: list = field(default_factory=list)  # (field, key, value) for lists and selectors
+    params: list | None = None  # params= of lists
+    opts: dict = field(default_factory=dict)  # invocation options (dry_run, yes, quiet, explain, ...)
+    fmt: str = "table"
+    chained: bool = False  # in a chain or a batch with other commands
+    confirmed: bool = False
+
+    def flag(self, name: str) -> bool:
+        return name in self.flags
+
+    def get(self, name: str, default=None):
+        return self.a.get(name, default)
+
+    @property
+    def force(self) -> bool:
+        return "force" in self.flags
+
+    def warn(self, text: str) -> None:
+        if not self.opts.get("quiet"):
+            self.txn.warn(text)  # type: ignore[attr-defined]
+
+    def confirm(self, what: list[str]) -> None:
+        """model.md §0 Confirmation: --force / --yes skip; no terminal or a chain fails."""
+        from vmctl.errors import ConfirmationNeeded, VmctlError
+
+        if self.force or self.opts.get("yes") or self.confirmed:
+            return
+        if self.chained or not self.opts.get("interactive"):
+            raise VmctlError("CONFIRMATION_REQUIRED", params=[("command", self.cmd.name)])
+        raise ConfirmationNeeded(what)

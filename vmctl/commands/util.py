@@ -1,0 +1,251 @@
+"""Utility commands (cli.md §7): batch, demo, completion, help, bench. GNU-style options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+from vmctl.commands.table import Arg, Command, register
+from vmctl.errors import OvsError, UsageError, VmctlError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so errors get vmctl's one-line format."""
+
+    def error(self, message):  # noqa: D401
+        raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status=0, message=None):
+        if message:
+            sys.stderr.write(message)
+        raise SystemExit(status)
+
+
+def _util(name: str, help: str, args: tuple[Arg, ...] = (), syntax: str = "") -> None:
+    register(Command(name=name, func=None, help=help, family="utility", style="util", rw=False,
+                     args=args, syntax=syntax))
+
+
+_util("batch", "Run a YAML list of commands as one all-or-nothing transaction",
+      (Arg("FILE", help="the YAML file, or - for standard input"),
+       Arg("--continue-on-error", "bool", help="each item is its own transaction; exit 1 if any failed")),
+      "batch FILE|- [--continue-on-error] [--dry-run]")
+_util("demo", "Build a realistic datacenter into an empty inventory and print a summary",
+      (Arg("--pools", "int", help="number of pools (default 3)"), Arg("--hosts", "int", help="number of hosts (default 24)"),
+       Arg("--vms", "int", help="number of VMs (default 400)"), Arg("--seed", "int", help="the seed (default 1)")),
+      "demo [--pools P] [--hosts N] [--vms M] [--seed S]")
+_util("completion", "Print the shell completion script for bash, zsh or fish",
+      (Arg("SHELL", "enum", values=("bash", "zsh", "fish"), help="bash, zsh or fish"),), "completion bash|zsh|fish")
+_util("help", "Print the help of one command, or the list of commands", (Arg("COMMAND", help="a command name"),),
+      "help [COMMAND]")
+_util("bench", "Run the benchmark suite (source checkouts only; see bench/run.py --help)", (),
+      "bench [SUITE...] [--scenario ci|S1|S2|C96] [--seed N] ...")
+
+
+def run_utility(seg, opts, argv: list[str]) -> int:
+    name = seg.name
+    args = list(seg.args)
+    if name == "help":
+        from vmctl.cli import helptext
+
+        sys.stdout.write(helptext.command_help(args[0]) if args else helptext.general_help())
+        return 0
+    if "--help" in args or "-h" in args:
+        from vmctl.cli import helptext
+
+        sys.stdout.write(helptext.command_help(name))
+        return 0
+    if name == "completion":
+        from vmctl.cli import completion
+
+        if len(args) != 1 or args[0] not in ("bash", "zsh", "fish"):
+            raise VmctlError("INVALID_VALUE", "Name one shell: bash, zsh or fish",
+                             [("name", "shell"), ("value", " ".join(args))])
+        sys.stdout.write(completion.script(args[0]))
+        return 0
+    if name == "bench":
+        return _bench(args)
+    if name == "demo":
+        from vmctl import demo
+
+        p = _Parser(prog="demo", add_help=False)
+        p.add_argument("--pools", type=_positive("pools"), default=3)
+        p.add_argument("--hosts", type=_positive("hosts"), default=24)
+        p.add_argument("--vms", type=_nonneg("vms"), default=400)
+        p.add_argument("--seed", type=_nonneg("seed"), default=1)
+        ns = p.parse_args(args)
+        return demo.run(opts, ns.pools, ns.hosts, ns.vms, ns.seed, argv)
+    if name == "batch":
+        p = _Parser(prog="batch", add_help=False)
+        p.add_argument("file")
+        p.add_argument("--continue-on-error", action="store_true")
+        p.add_argument("--dry-run", action="store_true")
+        ns = p.parse_args(args)
+        if ns.dry_run:
+            opts.dry_run = True
+        return run_batch(opts, ns.file, ns.continue_on_error, argv)
+    raise UsageError(f"unknown command '{name}'; use --help for help")
+
+
+def _positive(name):
+    def conv(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{name} takes a whole number, not {text!r}") from None
+        if v < 1 or v > 100000:
+            raise argparse.ArgumentTypeError(f"--{name} must be between 1 and 100000")
+        return v
+
+    return conv
+
+
+def _nonneg(name):
+    def conv(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{name} takes a whole number, not {text!r}") from None
+        if v < 0 or v > 10**9:
+            raise argparse.ArgumentTypeError(f"--{name} must be between 0 and 1000000000")
+        return v
+
+    return conv
+
+
+def _bench(args: list[str]) -> int:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = os.path.join(root, "bench", "run.py")
+    if not os.path.exists(script):
+        raise VmctlError("OPERATION_NOT_ALLOWED", "vmctl bench needs a source checkout (bench/run.py)",
+                         [("reason", "bench/run.py not found")])
+    import subprocess
+
+    return subprocess.call([sys.executable, script, *args])
+
+
+# --- batch -------------------------------------------------------------------------------------------------
+def _bad_item(idx: int, why: str) -> VmctlError:
+    return VmctlError("INVALID_VALUE", f"Batch item {idx}: {why}", [("name", f"item {idx}"), ("value", why)])
+
+
+def item_words(idx: int, item) -> list[str]:
+    """A batch item -> command-line words (cli.md §5)."""
+    if isinstance(item, str):
+        try:
+            words = shlex.split(item)
+        except ValueError as e:
+            raise _bad_item(idx, str(e)) from None
+        if not words:
+            raise _bad_item(idx, "empty command")
+        return words
+    if isinstance(item, dict):
+        item = dict(item)
+        name = item.pop("command", None)
+        if not isinstance(name, str) or not name:
+            raise _bad_item(idx, "a mapping needs command: NAME")
+        words: list[str] = []
+        ident = item.pop("id", None)
+        if ident is not None:
+            words.append(f"--id={ident}")
+        opts = item.pop("options", []) or []
+        if not isinstance(opts, list):
+            raise _bad_item(idx, "options must be a list")
+        words.extend(str(o) for o in opts)
+        words.append(name)
+        pos = item.pop("args", []) or []
+        if not isinstance(pos, list):
+            raise _bad_item(idx, "args must be a list")
+        for k, v in item.items():
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            elif isinstance(v, (list, dict)) or v is None:
+                raise _bad_item(idx, f"{k} must be a scalar")
+            words.append(f"{k}={v}")
+        words.extend(str(a) for a in pos)
+        return words
+    raise _bad_item(idx, "an item is a command string or a mapping")
+
+
+def load_items(path: str) -> list:
+    import yaml
+
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+    except OSError as e:
+        raise VmctlError("INVALID_VALUE", f"Cannot read the batch file: {e.strerror}", [("name", "file"), ("value", path)]) from None
+    except UnicodeDecodeError:
+        raise VmctlError("INVALID_VALUE", "The batch file is not UTF-8 text", [("name", "file"), ("value", path)]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise VmctlError("INVALID_VALUE", f"The batch file is not valid YAML{line}", [("name", "file"), ("value", path)]) from None
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        raise VmctlError("INVALID_VALUE", "A batch file is a YAML list of commands", [("name", "file"), ("value", path)])
+    return data
+
+
+def _segments(words: list[str]):
+    from vmctl.cli.grammar import split_segments
+
+    if words and words[0] == "--":
+        words = words[1:]
+    return split_segments(words, {})
+
+
+def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
+    from vmctl.cli import output
+    from vmctl.cli.app import Executor, build_chain, command_line, print_results
+    from vmctl.cli.grammar import Invocation
+
+    items = load_items(path)
+    per_item = []
+    for idx, item in enumerate(items, 1):
+        words = item_words(idx, item)
+        per_item.append((words, build_chain(Invocation({}, _segments(words), {}))))
+    head = command_line(argv)
+    if not continue_on_error:
+        chain = [b for _, c in per_item for b in c]
+        if not chain:
+            return 0
+        if any(b.dry_run for b in chain):
+            opts.dry_run = True
+        text = head + "".join("\n  " + shlex.join(w) for w, _ in per_item)
+        results = Executor(opts, text, chained=True).run(chain)
+        if opts.fmt == "json":
+            sys.stdout.write(json.dumps([output.result_data(r) for r in results], indent=2, ensure_ascii=False) + "\n")
+        else:
+            print_results(results, chain, opts)
+        return 0
+    failed = False
+    outputs = []
+    for words, chain in per_item:
+        try:
+            results = Executor(opts, f"{head}\n  {shlex.join(words)}", chained=len(chain) > 1).run(chain)
+            if opts.fmt == "json":
+                outputs.extend(output.result_data(r) for r in results)
+            else:
+                print_results(results, chain, opts)
+        except (VmctlError, OvsError) as e:
+            failed = True
+            if opts.fmt == "json":
+                if isinstance(e, VmctlError):
+                    outputs.append({"error": {"code": e.code, "message": e.message,
+                                              "params": {k: output.jsonable(v) for k, v in e.params}}})
+                else:
+                    outputs.append({"error": {"code": "OVS_ERROR", "message": e.message, "params": {}}})
+            sys.stderr.write(output.render_error(e))
+    if opts.fmt == "json":
+        sys.stdout.write(json.dumps(outputs, indent=2, ensure_ascii=False) + "\n")
+    return 1 if failed else 0

@@ -1,0 +1,655 @@
+"""The inventory store: opening, locking, schema creation and upgrade, and one transaction
+per invocation with a small unit of work and the journal.
+
+Writers serialize on one lock per inventory (architecture.md §1): SQLite `BEGIN IMMEDIATE` in
+WAL mode; PostgreSQL a transaction-scoped advisory lock in a SERIALIZABLE transaction. Reads
+never lock. Rows are plain dicts keyed by dash-case field names; writes are buffered per class
+and flushed (executemany) before any read of that class and at commit, which keeps a batch of
+thousands of creates fast.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from vmctl.errors import BusyError, Ref, VmctlError
+from vmctl.model import CLASSES, JOURNAL, ObjClass
+from vmctl.store import schema
+from vmctl.units import UuidSource, is_uuid
+
+PG_LOCK_KEY = 0x766D63746C  # "vmctl": the advisory lock all writers of one database share
+
+
+def default_db() -> str:
+    env = os.environ.get("VMCTL_DB")
+    if env:
+        return env
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "vmctl", "inventory.db")
+
+
+def is_url(db: str) -> bool:
+    return "://" in db
+
+
+def now_iso(micro: bool = False) -> str:
+    t = datetime.now(UTC)
+    if micro:
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (containers): fall back to the uid
+        return str(os.getuid())
+
+
+def _db_error(exc: BaseException, db: str) -> VmctlError:
+    msg = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    low = msg.lower()
+    if "locked" in low or "lock timeout" in low or "canceling statement due to lock timeout" in low:
+        return BusyError(0)
+    if "not a database" in low or "malformed" in low:
+        text = "The inventory file is not a valid vmctl database"
+    elif "readonly" in low or "read-only" in low:
+        text = "The inventory is read-only"
+    elif "unable to open" in low:
+        text = "The inventory file cannot be opened"
+    else:
+        text = "The inventory database failed"
+    return VmctlError("DATABASE_ERROR", text, [("db", db), ("reason", msg)])
+
+
+# --- value conversion between Python rows and SQL columns ------------------------------------------
+def _json_fields(c: ObjClass) -> tuple[str, ...]:
+    return tuple(f.name for f in c.stored_fields if f.kind != "scalar")
+
+
+_JSON = {name: _json_fields(c) for name, c in CLASSES.items()}
+_COLS = {name: [(f.name, f.column) for f in c.stored_fields] for name, c in CLASSES.items()}
+
+
+def to_sql(cls: str, row: dict) -> dict:
+    out = {}
+    js = _JSON[cls]
+    for fname, col in _COLS[cls]:
+        v = row[fname]
+        if fname in js:
+            v = json.dumps(v, sort_keys=True, separators=(",", ":"))
+        out[col] = v
+    return out
+
+
+def from_sql(cls: str, rec) -> dict:
+    js = _JSON[cls]
+    row = {}
+    for (fname, _col), v in zip(_COLS[cls], rec):
+        if fname in js:
+            v = json.loads(v)
+        row[fname] = v
+    return row
+
+
+class Txn:
+    """One open transaction. Command functions get one; they never commit."""
+
+    def __init__(self, store: Store, conn: sa.Connection, write: bool, uuids: UuidSource):
+        self.store = store
+        self.conn = conn
+        self.write = write
+        self.new_uuid = uuids
+        self._rows: dict[str, dict[str, dict]] = {c: {} for c in CLASSES}
+        self._new: dict[str, dict[str, None]] = {c: {} for c in CLASSES}
+        self._dirty: dict[str, dict[str, None]] = {c: {} for c in CLASSES}
+        self._deleted: dict[str, dict[str, None]] = {c: {} for c in CLASSES}
+        self._complete: set[str] = set()  # classes whose rows are all in the identity map
+        self.created: dict[str, None] = {}
+        self.changed: dict[str, None] = {}
+        self.destroyed: dict[str, None] = {}
+        self.changes: dict[str, dict[str, list]] = {}
+        self.refs: dict[str, tuple[str, str]] = {}  # @name -> (class, uuid)
+        self.switches: dict[str, object] = {}  # host uuid -> vmctl.ovs.Session
+        self._switch_loaded: dict[str, dict] = {}
+        self.warnings: list[str] = []
+        self.cache: dict[object, object] = {}  # per-transaction memo for commands
+
+    # --- reading ------------------------------------------------------------------------------
+    def get(self, cls: str, uuid: str) -> dict | None:
+        if not uuid:
+            return None
+        row = self._rows[cls].get(uuid)
+        if row is not None:
+            return row
+        if uuid in self._deleted[cls] or cls in self._complete:
+            return None
+        t = schema.TABLES[cls]
+        rec = self.conn.execute(sa.select(t).where(t.c.uuid == uuid)).first()
+        if rec is None:
+            return None
+        row = from_sql(cls, rec)
+        self._rows[cls][uuid] = row
+        return row
+
+    def all(self, cls: str) -> list[dict]:
+        """Every row of a class (cached for the rest of the transaction)."""
+        if cls not in self._complete:
+            self.flush(cls)
+            t = schema.TABLES[cls]
+            cache = self._rows[cls]
+            for rec in self.conn.execute(sa.select(t)):
+                u = rec[0]
+                if u not in cache:
+                    cache[u] = from_sql(cls, rec)
+            self._complete.add(cls)
+        return list(self._rows[cls].values())
+
+    def select(self, cls: str, **where) -> list[dict]:
+        """Rows whose fields equal the given values (keyword names use `_` for `-`)."""
+        crit = {k.replace("_", "-"): v for k, v in where.items()}
+        if cls in self._complete:
+            rows = self._rows[cls].values()
+            return [r for r in rows if all(r[k] == v for k, v in crit.items())]
+        self.flush(cls)
+        t = schema.TABLES[cls]
+        q = sa.select(t)
+        for k, v in crit.items():
+            q = q.where(t.c[k.replace("-", "_")] == v)
+        cache = self._rows[cls]
+        out = []
+        for rec in self.conn.execute(q):
+            u = rec[0]
+            row = cache.get(u)
+            if row is None:
+                row = cache[u] = from_sql(cls, rec)
+            out.append(row)
+        return out
+
+    def one_or_none(self, cls: str, **where) -> dict | None:
+        rows = self.select(cls, **where)
+        return rows[0] if rows else None
+
+    def count(self, cls: str, **where) -> int:
+        if cls in self._complete or where:
+            return len(self.select(cls, **where)) if where else len(self._rows[cls])
+        self.flush(cls)
+        t = schema.TABLES[cls]
+        return self.conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+
+    # --- writing ------------------------------------------------------------------------------
+    def insert(self, cls: str, values: dict) -> str:
+        c = CLASSES[cls]
+        row = {}
+        for f in c.stored_fields:
+            if f.name in values:
+                v = values[f.name]
+            else:
+                v = f.empty()
+                if isinstance(v, (list, dict)):
+                    v = type(v)(v)
+            if f.kind == "set":
+                v = sorted(set(v))
+            row[f.name] = v
+        unknown = set(values) - set(row)
+        if unknown:  # a programming error, not a user error
+            raise KeyError(f"{cls} has no stored fields {sorted(unknown)}")
+        if not row["uuid"]:
+            row["uuid"] = self.new_uuid()
+        u = row["uuid"]
+        self._rows[cls][u] = row
+        self._new[cls][u] = None
+        key = f"{cls}:{u}"
+        self.created[key] = None
+        self.changes[key] = {k: [None, v] for k, v in row.items()}
+        return u
+
+    def update(self, cls: str, uuid: str, values: dict) -> dict:
+        row = self.get(cls, uuid)
+        if row is None:
+            raise KeyError(f"{cls} {uuid} does not exist")
+        key = f"{cls}:{uuid}"
+        rec = self.changes.setdefault(key, {})
+        touched = False
+        for k, v in values.items():
+            f = CLASSES[cls].fields[k]
+            if f.kind == "set":
+                v = sorted(set(v))
+            old = row[k]
+            if old == v and type(old) is type(v):
+                continue
+            if k in rec:
+                rec[k][1] = v
+            else:
+                rec[k] = [old, v]
+            row[k] = v
+            touched = True
+        if touched:
+            if uuid not in self._new[cls]:
+                self._dirty[cls][uuid] = None
+            if key not in self.created:
+                self.changed[key] = None
+        elif not rec:
+            del self.changes[key]
+        return row
+
+    def delete(self, cls: str, uuid: str) -> None:
+        row = self.get(cls, uuid)
+        if row is None:
+            return
+        key = f"{cls}:{uuid}"
+        del self._rows[cls][uuid]
+        self._dirty[cls].pop(uuid, None)
+        if uuid in self._new[cls]:
+            # Created and destroyed in one transaction: the journal sees neither.
+            del self._new[cls][uuid]
+            self.created.pop(key, None)
+            self.changes.pop(key, None)
+            return
+        self._deleted[cls][uuid] = None
+        self.changed.pop(key, None)
+        self.destroyed[key] = None
+        before = self.changes.get(key, {})
+        self.changes[key] = {k: [before.get(k, [v])[0], None] for k, v in row.items()}
+
+    def flush(self, cls: str | None = None) -> None:
+        for c in [cls] if cls else list(CLASSES):
+            t = schema.TABLES[c]
+            dels = list(self._deleted[c])
+            if dels:
+                for i in range(0, len(dels), 500):
+                    self.conn.execute(t.delete().where(t.c.uuid.in_(dels[i:i + 500])))
+                self._deleted[c].clear()
+            news = list(self._new[c])
+            if news:
+                rows = self._rows[c]
+                self.conn.execute(t.insert(), [to_sql(c, rows[u]) for u in news])
+                self._new[c].clear()
+            dirty = list(self._dirty[c])
+            if dirty:
+                rows = self._rows[c]
+                stmt = t.update().where(t.c.uuid == sa.bindparam("_uuid"))
+                params = []
+                for u in dirty:
+                    p = to_sql(c, rows[u])
+                    p["_uuid"] = p.pop("uuid")
+                    params.append(p)
+                self.conn.execute(stmt, params)
+                self._dirty[c].clear()
+
+    # --- references -----------------------------------------------------------------------------
+    def ref(self, cls: str, uuid_or_row) -> Ref:
+        row = uuid_or_row if isinstance(uuid_or_row, dict) else self.get(cls, uuid_or_row)
+        if row is None:
+            return Ref(cls, str(uuid_or_row), None)
+        return Ref(cls, row["uuid"], row.get("name-label") if CLASSES[cls].named else None)
+
+    def resolve(self, cls: str, value: str, multiple: bool = False, label: str | None = None) -> list[dict]:
+        """A uuid, a name-label or an @name -> rows (exactly one unless multiple)."""
+        label = label or cls
+        value = str(value)
+        if value.startswith("@"):
+            hit = self.refs.get(value)
+            if hit and hit[0] == cls:
+                row = self.get(cls, hit[1])
+                if row is not None:
+                    return [row]
+            raise VmctlError("UUID_INVALID", f"No {label} is known as {value}", [("class", label), ("value", value)])
+        if is_uuid(value):
+            row = self.get(cls, value)
+            if row is not None:
+                return [row]
+        rows = []
+        if CLASSES[cls].named and value:
+            rows = self.select(cls, name_label=value)
+        if not rows:
+            raise VmctlError("UUID_INVALID", f"No {label} has the uuid or name-label {value}",
+                             [("class", label), ("value", value)])
+        if len(rows) > 1 and not multiple:
+            raise VmctlError("MULTIPLE_MATCHES", f"{len(rows)} objects of class {label} are named {value}",
+                             [("class", label), ("value", value)])
+        return sorted(rows, key=lambda r: r["uuid"])
+
+    def resolve_one(self, cls: str, value: str, label: str | None = None) -> dict:
+        return self.resolve(cls, value, label=label)[0]
+
+    # --- the per-host switch rows (network.md §3) ------------------------------------------------
+    def switch(self, host_uuid: str):
+        s = self.switches.get(host_uuid)
+        if s is None:
+            from vmctl import ovs
+
+            records = self._load_switch(host_uuid)
+            s = ovs.Session(host_uuid, records, self.new_uuid, self.warn_raw)
+            self.switches[host_uuid] = s
+        return s
+
+    def _load_switch(self, host: str) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for name, t in schema.OVS_TABLES.items():
+            js = schema.OVS_JSON[name]
+            rows = []
+            for rec in self.conn.execute(sa.select(t).where(t.c.host == host).order_by(t.c.uuid)):
+                d = dict(rec._mapping)
+                d.pop("host")
+                for k in js:
+                    d[k] = json.loads(d[k])
+                rows.append(d)
+            out[name] = rows
+        self._switch_loaded[host] = out
+        return out
+
+    def drop_switch(self, host: str) -> None:
+        """Forget a host's switch rows entirely (host-forget)."""
+        s = self.switches.get(host)
+        if s is None:
+            self.switch(host)
+        self.switches[host] = None  # type: ignore[assignment]
+
+    def invalidate_views(self) -> None:
+        for s in self.switches.values():
+            if s is not None:
+                s.invalidate_view()
+
+    def _flush_switches(self) -> None:
+        for host, s in self.switches.items():
+            before = self._switch_loaded.get(host, {})
+            after = {} if s is None else s.records()
+            if s is not None and not s.changed:
+                continue
+            for name, t in schema.OVS_TABLES.items():
+                old = {r["uuid"]: r for r in before.get(name, [])}
+                new = {r["uuid"]: r for r in after.get(name, [])}
+                js = schema.OVS_JSON[name]
+                gone = [u for u in old if u not in new]
+                for i in range(0, len(gone), 500):
+                    self.conn.execute(t.delete().where(t.c.uuid.in_(gone[i:i + 500])))
+                for u in gone:
+                    self._record_switch(name, u, old[u], None)
+                ins, upd = [], []
+                for u, r in new.items():
+                    o = old.get(u)
+                    if o == r:
+                        continue
+                    d = dict(r)
+                    d["host"] = host
+                    for k in js:
+                        d[k] = json.dumps(d[k], sort_keys=True, separators=(",", ":"))
+                    (upd if o is not None else ins).append(d)
+                    self._record_switch(name, u, o, r)
+                if ins:
+                    self.conn.execute(t.insert(), ins)
+                if upd:
+                    stmt = t.update().where(t.c.uuid == sa.bindparam("_uuid"))
+                    for d in upd:
+                        d["_uuid"] = d.pop("uuid")
+                    self.conn.execute(stmt, upd)
+
+    def _record_switch(self, table: str, uuid: str, old: dict | None, new: dict | None) -> None:
+        key = f"{table}:{uuid}"
+        if old is None:
+            self.created[key] = None
+            self.changes[key] = {k: [None, v] for k, v in new.items()}  # type: ignore[union-attr]
+        elif new is None:
+            self.destroyed[key] = None
+            self.changes[key] = {k: [v, None] for k, v in old.items()}
+        else:
+            self.changed[key] = None
+            self.changes[key] = {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
+
+    # --- warnings --------------------------------------------------------------------------------
+    def warn(self, text: str) -> None:
+        """`vmctl: warning: TEXT` on stderr (suppressed by -q)."""
+        self.warn_raw(f"vmctl: warning: {text}")
+
+    def warn_raw(self, line: str) -> None:
+        self.warnings.append(line)
+        cb = self.store.on_warning
+        if cb is not None:
+            cb(line)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.created or self.changed or self.destroyed) or any(
+            s is None or s.changed for s in self.switches.values())
+
+
+class Store:
+    """An opened inventory. `transaction()` yields a Txn; commit happens on success."""
+
+    def __init__(self, db: str | None = None, timeout: float = 30.0, dry_run: bool = False,
+                 uuids: UuidSource | None = None, on_warning=None):
+        self.db = db or default_db()
+        self.timeout = float(timeout)
+        self.dry_run = dry_run
+        self.uuids = uuids or UuidSource()
+        self.on_warning = on_warning
+        self.memory = False
+        self.engine = self._make_engine()
+        self.dialect = self.engine.dialect.name
+        self._ensure_schema()
+
+    # --- engine and schema -----------------------------------------------------------------------
+    def _make_engine(self) -> sa.Engine:
+        db = self.db
+        if is_url(db):
+            url = db
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            if url.startswith("sqlite"):
+                eng = sa.create_engine(url)
+                self._sqlite_events(eng)
+                return eng
+            try:
+                return sa.create_engine(url, isolation_level="SERIALIZABLE", pool_pre_ping=False)
+            except (SQLAlchemyError, ImportError, ValueError) as exc:
+                raise VmctlError("DATABASE_ERROR", "Cannot use that database URL",
+                                 [("db", db), ("reason", str(exc).splitlines()[0])]) from None
+        path = Path(db)
+        if path.is_dir():
+            raise VmctlError("DATABASE_ERROR", "The inventory path is a directory", [("db", db)])
+        if not path.exists():
+            if self.dry_run:
+                # A dry run never creates the inventory file: work on an empty in-memory one.
+                self.memory = True
+                eng = sa.create_engine("sqlite://")
+                self._sqlite_events(eng)
+                return eng
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise VmctlError("DATABASE_ERROR", "Cannot create the inventory directory",
+                                 [("db", db), ("reason", exc.strerror or str(exc))]) from None
+        eng = sa.create_engine(f"sqlite:///{path}")
+        self._sqlite_events(eng)
+        return eng
+
+    def _sqlite_events(self, eng: sa.Engine) -> None:
+        timeout_ms = int(self.timeout * 1000)
+
+        @event.listens_for(eng, "connect")
+        def _connect(dbapi_conn, _rec):
+            # We issue BEGIN ourselves (IMMEDIATE for writers): disable pysqlite's own handling.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            try:
+                cur.execute("PRAGMA journal_mode = WAL")
+            except Exception:  # read-only file: keep whatever mode it has
+                pass
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.close()
+
+        @event.listens_for(eng, "begin")
+        def _begin(conn):
+            mode = conn.info.get("vmctl_begin", "BEGIN")
+            conn.exec_driver_sql(mode)
+
+    def _schema_version(self, conn: sa.Connection) -> int:
+        insp = sa.inspect(conn)
+        if not insp.has_table("meta"):
+            return 0
+        v = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "schema-version")).scalar()
+        return int(v) if v is not None else 0
+
+    def _ensure_schema(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                version = self._schema_version(conn)
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise _db_error(exc, self.db) from None
+        if version == schema.SCHEMA_VERSION:
+            return
+        if version > schema.SCHEMA_VERSION:
+            raise VmctlError("SCHEMA_TOO_NEW", params=[("db", self.db), ("schema-version", version),
+                                                       ("supported", schema.SCHEMA_VERSION)])
+        if self.dry_run and not self.memory:
+            # Never upgrade (or create) the real file in a dry run: copy it to memory first.
+            self._copy_to_memory()
+        from vmctl.store.migrate import upgrade
+
+        with self._locked_connection(write=True) as conn:
+            upgrade(conn, self._schema_version(conn))
+
+    def _copy_to_memory(self) -> None:
+        import sqlite3
+
+        src = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        eng = sa.create_engine("sqlite://")
+        self._sqlite_events(eng)
+        raw = eng.raw_connection()
+        src.backup(raw.driver_connection)
+        src.close()
+        self.engine, self.memory = eng, True
+        self._mem_raw = raw  # keep the single in-memory connection alive
+
+    # --- transactions ------------------------------------------------------------------------------
+    @contextmanager
+    def _locked_connection(self, write: bool):
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                conn = self.engine.connect()
+            except SQLAlchemyError as exc:
+                raise _db_error(exc, self.db) from None
+            try:
+                if self.dialect == "sqlite":
+                    conn.info["vmctl_begin"] = "BEGIN IMMEDIATE" if write else "BEGIN"
+                    conn.begin()
+                else:
+                    conn.begin()
+                    if write:
+                        ms = max(1, int((deadline - time.monotonic()) * 1000))
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+                break
+            except DBAPIError as exc:
+                conn.close()
+                err = _db_error(exc, self.db)
+                if isinstance(err, BusyError):
+                    if time.monotonic() >= deadline:
+                        raise BusyError(self.timeout) from None
+                    time.sleep(0.05)
+                    continue
+                raise err from None
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+
+    def run(self, fn, write: bool, finish=None):
+        """Run fn(txn) in one transaction, retrying on lock contention, deadlocks and
+        serialization failures until the timeout. `finish(txn)` runs before commit (journal)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return self._run_once(fn, write, finish)
+            except DBAPIError as exc:
+                err = _db_error(exc, self.db)
+                retryable = isinstance(err, BusyError) or _is_serialization_failure(exc)
+                if retryable and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                if retryable:
+                    raise BusyError(self.timeout) from None
+                raise err from None
+
+    def _run_once(self, fn, write, finish):
+        with self._locked_connection(write) as conn:
+            txn = Txn(self, conn, write, self.uuids)
+            result = fn(txn)
+            if write and not self.dry_run and txn.dirty:
+                txn.flush()
+                txn._flush_switches()
+                if finish is not None:
+                    finish(txn)
+            else:
+                conn.rollback()
+            return result, txn
+
+    # --- journal -----------------------------------------------------------------------------------
+    def append_journal(self, txn: Txn, command: str) -> int:
+        t = schema.journal
+        last = txn.conn.execute(sa.select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
+        seq = (last[0] + 1) if last else 1
+        prev = last[1] if last else ""
+        entry = {
+            "seq": seq, "time": now_iso(micro=True), "user": current_user(), "command": command,
+            "created": sorted(txn.created), "changed": sorted(txn.changed),
+            "destroyed": sorted(txn.destroyed), "changes": txn.changes, "prev-hash": prev,
+        }
+        entry["hash"] = journal_hash(entry)
+        txn.conn.execute(t.insert(), [{
+            "seq": seq, "time": entry["time"], "user": entry["user"], "command": command,
+            "created": json.dumps(entry["created"]), "changed": json.dumps(entry["changed"]),
+            "destroyed": json.dumps(entry["destroyed"]),
+            "changes": json.dumps(txn.changes, sort_keys=True, separators=(",", ":"), default=str),
+            "prev_hash": prev, "hash": entry["hash"],
+        }])
+        return seq
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def journal_hash(entry: dict) -> str:
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _is_serialization_failure(exc: DBAPIError) -> bool:
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(getattr(exc, "orig", None), "pgcode", None)
+    return code in ("40001", "40P01", "55P03")
+
+
+def journal_rows(conn: sa.Connection) -> Iterable[dict]:
+    t = schema.journal
+    for rec in conn.execute(sa.select(t).order_by(t.c.seq)):
+        d = dict(rec._mapping)
+        yield {
+            "seq": d["seq"], "time": d["time"], "user": d["user"], "command": d["command"],
+            "created": json.loads(d["created"]), "changed": json.loads(d["changed"]),
+            "destroyed": json.loads(d["destroyed"]), "changes": json.loads(d["changes"]),
+            "prev-hash": d["prev_hash"], "hash": d["hash"],
+        }
+
+
+JOURNAL_CLASS = JOURNAL
