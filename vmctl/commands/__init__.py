@@ -1,8 +1,13 @@
-"""The command table, filled by importing each family module (each registers its commands)."""
+"""The command table, filled by importing every module of this package (each family module
+registers its commands with the `@command` decorator on import)."""
+
+import importlib
+import pkgutil
 
 from vmctl.commands.table import COMMANDS, Command, register
 
 _loaded = False
+_NOT_FAMILIES = {"table", "fields"}
 
 
 def load() -> dict[str, Command]:
@@ -12,16 +17,9 @@ def load() -> dict[str, Command]:
         from vmctl.commands import generic
 
         generic.register_generic()
-        # Families: each module registers its commands on import.
-        from vmctl.commands import (  # noqa: F401
-            bridge,  # noqa: F401
-            dbcheck,  # noqa: F401
-            host,
-            journal,
-            pool,
-            util,
-            vm,
-        )
+        for mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+            if mod not in _NOT_FAMILIES and mod != "generic":
+                importlib.import_module(f"vmctl.commands.{mod}")
     return COMMANDS
 
 
