@@ -1,0 +1,217 @@
+import itertools
+import random
+
+import pytest
+
+from tests.engine.helpers import GiB, group, pool, vm
+from vmctl.engine import ha
+from vmctl.engine.snapshot import PoolState
+
+
+def _random_pool(seed: int) -> PoolState:
+    r = random.Random(seed)
+    n = r.randint(2, 6)
+    p = pool(0, ha_enabled=True)
+    from tests.engine.helpers import host
+
+    for i in range(n):
+        p.add_host(host(f"h{i}", cpus=r.choice((2, 4)), mem_gib=r.choice((8, 12, 16)), is_master=i == 0))
+    if r.random() < 0.3:  # one host without the shared SR: some VMs cannot go there
+        p.update_host("h1", srs=frozenset())
+    k = 0
+    for i in range(n):
+        for _ in range(r.randint(0, 3)):
+            h = f"h{i}"
+            if p.hosts[h].srs == frozenset() and r.random() < 1:
+                srs = frozenset()
+            else:
+                srs = frozenset({"sr0"})
+            v = vm(f"v{k:02d}", vcpus=r.choice((1, 2, 4)), mem_gib=r.choice((1, 2, 3, 4)), on=h, srs=srs,
+                   ha_restart_priority=r.choice(("restart", "restart", "best-effort", "no-restart")))
+            k += 1
+            if p.load(h).mem + v.m_st <= p.mem_capacity(h) and p.load(h).vcpus + v.vcpus <= p.vcpu_capacity(h):
+                p.add_vm(v)
+    return p
+
+
+def _brute_plan(p: PoolState, failed: tuple[str, ...]) -> bool:
+    surv = [h for h in p.host_uuids() if h not in failed]
+    prot = [v for v in p.vms.values() if v.protected and v.resident_on in failed]
+    free_m = {h: p.mem_capacity(h) - p.load(h).mem_st for h in surv}
+    free_c = {h: p.vcpu_capacity(h) - p.load(h).vcpus for h in surv}
+    for combo in itertools.product(surv, repeat=len(prot)):
+        fm, fc = dict(free_m), dict(free_c)
+        ok = True
+        for v, h in zip(prot, combo):
+            hs = p.hosts[h]
+            if not (v.srs <= hs.srs and v.networks <= hs.networks and v.vcpus <= hs.cpu_count):
+                ok = False
+                break
+            fm[h] -= v.m_st
+            fc[h] -= v.vcpus
+            if fm[h] < 0 or fc[h] < 0:
+                ok = False
+                break
+        if ok:
+            return True
+    return False
+
+
+def _brute_max(p: PoolState) -> int:
+    hosts = p.host_uuids()
+    best = 0
+    for r in range(1, len(hosts)):
+        if all(_brute_plan(p, f) for f in itertools.combinations(hosts, r)):
+            best = r
+        else:
+            break
+    return best
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_max_failures_equals_brute_force(seed):
+    p = _random_pool(seed)
+    if sum(1 for v in p.vms.values() if v.protected) > 9:
+        pytest.skip("brute force too large")
+    expected = _brute_max(p)
+    got = ha.max_failures(p)
+    assert got.max == expected
+    assert ha.max_failures(p, quick=False).max == expected
+    assert got.upper_bound >= got.max
+    if got.witness:  # the witness really has no plan
+        assert not _brute_plan(p, tuple(got.witness))
+
+
+def test_trivial_cases():
+    p = pool(3)
+    assert ha.plan_exists(p, 0).exists and ha.plan_exists(p, 5).exists  # nothing protected
+    p.add_vm(vm("a", on="h0", ha_restart_priority="restart"))
+    chk = ha.plan_exists(p, 3)
+    assert not chk.exists and chk.method == "trivial"
+
+
+def test_necessary_test_gives_witness():
+    p = pool(3, mem_gib=8)
+    for i in range(3):
+        p.add_vm(vm(f"a{i}", mem_gib=6, on=f"h{i}", ha_restart_priority="restart"))
+    chk = ha.plan_exists(p, 1)
+    assert not chk.exists and chk.method == "necessary" and len(chk.witness) == 1 and chk.vm
+
+
+def test_sufficient_and_exact_agree():
+    p = pool(6, mem_gib=16)
+    for i in range(6):
+        p.add_vm(vm(f"a{i}", mem_gib=2, on=f"h{i}", ha_restart_priority="restart"))
+    a = ha.plan_exists(p, 2)
+    b = ha.plan_exists(p, 2, quick=False)
+    assert a.exists and b.exists and a.method == "sufficient" and b.method == "exact"
+
+
+def test_interchangeable_hosts_counted_as_classes():
+    p = pool(10, mem_gib=16)
+    for i in range(10):
+        p.add_vm(vm(f"a{i}", mem_gib=2, on=f"h{i}", ha_restart_priority="restart"))
+    pl = ha.Planner(p)
+    classes = pl.host_classes()
+    assert len(classes) == 1 and len(classes[0]) == 10
+    assert ha.Planner.count_sets([10], 3) == 1
+    chk = ha.plan_exists(p, 3, quick=False)
+    assert chk.exists and chk.evaluations == 1
+
+
+def test_approximate_beyond_limit_is_never_optimistic():
+    p = pool(8, mem_gib=16)
+    for i in range(8):
+        p.add_vm(vm(f"a{i}", mem_gib=2 + (i % 3), on=f"h{i}", ha_restart_priority="restart"))
+    chk = ha.plan_exists(p, 3, quick=False, limit=5)
+    assert chk.method == "approximate"
+    # Nothing failed among the 5 most dangerous sets: the answer is the sufficient test's.
+    assert chk.exists == ha.Planner(p).sufficient_holds(3)
+    chk = ha.plan_exists(p, 3, limit=5)
+    assert chk.exists and chk.method == "sufficient"
+    # A pool where the sufficient test cannot prove anything: unproven counts as no plan.
+    q = pool(8, mem_gib=16)
+    q.update_host("h7", memory_total=22 * GiB)
+    for i in range(8):
+        h = f"h{i}"
+        sizes = [5, 1, 1, 1] if i == 0 else [1, 1, 1, 1]
+        for j, m in enumerate(sizes):
+            q.add_vm(vm(f"p{i}{j}", mem_gib=m, on=h, ha_restart_priority="restart"))
+        q.add_vm(vm(f"f{i}", mem_gib=12 - sum(sizes), on=h))
+    assert not ha.Planner(q).sufficient_holds(1)
+    assert ha.plan_exists(q, 1).exists  # exact: 3 classes
+    chk = ha.plan_exists(q, 1, limit=2)
+    assert chk.method == "approximate" and not chk.exists
+
+
+def test_dangerous_sets_best_first():
+    p = pool(6, mem_gib=16)
+    for i in range(6):
+        p.add_vm(vm(f"a{i}", mem_gib=1 + i, on=f"h{i}", ha_restart_priority="restart"))
+    pl = ha.Planner(p)
+    classes = pl.host_classes()
+    sets = list(pl.dangerous_sets(classes, 2, 100))
+    assert len(sets) == 15 and len(set(sets)) == 15
+    dangers = [sum(pl.danger[i] for i in s) for s in sets]
+    assert dangers == sorted(dangers, reverse=True)
+
+
+def test_strict_groups_in_packer():
+    p = pool(3, mem_gib=16)
+    group(p, "anti", "anti-affinity", True)
+    p.add_vm(vm("a", on="h0", groups=("anti",), ha_restart_priority="restart"))
+    p.add_vm(vm("b", on="h1", groups=("anti",), ha_restart_priority="restart"))
+    p.add_vm(vm("c", on="h2", groups=("anti",), ha_restart_priority="restart"))
+    # Any failure puts the failed member on a host already holding one: no plan.
+    chk = ha.plan_exists(p, 1)
+    assert not chk.exists
+
+
+def test_hypothetical_priorities():
+    p = pool(2, mem_gib=8)
+    p.add_vm(vm("a", mem_gib=6, on="h0"))
+    p.add_vm(vm("b", mem_gib=6, on="h1"))
+    assert ha.max_failures(p).max == 1
+    assert ha.max_failures(p, priorities={"a": "restart"}).max == 0
+    assert p.vms["a"].ha_restart_priority == "no-restart"
+
+
+def test_admission_check_change():
+    p = pool(2, mem_gib=8, ha_enabled=True)
+    p.add_vm(vm("a", mem_gib=4, on="h0", ha_restart_priority="restart"))
+    p.add_vm(vm("b", mem_gib=6))
+    err = ha.check_change(p, start={"b": "h1"})
+    assert err is not None and err.code == "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"
+    params = dict(err.params)
+    assert params["failures-to-tolerate"] == 1 and params["vm"].uuid == "a"
+    assert ha.check_change(p, start={"b": "h0"}) is not None  # h0 failing: a and b... b not protected
+    assert ha.check_change(p, disable=["h1"]) is not None
+    p.ha_allow_overcommit = True
+    assert ha.check_change(p, start={"b": "h1"}) is None
+
+
+def test_failover_plan_restarts_protected_then_best_effort():
+    p = pool(3, mem_gib=8, ha_enabled=True)
+    p.add_vm(vm("p1", mem_gib=4, on="h0", ha_restart_priority="restart"))
+    p.add_vm(vm("b1", mem_gib=3, on="h0", ha_restart_priority="best-effort"))
+    p.add_vm(vm("n1", mem_gib=1, on="h0"))
+    p.add_vm(vm("x", mem_gib=7, on="h1"))
+    plan = ha.failover_plan(p, ["h0"])
+    rows = {r.vm: r for r in plan.rows}
+    assert [r.vm for r in plan.rows] == ["p1", "b1", "n1"]
+    assert rows["p1"].result == "restarted" and rows["p1"].host == "h2"
+    assert rows["b1"].result == "restarted" and rows["b1"].host == "h2"
+    assert rows["n1"].result == "halted"
+    assert plan.state.hosts["h0"].live is False
+    assert p.hosts["h0"].live is True  # the input snapshot is untouched
+
+
+def test_failover_falls_back_to_packer():
+    p = pool(3, mem_gib=8, ha_enabled=True, policy="spread")
+    # Spread would split the 3 GiB VMs and strand the 5 GiB one; the packer finds a plan.
+    p.add_vm(vm("big", mem_gib=5, on="h0", ha_restart_priority="restart", order=1))
+    p.add_vm(vm("s1", mem_gib=3, on="h0", ha_restart_priority="restart"))
+    p.add_vm(vm("s2", mem_gib=3, on="h0", ha_restart_priority="restart"))
+    p.update_host("h0", memory_total=20 * GiB)
+    plan = ha.failover_plan(p, ["h0"])
+    assert all(r.result == "restarted" for r in plan.rows)
