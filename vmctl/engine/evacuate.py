@@ -119,10 +119,14 @@ class Blocker:
 
 
 def _plain(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return ";".join(_plain(x) for x in v)
     return v.uuid if isinstance(v, Ref) else str(v)
 
 
 def _human(key: str, v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return ",".join(_human(key, x) for x in v)
     if isinstance(v, Ref):
         return v.name or v.uuid
     if key in _SIZE_PARAMS and isinstance(v, int):

@@ -1,0 +1,819 @@
+"""Rebalancing a pool by live migrations (engine.md §5).
+
+The planner works on a scratch copy of the snapshot through a placement
+:class:`~vmctl.engine.placement.scheduler.Scheduler`, whose arrays it reads (loads, capacities)
+and whose filters it uses: candidate destinations are screened with vectorised masks (filters 1–7
+cached per class and source, 8–9 over all candidates at once, 10 for items with strict groups),
+and the one move taken at each step is re-checked with the scheduler's own filters 1–10 and
+filter 11 (HA), so every planned move passes filters 1–11 exactly as an explicit `vm-migrate`
+target would.
+
+Imbalance metric: L_{h,d} = load/capacity over the scope's N hosts (memory at m(v)); σ_d the
+population standard deviation; I = Σ_d w_d·σ_d, plus α·mean_h skew(L_h) under `balanced`.
+Moving demand a from s to t changes only L_s and L_t, so with the centred sums S1_d = Σ(L − μ)
+and S2_d = Σ(L − μ)² kept per dimension, the σ after any move is a closed form in O(D).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vmctl.engine import migration as mg
+from vmctl.engine import waves as wv
+from vmctl.engine.snapshot import RUNNING, PoolState, VMState
+from vmctl.errors import VmctlError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vmctl.engine.placement.scheduler import Scheduler
+
+ROUND = 9
+_HEAD = 16  # candidates materialised per step; the rest is only walked when filter 11 refuses
+DEFAULT_THRESHOLD = 3
+DEFAULT_MAX_MOVES = 50
+DEFAULT_MIN_GAIN = 1e-4  # ε, other-config:rebalance-min-gain
+DEFAULT_COST_WEIGHT = 1.0  # κ, other-config:rebalance-cost-weight
+DEFAULT_PACK_MAX_LOAD = 0.85  # other-config:pack-max-load
+DEFAULT_SKEW_WEIGHT = 2.0  # α, other-config:placement-skew-weight (shared with §2.2)
+POLICIES = ("spread", "balanced", "pack")
+
+STOP_TARGET = "target-reached"
+STOP_MAX_MOVES = "max-moves"
+STOP_NO_MOVE = "no-qualifying-move"
+STOP_MANDATORY_ONLY = "threshold-1"
+STOP_PACKED = "nothing-more-to-free"
+
+
+@dataclass(frozen=True)
+class RebalanceMove:
+    """One migration of the plan. Items (a strict affinity group moving as one) give one move per
+    member with the same `step`; `gain` and `cost` are the item's."""
+
+    step: int
+    vm: str
+    name: str
+    src: str
+    dst: str
+    memory: int  # m(v)
+    bytes: float  # predicted memory + storage bytes (solo rate)
+    gain: float
+    cost: float
+    mandatory: str | None  # None, "rule" or "overload"
+    sigma_memory: float  # σ after the step
+    sigma_vcpu: float
+    time: float = 0.0  # total-time at the rate it gets in its wave
+    wave: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "step": self.step, "vm": self.vm, "name-label": self.name, "from": self.src, "to": self.dst,
+            "memory": self.memory, "bytes": self.bytes, "gain": self.gain, "cost": self.cost,
+            "mandatory": self.mandatory, "sigma-memory": self.sigma_memory, "sigma-vcpu": self.sigma_vcpu,
+            "time": self.time, "wave": self.wave,
+        }
+
+
+@dataclass(frozen=True)
+class RebalancePlan:
+    policy: str
+    threshold: int
+    target: float  # σ*
+    max_moves: int | None
+    sigma_before: dict[str, float]
+    sigma_after: dict[str, float]
+    metric_before: float
+    metric_after: float
+    moves: tuple[RebalanceMove, ...]
+    stop_reason: str
+    schedule: wv.Schedule | None = None
+    freed_hosts: tuple[str, ...] = ()
+    unresolved: tuple[tuple[str, str], ...] = ()  # (vm uuid, reason) of mandatory moves not possible
+    evaluations: int = 0  # candidate (item, destination) pairs scored
+
+    @property
+    def bytes(self) -> float:
+        return math.fsum(m.bytes for m in self.moves)
+
+    @property
+    def steps(self) -> int:
+        return self.moves[-1].step if self.moves else 0
+
+    @property
+    def makespan(self) -> float:
+        return self.schedule.makespan if self.schedule else 0.0
+
+    @property
+    def waves(self) -> int:
+        return len(self.schedule.waves) if self.schedule else 0
+
+    def rows(self) -> list[dict]:
+        """The plan table (engine.md §5), in order."""
+        return [
+            {"step": m.step, "vm": m.vm, "name-label": m.name, "from": m.src, "to": m.dst,
+             "memory": m.memory, "gain": m.gain, "cost": m.cost, "sigma-memory": m.sigma_memory,
+             "sigma-vcpu": m.sigma_vcpu, "time": m.time}
+            for m in self.moves
+        ]
+
+    def summary(self) -> dict:
+        return {
+            "sigma-before": dict(self.sigma_before), "sigma-after": dict(self.sigma_after),
+            "moves": len(self.moves), "bytes": self.bytes, "waves": self.waves,
+            "makespan": self.makespan, "freed-hosts": list(self.freed_hosts),
+            "stop-reason": self.stop_reason,
+        }
+
+    def as_json(self) -> dict:
+        """`-f json`: {policy, threshold, target, sigma-before, sigma-after, moves: [...]} plus the
+        footer figures."""
+        return {
+            "policy": self.policy, "threshold": self.threshold, "target": self.target,
+            "sigma-before": dict(self.sigma_before), "sigma-after": dict(self.sigma_after),
+            "moves": [m.as_dict() for m in self.moves],
+            "bytes": self.bytes, "waves": self.waves, "makespan": self.makespan,
+            "freed-hosts": list(self.freed_hosts), "stop-reason": self.stop_reason,
+            "unresolved": [{"vm": v, "reason": r} for v, r in self.unresolved],
+        }
+
+
+def target_sigma(threshold: int, n_hosts: int) -> float:
+    """σ* = (5 − threshold) × 0.1 / √N for thresholds 2–5; threshold 1 has no target (∞)."""
+    if threshold <= 1:
+        return math.inf
+    return (5 - threshold) * 0.1 / math.sqrt(max(1, n_hosts))
+
+
+# --- the metric -----------------------------------------------------------------------------------
+
+@dataclass
+class _Metric:
+    """Metric parameters and the per-host normalised loads of the scope."""
+
+    weights: tuple[float, float]
+    alpha: float  # 0 unless balanced
+    g: tuple[float, float]  # demand mix, unit length
+
+
+def _skew(lm: Any, lc: Any, g: tuple[float, float]) -> Any:
+    """1 − cos(L, g); an empty host has no direction and counts 0."""
+    import numpy as np
+
+    norm = np.hypot(lm, lc)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = (lm * g[0] + lc * g[1]) / norm
+    return 1.0 - np.where(norm > 0, cos, 1.0)
+
+
+def sigmas(lm: Any, lc: Any) -> tuple[float, float]:
+    import numpy as np
+
+    return float(np.std(lm)), float(np.std(lc))
+
+
+def metric(lm: Any, lc: Any, met: _Metric) -> float:
+    sm, sc = sigmas(lm, lc)
+    value = met.weights[0] * sm + met.weights[1] * sc
+    if met.alpha:
+        value += met.alpha * float(_skew(lm, lc, met.g).mean())
+    return value
+
+
+# --- items and classes ----------------------------------------------------------------------------
+
+@dataclass
+class _Item:
+    members: tuple[str, ...]  # sorted VM uuids; the first is the representative
+    host: str
+    mem: int
+    vcpus: int
+    key: tuple  # interchangeability class
+
+
+def _strict_components(pool: PoolState, vms: Sequence[VMState]) -> dict[str, tuple[str, ...]]:
+    """VM uuid → the members of its strict-affinity item (VMs linked through shared strict
+    affinity groups, among `vms`)."""
+    strict_aff = {g for g, grp in pool.groups.items() if grp.strict and grp.placement == "affinity"}
+    parent: dict[str, str] = {v.uuid: v.uuid for v in vms}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    first: dict[str, str] = {}
+    for v in sorted(vms, key=lambda v: v.uuid):
+        for g in v.groups:
+            if g in strict_aff:
+                if g in first:
+                    a, b = find(first[g]), find(v.uuid)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+                else:
+                    first[g] = v.uuid
+    comps: dict[str, list[str]] = {}
+    for v in sorted(vms, key=lambda v: v.uuid):
+        comps.setdefault(find(v.uuid), []).append(v.uuid)
+    return {u: tuple(m) for m in comps.values() for u in m}
+
+
+def _class_key(pool: PoolState, vm: VMState) -> tuple:
+    """VMs with equal demand, equal migration cost and equal filter signature are
+    interchangeable: moving either gives the same gain, cost and feasibility."""
+    return (pool.m(vm), vm.vcpus, vm.memory_dynamic_max, vm.dirty_rate, tuple(sorted(vm.srs)),
+            tuple(sorted(vm.networks)), vm.last_boot_cpu_vendor, tuple(sorted(vm.last_boot_cpu_flags)),
+            vm.groups)
+
+
+# --- the planner ----------------------------------------------------------------------------------
+
+class _Planner:
+    def __init__(self, pool: PoolState, policy: str, threshold: int, max_moves: int | None,
+                 network: str | None, bandwidth: float | None, ha: bool) -> None:
+        import numpy as np
+
+        from vmctl.engine.placement.scheduler import Scheduler
+
+        self.np = np
+        self.pool = pool.copy()
+        self.policy = policy
+        self.threshold = threshold
+        self.max_moves = max_moves
+        self.ha = ha
+        self.sched: Scheduler = Scheduler(self.pool)
+        t = self.sched.table
+        self.t = t
+        self.scope_hosts = [h.uuid for h in self.pool.usable_hosts()]
+        self.scope = np.zeros(t.n, dtype=bool)
+        for h in self.scope_hosts:
+            self.scope[t.index[h]] = True
+        self.sidx = np.nonzero(self.scope)[0]
+        self.N = len(self.scope_hosts)
+        self.capm = t.mem_cap_f.copy()
+        self.capc = t.vcpu_cap_f.copy()
+        # a zero capacity would make L undefined; such a host can take nothing anyway
+        self.capm[self.capm <= 0] = 1.0
+        self.capc[self.capc <= 0] = 1.0
+        self.sum_a = float(t.mem_cap_f[self.scope].sum()) or 1.0
+        p = self.pool
+        wm = p.knob("rebalance-weight-memory", 1.0)
+        wc = p.knob("rebalance-weight-vcpu", 1.0)
+        alpha = p.knob("placement-skew-weight", DEFAULT_SKEW_WEIGHT) if policy == "balanced" else 0.0
+        tm = float(t.mem[self.scope].sum()) / float(t.mem_cap_f[self.scope].sum() or 1.0)
+        tc = float(t.vcpu[self.scope].sum()) / float(t.vcpu_cap_f[self.scope].sum() or 1.0)
+        norm = math.hypot(tm, tc)
+        g = (tm / norm, tc / norm) if norm > 0 else (1 / math.sqrt(2), 1 / math.sqrt(2))
+        self.met = _Metric((wm, wc), alpha, g)
+        self.eps = p.knob("rebalance-min-gain", DEFAULT_MIN_GAIN)
+        self.kappa = p.knob("rebalance-cost-weight", DEFAULT_COST_WEIGHT)
+        self.net = mg.resolve_network(p, network)
+        self.bs = mg.pool_stream_bandwidth(p, self.net, bandwidth)
+        self.limits = mg.vm_limits(p)
+        self.links = np.array([mg.host_link_rate(p, u, self.net) for u in t.uuids])
+        self.target = target_sigma(threshold, self.N)
+        self.moves: list[RebalanceMove] = []
+        self.specs: list[wv.MoveSpec] = []
+        self.unresolved: list[tuple[str, str]] = []
+        self.evaluations = 0
+        self._pred_cache: dict[tuple, mg.Prediction] = {}
+        self._static: dict[tuple, Any] = {}
+        self._cost_rows: dict[tuple, tuple[Any, Any]] = {}
+        self._build_items()
+
+    # ---- state ----------------------------------------------------------------------------------
+    def loads(self) -> tuple[Any, Any]:
+        return self.t.mem / self.capm, self.t.vcpu / self.capc
+
+    def scoped(self) -> tuple[Any, Any]:
+        lm, lc = self.loads()
+        return lm[self.sidx], lc[self.sidx]
+
+    def sigma(self) -> tuple[float, float]:
+        return sigmas(*self.scoped())
+
+    def metric(self) -> float:
+        return metric(*self.scoped(), self.met)
+
+    def _build_items(self) -> None:
+        p = self.pool
+        movable = [v for v in p.vms.values()
+                   if v.power_state == RUNNING and v.resident_on in p.hosts and self.scope[self.t.index[v.resident_on]]
+                   and not v.immobile and v.scheduled_on in (None, v.resident_on)]
+        comps = _strict_components(p, movable)
+        self.items: dict[str, _Item] = {}  # lead uuid → item
+        self.lead: dict[str, str] = {}  # member uuid → lead uuid
+        self.by_host: dict[str, dict[tuple, list[str]]] = {h: {} for h in self.scope_hosts}
+        self.split_items: list[tuple[str, ...]] = []
+        seen: set[tuple[str, ...]] = set()
+        for uuid in sorted(comps):
+            members = comps[uuid]
+            if members in seen:
+                continue
+            seen.add(members)
+            hosts = {p.vms[m].resident_on for m in members}
+            if len(hosts) > 1:
+                self.split_items.append(members)  # breaks a strict affinity rule: mandatory
+                continue
+            self._add_item(members, hosts.pop())
+
+    def _add_item(self, members: tuple[str, ...], host: str) -> None:
+        p = self.pool
+        vms = [p.vms[m] for m in members]
+        key = _class_key(p, vms[0]) if len(vms) == 1 else ("item",) + members
+        it = _Item(members, host, sum(p.m(v) for v in vms), sum(v.vcpus for v in vms), key)
+        self.items[members[0]] = it
+        for m in members:
+            self.lead[m] = members[0]
+        lst = self.by_host.setdefault(host, {}).setdefault(key, [])
+        lst.append(members[0])
+        lst.sort()
+
+    def _remove_item(self, lead: str) -> _Item:
+        it = self.items.pop(lead)
+        for m in it.members:
+            self.lead.pop(m, None)
+        lst = self.by_host[it.host][it.key]
+        lst.remove(lead)
+        if not lst:
+            del self.by_host[it.host][it.key]
+        return it
+
+    # ---- predictions and costs --------------------------------------------------------------------
+    def _predict(self, vm: VMState, rate: float) -> mg.Prediction:
+        d = mg.vm_dirty_rate(self.pool, vm)
+        key = (vm.memory_dynamic_max, d, rate)
+        p = self._pred_cache.get(key)
+        if p is None:
+            p = self._pred_cache[key] = mg.predict(mg.vm_memory(vm), d, rate, self.limits, with_hints=False)
+        return p
+
+    def _cost_row(self, it: _Item) -> tuple[Any, Any]:
+        """(bytes, converges) over every destination for this item's class from its host."""
+        np = self.np
+        si = self.t.index[it.host]
+        ck = (it.key, float(self.links[si]))
+        row = self._cost_rows.get(ck)
+        if row is None:
+            rates = np.minimum(min(self.bs, float(self.links[si])), self.links)
+            bytes_row = np.zeros(self.t.n)
+            conv_row = np.ones(self.t.n, dtype=bool)
+            for r in sorted(set(rates.tolist())):
+                sel = rates == r
+                total, ok = 0.0, True
+                for m in it.members:
+                    pr = self._predict(self.pool.vms[m], r)
+                    total += pr.total_bytes
+                    ok = ok and pr.converges
+                bytes_row[sel] = total
+                conv_row[sel] = ok
+            row = self._cost_rows[ck] = (bytes_row, conv_row)
+        return row
+
+    def _request(self, it: _Item):
+        from vmctl.engine.placement import filters as F
+
+        return self.sched.request([self.pool.vms[m] for m in it.members], mode=F.MIGRATE)
+
+    def _static_mask(self, it: _Item) -> Any:
+        """Filters 1–7 (host state, cpu, version, storage, network): fixed during the plan."""
+        from vmctl.engine.placement import filters as F
+
+        ck = (it.key, it.host)
+        m = self._static.get(ck)
+        if m is None:
+            req = self._request(it)
+            m = self.scope.copy()
+            for f in F.FILTERS[:7]:
+                fm = f.mask(self.t, req)
+                if fm is not None:
+                    m = m & fm
+            self._static[ck] = m
+        return m
+
+    def _has_strict(self, it: _Item) -> bool:
+        if it.key[0] == "item":
+            return True
+        for m in it.members[:1]:
+            for g in self.pool.vms[m].groups:
+                grp = self.pool.groups.get(g)
+                if grp is not None and grp.strict and grp.placement in ("affinity", "anti-affinity"):
+                    return True
+        return False
+
+    # ---- scoring ------------------------------------------------------------------------------------
+    def _gains(self, am: Any, ac: Any, src: Any) -> Any:
+        """ΔI = I − I' for moving (am, ac) from src[k] to every host (K × n), closed form."""
+        np = self.np
+        lm, lc = self.loads()
+        N = self.N
+        out_sigma = []
+        for L, a, cap, w in ((lm, am, self.capm, self.met.weights[0]), (lc, ac, self.capc, self.met.weights[1])):
+            mu = float(L[self.sidx].mean())
+            e = L - mu
+            s2 = float((e[self.sidx] ** 2).sum())  # Σ e over the scope is 0 by construction
+            xs = a / cap[src]
+            xt = a[:, None] / cap[None, :]
+            es = e[src]
+            s1p = -xs[:, None] + xt
+            s2p = s2 - es**2 + (es - xs) ** 2
+            s2p = s2p[:, None] - e[None, :] ** 2 + (e[None, :] + xt) ** 2
+            var = s2p / N - (s1p / N) ** 2
+            out_sigma.append((w, np.sqrt(np.maximum(var, 0.0))))
+        sm0, sc0 = sigmas(lm[self.sidx], lc[self.sidx])
+        base = self.met.weights[0] * sm0 + self.met.weights[1] * sc0
+        new = out_sigma[0][0] * out_sigma[0][1] + out_sigma[1][0] * out_sigma[1][1]
+        gain = base - new
+        if self.met.alpha:
+            g = self.met.g
+            sk = _skew(lm, lc, g)
+            lsm = lm[src] - am / self.capm[src]
+            lsc = lc[src] - ac / self.capc[src]
+            ltm = lm[None, :] + am[:, None] / self.capm[None, :]
+            ltc = lc[None, :] + ac[:, None] / self.capc[None, :]
+            dsk = (_skew(lsm, lsc, g) - sk[src])[:, None] + _skew(ltm, ltc, g) - sk[None, :]
+            gain = gain - self.met.alpha * dsk / N
+        return gain
+
+    def _capacity_ok(self, am: Any, ac: Any, maxv: Any) -> Any:
+        """Filters 8 and 9 for every candidate and host (the scheduler's rules, vectorised)."""
+        t = self.t
+        ok = (t.mem[None, :] + am[:, None].astype(self.np.int64)) <= t.mem_cap[None, :]
+        ok &= (t.vcpu[None, :] + ac[:, None].astype(self.np.int64)) <= t.vcpu_cap[None, :]
+        ok &= maxv[:, None] <= t.cpu_count[None, :]
+        return ok
+
+    def _verify(self, it: _Item, dst: str) -> bool:
+        """The scheduler's own filters 1–10, then filter 11, on the chosen destination."""
+        req = self._request(it)
+        if self.sched.rejection(req, dst) is not None:
+            return False
+        if self.ha and self.sched.ha_active(True) and self.sched.ha_rejection(req, dst) is not None:
+            return False
+        return True
+
+    def _candidates(self, items: list[_Item], mandatory: str | None) -> list[tuple]:
+        """Score every (item, destination); return the qualifying pairs best first as
+        (item, dst index, gain, cost, bytes), the first _HEAD of them materialised, then the rest
+        as arrays in the same order."""
+        np = self.np
+        if not items:
+            return []
+        K = len(items)
+        am = np.array([it.mem for it in items], dtype=np.float64)
+        ac = np.array([it.vcpus for it in items], dtype=np.float64)
+        src = np.array([self.t.index[it.host] for it in items])
+        maxv = np.array([max(self.pool.vms[m].vcpus for m in it.members) for it in items], dtype=np.int64)
+        ok = self._capacity_ok(am, ac, maxv)
+        bytes_m = np.empty((K, self.t.n))
+        conv = np.empty((K, self.t.n), dtype=bool)
+        from vmctl.engine.placement import filters as F
+
+        for k, it in enumerate(items):
+            ok[k] &= self._static_mask(it)
+            if self._has_strict(it):
+                rm = F.FILTERS[9].mask(self.t, self._request(it))
+                if rm is not None:
+                    ok[k] &= rm
+            bytes_m[k], conv[k] = self._cost_row(it)
+        ok[np.arange(K), src] = False
+        ok &= conv
+        self.evaluations += int(ok.sum())
+        gain = self._gains(am, ac, src)
+        cost = self.kappa * bytes_m / self.sum_a
+        if mandatory is None:
+            ok &= (gain >= self.eps) & (gain > cost)
+            score = gain - cost
+        else:
+            score = gain  # mandatory moves are exempt from the cost test
+        ks, ts = np.nonzero(ok)
+        if len(ks) == 0:
+            return []
+        sc = np.round(score[ks, ts], ROUND)
+        vrank = np.empty(K, dtype=np.int64)
+        vrank[sorted(range(K), key=lambda k: items[k].members[0])] = np.arange(K)
+        # best first: largest score, then fewer bytes, then VM uuid, then host uuid (the table's
+        # host order is by uuid)
+        order = np.lexsort((ts, vrank[ks], bytes_m[ks, ts], -sc))
+        return [(items[int(ks[j])], int(ts[j]), float(gain[ks[j], ts[j]]), float(cost[ks[j], ts[j]]),
+                 float(bytes_m[ks[j], ts[j]])) for j in order[:_HEAD]] + [
+            (order[_HEAD:], ks, ts, items, gain, cost, bytes_m)]
+
+    def _pick(self, items: list[_Item], mandatory: str | None) -> tuple | None:
+        """The best qualifying (item, destination index, gain, cost, bytes) that passes the
+        scheduler's filters 1–11, or None."""
+        *head, tail = self._candidates(items, mandatory) or [None]
+        for c in head:
+            if self._verify(c[0], self.t.uuids[c[1]]):
+                return c
+        if tail is None:
+            return None
+        order, ks, ts, its, gain, cost, bytes_m = tail
+        for j in order:  # rare: the head was refused by filter 11
+            k, ti = int(ks[j]), int(ts[j])
+            if self._verify(its[k], self.t.uuids[ti]):
+                return (its[k], ti, float(gain[k, ti]), float(cost[k, ti]), float(bytes_m[k, ti]))
+        return None
+
+    # ---- applying -------------------------------------------------------------------------------------
+    def _apply(self, it: _Item, ti: int, gain: float, cost: float, mandatory: str | None,
+               bytes_: float | None = None) -> None:
+        dst = self.t.uuids[ti]
+        step = (self.moves[-1].step + 1) if self.moves else 1
+        self._remove_item(it.members[0])
+        rows = []
+        for m in it.members:
+            vm = self.pool.vms[m]
+            spec = wv.move_spec(self.pool, vm, dst, network=self.net, bandwidth=self.bs)
+            self.specs.append(spec)
+            rows.append((vm, spec))
+            self.sched.commit_move(m, dst)
+        sm, sc = self.sigma()
+        for vm, spec in rows:
+            solo = spec.solo()
+            self.moves.append(RebalanceMove(
+                step=step, vm=vm.uuid, name=vm.name, src=spec.src, dst=dst, memory=self.pool.m(vm),
+                bytes=solo.total_bytes, gain=gain, cost=cost, mandatory=mandatory,
+                sigma_memory=sm, sigma_vcpu=sc))
+        self._add_item(it.members, dst)
+
+    # ---- mandatory moves ------------------------------------------------------------------------------
+    def mandatory(self) -> None:
+        p = self.pool
+        # strict anti-affinity: keep the smallest uuid per host, move the others
+        for g in sorted(p.groups):
+            grp = p.groups[g]
+            if not (grp.strict and grp.placement == "anti-affinity"):
+                continue
+            per_host: dict[str, list[str]] = {}
+            for v in p.group_members(g):
+                if v.holds_resources:
+                    per_host.setdefault(v.resident_on, []).append(v.uuid)
+            for h in sorted(per_host):
+                for u in sorted(per_host[h])[1:]:
+                    lead = self._lead_of(u)
+                    if lead is None:
+                        self.unresolved.append((u, "VM_IS_IMMOBILE"))
+                        continue
+                    c = self._pick([self.items[lead]], "rule")
+                    if c is None:
+                        self.unresolved.append((u, "VM_GROUP_RULE_VIOLATED"))
+                    else:
+                        self._apply(c[0], c[1], c[2], c[3], "rule")
+        # strict affinity split over several hosts: gather on the host holding most of it
+        for members in self.split_items:
+            self._gather(members)
+        # overloaded hosts (after a lowered vcpu-allocation-ratio, say)
+        for h in self.scope_hosts:
+            i = self.t.index[h]
+            while self.t.mem[i] > self.t.mem_cap[i] or self.t.vcpu[i] > self.t.vcpu_cap[i]:
+                items = [self.items[lead] for lst in self.by_host.get(h, {}).values() for lead in lst[:1]]
+                c = self._pick(items, "overload")
+                if c is None:
+                    self.unresolved.append((h, "HOST_NOT_ENOUGH_FREE_MEMORY" if self.t.mem[i] > self.t.mem_cap[i]
+                                            else "HOST_NOT_ENOUGH_VCPUS"))
+                    break
+                self._apply(c[0], c[1], c[2], c[3], "overload")
+
+    def _lead_of(self, vm: str) -> str | None:
+        return self.lead.get(vm)
+
+    def _gather(self, members: tuple[str, ...]) -> None:
+        p = self.pool
+        counts: dict[str, int] = {}
+        for m in members:
+            counts[p.vms[m].resident_on] = counts.get(p.vms[m].resident_on, 0) + 1
+        for h in sorted(counts, key=lambda h: (-counts[h], h)):
+            movers = [m for m in members if p.vms[m].resident_on != h]
+            if not movers:
+                break
+            ti = self.t.index[h]
+            it = _Item(tuple(movers), "", 0, 0, ("gather",) + tuple(movers))
+            if self.scope[ti] and self._verify(it, h):
+                before = self.metric()
+                step = (self.moves[-1].step + 1) if self.moves else 1
+                for m in movers:
+                    vm = p.vms[m]
+                    spec = wv.move_spec(p, vm, h, network=self.net, bandwidth=self.bs)
+                    self.specs.append(spec)
+                    self.sched.commit_move(m, h)
+                    sm, sc = self.sigma()
+                    self.moves.append(RebalanceMove(
+                        step=step, vm=m, name=vm.name, src=spec.src, dst=h, memory=p.m(vm),
+                        bytes=spec.solo().total_bytes, gain=0.0, cost=0.0, mandatory="rule",
+                        sigma_memory=sm, sigma_vcpu=sc))
+                gain = before - self.metric()
+                for j in range(len(self.moves) - len(movers), len(self.moves)):
+                    self.moves[j] = _with(self.moves[j], gain=gain)
+                self._add_item(members, h)
+                return
+        for m in members:
+            self.unresolved.append((m, "VM_GROUP_RULE_VIOLATED"))
+
+    # ---- the greedy loop ------------------------------------------------------------------------------
+    def _budget_left(self) -> bool:
+        return self.max_moves is None or self.steps() < self.max_moves
+
+    def steps(self) -> int:
+        return self.moves[-1].step if self.moves else 0
+
+    def greedy(self) -> str:
+        if self.threshold <= 1:
+            return STOP_MANDATORY_ONLY
+        while True:
+            sm, sc = self.sigma()
+            if max(sm, sc) <= self.target:
+                return STOP_TARGET
+            if not self._budget_left():
+                return STOP_MAX_MOVES
+            lm, lc = self.loads()
+            mum = float(lm[self.sidx].mean())
+            muc = float(lc[self.sidx].mean())
+            items: list[_Item] = []
+            for h in self.scope_hosts:
+                i = self.t.index[h]
+                if lm[i] > mum or lc[i] > muc:
+                    for key in sorted(self.by_host.get(h, {}), key=repr):
+                        items.append(self.items[self.by_host[h][key][0]])
+            c = self._pick(items, None)
+            if c is None:
+                return STOP_NO_MOVE
+            self._apply(c[0], c[1], c[2], c[3], None)
+
+    def pack(self) -> tuple[str, list[str]]:
+        """Consolidate: empty the least-loaded hosts whose items all fit elsewhere with every
+        receiver at or below pack-max-load in each dimension, HA plan holding."""
+        limit = self.pool.knob("pack-max-load", DEFAULT_PACK_MAX_LOAD)
+        freed: list[str] = []
+        failed: set[str] = set()
+        while self._budget_left():
+            lm, lc = self.loads()
+            nonempty = [h for h in self.scope_hosts if self.t.count[self.t.index[h]] > 0
+                        and h not in failed]
+            if len(nonempty) <= 1:
+                break
+            nonempty.sort(key=lambda h: (round(max(lm[self.t.index[h]], lc[self.t.index[h]]), ROUND), h))
+            done = False
+            for h in nonempty:
+                plan = self._empty_plan(h, limit, set(freed))
+                if plan is None:
+                    failed.add(h)
+                    continue
+                budget = None if self.max_moves is None else self.max_moves - self.steps()
+                if budget is not None and len(plan) > budget:
+                    failed.add(h)
+                    continue
+                for lead, ti in plan:
+                    it = self.items[lead]
+                    before = self.metric()
+                    bytes_ = float(self._cost_row(it)[0][ti])
+                    self._apply(it, ti, 0.0, self.kappa * bytes_ / self.sum_a, None)
+                    gain = before - self.metric()
+                    k = len(it.members)
+                    for j in range(len(self.moves) - k, len(self.moves)):
+                        self.moves[j] = _with(self.moves[j], gain=gain)
+                freed.append(h)
+                done = True
+                break
+            if not done:
+                break
+        return STOP_PACKED, freed
+
+    def _empty_plan(self, h: str, limit: float, freed: set[str]) -> list[tuple[str, int]] | None:
+        """Best-fit every item of h onto the other non-empty hosts, every receiver staying at or
+        below `limit`; None if one does not fit. Tried on a scratch copy so that a failed attempt
+        leaves no trace."""
+        from vmctl.engine.placement import filters as F
+        from vmctl.engine.placement.scheduler import Scheduler
+
+        np = self.np
+        resident = self.pool.resident_vms(h)
+        if any(v.uuid not in self.lead for v in resident):
+            return None  # an immobile or paused VM keeps the host busy
+        if self.t.count[self.t.index[h]] > len(resident):
+            return None  # VMs are in flight to or from h
+        leads = sorted({self.lead[v.uuid] for v in resident})
+        saved = (self.pool, self.sched, self.t)
+        self.pool = self.pool.copy()
+        self.sched = Scheduler(self.pool)
+        self.t = self.sched.table
+        plan: list[tuple[str, int]] = []
+        try:
+            items = [self.items[lead] for lead in leads]
+            mean_m = float(self.t.mem_cap_f[self.scope].mean())
+            mean_c = float(self.t.vcpu_cap_f[self.scope].mean())
+            items.sort(key=lambda it: (-max(it.mem / mean_m, it.vcpus / mean_c), it.members[0]))
+            for it in items:
+                maxv = np.array([max(self.pool.vms[m].vcpus for m in it.members)], dtype=np.int64)
+                ok = self._capacity_ok(np.array([float(it.mem)]), np.array([float(it.vcpus)]), maxv)[0]
+                ok &= self._static_mask(it)
+                if self._has_strict(it):
+                    rm = F.FILTERS[9].mask(self.t, self._request(it))
+                    if rm is not None:
+                        ok &= rm
+                um = (self.t.mem + it.mem) / self.capm
+                uc = (self.t.vcpu + it.vcpus) / self.capc
+                ok &= (um <= limit) & (uc <= limit)
+                ok &= self.t.count > 0  # never refill an empty host
+                ok[self.t.index[h]] = False
+                for f in freed:
+                    ok[self.t.index[f]] = False
+                ok &= self._cost_row(it)[1]
+                fit = np.round(np.hypot(1.0 - um, 1.0 - uc), ROUND)
+                placed = False
+                for ti in sorted(np.nonzero(ok)[0].tolist(), key=lambda i: (fit[i], i)):
+                    if self._verify(it, self.t.uuids[ti]):
+                        for m in it.members:
+                            self.sched.commit_move(m, self.t.uuids[ti])
+                        plan.append((it.members[0], ti))
+                        placed = True
+                        break
+                if not placed:
+                    return None
+            return plan
+        finally:
+            self.pool, self.sched, self.t = saved
+
+
+def _with(move: RebalanceMove, **changes: Any) -> RebalanceMove:
+    from dataclasses import replace
+
+    return replace(move, **changes)
+
+
+def plan_rebalance(
+    pool: PoolState,
+    *,
+    threshold: int = DEFAULT_THRESHOLD,
+    policy: str | None = None,
+    max_moves: int | None = DEFAULT_MAX_MOVES,
+    network: str | None = None,
+    bandwidth: float | None = None,
+    ha: bool = True,
+    schedule: bool = True,
+) -> RebalancePlan:
+    """Plan `pool-rebalance` on a snapshot (engine.md §5); the snapshot is not modified.
+
+    threshold: 1..5 (`INVALID_VALUE` otherwise). policy: spread | balanced | pack, default the pool's
+    rebalance-policy. max_moves: a positive limit or None for `unlimited`. network/bandwidth: the
+    migration network and `bandwidth=` override, for costs and waves. ha: apply filter 11 when the
+    pool asks for it. schedule: cut the moves into waves (§4.3).
+    """
+    if not isinstance(threshold, int) or not 1 <= threshold <= 5:
+        raise VmctlError("INVALID_VALUE", params=[("name", "threshold"), ("value", threshold)])
+    policy = policy or pool.rebalance_policy
+    if policy not in POLICIES:
+        raise VmctlError("INVALID_VALUE", params=[("name", "policy"), ("value", policy)])
+    if max_moves is not None and max_moves < 0:
+        raise VmctlError("INVALID_VALUE", params=[("name", "max-moves"), ("value", max_moves)])
+    pl = _Planner(pool, policy, threshold, max_moves, network, bandwidth, ha)
+    sm0, sc0 = pl.sigma() if pl.N else (0.0, 0.0)
+    i0 = pl.metric() if pl.N else 0.0
+    freed: list[str] = []
+    if pl.N == 0:
+        stop = STOP_NO_MOVE
+    else:
+        pl.mandatory()
+        if policy == "pack":
+            stop, freed = pl.pack() if threshold > 1 else (STOP_MANDATORY_ONLY, [])
+        else:
+            stop = pl.greedy()
+    sm1, sc1 = pl.sigma() if pl.N else (0.0, 0.0)
+    sched = None
+    moves = pl.moves
+    if schedule and pl.specs:
+        sched = wv.schedule(pl.specs, wv.caps_for(pool, network))
+        moves = [_with(m, time=s.prediction.total_time, wave=s.wave) for m, s in zip(pl.moves, sched.moves)]
+    return RebalancePlan(
+        policy=policy, threshold=threshold, target=pl.target, max_moves=max_moves,
+        sigma_before={"memory": sm0, "vcpu": sc0}, sigma_after={"memory": sm1, "vcpu": sc1},
+        metric_before=i0, metric_after=pl.metric() if pl.N else 0.0,
+        moves=tuple(moves), stop_reason=stop, schedule=sched, freed_hosts=tuple(freed),
+        unresolved=tuple(pl.unresolved), evaluations=pl.evaluations,
+    )
+
+
+def imbalance(pool: PoolState, policy: str = "spread") -> dict[str, float]:
+    """σ per resource and the metric I of `pool` as it is (for what-if reports and the bench)."""
+    import numpy as np
+
+    hosts = pool.usable_hosts()
+    if not hosts:
+        return {"memory": 0.0, "vcpu": 0.0, "metric": 0.0}
+    loads = pool.loads()
+    lm = np.array([loads[h.uuid].mem / (h.memory_capacity or 1) for h in hosts])
+    lc = np.array([loads[h.uuid].vcpus / (h.vcpu_capacity(pool.vcpu_ratio) or 1) for h in hosts])
+    met = _Metric((pool.knob("rebalance-weight-memory", 1.0), pool.knob("rebalance-weight-vcpu", 1.0)),
+                  pool.knob("placement-skew-weight", DEFAULT_SKEW_WEIGHT) if policy == "balanced" else 0.0,
+                  _mix(lm, lc, hosts, pool))
+    sm, sc = sigmas(lm, lc)
+    return {"memory": sm, "vcpu": sc, "metric": metric(lm, lc, met)}
+
+
+def _mix(lm: Any, lc: Any, hosts: list, pool: PoolState) -> tuple[float, float]:
+    loads = pool.loads()
+    tm = sum(loads[h.uuid].mem for h in hosts) / (sum(h.memory_capacity for h in hosts) or 1)
+    tc = sum(loads[h.uuid].vcpus for h in hosts) / (sum(h.vcpu_capacity(pool.vcpu_ratio) for h in hosts) or 1)
+    n = math.hypot(tm, tc)
+    return (tm / n, tc / n) if n > 0 else (1 / math.sqrt(2), 1 / math.sqrt(2))
