@@ -283,3 +283,45 @@ def compare(oracle: OvsOracle, sequence: list[list[str]]) -> list[str]:
         if a != b:
             diffs.append(json.dumps({"argv": argv, "ovs": a, "vmctl": b}, ensure_ascii=False))
     return diffs
+
+
+def read_cases(path: str) -> list[list[list[str]]]:
+    """Sequences of invocations from a cases file (shell quoting, `#` comments, `%reset`)."""
+    import shlex
+
+    seqs: list[list[list[str]]] = [[]]
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line == "%reset":
+                seqs.append([])
+            else:
+                seqs[-1].append(shlex.split(line))
+    return [s for s in seqs if s]
+
+
+def record_golden(cases: str, golden: str) -> None:
+    """Record the real ovs-vsctl's canonical results for a cases file, so that the unit tests can
+    check vmctl against them on machines without Open vSwitch."""
+    o = OvsOracle()
+    try:
+        o.start()
+        with open(golden, "w", encoding="utf-8") as f:
+            for seq in read_cases(cases):
+                o.reset()
+                canon = Canon()
+                results = [list(canon(argv, *o.run(argv))) for argv in seq]
+                f.write(json.dumps({"sequence": seq, "results": results}, ensure_ascii=False) + "\n")
+    finally:
+        o.close()
+
+
+if __name__ == "__main__":  # python tests/ovs/oracle.py  (re-records golden.jsonl)
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here.parents[1]))
+    record_golden(str(here / "cases.txt"), str(here / "golden.jsonl"))
