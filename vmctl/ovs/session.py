@@ -134,6 +134,8 @@ class Session:
         self._view: _View | None = None
         self._dirty = False
         self._tables_printed = 0
+        # name -> uuids per table, built on the first generic lookup by name, then maintained
+        self._names: dict[str, dict[str, list[str]]] = {}
 
     # ------------------------------------------------------------ public API
 
@@ -223,11 +225,18 @@ class Session:
         self._all[u] = row
         self._new.add(u)
         self._dirty = True
+        idx = self._names.get(table)
+        if idx is not None:
+            idx.setdefault(row["name"], []).append(u)
         return row
 
     def _delete(self, table: str, uuid: str) -> None:
-        if self._t[table].pop(uuid, None) is not None:
+        row = self._t[table].pop(uuid, None)
+        if row is not None:
             self._dirty = True
+            idx = self._names.get(table)
+            if idx is not None:
+                idx[row["name"]].remove(uuid)
 
     def _new_iface(self, name: str, type_: str = "") -> dict:
         return self._insert("interface", {"name": name, "type": type_, "options": {},
@@ -808,11 +817,17 @@ class Session:
         if row is None and rid == "." and len(rows) == 1:
             row = next(iter(rows.values()))
         if row is None:
-            for r in rows.values():
-                if r["name"] == rid:
-                    if row is not None:
-                        raise OvsError(f'multiple rows in {table} match "{rid}"')
-                    row = r
+            key = _TABLE_OF[table]
+            idx = self._names.get(key)
+            if idx is None:
+                idx = self._names[key] = {}
+                for u, r in rows.items():
+                    idx.setdefault(r["name"], []).append(u)
+            found = idx.get(rid, ())
+            if len(found) > 1:
+                raise OvsError(f'multiple rows in {table} match "{rid}"')
+            if found:
+                row = rows[found[0]]
         if row is None and _partial_uuid_len(rid) >= 4:
             for u, r in sorted(rows.items()):
                 if u.startswith(rid):
