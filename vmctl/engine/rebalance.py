@@ -16,6 +16,7 @@ and S2_d = Σ(L − μ)² kept per dimension, the σ after any move is a closed 
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -227,6 +228,19 @@ def _class_key(pool: PoolState, vm: VMState) -> tuple:
             vm.groups)
 
 
+@dataclass
+class _Block:
+    """Scoring arrays for a list of items (K rows) over all hosts (n columns)."""
+
+    items: list[_Item]
+    am: Any
+    ac: Any
+    src: Any
+    static: Any  # K × n: filters 1–7, pCPUs, not the source, converging
+    bytes: Any  # K × n
+    strict: list[int]  # rows whose rules filter must be evaluated on the current state
+
+
 # --- the planner ----------------------------------------------------------------------------------
 
 class _Planner:
@@ -280,6 +294,7 @@ class _Planner:
         self._pred_cache: dict[tuple, mg.Prediction] = {}
         self._static: dict[tuple, Any] = {}
         self._cost_rows: dict[tuple, tuple[Any, Any]] = {}
+        self._blocks: dict[str, _Block] = {}
         self._build_items()
 
     # ---- state ----------------------------------------------------------------------------------
@@ -316,22 +331,29 @@ class _Planner:
             if len(hosts) > 1:
                 self.split_items.append(members)  # breaks a strict affinity rule: mandatory
                 continue
-            self._add_item(members, hosts.pop())
+            self._add_item(members, hosts.pop(), keep_sorted=False)
+        for per_host in self.by_host.values():
+            for lst in per_host.values():
+                lst.sort()
 
-    def _add_item(self, members: tuple[str, ...], host: str) -> None:
+    def _add_item(self, members: tuple[str, ...], host: str, keep_sorted: bool = True) -> None:
         p = self.pool
         vms = [p.vms[m] for m in members]
         key = _class_key(p, vms[0]) if len(vms) == 1 else ("item",) + members
         it = _Item(members, host, sum(p.m(v) for v in vms), sum(v.vcpus for v in vms), key)
         self.items[members[0]] = it
+        self._blocks.pop(host, None)
         for m in members:
             self.lead[m] = members[0]
         lst = self.by_host.setdefault(host, {}).setdefault(key, [])
-        lst.append(members[0])
-        lst.sort()
+        if keep_sorted:
+            bisect.insort(lst, members[0])
+        else:
+            lst.append(members[0])
 
     def _remove_item(self, lead: str) -> _Item:
         it = self.items.pop(lead)
+        self._blocks.pop(it.host, None)
         for m in it.members:
             self.lead.pop(m, None)
         lst = self.by_host[it.host][it.key]
@@ -408,22 +430,33 @@ class _Planner:
         np = self.np
         lm, lc = self.loads()
         N = self.N
-        out_sigma = []
+        new = None
+        base = 0.0
         for L, a, cap, w in ((lm, am, self.capm, self.met.weights[0]), (lc, ac, self.capc, self.met.weights[1])):
-            mu = float(L[self.sidx].mean())
-            e = L - mu
-            s2 = float((e[self.sidx] ** 2).sum())  # Σ e over the scope is 0 by construction
+            e = L - float(L[self.sidx].mean())
+            s2 = float((e[self.sidx] ** 2).sum())  # and Σ e over the scope is 0 by construction
+            base += w * math.sqrt(max(0.0, s2 / N))
             xs = a / cap[src]
-            xt = a[:, None] / cap[None, :]
             es = e[src]
-            s1p = -xs[:, None] + xt
-            s2p = s2 - es**2 + (es - xs) ** 2
-            s2p = s2p[:, None] - e[None, :] ** 2 + (e[None, :] + xt) ** 2
-            var = s2p / N - (s1p / N) ** 2
-            out_sigma.append((w, np.sqrt(np.maximum(var, 0.0))))
-        sm0, sc0 = sigmas(lm[self.sidx], lc[self.sidx])
-        base = self.met.weights[0] * sm0 + self.met.weights[1] * sc0
-        new = out_sigma[0][0] * out_sigma[0][1] + out_sigma[1][0] * out_sigma[1][1]
+            # After the move e_s → e_s − x_s and e_t → e_t + x_t, so
+            # Σe'² = s2 − 2·e_s·x_s + x_s² + x_t·(2·e_t + x_t) and Σe' = x_t − x_s.
+            xt = np.multiply.outer(a, 1.0 / cap)
+            s2p = xt * (2.0 * e + xt)
+            s2p += (s2 - 2.0 * es * xs + xs * xs)[:, None]
+            s1p = xt
+            s1p -= xs[:, None]
+            s1p /= N
+            s1p *= s1p
+            s2p /= N
+            s2p -= s1p
+            np.maximum(s2p, 0.0, out=s2p)
+            np.sqrt(s2p, out=s2p)
+            if w != 1.0:
+                s2p *= w
+            if new is None:
+                new = s2p
+            else:
+                new += s2p
         gain = base - new
         if self.met.alpha:
             g = self.met.g
@@ -453,37 +486,74 @@ class _Planner:
             return False
         return True
 
-    def _candidates(self, items: list[_Item], mandatory: str | None) -> list[tuple]:
-        """Score every (item, destination); return the qualifying pairs best first as
-        (item, dst index, gain, cost, bytes), the first _HEAD of them materialised, then the rest
-        as arrays in the same order."""
+    def _block(self, items: list[_Item]) -> _Block:
+        """The static part of scoring these items: demand, static masks (filters 1–7), the
+        per-VM pCPU check, bytes and convergence over every destination."""
         np = self.np
-        if not items:
-            return []
         K = len(items)
-        am = np.array([it.mem for it in items], dtype=np.float64)
-        ac = np.array([it.vcpus for it in items], dtype=np.float64)
-        src = np.array([self.t.index[it.host] for it in items])
-        maxv = np.array([max(self.pool.vms[m].vcpus for m in it.members) for it in items], dtype=np.int64)
-        ok = self._capacity_ok(am, ac, maxv)
         bytes_m = np.empty((K, self.t.n))
         conv = np.empty((K, self.t.n), dtype=bool)
+        static = np.empty((K, self.t.n), dtype=bool)
+        strict = []
+        for k, it in enumerate(items):
+            static[k] = self._static_mask(it)
+            bytes_m[k], conv[k] = self._cost_row(it)
+            if self._has_strict(it):
+                strict.append(k)
+        maxv = np.array([max(self.pool.vms[m].vcpus for m in it.members) for it in items], dtype=np.int64)
+        static &= maxv[:, None] <= self.t.cpu_count[None, :]
+        src = np.array([self.t.index[it.host] for it in items], dtype=np.int64)
+        static[np.arange(K), src] = False  # a move needs another host
+        static &= conv  # a move predicted not to converge would be refused by vm-migrate
+        return _Block(items, np.array([float(it.mem) for it in items]), np.array([float(it.vcpus) for it in items]),
+                      src, static, bytes_m, strict)
+
+    def _host_block(self, h: str) -> _Block:
+        """One representative per interchangeable class on h; cached until h's items change."""
+        b = self._blocks.get(h)
+        if b is None:
+            leads = sorted(lst[0] for lst in self.by_host.get(h, {}).values())
+            b = self._blocks[h] = self._block([self.items[lead] for lead in leads])
+        return b
+
+    def _candidates(self, blocks: list[_Block], mandatory: str | None) -> list[tuple]:
+        """Score every (item, destination); return the best qualifying pairs in order as
+        (item, dst index, gain, cost, bytes), followed by a function giving the others in order."""
+        np = self.np
+        blocks = [b for b in blocks if b.items]
+        if not blocks:
+            return []
         from vmctl.engine.placement import filters as F
 
-        for k, it in enumerate(items):
-            ok[k] &= self._static_mask(it)
-            if self._has_strict(it):
-                rm = F.FILTERS[9].mask(self.t, self._request(it))
-                if rm is not None:
-                    ok[k] &= rm
-            bytes_m[k], conv[k] = self._cost_row(it)
-        ok[np.arange(K), src] = False
-        ok &= conv
+        if len(blocks) == 1:
+            b = blocks[0]
+            items, am, ac, src, ok, bytes_m = b.items, b.am, b.ac, b.src, b.static.copy(), b.bytes
+            strict = b.strict
+        else:
+            items = [it for b in blocks for it in b.items]
+            am = np.concatenate([b.am for b in blocks])
+            ac = np.concatenate([b.ac for b in blocks])
+            src = np.concatenate([b.src for b in blocks])
+            ok = np.concatenate([b.static for b in blocks])
+            bytes_m = np.concatenate([b.bytes for b in blocks])
+            strict, off = [], 0
+            for b in blocks:
+                strict.extend(off + k for k in b.strict)
+                off += len(b.items)
+        t = self.t
+        # filters 8 and 9, exactly as the scheduler's masks (integer arithmetic)
+        ok &= am.astype(np.int64)[:, None] <= (t.mem_cap - t.mem)[None, :]
+        ok &= ac.astype(np.int64)[:, None] <= (t.vcpu_cap - t.vcpu)[None, :]
+        for k in strict:  # filter 10 depends on where the group's members are now
+            rm = F.FILTERS[9].mask(t, self._request(items[k]))
+            if rm is not None:
+                ok[k] &= rm
         self.evaluations += int(ok.sum())
         gain = self._gains(am, ac, src)
-        cost = self.kappa * bytes_m / self.sum_a
+        cost = bytes_m * (self.kappa / self.sum_a)
         if mandatory is None:
-            ok &= (gain >= self.eps) & (gain > cost)
+            ok &= gain >= self.eps
+            ok &= gain > cost
             score = gain - cost
         else:
             score = gain  # mandatory moves are exempt from the cost test
@@ -491,29 +561,40 @@ class _Planner:
         if len(ks) == 0:
             return []
         sc = np.round(score[ks, ts], ROUND)
-        vrank = np.empty(K, dtype=np.int64)
-        vrank[sorted(range(K), key=lambda k: items[k].members[0])] = np.arange(K)
-        # best first: largest score, then fewer bytes, then VM uuid, then host uuid (the table's
-        # host order is by uuid)
-        order = np.lexsort((ts, vrank[ks], bytes_m[ks, ts], -sc))
-        return [(items[int(ks[j])], int(ts[j]), float(gain[ks[j], ts[j]]), float(cost[ks[j], ts[j]]),
-                 float(bytes_m[ks[j], ts[j]])) for j in order[:_HEAD]] + [
-            (order[_HEAD:], ks, ts, items, gain, cost, bytes_m)]
+        # Only the best few are needed unless filter 11 refuses them: take every pair scoring at
+        # least the _HEAD-th best (ties included), order those exactly, keep the rest for later.
+        if len(sc) > _HEAD:
+            cut = np.partition(sc, len(sc) - _HEAD)[len(sc) - _HEAD]
+            top = np.nonzero(sc >= cut)[0]
+            rest = np.nonzero(sc < cut)[0]
+        else:
+            top, rest = np.arange(len(sc)), np.arange(0)
 
-    def _pick(self, items: list[_Item], mandatory: str | None) -> tuple | None:
+        def ordered(sel: Any) -> list[tuple]:
+            # largest score, then fewer bytes, then VM uuid, then host uuid
+            rows = [(-float(sc[j]), float(bytes_m[ks[j], ts[j]]), items[int(ks[j])].members[0],
+                     t.uuids[int(ts[j])], int(ks[j]), int(ts[j])) for j in sel.tolist()]
+            rows.sort()
+            return [(items[k], ti, float(gain[k, ti]), float(cost[k, ti]), float(bytes_m[k, ti]))
+                    for *_, k, ti in rows]
+
+        return ordered(top) + [lambda: ordered(rest)]
+
+    def _pick(self, items: list[_Item] | None, mandatory: str | None,
+              blocks: list[_Block] | None = None) -> tuple | None:
         """The best qualifying (item, destination index, gain, cost, bytes) that passes the
         scheduler's filters 1–11, or None."""
-        *head, tail = self._candidates(items, mandatory) or [None]
+        if blocks is None:
+            blocks = [self._block(items or [])] if items else []
+        *head, tail = self._candidates(blocks, mandatory) or [None]
         for c in head:
             if self._verify(c[0], self.t.uuids[c[1]]):
                 return c
         if tail is None:
             return None
-        order, ks, ts, its, gain, cost, bytes_m = tail
-        for j in order:  # rare: the head was refused by filter 11
-            k, ti = int(ks[j]), int(ts[j])
-            if self._verify(its[k], self.t.uuids[ti]):
-                return (its[k], ti, float(gain[k, ti]), float(cost[k, ti]), float(bytes_m[k, ti]))
+        for c in tail():  # rare: every best pair was refused by filter 11
+            if self._verify(c[0], self.t.uuids[c[1]]):
+                return c
         return None
 
     # ---- applying -------------------------------------------------------------------------------------
@@ -630,13 +711,9 @@ class _Planner:
             lm, lc = self.loads()
             mum = float(lm[self.sidx].mean())
             muc = float(lc[self.sidx].mean())
-            items: list[_Item] = []
-            for h in self.scope_hosts:
-                i = self.t.index[h]
-                if lm[i] > mum or lc[i] > muc:
-                    for key in sorted(self.by_host.get(h, {}), key=repr):
-                        items.append(self.items[self.by_host[h][key][0]])
-            c = self._pick(items, None)
+            blocks = [self._host_block(h) for h in self.scope_hosts
+                      if lm[self.t.index[h]] > mum or lc[self.t.index[h]] > muc]
+            c = self._pick(None, None, blocks)
             if c is None:
                 return STOP_NO_MOVE
             self._apply(c[0], c[1], c[2], c[3], None)

@@ -261,19 +261,20 @@ def _cut(
     usage: dict[tuple[str, str], int] = {}
     sources: set[str] = set()
     vms: set[str] = set()
+    # (resource, units, cap) per move, so the inner test is plain arithmetic
+    need = [[(r, n, caps.cap(r)) for r, n in c.items()] for c in costs]
     for j, mv in enumerate(moves):
-        c = costs[j]
         fits = (
             len(cur) < width
             and mv.dst not in sources
             and mv.vm not in vms
-            and all(usage.get(r, 0) + n <= caps.cap(r) for r, n in c.items())
+            and all(usage.get(r, 0) + n <= cap for r, n, cap in need[j])
         )
         if not fits and cur:
             waves.append(cur)
             cur, usage, sources, vms = [], {}, set(), set()
         cur.append(j)
-        for r, n in c.items():
+        for r, n, _ in need[j]:
             usage[r] = usage.get(r, 0) + n
         sources.add(mv.src)
         vms.add(mv.vm)
