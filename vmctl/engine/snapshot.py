@@ -20,8 +20,9 @@ Conventions
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 # Power states (model.md §2). Running and paused VMs hold resources on their resident host.
 RUNNING = "running"
@@ -201,6 +202,19 @@ class VMState:
         if sch is None or sch == res:
             return (res,)
         return (res, sch)
+
+
+_VM_FIELDS = tuple(f.name for f in fields(VMState))
+_VM_POS = {name: i for i, name in enumerate(_VM_FIELDS)}
+_vm_values = operator.attrgetter(*_VM_FIELDS)
+
+
+def evolve_vm(vm: VMState, **changes: object) -> VMState:
+    """``dataclasses.replace`` for VMState, several times faster (hot path of every placement)."""
+    vals = list(_vm_values(vm))
+    for k, v in changes.items():
+        vals[_VM_POS[k]] = v
+    return VMState(*vals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,7 +451,7 @@ class PoolState:
         self._load(vm)
 
     def update_vm(self, uuid: str, **changes: object) -> VMState:
-        vm = replace(self.vms[uuid], **changes)
+        vm = evolve_vm(self.vms[uuid], **changes)
         self.set_vm(vm)
         return vm
 

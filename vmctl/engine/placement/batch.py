@@ -226,7 +226,7 @@ def _host_centric(sched: Scheduler, items: list[_Item], exclude: tuple[str, ...]
     static = np.zeros((k, t.n), dtype=bool)
     for j, c in enumerate(reps):
         r = c[0].req
-        ok = t.live & t.enabled & t.not_evacuating
+        ok = t.base_ok.copy()
         for f in F.FILTERS[3:7]:
             m = f.mask(t, r)
             if m is not None:

@@ -206,9 +206,7 @@ def explain(pool: PoolState, vm: str, *, policy: str | None = None, seed: int | 
     decided = margin = runner_uuid = None
     if chosen is not None:
         if runner is not None:
-            k1, k2 = s.rank_key(req, terms, chosen), s.rank_key(req, terms, runner)
-            decided = ("affinity" if k1[0] != k2[0] else "tier" if k1[1] != k2[1]
-                       else "score" if k1[2] != k2[2] else "tie-key")
+            decided = s.decided_by(s.rank_key(req, terms, chosen), s.rank_key(req, terms, runner))
             margin = round(round(float(terms.score[chosen]), ROUND) - round(float(terms.score[runner]), ROUND),
                            ROUND)
             runner_uuid = t.uuids[runner]

@@ -189,7 +189,7 @@ class VcpuFilter(Filter):
     index, name, code = 8, "vcpu", "HOST_NOT_ENOUGH_VCPUS"
 
     def mask(self, table: HostTable, req: Request) -> Any:
-        ok = table.vcpu + req.vcpus <= table.vcpu_cap
+        ok = table.free_vcpu >= req.vcpus
         if req.max_vcpus > table.min_cpu_count:
             ok &= table.cpu_count >= req.max_vcpus
         return ok
@@ -208,7 +208,7 @@ class MemoryFilter(Filter):
     index, name, code = 9, "memory", "HOST_NOT_ENOUGH_FREE_MEMORY"
 
     def mask(self, table: HostTable, req: Request) -> Any:
-        return table.mem + req.mem <= table.mem_cap
+        return table.free_mem >= req.mem
 
     def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
         avail = max(0, int(table.mem_cap[i] - table.mem[i]))

@@ -11,6 +11,7 @@ NumPy is imported lazily (never at module import): commands that do not place ne
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ from vmctl.engine.snapshot import (
 )
 from vmctl.errors import Ref, VmctlError
 
+# Policies that consolidate: prefer occupied hosts, open the largest empty host when needed.
+CONSOLIDATING = ("pack", "balanced")
 # Rank keys: scores compare after rounding to 9 decimals (engine.md §0).
 ROUND = 9
 # Hosts whose float score is within this of the best are re-ranked exactly with round(S, 9) and
@@ -58,9 +61,12 @@ def required_srs(vm: VMState, vdi_map: dict[str, str] | None = None) -> frozense
 class HostTable:
     """Per-host arrays of one pool, in canonical (uuid) order, kept in sync by the scheduler.
 
-    Capacities: mem_cap (A_h), vcpu_cap (V_h), cpu_count. Masks: live, enabled, not_evacuating.
-    Loads: mem (Σ m under the pool policy), mem_max, mem_st, vcpu. All int64 so capacity
-    comparisons are exact; *_f float copies feed the weighers.
+    Capacities: mem_cap (A_h), vcpu_cap (V_h), cpu_count. Masks: live, enabled, not_evacuating,
+    base_ok (all three). Loads: mem (Σ m under the pool policy), mem_max, mem_st, vcpu, count;
+    free_mem and free_vcpu (capacity − load) make the capacity filters one comparison each. All
+    int64 so capacity comparisons are exact. For the weighers, U0 (2 × n floats) holds the current
+    normalised usage (memory at m, or m_max under ``dynamic``; vCPUs) and INV the inverse
+    capacities, so u' = U0 + demand × INV is two vector operations.
     """
 
     def __init__(self, pool: PoolState) -> None:
@@ -79,10 +85,14 @@ class HostTable:
         self.min_cpu_count = int(self.cpu_count.min()) if self.n else 0
         self.mem_cap_f = self.mem_cap.astype(np.float64)
         self.vcpu_cap_f = self.vcpu_cap.astype(np.float64)
+        caps = np.vstack([self.mem_cap_f, self.vcpu_cap_f]) if self.n else np.zeros((2, 0))
+        # Hosts without capacity in a dimension never pass its filter; 0 keeps the math finite.
+        self.INV = np.divide(1.0, caps, out=np.zeros_like(caps), where=caps > 0)
         self.live = np.array([h.live for h in hs], dtype=bool)
         self.enabled = np.array([h.enabled for h in hs], dtype=bool)
         self.not_evacuating = np.array([not h.evacuating for h in hs], dtype=bool)
         self.usable = self.live & self.enabled
+        self.base_ok = self.usable & self.not_evacuating
         self.master_index = self.index.get(pool.master) if pool.master is not None else None
         loads = pool.loads()
         self.mem = np.array([loads[u].mem for u in self.uuids], dtype=np.int64)
@@ -90,6 +100,13 @@ class HostTable:
         self.mem_st = np.array([loads[u].mem_st for u in self.uuids], dtype=np.int64)
         self.vcpu = np.array([loads[u].vcpus for u in self.uuids], dtype=np.int64)
         self.count = np.array([loads[u].count for u in self.uuids], dtype=np.int64)
+        self.occupied = self.count > 0
+        self.NEG_INF = np.full(self.n, -np.inf)
+        self.free_mem = self.mem_cap - self.mem
+        self.free_vcpu = self.vcpu_cap - self.vcpu
+        memload = self.mem_max if self.dynamic else self.mem
+        self.U0 = np.vstack([memload.astype(np.float64), self.vcpu.astype(np.float64)]) * self.INV \
+            if self.n else np.zeros((2, 0))
         self._masks: dict[Any, Any] = {}
         self._groups: dict[str, Any] = {}
         self._refresh_capacity_sums()
@@ -113,13 +130,22 @@ class HostTable:
 
     # ---- cached static masks -------------------------------------------------------------------
     def cached_mask(self, key: Any, pred: Callable[[HostState], bool]) -> Any:
-        m = self._masks.get(key)
-        if m is None:
+        """The mask of a static filter for one signature, computed once. A mask where every host
+        passes is cached as None so the hot path skips it."""
+        try:
+            return self._masks[key]
+        except KeyError:
             import numpy as np
 
             m = np.fromiter((pred(h) for h in self.hosts), dtype=bool, count=self.n)
-            self._masks[key] = m
-        return m
+            self._masks[key] = None if m.all() else m
+            return self._masks[key]
+
+    def full_mask(self, m: Any) -> Any:
+        """A filter mask as a real array (None = every host passes)."""
+        import numpy as np
+
+        return np.ones(self.n, dtype=bool) if m is None else m
 
     # ---- group counts --------------------------------------------------------------------------
     def group_counts(self, group: str, req: F.Request) -> Any:
@@ -160,19 +186,33 @@ class HostTable:
     # ---- incremental updates -------------------------------------------------------------------
     def apply_vm(self, vm: VMState, sign: int) -> None:
         """Add (sign=1) or remove (sign=-1) a VM's load on the hosts it is counted on."""
-        dyn_mem = vm.m_min if self.dynamic else vm.m_st
-        for h in vm.load_hosts():
+        hosts = vm.load_hosts()
+        if not hosts:
+            return
+        m_st = vm.m_st
+        m_max = vm.m_max
+        mem = vm.m_min if self.dynamic else m_st
+        load_m = m_max if self.dynamic else mem
+        c = vm.vcpus
+        for h in hosts:
             i = self.index.get(h)
             if i is None:
                 continue
-            self.mem[i] += sign * dyn_mem
-            self.mem_max[i] += sign * vm.m_max
-            self.mem_st[i] += sign * vm.m_st
-            self.vcpu[i] += sign * vm.vcpus
-            self.count[i] += sign
+            self.mem[i] += sign * mem
+            self.free_mem[i] -= sign * mem
+            self.mem_max[i] += sign * m_max
+            self.mem_st[i] += sign * m_st
+            self.vcpu[i] += sign * c
+            self.free_vcpu[i] -= sign * c
+            n = int(self.count[i]) + sign
+            self.count[i] = n
+            self.occupied[i] = n > 0
+            memload = self.mem_max[i] if self.dynamic else self.mem[i]
+            self.U0[0, i] = float(memload) * self.INV[0, i]
+            self.U0[1, i] = float(self.vcpu[i]) * self.INV[1, i]
             if self.usable[i]:
-                self.load_mem_sum += sign * (vm.m_max if self.dynamic else dyn_mem)
-                self.load_vcpu_sum += sign * vm.vcpus
+                self.load_mem_sum += sign * load_m
+                self.load_vcpu_sum += sign * c
             for g in vm.groups:
                 arr = self._groups.get(g)
                 if arr is not None:
@@ -186,6 +226,7 @@ class HostTable:
         self.enabled[i] = host.enabled
         self.not_evacuating[i] = not host.evacuating
         self.usable = self.live & self.enabled
+        self.base_ok = self.usable & self.not_evacuating
         self._masks.clear()
         self._refresh_capacity_sums()
 
@@ -229,10 +270,23 @@ class Scheduler:
     def request(self, vms: VMState | Iterable[VMState], mode: str | None = None, force: bool = False,
                 vdi_map: dict[str, str] | None = None) -> F.Request:
         """Build the filter request for one VM, or for the members of one batch item (summed)."""
+        pool = self.pool
+        if isinstance(vms, VMState) and not vms.groups and not vdi_map:
+            # Fast path: one VM without groups or storage map (most online decisions).
+            v = vms
+            mode = mode or mode_for(v)
+            sv = None
+            if mode == F.MIGRATE and v.resident_on in pool.hosts:
+                sv = pool.hosts[v.resident_on].software_version
+            m_st = v.m_st
+            m_min = v.m_min
+            return F.Request(vm=v, mode=mode, force=force, srs=v.srs, networks=v.networks,
+                             mem=m_st if pool.memory_policy == "none" else m_min, mem_min=m_min,
+                             mem_max=v.m_max, mem_st=m_st, vcpus=v.vcpus, max_vcpus=v.vcpus,
+                             members=(v.uuid,), source_version=sv)
         members = [vms] if isinstance(vms, VMState) else sorted(vms, key=lambda v: v.uuid)
         lead = members[0]
         mode = mode or mode_for(lead)
-        pool = self.pool
         srs: set[str] = set()
         nets: set[str] = set()
         aff: set[str] = set()
@@ -274,11 +328,11 @@ class Scheduler:
     def feasible_mask(self, req: F.Request, exclude: Iterable[str] = ()) -> Any:
         """Hosts passing filters 1–10 (and not excluded)."""
         t = self.table
-        ok = t.live & t.enabled & t.not_evacuating
+        ok = t.base_ok.copy()
         for f in F.FILTERS[3:]:
             m = f.mask(t, req)
             if m is not None:
-                ok = ok & m
+                ok &= m
         for h in exclude:
             i = t.index.get(h)
             if i is not None:
@@ -325,10 +379,30 @@ class Scheduler:
     def tk(self, req: F.Request, i: int) -> bytes:
         return tie_key(self.seed, req.vm.uuid, self.table.uuids[i])
 
+    @property
+    def consolidates(self) -> bool:
+        return self.policy in CONSOLIDATING
+
     def rank_key(self, req: F.Request, terms: W.Terms, i: int) -> tuple:
-        aff = 0 if req.vm.affinity == self.table.uuids[i] else 1
+        """(affinity host first, tier, [occupancy, capacity for pack/balanced], −round(S, 9), tk)."""
+        t = self.table
+        aff = 0 if req.vm.affinity == t.uuids[i] else 1
         tier = int(terms.tier[i]) if terms.tier is not None else 0
-        return (aff, tier, -round(float(terms.score[i]), ROUND), self.tk(req, i))
+        s = -round(float(terms.score[i]), ROUND)
+        if not self.consolidates:
+            return (aff, tier, 0, 0, 0, s, self.tk(req, i))
+        if t.count[i] > 0:
+            return (aff, tier, 0, 0, 0, s, self.tk(req, i))
+        return (aff, tier, 1, -int(t.mem_cap[i]), -int(t.vcpu_cap[i]), s, self.tk(req, i))
+
+    @staticmethod
+    def decided_by(k1: tuple, k2: tuple) -> str:
+        """Which rank component separated the winner from the runner-up."""
+        for pos, name in ((0, "affinity"), (1, "tier"), (2, "occupancy"), (3, "capacity"), (4, "capacity"),
+                          (5, "score")):
+            if k1[pos] != k2[pos]:
+                return name
+        return "tie-key"
 
     def ranked(self, req: F.Request, ok: Any, terms: W.Terms) -> list[int]:
         """Every feasible host index in rank order (used when the winner needs more than the
@@ -352,26 +426,54 @@ class Scheduler:
         if terms.tier is not None:
             tmin = terms.tier[ok].min()
             cand = ok & (terms.tier == tmin)
-        sc = np.where(cand, terms.score, -np.inf)
-        j = int(np.argmax(sc))
-        top = sc[j]
-        near = np.nonzero(sc >= top - NEAR)[0]
-        if len(near) == 1:
+        if self.consolidates:
+            # pack/balanced never open an empty host while an occupied one passes; when they must,
+            # they open the largest (fewest hosts: the non-empty-host targets of P1/P2/P5).
+            occupied = cand & t.occupied
+            if np.count_nonzero(occupied):
+                cand = occupied
+            else:
+                mmax = t.mem_cap[cand].max()
+                cand = cand & (t.mem_cap == mmax)
+                cand = cand & (t.vcpu_cap == t.vcpu_cap[cand].max())
+        sc = np.where(cand, terms.score, t.NEG_INF)
+        j = int(sc.argmax())
+        near_mask = sc >= sc[j] - NEAR
+        if np.count_nonzero(near_mask) == 1:
             return j
-        return min(near.tolist(), key=lambda i: self.rank_key(req, terms, i))
+        near = np.flatnonzero(near_mask)
+        # Exact ranking among the near-ties (all share affinity, tier, occupancy and capacity
+        # here): rounded scores first, tie keys only for the equal ones.
+        idx = near.tolist()
+        keys = {i: round(float(terms.score[i]), ROUND) for i in idx}
+        top = max(keys.values())
+        idx = [i for i in idx if keys[i] == top]
+        if len(idx) == 1:
+            return idx[0]
+        prefix = hashlib.sha256(f"{self.seed}:{req.vm.uuid}:".encode())
+        uu = t.uuids
+
+        def tk(i: int) -> bytes:
+            h = prefix.copy()
+            h.update(uu[i].encode())
+            return h.digest()[:8]
+
+        return min(idx, key=tk)
 
     # ---- decisions ----------------------------------------------------------------------------
     def place_request(self, req: F.Request, exclude: Iterable[str] = (), ha: bool = True,
                       margin: bool = False) -> Placement | None:
         """Choose a host for a request; None when no host passes every filter."""
         t = self.table
+        import numpy as np
+
         exclude = tuple(exclude)
         ok = self.feasible_mask(req, exclude)
-        n_ok = int(ok.sum())
+        n_ok = int(np.count_nonzero(ok))
         if n_ok == 0:
             return None
         terms = W.score_terms(t, req, self.policy, n_ok)
-        examined = t.n - sum(1 for h in set(exclude) if h in t.index)
+        examined = t.n - sum(1 for h in set(exclude) if h in t.index) if exclude else t.n
         check_ha = self.ha_active(ha)
         if not check_ha and not margin:
             return self._placement(req, terms, self.best(req, ok, terms), None, n_ok, examined)
@@ -401,9 +503,7 @@ class Scheduler:
             decided = "only-host" if n_ok == 1 else "affinity" if aff_won else "score"
             margin, runner = None, None
         else:
-            k1, k2 = self.rank_key(req, terms, win), self.rank_key(req, terms, second)
-            decided = ("affinity" if k1[0] != k2[0] else "tier" if k1[1] != k2[1]
-                       else "score" if k1[2] != k2[2] else "tie-key")
+            decided = self.decided_by(self.rank_key(req, terms, win), self.rank_key(req, terms, second))
             margin = round(s - round(float(terms.score[second]), ROUND), ROUND)
             runner = t.uuids[second]
         return Placement(req.vm.uuid, t.uuids[win], s, tier, decided, margin, runner, n_ok, examined)
@@ -450,6 +550,11 @@ class Scheduler:
         new = self.pool.move_to(vm, host)
         self.table.apply_vm(new, 1)
         return new
+
+    def remove_vm(self, vm: str) -> None:
+        """Forget a VM (a departure in a replay, a destroyed VM), releasing its load."""
+        self.table.apply_vm(self.pool.vms[vm], -1)
+        self.pool.remove_vm(vm)
 
     def set_vm(self, vm: VMState) -> None:
         """Replace a VM value in the pool (any change), keeping the arrays in sync."""

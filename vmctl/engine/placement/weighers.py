@@ -18,6 +18,7 @@ SQRT2 = math.sqrt(2.0)
 DEFAULT_SKEW_WEIGHT = 2.0  # α, other-config:placement-skew-weight
 DEFAULT_GROUP_WEIGHT = 0.5  # γ, other-config:placement-group-weight
 DEFAULT_MASTER_PENALTY = 0.1  # β, other-config:placement-master-penalty
+TINY = 1e-300  # keeps 0/0 finite without a NumPy error-state context (costly on the hot path)
 
 
 @dataclass(slots=True)
@@ -35,17 +36,17 @@ class Terms:
     tier: Any
 
 
-def usage_after(table: HostTable, req: Request) -> tuple[Any, Any]:
-    """u' = ((M_h + m(v))/A_h, (C_h + c(v))/V_h); under ``dynamic`` memory uses m_max, capped at 1."""
+def usage_after(table: HostTable, req: Request) -> Any:
+    """u' as a 2 × n array: ((M_h + m(v))/A_h, (C_h + c(v))/V_h); under ``dynamic`` memory uses
+    m_max, capped at 1."""
     import numpy as np
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if table.dynamic:
-            um = np.minimum(1.0, (table.mem_max + req.mem_max) / table.mem_cap_f)
-        else:
-            um = (table.mem + req.mem) / table.mem_cap_f
-        uc = (table.vcpu + req.vcpus) / table.vcpu_cap_f
-    return um, uc
+    dm = req.mem_max if table.dynamic else req.mem
+    u = table.INV * np.array(((float(dm),), (float(req.vcpus),)))
+    u += table.U0
+    if table.dynamic:
+        np.minimum(u[0], 1.0, out=u[0])
+    return u
 
 
 def demand_mix(table: HostTable, req: Request) -> tuple[float, float]:
@@ -57,35 +58,37 @@ def demand_mix(table: HostTable, req: Request) -> tuple[float, float]:
     return gm / norm, gc / norm
 
 
-def skew(um: Any, uc: Any, g: tuple[float, float]) -> Any:
-    """skew(x) = 1 − cos(x, g), g of unit length."""
+def skew(u: Any, g: tuple[float, float]) -> Any:
+    """skew(x) = 1 − cos(x, g), g of unit length. A zero vector (only on a host without capacity,
+    which never passes the filters) gets skew 1 instead of a division by zero."""
     import numpy as np
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        norm = np.hypot(um, uc)
-        cos = (um * g[0] + uc * g[1]) / norm
-    return 1.0 - np.where(norm > 0, cos, 1.0)
+    u0, u1 = u[0], u[1]
+    cos = (u0 * g[0] + u1 * g[1]) / (np.sqrt(u0 * u0 + u1 * u1) + TINY)
+    return 1.0 - cos
 
 
-def base_pack(um: Any, uc: Any) -> Any:
+def base_pack(u: Any) -> Any:
     """best fit: 1 − ‖1 − u'‖₂ / √2."""
     import numpy as np
 
-    return 1.0 - np.hypot(1.0 - um, 1.0 - uc) / SQRT2
+    r0 = 1.0 - u[0]
+    r1 = 1.0 - u[1]
+    return 1.0 - np.sqrt(r0 * r0 + r1 * r1) * (1.0 / SQRT2)
 
 
-def base_spread(um: Any, uc: Any) -> Any:
+def base_spread(u: Any) -> Any:
     """worst fit: 1 − max_d u'_d."""
     import numpy as np
 
-    return 1.0 - np.maximum(um, uc)
+    return 1.0 - np.maximum(u[0], u[1])
 
 
-def base_balanced(um: Any, uc: Any, sk: Any, alpha: float) -> Any:
+def base_balanced(u: Any, sk: Any, alpha: float) -> Any:
     """dense along the demand-mix ray: max_d u'_d − α·skew(u')."""
     import numpy as np
 
-    return np.maximum(um, uc) - alpha * sk
+    return np.maximum(u[0], u[1]) - alpha * sk
 
 
 def group_term(table: HostTable, req: Request, gamma: float) -> Any:
@@ -124,31 +127,36 @@ def score_terms(table: HostTable, req: Request, policy: str, n_feasible: int, fu
     import numpy as np
 
     pool = table.pool
-    um, uc = usage_after(table, req)
+    u = usage_after(table, req)
     sk = None
     if policy == "pack":
-        base = base_pack(um, uc)
+        base = base_pack(u)
     elif policy == "spread":
-        base = base_spread(um, uc)
+        base = base_spread(u)
     else:
-        sk = skew(um, uc, demand_mix(table, req))
-        base = base_balanced(um, uc, sk, pool.knob("placement-skew-weight", DEFAULT_SKEW_WEIGHT))
+        sk = skew(u, demand_mix(table, req))
+        base = base_balanced(u, sk, pool.knob("placement-skew-weight", DEFAULT_SKEW_WEIGHT))
     score = base
-    grp = group_term(table, req, pool.knob("placement-group-weight", DEFAULT_GROUP_WEIGHT))
-    if grp is not None:
-        score = score + grp
+    grp = None
+    if req.soft_aff or req.soft_anti:
+        grp = group_term(table, req, pool.knob("placement-group-weight", DEFAULT_GROUP_WEIGHT))
+        if grp is not None:
+            score = score + grp
     master = None
     if pool.master_bias and n_feasible >= 2 and table.master_index is not None:
         beta = pool.knob("placement-master-penalty", DEFAULT_MASTER_PENALTY)
-        master = np.zeros(table.n)
-        master[table.master_index] = -beta
-        score = score + master
+        if score is base:
+            score = base.copy()
+        score[table.master_index] -= beta
+        if full:
+            master = np.zeros(table.n)
+            master[table.master_index] = -beta
     tr = tier(table, req)
     if full:
         zeros = np.zeros(table.n)
         if sk is None:
-            sk = skew(um, uc, demand_mix(table, req)) if policy == "balanced" else zeros
+            sk = zeros
         grp = zeros if grp is None else grp
         master = zeros if master is None else master
         tr = np.zeros(table.n, dtype=np.int8) if tr is None else tr
-    return Terms(um, uc, base, sk, grp, master, score, tr)
+    return Terms(u[0], u[1], base, sk, grp, master, score, tr)
