@@ -211,3 +211,46 @@ def test_closed_forms_and_monotonicity(memory, dirty, rate):
         assert mg.converges(memory, dirty, rate * 1.5)
     else:
         assert mg.predict(memory, dirty, rate).hints is not None
+
+
+def _pool():
+    from vmctl.engine.snapshot import HostState, NetworkState, PoolState, VMState
+
+    p = PoolState(uuid="p", default_dirty_rate=100 * MiB)
+    p.add_network(NetworkState(uuid="mgmt", management=True))
+    p.add_network(NetworkState(uuid="fast", migration_bandwidth=2 * GiB))
+    p.add_host(HostState(uuid="a", pif_speeds=(("fast", 100_000), ("mgmt", 10_000))))
+    p.add_host(HostState(uuid="b", pif_speeds=(("fast", 100_000), ("mgmt", 1_000))))
+    p.add_vm(VMState(uuid="v", power_state="running", resident_on="a", memory_dynamic_max=M16,
+                     memory_static_max=M16))
+    return p
+
+
+def test_snapshot_helpers():
+    p = _pool()
+    assert mg.resolve_network(p) == "mgmt"
+    assert mg.resolve_network(p, "fast") == "fast"
+    p.migration_network = "fast"
+    assert mg.resolve_network(p) == "fast"
+    assert mg.pool_stream_bandwidth(p, "fast") == 2 * GiB
+    assert mg.pool_stream_bandwidth(p, "mgmt") == 128 * MiB
+    assert mg.host_link_rate(p, "b", "mgmt") == pytest.approx(0.9 * 1000 * 125_000)
+    assert mg.vm_dirty_rate(p, p.vms["v"]) == 100 * MiB
+    # over the management network the 1 Gbit/s link of b binds: 112.5 MB/s < 128 MiB/s
+    q = mg.predict_vm(p, "v", "b", network="mgmt")
+    assert q.rate == pytest.approx(0.9 * 1000 * 125_000)
+    assert not q.converges
+    # the fast network at 2 GiB/s converges; `bandwidth=` and `downtime=` override
+    assert mg.predict_vm(p, "v", "b").converges
+    assert mg.predict_vm(p, "v", "b", bandwidth=1190 * MiB).rounds == 2
+    assert mg.predict_vm(p, "v", "b", bandwidth=1190 * MiB, downtime=10.0).rounds == 1
+
+
+def test_convergence_error():
+    p = mg.predict(M16, 100 * MiB, 128 * MiB)
+    err = mg.convergence_error(p)
+    assert err is not None and err.code == "MIGRATION_WOULD_NOT_CONVERGE"
+    params = dict(err.params)
+    assert params["predicted-downtime"] == p.downtime and params["downtime-target"] == 0.3
+    assert abs(params["required-bandwidth"] - 149.8 * MiB) < 0.1 * MiB
+    assert mg.convergence_error(mg.predict(M16, 100 * MiB, 1190 * MiB)) is None

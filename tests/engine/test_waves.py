@@ -187,3 +187,32 @@ def test_every_wave_respects_caps_and_dependencies(plan, host_cap, link_cap):
             assert moves[i].dst not in srcs
             srcs.add(moves[i].src)
     assert s.makespan == pytest.approx(sum(s.wave_times))
+
+
+def test_admit_migration_caps_rate_sharing_and_convergence():
+    p = PoolState(uuid="p")
+    p.add_network(NetworkState(uuid="mgmt", management=True))
+    for h in ("a", "b", "c"):
+        p.add_host(HostState(uuid=h, pif_speeds=(("mgmt", 1000),)))
+    for i in range(4):
+        p.add_vm(VMState(uuid=f"busy{i}", power_state="running", resident_on="a", scheduled_on="c",
+                         memory_dynamic_max=GiB, memory_static_max=GiB))
+    p.add_vm(VMState(uuid="v", power_state="running", resident_on="a", memory_dynamic_max=GiB,
+                     memory_static_max=GiB, dirty_rate=0))
+    # a 1 Gbit/s link carries at most 4 migrations: a is full
+    with pytest.raises(VmctlError) as e:
+        wv.admit_migration(p, "v", "b")
+    assert e.value.code == "TOO_MANY_MIGRATIONS"
+    assert dict(e.value.params) == {"resource": "link:a", "in-use": 4, "cap": 4}
+    p.update_vm("busy0", scheduled_on=None)
+    p.update_vm("busy1", scheduled_on=None)
+    spec, pred = wv.admit_migration(p, "v", "b")
+    # two migrations in flight on a's link: this one shares it three ways
+    assert pred.rate == pytest.approx(L1 / 3)
+    assert spec.src == "a" and spec.dst == "b"
+    p.update_vm("v", dirty_rate=200 * MiB)
+    with pytest.raises(VmctlError) as e:
+        wv.admit_migration(p, "v", "b")
+    assert e.value.code == "MIGRATION_WOULD_NOT_CONVERGE"
+    _, forced = wv.admit_migration(p, "v", "b", force=True)
+    assert not forced.converges and forced.hints is not None

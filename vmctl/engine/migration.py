@@ -377,3 +377,21 @@ def predict_vm(
         host_link_rate(pool, dst, net), k_dst,
     )
     return predict(vm_memory(v), vm_dirty_rate(pool, v), rate, vm_limits(pool, downtime), storage_bytes)
+
+
+def convergence_error(pred: Prediction):
+    """`MIGRATION_WOULD_NOT_CONVERGE` (predicted-downtime, downtime-target, required-bandwidth) for
+    a prediction that does not converge, else None. Values are plain seconds and bytes/s."""
+    if pred.converges:
+        return None
+    from vmctl.errors import VmctlError
+
+    hints = pred.hints
+    required = hints.required_bandwidth if hints is not None else required_bandwidth(
+        pred.memory, pred.dirty_rate, Limits(downtime=pred.downtime_target))
+    return VmctlError(
+        "MIGRATION_WOULD_NOT_CONVERGE",
+        "The live migration is predicted not to converge within the downtime target",
+        [("predicted-downtime", pred.downtime), ("downtime-target", pred.downtime_target),
+         ("required-bandwidth", required)],
+    )

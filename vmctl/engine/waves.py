@@ -366,3 +366,43 @@ def schedule(moves: Sequence[MoveSpec], caps: Caps | None = None, max_width: int
         all_converge=best[0][0] == 0,
         widths=tuple(tried),
     )
+
+
+# --- one migration (vm-migrate, checks 4 and 5 of engine.md §4.1) ---------------------------------
+
+def link_shares(pool: PoolState, host: str) -> int:
+    """Migrations in flight on `host`'s migration link (as source or destination)."""
+    n = 0
+    for uuid in sorted(pool.vms):
+        v = pool.vms[uuid]
+        if v.holds_resources and v.scheduled_on and v.scheduled_on != v.resident_on:
+            n += host in (v.resident_on, v.scheduled_on)
+    return n
+
+
+def admit_migration(
+    pool: PoolState,
+    vm: str,
+    dst: str,
+    *,
+    network: str | None = None,
+    bandwidth: float | None = None,
+    downtime: float | None = None,
+    vdi_map: Mapping[str, str] | None = None,
+    force: bool = False,
+) -> tuple[MoveSpec, mg.Prediction]:
+    """`vm-migrate`'s concurrency check (`TOO_MANY_MIGRATIONS` resource, in-use, cap) against the
+    migrations already in flight, then its prediction at the rate it would get now (sharing the
+    links with them) and the convergence check (`MIGRATION_WOULD_NOT_CONVERGE`
+    predicted-downtime, downtime-target, required-bandwidth), skipped with `force`."""
+    spec = move_spec(pool, pool.vms[vm], dst, network=network, bandwidth=bandwidth, downtime=downtime,
+                     storage_map=vdi_map)
+    check_caps(spec, caps_for(pool, network), in_flight_usage(pool))
+    rate = mg.migration_rate(spec.stream_bandwidth, spec.link_src, link_shares(pool, spec.src) + 1,
+                             spec.link_dst, link_shares(pool, dst) + 1)
+    pred = mg.predict(spec.memory, spec.dirty_rate, rate, spec.limits, spec.storage_bytes)
+    if not force:
+        err = mg.convergence_error(pred)
+        if err is not None:
+            raise err
+    return spec, pred
