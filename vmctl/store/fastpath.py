@@ -1,8 +1,212 @@
-"""Fast read paths: plain sqlite3, no SQLAlchemy (architecture.md §3). Returns None to fall
-back to the normal path for anything it does not support."""
+"""Fast read paths in plain sqlite3, without SQLAlchemy, typer or rich (architecture.md §3):
+`<class>-list` with stored-field columns and filters in every format but a terminal table,
+and `<class>-param-get` of a stored field. Anything else, or any doubt, returns None and the
+normal path runs (and produces the errors). tests/test_fastpath.py checks both paths agree.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+
+_OUTPUT = {"--minimal": "minimal", "--no-headings": "no_headings"}
+
+
+def _split(argv: list[str]):
+    """Global options this path understands, then one command and its words."""
+    g = {"db": None, "fmt": None, "minimal": False, "no_headings": False}
+    i = 0
+    while i < len(argv):
+        w = argv[i]
+        if w.startswith("--db="):
+            g["db"] = w[5:]
+        elif w == "--db" and i + 1 < len(argv):
+            i += 1
+            g["db"] = argv[i]
+        elif w.startswith("--format="):
+            g["fmt"] = w[9:]
+        elif w in ("-f", "--format") and i + 1 < len(argv):
+            i += 1
+            g["fmt"] = argv[i]
+        elif w in _OUTPUT:
+            g[_OUTPUT[w]] = True
+        elif w.startswith("-"):
+            return None
+        else:
+            break
+        i += 1
+    if i >= len(argv):
+        return None
+    return g, argv[i], argv[i + 1:]
+
 
 def try_run(argv: list[str]) -> int | None:
-    return None
+    try:
+        return _try(argv)
+    except Exception:  # any doubt: the normal path decides (and reports errors properly)
+        return None
+
+
+def _try(argv: list[str]) -> int | None:
+    parts = _split(argv)
+    if parts is None:
+        return None
+    g, name, words = parts
+    if "--" in words:
+        return None
+    if name.endswith("-param-get"):
+        cls, op = name[: -len("-param-get")], "get"
+    elif name.endswith("-list") and name not in ("journal-list",) and not name.endswith("-param-list"):
+        cls, op = name[: -len("-list")], "list"
+    else:
+        return None
+    view = cls
+    if cls in ("template", "snapshot"):
+        cls = "vm"
+    from vmctl.model import CLASSES, SNAPSHOT_COLUMNS, TEMPLATE_COLUMNS
+
+    c = CLASSES.get(cls)
+    if c is None:
+        return None
+    pairs: list[tuple[str, str]] = []
+    show_all = False
+    it = iter(words)
+    for w in it:
+        if w in ("-f", "--format"):
+            g["fmt"] = next(it, None)
+            if g["fmt"] is None:
+                return None
+        elif w.startswith("--format="):
+            g["fmt"] = w[9:]
+        elif w == "--all":
+            show_all = True
+        elif w == "--minimal":
+            g["minimal"] = True
+        elif w == "--no-headings":
+            g["no_headings"] = True
+        elif "=" in w and not w.startswith("-"):
+            k, _, v = w.partition("=")
+            pairs.append((k, v))
+        else:
+            return None
+    fmt = g["fmt"] or os.environ.get("VMCTL_FORMAT") or "table"
+    if fmt not in ("table", "json", "yaml", "csv", "tsv") or fmt == "yaml":
+        return None
+    if fmt == "table" and not g["minimal"] and sys.stdout.isatty():
+        return None
+    db = g["db"] or os.environ.get("VMCTL_DB")
+    if db is None:
+        from vmctl.store.txn_paths import default_db
+
+        db = default_db()
+    if "://" in db or not os.path.isfile(db):
+        return None
+    conn = _connect(db)
+    if conn is None:
+        return None
+    try:
+        if op == "get":
+            return _param_get(conn, c, dict(pairs), len(pairs))
+        default = {"template": TEMPLATE_COLUMNS, "snapshot": SNAPSHOT_COLUMNS}.get(view, c.columns)
+        return _list(conn, c, view, pairs, show_all, default, fmt, g)
+    finally:
+        conn.close()
+
+
+def _connect(db: str):
+    import sqlite3
+
+    from vmctl.store.schema_version import SCHEMA_VERSION
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        v = conn.execute("SELECT value FROM meta WHERE key = 'schema-version'").fetchone()
+    except sqlite3.Error:
+        conn.close()
+        return None
+    if v is None or int(v[0]) != SCHEMA_VERSION:
+        conn.close()
+        return None
+    return conn
+
+
+def _decode(f, v):
+    if f.kind != "scalar":
+        return json.loads(v)
+    if f.type == "bool":
+        return bool(v)
+    return v
+
+
+def _list(conn, c, view, pairs, show_all, default, fmt, g) -> int | None:
+    from vmctl.cli.output import render_records
+    from vmctl.commands.fields import matches
+
+    fields = list(default)
+    filters = []
+    for k, v in pairs:
+        if k == "params":
+            if v == "all":
+                return None
+            fields = [x.strip() for x in v.split(",") if x.strip()] or list(default)
+            continue
+        if ":" in k:
+            return None
+        filters.append((k, None, v))
+    need = set(fields) | {f for f, _, _ in filters}
+    if view in ("vm", "template", "snapshot"):
+        need |= {"is-a-template", "is-a-snapshot"}
+    if view == "vdi":
+        need.add("managed")
+    if c.named:
+        need |= {"name-label"}
+    need.add("uuid")
+    fobjs = []
+    for n in sorted(need):
+        f = c.fields.get(n)
+        if f is None or not f.stored:
+            return None
+        fobjs.append(f)
+    cols = ", ".join(f'"{f.column}"' for f in fobjs)
+    rows = []
+    for rec in conn.execute(f'SELECT {cols} FROM "{c.table}"'):
+        rows.append({f.name: _decode(f, v) for f, v in zip(fobjs, rec)})
+    if view == "vm" and not show_all:
+        names = {f for f, _, _ in filters}
+        st, ss = "is-a-template" in names, "is-a-snapshot" in names
+        rows = [r for r in rows if (st or not r["is-a-template"] or r["is-a-snapshot"]) and (ss or not r["is-a-snapshot"])]
+    elif view == "template":
+        rows = [r for r in rows if r["is-a-template"] and not r["is-a-snapshot"]]
+    elif view == "snapshot":
+        rows = [r for r in rows if r["is-a-snapshot"]]
+    elif view == "vdi" and not show_all:
+        rows = [r for r in rows if r["managed"]]
+    if filters:
+        rows = [r for r in rows if matches(c.name, r, filters)]
+    if c.named:
+        rows.sort(key=lambda r: (r["name-label"].encode(), r["uuid"]))
+    else:
+        rows.sort(key=lambda r: r["uuid"])
+    sys.stdout.write(render_records(c.name, rows, fields, fmt, g["minimal"], g["no_headings"]))
+    return 0
+
+
+def _param_get(conn, c, args: dict, n: int) -> int | None:
+    from vmctl.cli.output import plain
+
+    if set(args) - {"uuid", "param-name", "param-key"} or n != len(args) or "uuid" not in args:
+        return None
+    f = c.fields.get(args.get("param-name", ""))
+    if f is None or not f.stored:
+        return None
+    rec = conn.execute(f'SELECT "{f.column}" FROM "{c.table}" WHERE uuid = ?', (args["uuid"],)).fetchone()
+    if rec is None:
+        return None
+    value = _decode(f, rec[0])
+    if "param-key" in args:
+        if f.kind != "map" or args["param-key"] not in value:
+            return None
+        value = value[args["param-key"]]
+    sys.stdout.write(plain(value, f.type) + "\n")
+    return 0

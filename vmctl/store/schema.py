@@ -21,8 +21,7 @@ from sqlalchemy import (
 )
 
 from vmctl.model import CLASSES, Field
-
-SCHEMA_VERSION = 1
+from vmctl.store.schema_version import SCHEMA_VERSION  # noqa: E402,F401
 
 metadata = MetaData()
 

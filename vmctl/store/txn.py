@@ -32,12 +32,7 @@ from vmctl.units import UuidSource, is_uuid
 PG_LOCK_KEY = 0x766D63746C  # "vmctl": the advisory lock all writers of one database share
 
 
-def default_db() -> str:
-    env = os.environ.get("VMCTL_DB")
-    if env:
-        return env
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "vmctl", "inventory.db")
+from vmctl.store.txn_paths import default_db  # noqa: E402  (re-exported)
 
 
 def is_url(db: str) -> bool:
