@@ -111,7 +111,14 @@ class Executor:
 
         results = []
         host = None
+        # Deferred-work hook (engine.md §2.3, cli.md §2; vmctl/commands/vmpower.py): a command may
+        # leave a callable in txn.cache["deferred"]; it is called with the next bound command before
+        # that command runs, and with None at the end of the chain, so a run of consecutive
+        # vm-starts without on= is placed in one pass. "defer-ok" tells commands the hook runs.
+        txn.cache["defer-ok"] = True
         for b in chain:
+            if txn.cache.get("deferred") is not None:
+                txn.cache["deferred"](b, results)
             if b.cmd.style == "ovs":
                 if host is None:
                     host = resolve_switch_host(txn, self.opts.host)
@@ -126,6 +133,13 @@ class Executor:
             if b.ref_id and b.cmd.creates and isinstance(r, Value):
                 txn.refs[b.ref_id] = (b.cmd.creates, r.value)
             results.append(r)
+        if txn.cache.get("deferred") is not None:
+            txn.cache["deferred"](None, results)
+        if txn.write and txn.dirty:
+            # HA status after every change while HA is enabled (engine.md §3.4; vmctl/commands/ha.py)
+            from vmctl.commands.ha import refresh_ha_status
+
+            refresh_ha_status(txn)
         if not self.opts.dry_run:
             for s in txn.switches.values():
                 if s is not None:

@@ -182,3 +182,163 @@ def _add_pifs(txn, pool: dict, host_uuid: str, devices, mgmt_dev, tag: int, addr
             if s.has_bridge(bridge):
                 s.del_bridge(bridge)
             xenet.ensure_network_bridge(txn, vnet, host_uuid)
+
+
+# --- enable, disable, forget, update, free memory (model.md §3.2) -----------------------------------------------
+_HOST = Arg("host", "ref:host", True, "the host: uuid or name-label", complete="host")
+
+
+@command("host-enable", "Let a live host take new VMs (already enabled: no change)", family="host", args=(_HOST,))
+def host_enable(ctx: Ctx):
+    txn = ctx.txn
+    h = txn.resolve_one("host", ctx.a["host"])
+    if not h["live"]:
+        raise VmctlError("HOST_OFFLINE", params=[("host", txn.ref("host", h))])
+    if not h["enabled"]:
+        txn.update("host", h["uuid"], {"enabled": True})
+    return None
+
+
+@command("host-disable", "Stop a host from taking new VMs (under HA, refused if it breaks the failover plan)",
+         family="host", args=(_HOST,))
+def host_disable(ctx: Ctx):
+    from vmctl.commands.ha import admit
+
+    txn = ctx.txn
+    h = txn.resolve_one("host", ctx.a["host"])
+    if h["enabled"]:
+        admit(txn, h["pool"], disable=[h["uuid"]])
+        txn.update("host", h["uuid"], {"enabled": False})
+    return None
+
+
+def _has_resident(txn, h: dict) -> None:
+    for st in ("running", "paused"):
+        if txn.select("vm", resident_on=h["uuid"], power_state=st):
+            raise VmctlError("HOST_HAS_RESIDENT_VMS", params=[("host", txn.ref("host", h))])
+
+
+def _remove_pool_contents(txn, pool_uuid: str) -> None:
+    """Forgetting a pool's only host removes the pool and all of its objects."""
+    from vmctl.model import CLASSES
+
+    for cls in ("vbd", "vif", "vm", "vm-group", "pbd", "vdi", "sr", "vlan", "bond", "tunnel", "pif", "network"):
+        if cls in CLASSES:
+            for r in sorted(txn.select(cls, pool=pool_uuid), key=lambda r: r["uuid"]):
+                if txn.get(cls, r["uuid"]) is not None:
+                    txn.delete(cls, r["uuid"])
+
+
+@command("host-forget", "Remove a disabled host without running VMs, with its PIFs, PBDs, bridges and local SRs",
+         family="host", args=(_HOST,), flags=("--force", "--if-exists"), confirm=True)
+def host_forget(ctx: Ctx):
+    txn = ctx.txn
+    try:
+        h = txn.resolve_one("host", ctx.a["host"])
+    except VmctlError as e:
+        if ctx.flag("if-exists") and e.code == "UUID_INVALID":
+            return None
+        raise
+    href = txn.ref("host", h)
+    pool = txn.get("pool", h["pool"])
+    others = [x for x in txn.select("host", pool=pool["uuid"]) if x["uuid"] != h["uuid"]]
+    if pool["master"] == h["uuid"] and others:
+        raise VmctlError("HOST_CANNOT_DESTROY_SELF", "Designate another master first", [("host", href)])
+    if h["enabled"]:
+        raise VmctlError("HOST_NOT_DISABLED", params=[("host", href)])
+    _has_resident(txn, h)
+    local_srs = sorted(s["uuid"] for s in txn.select("sr", host=h["uuid"]))
+    ctx.confirm([f"host {h['uuid']} ({h['name-label']})"] + [f"sr {s}" for s in local_srs]
+                + ([f"pool {pool['uuid']} and all of its objects"] if not others else []))
+    for s in local_srs:
+        vdis = {d["uuid"] for d in txn.select("vdi", sr=s)}
+        for v in txn.select("vm", power_state="suspended"):
+            if v["suspend-vdi"] in vdis:
+                txn.update("vm", v["uuid"], {"power-state": "halted", "suspend-vdi": ""})
+        for d in sorted(vdis):
+            for b in txn.select("vbd", vdi=d):
+                txn.delete("vbd", b["uuid"])
+        for d in sorted(vdis):
+            if txn.get("vdi", d) is not None:
+                txn.delete("vdi", d)
+        for pbd in txn.select("pbd", sr=s):
+            txn.delete("pbd", pbd["uuid"])
+        txn.delete("sr", s)
+    pifs = {p["uuid"] for p in txn.select("pif", host=h["uuid"])}
+    for cls, keys in (("vlan", ("tagged-pif", "untagged-pif")), ("bond", ("master",)),
+                      ("tunnel", ("access-pif", "transport-pif"))):
+        for r in txn.select(cls, pool=pool["uuid"]):
+            if any(r[k] in pifs for k in keys):
+                txn.delete(cls, r["uuid"])
+    for p in sorted(pifs):
+        txn.delete("pif", p)
+    for pbd in txn.select("pbd", host=h["uuid"]):
+        txn.delete("pbd", pbd["uuid"])
+    for v in txn.select("vm", affinity=h["uuid"]):
+        txn.update("vm", v["uuid"], {"affinity": ""})
+    txn.drop_switch(h["uuid"])
+    txn.delete("host", h["uuid"])
+    if not others:
+        _remove_pool_contents(txn, pool["uuid"])
+        txn.delete("pool", pool["uuid"])
+    return None
+
+
+@command("host-compute-free-memory", "Print the memory a host can still commit to VMs (memory-free, bytes)",
+         family="host", rw=False, args=(_HOST,))
+def host_compute_free_memory(ctx: Ctx):
+    from vmctl import derived
+
+    h = dict(ctx.txn.resolve_one("host", ctx.a["host"]))
+    derived.fill(ctx.txn, "host", [h], ["memory-free"])
+    return Value(h["memory-free"], "int")
+
+
+@command("host-update", "Record new hardware or software facts of a disabled host without running VMs",
+         family="host",
+         args=(_HOST, Arg("software-version", help="dot-separated integers"),
+               Arg("cpu-vendor", help="GenuineIntel, AuthenticAMD, ..."), Arg("cpu-model", help="CPU model name"),
+               Arg("cpu-family", "int", help="CPU family number"),
+               Arg("cpu-flags", "list", help="comma-separated CPU feature flags (replaces the set)"),
+               Arg("cpu-count", "int", help="logical CPUs"), Arg("memory-total", "size", help="physical memory"),
+               Arg("memory-overhead", "size", help="memory kept by the hypervisor and control domain")),
+         flags=("--force",))
+def host_update(ctx: Ctx):
+    txn, a = ctx.txn, ctx.a
+    h = txn.resolve_one("host", a["host"])
+    new = dict(h)
+    if "software-version" in a:
+        if not VERSION_RE.match(a["software-version"]) or len(a["software-version"]) > 64:
+            raise _invalid("software-version", a["software-version"])
+        new["software-version"] = a["software-version"]
+    for k in ("cpu-vendor", "cpu-model", "cpu-family"):
+        if k in a:
+            new[k] = a[k]
+    if "cpu-flags" in a:
+        new["cpu-flags"] = sorted({f.lower() for f in a["cpu-flags"]})
+    if "cpu-count" in a:
+        if not 1 <= a["cpu-count"] <= 65536:
+            raise _invalid("cpu-count", a["cpu-count"])
+        new["cpu-count"] = a["cpu-count"]
+    for k in ("memory-total", "memory-overhead"):
+        if k in a:
+            if isinstance(a[k], tuple) or a[k] < 0 or (k == "memory-total" and a[k] == 0):
+                raise _invalid(k, ctx.raw.get(k))
+            new[k] = a[k]
+    if new["memory-overhead"] >= new["memory-total"]:
+        raise _invalid("memory-overhead", new["memory-overhead"])
+    href = txn.ref("host", h)
+    if h["enabled"]:
+        raise VmctlError("HOST_NOT_DISABLED", params=[("host", href)])
+    _has_resident(txn, h)
+    pool = txn.get("pool", h["pool"])
+    if pool["master"] != h["uuid"] and txn.count("host", pool=pool["uuid"]) > 1:
+        master = txn.get("host", pool["master"])
+        if major(new["software-version"]) != major(master["software-version"]):
+            raise VmctlError("HOSTS_NOT_COMPATIBLE", params=[("reason", "Major versions differ")])
+        if not ctx.force and new["cpu-vendor"] != master["cpu-vendor"]:
+            raise VmctlError("HOSTS_NOT_HOMOGENEOUS", params=[("reason", "CPUs differ")])
+    changes = {k: v for k, v in new.items() if h.get(k) != v}
+    if changes:
+        txn.update("host", h["uuid"], changes)
+    return None

@@ -190,3 +190,182 @@ def vm_destroy(ctx: Ctx):
     check_vm_operation(txn, vm, "destroy", ("halted", "suspended"), templates=True, snapshots=True)
     destroy_vm_records(txn, vm)
     return None
+
+
+# --- memory and vCPU commands (model.md §3.4, §3.9) ---------------------------------------------------------
+def check_growth(txn, old: dict, new: dict) -> None:
+    """A resident VM's added charge must fit its host (HOST_NOT_ENOUGH_FREE_MEMORY [needed,
+    available]); under HA, growing a running VM is admitted like a start (engine.md §3.4)."""
+    from vmctl import capacity
+
+    host_uuid = old["resident-on"]
+    if old["power-state"] not in ("running", "paused") or not host_uuid:
+        return
+    policy = txn.get("pool", old["pool"])["memory-overcommit-policy"]
+    added = capacity.vm_charge(new, policy) - capacity.vm_charge(old, policy)
+    if added <= 0:
+        return
+    host = txn.get("host", host_uuid)
+    used = sum(capacity.vm_charge(v, policy) for st in capacity.RESIDENT
+               for v in txn.select("vm", resident_on=host_uuid, power_state=st))
+    free = capacity.host_capacity(host) - used
+    if added > free:
+        raise VmctlError("HOST_NOT_ENOUGH_FREE_MEMORY", params=[("needed", added), ("available", max(0, free))])
+    from vmctl.commands.ha import admit
+    from vmctl.engine_adapter import vm_value
+
+    admit(txn, old["pool"], vm_updates=[vm_value({**new, "uuid": old["uuid"]})])
+
+
+@param_hook("vm")
+def _vm_growth_rule(ctx: Ctx, vm: dict, changes: dict) -> None:
+    """param-set of dynamic memory or memory-reservation on a running VM: same capacity rule as
+    vm-memory-dynamic-range-set."""
+    if any(k in changes for k in MEMORY + ("memory-reservation",)):
+        check_growth(ctx.txn, vm, {**vm, **changes})
+
+
+def _memory_change(ctx: Ctx, op: str, allowed, values: dict) -> None:
+    txn = ctx.txn
+    vm = txn.resolve_one("vm", ctx.a["vm"])
+    check_vm_operation(txn, vm, op, allowed, templates=True)
+    for k, v in values.items():
+        if isinstance(v, tuple):  # a relative size (+N) is not accepted here
+            raise VmctlError("INVALID_VALUE", params=[("name", k), ("value", ctx.raw.get(k))])
+    new = dict(vm)
+    new.update(values)
+    check_memory(txn, new)
+    check_growth(txn, vm, new)
+    txn.update("vm", vm["uuid"], values)
+
+
+_VMARG = Arg("vm", "ref:vm", True, "the VM: uuid or name-label", complete="vm")
+
+
+@command("vm-memory-set", "Set all four memory limits of a halted VM", family="vm",
+         args=(_VMARG, Arg("memory", "size", True, "static-min = dynamic-min = dynamic-max = static-max")))
+def vm_memory_set(ctx: Ctx):
+    m = ctx.a["memory"]
+    _memory_change(ctx, "memory-set", ("halted",), {f: m for f in MEMORY})
+
+
+@command("vm-memory-limits-set", "Set the four memory limits of a halted VM", family="vm",
+         args=(_VMARG, Arg("static-min", "size", True, "memory-static-min"),
+               Arg("dynamic-min", "size", True, "memory-dynamic-min"),
+               Arg("dynamic-max", "size", True, "memory-dynamic-max"),
+               Arg("static-max", "size", True, "memory-static-max")))
+def vm_memory_limits_set(ctx: Ctx):
+    a = ctx.a
+    _memory_change(ctx, "memory-limits-set", ("halted",),
+                   {"memory-static-min": a["static-min"], "memory-dynamic-min": a["dynamic-min"],
+                    "memory-dynamic-max": a["dynamic-max"], "memory-static-max": a["static-max"]})
+
+
+@command("vm-memory-static-range-set", "Set memory-static-min and -max of a halted VM", family="vm",
+         args=(_VMARG, Arg("min", "size", True, "memory-static-min"), Arg("max", "size", True, "memory-static-max")))
+def vm_memory_static_range_set(ctx: Ctx):
+    _memory_change(ctx, "memory-static-range-set", ("halted",),
+                   {"memory-static-min": ctx.a["min"], "memory-static-max": ctx.a["max"]})
+
+
+@command("vm-memory-dynamic-range-set", "Set memory-dynamic-min and -max of a halted or running VM "
+         "(a running VM's added charge must fit its host)", family="vm",
+         args=(_VMARG, Arg("min", "size", True, "memory-dynamic-min"), Arg("max", "size", True, "memory-dynamic-max")))
+def vm_memory_dynamic_range_set(ctx: Ctx):
+    _memory_change(ctx, "memory-dynamic-range-set", ("halted", "running"),
+                   {"memory-dynamic-min": ctx.a["min"], "memory-dynamic-max": ctx.a["max"]})
+
+
+@command("vm-vcpus-set", "Set the number of vCPUs of a halted VM (1-256)", family="vm",
+         args=(_VMARG, Arg("vcpus", "int", True, "vCPUs, 1 to 256")))
+def vm_vcpus_set(ctx: Ctx):
+    txn = ctx.txn
+    vm = txn.resolve_one("vm", ctx.a["vm"])
+    check_vm_operation(txn, vm, "vcpus-set", ("halted",), templates=True)
+    check_vcpus(txn, {**vm, "vcpus": ctx.a["vcpus"]})
+    if vm["vcpus"] != ctx.a["vcpus"]:
+        txn.update("vm", vm["uuid"], {"vcpus": ctx.a["vcpus"]})
+
+
+# --- vm-install (model.md §3.3) --------------------------------------------------------------------------------
+def resolve_template(txn, text: str) -> dict:
+    """A template by uuid or by a name-label unique among templates (not snapshots)."""
+    from vmctl.units import is_uuid
+
+    if text.startswith("@") or is_uuid(text):
+        try:
+            row = txn.resolve_one("vm", text, label="template")
+        except VmctlError:
+            row = None
+        if row is not None and row["is-a-template"] and not row["is-a-snapshot"]:
+            return row
+        raise VmctlError("UUID_INVALID", f"No template is known as {text}", [("class", "template"), ("value", text)])
+    rows = [r for r in txn.select("vm", name_label=text, is_a_template=True) if not r["is-a-snapshot"]]
+    if not rows:
+        raise VmctlError("UUID_INVALID", f"No template is named {text}", [("class", "template"), ("value", text)])
+    if len(rows) > 1:
+        raise VmctlError("MULTIPLE_MATCHES", f"{len(rows)} templates are named {text}",
+                         [("class", "template"), ("value", text)])
+    return rows[0]
+
+
+def _copy_diskless(txn, tpl: dict, name: str) -> str:
+    """vm-install of a template without disks: a new VM with the template's configuration and
+    its VIFs with new MACs (model.md §3.7)."""
+    from vmctl.commands.host import pool_macs
+    from vmctl.units import generated_mac
+
+    skip = {"uuid", "power-state", "resident-on", "domid", "scheduled-to-be-resident-on", "is-a-template",
+            "is-default-template", "is-a-snapshot", "snapshot-of", "snapshot-time", "parent", "suspend-vdi",
+            "last-boot-cpu-vendor", "last-boot-cpu-flags", "name-label"}
+    values = {f.name: tpl[f.name] for f in CLASSES["vm"].stored_fields if f.name not in skip and f.name in tpl}
+    values.update({"name-label": name, "is-a-template": False})
+    new = txn.insert("vm", values)
+    used = pool_macs(txn, tpl["pool"])
+    for vif in sorted(txn.select("vif", vm=tpl["uuid"]), key=lambda r: r["device"]):
+        mac = generated_mac(f"{new}:{vif['device']}", used)
+        used.add(mac)
+        txn.insert("vif", {"vm": new, "network": vif["network"], "device": vif["device"], "mac": mac,
+                           "mac-autogenerated": True, "pool": tpl["pool"], "other-config": dict(vif["other-config"])})
+    return new
+
+
+@command("vm-install", "Create a VM from a template (a clone, or a copy onto sr-uuid); print its uuid",
+         family="vm",
+         args=(Arg("template", "string", True, "the template: uuid or unique name-label", complete="vm"),
+               Arg("new-name-label", "string", True, "the new VM's name"),
+               Arg("sr-uuid", "ref:sr", help="copy the disks onto this SR", complete="sr"),
+               Arg("new-name-description", "string", help="the new VM's description")),
+         creates="vm")
+def vm_install(ctx: Ctx):
+    txn = ctx.txn
+    tpl = resolve_template(txn, ctx.a["template"])
+    name = ctx.a["new-name-label"]
+    disks = [b for b in txn.select("vbd", vm=tpl["uuid"]) if b["vdi"]]
+    sr = txn.resolve_one("sr", ctx.a["sr-uuid"]) if "sr-uuid" in ctx.a else None
+    if sr is not None and sr["pool"] != tpl["pool"]:
+        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("sr", sr)), ("pool", txn.ref("pool", tpl["pool"]))])
+    try:
+        from vmctl.commands import vmstorage  # the storage layer's VM copies (vm-clone / vm-copy)
+    except ImportError:
+        vmstorage = None
+    disk_srs = {txn.get("vdi", b["vdi"])["sr"] for b in disks if txn.get("vdi", b["vdi"])}
+    copy = sr is not None and disk_srs != {sr["uuid"]} and bool(disks)
+    if disks and vmstorage is not None and hasattr(vmstorage, "clone_vm"):
+        if copy and hasattr(vmstorage, "copy_vm"):
+            new = vmstorage.copy_vm(txn, tpl, name, sr)
+        else:
+            new = vmstorage.clone_vm(txn, tpl, name)
+        new = new["uuid"] if isinstance(new, dict) else new
+    elif disks:
+        # NOTE: templates with disks need the storage layer's clone_vm/copy_vm (vmctl/commands/vmstorage.py),
+        # which did not exist when this was written.
+        raise VmctlError("OPERATION_NOT_ALLOWED", params=[("reason", "Installing a template with disks needs the "
+                                                                     "storage layer's vm-clone")])
+    else:
+        new = _copy_diskless(txn, tpl, name)
+    changes = {"is-a-template": False, "name-label": name}
+    if "new-name-description" in ctx.a:
+        changes["name-description"] = ctx.a["new-name-description"]
+    txn.update("vm", new, changes)
+    return Value(new)

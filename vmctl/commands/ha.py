@@ -1,0 +1,272 @@
+"""High availability (engine.md §3): pool-ha-enable/-disable, the compute commands, admission
+control helpers, the HA agility rules of ha-restart-priority, and host failure and recovery
+(host-fail, host-declare-dead, host-recover).
+
+The planning itself is the engine's (:mod:`vmctl.engine.ha`); these commands build the pool
+snapshot with :mod:`vmctl.engine_adapter`, ask, and apply the answer in the same transaction.
+"""
+
+from __future__ import annotations
+
+from vmctl.commands.generic import param_hook
+from vmctl.commands.pool import only_pool
+from vmctl.commands.table import Arg, Ctx, Data, command
+from vmctl.errors import VmctlError
+
+_POOL = Arg("pool", "ref:pool", help="the pool (may be omitted when the inventory holds one pool)", complete="pool")
+
+
+def _state(txn, pool_uuid: str):
+    from vmctl.engine_adapter import pool_state
+
+    return pool_state(txn, pool_uuid)
+
+
+# --- status and admission (engine.md §3.4) ------------------------------------------------------------------
+def refresh_ha_status(txn) -> None:
+    """After committed changes while HA is enabled: recompute ha-overcommitted and
+    ha-plan-exists-for (the target when the plan holds, else the largest smaller proven r)."""
+    from vmctl.engine import ha
+
+    for p in txn.select("pool", ha_enabled=True):
+        over, exists_for = ha.recompute_status(_state(txn, p["uuid"]))
+        if p["ha-overcommitted"] != over or p["ha-plan-exists-for"] != exists_for:
+            txn.update("pool", p["uuid"], {"ha-overcommitted": over, "ha-plan-exists-for": exists_for})
+
+
+def admit(txn, pool_uuid: str, **change) -> None:
+    """Refuse a change that would break the failover plan (HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN);
+    a no-op unless HA is enabled and neither overcommit allowed nor already overcommitted."""
+    from vmctl.engine import ha
+
+    p = txn.get("pool", pool_uuid)
+    if not p["ha-enabled"] or p["ha-allow-overcommit"] or p["ha-overcommitted"]:
+        return
+    err = ha.check_change(_state(txn, pool_uuid), **change)
+    if err is not None:
+        raise err
+
+
+def check_agile(txn, vm: dict) -> None:
+    """A protected VM must be able to restart anywhere: every VDI on a shared SR
+    (HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED) and every VIF network available on every host of its
+    pool (HA_CONSTRAINT_VIOLATION_NETWORK_NOT_SHARED)."""
+    from vmctl import xenet
+
+    vdis = [b["vdi"] for b in txn.select("vbd", vm=vm["uuid"]) if b["vdi"]]
+    if vm["suspend-vdi"]:
+        vdis.append(vm["suspend-vdi"])
+    for d in sorted(set(vdis)):
+        vdi = txn.get("vdi", d)
+        sr = txn.get("sr", vdi["sr"]) if vdi else None
+        if sr is not None and not sr["shared"]:
+            raise VmctlError("HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED", params=[("sr", txn.ref("sr", sr))])
+    hosts = sorted(txn.select("host", pool=vm["pool"]), key=lambda h: h["uuid"])
+    for n in sorted({f["network"] for f in txn.select("vif", vm=vm["uuid"])}):
+        net = txn.get("network", n)
+        if net is None:
+            continue
+        for h in hosts:
+            if not xenet.network_available(txn, net, h["uuid"]):
+                raise VmctlError("HA_CONSTRAINT_VIOLATION_NETWORK_NOT_SHARED",
+                                 params=[("network", txn.ref("network", net))])
+
+
+@param_hook("vm")
+def _ha_priority_rules(ctx: Ctx, vm: dict, changes: dict) -> None:
+    """Setting restart: agility, and admission when the VM runs under HA (engine.md §3.1, §3.4)."""
+    if changes.get("ha-restart-priority") == "restart" and vm["ha-restart-priority"] != "restart":
+        check_agile(ctx.txn, vm)
+        if vm["power-state"] in ("running", "paused") and not vm["is-a-template"]:
+            admit(ctx.txn, vm["pool"], priorities={vm["uuid"]: "restart"})
+
+
+@param_hook("pool")
+def _ha_pool_rules(ctx: Ctx, pool: dict, changes: dict) -> None:
+    """ha-host-failures-to-tolerate ≥ 0 and, raised under HA, admitted; ha-plan-exact-limit ≥ 1."""
+    if "ha-host-failures-to-tolerate" in changes:
+        n = changes["ha-host-failures-to-tolerate"]
+        if n < 0:
+            raise VmctlError("INVALID_VALUE", params=[("name", "ha-host-failures-to-tolerate"), ("value", n)])
+        if n > pool["ha-host-failures-to-tolerate"]:
+            admit(ctx.txn, pool["uuid"], target=n)
+    if "ha-plan-exact-limit" in changes and changes["ha-plan-exact-limit"] < 1:
+        raise VmctlError("INVALID_VALUE", params=[("name", "ha-plan-exact-limit"),
+                                                  ("value", changes["ha-plan-exact-limit"])])
+
+
+# --- enable / disable ----------------------------------------------------------------------------------------
+@command("pool-ha-enable", "Enable HA on a pool: every host live, at least 2 hosts, agile protected VMs and "
+         "a failover plan for ha-host-failures-to-tolerate", family="ha",
+         args=(_POOL, Arg("ha-host-failures-to-tolerate", "int", help="set the target number of host failures")))
+def pool_ha_enable(ctx: Ctx):
+    from vmctl.engine import ha
+
+    txn = ctx.txn
+    pool = only_pool(txn, ctx.a.get("pool"))
+    target = ctx.a.get("ha-host-failures-to-tolerate", pool["ha-host-failures-to-tolerate"])
+    if target < 0:
+        raise VmctlError("INVALID_VALUE", params=[("name", "ha-host-failures-to-tolerate"), ("value", target)])
+    if pool["ha-enabled"]:
+        raise VmctlError("HA_IS_ENABLED", "HA is already enabled on this pool", [("pool", txn.ref("pool", pool))])
+    hosts = sorted(txn.select("host", pool=pool["uuid"]), key=lambda h: (h["name-label"].encode(), h["uuid"]))
+    for h in hosts:
+        if not h["live"]:
+            raise VmctlError("HOST_OFFLINE", params=[("host", txn.ref("host", h))])
+    if len(hosts) < 2:
+        raise VmctlError("HA_TOO_FEW_HOSTS", "HA needs at least 2 hosts", [("pool", txn.ref("pool", pool))])
+    for v in sorted(txn.select("vm", pool=pool["uuid"], ha_restart_priority="restart"), key=lambda v: v["uuid"]):
+        if v["power-state"] in ("running", "paused"):
+            check_agile(txn, v)
+    if not pool["ha-allow-overcommit"]:
+        err = ha.admission_error(_state(txn, pool["uuid"]), target)
+        if err is not None:
+            raise err
+    txn.update("pool", pool["uuid"], {"ha-enabled": True, "ha-host-failures-to-tolerate": target,
+                                      "ha-overcommitted": False, "ha-plan-exists-for": 0})
+    return None
+
+
+@command("pool-ha-disable", "Disable HA on a pool (always succeeds)", family="ha", args=(_POOL,))
+def pool_ha_disable(ctx: Ctx):
+    txn = ctx.txn
+    pool = only_pool(txn, ctx.a.get("pool"))
+    if pool["ha-enabled"] or pool["ha-overcommitted"]:
+        txn.update("pool", pool["uuid"], {"ha-enabled": False, "ha-overcommitted": False})
+    return None
+
+
+# --- compute commands ----------------------------------------------------------------------------------------
+def _max_result(res) -> Data:
+    return Data(res.to_json(), f"{res.max}\n")
+
+
+@command("pool-ha-compute-max-host-failures-to-tolerate",
+         "Print the largest number of host failures the pool's protected VMs survive (engine.md §3.3)",
+         family="ha", rw=False, args=(_POOL,))
+def pool_ha_compute_max(ctx: Ctx):
+    from vmctl.engine import ha
+
+    pool = only_pool(ctx.txn, ctx.a.get("pool"))
+    return _max_result(ha.max_failures(_state(ctx.txn, pool["uuid"])))
+
+
+@command("pool-ha-compute-hypothetical-max-host-failures-to-tolerate",
+         "The same as if the VMs had these restart priorities (vm-uuid= and restart-priority= pair by position)",
+         family="ha", rw=False,
+         args=(Arg("vm-uuid", "string", True, "a VM (repeatable)", repeat=True, complete="vm"),
+               Arg("restart-priority", "enum", True, "its hypothetical priority (repeatable)",
+                   values=("restart", "best-effort", "no-restart"), repeat=True)))
+def pool_ha_compute_hypothetical(ctx: Ctx):
+    from vmctl.engine import ha
+
+    txn = ctx.txn
+    vms, prios = ctx.a["vm-uuid"], ctx.a["restart-priority"]
+    if len(vms) != len(prios):
+        missing = "restart-priority" if len(vms) > len(prios) else "vm-uuid"
+        raise VmctlError("MISSING_PARAMETER", "vm-uuid= and restart-priority= pair by position", [("name", missing)])
+    rows = [txn.resolve_one("vm", v) for v in vms]
+    pools = {r["pool"] for r in rows}
+    if len(pools) > 1:
+        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("vm", rows[-1])),
+                                                     ("pool", txn.ref("pool", rows[0]["pool"]))])
+    ps = _state(txn, rows[0]["pool"])
+    prio = {}
+    for r, p in zip(rows, prios):
+        if r["uuid"] in ps.vms:
+            prio[r["uuid"]] = p
+    # the planner reads priorities from the VM values: apply them on a scratch copy
+    scratch = ps.copy()
+    for u, p in sorted(prio.items()):
+        scratch.update_vm(u, ha_restart_priority=p)
+    return _max_result(ha.max_failures(scratch))
+
+
+def _plan_text(rows: list[dict], target_key: str) -> str:
+    head = ["vm", "name-label", "ha-restart-priority", "target/error"]
+    lines = [[r["vm"], r["name-label"], r["ha-restart-priority"], r.get(target_key) or r.get("error") or ""]
+             for r in rows]
+    widths = [max([len(head[i])] + [len(x[i]) for x in lines]) for i in range(4)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
+    out += ["  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip() for x in lines]
+    return "\n".join(out) + "\n"
+
+
+def _hosts_of_one_pool(txn, names: list[str]) -> list[dict]:
+    hosts: list[dict] = []
+    for n in names:
+        h = txn.resolve_one("host", n)
+        if hosts and h["pool"] != hosts[0]["pool"]:
+            raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("host", h)),
+                                                         ("pool", txn.ref("pool", hosts[0]["pool"]))])
+        if h["uuid"] not in {x["uuid"] for x in hosts}:
+            hosts.append(h)
+    if not hosts:
+        raise VmctlError("MISSING_PARAMETER", params=[("name", "host")])
+    return hosts
+
+
+@command("pool-ha-compute-vm-failover-plan",
+         "Show where the VMs of these hosts would restart if they failed together (scratch run of §3.5)",
+         family="ha", rw=False,
+         args=(Arg("host-uuids", "list", True, "the failing hosts, comma-separated", complete="host"),))
+def pool_ha_compute_vm_failover_plan(ctx: Ctx):
+    from vmctl.engine import ha
+
+    txn = ctx.txn
+    hosts = _hosts_of_one_pool(txn, ctx.a["host-uuids"])
+    plan = ha.failover_plan(_state(txn, hosts[0]["pool"]), [h["uuid"] for h in hosts])
+    rows = [{"vm": r.vm, "name-label": r.name, "ha-restart-priority": r.priority,
+             "target": r.host, "error": r.code if r.host is None else None} for r in plan.rows]
+    return Data(rows, _plan_text(rows, "target"))
+
+
+# --- failure and recovery (engine.md §3.5) -------------------------------------------------------------------
+def fail(ctx: Ctx, hosts: list[dict]) -> Data | None:
+    """Hosts fail together: not live, their VMs halted, then (HA enabled) the restart procedure."""
+    from vmctl.commands.vmpower import boot, leave
+    from vmctl.engine import ha
+
+    txn = ctx.txn
+    live = [h for h in hosts if h["live"]]
+    pool = txn.get("pool", hosts[0]["pool"])
+    plan = ha.fail_hosts(_state(txn, pool["uuid"]), [h["uuid"] for h in live])
+    for h in live:
+        txn.update("host", h["uuid"], {"live": False})
+    for r in plan.rows:
+        vm = txn.get("vm", r.vm)
+        leave(txn, vm, "halted")
+    for r in plan.rows:
+        if r.host is not None:
+            boot(txn, txn.get("vm", r.vm), r.host)  # a restart is a cold boot (engine.md §2.1 filter 4)
+    rows = [{"vm": r.vm, "name-label": r.name, "priority": r.priority, "result": r.result,
+             "host": r.host, "code": r.code} for r in plan.rows]
+    if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
+        text_rows = [{"vm": x["vm"], "name-label": x["name-label"], "ha-restart-priority": x["priority"],
+                      "target": (f"{x['result']} {x['host']}" if x["host"] else f"{x['result']} {x['code'] or ''}")}
+                     for x in rows]
+        return Data(rows, _plan_text(text_rows, "target") if rows else "")
+    return None
+
+
+@command("host-fail", "Simulate hosts failing together: not live, VMs halted, HA restarts (engine.md §3.5)",
+         family="ha", args=(Arg("host", "list", True, "the failing hosts, comma-separated", complete="host"),),
+         flags=("--explain",))
+def host_fail(ctx: Ctx):
+    return fail(ctx, _hosts_of_one_pool(ctx.txn, ctx.a["host"]))
+
+
+@command("host-declare-dead", "Declare a host dead (as host-fail for one host)", family="ha",
+         args=(Arg("uuid", "ref:host", True, "the host", complete="host"),), flags=("--explain",))
+def host_declare_dead(ctx: Ctx):
+    return fail(ctx, [ctx.txn.resolve_one("host", ctx.a["uuid"])])
+
+
+@command("host-recover", "Make a failed host live again (its former VMs do not move back)", family="ha",
+         args=(Arg("host", "ref:host", True, "the host", complete="host"),))
+def host_recover(ctx: Ctx):
+    txn = ctx.txn
+    h = txn.resolve_one("host", ctx.a["host"])
+    if not h["live"]:
+        txn.update("host", h["uuid"], {"live": True})
+    return None

@@ -1,0 +1,581 @@
+"""The VM power-state machine (model.md §2, §3.3) and engine placement (engine.md §2):
+vm-start, vm-shutdown, vm-reboot, vm-suspend, vm-resume, vm-pause, vm-unpause,
+vm-reset-powerstate, vm-uninstall and vm-place.
+
+Every transition into running or paused goes through :func:`boot` (resident-on, domid, CPU
+levelling, then the ``lifecycle.became_resident`` hooks that attach VBDs and plug VIFs); every
+transition out of a host goes through :func:`leave` (``lifecycle.leaving_host`` first). Migration,
+evacuation and HA restarts reuse both.
+
+Host choice: an explicit ``on=`` runs the engine's filters on that host (first failing filter's
+code); otherwise the engine places. A run of consecutive ``vm-start``s without ``on=`` in one chain
+or batch is *deferred* and placed in one pass (engine.md §2.3) through the runner's hook
+(``txn.cache["deferred"]``, see ``Executor._body``).
+"""
+
+from __future__ import annotations
+
+from vmctl import lifecycle
+from vmctl.commands.fields import matches
+from vmctl.commands.table import Arg, Ctx, Data, command
+from vmctl.commands.vm import bad_power_state, check_vm_operation
+from vmctl.errors import Ref, VmctlError
+
+MiB = 1024**2
+
+_VM = Arg("vm", "ref:vm", help="the VM: uuid or name-label (or select with field filters)", complete="vm")
+_ON = Arg("on", "ref:host", help="start on this host instead of letting the engine choose", complete="host")
+
+
+# --- selection (cli.md §2 VM selectors) -------------------------------------------------------------------
+def select_vms(ctx: Ctx) -> list[dict]:
+    """``vm=`` and/or field filters, as xe selects VMs. Several matches need ``--multiple``
+    (else MULTIPLE_MATCHES); none fails as an unknown ``vm=`` does (UUID_INVALID)."""
+    from vmctl import derived
+    from vmctl.commands.generic import hidden_filter
+    from vmctl.model import CLASSES
+
+    txn = ctx.txn
+    text = ctx.a.get("vm")
+    if text is None and not ctx.filters:
+        raise VmctlError("MISSING_PARAMETER", "Name the VM with vm= or select VMs with field filters",
+                         [("name", "vm")])
+    if text is not None:
+        rows = txn.resolve("vm", text, multiple=True)
+        shown = text
+    else:
+        rows = txn.all("vm")
+        keep = hidden_filter("vm", ctx, ctx.filters)
+        if keep is not None:
+            rows = [r for r in rows if keep(r)]
+        shown = " ".join(f"{k}={v}" for k, v in ctx.raw_pairs if k not in ("vm", "on"))
+    if ctx.filters:
+        need = {f for f, _, _ in ctx.filters if not CLASSES["vm"].fields[f].stored}
+        if need:
+            derived.fill(txn, "vm", rows, need)
+        rows = [r for r in rows if matches("vm", r, ctx.filters)]
+    if not rows:
+        raise VmctlError("UUID_INVALID", f"No VM matches {shown}", [("class", "vm"), ("value", shown)])
+    if len(rows) > 1 and not ctx.flag("multiple"):
+        raise VmctlError("MULTIPLE_MATCHES", f"{len(rows)} VMs match {shown}; add --multiple to act on all of them",
+                         [("class", "vm"), ("value", shown)])
+    return sorted(rows, key=lambda r: (r["name-label"].encode(), r["uuid"]))
+
+
+# --- transitions --------------------------------------------------------------------------------------------
+def free_domid(txn, host_uuid: str, skip: str | None = None) -> int:
+    """The smallest integer ≥ 1 unused by the host's other resident VMs (model.md §1.3)."""
+    used = set()
+    for st in ("running", "paused"):
+        for v in txn.select("vm", resident_on=host_uuid, power_state=st):
+            if v["uuid"] != skip:
+                used.add(v["domid"])
+    d = 1
+    while d in used:
+        d += 1
+    return d
+
+
+def boot(txn, vm: dict, host_uuid: str, paused: bool = False, record_cpu: bool = True) -> dict:
+    """Make a halted or suspended VM resident on a host. A cold boot (start, HA restart) records
+    last-boot-cpu-vendor/-flags with CPU levelling (engine.md §1); a resume keeps them."""
+    from vmctl.engine_adapter import levelled_flags
+
+    changes: dict = {"power-state": "paused" if paused else "running", "resident-on": host_uuid,
+                     "domid": free_domid(txn, host_uuid, vm["uuid"]), "scheduled-to-be-resident-on": ""}
+    if record_cpu:
+        vendor, flags = levelled_flags(txn, vm, txn.get("host", host_uuid))
+        changes.update({"last-boot-cpu-vendor": vendor, "last-boot-cpu-flags": flags})
+    new = txn.update("vm", vm["uuid"], changes)
+    lifecycle.became_resident(txn, new, host_uuid)
+    return new
+
+
+def leave(txn, vm: dict, state: str) -> dict:
+    """A running or paused VM leaves its host for halted or suspended: the hooks detach its VBDs
+    and VIF ports first, then resident-on clears and domid becomes −1 (model.md §2)."""
+    if vm["resident-on"]:
+        lifecycle.leaving_host(txn, vm, vm["resident-on"])
+    return txn.update("vm", vm["uuid"], {"power-state": state, "resident-on": "", "domid": -1,
+                                         "scheduled-to-be-resident-on": ""})
+
+
+def destroy_vdi(txn, vdi_uuid: str) -> None:
+    """Through the storage layer's hook when it registered one (chain merge rules), else directly."""
+    hook = txn.cache.get("vdi-destroy")
+    if hook:
+        hook(txn, vdi_uuid)
+    elif txn.get("vdi", vdi_uuid) is not None:
+        txn.delete("vdi", vdi_uuid)
+
+
+def discard_suspend_image(txn, vm: dict) -> dict:
+    if vm["suspend-vdi"]:
+        vdi = vm["suspend-vdi"]
+        vm = txn.update("vm", vm["uuid"], {"suspend-vdi": ""})
+        destroy_vdi(txn, vdi)
+    return vm
+
+
+def hard_halt(txn, vm: dict) -> dict:
+    """vm-shutdown --force: from running, paused or suspended to halted."""
+    if vm["power-state"] in ("running", "paused"):
+        vm = leave(txn, vm, "halted")
+    elif vm["power-state"] == "suspended":
+        vm = txn.update("vm", vm["uuid"], {"power-state": "halted"})
+        vm = discard_suspend_image(txn, vm)
+    return vm
+
+
+# --- boot checks that are not engine filters ---------------------------------------------------------------
+def check_holding(txn, vm: dict, operation: str) -> None:
+    """model.md §3.5 holding rule: a non-sharable VDI held RW is held by no other VM."""
+    mine = [b for b in txn.select("vbd", vm=vm["uuid"]) if b["vdi"]]
+    for b in sorted(mine, key=lambda b: b["device"]):
+        vdi = txn.get("vdi", b["vdi"])
+        if vdi is None or vdi["sharable"]:
+            continue
+        for other in txn.select("vbd", vdi=b["vdi"]):
+            if other["vm"] == vm["uuid"]:
+                continue
+            if b["mode"] != "RW" and other["mode"] != "RW":
+                continue
+            ov = txn.get("vm", other["vm"])
+            if ov is not None and ov["power-state"] in ("running", "paused", "suspended"):
+                raise VmctlError("VDI_IN_USE", params=[("vdi", txn.ref("vdi", vdi)), ("operation", operation)])
+
+
+def same_pool(txn, vm: dict, host: dict) -> None:
+    if host["pool"] != vm["pool"]:
+        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("host", host)),
+                                                     ("pool", txn.ref("pool", vm["pool"]))])
+
+
+# --- plans and explain reports -----------------------------------------------------------------------------
+def _num(x) -> str:
+    return "" if x is None else f"{x:.3f}"
+
+
+def report_text(report, limit: int | None = None) -> str:
+    """The §2.4 table: one row per host, then the footer."""
+    from vmctl.units import humanise_size
+
+    rows, rest = (report.limited(limit) if limit is not None else (report.rows, []))
+    head = ["host", "verdict", "tier", "mem", "vcpu", "base", "skew", "group", "master", "score"]
+    lines = []
+    for r in rows:
+        t = r.terms or {}
+        if r.verdict == "rejected":
+            cells = [r.host, r.verdict, "", "", "", "", "", "", "", r.reason(humanise_size)]
+        else:
+            cells = [r.host, r.verdict, str(r.tier), _num(t.get("mem")), _num(t.get("vcpu")), _num(t.get("base")),
+                     _num(t.get("skew")), _num(t.get("group")), _num(t.get("master")), _num(r.score)]
+        lines.append(cells)
+    head[-1] = "score/reason"
+    widths = [max(len(head[i]), *(len(c[i]) for c in lines)) if lines else len(head[i]) for i in range(len(head))]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
+    out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in lines]
+    for key, n in rest:
+        out.append(f"… {n} more host{'s' if n != 1 else ''}: {key}")
+    out.append(report.footer())
+    return "\n".join(out) + "\n"
+
+
+def explain_data(report, limit: int | None = None) -> Data:
+    data = report.to_json()
+    if limit is not None:
+        keep = {r.host_uuid for r in report.limited(limit)[0]}
+        data["hosts"] = [h for h in data["hosts"] if h["host-uuid"] in keep]
+    return Data(data, report_text(report, limit))
+
+
+def plan_result(plan: list[tuple[dict, str]], explains: list) -> Data | None:
+    """What a deciding command prints: nothing when committed without --explain; its plan (the
+    chosen host, or ``vm host`` lines for several VMs) in a dry run; the report with --explain."""
+    if explains:
+        if len(explains) == 1:
+            return explain_data(explains[0])
+        parts = [explain_data(r) for r in explains]
+        return Data([p.data for p in parts], "".join(p.text for p in parts))
+    if len(plan) == 1:
+        vm, host = plan[0]
+        return Data({"vm": vm["uuid"], "host": host}, host + "\n")
+    return Data([{"vm": vm["uuid"], "host": host} for vm, host in plan],
+                "".join(f"{vm['uuid']} {host}\n" for vm, host in plan))
+
+
+# --- engine calls --------------------------------------------------------------------------------------------
+def _scheduler(txn, pool_uuid: str, policy: str | None = None, seed: int | None = None):
+    from vmctl.engine.placement import Scheduler
+    from vmctl.engine_adapter import pool_state
+
+    return Scheduler(pool_state(txn, pool_uuid), policy, seed)
+
+
+def place_one(txn, vm: dict, mode: str, force: bool = False, explain: bool = False,
+              policy: str | None = None, seed: int | None = None):
+    """(host uuid, explain report or None) for one VM: engine.md §2.2, NO_HOSTS_AVAILABLE."""
+    sched = _scheduler(txn, vm["pool"], policy, seed)
+    if explain:
+        from vmctl.engine.placement import explain as explain_fn
+
+        rep = explain_fn(sched.pool, vm["uuid"], policy=policy, seed=seed, mode=mode, force=force)
+        if rep.chosen is None:
+            # the error carries the per-code summary; the report would only repeat it
+            raise sched.no_hosts_error(sched.request(sched.pool.vms[vm["uuid"]], mode, force))
+        return rep.chosen, rep
+    p = sched.place(vm["uuid"], mode=mode, force=force)
+    return p.host, None
+
+
+def place_many(txn, vms: list[dict], force: bool = False) -> dict[str, str]:
+    """Batch placement (engine.md §2.3) of halted VMs, per pool; vm uuid → host uuid. A VM left
+    over fails the whole command with its NO_HOSTS_AVAILABLE summary; HA admission runs once on
+    the final state (filter 11)."""
+    from vmctl.engine.placement import START, place_batch
+
+    out: dict[str, str] = {}
+    by_pool: dict[str, list[dict]] = {}
+    for v in vms:
+        by_pool.setdefault(v["pool"], []).append(v)
+    for pool_uuid in sorted(by_pool):
+        members = by_pool[pool_uuid]
+        sched = _scheduler(txn, pool_uuid)
+        if len(members) == 1:
+            out[members[0]["uuid"]] = sched.place(members[0]["uuid"], mode=START, force=force).host
+            continue
+        res = place_batch(sched, [v["uuid"] for v in members], mode=START, force=force)
+        if res.failures:
+            first = next(v for v in members if v["uuid"] in res.failures)
+            req = sched.request(sched.pool.vms[first["uuid"]], START, force)
+            raise sched.no_hosts_error(req)
+        if res.ha_error is not None:
+            raise res.ha_error
+        out.update(res.hosts)
+    return out
+
+
+def check_on(txn, vms: list[dict], host: dict, mode: str, force: bool) -> None:
+    """Explicit target for every VM in turn, each seeing the earlier ones placed."""
+    from vmctl.engine.placement import Scheduler
+    from vmctl.engine_adapter import pool_state
+
+    sched = Scheduler(pool_state(txn, host["pool"]))
+    for vm in vms:
+        sched.check_target(vm["uuid"], host["uuid"], mode=mode, force=force)
+        sched.commit(vm["uuid"], host["uuid"])
+
+
+# --- the deferred run of vm-starts (engine.md §2.3, cli.md §2) -----------------------------------------------
+class _PendingStarts:
+    """vm-starts without on= waiting to be placed together. The runner calls the instance before
+    each later command of the chain and at its end; it flushes when the run ends."""
+
+    def __init__(self, txn, dry_run: bool) -> None:
+        self.txn = txn
+        self.dry_run = dry_run
+        self.items: list[tuple[object, list[dict], bool, bool]] = []  # (placeholder, vms, paused, force)
+
+    def pending(self) -> set[str]:
+        return {v["uuid"] for _, vms, _, _ in self.items for v in vms}
+
+    def __call__(self, nxt, results: list) -> None:
+        if nxt is not None and deferrable(nxt):
+            return
+        self.txn.cache.pop("deferred", None)
+        self.flush(results)
+
+    def flush(self, results: list) -> None:
+        txn = self.txn
+        vms = [v for _, vs, _, _ in self.items for v in vs]
+        force = any(f for *_, f in self.items)
+        hosts = place_many(txn, [txn.get("vm", v["uuid"]) for v in vms], force)
+        for holder, vs, paused, _ in self.items:
+            for v in vs:
+                boot(txn, txn.get("vm", v["uuid"]), hosts[v["uuid"]], paused)
+            out = plan_result([(v, hosts[v["uuid"]]) for v in vs], []) if self.dry_run else None
+            for i, r in enumerate(results):
+                if r is holder:
+                    results[i] = out
+        txn.invalidate_views()
+
+
+def deferrable(b) -> bool:
+    """A bound command that joins a run of vm-starts placed together."""
+    return (b.cmd.name == "vm-start" and "on" not in b.raw and "explain" not in b.flags
+            and "multiple" not in b.flags)
+
+
+# --- commands ------------------------------------------------------------------------------------------------
+@command("vm-start", "Start halted VMs; without on= the engine chooses the host (engine.md §2)", family="vm",
+         args=(_VM, _ON), flags=("--force", "--paused", "--multiple", "--explain"), selector="vm",
+         examples=("vm-start vm=web1", "vm-start vm=web1 on=h2 --paused", "vm-start tags:contains=web --multiple"))
+def vm_start(ctx: Ctx):
+    from vmctl.engine.placement import START
+
+    txn = ctx.txn
+    vms = select_vms(ctx)
+    waiting = txn.cache.get("deferred")
+    pend = waiting.pending() if isinstance(waiting, _PendingStarts) else set()
+    paused = ctx.flag("paused")
+    for vm in vms:
+        check_vm_operation(txn, vm, "start", ("halted",))
+        if vm["uuid"] in pend:  # started earlier in this run, not yet placed
+            raise bad_power_state(txn, {**vm, "power-state": "running"}, ("halted",))
+    for vm in vms:
+        check_holding(txn, vm, "start")
+    if "on" in ctx.a:
+        host = txn.resolve_one("host", ctx.a["on"])
+        for vm in vms:
+            same_pool(txn, vm, host)
+        check_on(txn, vms, host, START, ctx.force)
+        for vm in vms:
+            boot(txn, txn.get("vm", vm["uuid"]), host["uuid"], paused)
+        return None
+    explain = bool(ctx.opts.get("explain"))
+    if len(vms) == 1 and not explain and txn.cache.get("defer-ok") and ctx.cmd.name == "vm-start":
+        # join (or open) the run of consecutive vm-starts placed in one pass at its end
+        if not isinstance(waiting, _PendingStarts):
+            waiting = _PendingStarts(txn, bool(ctx.opts.get("dry_run")))
+            txn.cache["deferred"] = waiting
+        holder = object()
+        waiting.items.append((holder, vms, paused, ctx.force))
+        return holder
+    if explain:
+        plan, reports = [], []
+        for vm in vms:
+            host, rep = place_one(txn, txn.get("vm", vm["uuid"]), START, ctx.force, explain=True)
+            boot(txn, txn.get("vm", vm["uuid"]), host, paused)
+            plan.append((vm, host))
+            reports.append(rep)
+        return plan_result(plan, reports)
+    hosts = place_many(txn, vms, ctx.force)
+    for vm in vms:
+        boot(txn, txn.get("vm", vm["uuid"]), hosts[vm["uuid"]], paused)
+    return plan_result([(v, hosts[v["uuid"]]) for v in vms], []) if ctx.opts.get("dry_run") else None
+
+
+@command("vm-resume", "Resume suspended VMs; without on= the engine chooses the host", family="vm",
+         args=(_VM, Arg("on", "ref:host", help="resume on this host", complete="host")),
+         flags=("--force", "--paused", "--multiple", "--explain"), selector="vm")
+def vm_resume(ctx: Ctx):
+    from vmctl.engine.placement import RESUME
+
+    txn = ctx.txn
+    vms = select_vms(ctx)
+    paused = ctx.flag("paused")
+    for vm in vms:
+        check_vm_operation(txn, vm, "resume", ("suspended",))
+    for vm in vms:
+        check_holding(txn, vm, "resume")
+    plan, reports = [], []
+    if "on" in ctx.a:
+        host = txn.resolve_one("host", ctx.a["on"])
+        for vm in vms:
+            same_pool(txn, vm, host)
+        check_on(txn, vms, host, RESUME, ctx.force)
+        targets = [(vm, host["uuid"]) for vm in vms]
+    else:
+        targets = []
+        explain = bool(ctx.opts.get("explain"))
+        for vm in vms:
+            # one at a time: each decision sees the previous resumes (engine.md §1 loads)
+            host, rep = place_one(txn, txn.get("vm", vm["uuid"]), RESUME, ctx.force, explain=explain)
+            _resume_on(txn, txn.get("vm", vm["uuid"]), host, paused)
+            plan.append((vm, host))
+            if rep is not None:
+                reports.append(rep)
+        if reports or ctx.opts.get("dry_run"):
+            return plan_result(plan, reports)
+        return None
+    for vm, h in targets:
+        _resume_on(txn, txn.get("vm", vm["uuid"]), h, paused)
+    return None
+
+
+def _resume_on(txn, vm: dict, host: str, paused: bool) -> None:
+    new = boot(txn, vm, host, paused, record_cpu=False)
+    discard_suspend_image(txn, new)
+
+
+@command("vm-shutdown", "Shut VMs down (clean from running; --force: hard, also from paused or suspended)",
+         family="vm", args=(_VM,), flags=("--force", "--multiple"), selector="vm")
+def vm_shutdown(ctx: Ctx):
+    txn = ctx.txn
+    vms = select_vms(ctx)
+    force = ctx.force
+    allowed = ("running", "paused", "suspended") if force else ("running",)
+    for vm in vms:
+        check_vm_operation(txn, vm, "hard-shutdown" if force else "clean-shutdown", allowed)
+    for vm in vms:
+        hard_halt(txn, txn.get("vm", vm["uuid"]))
+    return None
+
+
+@command("vm-reboot", "Reboot VMs on the same host with the same domid (--force: hard, also from paused)",
+         family="vm", args=(_VM,), flags=("--force", "--multiple"), selector="vm")
+def vm_reboot(ctx: Ctx):
+    from vmctl.engine_adapter import levelled_flags
+
+    txn = ctx.txn
+    vms = select_vms(ctx)
+    force = ctx.force
+    allowed = ("running", "paused") if force else ("running",)
+    for vm in vms:
+        check_vm_operation(txn, vm, "hard-reboot" if force else "clean-reboot", allowed)
+    for vm in vms:
+        # a reboot is a new boot on the same host: CPU levelling is recorded again (engine.md §1)
+        vendor, flags = levelled_flags(txn, vm, txn.get("host", vm["resident-on"]))
+        txn.update("vm", vm["uuid"], {"power-state": "running", "last-boot-cpu-vendor": vendor,
+                                      "last-boot-cpu-flags": flags})
+    return None
+
+
+def suspend_sr(txn, vm: dict) -> dict:
+    """suspend-sr, else the pool's default-sr (VM_NO_SUSPEND_SR)."""
+    u = vm["suspend-sr"] or txn.get("pool", vm["pool"])["default-sr"]
+    sr = txn.get("sr", u) if u else None
+    if sr is None:
+        raise VmctlError("VM_NO_SUSPEND_SR", "The VM has no suspend-sr and its pool no default-sr",
+                         [("vm", txn.ref("vm", vm))])
+    return sr
+
+
+def create_suspend_vdi(txn, vm: dict) -> str:
+    """The suspend image: type suspend, thick-lazy, memory-static-max (rounded up to 2 MiB like
+    every VDI), on the suspend SR; SR_FULL when it does not fit the free space."""
+    from vmctl import derived
+
+    sr = dict(suspend_sr(txn, vm))
+    size = -(-vm["memory-static-max"] // (2 * MiB)) * (2 * MiB)
+    derived.fill(txn, "sr", [sr], ["free-space"])
+    if size > sr["free-space"]:
+        raise VmctlError("SR_FULL", params=[("requested", size), ("maximum", max(0, sr["free-space"]))])
+    return txn.insert("vdi", {"name-label": f"Suspend image for {vm['name-label']}", "sr": sr["uuid"],
+                              "pool": sr["pool"], "virtual-size": size, "physical-utilisation": size,
+                              "provisioning": "thick-lazy", "type": "suspend"})
+
+
+@command("vm-suspend", "Suspend running VMs to a suspend image on their suspend-sr (else the pool default-sr)",
+         family="vm", args=(_VM,), flags=("--multiple",), selector="vm")
+def vm_suspend(ctx: Ctx):
+    txn = ctx.txn
+    vms = select_vms(ctx)
+    for vm in vms:
+        check_vm_operation(txn, vm, "suspend", ("running",))
+    for vm in vms:
+        vm = txn.get("vm", vm["uuid"])
+        vdi = create_suspend_vdi(txn, vm)
+        vm = leave(txn, vm, "suspended")
+        txn.update("vm", vm["uuid"], {"suspend-vdi": vdi})
+    return None
+
+
+@command("vm-pause", "Pause running VMs (their memory stays committed)", family="vm", args=(_VM,),
+         flags=("--multiple",), selector="vm")
+def vm_pause(ctx: Ctx):
+    txn = ctx.txn
+    vms = select_vms(ctx)
+    for vm in vms:
+        check_vm_operation(txn, vm, "pause", ("running",))
+    for vm in vms:
+        txn.update("vm", vm["uuid"], {"power-state": "paused"})
+    return None
+
+
+@command("vm-unpause", "Unpause paused VMs", family="vm", args=(_VM,), flags=("--multiple",), selector="vm")
+def vm_unpause(ctx: Ctx):
+    txn = ctx.txn
+    vms = select_vms(ctx)
+    for vm in vms:
+        check_vm_operation(txn, vm, "unpause", ("paused",))
+    for vm in vms:
+        txn.update("vm", vm["uuid"], {"power-state": "running"})
+    return None
+
+
+@command("vm-reset-powerstate", "Force the recorded power state of VMs to halted (needs --force)", family="vm",
+         args=(_VM,), flags=("--force", "--multiple"), selector="vm")
+def vm_reset_powerstate(ctx: Ctx):
+    txn = ctx.txn
+    vms = select_vms(ctx)
+    for vm in vms:
+        check_vm_operation(txn, vm, "reset-powerstate", ("running", "paused", "suspended"))
+    if not ctx.force:
+        # xe refuses this without --force: it only repairs the record, the domain is not touched
+        raise VmctlError("OPERATION_NOT_ALLOWED", params=[("reason", "vm-reset-powerstate needs --force")])
+    for vm in vms:
+        hard_halt(txn, txn.get("vm", vm["uuid"]))
+    return None
+
+
+def owner_vdis(txn, vm: dict) -> list[str]:
+    return [b["vdi"] for b in txn.select("vbd", vm=vm["uuid"])
+            if b["vdi"] and str(b["other-config"].get("owner", "")).lower() == "true"]
+
+
+@command("vm-uninstall", "Destroy VMs with their snapshots and owned disks (not halted: needs --force)",
+         family="vm", args=(_VM,), flags=("--force", "--multiple"), selector="vm", confirm=True)
+def vm_uninstall(ctx: Ctx):
+    from vmctl.commands.vm import destroy_vm_records
+
+    txn = ctx.txn
+    vms = select_vms(ctx)
+    for vm in vms:
+        if vm["is-default-template"]:
+            raise VmctlError("VM_CANNOT_DELETE_DEFAULT_TEMPLATE", params=[("vm", txn.ref("vm", vm))])
+        allowed = ("halted", "running", "paused", "suspended") if ctx.force else ("halted",)
+        check_vm_operation(txn, vm, "uninstall", allowed, templates=True, snapshots=True)
+    doomed: list[dict] = []
+    for vm in vms:
+        doomed.append(vm)
+        if not vm["is-a-snapshot"]:
+            doomed += sorted(txn.select("vm", snapshot_of=vm["uuid"], is_a_snapshot=True), key=lambda r: r["uuid"])
+    gone = {v["uuid"] for v in doomed}
+    vdis: list[str] = []
+    for v in doomed:
+        for d in owner_vdis(txn, v):
+            if d not in vdis and all(b["vm"] in gone for b in txn.select("vbd", vdi=d)):
+                vdis.append(d)
+    ctx.confirm([f"vm {v['uuid']} ({v['name-label']})" for v in doomed] + [f"vdi {d}" for d in vdis])
+    for v in doomed:
+        row = txn.get("vm", v["uuid"])
+        if row is None:
+            continue
+        row = hard_halt(txn, row)
+        destroy_vm_records(txn, row)
+    for d in vdis:
+        destroy_vdi(txn, d)
+    return None
+
+
+@command("vm-place", "Print the host vm-start/vm-resume (halted, suspended) or vm-migrate (running) would choose",
+         family="vm", rw=False,
+         args=(Arg("vm", "ref:vm", True, "the VM", complete="vm"),
+               Arg("policy", "enum", values=("pack", "spread", "balanced"), help="override the pool's placement-policy"),
+               Arg("seed", "int", help="override the pool's placement-seed (tie keys)"),
+               Arg("limit", "int", help="--explain: keep this many rows, count the rest")),
+         flags=("--explain",))
+def vm_place(ctx: Ctx):
+    from vmctl.engine.placement import mode_for
+    from vmctl.engine_adapter import vm_value
+
+    txn = ctx.txn
+    vm = txn.resolve_one("vm", ctx.a["vm"])
+    check_vm_operation(txn, vm, "place", ("halted", "running", "paused", "suspended"))
+    limit = ctx.a.get("limit")
+    if limit is not None and limit < 0:
+        raise VmctlError("INVALID_VALUE", params=[("name", "limit"), ("value", limit)])
+    mode = mode_for(vm_value(vm))
+    explain = bool(ctx.opts.get("explain"))
+    if explain:
+        from vmctl.engine.placement import explain as explain_fn
+
+        sched = _scheduler(txn, vm["pool"])
+        rep = explain_fn(sched.pool, vm["uuid"], policy=ctx.a.get("policy"), seed=ctx.a.get("seed"), mode=mode)
+        return explain_data(rep, limit)
+    host, _ = place_one(txn, vm, mode, policy=ctx.a.get("policy"), seed=ctx.a.get("seed"))
+    return Data({"vm": vm["uuid"], "host": host}, host + "\n")
+
+
+__all__ = ["Ref", "boot", "leave", "hard_halt", "select_vms", "place_one", "place_many", "free_domid"]

@@ -1,0 +1,194 @@
+"""From the inventory to the engine: a :class:`~vmctl.engine.snapshot.PoolState` built from the rows
+of one pool inside the command's transaction (engine.md §0–§1).
+
+The snapshot is what every host choice reads: vm-start/vm-resume placement, vm-place, HA planning
+and admission, host-fail restarts, and later migration, evacuation and rebalancing. Capacities and
+charges follow :mod:`vmctl.capacity` (model.md §3.9) so that the engine, the derived fields and
+db-check agree; SR visibility is an attached PBD (model.md §1.5); network availability is
+:func:`vmctl.xenet.network_available` (model.md §1.8).
+
+Only VMs that may run are included (templates and snapshots never run, model.md §2). Nothing here
+writes; the commands apply the engine's plans themselves.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from vmctl import capacity, units
+from vmctl.engine.snapshot import (
+    GroupState,
+    HostState,
+    NetworkState,
+    PoolState,
+    SRState,
+    VDIState,
+    VMState,
+    parse_version,
+)
+
+
+def _float(text, default: float | None) -> float | None:
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        return default
+    return v if v > 0 else default
+
+
+def _int(text, default: int) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return default
+
+
+def _rate(text) -> int | None:
+    if text is None:
+        return None
+    try:
+        return units.parse_rate(str(text), "dirty-rate")
+    except Exception:  # a malformed knob never breaks placement: fall back to the pool default
+        return None
+
+
+def cpu_levelling(pool: dict) -> bool:
+    """``other-config:cpu-levelling`` [true] (engine.md §1)."""
+    return str(pool["other-config"].get("cpu-levelling", "true")).lower() not in ("false", "no", "0")
+
+
+class _Storage:
+    """VBD → VDI → SR facts of a pool, fetched once."""
+
+    def __init__(self, txn, vm_uuids: set[str]) -> None:
+        self.vdis = {d["uuid"]: d for d in txn.all("vdi")}
+        self.vbds: dict[str, list[dict]] = defaultdict(list)
+        for b in txn.all("vbd"):
+            if b["vm"] in vm_uuids:
+                self.vbds[b["vm"]].append(b)
+        self.vifs: dict[str, list[dict]] = defaultdict(list)
+        for f in txn.all("vif"):
+            if f["vm"] in vm_uuids:
+                self.vifs[f["vm"]].append(f)
+
+
+def vm_value(vm: dict, st: _Storage | None = None) -> VMState:
+    """One VM row → :class:`VMState` (memory overhead per model.md §1.3)."""
+    srs: set[str] = set()
+    vdis: dict[str, VDIState] = {}
+    nets: set[str] = set()
+    if st is not None:
+        for b in st.vbds.get(vm["uuid"], []):
+            d = st.vdis.get(b["vdi"]) if b["vdi"] else None
+            if d is None:
+                continue  # an empty CD drive needs no SR
+            srs.add(d["sr"])
+            vdis[d["uuid"]] = VDIState(d["uuid"], d["sr"], d["virtual-size"], d["physical-utilisation"])
+        if vm["suspend-vdi"]:
+            d = st.vdis.get(vm["suspend-vdi"])
+            if d is not None:
+                srs.add(d["sr"])
+                vdis[d["uuid"]] = VDIState(d["uuid"], d["sr"], d["virtual-size"], d["physical-utilisation"])
+        nets = {f["network"] for f in st.vifs.get(vm["uuid"], []) if f["network"]}
+    holding = vm["power-state"] in ("running", "paused")
+    return VMState(
+        uuid=vm["uuid"], name=vm["name-label"], power_state=vm["power-state"],
+        resident_on=(vm["resident-on"] or None) if holding else None,
+        scheduled_on=vm["scheduled-to-be-resident-on"] or None,
+        affinity=vm["affinity"] or None, vcpus=vm["vcpus"],
+        memory_static_min=vm["memory-static-min"], memory_dynamic_min=vm["memory-dynamic-min"],
+        memory_dynamic_max=vm["memory-dynamic-max"], memory_static_max=vm["memory-static-max"],
+        memory_overhead=capacity.vm_overhead(vm), memory_reservation=vm["memory-reservation"],
+        last_boot_cpu_vendor=vm["last-boot-cpu-vendor"], last_boot_cpu_flags=frozenset(vm["last-boot-cpu-flags"]),
+        groups=tuple(sorted(vm["groups"])), ha_restart_priority=vm["ha-restart-priority"], order=vm["order"],
+        immobile=str(vm["platform"].get("nomigrate", "")).lower() == "true",
+        dirty_rate=_rate(vm["other-config"].get("dirty-rate")),
+        srs=frozenset(srs), networks=frozenset(nets), vdis=tuple(vdis[k] for k in sorted(vdis)),
+    )
+
+
+def pool_state(txn, pool_uuid: str) -> PoolState:
+    """The engine's snapshot of one pool, as the inventory holds it now."""
+    from vmctl import xenet
+
+    p = txn.get("pool", pool_uuid)
+    oc = dict(p["other-config"])
+    ps = PoolState(
+        uuid=p["uuid"], name=p["name-label"], master=p["master"] or None, policy=p["placement-policy"],
+        seed=p["placement-seed"], memory_policy=p["memory-overcommit-policy"],
+        vcpu_ratio=p["vcpu-allocation-ratio"], master_bias=p["master-bias"], cpu_levelling=cpu_levelling(p),
+        ha_enabled=p["ha-enabled"], ha_failures_to_tolerate=p["ha-host-failures-to-tolerate"],
+        ha_allow_overcommit=p["ha-allow-overcommit"], ha_overcommitted=p["ha-overcommitted"],
+        ha_plan_exact_limit=max(1, p["ha-plan-exact-limit"]), ha_plan_exists_for=p["ha-plan-exists-for"],
+        migration_network=p["migration-network"] or None, migration_downtime=p["migration-downtime"],
+        migration_stream_bandwidth=p["migration-stream-bandwidth"], default_dirty_rate=p["default-dirty-rate"],
+        rebalance_policy=p["rebalance-policy"], other_config=oc,
+    )
+    hosts = sorted(txn.select("host", pool=pool_uuid), key=lambda h: h["uuid"])
+    vms = [v for v in txn.select("vm", pool=pool_uuid) if not v["is-a-template"] and not v["is-a-snapshot"]]
+    st = _Storage(txn, {v["uuid"] for v in vms})
+    # SR visibility: an attached PBD (model.md §1.5)
+    sr_hosts: dict[str, set[str]] = defaultdict(set)
+    for pbd in txn.select("pbd", pool=pool_uuid):
+        if pbd["currently-attached"]:
+            sr_hosts[pbd["sr"]].add(pbd["host"])
+    util: dict[str, int] = defaultdict(int)
+    for d in st.vdis.values():
+        util[d["sr"]] += d["physical-utilisation"]
+    for sr in txn.select("sr", pool=pool_uuid):
+        ps.add_sr(SRState(sr["uuid"], sr["name-label"], sr["shared"], frozenset(sr_hosts.get(sr["uuid"], ())),
+                          sr["physical-size"], util[sr["uuid"]]))
+    pifs = txn.select("pif", pool=pool_uuid)
+    mgmt_nets = {pf["network"] for pf in pifs if pf["management"]}
+    nets = {n["uuid"]: n for n in txn.select("network", pool=pool_uuid)}
+    for n in nets.values():
+        ps.add_network(NetworkState(n["uuid"], n["name-label"],
+                                    _rate(n["other-config"].get("migration-bandwidth")),
+                                    n["uuid"] in mgmt_nets))
+    # Availability is only ever asked about the networks VMs use (filter 7, HA agility), so only
+    # those are evaluated: each evaluation may read a host's switch rows.
+    used = sorted({f["network"] for fs in st.vifs.values() for f in fs if f["network"] in nets})
+    speeds: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
+    for pf in pifs:
+        speeds[pf["host"]].append((pf["network"], pf["speed"] or None))
+    for h in hosts:
+        available = frozenset(n for n in used if xenet.network_available(txn, nets[n], h["uuid"]))
+        ratio = _float(h["other-config"].get("vcpu-allocation-ratio"), None)
+        ps.add_host(HostState(
+            uuid=h["uuid"], name=h["name-label"], live=h["live"], enabled=h["enabled"],
+            evacuating="evacuate" in h["current-operations"], cpu_count=h["cpu-count"],
+            cpu_vendor=h["cpu-vendor"], cpu_flags=frozenset(h["cpu-flags"]),
+            software_version=parse_version(h["software-version"]), memory_total=h["memory-total"],
+            memory_overhead=h["memory-overhead"], memory_reserved=capacity.host_reserved(h), vcpu_ratio=ratio,
+            srs=frozenset(s for s, hs in sr_hosts.items() if h["uuid"] in hs), networks=available,
+            pif_speeds=tuple(sorted(speeds.get(h["uuid"], []), key=lambda x: (x[0], x[1] or 0))),
+            is_master=h["uuid"] == p["master"],
+            other_config=tuple(sorted((str(k), str(v)) for k, v in h["other-config"].items())),
+        ))
+    for g in txn.select("vm-group", pool=pool_uuid):
+        ps.add_group(GroupState(g["uuid"], g["name-label"], g["placement"], g["strict"]))
+    for v in sorted(vms, key=lambda v: v["uuid"]):
+        ps.add_vm(vm_value(v, st))
+    return ps
+
+
+def pool_of_vm(txn, vm: dict) -> PoolState:
+    return pool_state(txn, vm["pool"])
+
+
+def levelled_flags(txn, vm: dict, host: dict) -> tuple[str, list[str]]:
+    """(last-boot-cpu-vendor, last-boot-cpu-flags) for a boot on ``host`` (engine.md §1): the pool's
+    cpu-flags ∩ the host's own with cpu-levelling on (the default), else the host's own."""
+    from vmctl.derived import pool_cpu_flags
+
+    pool = txn.get("pool", host["pool"])
+    own = set(host["cpu-flags"])
+    if not cpu_levelling(pool):
+        return host["cpu-vendor"], sorted(own)
+    members = txn.select("host", pool=pool["uuid"])
+    master = txn.get("host", pool["master"]) if pool["master"] else None
+    return host["cpu-vendor"], sorted(own & set(pool_cpu_flags(members, master)))
+
+
+def knob_int(pool: dict, key: str, default: int) -> int:
+    return _int(pool["other-config"].get(key), default)
