@@ -212,7 +212,7 @@ def check(txn) -> list[tuple[str, str, str, str]]:
         v = vms.get(b["vm"])
         if b["currently-attached"] and (v is None or v["power-state"] not in ("running", "paused")):
             bad("I12", "vbd", b["uuid"], "attached while its VM is not running")
-    # I13: bridges and ports the xe layer expects
+    # I13: bridges and ports the xe layer expects (model.md §1.8)
     from vmctl import xenet
 
     for n in w["network"].values():
@@ -223,19 +223,56 @@ def check(txn) -> list[tuple[str, str, str, str]]:
                 bad("I13", "network", n["uuid"], f"bridge {n['bridge']} missing on host {h}")
     for vif in w["vif"].values():
         v = vms.get(vif["vm"])
-        if v and vif["plugged"] and v["power-state"] in ("running", "paused") and not xenet.vif_attached(txn, vif):
+        if v and vif["plugged"] and v["power-state"] in ("running", "paused") and v["resident-on"] in hosts \
+                and not xenet.vif_attached(txn, vif):
             bad("I13", "vif", vif["uuid"], f"port vif{v['domid']}.{vif['device']} missing")
     for pif in w["pif"].values():
-        if pif["physical"] and pif["plugged"] and pif["host"] in hosts and not any(
-                pif["uuid"] in b["slaves"] for b in w["bond"].values()) and not xenet.pif_attached(txn, pif):
-            bad("I13", "pif", pif["uuid"], f"port {pif['device']} missing")
+        if pif["host"] not in hosts or pif["network"] not in w["network"] or not pif["plugged"]:
+            continue
+        kind = "physical" if pif["physical"] else "vlan" if pif["vlan"] >= 0 else None
+        if kind is None or (kind == "physical" and xenet.bond_of(txn, pif["uuid"])):
+            continue  # bond members, bonds and tunnel access PIFs are checked below
+        if not xenet.pif_attached(txn, pif):
+            what = f"port {pif['device']}" if kind == "physical" else f"VLAN bridge {w['network'][pif['network']]['bridge']}"
+            bad("I13", "pif", pif["uuid"], f"{what} missing")
+    for b in w["bond"].values():
+        m = w["pif"].get(b["master"])
+        if m is not None and m["plugged"] and m["host"] in hosts and not xenet.bond_port_ok(txn, b):
+            bad("I13", "bond", b["uuid"], f"port {m['device']} missing or without its member interfaces")
+    for t in w["tunnel"].values():
+        a = w["pif"].get(t["access-pif"])
+        if a is not None and a["host"] in hosts and not xenet.tunnel_ports_ok(txn, t):
+            bad("I13", "tunnel", t["uuid"], "a port to a peer host is missing or wrong")
     # I14
     for vl in w["vlan"].values():
         if not 0 <= vl["tag"] <= 4094:
             bad("I14", "vlan", vl["uuid"], f"tag {vl['tag']} out of range")
+        tp = w["pif"].get(vl["tagged-pif"])
+        if tp is not None and (tp["vlan"] >= 0 or any(tp["uuid"] in b["slaves"] for b in w["bond"].values())
+                               or (not tp["physical"] and not any(b["master"] == tp["uuid"] for b in w["bond"].values()))):
+            bad("I14", "vlan", vl["uuid"], "tagged PIF is not a physical or bond PIF outside any bond")
+    seen_tags = defaultdict(list)
+    for vl in w["vlan"].values():
+        seen_tags[(vl["tagged-pif"], vl["tag"])].append(vl["uuid"])
+    for (_p, tag), vls in seen_tags.items():
+        if len(vls) > 1:
+            for u in vls:
+                bad("I14", "vlan", u, f"tag {tag} used twice on one PIF")
+    member_of = defaultdict(list)
     for b in w["bond"].values():
         if not 2 <= len(b["slaves"]) <= 4:
             bad("I14", "bond", b["uuid"], f"{len(b['slaves'])} members")
+        ms = [w["pif"].get(u) for u in b["slaves"]]
+        if any(m is None or not m["physical"] for m in ms):
+            bad("I14", "bond", b["uuid"], "a member is not a physical PIF")
+        if len({m["host"] for m in ms if m is not None}) > 1:
+            bad("I14", "bond", b["uuid"], "members on several hosts")
+        for u in b["slaves"]:
+            member_of[u].append(b["uuid"])
+    for u, bs in member_of.items():
+        if len(bs) > 1:
+            for b in bs:
+                bad("I14", "bond", b, f"PIF {u} is a member of several bonds")
     # I15
     groups = w["vm-group"]
     for v in vms.values():
@@ -282,17 +319,26 @@ def fix(txn, problems) -> None:
             if txn.get("vbd", uuid):
                 txn.update("vbd", uuid, {"currently-attached": False})
         elif inv == "I13":
-            if cls == "network":
-                n = txn.get("network", uuid)
-                for h in txn.select("host", pool=n["pool"]):
-                    xenet.ensure_network_bridge(txn, n, h["uuid"])
-            elif cls == "pif":
-                xenet.add_pif_port(txn, txn.get("pif", uuid))
-            elif cls == "vif":
-                vif = txn.get("vif", uuid)
-                hook = txn.cache.get("plug-vif")
-                if hook:
-                    hook(txn, vif)
+            # a name taken otherwise on the host (DEVICE_ALREADY_EXISTS, BRIDGE_NAME_EXISTS) stays
+            # reported rather than guessed at
+            try:
+                if cls == "network":
+                    n = txn.get("network", uuid)
+                    for h in xenet.pool_hosts(txn, n["pool"]):
+                        try:
+                            xenet.ensure_network_bridge(txn, n, h)
+                        except VmctlError:
+                            pass
+                elif cls == "pif":
+                    xenet.add_pif_ports(txn, txn.get("pif", uuid))
+                elif cls == "bond":
+                    xenet.add_bond_port(txn, txn.get("bond", uuid))
+                elif cls == "tunnel":
+                    xenet.add_tunnel_ports(txn, txn.get("tunnel", uuid))
+                elif cls == "vif":
+                    xenet.plug_vif_port(txn, txn.get("vif", uuid))
+            except VmctlError:
+                pass
         elif inv == "I11":
             hook = txn.cache.get("merge-chain")
             if hook:
