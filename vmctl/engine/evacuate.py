@@ -152,7 +152,9 @@ def local_srs(pool: PoolState, vm: VMState, host: str) -> list[str]:
 
 def vms_to_move(pool: PoolState, host: str) -> list[VMState]:
     """Running or paused VMs resident on `host`, by uuid; halted and suspended VMs stay."""
-    return pool.resident_vms(host)
+    # the cheap field test first: this scans every VM of the pool
+    return sorted((v for v in pool.vms.values() if v.resident_on == host and v.holds_resources),
+                  key=lambda v: v.uuid)
 
 
 def _storage_target(pool: PoolState, sr: str | None) -> str | None:

@@ -250,19 +250,22 @@ def cut(moves: Sequence[MoveSpec], width: int, caps: Caps) -> list[list[int]]:
         for r in sorted(c):
             if c[r] > caps.cap(r):
                 check_caps(moves[i], caps)  # raises with the offending resource
-    return _cut(moves, costs, width, caps)
+    return _cut(moves, _needs(costs, caps), width)
+
+
+def _needs(costs: list[dict[tuple[str, str], int]], caps: Caps) -> list[list[tuple[tuple[str, str], int, int]]]:
+    """(resource, units, cap) per move, so that cutting is plain arithmetic."""
+    return [[(r, n, caps.cap(r)) for r, n in c.items()] for c in costs]
 
 
 def _cut(
-    moves: Sequence[MoveSpec], costs: list[dict[tuple[str, str], int]], width: int, caps: Caps
+    moves: Sequence[MoveSpec], need: list[list[tuple[tuple[str, str], int, int]]], width: int
 ) -> list[list[int]]:
     waves: list[list[int]] = []
     cur: list[int] = []
     usage: dict[tuple[str, str], int] = {}
     sources: set[str] = set()
     vms: set[str] = set()
-    # (resource, units, cap) per move, so the inner test is plain arithmetic
-    need = [[(r, n, caps.cap(r)) for r, n in c.items()] for c in costs]
     for j, mv in enumerate(moves):
         fits = (
             len(cur) < width
@@ -314,6 +317,7 @@ def schedule(moves: Sequence[MoveSpec], caps: Caps | None = None, max_width: int
             if c[r] > caps.cap(r):
                 check_caps(moves[i], caps)
     cache: list[dict[float, mg.Prediction]] = [{} for _ in moves]
+    need = _needs(costs, caps)
 
     def pred(i: int, rate: float) -> mg.Prediction:
         p = cache[i].get(rate)
@@ -328,7 +332,7 @@ def schedule(moves: Sequence[MoveSpec], caps: Caps | None = None, max_width: int
     tried: list[tuple[int, float, int]] = []
     w = 1
     while w <= limit:
-        waves = _cut(moves, costs, w, caps)
+        waves = _cut(moves, need, w)
         times: list[float] = []
         bad = 0
         per: dict[int, tuple[int, float]] = {}
