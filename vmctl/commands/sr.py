@@ -1,0 +1,235 @@
+"""Storage repositories and PBDs (model.md §1.5, §3.5): sr-create, sr-destroy, sr-forget,
+sr-scan, pbd-plug, pbd-unplug, and the param-set rules of sr, pool default-sr and vm suspend-sr.
+sr-list and the derived sr fields come from the generic commands and vmctl/derived.py."""
+
+from __future__ import annotations
+
+from vmctl import storage
+from vmctl.commands.fields import parse_value
+from vmctl.commands.generic import param_hook
+from vmctl.commands.pool import only_pool
+from vmctl.commands.table import Arg, Ctx, Value, command
+from vmctl.errors import VmctlError
+from vmctl.model import CLASSES, PROVISIONING, SR_TYPES
+
+
+def _invalid(name: str, value) -> VmctlError:
+    return VmctlError("INVALID_VALUE", params=[("name", name), ("value", value)])
+
+
+def _resolve_if_exists(ctx: Ctx, cls: str) -> dict | None:
+    try:
+        return ctx.txn.resolve_one(cls, ctx.a["uuid"])
+    except VmctlError as e:
+        if ctx.flag("if-exists") and e.code == "UUID_INVALID":
+            return None
+        raise
+
+
+_SR_CREATE_ARGS = {"name-label", "type", "physical-size", "shared", "host", "content-type",
+                   "default-provisioning", "pool", "device-config"}
+
+
+@command("sr-create", "Create a storage repository (shared, or local to host=) with its PBDs; print its uuid",
+         family="sr",
+         args=(Arg("name-label", required=True, help="the SR's name"),
+               Arg("type", "enum", True, "storage type: ext, lvm and file are local; nfs and iscsi may be shared",
+                   values=SR_TYPES),
+               Arg("physical-size", "size", True, "capacity of the storage, > 0"),
+               Arg("shared", "bool", help="nfs, iscsi: true unless host= is given; ext, lvm, file: always false"),
+               Arg("host", "ref:host", help="the host of a local SR (required unless shared)", complete="host"),
+               Arg("content-type", "enum", values=("user", "iso"), help="user (VM disks, default) or iso"),
+               Arg("default-provisioning", "enum", values=PROVISIONING,
+                   help="provisioning of new VDIs (default thin for ext, file, nfs; thick-lazy for lvm, iscsi)"),
+               Arg("pool", "ref:pool", help="the pool (default: the host's, else the only pool)", complete="pool"),
+               Arg("device-config", "map", help="device-config:KEY=VALUE, recorded on the PBDs, not interpreted")),
+         fields_of="sr", flags=("--may-exist",), creates="sr")
+def sr_create(ctx: Ctx):
+    txn, a = ctx.txn, ctx.a
+    size = a["physical-size"]
+    if isinstance(size, tuple) or size <= 0:
+        raise _invalid("physical-size", ctx.raw["physical-size"])
+    sr_type = a["type"]
+    host = txn.resolve_one("host", a["host"]) if a.get("host") else None
+    if "pool" in a:
+        pool = txn.resolve_one("pool", a["pool"])
+    elif host is not None:
+        pool = txn.get("pool", host["pool"])
+    else:
+        pool = only_pool(txn)
+    if host is not None and host["pool"] != pool["uuid"]:
+        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("host", host)), ("pool", txn.ref("pool", pool))])
+    if sr_type in storage.SHAREABLE_TYPES:
+        shared = a.get("shared", host is None)
+    else:
+        if a.get("shared") is True:
+            raise _invalid("shared", "true")
+        shared = False
+    if shared and host is not None:
+        # A shared SR has a PBD on every host; naming one host contradicts it.
+        raise _invalid("host", ctx.raw["host"])
+    if not shared and host is None:
+        raise VmctlError("MISSING_PARAMETER", "A local SR needs host=", [("name", "host")])
+    name = a["name-label"]
+    if ctx.flag("may-exist"):
+        for s in sorted(txn.select("sr", name_label=name, pool=pool["uuid"]), key=lambda r: r["uuid"]):
+            return Value(s["uuid"])
+    values: dict = {}
+    for key, text in ctx.raw_pairs:  # other RW fields given as key=value (model.md §0)
+        base, _, mkey = key.partition(":")
+        if base in _SR_CREATE_ARGS:
+            continue
+        f = CLASSES["sr"].fields[base]
+        if not f.writable:
+            raise VmctlError("FIELD_READ_ONLY", params=[("class", "sr"), ("field", base)])
+        if f.kind == "map":
+            if not mkey:
+                raise VmctlError("FIELD_TYPE_ERROR", params=[("field", base)])
+            values.setdefault(base, {})[mkey] = text
+        else:
+            values[base] = parse_value(f, text, txn, pool["uuid"], arg=key)
+    values.update({
+        "name-label": name, "type": sr_type, "physical-size": size, "shared": shared,
+        "host": host["uuid"] if host else "", "pool": pool["uuid"],
+        "content-type": a.get("content-type", "user"),
+        "default-provisioning": a.get("default-provisioning", storage.DEFAULT_PROVISIONING[sr_type]),
+    })
+    sr_uuid = txn.insert("sr", values)
+    config = dict(ctx.maps.get("device-config", {}))
+    hosts = txn.select("host", pool=pool["uuid"]) if shared else [host]
+    for h in sorted(hosts, key=lambda r: r["uuid"]):
+        txn.insert("pbd", {"host": h["uuid"], "sr": sr_uuid, "pool": pool["uuid"], "device-config": config,
+                           "currently-attached": True})
+    return Value(sr_uuid)
+
+
+def _removal_checks(ctx: Ctx, sr: dict, operation: str) -> list[dict]:
+    """sr-destroy / sr-forget checks; returns the VBDs (of halted VMs) that would dangle."""
+    txn = ctx.txn
+    vdis = sorted(storage.sr_vdis(txn, sr["uuid"]), key=lambda d: d["uuid"])
+    uuids = {d["uuid"] for d in vdis}
+    for d in vdis:
+        if storage.vdi_held(txn, d["uuid"]):
+            raise storage.in_use(txn, d, operation)
+    # A suspend image (of a suspended VM or a checkpoint) is in use too: dropping it would
+    # leave a suspended VM without its memory (I10).
+    for vm in txn.select("vm", power_state="suspended"):
+        if vm["suspend-vdi"] in uuids:
+            raise storage.in_use(txn, vm["suspend-vdi"], operation)
+    dangling = [b for d in vdis for b in txn.select("vbd", vdi=d["uuid"])]
+    if dangling and not ctx.force:
+        raise VmctlError("SR_NOT_EMPTY", "VMs still have disks on this SR (use --force to drop their VBDs)",
+                         [("sr", txn.ref("sr", sr))])
+    return dangling
+
+
+def _remove_sr(txn, sr: dict, dangling: list[dict]) -> None:
+    for b in dangling:
+        txn.delete("vbd", b["uuid"])
+    for d in storage.sr_vdis(txn, sr["uuid"]):
+        txn.delete("vdi", d["uuid"])
+    for p in txn.select("pbd", sr=sr["uuid"]):
+        txn.delete("pbd", p["uuid"])
+    for pool in txn.select("pool", default_sr=sr["uuid"]):
+        txn.update("pool", pool["uuid"], {"default-sr": ""})
+    for vm in txn.select("vm", suspend_sr=sr["uuid"]):
+        txn.update("vm", vm["uuid"], {"suspend-sr": ""})
+    txn.delete("sr", sr["uuid"])
+
+
+@command("sr-destroy", "Destroy an SR with its PBDs and VDIs (asks for confirmation)", family="sr",
+         args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),), flags=("--force", "--if-exists"), confirm=True)
+def sr_destroy(ctx: Ctx):
+    sr = _resolve_if_exists(ctx, "sr")
+    if sr is None:
+        return None
+    dangling = _removal_checks(ctx, sr, "sr-destroy")
+    n = len(storage.sr_vdis(ctx.txn, sr["uuid"]))
+    ctx.confirm([f"SR {sr['uuid']} ({sr['name-label']}) with {n} VDI(s)"]
+                + [f"VBD {b['uuid']} of VM {b['vm']}" for b in dangling])
+    _remove_sr(ctx.txn, sr, dangling)
+    return None
+
+
+@command("sr-forget", "Forget an SR's records (the data counts as kept on the storage)", family="sr",
+         args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),), flags=("--force", "--if-exists"))
+def sr_forget(ctx: Ctx):
+    sr = _resolve_if_exists(ctx, "sr")
+    if sr is None:
+        return None
+    dangling = _removal_checks(ctx, sr, "sr-forget")
+    _remove_sr(ctx.txn, sr, dangling)
+    return None
+
+
+@command("sr-scan", "Apply the merge rule to every VDI chain of the SR", family="sr",
+         args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),))
+def sr_scan(ctx: Ctx):
+    txn = ctx.txn
+    sr = txn.resolve_one("sr", ctx.a["uuid"])
+    for d in sorted(storage.sr_vdis(txn, sr["uuid"]), key=lambda r: r["uuid"]):
+        if not d["managed"] and txn.get("vdi", d["uuid"]) is not None:
+            storage.merge_chain(txn, d["uuid"])
+    return None
+
+
+@command("pbd-plug", "Attach a PBD: its SR becomes visible from its host", family="pbd",
+         args=(Arg("uuid", "uuid", True, "the PBD"),))
+def pbd_plug(ctx: Ctx):
+    txn = ctx.txn
+    pbd = txn.resolve_one("pbd", ctx.a["uuid"])
+    if not pbd["currently-attached"]:
+        txn.update("pbd", pbd["uuid"], {"currently-attached": True})
+    return None
+
+
+@command("pbd-unplug", "Detach a PBD (refused while a VM resident on its host holds a VDI of the SR)",
+         family="pbd", args=(Arg("uuid", "uuid", True, "the PBD"),))
+def pbd_unplug(ctx: Ctx):
+    txn = ctx.txn
+    pbd = txn.resolve_one("pbd", ctx.a["uuid"])
+    if not pbd["currently-attached"]:
+        return None  # already detached: nothing to do (as xe)
+    for d in sorted(storage.sr_vdis(txn, pbd["sr"]), key=lambda r: r["uuid"]):
+        for vm, _mode in storage.holders(txn, d["uuid"]):
+            if vm["power-state"] in storage.RESIDENT_STATES and vm["resident-on"] == pbd["host"]:
+                raise storage.in_use(txn, d, "pbd-unplug")
+    txn.update("pbd", pbd["uuid"], {"currently-attached": False})
+    return None
+
+
+# --- param-set rules ---------------------------------------------------------------------------------
+@param_hook("sr")
+def _sr_param_rules(ctx: Ctx, sr: dict, changes: dict) -> None:
+    if "physical-size" in changes:
+        size = changes["physical-size"]
+        if isinstance(size, tuple) or size <= 0 or size < storage.sr_utilisation(ctx.txn, sr["uuid"]):
+            # may grow; may shrink only down to what is used (model.md §1.5)
+            raise _invalid("physical-size", size if not isinstance(size, tuple) else f"+{size[1]}")
+
+
+def _user_sr(ctx: Ctx, field: str, sr_uuid: str, pool_uuid: str) -> None:
+    if not sr_uuid:
+        return
+    sr = ctx.txn.get("sr", sr_uuid)
+    if sr is None:
+        raise VmctlError("UUID_INVALID", params=[("class", "sr"), ("value", sr_uuid)])
+    if sr["pool"] != pool_uuid:
+        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", ctx.txn.ref("sr", sr)),
+                                                     ("pool", ctx.txn.ref("pool", pool_uuid))])
+    if sr["content-type"] != "user":
+        raise _invalid(field, sr_uuid)
+
+
+@param_hook("pool")
+def _pool_default_sr(ctx: Ctx, pool: dict, changes: dict) -> None:
+    """default-sr: an SR of this pool with content-type user (model.md §1.1)."""
+    if "default-sr" in changes:
+        _user_sr(ctx, "default-sr", changes["default-sr"], pool["uuid"])
+
+
+@param_hook("vm")
+def _vm_suspend_sr(ctx: Ctx, vm: dict, changes: dict) -> None:
+    """suspend-sr holds suspend images: an SR of the VM's pool with content-type user."""
+    if "suspend-sr" in changes:
+        _user_sr(ctx, "suspend-sr", changes["suspend-sr"], vm["pool"])
