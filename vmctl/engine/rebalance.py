@@ -635,7 +635,8 @@ class _Planner:
                 for u in sorted(per_host[h])[1:]:
                     lead = self._lead_of(u)
                     if lead is None:
-                        self.unresolved.append((u, "VM_IS_IMMOBILE"))
+                        # not movable by a rebalance: immobile, paused or already migrating
+                        self.unresolved.append((u, "VM_IS_IMMOBILE" if p.vms[u].immobile else "VM_BAD_POWER_STATE"))
                         continue
                     c = self._pick([self.items[lead]], "rule")
                     if c is None:
@@ -694,7 +695,8 @@ class _Planner:
 
     # ---- the greedy loop ------------------------------------------------------------------------------
     def _budget_left(self) -> bool:
-        return self.max_moves is None or self.steps() < self.max_moves
+        """max-moves counts migrations (a strict affinity item of k VMs is k of them)."""
+        return self.max_moves is None or len(self.moves) < self.max_moves
 
     def steps(self) -> int:
         return self.moves[-1].step if self.moves else 0
@@ -737,8 +739,8 @@ class _Planner:
                 if plan is None:
                     failed.add(h)
                     continue
-                budget = None if self.max_moves is None else self.max_moves - self.steps()
-                if budget is not None and len(plan) > budget:
+                budget = None if self.max_moves is None else self.max_moves - len(self.moves)
+                if budget is not None and sum(len(self.items[lead].members) for lead, _ in plan) > budget:
                     failed.add(h)
                     continue
                 for lead, ti in plan:
