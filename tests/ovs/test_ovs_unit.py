@@ -365,16 +365,21 @@ def test_driver_chain_errors():
 
 
 def test_ten_thousand_ports_in_one_transaction():
+    # add-br discards the view; interleaving it with add-port must not make the chain quadratic
     s = Session("h", {}, uuids("00"), lambda m: None)
     t = time.perf_counter()
     for b in range(100):
         s.run("add-br", {}, [f"br{b}"])
-    for i in range(10000):
-        s.run("add-port", {}, [f"br{i % 100}", f"p{i}"])
+        s.run("add-br", {}, [f"br{b}.5", f"br{b}", "5"])
+        for i in range(100):
+            s.run("add-port", {}, [f"br{b}" if i % 2 else f"br{b}.5", f"p{b}-{i}"])
+        s.run("set", {}, ["port", f"p{b}-1", "external_ids:a=b"])
+    assert s.run("list-ports", {}, ["br7.5"]).count("\n") == 50
     s.commit_check()
     rec = s.records()
+    assert s.changed
     assert time.perf_counter() - t < 2.0
-    assert len(rec["port"]) == 10100
+    assert len(rec["port"]) == 10200
 
 
 def test_imports_only_stdlib():

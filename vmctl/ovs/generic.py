@@ -3,6 +3,8 @@ commands get/set/clear/list (network.md §5)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from vmctl.errors import OvsError
 from vmctl.ovs.datum import Datum, parse_token
 from vmctl.ovs.schema import COLUMNS, SUPPORTED, TABLE_NAMES, Column
@@ -41,6 +43,7 @@ def _best(names, s: str) -> tuple[str | None, list[str]]:
     return best, (tied if best_score else [])
 
 
+@lru_cache(maxsize=512)
 def resolve_table(s: str) -> str:
     best, tied = _best(TABLE_NAMES, s)
     if best is None:
@@ -52,6 +55,7 @@ def resolve_table(s: str) -> str:
     return best
 
 
+@lru_cache(maxsize=2048)
 def resolve_column(table: str, s: str) -> Column:
     cols = COLUMNS[table]
     best, tied = _best(cols, s)

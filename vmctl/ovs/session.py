@@ -100,13 +100,18 @@ def _copy_row(row: dict) -> dict:
 
 
 def _export_row(row: dict) -> dict:
-    r = dict(row)
-    for k, v in r.items():
-        if isinstance(v, dict):
-            r[k] = list(v) if k in _REFSETS else dict(v)
-        elif isinstance(v, list):
-            r[k] = list(v)
+    r = row.copy()
+    for k in _LISTS:
+        if k in r:
+            r[k] = list(r[k])
+    for k in _MAPS:
+        if k in r:
+            r[k] = dict(r[k])
     return r
+
+
+_LISTS = (*_REFSETS, "trunks")
+_MAPS = ("external_ids", "other_config", "options")
 
 
 class Session:
@@ -127,11 +132,14 @@ class Session:
                 r = _copy_row(row)
                 self._t[t][r["uuid"]] = r
                 self._all[r["uuid"]] = r
-        self._initial = {t: [_export_row(r) for r in self._t[t].values()] for t in _TABLES}
+        self._initial = {t: {u: _export_row(r) for u, r in self._t[t].items()} for t in _TABLES}
         self._new: set[str] = set()  # rows inserted by this session (their `name` is writable)
         # add-bond-iface/del-bond-iface edits of Port.interfaces, applied only at commit (§3.4)
         self._iface_ops: list[tuple[str, bool, str]] = []
         self._view: _View | None = None
+        # True while the view equals what a rebuild from the rows would give (and a rebuild would
+        # warn about nothing): then "discarding" it may keep it, which keeps long chains linear.
+        self._exact = False
         self._dirty = False
         self._tables_printed = 0
         # name -> uuids per table, built on the first generic lookup by name, then maintained
@@ -174,8 +182,13 @@ class Session:
     def changed(self) -> bool:
         if not self._dirty:
             return False
-        cur = self.records()
-        return any(_canon(cur[t]) != _canon(self._initial[t]) for t in _TABLES)
+        final = self._final_rows()
+        for t in _TABLES:
+            init = self._initial[t]
+            rows = final[t]
+            if rows.keys() != init.keys() or any(_export_row(r) != init[u] for u, r in rows.items()):
+                return True
+        return False
 
     # ------------------------------------------------------------ helpers for the xe layer
 
@@ -298,6 +311,7 @@ class Session:
         if parent is not None:
             other = parent.children.get(vlan)
             if other is not None:
+                self._exact = False
                 self._warn(f"vsctl|WARN|{parent.name}: bridge has multiple VLAN bridges ({name} and "
                            f"{other.name}) for VLAN {vlan}, but only one is allowed")
             else:
@@ -323,7 +337,18 @@ class Session:
         vp.ifaces[row["uuid"]] = vi
         v.ifaces[row["name"]] = vi
 
+    def _discard_view(self, rows_changed_view: bool) -> None:
+        """The view is to be rebuilt on next use (add-br, set, clear); keep it when that would
+        give the same view."""
+        if rows_changed_view or not self._exact:
+            self._view = None
+
+    def _log(self, line: str) -> None:
+        self._exact = False  # a rebuild would log it again
+        self._warn(line)
+
     def _build_view(self) -> _View:
+        self._exact = True
         v = _View()
         rows = self._all
         ports_t = self._t["port"]
@@ -333,7 +358,7 @@ class Session:
         port_names: set[str] = set()
         for b in bridges:
             if b["name"] in names:
-                self._warn(f"vsctl|WARN|{b['name']}: database contains duplicate bridge name")
+                self._log(f"vsctl|WARN|{b['name']}: database contains duplicate bridge name")
                 continue
             names.add(b["name"])
             vb = self._add_vbridge(v, b["name"], b, None, 0)
@@ -354,10 +379,10 @@ class Session:
                 vp = v.ports.get(p["name"])
                 if vp is not None:
                     if vp.row is p:
-                        self._warn(f"vsctl|WARN|{p['name']}: port is in multiple bridges "
+                        self._log(f"vsctl|WARN|{p['name']}: port is in multiple bridges "
                                    f"({vb.name} and {vp.bridge.name})")
                     else:
-                        self._warn(f"vsctl|ERR|{p['name']}: database contains duplicate port name")
+                        self._log(f"vsctl|ERR|{p['name']}: database contains duplicate port name")
                     continue
                 if self._is_fake(p):
                     if p["name"] in names2:
@@ -372,10 +397,10 @@ class Session:
                     vi = v.ifaces.get(i["name"])
                     if vi is not None:
                         if vi.row is i:
-                            self._warn(f"vsctl|WARN|{i['name']}: interface is in multiple ports "
+                            self._log(f"vsctl|WARN|{i['name']}: interface is in multiple ports "
                                        f"({vi.port.row['name']} and {p['name']})")
                         else:
-                            self._warn(f"vsctl|ERR|{i['name']}: database contains duplicate interface name")
+                            self._log(f"vsctl|ERR|{i['name']}: database contains duplicate interface name")
                         continue
                     self._add_viface(v, vp, i)
         return v
@@ -489,12 +514,15 @@ class Session:
                         raise OvsError(f"{echo} is a VLAN bridge for the wrong VLAN {vb.vlan}")
                 return ""
         self._check_conflicts(name, f"cannot create a bridge named {name}")
+        v = self._v()
         if parent_name is None:
             iface = self._new_iface(name, "internal")
             port = self._new_port(name, [iface])
-            self._insert("bridge", {"name": name, "ports": {port["uuid"]: None}, "controller": {},
-                                    "fail_mode": None, "datapath_type": "", "external_ids": {},
-                                    "other_config": {}})
+            brow = self._insert("bridge", {"name": name, "ports": {port["uuid"]: None}, "controller": {},
+                                           "fail_mode": None, "datapath_type": "", "external_ids": {},
+                                           "other_config": {}})
+            if self._exact:
+                vb = self._add_vbridge(v, name, brow, None, 0)
         else:
             parent = self._find_bridge(parent_name, False)
             if parent is not None and parent.parent is not None:
@@ -509,7 +537,19 @@ class Session:
             port["fake_bridge"] = True
             port["tag"] = vlan
             self._real(parent)["ports"][port["uuid"]] = None
-        self._view = None
+            if self._exact:
+                vb = self._add_vbridge(v, name, None, parent, vlan)
+                # a rebuild gives the new fake bridge the parent's ports tagged with its VLAN
+                for u, vp in list(parent.ports.items()):
+                    if vp.row["tag"] == vlan:
+                        del parent.ports[u]
+                        vp.bridge = vb
+                        vb.ports[u] = vp
+                vb = parent
+        if self._exact:
+            self._add_viface(v, self._add_vport(v, vb, port), iface)
+        else:
+            self._view = None
         return ""
 
     def _cmd_del_br(self, o, a) -> str:
@@ -631,6 +671,14 @@ class Session:
         vp = self._add_vport(v, vb, prow)
         for r in irows:
             self._add_viface(v, vp, r)
+        if vb.parent is not None:
+            # ovs-vsctl keeps the port with the fake bridge; a rebuild goes by its final tag
+            tag = prow["tag"]
+            again = vb.parent.children.get(tag) if tag is not None and 0 <= tag <= 4095 else None
+            if (again or vb.parent) is not vb:
+                self._exact = False
+        if len(set(ifaces)) != len(ifaces):
+            self._exact = False
 
     def _cmd_del_port(self, o, a) -> str:
         must = "--if-exists" not in o
@@ -681,6 +729,7 @@ class Session:
         self._check_conflicts(name, f"cannot create an interface named {name}")
         irow = self._new_iface(name)
         self._iface_ops.append((vp.row["uuid"], True, irow["uuid"]))
+        self._exact = False  # a rebuild reads the unedited column (§3.4)
         self._add_viface(self._v(), vp, irow)
         return ""
 
@@ -698,6 +747,7 @@ class Session:
         if len(port.ifaces) <= 1:
             raise OvsError(f"cannot delete last interface from port {port.row['name']}")
         self._iface_ops.append((port.row["uuid"], False, vi.row["uuid"]))
+        self._exact = False
         self._dirty = True
         self._delete("interface", vi.row["uuid"])
         port.ifaces.pop(vi.row["uuid"], None)
@@ -905,9 +955,11 @@ class Session:
         row = self._get_row(table, a[1], "--if-exists" not in o)
         if row is None:
             return ""
+        tags = row.get("tag") if table == "Port" else None
         for arg in a[2:]:
             self._set_column(table, row, arg)
-        self._view = None
+        # of the settable columns only Port.tag shapes the view
+        self._discard_view(table == "Port" and row["tag"] != tags)
         return ""
 
     def _cmd_clear(self, o, a) -> str:
@@ -915,6 +967,7 @@ class Session:
         row = self._get_row(table, a[1], "--if-exists" not in o)
         if row is None:
             return ""
+        tags = row.get("tag") if table == "Port" else None
         for arg in a[2:]:
             col = g.resolve_column(table, arg)
             if not col.mutable and row["uuid"] not in self._new:
@@ -925,7 +978,7 @@ class Session:
             self._check_mutable(table, row, col)
             g.write_datum(col, row, ([], {} if col.type.is_map else None))  # type: ignore[arg-type]
             self._dirty = True
-        self._view = None
+        self._discard_view(table == "Port" and row["tag"] != tags)
         return ""
 
     def _cmd_list(self, o, a) -> str:
@@ -979,10 +1032,6 @@ def _partial_uuid_len(s: str) -> int:
         elif c != "-":
             return 0
     return len(s)
-
-
-def _canon(rows: list[dict]) -> list:
-    return sorted(json.dumps(r, sort_keys=True) for r in rows)
 
 
 # keep the record-key mapping importable from here for the store layer
