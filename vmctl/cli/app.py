@@ -114,11 +114,12 @@ class Executor:
         # Deferred-work hook (engine.md §2.3, cli.md §2; vmctl/commands/vmpower.py): a command may
         # leave a callable in txn.cache["deferred"]; it is called with the next bound command before
         # that command runs, and with None at the end of the chain, so a run of consecutive
-        # vm-starts without on= is placed in one pass. "defer-ok" tells commands the hook runs.
-        txn.cache["defer-ok"] = True
+        # vm-starts without on= is placed in one pass. "defer-ok" names the command the runner is
+        # running (a command invoked from inside another one must not defer).
         for b in chain:
             if txn.cache.get("deferred") is not None:
                 txn.cache["deferred"](b, results)
+            txn.cache["defer-ok"] = b.cmd
             if b.cmd.style == "ovs":
                 if host is None:
                     host = resolve_switch_host(txn, self.opts.host)

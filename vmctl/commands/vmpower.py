@@ -333,7 +333,7 @@ def vm_start(ctx: Ctx):
             boot(txn, txn.get("vm", vm["uuid"]), host["uuid"], paused)
         return None
     explain = bool(ctx.opts.get("explain"))
-    if len(vms) == 1 and not explain and txn.cache.get("defer-ok") and ctx.cmd.name == "vm-start":
+    if len(vms) == 1 and not explain and txn.cache.get("defer-ok") is ctx.cmd:
         # join (or open) the run of consecutive vm-starts placed in one pass at its end
         if not isinstance(waiting, _PendingStarts):
             waiting = _PendingStarts(txn, bool(ctx.opts.get("dry_run")))
