@@ -584,7 +584,10 @@ class Session:
     def _ext_target(self, vb: _VBridge) -> tuple[dict, str]:
         if vb.row is not None:
             return vb.row, ""
-        return self._v().ports[vb.name].row, "fake-bridge-"
+        vp = self._v().ports.get(vb.name)
+        if vp is None:  # cannot happen with rows made by these commands; never a traceback
+            raise OvsError(f"no port named {vb.name}")
+        return vp.row, "fake-bridge-"
 
     def _cmd_br_set_external_id(self, o, a) -> str:
         vb = self._find_bridge(a[0], True)
