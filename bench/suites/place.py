@@ -15,6 +15,7 @@ ENGINES = ["vmctl", "nova-ff", "nova-spread"]
 
 def _run_engine(name: str, sc: scenarios.Scenario) -> tuple[dict, list[int]]:
     pool = sc.pool.copy()
+    common.quiesce()
     t0 = time.perf_counter_ns()
     ns: list[int] = []
     rejections = 0

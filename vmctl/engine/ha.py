@@ -12,6 +12,7 @@ are used for hypothetical states). Work limits count evaluations, never time.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from collections.abc import Iterable, Sequence
@@ -91,23 +92,9 @@ class Planner:
         for vm in sorted(pool.vms.values(), key=lambda v: v.uuid):
             if not vm.holds_resources or vm.resident_on not in self.index:
                 continue
-            p = prio.get(vm.uuid, vm.ha_restart_priority)
-            if p != RESTART:
+            if prio.get(vm.uuid, vm.ha_restart_priority) != RESTART:
                 continue
-            key = (vm.srs, vm.networks, vm.vcpus)
-            sid = self._sig_ids.get(key)
-            if sid is None:
-                sid = self._sig_ids[key] = len(self.sig_ok)
-                ok = [vm.srs <= h.srs and vm.networks <= h.networks and vm.vcpus <= h.cpu_count
-                      for h in self.hosts]
-                self.sig_ok.append(ok)
-                if not all(ok):
-                    self.all_agile = False
-            groups = tuple(g for g in vm.groups if g in strict)
-            if groups:
-                self.any_strict_prot = True
-            dom = max(vm.m_st / self.mean_mem, vm.vcpus / self.mean_vcpu)
-            self.prot[self.index[vm.resident_on]].append(_VM(vm, dom, sid, groups))
+            self.prot[self.index[vm.resident_on]].append(self._entry(vm))
         for lst in self.prot:
             lst.sort(key=lambda x: (-x.dom, x.uuid))
         self.prot_mem = [sum(x.mem for x in lst) for lst in self.prot]
@@ -126,19 +113,129 @@ class Planner:
                     per[self.index[h]] = c
             self.group_hosts[g] = per
         self.evaluations = 0
+        self._cls_cache: dict[int, tuple] = {}
+
+    def _entry(self, vm: VMState) -> _VM:
+        key = (vm.srs, vm.networks, vm.vcpus)
+        sid = self._sig_ids.get(key)
+        if sid is None:
+            sid = self._sig_ids[key] = len(self.sig_ok)
+            ok = [vm.srs <= h.srs and vm.networks <= h.networks and vm.vcpus <= h.cpu_count
+                  for h in self.hosts]
+            self.sig_ok.append(ok)
+            if not all(ok):
+                self.all_agile = False
+        groups = tuple(g for g in vm.groups if g in self.strict)
+        if groups:
+            self.any_strict_prot = True
+        dom = max(vm.m_st / self.mean_mem, vm.vcpus / self.mean_vcpu)
+        return _VM(vm, dom, sid, groups)
+
+    def derive(self, add: Iterable[tuple[VMState, str]] = (), remove: Iterable[VMState] = (),
+               priorities: dict[str, str] | None = None) -> Planner:
+        """A planner for a hypothetical state without rebuilding from the pool: ``remove`` VMs
+        (their current load and protection go), then ``add`` (VM value, host) pairs — a start,
+        or the arrival half of a migration. O(hosts) instead of O(VMs): admission control."""
+        new = copy.copy(self)
+        new.free_mem = self.free_mem[:]
+        new.free_vcpu = self.free_vcpu[:]
+        new.prot = self.prot[:]
+        new.sig_ok = self.sig_ok[:]
+        new._sig_ids = dict(self._sig_ids)
+        new.group_hosts = {g: dict(per) for g, per in self.group_hosts.items()}
+        new.evaluations = 0
+        new._cls_cache = dict(self._cls_cache)
+        prio = priorities or {}
+        touched: set[int] = set()
+        for vm in remove:
+            for h in vm.load_hosts():
+                i = new.index.get(h)
+                if i is None:
+                    continue
+                new.free_mem[i] += vm.m_st
+                new.free_vcpu[i] += vm.vcpus
+                for g in vm.groups:
+                    if g in new.group_hosts:
+                        new.group_hosts[g][i] = new.group_hosts[g].get(i, 0) - 1
+                if any(x.uuid == vm.uuid for x in new.prot[i]):
+                    new.prot[i] = [x for x in new.prot[i] if x.uuid != vm.uuid]
+                    touched.add(i)
+        for vm, h in add:
+            i = new.index.get(h)
+            if i is None:
+                continue
+            new.free_mem[i] -= vm.m_st
+            new.free_vcpu[i] -= vm.vcpus
+            for g in vm.groups:
+                if g in new.group_hosts:
+                    new.group_hosts[g][i] = new.group_hosts[g].get(i, 0) + 1
+            if prio.get(vm.uuid, vm.ha_restart_priority) == RESTART:
+                new.prot[i] = sorted(new.prot[i] + [new._entry(vm)], key=lambda x: (-x.dom, x.uuid))
+                touched.add(i)
+        if touched:
+            new.prot_mem = self.prot_mem[:]
+            new.prot_vcpu = self.prot_vcpu[:]
+            new.prot_count = self.prot_count[:]
+            new.danger = self.danger[:]
+            for i in touched:
+                lst = new.prot[i]
+                new.prot_mem[i] = sum(x.mem for x in lst)
+                new.prot_vcpu[i] = sum(x.vcpu for x in lst)
+                new.prot_count[i] = len(lst)
+                new.danger[i] = sum(x.dom for x in lst)
+            new.total_prot = sum(new.prot_count)
+        new.ff_order = sorted(range(new.n), key=lambda i: (-new.free_mem[i], new.uuids[i]))
+        return new
 
     # ---- the packer (engine.md §3.2) -----------------------------------------------------------
-    def pack(self, failed: Sequence[int]) -> PackResult:
-        """Plan the restart of the protected VMs of ``failed`` (host indices) on the survivors."""
+    def _classes(self, i: int) -> tuple[dict[tuple, list], list[_VM]]:
+        """Host i's protected VMs as interchangeable blocks (same signature and demand, no strict
+        group): key → [dom, smallest uuid, VMs]; plus the VMs with strict groups."""
+        cached = self._cls_cache.get(i)
+        if cached is not None and cached[0] is self.prot[i]:
+            return cached[1], cached[2]
+        blocks: dict[tuple, list] = {}
+        grouped: list[_VM] = []
+        for x in self.prot[i]:  # sorted by (-dom, uuid): a block's first VM has its smallest uuid
+            if x.groups:
+                grouped.append(x)
+                continue
+            key = (x.sig, x.mem, x.vcpu)
+            e = blocks.get(key)
+            if e is None:
+                blocks[key] = [x.dom, x.uuid, [x]]
+            else:
+                e[2].append(x)
+        self._cls_cache[i] = (self.prot[i], blocks, grouped)
+        return blocks, grouped
+
+    def pack(self, failed: Sequence[int], assign: bool = False) -> PackResult:
+        """Plan the restart of the protected VMs of ``failed`` (host indices) on the survivors:
+        first fit, then best fit, then (≤ 16 VMs) a capped depth-first search. ``assign``: also
+        return the VM → host assignment (plan-exists does not need it)."""
         self.evaluations += 1
         fset = set(failed)
-        vms = sorted((x for i in failed for x in self.prot[i]), key=lambda x: (-x.dom, x.uuid))
-        if not vms:
+        merged: dict[tuple, list] = {}
+        grouped: list[_VM] = []
+        for i in failed:
+            blocks, g = self._classes(i)
+            grouped.extend(g)
+            for key, (dom, u0, xs) in blocks.items():
+                m = merged.get(key)
+                if m is None:
+                    merged[key] = [dom, u0, [xs], len(xs)]
+                else:
+                    if u0 < m[1]:
+                        m[1] = u0
+                    m[2].append(xs)
+                    m[3] += len(xs)
+        if not merged and not grouped:
             return PackResult(True, {}, None, "none")
         surv = [i for i in self.ff_order if i not in fset]
-        res = self._first_fit(vms, surv, fset)
+        res = self._first_fit(merged, grouped, surv, fset, assign)
         if res.ok:
             return res
+        vms = sorted((x for i in failed for x in self.prot[i]), key=lambda x: (-x.dom, x.uuid))
         bf = self._best_fit(vms, surv, fset)
         if bf.ok:
             return bf
@@ -159,7 +256,7 @@ class Planner:
                 return False
         return True
 
-    def _gcount(self, vms: list[_VM], fset: set[int]) -> dict[str, dict[int, int]] | None:
+    def _gcount(self, fset: set[int]) -> dict[str, dict[int, int]] | None:
         if not self.any_strict_prot:
             return None
         out: dict[str, dict[int, int]] = {}
@@ -167,52 +264,72 @@ class Planner:
             out[g] = {j: c for j, c in per.items() if j not in fset}
         return out
 
-    def _first_fit(self, vms: list[_VM], surv: list[int], fset: set[int]) -> PackResult:
+    def _first_fit(self, merged: dict[tuple, list], grouped: list[_VM], surv: list[int], fset: set[int],
+                   assign: bool) -> PackResult:
+        """First fit in decreasing dominant share, then smallest uuid. Interchangeable VMs form one
+        block placed in bulk (per-VM first fit fills the first host that fits, then the next), so
+        a failure set costs O(blocks × survivors), not O(VMs × survivors)."""
         fm = self.free_mem[:]
         fv = self.free_vcpu[:]
-        gcount = self._gcount(vms, fset)
-        assign: dict[str, str] = {}
-        k = 0
-        nv = len(vms)
-        while k < nv:
-            x = vms[k]
-            # A run of identical VMs (same demand, signature, no strict group) is placed in bulk:
-            # per-VM first fit puts them on the first host that fits until it is full, then the next.
-            run = 1
-            if not x.groups:
-                while (k + run < nv and vms[k + run].sig == x.sig and vms[k + run].mem == x.mem
-                       and vms[k + run].vcpu == x.vcpu and not vms[k + run].groups):
-                    run += 1
-            left = run
-            ok_sig = self.sig_ok[x.sig]
+        gcount = self._gcount(fset) if grouped else None
+        items: list[tuple] = [(-dom, u0, key, lists, n) for key, (dom, u0, lists, n) in merged.items()]
+        items.extend((-x.dom, x.uuid, None, x, 1) for x in grouped)
+        items.sort(key=lambda t: (t[0], t[1]))
+        out: dict[str, str] = {}
+        uuids = self.uuids
+        for _, _, key, payload, count in items:
+            if key is None:  # a VM with strict groups: one by one, rules checked
+                x = payload
+                ok_sig = self.sig_ok[x.sig]
+                for h in surv:
+                    if ok_sig[h] and fm[h] >= x.mem and fv[h] >= x.vcpu and (
+                            gcount is None or self._groups_ok(x, h, gcount, fset)):
+                        fm[h] -= x.mem
+                        fv[h] -= x.vcpu
+                        if gcount is not None:
+                            for g in x.groups:
+                                gcount[g][h] = gcount[g].get(h, 0) + 1
+                        if assign:
+                            out[x.uuid] = uuids[h]
+                        break
+                else:
+                    return PackResult(False, out, x.uuid, "first-fit")
+                continue
+            sig, mem, vcpu = key
+            left = count
+            ok_sig = self.sig_ok[sig]
+            order = None
+            if assign:
+                order = sorted((x for xs in payload for x in xs), key=lambda x: x.uuid)
             for h in surv:
                 if not ok_sig[h]:
                     continue
-                cap = min(left, fm[h] // x.mem if x.mem else left, fv[h] // x.vcpu if x.vcpu else left)
-                if cap <= 0:
+                a = fm[h] // mem if mem else left
+                if a <= 0:
                     continue
-                if gcount is not None and x.groups:
-                    if not self._groups_ok(x, h, gcount, fset):
-                        continue
-                    cap = 1
-                    for g in x.groups:
-                        gcount[g][h] = gcount[g].get(h, 0) + 1
-                for j in range(run - left, run - left + cap):
-                    assign[vms[k + j].uuid] = self.uuids[h]
-                fm[h] -= cap * x.mem
-                fv[h] -= cap * x.vcpu
+                b = fv[h] // vcpu if vcpu else left
+                if b <= 0:
+                    continue
+                cap = left if left < a else a
+                if b < cap:
+                    cap = b
+                if order is not None:
+                    for x in order[count - left:count - left + cap]:
+                        out[x.uuid] = uuids[h]
+                fm[h] -= cap * mem
+                fv[h] -= cap * vcpu
                 left -= cap
                 if left == 0:
                     break
             if left:
-                return PackResult(False, assign, vms[k + run - left].uuid, "first-fit")
-            k += run
-        return PackResult(True, assign, None, "first-fit")
+                rest = sorted((x for xs in payload for x in xs), key=lambda x: x.uuid)
+                return PackResult(False, out, rest[count - left].uuid, "first-fit")
+        return PackResult(True, out, None, "first-fit")
 
     def _best_fit(self, vms: list[_VM], surv: list[int], fset: set[int]) -> PackResult:
         fm = self.free_mem[:]
         fv = self.free_vcpu[:]
-        gcount = self._gcount(vms, fset)
+        gcount = self._gcount(fset)
         assign: dict[str, str] = {}
         for x in vms:
             ok_sig = self.sig_ok[x.sig]
@@ -243,7 +360,7 @@ class Planner:
         capped at DFS_NODE_CAP nodes (reaching the cap counts as no plan)."""
         fm = self.free_mem[:]
         fv = self.free_vcpu[:]
-        gcount = self._gcount(vms, fset)
+        gcount = self._gcount(fset)
         assign: list[int] = [-1] * len(vms)
         nodes = 0
 
@@ -557,19 +674,21 @@ def admission_applies(pool: PoolState) -> bool:
     return pool.ha_enabled and not pool.ha_allow_overcommit and not pool.ha_overcommitted
 
 
-def admission_error(pool: PoolState, target: int | None = None) -> VmctlError | None:
-    """Check the (hypothetical) state ``pool``: None when a plan for the target exists, else the
-    ``HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN`` error with failures-to-tolerate, failure-set, vm.
-    The caller decides whether admission applies (see :func:`admission_applies`)."""
+def admission_error(pool: PoolState, target: int | None = None, planner: Planner | None = None
+                    ) -> VmctlError | None:
+    """Check the (hypothetical) state ``pool`` (or ``planner``, a derived planner of it): None when
+    a plan for the target exists, else ``HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN`` with params
+    failures-to-tolerate, failure-set (witness hosts) and vm (a protected VM left without a
+    target). The caller decides whether admission applies (see :func:`admission_applies`)."""
     r = pool.ha_failures_to_tolerate if target is None else target
-    chk = plan_exists(pool, r)
+    chk = plan_exists(pool, r, planner=planner)
     if chk.exists:
         return None
     hosts = [Ref("host", u, pool.hosts[u].name or None) for u in chk.witness if u in pool.hosts]
     params: list[tuple[str, Any]] = [("failures-to-tolerate", r), ("failure-set", hosts)]
     if chk.vm is not None:
-        vm = pool.vms[chk.vm]
-        params.append(("vm", Ref("vm", vm.uuid, vm.name or None)))
+        vm = pool.vms.get(chk.vm)
+        params.append(("vm", Ref("vm", chk.vm, vm.name or None if vm else None)))
     err = VmctlError(HA_CODE, params=params)
     err.check = chk  # type: ignore[attr-defined]
     return err
@@ -577,39 +696,62 @@ def admission_error(pool: PoolState, target: int | None = None) -> VmctlError | 
 
 def check_change(pool: PoolState, *, start: dict[str, str] | None = None, move: dict[str, str] | None = None,
                  priorities: dict[str, str] | None = None, disable: Iterable[str] = (),
-                 vm_updates: Iterable[VMState] = (), target: int | None = None) -> VmctlError | None:
-    """Admission check of a hypothetical change on a scratch copy: ``start`` (vm → host: start or
-    resume), ``move`` (vm → host: migration), ``priorities`` (vm → priority), ``disable`` (hosts
-    leaving the survivors), ``vm_updates`` (replaced VM values, e.g. a grown VM), ``target`` (a
-    raised failures-to-tolerate). Returns None when admitted or when admission does not apply."""
+                 vm_updates: Iterable[VMState] = (), target: int | None = None,
+                 planner: Planner | None = None) -> VmctlError | None:
+    """Admission check (§3.4) of a hypothetical change: ``start`` (vm → host: start or resume),
+    ``move`` (vm → host: migration), ``priorities`` (vm → priority), ``disable`` (hosts leaving
+    the survivors: host-disable, host-evacuate), ``vm_updates`` (replaced VM values, e.g. a grown
+    VM), ``target`` (a raised failures-to-tolerate). ``planner``: a Planner of ``pool`` to derive
+    from (reuse it across many checks). Returns None when admitted or when admission does not
+    apply. ``pool`` is never modified."""
     if not admission_applies(pool):
         return None
-    scratch = pool.copy()
+    disable = sorted(set(disable))
+    if disable:
+        scratch = pool.copy()
+        for vm, host in sorted((start or {}).items()):
+            scratch.start_on(vm, host)
+        for vm, host in sorted((move or {}).items()):
+            scratch.move_to(vm, host)
+        for vm, p in sorted((priorities or {}).items()):
+            scratch.update_vm(vm, ha_restart_priority=p)
+        for v in vm_updates:
+            scratch.set_vm(v)
+        for h in disable:
+            scratch.update_host(h, enabled=False)
+        return admission_error(scratch, target)
+    base = planner or Planner(pool)
+    add: list[tuple[VMState, str]] = []
+    remove: list[VMState] = []
+    prio = dict(priorities or {})
     for vm, host in sorted((start or {}).items()):
-        scratch.start_on(vm, host)
+        remove.append(pool.vms[vm])
+        add.append((pool.vms[vm], host))
     for vm, host in sorted((move or {}).items()):
-        scratch.move_to(vm, host)
-    for vm, p in sorted((priorities or {}).items()):
-        scratch.update_vm(vm, ha_restart_priority=p)
+        remove.append(pool.vms[vm])
+        add.append((pool.vms[vm], host))
+    for vm in sorted(prio):
+        if vm in (start or {}) or vm in (move or {}):
+            continue
+        v = pool.vms[vm]
+        if v.holds_resources:
+            remove.append(v)
+            add.append((v, v.resident_on))  # type: ignore[arg-type]
     for v in vm_updates:
-        scratch.set_vm(v)
-    for h in sorted(set(disable)):
-        scratch.update_host(h, enabled=False)
-    return admission_error(scratch, target)
+        remove.append(pool.vms[v.uuid])
+        if v.holds_resources:
+            add.append((v, v.resident_on))  # type: ignore[arg-type]
+    return admission_error(pool, target, base.derive(add, remove, prio))
 
 
-def placement_rejection(pool: PoolState, vms: list[str], host: str) -> VmctlError | None:
+def placement_rejection(pool: PoolState, vms: list[str], host: str, planner: Planner | None = None
+                        ) -> VmctlError | None:
     """Filter 11 for the scheduler: would the plan survive these VMs starting (or moving) on host?"""
     if not admission_applies(pool):
         return None
-    scratch = pool.copy()
-    for vm in vms:
-        v = scratch.vms[vm]
-        if v.holds_resources:
-            scratch.move_to(vm, host)
-        else:
-            scratch.start_on(vm, host)
-    return admission_error(scratch)
+    base = planner or Planner(pool)
+    vs = [pool.vms[v] for v in vms]
+    return admission_error(pool, None, base.derive([(v, host) for v in vs], vs))
 
 
 def recompute_status(pool: PoolState) -> tuple[bool, int]:
@@ -683,7 +825,7 @@ def fail_hosts(pool: PoolState, hosts: Iterable[str], restart: bool | None = Non
         for vm, host in res.placements:
             rows[vm].result, rows[vm].host = "restarted", host
     else:
-        packed = planner.pack(findex)
+        packed = planner.pack(findex, assign=True)
         for vm, host in sorted(packed.assignment.items()):
             state.start_on(vm, host)
             rows[vm].result, rows[vm].host = "restarted", host

@@ -221,6 +221,7 @@ def _host_centric(sched: Scheduler, items: list[_Item], exclude: tuple[str, ...]
     c_dom = np.array([c[0].dom for c in reps], dtype=np.float64)
     c_left = np.array([len(c) for c in reps], dtype=np.int64)
     c_pos = [0] * k
+    any_aff = any(it.req.vm.affinity for c in reps for it in c)
     has_rules = np.array([bool(c[0].req.strict_aff or c[0].req.strict_anti) for c in reps], dtype=bool)
     # Static feasibility (filters 1–7 and the per-VM pCPU check) per class over hosts.
     static = np.zeros((k, t.n), dtype=bool)
@@ -283,12 +284,16 @@ def _host_centric(sched: Scheduler, items: list[_Item], exclude: tuple[str, ...]
                 norm = np.hypot(um, uc)
                 cos = (um * rm_ + uc * rc_) / (norm * rn)
                 metric = np.round(1.0 - cos, 4)
-            aff = np.array([0 if reps[j][c_pos[j]].req.vm.affinity == t.uuids[i] else 1 for j in cand]) \
-                if any(reps[j][0].req.vm.affinity for j in cand) else np.zeros(len(cand))
-            # lexsort: last key is primary. Ties: larger dominant share, then uuid of the next item.
-            uu = [reps[j][c_pos[j]].uuid for j in cand]
-            uu_rank = np.argsort(np.argsort(np.array(uu)))
-            pick = cand[np.lexsort((uu_rank, -c_dom[cand], metric, aff))[0]]
+            if any_aff:
+                # An item preferring this host (its affinity) goes first.
+                aff = np.array([0 if reps[j][c_pos[j]].req.vm.affinity == t.uuids[i] else 1 for j in cand])
+                keep = aff == aff.min()
+                cand, metric = cand[keep], metric[keep]
+            sel = cand[metric == metric.min()]
+            if len(sel) == 1:
+                pick = int(sel[0])
+            else:  # ties: larger dominant share, then uuid of the class's next item
+                pick = min(sel.tolist(), key=lambda j: (-c_dom[j], reps[j][c_pos[j]].uuid))
             it = reps[pick][c_pos[pick]]
             c_pos[pick] += 1
             c_left[pick] -= 1

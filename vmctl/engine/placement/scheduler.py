@@ -101,6 +101,8 @@ class HostTable:
         self.vcpu = np.array([loads[u].vcpus for u in self.uuids], dtype=np.int64)
         self.count = np.array([loads[u].count for u in self.uuids], dtype=np.int64)
         self.occupied = self.count > 0
+        # Connectivity a host offers (networks + SRs): the scarcer-first tie-break for empty hosts.
+        self.extras = np.array([len(h.networks) + len(h.srs) for h in hs], dtype=np.int64)
         self.NEG_INF = np.full(self.n, -np.inf)
         self.free_mem = self.mem_cap - self.mem
         self.free_vcpu = self.vcpu_cap - self.vcpu
@@ -265,6 +267,7 @@ class Scheduler:
         self.policy = policy or pool.policy
         self.seed = pool.seed if seed is None else seed
         self.table = HostTable(pool)
+        self._ha_planner: Any = None  # HA planner of the current state, built on first use
 
     # ---- requests -----------------------------------------------------------------------------
     def request(self, vms: VMState | Iterable[VMState], mode: str | None = None, force: bool = False,
@@ -370,7 +373,9 @@ class Scheduler:
         """Filter 11: would the HA plan for the pool's target still exist with the item on host?"""
         from vmctl.engine import ha
 
-        err = ha.placement_rejection(self.pool, list(req.members), host)
+        if self._ha_planner is None:
+            self._ha_planner = ha.Planner(self.pool)
+        err = ha.placement_rejection(self.pool, list(req.members), host, self._ha_planner)
         if err is None:
             return None
         return F.HA_FILTER_INDEX, err.code, err.params
@@ -384,22 +389,23 @@ class Scheduler:
         return self.policy in CONSOLIDATING
 
     def rank_key(self, req: F.Request, terms: W.Terms, i: int) -> tuple:
-        """(affinity host first, tier, [occupancy, capacity for pack/balanced], −round(S, 9), tk)."""
+        """(affinity host first, tier, [pack/balanced only: occupied first, fewest networks+SRs,
+        then for an empty host the largest capacity], −round(S, 9), tk)."""
         t = self.table
         aff = 0 if req.vm.affinity == t.uuids[i] else 1
         tier = int(terms.tier[i]) if terms.tier is not None else 0
         s = -round(float(terms.score[i]), ROUND)
         if not self.consolidates:
-            return (aff, tier, 0, 0, 0, s, self.tk(req, i))
+            return (aff, tier, 0, 0, 0, 0, s, self.tk(req, i))
         if t.count[i] > 0:
-            return (aff, tier, 0, 0, 0, s, self.tk(req, i))
-        return (aff, tier, 1, -int(t.mem_cap[i]), -int(t.vcpu_cap[i]), s, self.tk(req, i))
+            return (aff, tier, 0, int(t.extras[i]), 0, 0, s, self.tk(req, i))
+        return (aff, tier, 1, int(t.extras[i]), -int(t.mem_cap[i]), -int(t.vcpu_cap[i]), s, self.tk(req, i))
 
     @staticmethod
     def decided_by(k1: tuple, k2: tuple) -> str:
         """Which rank component separated the winner from the runner-up."""
-        for pos, name in ((0, "affinity"), (1, "tier"), (2, "occupancy"), (3, "capacity"), (4, "capacity"),
-                          (5, "score")):
+        for pos, name in ((0, "affinity"), (1, "tier"), (2, "occupancy"), (3, "connectivity"), (4, "capacity"),
+                          (5, "capacity"), (6, "score")):
             if k1[pos] != k2[pos]:
                 return name
         return "tie-key"
@@ -428,13 +434,15 @@ class Scheduler:
             cand = ok & (terms.tier == tmin)
         if self.consolidates:
             # pack/balanced never open an empty host while an occupied one passes; when they must,
-            # they open the largest (fewest hosts: the non-empty-host targets of P1/P2/P5).
+            # they open the largest (fewest hosts: the non-empty-host targets of P1/P2/P5). In
+            # both cases hosts offering the fewest networks and SRs come first, so VMs that do not
+            # need scarce connectivity leave it to those that do.
             occupied = cand & t.occupied
             if np.count_nonzero(occupied):
-                cand = occupied
+                cand = occupied & (t.extras == t.extras[occupied].min())
             else:
-                mmax = t.mem_cap[cand].max()
-                cand = cand & (t.mem_cap == mmax)
+                cand = cand & (t.extras == t.extras[cand].min())
+                cand = cand & (t.mem_cap == t.mem_cap[cand].max())
                 cand = cand & (t.vcpu_cap == t.vcpu_cap[cand].max())
         sc = np.where(cand, terms.score, t.NEG_INF)
         j = int(sc.argmax())
@@ -537,6 +545,7 @@ class Scheduler:
 
     def commit(self, vm: str, host: str) -> VMState:
         """Record that ``vm`` now runs on ``host`` (a start, restart or batch step)."""
+        self._ha_planner = None
         old = self.pool.vms[vm]
         self.table.apply_vm(old, -1)
         new = self.pool.start_on(vm, host)
@@ -545,6 +554,7 @@ class Scheduler:
 
     def commit_move(self, vm: str, host: str) -> VMState:
         """Record a completed migration of a running VM to ``host``."""
+        self._ha_planner = None
         old = self.pool.vms[vm]
         self.table.apply_vm(old, -1)
         new = self.pool.move_to(vm, host)
@@ -553,11 +563,13 @@ class Scheduler:
 
     def remove_vm(self, vm: str) -> None:
         """Forget a VM (a departure in a replay, a destroyed VM), releasing its load."""
+        self._ha_planner = None
         self.table.apply_vm(self.pool.vms[vm], -1)
         self.pool.remove_vm(vm)
 
     def set_vm(self, vm: VMState) -> None:
         """Replace a VM value in the pool (any change), keeping the arrays in sync."""
+        self._ha_planner = None
         old = self.pool.vms.get(vm.uuid)
         if old is not None:
             self.table.apply_vm(old, -1)
@@ -566,6 +578,7 @@ class Scheduler:
 
     def set_host(self, host: HostState) -> None:
         """Replace a host value (live, enabled, evacuating…); capacities are assumed unchanged."""
+        self._ha_planner = None
         self.pool.set_host(host)
         self.table.refresh_host(host)
 

@@ -1,0 +1,63 @@
+"""The benchmark's ci scenario: quality goals pass and quality fields are deterministic."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SUITES = ("place", "pack", "replay", "ha")
+
+
+def _run(suite: str):
+    import importlib
+
+    from bench import common
+
+    mod = importlib.import_module(f"bench.suites.{suite}")
+    ctx = common.Context(scenario="ci", seed=1, repeat=1, trace_dir=ROOT / "bench" / "data" / "azure-v1")
+    return ctx, mod.run(ctx)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", SUITES)
+def test_ci_quality_goals_pass_and_are_deterministic(suite):
+    ctx, first = _run(suite)
+    failed = [(g.id, g.target, g.value) for g in first.goals if g.checked(ctx) and not g.passed]
+    assert not failed, failed
+    assert all(g.kind != "quality" or g.passed for g in first.goals)
+    _, second = _run(suite)
+    assert first.quality() == second.quality()
+
+
+def test_trace_loader_refuses_other_files(tmp_path):
+    import shutil
+
+    from bench import trace
+
+    src = ROOT / "bench" / "data" / "azure-v1"
+    for f in src.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    lines = (tmp_path / "v1.dev.txt").read_text().splitlines()
+    (tmp_path / "v1.dev.txt").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(ValueError, match="trace refused"):
+        trace.load(tmp_path)
+    # A changed token count (one flavor letter more) is refused too.
+    lines[0] = lines[0].replace("m,|", "m,m,|", 1)
+    (tmp_path / "v1.dev.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="trace refused"):
+        trace.load(tmp_path)
+
+
+def test_trace_counts_and_peak():
+    from bench import trace
+
+    arr = trace.load(seed=1)
+    assert len(arr) == trace.TOTAL_VMS
+    t, peak = trace.peak_snapshot(arr)
+    assert (t, len(peak)) == (2_099_400, 15_510)
+    assert sum(a.flavor.vcpus for a in peak) == 42_813
+    assert sum(a.flavor.memory for a in peak) == 114_107 * 1024**3
