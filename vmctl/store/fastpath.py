@@ -154,6 +154,8 @@ def _list(conn, c, view, pairs, show_all, default, fmt, g) -> int | None:
         if ":" in k:
             return None
         filters.append((k, None, v))
+    if g["minimal"]:
+        fields = fields[:1]  # --minimal prints only the first field: derived later ones do not matter
     need = set(fields) | {f for f, _, _ in filters}
     if view in ("vm", "template", "snapshot"):
         need |= {"is-a-template", "is-a-snapshot"}
