@@ -215,3 +215,28 @@ def test_failover_falls_back_to_packer():
     p.update_host("h0", memory_total=20 * GiB)
     plan = ha.failover_plan(p, ["h0"])
     assert all(r.result == "restarted" for r in plan.rows)
+
+
+@pytest.mark.parametrize("seed", range(15))
+def test_derived_planner_matches_a_fresh_one(seed):
+    p = _random_pool(seed)
+    p.ha_enabled = True
+    r = random.Random(seed)
+    extra = vm("new", vcpus=r.choice((1, 2)), mem_gib=r.choice((1, 2, 4)), ha_restart_priority="restart")
+    p.add_vm(extra)
+    base = ha.Planner(p)
+    for h in p.host_uuids():
+        scratch = p.copy()
+        scratch.start_on("new", h)
+        fresh = ha.admission_error(scratch) is None
+        assert (ha.check_change(p, start={"new": h}, planner=base) is None) == fresh
+    running = sorted(u for u, v in p.vms.items() if v.holds_resources)
+    if running:
+        u = running[0]
+        for h in p.host_uuids():
+            scratch = p.copy()
+            scratch.move_to(u, h)
+            assert (ha.check_change(p, move={u: h}) is None) == (ha.admission_error(scratch) is None)
+        scratch = p.copy()
+        scratch.update_vm(u, ha_restart_priority="restart")
+        assert (ha.check_change(p, priorities={u: "restart"}) is None) == (ha.admission_error(scratch) is None)

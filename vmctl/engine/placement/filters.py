@@ -47,6 +47,8 @@ class Request:
     self_hosts: hosts where the members are currently counted (migration source); their own
         contribution is removed from the group counts of the rules filter and soft weigher.
     source_version: software version of the current host (version filter), or None.
+    conflict: a strict anti-affinity group that two members of this (strict affinity) item share:
+        the item can go nowhere.
     """
 
     vm: VMState
@@ -67,6 +69,7 @@ class Request:
     soft_anti: tuple[str, ...] = ()
     self_hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     source_version: tuple[int, ...] | None = None
+    conflict: str | None = None  # a strict anti-affinity group holding two members of this item
 
     @property
     def cpu_applies(self) -> bool:
@@ -223,6 +226,10 @@ class RulesFilter(Filter):
     def mask(self, table: HostTable, req: Request) -> Any:
         if not req.strict_aff and not req.strict_anti:
             return None
+        if req.conflict is not None:
+            import numpy as np
+
+            return np.zeros(table.n, dtype=bool)
         ok = None
         for g in req.strict_aff:
             counts = table.group_counts(g, req)
@@ -235,6 +242,9 @@ class RulesFilter(Filter):
         return ok
 
     def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
+        if req.conflict is not None:
+            return self.code, [("vm", vm_ref(req.vm)), ("group", table.group_ref(req.conflict)),
+                               ("host", table.ref(i))]
         for g in req.strict_aff:
             counts = table.group_counts(g, req)
             if counts[i] != counts.sum():

@@ -311,6 +311,12 @@ class Scheduler:
                     (saff if grp.placement == "affinity" else santi).add(g)
                 if hosts:
                     self_hosts.setdefault(g, []).extend(hosts)
+        conflict = None
+        if len(members) > 1:
+            for g in sorted(anti):
+                if sum(1 for v in members if g in v.groups) > 1:
+                    conflict = g
+                    break
         source_version = None
         if mode == F.MIGRATE and lead.resident_on in pool.hosts:
             source_version = pool.hosts[lead.resident_on].software_version
@@ -324,7 +330,7 @@ class Scheduler:
             strict_aff=tuple(sorted(aff)), strict_anti=tuple(sorted(anti)),
             soft_aff=tuple(sorted(saff)), soft_anti=tuple(sorted(santi)),
             self_hosts={g: tuple(h) for g, h in self_hosts.items()},
-            source_version=source_version,
+            source_version=source_version, conflict=conflict,
         )
 
     # ---- filters ------------------------------------------------------------------------------
