@@ -49,6 +49,9 @@ CMD = st.one_of(
     st.tuples(BR).map(lambda t: ["set-controller", t[0], "tcp:1.2.3.4:6653"]),
     st.tuples(BR, st.sampled_from(["secure", "standalone"])).map(lambda t: ["set-fail-mode", *t]),
     st.tuples(BR).map(lambda t: ["br-set-external-id", t[0], "k", "v"]),
+    st.tuples(_opt("--if-exists"), NAME, st.sampled_from(["type=internal", "options:k=v", "type=[]"])).map(
+        lambda t: [*t[0], "set", "interface", t[1], t[2]]),
+    st.tuples(st.sampled_from(["--", "-- --oneline", "-- --dry-run"])).map(lambda t: ["@global", *t[0].split()[1:]]),
 )
 
 # show and whole-table lists are compared after sorting, which needs them alone
@@ -57,12 +60,14 @@ ALONE = st.sampled_from([["show"], ["--columns=name,tag,trunks", "list", "port"]
 
 
 def _chain(cmds: list[list[str]]) -> list[str]:
+    # "@global" items become global options of the invocation (--oneline, --dry-run)
+    glob = sorted({w for c in cmds if c[0] == "@global" for w in c[1:]})
     out: list[str] = []
-    for n, c in enumerate(cmds):
-        if n or c[0].startswith("-"):
+    for c in (c for c in cmds if c[0] != "@global"):
+        if out or c[0].startswith("-"):
             out.append("--")
         out.extend(c)
-    return out
+    return [*glob, *out] if out else ["list-br"]
 
 
 INVOCATION = st.one_of(st.lists(CMD, min_size=1, max_size=3).map(_chain), ALONE)

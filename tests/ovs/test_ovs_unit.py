@@ -389,3 +389,12 @@ def test_imports_only_stdlib():
             "and not (m in ('vmctl', 'vmctl.errors') or m.startswith('vmctl.ovs'))); print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_list_style_given_to_run():
+    s = session()
+    run(s, "add-br", "br0")
+    assert s.run("list", {"--columns": "name,external_ids"}, ["bridge"], no_headings=True) == "br0\n{}\n"
+    assert s.run("list", {"--columns": "name,external_ids"}, ["bridge"], bare=True) == "\nbr0\n\n"
+    assert s.run("list", {"--columns": "name"}, ["bridge"], bare=False, no_headings=False) == \
+        "\nname                : br0\n"

@@ -147,11 +147,19 @@ class Session:
 
     # ------------------------------------------------------------ public API
 
-    def run(self, name: str, options: dict[str, str | None], args: list[str], oneline: bool = False) -> str:
-        """Run one command; return exactly its stdout text (possibly ""), or raise OvsError."""
+    def run(self, name: str, options: dict[str, str | None], args: list[str], oneline: bool = False, *,
+            bare: bool | None = None, no_headings: bool | None = None) -> str:
+        """Run one command; return exactly its stdout text (possibly ""), or raise OvsError.
+
+        `bare` and `no_headings` (the global --bare/--no-headings, which only `list` uses) may be
+        given here or once to the constructor."""
         fn = getattr(self, "_cmd_" + name.replace("-", "_"), None)
         if fn is None:
             raise OvsError(f"unknown command '{name}'; use --help for help")
+        if bare is not None:
+            self._bare = bare
+        if bare is not None or no_headings is not None:
+            self._headings = not (self._bare or bool(no_headings))
         out = fn(options, args)
         if name == "list":
             return out  # tables are printed as they are
