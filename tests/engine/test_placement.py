@@ -391,3 +391,41 @@ def test_resume_mode_inferred():
     assert mode_for(VMState(uuid="x", power_state="suspended")) == RESUME
     assert mode_for(VMState(uuid="x")) == START
     assert isinstance(HostState(uuid="h"), HostState)
+
+
+# ---- consolidation (pack/balanced): occupied hosts first, then the largest empty host -------------
+def test_consolidating_policies_prefer_occupied_then_largest_empty():
+    p = pool(0, master_bias=False, policy="balanced")
+    p.add_host(host("small", mem_gib=16))
+    p.add_host(host("big", mem_gib=64, cpus=16))
+    p.add_host(host("mid", mem_gib=32))
+    p.add_vm(vm("a", mem_gib=2))
+    pl = choose_host(p, "a", margin=True)
+    assert pl.host == "big" and pl.decided_by == "capacity"
+    p.start_on("a", "mid")
+    p.add_vm(vm("b", mem_gib=2))
+    pl = choose_host(p, "b", margin=True)
+    assert pl.host == "mid" and pl.decided_by == "occupancy"
+    # spread keeps the pure score ranking.
+    assert choose_host(p, "b", policy="spread").host == "big"
+
+
+def test_scarce_connectivity_left_to_vms_that_need_it():
+    p = pool(0, master_bias=False, policy="pack")
+    p.add_host(host("plain", networks=frozenset({"net0"})))
+    p.add_host(host("rich", networks=frozenset({"net0", "net1"})))
+    p.add_vm(vm("a"))
+    p.add_vm(vm("b", networks=frozenset({"net0", "net1"})))
+    assert choose_host(p, "a").host == "plain"
+    assert choose_host(p, "b").host == "rich"
+
+
+def test_explain_when_nothing_fits_and_for_a_migration():
+    p = pool(2, mem_gib=4)
+    p.add_vm(vm("big", mem_gib=8))
+    rep = explain(p, "big")
+    assert rep.chosen is None and all(r.verdict == "rejected" for r in rep.rows)
+    assert rep.footer().startswith("no host chosen")
+    p.add_vm(vm("run", on="h0"))
+    rep = explain(p, "run")
+    assert [r.host for r in rep.rows] == ["h1"] and rep.chosen == "h1" and rep.examined == 1
