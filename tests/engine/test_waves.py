@@ -216,3 +216,42 @@ def test_admit_migration_caps_rate_sharing_and_convergence():
     assert e.value.code == "MIGRATION_WOULD_NOT_CONVERGE"
     _, forced = wv.admit_migration(p, "v", "b", force=True)
     assert not forced.converges and forced.hints is not None
+
+
+def _naive_cut(moves, width, caps):
+    """The definition of §4.3, move by move: close the wave when the next move does not fit."""
+    waves, cur, use, srcs, vms = [], [], {}, set(), set()
+    for j, m in enumerate(moves):
+        c = m.costs()
+        fits = (len(cur) < width and m.dst not in srcs and m.vm not in vms
+                and all(use.get(r, 0) + n <= caps.cap(r) for r, n in c.items()))
+        if not fits and cur:
+            waves.append(cur)
+            cur, use, srcs, vms = [], {}, set(), set()
+        cur.append(j)
+        for r, n in c.items():
+            use[r] = use.get(r, 0) + n
+        srcs.add(m.src)
+        vms.add(m.vm)
+    if cur:
+        waves.append(cur)
+    return waves
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    plan=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6), st.booleans(), st.integers(0, 3)),
+                  min_size=1, max_size=30),
+    width=st.integers(1, 12),
+    host_cap=st.integers(4, 9),
+)
+def test_cut_equals_the_definition(plan, width, host_cap):
+    moves = []
+    for i, (s, d, storage, vm) in enumerate(plan):
+        if s == d:
+            d = (d + 1) % 7
+        moves.append(wv.MoveSpec(vm=f"v{vm if i % 3 == 0 else i}", src=f"h{s}", dst=f"h{d}", memory=GiB,
+                                 dirty_rate=0, held_srs=("sh",), moved_srs=("l",) if storage else (),
+                                 target_sr="sh" if storage else None))
+    caps = wv.Caps(host=host_cap, link=5, sr=48)
+    assert wv.cut(moves, width, caps) == _naive_cut(moves, width, caps)

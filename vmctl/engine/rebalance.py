@@ -223,9 +223,9 @@ def _strict_components(pool: PoolState, vms: Sequence[VMState]) -> dict[str, tup
 def _class_key(pool: PoolState, vm: VMState) -> tuple:
     """VMs with equal demand, equal migration cost and equal filter signature are
     interchangeable: moving either gives the same gain, cost and feasibility."""
-    return (pool.m(vm), vm.vcpus, vm.memory_dynamic_max, vm.dirty_rate, tuple(sorted(vm.srs)),
-            tuple(sorted(vm.networks)), vm.last_boot_cpu_vendor, tuple(sorted(vm.last_boot_cpu_flags)),
-            vm.groups)
+    # frozensets are hashable and compare by content: keys are only hashed, never ordered
+    return (pool.m(vm), vm.vcpus, vm.memory_dynamic_max, vm.dirty_rate, vm.srs, vm.networks,
+            vm.last_boot_cpu_vendor, vm.last_boot_cpu_flags, vm.groups)
 
 
 @dataclass

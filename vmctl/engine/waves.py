@@ -250,7 +250,7 @@ def cut(moves: Sequence[MoveSpec], width: int, caps: Caps) -> list[list[int]]:
         for r in sorted(c):
             if c[r] > caps.cap(r):
                 check_caps(moves[i], caps)  # raises with the offending resource
-    return _cut(moves, _needs(costs, caps), width)
+    return _cut_from(_natural_ends(moves, _needs(costs, caps)), width)
 
 
 def _needs(costs: list[dict[tuple[str, str], int]], caps: Caps) -> list[list[tuple[tuple[str, str], int, int]]]:
@@ -258,31 +258,38 @@ def _needs(costs: list[dict[tuple[str, str], int]], caps: Caps) -> list[list[tup
     return [[(r, n, caps.cap(r)) for r, n in c.items()] for c in costs]
 
 
-def _cut(
-    moves: Sequence[MoveSpec], need: list[list[tuple[tuple[str, str], int, int]]], width: int
-) -> list[list[int]]:
+def _natural_ends(moves: Sequence[MoveSpec], need: list[list[tuple[tuple[str, str], int, int]]]) -> list[int]:
+    """ends[j]: where a wave starting at move j stops when only caps and dependencies close it
+    (exclusive). Whether a move fits depends only on the earlier moves of its wave, so with a
+    width w the wave starting at j is exactly [j, min(j + w, ends[j]))."""
+    n = len(moves)
+    ends = [n] * n
+    for j in range(n):
+        usage: dict[tuple[str, str], int] = {}
+        sources: set[str] = set()
+        vms: set[str] = set()
+        k = j
+        while k < n:
+            mv = moves[k]
+            if k > j and (mv.dst in sources or mv.vm in vms
+                          or any(usage.get(r, 0) + u > cap for r, u, cap in need[k])):
+                break
+            for r, u, _ in need[k]:
+                usage[r] = usage.get(r, 0) + u
+            sources.add(mv.src)
+            vms.add(mv.vm)
+            k += 1
+        ends[j] = k
+    return ends
+
+
+def _cut_from(ends: list[int], width: int) -> list[list[int]]:
     waves: list[list[int]] = []
-    cur: list[int] = []
-    usage: dict[tuple[str, str], int] = {}
-    sources: set[str] = set()
-    vms: set[str] = set()
-    for j, mv in enumerate(moves):
-        fits = (
-            len(cur) < width
-            and mv.dst not in sources
-            and mv.vm not in vms
-            and all(usage.get(r, 0) + n <= cap for r, n, cap in need[j])
-        )
-        if not fits and cur:
-            waves.append(cur)
-            cur, usage, sources, vms = [], {}, set(), set()
-        cur.append(j)
-        for r, n, _ in need[j]:
-            usage[r] = usage.get(r, 0) + n
-        sources.add(mv.src)
-        vms.add(mv.vm)
-    if cur:
-        waves.append(cur)
+    j, n = 0, len(ends)
+    while j < n:
+        e = min(j + width, ends[j])
+        waves.append(list(range(j, e)))
+        j = e
     return waves
 
 
@@ -317,7 +324,8 @@ def schedule(moves: Sequence[MoveSpec], caps: Caps | None = None, max_width: int
             if c[r] > caps.cap(r):
                 check_caps(moves[i], caps)
     cache: list[dict[float, mg.Prediction]] = [{} for _ in moves]
-    need = _needs(costs, caps)
+    ends = _natural_ends(moves, _needs(costs, caps))
+    wave_cache: dict[tuple[int, int], tuple[float, int, dict[int, float]]] = {}
 
     def pred(i: int, rate: float) -> mg.Prediction:
         p = cache[i].get(rate)
@@ -332,17 +340,24 @@ def schedule(moves: Sequence[MoveSpec], caps: Caps | None = None, max_width: int
     tried: list[tuple[int, float, int]] = []
     w = 1
     while w <= limit:
-        waves = _cut(moves, need, w)
+        waves = _cut_from(ends, w)
         times: list[float] = []
         bad = 0
         per: dict[int, tuple[int, float]] = {}
         for n, wave in enumerate(waves, start=1):
-            rates = _rates(moves, wave)
-            t = 0.0
+            key = (wave[0], len(wave))
+            hit = wave_cache.get(key)
+            if hit is None:
+                rates = _rates(moves, wave)
+                t, b = 0.0, 0
+                for i in wave:
+                    p = pred(i, rates[i])
+                    t = max(t, p.total_time)
+                    b += not p.converges
+                hit = wave_cache[key] = (t, b, rates)
+            t, b, rates = hit
+            bad += b
             for i in wave:
-                p = pred(i, rates[i])
-                t = max(t, p.total_time)
-                bad += not p.converges
                 per[i] = (n, rates[i])
             times.append(t)
         makespan = math.fsum(times)
