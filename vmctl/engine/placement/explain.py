@@ -53,7 +53,7 @@ class ExplainRow:
     """One host. verdict: ``chosen`` | ``ok`` | ``not-evaluated`` | ``rejected``; ``filter`` is the
     rejecting filter's number (1–11) and ``code``/``params`` its reason; ``terms`` holds mem, vcpu
     (u'), base, skew, group, master (None for rejected hosts); ``rank`` is 1-based among hosts
-    passing filters 1–10."""
+    passing filters 1–10. In JSON ``filter`` is the filter number (names: ``FILTER_NAMES``)."""
 
     host: str
     host_uuid: str
@@ -72,7 +72,7 @@ class ExplainRow:
     def to_json(self) -> dict[str, Any]:
         return {
             "host": self.host, "host-uuid": self.host_uuid, "verdict": self.verdict,
-            "filter": F.FILTER_NAMES.get(self.filter) if self.filter else None,
+            "filter": self.filter,
             "code": self.code,
             "params": {k: (v.uuid if isinstance(v, Ref) else v) for k, v in self.params} if self.code else None,
             "tier": self.tier, "terms": self.terms, "score": self.score, "rank": self.rank,
