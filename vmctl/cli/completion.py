@@ -1,14 +1,249 @@
-"""Shell completion (cli.md §6). Placeholder scripts until the completion issue lands."""
+"""Shell completion (cli.md §6): the scripts for bash, zsh and fish call back
+`vmctl __complete SHELL LINE [CUR]`, answered here from the generated table data
+(`_completion_data.py`) and, for values, plain sqlite3 reads of the inventory. No typer, rich,
+yaml or SQLAlchemy: a TAB press must cost little more than starting Python."""
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
+
+SCRIPT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "completions")
+FILES = {"bash": "vmctl.bash", "zsh": "_vmctl", "fish": "vmctl.fish"}
 
 
 def script(shell: str) -> str:
-    return f"# vmctl {shell} completion\ncomplete -W \"$(vmctl --commands 2>/dev/null | sed 's/.*\"name\": \"\\([^\"]*\\)\".*/\\1/')\" vmctl\n"
+    from vmctl.cli.gendocs import completion_script
+
+    return completion_script(shell)
 
 
-def fast_complete(words: list[str]) -> int:
-    sys.stdout.write("")
+# --- reading the line ---------------------------------------------------------------------------------
+SENTINEL = "\x01"
+
+
+def split_line(line: str) -> tuple[list[str], str]:
+    """Words before the cursor, and the (unquoted) word being completed. A sentinel appended to
+    the line marks the cursor, so escaped spaces and open quotes are read as the shell reads them."""
+    lex = shlex.shlex(line + SENTINEL, posix=True)
+    lex.whitespace_split = True
+    lex.commenters = ""
+    words: list[str] = []
+    try:
+        for w in lex:
+            words.append(w)
+    except ValueError:  # an open quote: the last whitespace-separated piece, quotes removed
+        last = line.split()[-1] if line.split() else ""
+        done = line.split()[:-1]
+        return done, last.replace("'", "").replace('"', "").replace("\\", "")
+    if not words or not words[-1].endswith(SENTINEL):
+        return words, ""
+    return words[:-1], words[-1][:-1]
+
+
+def _globals(words: list[str]) -> tuple[dict, list[str]]:
+    """Pull --db/--host out of the words; return the words of the current command segment."""
+    g: dict = {}
+    seg: list[str] = []
+    i = 1 if words and os.path.basename(words[0]).startswith("vmctl") else 0
+    for w in words[i:]:
+        if w.startswith("--db="):
+            g["db"] = w[5:]
+        elif w.startswith("--host="):
+            g["host"] = w[7:]
+        if w == "--":
+            seg = []
+        else:
+            seg.append(w)
+    return g, seg
+
+
+# --- inventory values --------------------------------------------------------------------------------
+def _conn(g: dict):
+    import sqlite3
+
+    db = g.get("db") or os.environ.get("VMCTL_DB")
+    if not db:
+        from vmctl.store.txn_paths import default_db
+
+        db = default_db()
+    if "://" in db or not os.path.isfile(db):
+        return None
+    try:
+        return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+    except sqlite3.Error:
+        return None
+
+
+def _names(g: dict, cls: str) -> list[str]:
+    from vmctl.cli import _completion_data as data
+
+    table, named = data.TABLES.get(cls, (None, False))
+    conn = _conn(g) if table else None
+    if conn is None:
+        return []
+    try:
+        col = "name_label" if named else "uuid"
+        where = ""
+        if cls == "vm":
+            where = " WHERE is_a_template = 0 AND is_a_snapshot = 0"
+        elif cls == "template":
+            where = " WHERE is_a_template = 1 AND is_a_snapshot = 0"
+        elif cls == "snapshot":
+            where = " WHERE is_a_snapshot = 1"
+        return sorted({r[0] for r in conn.execute(f'SELECT {col} FROM "{table}"{where}') if r[0]})
+    except Exception:
+        return []
+    finally:
+        conn.close()
+
+
+def _hosts_for_vm(g: dict, vm_name: str) -> list[str] | None:
+    """Live, enabled hosts of the VM's pool with room for its memory (None: not cheap to know)."""
+    conn = _conn(g)
+    if conn is None:
+        return None
+    try:
+        vm = conn.execute("SELECT pool, memory_static_max, vcpus FROM vm WHERE name_label = ? OR uuid = ?",
+                          (vm_name, vm_name)).fetchall()
+        if len(vm) != 1:
+            return None
+        pool, smax, vcpus = vm[0]
+        policy = conn.execute("SELECT memory_overcommit_policy FROM pool WHERE uuid = ?", (pool,)).fetchone()
+        if policy is None or policy[0] != "none":
+            return None
+        overhead = -(-(4 * 2**20 + vcpus * 2**20 + -(-smax // 128)) // 2**20) * 2**20
+        out = []
+        for uuid, name, total, hov, oc, cpus in conn.execute(
+                "SELECT uuid, name_label, memory_total, memory_overhead, other_config, cpu_count FROM host "
+                "WHERE pool = ? AND live = 1 AND enabled = 1", (pool,)):
+            used = 0
+            for sm, vc in conn.execute("SELECT memory_static_max, vcpus FROM vm WHERE resident_on = ? AND "
+                                       "power_state IN ('running', 'paused')", (uuid,)):
+                used += sm + -(-(4 * 2**20 + vc * 2**20 + -(-sm // 128)) // 2**20) * 2**20
+            import json
+
+            reserved = int(json.loads(oc).get("memory-reserved", 0) or 0)
+            if vcpus <= cpus and total - hov - reserved - used >= smax + overhead:
+                out.append(name)
+        return sorted(out)
+    except Exception:
+        return None
+    finally:
+        conn.close()
+
+
+def _switch_names(g: dict, kind: str) -> list[str]:
+    conn = _conn(g)
+    if conn is None:
+        return []
+    try:
+        host = g.get("host") or os.environ.get("VMCTL_HOST")
+        if host:
+            row = conn.execute("SELECT uuid FROM host WHERE uuid = ? OR name_label = ?", (host, host)).fetchall()
+        else:
+            row = conn.execute("SELECT uuid FROM host").fetchall()
+        if len(row) != 1:
+            return []
+        h = row[0][0]
+        table = {"bridge": "ovs_bridge", "port": "ovs_port", "iface": "ovs_interface"}[kind]
+        names = {r[0] for r in conn.execute(f"SELECT name FROM {table} WHERE host = ?", (h,))}
+        if kind == "bridge":  # fake bridges are ports with fake_bridge set
+            names |= {r[0] for r in conn.execute("SELECT name FROM ovs_port WHERE host = ? AND fake_bridge = 1", (h,))}
+        return sorted(names)
+    except Exception:
+        return []
+    finally:
+        conn.close()
+
+
+# --- candidates --------------------------------------------------------------------------------------
+def candidates(words: list[str], cur: str) -> list[str]:
+    from vmctl.cli import _completion_data as data
+
+    g, seg = _globals(words)
+    cmd_words = [w for w in seg if not w.startswith("-")]
+    if not cmd_words:  # completing the command name or a global option
+        if cur.startswith("-"):
+            return [o for o in data.GLOBAL_OPTIONS if o.startswith(cur)]
+        return [c for c in data.COMMANDS if c.startswith(cur)]
+    name = cmd_words[0]
+    spec = data.COMMANDS.get(name)
+    if spec is None:
+        return []
+    style, keys, flags, values, positional = spec
+    if cur.startswith("-"):
+        return [f for f in flags if f.startswith(cur)]
+    if style == "ovs":
+        idx = len(cmd_words) - 1
+        kinds = positional
+        kind = kinds[min(idx, len(kinds) - 1)] if kinds else None
+        if kind in ("bridge", "port", "iface"):
+            pool = _switch_names(g, kind)
+        elif kind == "table":
+            pool = ["Bridge", "Port", "Interface"]
+        elif kind and kind.startswith("enum:"):
+            pool = kind[5:].split("|")
+        else:
+            pool = []
+        return [p for p in pool if p.startswith(cur)]
+    if style == "util":
+        if name == "help" or name == "completion":
+            pool = list(data.COMMANDS) if name == "help" else ["bash", "zsh", "fish"]
+            return [p for p in pool if p.startswith(cur)]
+        return []
+    if "=" not in cur:
+        given = {w.split("=", 1)[0] + "=" for w in cmd_words[1:] if "=" in w}
+        return [k for k in keys if k.startswith(cur) and (k not in given)] + [f for f in flags if f.startswith(cur)]
+    key, _, partial = cur.partition("=")
+    kind = values.get(key)
+    if kind is None:
+        return []
+    if kind.startswith("enum:"):
+        pool = kind[5:].split("|")
+    elif kind == "bool":
+        pool = ["true", "false"]
+    elif kind == "host" and name in data.HOST_FILTERED:
+        vm = next((w.split("=", 1)[1] for w in cmd_words[1:] if w.startswith("vm=")), None)
+        pool = (_hosts_for_vm(g, vm) if vm else None)
+        if pool is None:
+            pool = _names(g, "host")
+    else:
+        pool = _names(g, kind)
+    return [f"{key}={p}" for p in pool if p.startswith(partial)]
+
+
+def _bash_escape(word: str) -> str:
+    out = []
+    for ch in word:
+        if ch in " \t\n\\'\"$`!&;|<>()*?[]{}#~":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def fast_complete(args: list[str]) -> int:
+    """`vmctl __complete SHELL LINE [CUR]` -> candidates, one per line."""
+    if not args:
+        return 1
+    shell = args[0]
+    line = args[1] if len(args) > 1 else ""
+    words, cur = split_line(line)
+    try:
+        cands = candidates(words, cur)
+    except Exception:
+        return 0
+    if shell == "bash":
+        # bash replaces only its own current word, which stops at COMP_WORDBREAKS (= and :):
+        # hand back each candidate minus the part bash keeps, escaped for its line.
+        bash_cur = args[2] if len(args) > 2 else cur
+        try:
+            plain_cur = shlex.split(bash_cur)[0] if bash_cur.strip() else bash_cur
+        except ValueError:
+            plain_cur = bash_cur.lstrip("'\"")
+        keep = cur[: len(cur) - len(plain_cur)] if cur.endswith(plain_cur) else ""
+        cands = [_bash_escape(c[len(keep):]) for c in cands if c.startswith(keep)]
+    sys.stdout.write("".join(c + "\n" for c in cands))
     return 0
