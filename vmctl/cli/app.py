@@ -238,6 +238,10 @@ def run_argv(argv: list[str]) -> int:
 
             if inv.segments:
                 sys.stdout.write(helptext.command_help(inv.segments[0].name))
+            elif output.stdout_isatty():
+                from vmctl.cli import typer_app
+
+                return typer_app.print_help()
             else:
                 sys.stdout.write(helptext.general_help())
             return 0
