@@ -5,7 +5,13 @@ Steps: (1) the VMs to move and the ones that cannot (immobile, storage only H re
 HA admission check on the final state with H removed from the survivors; (3) a refusal naming
 every blocking VM; (4) the schedule: moves by predicted solo time (descending), then uuid, cut
 into waves (§4.3). Applying the plan (step 5) is the command's job: every move's VM gets
-`resident-on` = its `to` host.
+`resident-on` = its `to` host (:func:`apply_plan` does it on a snapshot).
+
+Decisions where the spec is silent: the refusal lists every blocking VM, immobile ones and VMs
+needing an SR only H reaches included, so `host-evacuate` and
+`host-get-vms-which-prevent-evacuation` agree; `sr=` must name a shared SR (`INVALID_VALUE`);
+during planning H is disabled and marked evacuating in the scratch copy, which both keeps VMs
+off it and removes it from the HA survivors; the `memory` column is m(v).
 """
 
 from __future__ import annotations

@@ -12,6 +12,22 @@ Imbalance metric: L_{h,d} = load/capacity over the scope's N hosts (memory at m(
 population standard deviation; I = Σ_d w_d·σ_d, plus α·mean_h skew(L_h) under `balanced`.
 Moving demand a from s to t changes only L_s and L_t, so with the centred sums S1_d = Σ(L − μ)
 and S2_d = Σ(L − μ)² kept per dimension, the σ after any move is a closed form in O(D).
+
+Decisions where the spec is silent:
+
+* Only running VMs move (paused ones count as load but stay); immobile VMs and VMs with a
+  migration in flight stay too.
+* bytes(v) is the pre-copy prediction at the move's solo rate min(B_s, L_src, L_dst), which is
+  B_s on links of 10 Gbit/s and more; a move predicted not to converge is never planned, since
+  `vm-migrate` would refuse it.
+* max-moves counts migrations (an item of k VMs counts k); mandatory moves count towards it but
+  are never cut by it.
+* Mandatory moves: for a strict anti-affinity group, the member with the smallest uuid stays on
+  each host and the others move; a split strict affinity item gathers on the host holding most of
+  it (ties: uuid); an overloaded host sheds the item with the best gain until it fits. Each goes
+  to the destination with the best gain passing filters 1–11 (no cost test).
+* `pack`: hosts are tried by increasing max_d L (then uuid); items leave by decreasing dominant
+  share (then uuid) for the non-empty receiver with the smallest ‖1 − u'‖ (then uuid).
 """
 
 from __future__ import annotations
@@ -598,8 +614,7 @@ class _Planner:
         return None
 
     # ---- applying -------------------------------------------------------------------------------------
-    def _apply(self, it: _Item, ti: int, gain: float, cost: float, mandatory: str | None,
-               bytes_: float | None = None) -> None:
+    def _apply(self, it: _Item, ti: int, gain: float, cost: float, mandatory: str | None) -> None:
         dst = self.t.uuids[ti]
         step = (self.moves[-1].step + 1) if self.moves else 1
         self._remove_item(it.members[0])
@@ -686,8 +701,11 @@ class _Planner:
                         bytes=spec.solo().total_bytes, gain=0.0, cost=0.0, mandatory="rule",
                         sigma_memory=sm, sigma_vcpu=sc))
                 gain = before - self.metric()
-                for j in range(len(self.moves) - len(movers), len(self.moves)):
-                    self.moves[j] = _with(self.moves[j], gain=gain)
+                rows = range(len(self.moves) - len(movers), len(self.moves))
+                # reported for information: mandatory moves are exempt from the cost test
+                cost = self.kappa * sum(self.moves[j].bytes for j in rows) / self.sum_a
+                for j in rows:
+                    self.moves[j] = _with(self.moves[j], gain=gain, cost=cost)
                 self._add_item(members, h)
                 return
         for m in members:
@@ -813,6 +831,12 @@ class _Planner:
             return plan
         finally:
             self.pool, self.sched, self.t = saved
+
+
+def apply_plan(pool: PoolState, plan: RebalancePlan) -> None:
+    """Record a plan in a snapshot, in order (what the command writes to the inventory)."""
+    for m in plan.moves:
+        pool.move_to(m.vm, m.dst)
 
 
 def _with(move: RebalanceMove, **changes: Any) -> RebalanceMove:

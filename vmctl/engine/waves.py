@@ -15,6 +15,12 @@ host (source, destination) 8                      1           4
 a host's migration link    4 below 10 Gbit/s, 8   1           1
 SR                         128                    1 per SR    16 on source and target SR
 =========================  =====================  ==========  ==========================
+
+Decisions where the spec is silent: a move also waits for the next wave when it moves a VM that
+an earlier move of the same wave moves (rebalancing may move a VM twice); a plan's waves start
+from idle caps (migrations already in flight are expected to finish first; `admit_migration`
+counts them for a single `vm-migrate`); when some move cannot converge at any width, the widths
+with the fewest non-converging moves compete.
 """
 
 from __future__ import annotations
