@@ -4,7 +4,7 @@ own table; the runner hands them to the host's switch session."""
 from __future__ import annotations
 
 from vmctl.commands.table import Command, register
-from vmctl.ovs import COMMANDS as OVS_COMMANDS
+from vmctl.ovs.commands import COMMANDS as OVS_COMMANDS  # the table only: no session code at start-up
 
 for _spec in OVS_COMMANDS.values():
     register(Command(name=_spec.name, func=None, help=_spec.help, family="bridge", style="ovs",

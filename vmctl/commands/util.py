@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -12,16 +11,16 @@ from vmctl.commands.table import Arg, Command, register
 from vmctl.errors import OvsError, UsageError, VmctlError
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so errors get vmctl's one-line format."""
+def _parser(prog: str):
+    """argparse (imported only for utility commands) that raises instead of exiting, so errors
+    get vmctl's one-line format."""
+    import argparse
 
-    def error(self, message):  # noqa: D401
-        raise UsageError(f"{self.prog}: {message}")
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError(f"{self.prog}: {message}")
 
-    def exit(self, status=0, message=None):
-        if message:
-            sys.stderr.write(message)
-        raise SystemExit(status)
+    return Parser(prog=prog, add_help=False)
 
 
 def _util(name: str, help: str, args: tuple[Arg, ...] = (), syntax: str = "") -> None:
@@ -71,7 +70,7 @@ def run_utility(seg, opts, argv: list[str]) -> int:
     if name == "demo":
         from vmctl import demo
 
-        p = _Parser(prog="demo", add_help=False)
+        p = _parser("demo")
         p.add_argument("--pools", type=_positive("pools"), default=3)
         p.add_argument("--hosts", type=_positive("hosts"), default=24)
         p.add_argument("--vms", type=_nonneg("vms"), default=400)
@@ -79,7 +78,7 @@ def run_utility(seg, opts, argv: list[str]) -> int:
         ns = p.parse_args(args)
         return demo.run(opts, ns.pools, ns.hosts, ns.vms, ns.seed, argv)
     if name == "batch":
-        p = _Parser(prog="batch", add_help=False)
+        p = _parser("batch")
         p.add_argument("file")
         p.add_argument("--continue-on-error", action="store_true")
         p.add_argument("--dry-run", action="store_true")
@@ -90,14 +89,20 @@ def run_utility(seg, opts, argv: list[str]) -> int:
     raise UsageError(f"unknown command '{name}'; use --help for help")
 
 
+def _type_error(text: str) -> Exception:
+    import argparse
+
+    return argparse.ArgumentTypeError(text)
+
+
 def _positive(name):
     def conv(text):
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--{name} takes a whole number, not {text!r}") from None
+            raise _type_error(f"--{name} takes a whole number, not {text!r}") from None
         if v < 1 or v > 100000:
-            raise argparse.ArgumentTypeError(f"--{name} must be between 1 and 100000")
+            raise _type_error(f"--{name} must be between 1 and 100000")
         return v
 
     return conv
@@ -108,9 +113,9 @@ def _nonneg(name):
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--{name} takes a whole number, not {text!r}") from None
+            raise _type_error(f"--{name} takes a whole number, not {text!r}") from None
         if v < 0 or v > 10**9:
-            raise argparse.ArgumentTypeError(f"--{name} must be between 0 and 1000000000")
+            raise _type_error(f"--{name} must be between 0 and 1000000000")
         return v
 
     return conv
