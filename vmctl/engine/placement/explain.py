@@ -151,6 +151,9 @@ def explain(pool: PoolState, vm: str, *, policy: str | None = None, seed: int | 
     ok = s.feasible_mask(req, exclude)
     n_ok = int(ok.sum())
     terms = W.score_terms(t, req, s.policy, n_ok, full=True)
+    # Rank on the very scores the decision path computes (its fused arithmetic may differ from the
+    # term-by-term sum in the last bit), so the report always names the host a command would pick.
+    terms.score = W.score_terms(t, req, s.policy, n_ok).score
     order = s.ranked(req, ok, terms)
     rank_of = {i: r + 1 for r, i in enumerate(order)}
 

@@ -103,6 +103,7 @@ class HostTable:
         self.occupied = self.count > 0
         # Connectivity a host offers (networks + SRs): the scarcer-first tie-break for empty hosts.
         self.extras = np.array([len(h.networks) + len(h.srs) for h in hs], dtype=np.int64)
+        self._extra_levels = [(int(k), self.extras == k) for k in np.unique(self.extras)]
         self.NEG_INF = np.full(self.n, -np.inf)
         self.free_mem = self.mem_cap - self.mem
         self.free_vcpu = self.vcpu_cap - self.vcpu
@@ -142,6 +143,18 @@ class HostTable:
             m = np.fromiter((pred(h) for h in self.hosts), dtype=bool, count=self.n)
             self._masks[key] = None if m.all() else m
             return self._masks[key]
+
+    def fewest_extras(self, mask: Any) -> Any:
+        """The hosts of ``mask`` offering the fewest networks + SRs (mask must not be empty)."""
+        import numpy as np
+
+        if len(self._extra_levels) == 1:
+            return mask
+        for _, level in self._extra_levels:
+            m = mask & level
+            if np.count_nonzero(m):
+                return m
+        return mask  # pragma: no cover - mask was empty
 
     def full_mask(self, m: Any) -> Any:
         """A filter mask as a real array (None = every host passes)."""
@@ -445,9 +458,9 @@ class Scheduler:
             # need scarce connectivity leave it to those that do.
             occupied = cand & t.occupied
             if np.count_nonzero(occupied):
-                cand = occupied & (t.extras == t.extras[occupied].min())
+                cand = t.fewest_extras(occupied)
             else:
-                cand = cand & (t.extras == t.extras[cand].min())
+                cand = t.fewest_extras(cand)
                 cand = cand & (t.mem_cap == t.mem_cap[cand].max())
                 cand = cand & (t.vcpu_cap == t.vcpu_cap[cand].max())
         sc = np.where(cand, terms.score, t.NEG_INF)

@@ -134,8 +134,19 @@ def score_terms(table: HostTable, req: Request, policy: str, n_feasible: int, fu
     elif policy == "spread":
         base = base_spread(u)
     else:
-        sk = skew(u, demand_mix(table, req))
-        base = base_balanced(u, sk, pool.knob("placement-skew-weight", DEFAULT_SKEW_WEIGHT))
+        g = demand_mix(table, req)
+        alpha = pool.knob("placement-skew-weight", DEFAULT_SKEW_WEIGHT)
+        if full:
+            sk = skew(u, g)
+            base = base_balanced(u, sk, alpha)
+        else:
+            # Same value, fewer vector operations (hot path): max + α·cos − α.
+            u0, u1 = u[0], u[1]
+            adot = np.array((alpha * g[0], alpha * g[1])) @ u
+            adot /= np.sqrt(u0 * u0 + u1 * u1) + TINY
+            adot += np.maximum(u0, u1)
+            adot -= alpha
+            base = adot
     score = base
     grp = None
     if req.soft_aff or req.soft_anti:
