@@ -61,3 +61,31 @@ def test_trace_counts_and_peak():
     assert (t, len(peak)) == (2_099_400, 15_510)
     assert sum(a.flavor.vcpus for a in peak) == 42_813
     assert sum(a.flavor.memory for a in peak) == 114_107 * 1024**3
+
+
+def test_lower_bound_and_uuids():
+    import uuid
+
+    from bench import scenarios
+
+    assert scenarios.lower_bound([(10, 1)] * 5, [(20, 100)] * 10) == 3
+    # mixed hosts: the smallest k whose k largest capacities cover the demand
+    assert scenarios.lower_bound([(50, 1)], [(10, 9), (30, 9), (25, 9)]) == 2
+    assert scenarios.make_uuid(3, "vm", 7) == str(uuid.uuid5(scenarios.NS, "3:vm:7"))
+
+
+def test_baselines_respect_capacity():
+    from bench import baselines, scenarios
+
+    pk = scenarios.peak(None, 1)
+    sc = scenarios.build_pool(1, [(16, 96)] * 5, scenarios.demands_of(scenarios.draw_w(pk, 60, 1)))
+    b = baselines.NovaLike(sc.pool, sc.host_order, "ff")
+    for u in sc.vm_order:
+        v = sc.pool.vms[u]
+        h = b.place(v)
+        if h is not None:
+            b.commit(v, h)
+    for h in b.hosts:
+        assert h.mem <= h.mem_cap and h.vcpu <= h.vcpu_cap
+    placed, unplaced = baselines.ffd_sum(sc.pool, sc.host_order, [sc.pool.vms[u] for u in sc.vm_order])
+    assert len(placed) + len(unplaced) == 60
