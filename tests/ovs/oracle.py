@@ -102,10 +102,37 @@ GLOBAL_FLAGS = ("--oneline", "--dry-run", "--bare", "--no-headings")
 
 @dataclass
 class VmctlState:
-    """What persists between invocations: the host's rows."""
+    """What persists between invocations: the host's rows (in-process mode), or the inventory
+    file and the host (CLI mode)."""
 
     host_uuid: str = field(default_factory=lambda: str(uuidlib.uuid4()))
     records: dict = field(default_factory=dict)
+    db: str | None = None
+
+
+# VMCTL_OVS_HARNESS=cli runs the real command line (`python -m vmctl`) on a fresh inventory holding
+# one host without PIFs (network.md: the reference state); the default drives vmctl.ovs directly.
+CLI_MODE = os.environ.get("VMCTL_OVS_HARNESS") == "cli"
+
+
+def _cli(state: VmctlState, argv: list[str]) -> tuple[int, str, str]:
+    import atexit
+    import sys
+
+    if state.db is None:
+        d = tempfile.mkdtemp(prefix="vmctl-ovs-cli.")
+        atexit.register(shutil.rmtree, d, True)
+        state.db = os.path.join(d, "inventory.db")
+        rc, out, err = _cli(state, ["host-add", "name-label=h1", "address=10.0.0.1", "cpu-count=4",
+                                    "memory-total=8GiB", "pifs="])
+        if rc:
+            raise RuntimeError("host-add failed: " + err)
+        state.host_uuid = out.strip()
+    env = dict(os.environ, VMCTL_DB=state.db)
+    env.pop("VMCTL_HOST", None)
+    r = subprocess.run([sys.executable, "-m", "vmctl", "--db=" + state.db, *argv], env=env,
+                       stdin=subprocess.DEVNULL, capture_output=True)
+    return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
 
 
 def _parse(argv: list[str]):
@@ -178,9 +205,10 @@ def _parse(argv: list[str]):
 def run_vmctl(argv: list[str], state: VmctlState) -> tuple[int, str, str]:
     """Run one vmctl invocation of ovs-style commands; return (rc, stdout, stderr).
 
-    This is the one place to switch to the real CLI later:
-    ``subprocess.run([sys.executable, "-m", "vmctl", "--db=PATH", "--host=H", *argv])``.
+    With VMCTL_OVS_HARNESS=cli it runs ``python -m vmctl --db=PATH ARGS`` instead (`_cli`).
     """
+    if CLI_MODE:
+        return _cli(state, argv)
     from vmctl.errors import OvsError
     from vmctl.ovs import Session, check
 
