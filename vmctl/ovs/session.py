@@ -8,7 +8,6 @@ bridge with thousands of ports stays O(1).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from vmctl.errors import OvsError
@@ -169,6 +168,8 @@ class Session:
         self._view = None
 
     def commit_check(self) -> None:
+        import json  # only for the error text; kept out of the import path of every invocation
+
         final = self._final_rows()
         for table, key in (("Bridge", "bridge"), ("Port", "port"), ("Interface", "interface")):
             seen: set[str] = set()
