@@ -35,6 +35,18 @@ def run_cli(db: Path, *args: str) -> subprocess.CompletedProcess:
     env["VMCTL_DB"] = str(db)
     return subprocess.run([sys.executable, "-m", "vmctl", *args], capture_output=True, text=True, env=env, timeout=60)
 
+def cli(db: Path, *args: str) -> subprocess.CompletedProcess:
+    """The same CLI entry point in-process (fast); run_cli keeps the real executable for contract checks."""
+    import contextlib
+    import io
+
+    from vmctl.cli.app import run_argv
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = run_argv([f"--db={db}", *args])
+    return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())
+
 
 def db_problems(db: Path) -> list:
     from vmctl.commands.dbcheck import check
@@ -193,13 +205,13 @@ def test_enable_rules(tmp_path: Path, ha3: Path) -> None:
     inv.run("pool-ha-enable")
     p = pool_row(ha3)
     assert (p["ha-enabled"], p["ha-plan-exists-for"], p["ha-overcommitted"]) == (True, 1, False)
-    r = run_cli(ha3, "pool-ha-enable")
+    r = cli(ha3, "pool-ha-enable")
     assert r.returncode == 1 and "HA_IS_ENABLED" in r.stderr
     inv.run("pool-ha-disable")
     inv.run("pool-ha-disable")
     assert not pool_row(ha3)["ha-enabled"]
     inv.run("host-fail", host="h3")
-    r = run_cli(ha3, "pool-ha-enable")
+    r = cli(ha3, "pool-ha-enable")
     assert r.returncode == 1 and r.stderr.startswith("vmctl: HOST_OFFLINE")
 
 
@@ -214,7 +226,7 @@ def test_agility(ha3: Path) -> None:
         t.insert("vbd", {"vm": t.resolve_one("vm", "f")["uuid"], "vdi": d, "device": 0, "pool": pool})
 
     with_txn(ha3, local_disk)
-    r = run_cli(ha3, "vm-param-set", f"uuid={vm(ha3, 'f')['uuid']}", "ha-restart-priority=restart")
+    r = cli(ha3, "vm-param-set", f"uuid={vm(ha3, 'f')['uuid']}", "ha-restart-priority=restart")
     assert r.returncode == 1
     assert r.stderr.startswith("vmctl: HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED") and "(local)" in r.stderr
     assert vm(ha3, "f")["ha-restart-priority"] == "no-restart"
@@ -227,17 +239,17 @@ def test_admission_control(ha3: Path) -> None:
     inv.run("pool-ha-enable")
     # h1 has 4 GiB protected; the survivors of any single failure must take it
     inv.run("vm-create", **{"name-label": "g", "memory": "3GiB", "ha-restart-priority": "restart"})
-    r = run_cli(ha3, "vm-start", "vm=g", "on=h2")
+    r = cli(ha3, "vm-start", "vm=g", "on=h2")
     assert r.returncode == 1 and r.stderr.startswith("vmctl: HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN")
-    r = run_cli(ha3, "host-disable", "host=h2")
+    r = cli(ha3, "host-disable", "host=h2")
     assert r.returncode == 1 and r.stderr.startswith("vmctl: HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN")
     assert with_txn(ha3, lambda t: t.resolve_one("host", "h2")["enabled"], False)
-    r = run_cli(ha3, "vm-param-set", f"uuid={vm(ha3, 'k')['uuid']}", "ha-restart-priority=restart")
+    r = cli(ha3, "vm-param-set", f"uuid={vm(ha3, 'k')['uuid']}", "ha-restart-priority=restart")
     assert r.returncode == 1 and "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN" in r.stderr
-    r = run_cli(ha3, "pool-param-set", f"uuid={pool_row(ha3)['uuid']}", "ha-host-failures-to-tolerate=2")
+    r = cli(ha3, "pool-param-set", f"uuid={pool_row(ha3)['uuid']}", "ha-host-failures-to-tolerate=2")
     assert r.returncode == 1 and "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN" in r.stderr
     # lowering is always fine; overcommit allowed lets operations through and marks the pool
-    r = run_cli(ha3, "pool-param-set", f"uuid={pool_row(ha3)['uuid']}", "ha-allow-overcommit=true",
+    r = cli(ha3, "pool-param-set", f"uuid={pool_row(ha3)['uuid']}", "ha-allow-overcommit=true",
                 "--", "vm-start", "vm=g", "on=h2")
     assert r.returncode == 0, r.stderr
     p = pool_row(ha3)
@@ -251,12 +263,12 @@ def test_host_fail_restarts_and_recover(ha3: Path) -> None:
     plan = inv.run("pool-ha-compute-vm-failover-plan", **{"host-uuids": "h1"})
     assert [(r["name-label"], r["error"]) for r in plan] == [("a", None), ("b", None)] or \
         sorted(r["name-label"] for r in plan) == ["a", "b"]
-    dry = run_cli(ha3, "--dry-run", "-f", "json", "host-fail", "host=h2")
+    dry = cli(ha3, "--dry-run", "-f", "json", "host-fail", "host=h2")
     assert dry.returncode == 0, dry.stderr
     rows = {r["name-label"]: r for r in json.loads(dry.stdout)}
     assert rows["c"]["result"] == "restarted" and rows["e"]["priority"] == "best-effort"
     assert vm(ha3, "c")["resident-on"] == with_txn(ha3, lambda t: t.resolve_one("host", "h2")["uuid"], False)
-    r = run_cli(ha3, "host-fail", "host=h3")
+    r = cli(ha3, "host-fail", "host=h3")
     assert r.returncode == 0 and r.stdout == "", r.stderr
     h3 = with_txn(ha3, lambda t: t.resolve_one("host", "h3"), False)
     assert not h3["live"]
@@ -264,7 +276,7 @@ def test_host_fail_restarts_and_recover(ha3: Path) -> None:
     assert d["power-state"] == "running" and d["resident-on"] != h3["uuid"]
     assert f["power-state"] == "halted" and f["resident-on"] == ""
     assert db_problems(ha3) == []
-    r = run_cli(ha3, "vm-start", "vm=f", "on=h3")
+    r = cli(ha3, "vm-start", "vm=f", "on=h3")
     assert r.returncode == 1 and r.stderr.startswith("vmctl: HOST_NOT_LIVE")
     inv.run("host-recover", host="h3")
     assert with_txn(ha3, lambda t: t.resolve_one("host", "h3")["live"], False)
@@ -275,7 +287,7 @@ def test_host_fail_restarts_and_recover(ha3: Path) -> None:
 
 
 def test_host_fail_without_ha_halts_everything(ha3: Path) -> None:
-    r = run_cli(ha3, "host-fail", "host=h1,h2", "--explain")
+    r = cli(ha3, "host-fail", "host=h1,h2", "--explain")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].split()[:3] == ["vm", "name-label", "ha-restart-priority"]
     assert all(vm(ha3, n)["power-state"] == "halted" for n in "abce")

@@ -192,7 +192,7 @@ def _plan_text(rows: list[dict], target_key: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _hosts_of_one_pool(txn, names: list[str]) -> list[dict]:
+def _hosts_of_one_pool(txn, names: list[str], arg: str = "host") -> list[dict]:
     hosts: list[dict] = []
     for n in names:
         h = txn.resolve_one("host", n)
@@ -202,7 +202,7 @@ def _hosts_of_one_pool(txn, names: list[str]) -> list[dict]:
         if h["uuid"] not in {x["uuid"] for x in hosts}:
             hosts.append(h)
     if not hosts:
-        raise VmctlError("MISSING_PARAMETER", params=[("name", "host")])
+        raise VmctlError("MISSING_PARAMETER", params=[("name", arg)])
     return hosts
 
 
@@ -214,7 +214,7 @@ def pool_ha_compute_vm_failover_plan(ctx: Ctx):
     from vmctl.engine import ha
 
     txn = ctx.txn
-    hosts = _hosts_of_one_pool(txn, ctx.a["host-uuids"])
+    hosts = _hosts_of_one_pool(txn, ctx.a["host-uuids"], "host-uuids")
     plan = ha.failover_plan(_state(txn, hosts[0]["pool"]), [h["uuid"] for h in hosts])
     rows = [{"vm": r.vm, "name-label": r.name, "ha-restart-priority": r.priority,
              "target": r.host, "error": r.code if r.host is None else None} for r in plan.rows]

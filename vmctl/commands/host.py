@@ -192,10 +192,11 @@ _HOST = Arg("host", "ref:host", True, "the host: uuid or name-label", complete="
 def host_enable(ctx: Ctx):
     txn = ctx.txn
     h = txn.resolve_one("host", ctx.a["host"])
+    if h["enabled"]:
+        return None  # already so: a no-op (model.md §3.2), even on a host that is not live
     if not h["live"]:
         raise VmctlError("HOST_OFFLINE", params=[("host", txn.ref("host", h))])
-    if not h["enabled"]:
-        txn.update("host", h["uuid"], {"enabled": True})
+    txn.update("host", h["uuid"], {"enabled": True})
     return None
 
 

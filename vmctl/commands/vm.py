@@ -93,6 +93,8 @@ def _vm_param_rules(ctx: Ctx, vm: dict, changes: dict) -> None:
         check_memory(txn, new)
     if "vcpus" in changes:
         check_vcpus(txn, new)
+    if changes.get("order", 0) < 0:
+        raise VmctlError("INVALID_VALUE", "order is an integer ≥ 0", [("name", "order"), ("value", changes["order"])])
     if "groups" in changes or "affinity" in changes:
         check_refs(txn, new)
     hooks = txn.cache.get("vm-change-hooks", [])
@@ -155,6 +157,8 @@ def vm_create(ctx: Ctx):
     check_vcpus(txn, row)
     check_memory(txn, row)
     check_refs(txn, row)
+    if row["order"] < 0:
+        raise VmctlError("INVALID_VALUE", "order is an integer ≥ 0", [("name", "order"), ("value", row["order"])])
     for h in txn.cache.get("vm-create-hooks", []):
         h(ctx, row)
     return Value(txn.insert("vm", values))
@@ -229,7 +233,7 @@ def _memory_change(ctx: Ctx, op: str, allowed, values: dict) -> None:
     txn = ctx.txn
     vm = txn.resolve_one("vm", ctx.a["vm"])
     check_vm_operation(txn, vm, op, allowed, templates=True)
-    for k, v in values.items():
+    for k, v in ctx.a.items():
         if isinstance(v, tuple):  # a relative size (+N) is not accepted here
             raise VmctlError("INVALID_VALUE", params=[("name", k), ("value", ctx.raw.get(k))])
     new = dict(vm)
@@ -246,6 +250,8 @@ _VMARG = Arg("vm", "ref:vm", True, "the VM: uuid or name-label", complete="vm")
          args=(_VMARG, Arg("memory", "size", True, "static-min = dynamic-min = dynamic-max = static-max")))
 def vm_memory_set(ctx: Ctx):
     m = ctx.a["memory"]
+    if isinstance(m, tuple):  # a relative size (+N) is not accepted here
+        raise VmctlError("INVALID_VALUE", params=[("name", "memory"), ("value", ctx.raw.get("memory"))])
     _memory_change(ctx, "memory-set", ("halted",), {f: m for f in MEMORY})
 
 

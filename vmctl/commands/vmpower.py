@@ -42,7 +42,8 @@ def select_vms(ctx: Ctx) -> list[dict]:
                          [("name", "vm")])
     if text is not None:
         rows = txn.resolve("vm", text, multiple=True)
-        shown = text
+        shown = " ".join([text] + [f"{k}={v}" for k, v in ctx.raw_pairs if k != "vm" and ":" not in k and
+                                   any(k == f for f, _, _ in ctx.filters)])
     else:
         rows = txn.all("vm")
         keep = hidden_filter("vm", ctx, ctx.filters)
