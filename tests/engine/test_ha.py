@@ -240,3 +240,44 @@ def test_derived_planner_matches_a_fresh_one(seed):
         scratch = p.copy()
         scratch.update_vm(u, ha_restart_priority="restart")
         assert (ha.check_change(p, priorities={u: "restart"}) is None) == (ha.admission_error(scratch) is None)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_incremental_admission_matches_full_evaluation(seed):
+    """Pools where the quick tests cannot decide, so the per-failure-set plan cache is used."""
+    r = random.Random(seed)
+    p = pool(0, ha_enabled=True, ha_failures_to_tolerate=r.choice((1, 2)))
+    from tests.engine.helpers import host
+
+    n = r.randint(4, 7)
+    for i in range(n):
+        p.add_host(host(f"h{i}", cpus=8, mem_gib=r.choice((12, 16, 20)), is_master=i == 0))
+    k = 0
+    for i in range(n):
+        for _ in range(r.randint(1, 4)):
+            v = vm(f"v{k:02d}", vcpus=r.choice((1, 2)), mem_gib=r.choice((1, 2, 5)), on=f"h{i}",
+                   ha_restart_priority=r.choice(("restart", "restart", "no-restart")))
+            k += 1
+            if p.load(f"h{i}").mem + v.m_st <= p.mem_capacity(f"h{i}"):
+                p.add_vm(v)
+    p.add_vm(vm("new", vcpus=1, mem_gib=r.choice((1, 3, 6)), ha_restart_priority=r.choice(("restart", "no-restart"))))
+    base = ha.Planner(p)
+    used = 0
+    for h in p.host_uuids():
+        if p.load(h).mem + p.vms["new"].m_st > p.mem_capacity(h):
+            continue
+        scratch = p.copy()
+        scratch.start_on("new", h)
+        fresh = ha.plan_exists(scratch, p.ha_failures_to_tolerate, quick=False).exists
+        derived = base.derive([(p.vms["new"], h)], [p.vms["new"]])
+        got = ha.plan_exists(p, p.ha_failures_to_tolerate, planner=derived)
+        used += got.method == "exact" and base.plan_cache(p.ha_failures_to_tolerate, 10**6) is not None
+        assert got.exists == fresh
+    USED.append(used)
+
+
+USED: list[int] = []
+
+
+def test_incremental_path_was_exercised():
+    assert sum(USED) > 0

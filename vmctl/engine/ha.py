@@ -53,6 +53,7 @@ class PackResult:
     assignment: dict[str, str]
     unplaced: str | None
     method: str
+    usage: dict[int, tuple[int, int]] | None = None  # survivor index → (memory, vCPUs) the plan uses
 
 
 class Planner:
@@ -114,6 +115,7 @@ class Planner:
             self.group_hosts[g] = per
         self.evaluations = 0
         self._cls_cache: dict[int, tuple] = {}
+        self._plan_cache: dict[int, tuple | None] = {}
 
     def _entry(self, vm: VMState) -> _VM:
         key = (vm.srs, vm.networks, vm.vcpus)
@@ -145,6 +147,10 @@ class Planner:
         new.group_hosts = {g: dict(per) for g, per in self.group_hosts.items()}
         new.evaluations = 0
         new._cls_cache = dict(self._cls_cache)
+        new._plan_cache = {}
+        new.base = self
+        new.added_prot: set[int] = set()
+        new.decreased: set[int] = set()
         prio = priorities or {}
         touched: set[int] = set()
         for vm in remove:
@@ -166,12 +172,14 @@ class Planner:
                 continue
             new.free_mem[i] -= vm.m_st
             new.free_vcpu[i] -= vm.vcpus
+            new.decreased.add(i)
             for g in vm.groups:
                 if g in new.group_hosts:
                     new.group_hosts[g][i] = new.group_hosts[g].get(i, 0) + 1
             if prio.get(vm.uuid, vm.ha_restart_priority) == RESTART:
                 new.prot[i] = sorted(new.prot[i] + [new._entry(vm)], key=lambda x: (-x.dom, x.uuid))
                 touched.add(i)
+                new.added_prot.add(i)
         if touched:
             new.prot_mem = self.prot_mem[:]
             new.prot_vcpu = self.prot_vcpu[:]
@@ -209,7 +217,7 @@ class Planner:
         self._cls_cache[i] = (self.prot[i], blocks, grouped)
         return blocks, grouped
 
-    def pack(self, failed: Sequence[int], assign: bool = False) -> PackResult:
+    def pack(self, failed: Sequence[int], assign: bool = False, usage: bool = False) -> PackResult:
         """Plan the restart of the protected VMs of ``failed`` (host indices) on the survivors:
         first fit, then best fit, then (≤ 16 VMs) a capped depth-first search. ``assign``: also
         return the VM → host assignment (plan-exists does not need it)."""
@@ -232,7 +240,7 @@ class Planner:
         if not merged and not grouped:
             return PackResult(True, {}, None, "none")
         surv = [i for i in self.ff_order if i not in fset]
-        res = self._first_fit(merged, grouped, surv, fset, assign)
+        res = self._first_fit(merged, grouped, surv, fset, assign, usage)
         if res.ok:
             return res
         vms = sorted((x for i in failed for x in self.prot[i]), key=lambda x: (-x.dom, x.uuid))
@@ -265,7 +273,7 @@ class Planner:
         return out
 
     def _first_fit(self, merged: dict[tuple, list], grouped: list[_VM], surv: list[int], fset: set[int],
-                   assign: bool) -> PackResult:
+                   assign: bool, usage: bool = False) -> PackResult:
         """First fit in decreasing dominant share, then smallest uuid. Interchangeable VMs form one
         block placed in bulk (per-VM first fit fills the first host that fits, then the next), so
         a failure set costs O(blocks × survivors), not O(VMs × survivors)."""
@@ -324,7 +332,11 @@ class Planner:
             if left:
                 rest = sorted((x for xs in payload for x in xs), key=lambda x: x.uuid)
                 return PackResult(False, out, rest[count - left].uuid, "first-fit")
-        return PackResult(True, out, None, "first-fit")
+        used = None
+        if usage:
+            bm, bv = self.free_mem, self.free_vcpu
+            used = {h: (bm[h] - fm[h], bv[h] - fv[h]) for h in surv if fm[h] != bm[h] or fv[h] != bv[h]}
+        return PackResult(True, out, None, "first-fit", used)
 
     def _best_fit(self, vms: list[_VM], surv: list[int], fset: set[int]) -> PackResult:
         fm = self.free_mem[:]
@@ -404,6 +416,37 @@ class Planner:
         if rec(0):
             return PackResult(True, {vms[k].uuid: self.uuids[h] for k, h in enumerate(assign)}, None, "search")
         return None
+
+    # ---- per-failure-set plan cache (admission control) -----------------------------------------
+    def plan_cache(self, r: int, limit: int) -> tuple | None:
+        """For admission checks against this (unchanging) state: every failure set of size r with
+        the survivor capacity its first-fit plan uses, indexed by host. Built once by an exact
+        enumeration; None when not applicable (interchangeable hosts, E(r) above ``limit``, or a
+        set without a plan). A cached plan stays valid in a changed state as long as the failed
+        hosts' protected VMs are unchanged and every survivor it uses still has that much room."""
+        if r in self._plan_cache:
+            return self._plan_cache[r]
+        out = None
+        classes = self.host_classes()
+        if all(len(c) == 1 for c in classes) and Planner.count_sets([1] * len(classes), r) <= limit:
+            usage: dict[tuple[int, ...], dict[int, tuple[int, int]] | None] = {}
+            containing: dict[int, list[tuple[int, ...]]] = {}
+            using: dict[int, list[tuple[int, ...]]] = {}
+            ok = True
+            for _, _, hosts in self.all_sets(classes, r):
+                res = self.pack(hosts, usage=True)
+                if not res.ok:
+                    ok = False
+                    break
+                usage[hosts] = res.usage  # None when best fit or the search found the plan
+                for h in hosts:
+                    containing.setdefault(h, []).append(hosts)
+                for h in res.usage or ():
+                    using.setdefault(h, []).append(hosts)
+            if ok:
+                out = (usage, containing, using)
+        self._plan_cache[r] = out
+        return out
 
     # ---- quick tests (engine.md §3.3 steps 2 and 3) ----------------------------------------------
     def necessary_fails(self, r: int) -> list[int] | None:
@@ -569,10 +612,43 @@ class PlanCheck:
         return self.method != "approximate"
 
 
+def _incremental(pl: Planner, r: int, limit: int) -> PlanCheck | None:
+    """plan-exists(r) for a derived planner from its base's plan cache: only the failure sets whose
+    cached plan a change may break are packed again. None when the cache does not apply."""
+    base = getattr(pl, "base", None)
+    if base is None or base.n != pl.n or pl.any_strict_prot or base.any_strict_prot or base.group_hosts:
+        return None  # strict groups make plans depend on more than capacities: pack afresh
+    cache = base.plan_cache(r, limit)
+    if cache is None:
+        return None
+    usage, containing, using = cache
+    redo: set[tuple[int, ...]] = set()
+    for h in pl.added_prot:
+        redo.update(containing.get(h, ()))
+    for h in pl.decreased:
+        fm, fv = pl.free_mem[h], pl.free_vcpu[h]
+        for f in using.get(h, ()):
+            u = usage[f]
+            if u is None or h in f:
+                continue
+            um, uv = u[h]
+            if um > fm or uv > fv:
+                redo.add(f)
+    redo.update(f for f, u in usage.items() if u is None)
+    ev0 = pl.evaluations
+    order = sorted(redo, key=lambda f: (-round(sum(pl.danger[i] for i in f), 12), sorted(pl.uuids[i] for i in f)))
+    for f in order:
+        res = pl.pack(f)
+        if not res.ok:
+            return PlanCheck(r, False, "exact", sorted(pl.uuids[i] for i in f), res.unplaced, pl.evaluations - ev0)
+    return PlanCheck(r, True, "exact", evaluations=pl.evaluations - ev0)
+
+
 def plan_exists(pool: PoolState, r: int, *, planner: Planner | None = None, quick: bool = True,
                 limit: int | None = None, priorities: dict[str, str] | None = None) -> PlanCheck:
     """Does every failure set of ``r`` live enabled hosts have a plan? ``quick`` enables the
-    necessary and sufficient tests (the benchmark disables them to time the enumeration)."""
+    necessary and sufficient tests (the benchmark disables them to time the enumeration). A
+    planner made by :meth:`Planner.derive` reuses its base's per-failure-set plans (admission)."""
     pl = planner or Planner(pool, priorities)
     limit = pool.ha_plan_exact_limit if limit is None else limit
     ev0 = pl.evaluations
@@ -592,6 +668,10 @@ def plan_exists(pool: PoolState, r: int, *, planner: Planner | None = None, quic
     suff = pl.sufficient_holds(r)
     if quick and suff:
         return PlanCheck(r, True, "sufficient")
+    if quick:
+        inc = _incremental(pl, r, limit)
+        if inc is not None:
+            return inc
     classes = pl.host_classes()
     e = Planner.count_sets([len(c) for c in classes], r)
     if e <= limit:
