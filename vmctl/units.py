@@ -123,6 +123,30 @@ def parse_float(text: object, name: str = "value", positive: bool = False) -> fl
     return v
 
 
+def parse_scalar(type_: str, text, name: str, values: tuple[str, ...] = (), allow_relative: bool = False):
+    """Text -> a value of one of the scalar argument/field types; other types pass through."""
+    if type_ == "int":
+        return parse_int(text, name)
+    if type_ == "size":
+        return parse_size(text, name, allow_relative=allow_relative)
+    if type_ == "rate":
+        return parse_rate(text, name)
+    if type_ == "duration":
+        return parse_duration(text, name)
+    if type_ == "float":
+        return parse_float(text, name)
+    if type_ == "bool":
+        return parse_bool(text, name)
+    if type_ == "enum":
+        if text not in values:
+            raise VmctlError("INVALID_VALUE", f"{name} must be one of {', '.join(values)}",
+                             [("name", name), ("value", text)])
+        return text
+    if type_ == "list":
+        return [x.strip() for x in str(text).split(",") if x.strip()]
+    return text
+
+
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 

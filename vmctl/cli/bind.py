@@ -34,28 +34,8 @@ class Bound:
 
 
 def parse_typed(arg, text: str) -> object:
-    t = arg.type
-    n = arg.name
-    if t == "int":
-        return units.parse_int(text, n)
-    if t == "size":
-        return units.parse_size(text, n, allow_relative=True)
-    if t == "rate":
-        return units.parse_rate(text, n)
-    if t == "duration":
-        return units.parse_duration(text, n)
-    if t == "float":
-        return units.parse_float(text, n)
-    if t == "bool":
-        return units.parse_bool(text, n)
-    if t == "enum":
-        if text not in arg.values:
-            raise VmctlError("INVALID_VALUE", f"{n} must be one of {', '.join(arg.values)}",
-                             [("name", n), ("value", text)])
-        return text
-    if t == "list":
-        return [x.strip() for x in text.split(",") if x.strip()]
-    return text
+    # `disk-size=+N` style relative sizes are the command's to interpret (cli.md §2)
+    return units.parse_scalar(arg.type, text, arg.name, arg.values, allow_relative=True)
 
 
 def _journal_gnu(args: list[str]) -> list[str]:

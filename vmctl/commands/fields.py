@@ -11,28 +11,10 @@ from vmctl.model import CLASSES, Field
 def parse_value(f: Field, text: str, txn=None, pool: str | None = None, arg: str | None = None) -> object:
     """Text -> the field's Python value. Refs are resolved (uuid, name-label or @name)."""
     name = arg or f.name
-    t = f.type
-    if t == "string":
+    if f.type in ("string", "time"):
         return text
-    if t == "int":
-        return units.parse_int(text, name)
-    if t in ("size",):
-        return units.parse_size(text, name)
-    if t == "rate":
-        return units.parse_rate(text, name)
-    if t == "duration":
-        return units.parse_duration(text, name)
-    if t == "float":
-        return units.parse_float(text, name)
-    if t == "bool":
-        return units.parse_bool(text, name)
-    if t == "enum":
-        if text not in f.values:
-            raise VmctlError("INVALID_VALUE", f"{name} must be one of {', '.join(f.values)}",
-                             [("name", name), ("value", text)])
-        return text
-    if t == "time":
-        return text
+    if f.kind == "scalar" and not f.is_ref:
+        return units.parse_scalar(f.type, text, name, f.values)
     if f.is_ref:
         if text == "":
             return ""
