@@ -281,3 +281,18 @@ USED: list[int] = []
 
 def test_incremental_path_was_exercised():
     assert sum(USED) > 0
+
+
+def test_recompute_status_and_fail_without_ha():
+    p = pool(3, mem_gib=8, ha_failures_to_tolerate=2)
+    for i in range(3):
+        p.add_vm(vm(f"a{i}", mem_gib=3, on=f"h{i}", ha_restart_priority="restart"))
+    over, exists_for = ha.recompute_status(p)
+    assert over is True and exists_for == 1
+    p.ha_failures_to_tolerate = 1
+    assert ha.recompute_status(p) == (False, 1)
+    plan = ha.fail_hosts(p, ["h0"])  # HA disabled: nothing restarts
+    assert [(r.vm, r.result) for r in plan.rows] == [("a0", "halted")]
+    assert plan.state.vms["a0"].power_state == "halted" and plan.state.vms["a0"].resident_on is None
+    fp = ha.failover_plan(p, ["h0"]).to_json()
+    assert fp[0]["result"] == "restarted" and fp[0]["target"] in ("h1", "h2")
