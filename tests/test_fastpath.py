@@ -78,3 +78,21 @@ def test_fast_path_reads_the_core_schema(rich_inv):
         cols = {r[1] for r in conn.execute(f'PRAGMA table_info("{c.table}")')}
         assert cols == {f.column for f in c.stored_fields}, name
         assert set(TABLES[name].c.keys()) == cols
+
+
+OVS_CASES = [["show"], ["list-br"], ["list-ports", "br-x"], ["--oneline", "list-ports", "br-x", "--", "br-to-vlan", "vl5"],
+             ["list", "port", "p9"], ["get", "port", "p9", "tag"], ["--columns=name,tag", "list", "port"],
+             ["br-to-parent", "vl5"], ["iface-to-br", "p9"]]
+
+
+def test_ovs_read_only_fast_path(small):
+    from vmctl.cli.app import run_argv
+
+    small.ok("--host=h1", "add-br", "br-x", "--", "add-br", "vl5", "br-x", "5", "--", "add-port", "br-x", "p9", "tag=5")
+    for argv in OVS_CASES:
+        full = ["--db", str(small.db), "--host=h1", *argv]
+        rc_fast, fast = _capture(fastpath.try_run, full)
+        assert rc_fast == 0, argv
+        assert fast == _capture(run_argv, full)[1], argv
+    for argv in (["list-ports", "nope"], ["br-exists", "nope"], ["add-br", "x"], ["list", "nosuch"]):
+        assert _capture(fastpath.try_run, ["--db", str(small.db), "--host=h1", *argv])[0] is None, argv

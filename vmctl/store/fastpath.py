@@ -49,6 +49,8 @@ def try_run(argv: list[str]) -> int | None:
 
 
 def _try(argv: list[str]) -> int | None:
+    if _looks_ovs(argv):
+        return _ovs_read_only(argv)
     parts = _split(argv)
     if parts is None:
         return None
@@ -211,4 +213,79 @@ def _param_get(conn, c, args: dict, n: int) -> int | None:
             return None
         value = value[args["param-key"]]
     sys.stdout.write(plain(value, f.type) + "\n")
+    return 0
+
+
+# --- read-only ovs-style chains (list-br, list-ports, show, br-exists, get, list, ...) -------------------
+def _looks_ovs(argv: list[str]) -> bool:
+    from vmctl.ovs.commands import COMMANDS
+
+    return any(w in COMMANDS for w in argv)
+
+
+def _ovs_read_only(argv: list[str]) -> int | None:
+    """A chain made only of read-only ovs-style commands, on SQLite: load the host's rows with
+    sqlite3 and run the pure session. Any error falls back to the normal path, which produces
+    the same message (warnings are held back until success for that reason)."""
+    from vmctl import ovs
+    from vmctl.cli.grammar import check_arg_count, check_command_options, parse
+    from vmctl.ovs.commands import COMMANDS
+
+    inv = parse(argv)
+    o = inv.opts
+    if not inv.segments or set(o) - {"db", "host", "oneline", "format", "minimal", "no-headings", "quiet",
+                                       "timeout", "no-wait", "retry", "no-syslog", "verbose", "log-file"}:
+        return None
+    for seg in inv.segments:
+        spec = COMMANDS.get(seg.name)
+        if spec is None or not spec.read_only or "--help" in seg.options:
+            return None
+        check_command_options(seg, spec.options)
+        check_arg_count(seg, spec.min_args, spec.max_args)
+        ovs.check(seg.name, seg.options, seg.args)
+    db = o.get("db") or os.environ.get("VMCTL_DB")
+    if db is None:
+        from vmctl.store.txn_paths import default_db
+
+        db = default_db()
+    if "://" in str(db) or not os.path.isfile(str(db)):
+        return None
+    conn = _connect(str(db))
+    if conn is None:
+        return None
+    try:
+        name = o.get("host") or os.environ.get("VMCTL_HOST")
+        if name:
+            hosts = conn.execute("SELECT uuid FROM host WHERE uuid = ?", (name,)).fetchall() or \
+                conn.execute("SELECT uuid FROM host WHERE name_label = ?", (name,)).fetchall()
+        else:
+            hosts = conn.execute("SELECT uuid FROM host").fetchall()
+        if len(hosts) != 1:
+            return None
+        host = hosts[0][0]
+        records = {}
+        for table, js in (("bridge", ("ports", "controller", "external_ids", "other_config")),
+                          ("port", ("interfaces", "trunks", "external_ids", "other_config")),
+                          ("interface", ("options", "external_ids", "other_config")), ("controller", ())):
+            cur = conn.execute(f"SELECT * FROM ovs_{table} WHERE host = ? ORDER BY uuid", (host,))
+            cols = [d[0] for d in cur.description]
+            rows = []
+            for rec in cur:
+                d = dict(zip(cols, rec))
+                d.pop("host")
+                for k in js:
+                    d[k] = json.loads(d[k])
+                for k in ("fake_bridge", "bond_fake_iface"):
+                    if k in d:
+                        d[k] = bool(d[k])
+                rows.append(d)
+            records[table] = rows
+    finally:
+        conn.close()
+    warnings: list[str] = []
+    session = ovs.Session(host, records, lambda: "", warnings.append)
+    outs = [session.run(seg.name, seg.options, seg.args, oneline=bool(o.get("oneline"))) for seg in inv.segments]
+    for w in warnings:
+        sys.stderr.write(w + "\n")
+    sys.stdout.write("".join(outs))
     return 0
