@@ -102,12 +102,12 @@ def leave(txn, vm: dict, state: str) -> dict:
 
 
 def destroy_vdi(txn, vdi_uuid: str) -> None:
-    """Through the storage layer's hook when it registered one (chain merge rules), else directly."""
-    hook = txn.cache.get("vdi-destroy")
-    if hook:
-        hook(txn, vdi_uuid)
-    elif txn.get("vdi", vdi_uuid) is not None:
-        txn.delete("vdi", vdi_uuid)
+    """Through the storage layer (VBDs on it go, chains merge, model.md §3.5)."""
+    from vmctl import storage
+
+    row = txn.get("vdi", vdi_uuid)
+    if row is not None:
+        storage.destroy_vdi(txn, row, check=False)
 
 
 def discard_suspend_image(txn, vm: dict) -> dict:
@@ -130,20 +130,10 @@ def hard_halt(txn, vm: dict) -> dict:
 
 # --- boot checks that are not engine filters ---------------------------------------------------------------
 def check_holding(txn, vm: dict, operation: str) -> None:
-    """model.md §3.5 holding rule: a non-sharable VDI held RW is held by no other VM."""
-    mine = [b for b in txn.select("vbd", vm=vm["uuid"]) if b["vdi"]]
-    for b in sorted(mine, key=lambda b: b["device"]):
-        vdi = txn.get("vdi", b["vdi"])
-        if vdi is None or vdi["sharable"]:
-            continue
-        for other in txn.select("vbd", vdi=b["vdi"]):
-            if other["vm"] == vm["uuid"]:
-                continue
-            if b["mode"] != "RW" and other["mode"] != "RW":
-                continue
-            ov = txn.get("vm", other["vm"])
-            if ov is not None and ov["power-state"] in ("running", "paused", "suspended"):
-                raise VmctlError("VDI_IN_USE", params=[("vdi", txn.ref("vdi", vdi)), ("operation", operation)])
+    """model.md §3.5 holding rule (the storage layer's): VDI_IN_USE [vdi, operation]."""
+    from vmctl import storage
+
+    storage.check_holding(txn, vm, operation)
 
 
 def same_pool(txn, vm: dict, host: dict) -> None:
@@ -442,19 +432,15 @@ def suspend_sr(txn, vm: dict) -> dict:
     return sr
 
 
-def create_suspend_vdi(txn, vm: dict) -> str:
+def create_suspend_vdi(txn, vm: dict, quiet: bool = False) -> str:
     """The suspend image: type suspend, thick-lazy, memory-static-max (rounded up to 2 MiB like
-    every VDI), on the suspend SR; SR_FULL when it does not fit the free space."""
-    from vmctl import derived
+    every VDI), on the suspend SR, through the storage layer's vdi-create rules (SR attached,
+    SR_FULL when it does not fit the free space)."""
+    from vmctl import storage
 
-    sr = dict(suspend_sr(txn, vm))
-    size = -(-vm["memory-static-max"] // (2 * MiB)) * (2 * MiB)
-    derived.fill(txn, "sr", [sr], ["free-space"])
-    if size > sr["free-space"]:
-        raise VmctlError("SR_FULL", params=[("requested", size), ("maximum", max(0, sr["free-space"]))])
-    return txn.insert("vdi", {"name-label": f"Suspend image for {vm['name-label']}", "sr": sr["uuid"],
-                              "pool": sr["pool"], "virtual-size": size, "physical-utilisation": size,
-                              "provisioning": "thick-lazy", "type": "suspend"})
+    sr = suspend_sr(txn, vm)
+    return storage.create_vdi(txn, sr, vm["memory-static-max"], name_label=f"Suspend image for {vm['name-label']}",
+                              provisioning="thick-lazy", type="suspend", quiet=quiet)
 
 
 @command("vm-suspend", "Suspend running VMs to a suspend image on their suspend-sr (else the pool default-sr)",
@@ -466,7 +452,7 @@ def vm_suspend(ctx: Ctx):
         check_vm_operation(txn, vm, "suspend", ("running",))
     for vm in vms:
         vm = txn.get("vm", vm["uuid"])
-        vdi = create_suspend_vdi(txn, vm)
+        vdi = create_suspend_vdi(txn, vm, bool(ctx.opts.get("quiet")))
         vm = leave(txn, vm, "suspended")
         txn.update("vm", vm["uuid"], {"suspend-vdi": vdi})
     return None
