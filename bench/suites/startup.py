@@ -28,6 +28,7 @@ COMMANDS = [
     ("vmctl --version", ["-m", "vmctl", "--version"], 3.0, "F1"),
     ("vm-list --minimal", ["-m", "vmctl", "vm-list", "--minimal"], 6.0, "F2"),
     ("vm-list -f json", ["-m", "vmctl", "vm-list", "-f", "json"], 12.0, "F3"),
+    ("vdi-list --minimal", ["-m", "vmctl", "vdi-list", "--minimal"], None, "S1"),
     ("vm-param-get", None, None, "F5"),
     ("vm-create", ["-m", "vmctl", "vm-create", "name-label=bench-new"], 25.0, "F4"),
     ("completion (vm-start vm=<TAB>)", ["-m", "vmctl", "__complete", "bash", "vm-start", "vm="], 3.0, "C1"),
@@ -51,6 +52,10 @@ def build(db: str, hosts: int, vms: int, seed: int) -> float:
                                      "cpu-count=32", "memory-total=256GiB", "pool=bench"], o)
         for i in range(vms):
             invoke(txn, "vm-create", [f"name-label=vm{i:06d}", f"memory={1 + i % 8}GiB", f"vcpus={1 + i % 4}"], o)
+        # as many virtual disks as VMs, on one shared SR (the vdi-list --minimal figure)
+        sr = invoke(txn, "sr-create", ["name-label=shared", "type=nfs", "physical-size=1000TiB"], o).value
+        for i in range(vms):
+            invoke(txn, "vdi-create", [f"sr-uuid={sr}", f"name-label=disk{i:06d}", "virtual-size=20GiB"], o)
 
     store.run(body, True, finish=lambda txn: store.append_journal(txn, "bench build"))
     store.dispose()
@@ -90,6 +95,9 @@ def run(ctx: common.Context) -> common.SuiteResult:
             if target is not None:
                 res.goals.append(common.Goal(gid, f"{label} ≤ {target:g}× python -c pass", round(ratio, 2),
                                              ratio <= target, "timing"))
+        vdi_ratio = m["vdi-list --minimal (s)"] / m["vm-list --minimal (s)"]
+        res.goals.append(common.Goal("S1", f"vdi-list --minimal ≤ 2× vm-list --minimal ({vms} each)",
+                                     round(vdi_ratio, 2), vdi_ratio <= 2.0, "timing"))
         batch = os.path.join(tmp, "batch.yaml")
         with open(batch, "w") as f:
             f.writelines(f"- vm-create name-label=b{i:06d} memory=1GiB\n" for i in range(vms))
