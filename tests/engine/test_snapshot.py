@@ -48,3 +48,17 @@ def test_dynamic_policy_memory_terms():
 
 def test_tie_key():
     assert tie_key(0, "v", "h") == hashlib.sha256(b"0:v:h").digest()[:8]
+
+
+def test_cpu_levelling():
+    from vmctl.engine.snapshot import boot_cpu, pool_cpu_flags
+
+    p = PoolState(uuid="p")
+    p.add_host(HostState(uuid="a", cpu_flags=frozenset({"sse", "avx", "avx2"}), is_master=True))
+    p.add_host(HostState(uuid="b", cpu_flags=frozenset({"sse", "avx"})))
+    p.add_host(HostState(uuid="c", cpu_vendor="AuthenticAMD", cpu_flags=frozenset({"sse"})))
+    assert pool_cpu_flags(p) == {"sse", "avx"}
+    assert boot_cpu(p, "a") == ("GenuineIntel", frozenset({"sse", "avx"}))
+    assert boot_cpu(p, "c") == ("AuthenticAMD", frozenset({"sse"}))
+    p.cpu_levelling = False
+    assert boot_cpu(p, "a")[1] == {"sse", "avx", "avx2"}

@@ -543,6 +543,26 @@ class PoolState:
                     per.pop(h, None)
 
 
+def pool_cpu_flags(pool: PoolState) -> frozenset[str]:
+    """The pool's ``cpu-flags`` (model.md §1.1): the intersection of its hosts' flags; with mixed
+    vendors, of the hosts sharing the master's vendor."""
+    hosts = [pool.hosts[u] for u in sorted(pool.hosts)]
+    if not hosts:
+        return frozenset()
+    vendor = pool.hosts[pool.master].cpu_vendor if pool.master in pool.hosts else hosts[0].cpu_vendor
+    same = [h.cpu_flags for h in hosts if h.cpu_vendor == vendor] or [hosts[0].cpu_flags]
+    return frozenset.intersection(*same)
+
+
+def boot_cpu(pool: PoolState, host: str) -> tuple[str, frozenset[str]]:
+    """What a start or reboot on ``host`` records as ``last-boot-cpu-vendor``/``-flags`` (engine.md
+    §1 CPU levelling): with ``cpu-levelling`` the pool's flags ∩ the host's, else the host's."""
+    h = pool.hosts[host]
+    if not pool.cpu_levelling:
+        return h.cpu_vendor, h.cpu_flags
+    return h.cpu_vendor, pool_cpu_flags(pool) & h.cpu_flags
+
+
 def parse_version(text: str) -> tuple[int, ...]:
     """``software-version`` → tuple of ints for numeric comparison (model.md §1.2); non-numeric
     parts count as 0 so a malformed version never raises inside the engine."""
