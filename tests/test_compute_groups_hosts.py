@@ -160,3 +160,16 @@ def test_forget_only_host_removes_pool(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert with_txn(db, lambda t: (t.count("pool"), t.count("vm"), t.count("network"), t.count("pif")), False) == \
         (0, 0, 0, 0)
+
+
+def test_memory_reserved_cannot_strand_resident_vms(pool3: Path) -> None:
+    inv = vmctl.open(str(pool3))
+    inv.run("vm-start", vm="a", on="h1")
+    h1 = row(pool3, "host", "h1")["uuid"]
+    r = cli(pool3, "host-param-set", f"uuid={h1}", f"other-config:memory-reserved={15 * 1024**3}")
+    assert r.returncode == 1 and r.stderr.startswith("vmctl: HOST_NOT_ENOUGH_FREE_MEMORY")
+    r = cli(pool3, "host-param-set", f"uuid={h1}", f"other-config:memory-reserved={4 * 1024**3}",
+            "--", "host-compute-free-memory", "host=h1")
+    assert r.returncode == 0, r.stderr
+    charge = 2 * 1024**3 + 21 * 1024**2  # static-max + overhead (4 MiB + 1 MiB + 16 MiB)
+    assert int(r.stdout) == 12 * 1024**3 - charge

@@ -6,6 +6,7 @@ import ipaddress
 import re
 
 from vmctl import xenet
+from vmctl.commands.generic import param_hook
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
 from vmctl.units import generated_mac
@@ -343,3 +344,39 @@ def host_update(ctx: Ctx):
     if changes:
         txn.update("host", h["uuid"], changes)
     return None
+
+
+@param_hook("host")
+def _host_capacity_rules(ctx: Ctx, host: dict, changes: dict) -> None:
+    """other-config:memory-reserved lowers the host's capacity (model.md §3.9): refused when the
+    resident VMs would no longer fit (HOST_NOT_ENOUGH_FREE_MEMORY); a vcpu-allocation-ratio
+    override must be a number > 0."""
+    from vmctl import capacity
+
+    if "other-config" not in changes:
+        return
+    oc = changes["other-config"]
+    ratio = oc.get("vcpu-allocation-ratio")
+    if ratio is not None and ratio != host["other-config"].get("vcpu-allocation-ratio"):
+        try:
+            ok = float(ratio) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise _invalid("other-config:vcpu-allocation-ratio", ratio)
+    reserved = oc.get("memory-reserved")
+    if reserved is None or reserved == host["other-config"].get("memory-reserved"):
+        return
+    try:
+        value = int(reserved)
+    except ValueError:
+        raise _invalid("other-config:memory-reserved", reserved) from None
+    if value < 0:
+        raise _invalid("other-config:memory-reserved", reserved)
+    txn = ctx.txn
+    policy = txn.get("pool", host["pool"])["memory-overcommit-policy"]
+    used = sum(capacity.vm_charge(v, policy) for st in capacity.RESIDENT
+               for v in txn.select("vm", resident_on=host["uuid"], power_state=st))
+    available = capacity.host_capacity({**host, "other-config": oc})
+    if used > available:
+        raise VmctlError("HOST_NOT_ENOUGH_FREE_MEMORY", params=[("needed", used), ("available", max(0, available))])
