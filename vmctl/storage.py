@@ -66,12 +66,12 @@ def sr_vdis(txn, sr_uuid: str) -> list[dict]:
 
 def sr_utilisation(txn, sr_uuid: str) -> int:
     """Σ physical-utilisation of every VDI of the SR (base copies, snapshots, suspend images)."""
-    return sum(d["physical-utilisation"] for d in sr_vdis(txn, sr_uuid))
+    return txn.total("vdi", "physical-utilisation", "sr", sr_uuid)
 
 
 def sr_allocation(txn, sr_uuid: str) -> int:
     """Σ virtual-size of the SR's managed VDIs (model.md §1.5 virtual-allocation)."""
-    return sum(d["virtual-size"] for d in sr_vdis(txn, sr_uuid) if d["managed"])
+    return txn.total("vdi", "virtual-size", "sr", sr_uuid, only=("managed", True))
 
 
 def sr_free_space(txn, sr: dict | str) -> int:
