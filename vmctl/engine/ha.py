@@ -524,18 +524,21 @@ class Planner:
         m = len(classes)
         chosen: list[int] = []
 
-        def rec(ci: int, left: int) -> None:
-            if left == 0:
-                hosts = tuple(chosen)
-                danger = sum(self.danger[i] for i in hosts)
-                out.append((-round(danger, 12), tuple(sorted(self.uuids[i] for i in hosts)), hosts))
-                return
-            if ci == m:
-                return
-            for k in range(min(sizes[ci], left), -1, -1):
-                chosen.extend(classes[ci][:k])
-                rec(ci + 1, left - k)
-                del chosen[len(chosen) - k:]
+        def emit() -> None:
+            hosts = tuple(chosen)
+            danger = sum(self.danger[i] for i in hosts)
+            out.append((-round(danger, 12), tuple(sorted(self.uuids[i] for i in hosts)), hosts))
+
+        # Recursion over "which class next", so the depth is at most r (not the class count).
+        def rec(start: int, left: int) -> None:
+            for ci in range(start, m):
+                for k in range(1, min(sizes[ci], left) + 1):
+                    chosen.extend(classes[ci][:k])
+                    if left == k:
+                        emit()
+                    else:
+                        rec(ci + 1, left - k)
+                    del chosen[len(chosen) - k:]
 
         rec(0, r)
         out.sort()
