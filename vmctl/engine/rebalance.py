@@ -238,10 +238,12 @@ def _strict_components(pool: PoolState, vms: Sequence[VMState]) -> dict[str, tup
 
 def _class_key(pool: PoolState, vm: VMState) -> tuple:
     """VMs with equal demand, equal migration cost and equal filter signature are
-    interchangeable: moving either gives the same gain, cost and feasibility."""
+    interchangeable: moving either gives the same gain, cost and feasibility. Soft groups do not
+    enter rebalancing, so only strict groups are part of the signature."""
+    strict = tuple(g for g in vm.groups if (grp := pool.groups.get(g)) is not None and grp.strict)
     # frozensets are hashable and compare by content: keys are only hashed, never ordered
     return (pool.m(vm), vm.vcpus, vm.memory_dynamic_max, vm.dirty_rate, vm.srs, vm.networks,
-            vm.last_boot_cpu_vendor, vm.last_boot_cpu_flags, vm.groups)
+            vm.last_boot_cpu_vendor, vm.last_boot_cpu_flags, strict)
 
 
 @dataclass
