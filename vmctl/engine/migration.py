@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vmctl.engine.snapshot import PoolState, VMState
+    from vmctl.errors import VmctlError
 
 MiB = 1024**2
 
@@ -379,7 +380,7 @@ def predict_vm(
     return predict(vm_memory(v), vm_dirty_rate(pool, v), rate, vm_limits(pool, downtime), storage_bytes)
 
 
-def convergence_error(pred: Prediction):
+def convergence_error(pred: Prediction) -> VmctlError | None:
     """`MIGRATION_WOULD_NOT_CONVERGE` (predicted-downtime, downtime-target, required-bandwidth) for
     a prediction that does not converge, else None. Values are plain seconds and bytes/s."""
     if pred.converges:
