@@ -296,3 +296,32 @@ def test_recompute_status_and_fail_without_ha():
     assert plan.state.vms["a0"].power_state == "halted" and plan.state.vms["a0"].resident_on is None
     fp = ha.failover_plan(p, ["h0"]).to_json()
     assert fp[0]["result"] == "restarted" and fp[0]["target"] in ("h1", "h2")
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_class_slot_test_is_sound(seed):
+    p = _random_pool(1000 + seed)
+    if sum(1 for v in p.vms.values() if v.protected) > 9:
+        pytest.skip("brute force too large")
+    pl = ha.Planner(p)
+    hosts = p.host_uuids()
+    for r in range(1, len(hosts)):
+        if pl.class_slots_hold(r):
+            assert all(_brute_plan(p, f) for f in itertools.combinations(hosts, r)), r
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_derived_class_slot_tables_match_fresh(seed):
+    p = _random_pool(2000 + seed)
+    r = random.Random(seed)
+    v = vm("new", vcpus=r.choice((1, 2)), mem_gib=r.choice((1, 2)),
+           ha_restart_priority=r.choice(("restart", "no-restart")))
+    p.add_vm(v)
+    base = ha.Planner(p)
+    for h in p.host_uuids():
+        d = base.derive([(v, h)], [v])
+        scratch = p.copy()
+        scratch.start_on("new", h)
+        fresh = ha.Planner(scratch)
+        for k in range(1, 4):
+            assert d.class_slots_hold(k) == fresh.class_slots_hold(k)

@@ -12,6 +12,7 @@ are used for hypothetical states). Work limits count evaluations, never time.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import heapq
 import math
@@ -116,6 +117,7 @@ class Planner:
         self.evaluations = 0
         self._cls_cache: dict[int, tuple] = {}
         self._plan_cache: dict[int, tuple | None] = {}
+        self._slot_cache: list | None = None
 
     def _entry(self, vm: VMState) -> _VM:
         key = (vm.srs, vm.networks, vm.vcpus)
@@ -148,9 +150,11 @@ class Planner:
         new.evaluations = 0
         new._cls_cache = dict(self._cls_cache)
         new._plan_cache = {}
+        new._slot_cache = None
         new.base = self
         new.added_prot: set[int] = set()
         new.decreased: set[int] = set()
+        new.changed: set[int] = set()
         prio = priorities or {}
         touched: set[int] = set()
         for vm in remove:
@@ -160,6 +164,7 @@ class Planner:
                     continue
                 new.free_mem[i] += vm.m_st
                 new.free_vcpu[i] += vm.vcpus
+                new.changed.add(i)
                 for g in vm.groups:
                     if g in new.group_hosts:
                         new.group_hosts[g][i] = new.group_hosts[g].get(i, 0) - 1
@@ -173,6 +178,7 @@ class Planner:
             new.free_mem[i] -= vm.m_st
             new.free_vcpu[i] -= vm.vcpus
             new.decreased.add(i)
+            new.changed.add(i)
             for g in vm.groups:
                 if g in new.group_hosts:
                     new.group_hosts[g][i] = new.group_hosts[g].get(i, 0) + 1
@@ -483,6 +489,105 @@ class Planner:
         top_slots = sorted(slots, reverse=True)
         return sum(counts[:r]) <= sum(slots) - sum(top_slots[:r])
 
+    def class_slots_hold(self, r: int) -> bool:
+        """A stronger sufficient test (sound; no strict group may hold protected VMs). Demand
+        classes (equal memory, vCPUs and placement signature) are placed one after the other in
+        decreasing dominant share. A compatible survivor offers ``min_d ⌊free_d / size_d⌋`` slots
+        of class c, and every earlier VM placed anywhere removes at most ``max_d ⌈its_d / size_d⌉``
+        of them. If, for every class, the compatible hosts' slots minus the r largest of them
+        cover the r largest per-host needs (own count plus the slots earlier VMs may take), every
+        failure set of size r has a plan. The single slot of engine.md §3.3 sizes every VM as the
+        largest and needs every VM agile, which proves nothing on pools such as C96 (a few very
+        large VMs among many small ones, 5% of VMs on a network only half the hosts have)."""
+        if self.any_strict_prot:
+            return False
+        if self.total_prot == 0:
+            return True
+        if self._slot_cache is None:
+            self._slot_cache = self._derived_slot_tables() or self._class_slot_tables()
+        for t in self._slot_cache[1]:
+            ss, ns = t[2], t[3]
+            top_s = sum(ss[-r:]) if r else 0
+            top_n = sum(ns[-r:]) if r else 0
+            if top_n > t[4] - top_s:
+                return False
+        return True
+
+    def _class_keys(self) -> list[tuple[int, int, int]]:
+        return sorted({(x.mem, x.vcpu, x.sig) for lst in self.prot for x in lst},
+                      key=lambda k: (-max(k[0] / self.mean_mem, k[1] / self.mean_vcpu), -k[0], -k[1], k[2]))
+
+    def _host_counts(self, h: int) -> dict[tuple[int, int, int], int]:
+        c: dict[tuple[int, int, int], int] = {}
+        for x in self.prot[h]:
+            key = (x.mem, x.vcpu, x.sig)
+            c[key] = c.get(key, 0) + 1
+        return c
+
+    def _host_values(self, keys: list, ci: int, h: int, c: dict) -> tuple[int | None, int]:
+        """(slots of class ci on host h, or None when incompatible; need of host h)."""
+        mc, cc, sig = keys[ci]
+        slot = None
+        if self.sig_ok[sig][h]:
+            big = 1 << 62
+            fm, fv = max(0, self.free_mem[h]), max(0, self.free_vcpu[h])
+            slot = min(fm // mc if mc else big, fv // cc if cc else big)
+        q = c.get(keys[ci], 0)
+        for e in keys[:ci]:
+            k = c.get(e, 0)
+            if k:
+                q += k * max(-(-e[0] // mc) if mc else 0, -(-e[1] // cc) if cc else 0)
+        return slot, q
+
+    def _class_slot_tables(self) -> tuple[list, list]:
+        """(class keys, per class [slots per host, needs per host, slots ascending, needs
+        ascending, total slots])."""
+        keys = self._class_keys()
+        counts = [self._host_counts(h) for h in range(self.n)]
+        tables = []
+        for ci in range(len(keys)):
+            slots: list[int | None] = []
+            need: list[int] = []
+            for h in range(self.n):
+                sl, q = self._host_values(keys, ci, h, counts[h])
+                slots.append(sl)
+                need.append(q)
+            ss = sorted(v for v in slots if v is not None)
+            tables.append([slots, need, ss, sorted(need), sum(ss)])
+        return keys, tables
+
+    def _derived_slot_tables(self) -> tuple[list, list] | None:
+        """The tables of a derived planner from its base's, recomputing only the changed hosts
+        (admission checks: one or two hosts), or None when that is not possible."""
+        base = getattr(self, "base", None)
+        if base is None or len(self.changed) > 8 or base.any_strict_prot:
+            return None
+        if base._slot_cache is None:
+            base._slot_cache = base._class_slot_tables()
+        keys, btables = base._slot_cache
+        if self._class_keys() != keys:
+            return None
+        tables = []
+        counts = {h: self._host_counts(h) for h in self.changed}
+        for ci, (slots, need, ss, ns, total) in enumerate(btables):
+            slots = slots[:]
+            need = need[:]
+            ss = ss[:]
+            ns = ns[:]
+            for h in self.changed:
+                sl, q = self._host_values(keys, ci, h, counts[h])
+                if slots[h] is not None:
+                    del ss[bisect.bisect_left(ss, slots[h])]
+                    total -= slots[h]
+                if sl is not None:
+                    bisect.insort(ss, sl)
+                    total += sl
+                del ns[bisect.bisect_left(ns, need[h])]
+                bisect.insort(ns, q)
+                slots[h], need[h] = sl, q
+            tables.append([slots, need, ss, ns, total])
+        return keys, tables
+
     # ---- interchangeable classes and failure-set enumeration -----------------------------------
     def host_classes(self) -> list[list[int]]:
         """Hosts with equal capacity, load and multiset of protected demands and no strict-group
@@ -668,7 +773,7 @@ def plan_exists(pool: PoolState, r: int, *, planner: Planner | None = None, quic
         if w is not None:
             vm = next((x.uuid for i in w for x in pl.prot[i]), None)
             return PlanCheck(r, False, "necessary", [pl.uuids[i] for i in w], vm)
-    suff = pl.sufficient_holds(r)
+    suff = pl.sufficient_holds(r) or pl.class_slots_hold(r)
     if quick and suff:
         return PlanCheck(r, True, "sufficient")
     if quick:
