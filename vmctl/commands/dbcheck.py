@@ -208,10 +208,15 @@ def check(txn) -> list[tuple[str, str, str, str]]:
         if not d["managed"] and children[d["uuid"]] < 2:
             bad("I11", "vdi", d["uuid"], f"base copy with {children[d['uuid']]} children")
     # I12
+    visible = {(p["sr"], p["host"]) for p in w["pbd"].values() if p["currently-attached"]}
     for b in w["vbd"].values():
         v = vms.get(b["vm"])
         if b["currently-attached"] and (v is None or v["power-state"] not in ("running", "paused")):
             bad("I12", "vbd", b["uuid"], "attached while its VM is not running")
+        elif b["currently-attached"] and b["vdi"] in w["vdi"]:
+            sr = w["vdi"][b["vdi"]]["sr"]
+            if (sr, v["resident-on"]) not in visible:
+                bad("I12", "vbd", b["uuid"], "attached while its SR is not visible from the VM's host")
     # I13: bridges and ports the xe layer expects (model.md §1.8)
     from vmctl import xenet
 
@@ -340,9 +345,12 @@ def fix(txn, problems) -> None:
             except VmctlError:
                 pass
         elif inv == "I11":
-            hook = txn.cache.get("merge-chain")
-            if hook:
-                hook(txn, uuid)
+            # only lone base copies are repaired (the merge rule); cycles and depth stay reported
+            from vmctl import storage
+
+            d = txn.get("vdi", uuid)
+            if d is not None and not d["managed"]:
+                storage.merge_chain(txn, uuid)
 
 
 @command("db-check", "Verify the inventory invariants (model.md §4); --fix repairs I5, I11, I12, I13",

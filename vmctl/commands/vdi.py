@@ -111,7 +111,8 @@ def _explain(ctx: Ctx, uuid: str, copies: list[dict]) -> Value | Data:
     return Data({"uuid": uuid, "bytes-to-copy": total, "copies": copies}, "\n".join(lines) + "\n")
 
 
-@command("vdi-copy", "Full copy of a disk to an SR (new disk) or into an existing disk; print the target's uuid",
+@command("vdi-copy", "Full copy of a disk to an SR (new disk) or into an existing disk; print the target's uuid "
+         "(--explain: also the bytes copied: thick the size, thin the bytes written along the chain)",
          family="vdi",
          args=(Arg("uuid", "uuid", True, "the source VDI"),
                Arg("sr-uuid", "uuid", help="copy to a new VDI on this SR", complete="sr"),

@@ -199,7 +199,8 @@ def _explain(ctx: Ctx, uuid: str, copies: list[dict]):
     return Data({"uuid": uuid, "bytes-to-copy": total, "copies": copies}, "\n".join(lines) + "\n")
 
 
-@command("vm-clone", "Clone a halted VM, template or snapshot with copy-on-write disks; print the new uuid",
+@command("vm-clone", "Clone a halted VM, template or snapshot with copy-on-write disks; print the new uuid "
+         "(--explain: also the per-disk copy report; a copy-on-write clone copies 0 bytes)",
          family="vm", args=(_VM, _NEW_NAME, _NEW_DESC), flags=("--explain",))
 def vm_clone(ctx: Ctx):
     txn = ctx.txn
@@ -211,7 +212,8 @@ def vm_clone(ctx: Ctx):
 
 
 @command("vm-copy", "Full copy of a halted VM, template or snapshot (disks to sr-uuid, else their own SRs); "
-         "print the new uuid", family="vm",
+         "print the new uuid (--explain: also the bytes each disk copy moves: thick the size, thin the written "
+         "bytes)", family="vm",
          args=(_VM, _NEW_NAME, Arg("sr-uuid", "uuid", help="put every disk copy on this SR", complete="sr"), _NEW_DESC),
          flags=("--explain",))
 def vm_copy(ctx: Ctx):
@@ -490,8 +492,9 @@ def snapshot_uninstall(ctx: Ctx):
             others = [x for x in txn.select("vbd", vdi=d["uuid"]) if x["vm"] != snap["uuid"]]
             if not others:
                 owned.append(d)
-    ctx.confirm([f"snapshot {snap['uuid']} ({snap['name-label']})"]
-                + [f"VDI {d['uuid']} ({d['name-label']})" for d in owned])
+    if not ctx.flag("yes"):  # --yes among the arguments, as well as before the command
+        ctx.confirm([f"snapshot {snap['uuid']} ({snap['name-label']})"]
+                    + [f"VDI {d['uuid']} ({d['name-label']})" for d in owned])
     _drop_snapshot(txn, snap)
     for d in owned:
         cur = txn.get("vdi", d["uuid"])
