@@ -67,12 +67,12 @@ def resolve_column(table: str, s: str) -> Column:
     return cols[best]
 
 
-def column_token(arg: str) -> tuple[Column | None, str, int]:
-    """Read the leading COLUMN token of a get/set argument (no table yet): token and end."""
+def column_token(arg: str) -> tuple[str, int]:
+    """Read the leading COLUMN token of a get/set argument: the token and the position after it."""
     tok, pos = parse_token(arg, 0)
     if tok == "":
         raise OvsError(f"{arg}: missing column name")
-    return None, tok, pos
+    return tok, pos
 
 
 def is_uuid_item(arg: str) -> bool:
@@ -102,7 +102,7 @@ def check(name: str, options: dict[str, str | None], args: list[str]) -> None:
             continue
         if name == "get" and is_uuid_item(arg):
             continue
-        _, tok, _ = column_token(arg)
+        tok, _ = column_token(arg)
         resolve_column(table, tok)
 
 

@@ -27,7 +27,6 @@ from vmctl.ovs.schema import COLUMNS, RECORD_KEY
 
 _TABLES = ("bridge", "port", "interface", "controller")
 _REFSETS = ("ports", "interfaces", "controller")
-_TABLE_OF = {"Bridge": "bridge", "Port": "port", "Interface": "interface"}
 _TARGET_TYPES = ("tcp", "ssl", "unix", "ptcp", "pssl", "punix")
 
 
@@ -869,7 +868,7 @@ class Session:
     # ------------------------------------------------------------ generic commands (§5)
 
     def _rows_of(self, table: str) -> dict[str, dict]:
-        return self._t[_TABLE_OF[table]]
+        return self._t[RECORD_KEY[table]]
 
     def _get_row(self, table: str, rid: str, must: bool) -> dict | None:
         rows = self._rows_of(table)
@@ -879,7 +878,7 @@ class Session:
         if row is None and rid == "." and len(rows) == 1:
             row = next(iter(rows.values()))
         if row is None:
-            key = _TABLE_OF[table]
+            key = RECORD_KEY[table]
             idx = self._names.get(key)
             if idx is None:
                 idx = self._names[key] = {}
@@ -912,7 +911,7 @@ class Session:
             if g.is_uuid_item(arg):
                 out.append(row["uuid"] + "\n")
                 continue
-            _, tok, pos = g.column_token(arg)
+            tok, pos = g.column_token(arg)
             col = g.resolve_column(table, tok)
             key = None
             if pos < len(arg) and arg[pos] == ":":
@@ -936,7 +935,7 @@ class Session:
         return "".join(out)
 
     def _set_column(self, table: str, row: dict, arg: str) -> None:
-        _, tok, pos = g.column_token(arg)
+        tok, pos = g.column_token(arg)
         col = g.resolve_column(table, tok)
         key = None
         if pos < len(arg) and arg[pos] == ":":
@@ -1044,7 +1043,3 @@ def _partial_uuid_len(s: str) -> int:
         elif c != "-":
             return 0
     return len(s)
-
-
-# keep the record-key mapping importable from here for the store layer
-__all__ = ["Session", "RECORD_KEY"]
