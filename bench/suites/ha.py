@@ -66,6 +66,21 @@ def _admission(sc: scenarios.Scenario, seed: int, n: int) -> tuple[float, int]:
     return (statistics.median(times) if times else 0.0), refused
 
 
+def _runs(methods: dict[int, str]) -> str:
+    """{1: sufficient, 2: sufficient, 3: exact} → "1-2 sufficient; 3 exact"."""
+    out: list[str] = []
+    items = sorted(methods.items())
+    i = 0
+    while i < len(items):
+        j = i
+        while j + 1 < len(items) and items[j + 1][1] == items[i][1] and items[j + 1][0] == items[j][0] + 1:
+            j += 1
+        span = str(items[i][0]) if i == j else f"{items[i][0]}-{items[j][0]}"
+        out.append(f"{span} {items[i][1]}")
+        i = j + 1
+    return "; ".join(out)
+
+
 def run(ctx: common.Context) -> common.SuiteResult:
     from vmctl.engine import ha
 
@@ -87,7 +102,7 @@ def run(ctx: common.Context) -> common.SuiteResult:
     proven = all(c.exists for c in mf.checks if c.r <= mf.max)
     witness_ok = (not in_exact) or bool(mf.witness)
     m: dict = {"max": mf.max, "upper-bound": mf.upper_bound,
-               "methods": {str(r): v for r, v in sorted(mf.method.items())},
+               "methods": _runs(mf.method),
                "witness-size": len(mf.witness), "evaluations": mf.evaluations, "time-s": round(t_max, 3)}
     # Exact enumeration timings with the quick tests disabled (§7 P6).
     for r in (1, 2, 3) if ctx.scenario != "S2" else (1,):
