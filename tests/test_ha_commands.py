@@ -293,3 +293,15 @@ def test_host_fail_without_ha_halts_everything(ha3: Path) -> None:
     assert all(vm(ha3, n)["power-state"] == "halted" for n in "abce")
     assert vm(ha3, "d")["power-state"] == "running"
     assert db_problems(ha3) == []
+
+
+def test_disk_change_breaking_agility_is_refused_under_ha(ha3: Path) -> None:
+    inv = vmctl.open(str(ha3))
+    inv.run("sr-create", **{"name-label": "loc", "type": "ext", "physical-size": "10GiB", "host": "h1"})
+    inv.run("vm-create", **{"name-label": "z", "memory": "1GiB"})
+    inv.run("vm-start", vm="z", on="h1")
+    inv.run("pool-ha-enable")
+    r = cli(ha3, "vm-disk-add", "vm=a", "disk-size=1GiB", "sr-uuid=loc")
+    assert r.returncode == 1 and r.stderr.startswith("vmctl: HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED")
+    r = cli(ha3, "vm-disk-add", "vm=z", "disk-size=1GiB", "sr-uuid=loc")  # not protected: fine
+    assert r.returncode == 0, r.stderr

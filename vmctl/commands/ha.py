@@ -28,10 +28,33 @@ def refresh_ha_status(txn) -> None:
     ha-plan-exists-for (the target when the plan holds, else the largest smaller proven r)."""
     from vmctl.engine import ha
 
-    for p in txn.select("pool", ha_enabled=True):
+    pools = txn.select("pool", ha_enabled=True)
+    if pools:
+        check_touched_agility(txn, {p["uuid"] for p in pools})
+    for p in pools:
         over, exists_for = ha.recompute_status(_state(txn, p["uuid"]))
         if p["ha-overcommitted"] != over or p["ha-plan-exists-for"] != exists_for:
             txn.update("pool", p["uuid"], {"ha-overcommitted": over, "ha-plan-exists-for": exists_for})
+
+
+def check_touched_agility(txn, pools: set[str]) -> None:
+    """While HA is enabled, a VBD or VIF change that leaves a protected VM non-agile is refused
+    with the agility codes (engine.md §3.1), whichever command made it: the VMs whose VBDs or
+    VIFs this transaction created, changed or destroyed are checked before commit."""
+    vms: set[str] = set()
+    for key, ch in txn.changes.items():
+        cls, _, _uuid = key.partition(":")
+        if cls in ("vbd", "vif") and "vm" in ch:
+            vms.update(x for x in ch["vm"] if x)
+        elif cls in ("vbd", "vif"):
+            row = txn.get(cls, _uuid)
+            if row is not None:
+                vms.add(row["vm"])
+    for u in sorted(vms):
+        vm = txn.get("vm", u)
+        if (vm is not None and vm["pool"] in pools and vm["ha-restart-priority"] == "restart"
+                and vm["power-state"] in ("running", "paused") and not vm["is-a-template"]):
+            check_agile(txn, vm)
 
 
 def admit(txn, pool_uuid: str, **change) -> None:

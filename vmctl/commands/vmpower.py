@@ -306,6 +306,7 @@ def vm_start(ctx: Ctx):
 
     txn = ctx.txn
     vms = select_vms(ctx)
+    host = txn.resolve_one("host", ctx.a["on"]) if "on" in ctx.a else None  # resolution precedes state checks
     waiting = txn.cache.get("deferred")
     pend = waiting.pending() if isinstance(waiting, _PendingStarts) else set()
     paused = ctx.flag("paused")
@@ -315,8 +316,7 @@ def vm_start(ctx: Ctx):
             raise bad_power_state(txn, {**vm, "power-state": "running"}, ("halted",))
     for vm in vms:
         check_holding(txn, vm, "start")
-    if "on" in ctx.a:
-        host = txn.resolve_one("host", ctx.a["on"])
+    if host is not None:
         for vm in vms:
             same_pool(txn, vm, host)
         check_on(txn, vms, host, START, ctx.force)
@@ -354,14 +354,14 @@ def vm_resume(ctx: Ctx):
 
     txn = ctx.txn
     vms = select_vms(ctx)
+    host = txn.resolve_one("host", ctx.a["on"]) if "on" in ctx.a else None  # resolution precedes state checks
     paused = ctx.flag("paused")
     for vm in vms:
         check_vm_operation(txn, vm, "resume", ("suspended",))
     for vm in vms:
         check_holding(txn, vm, "resume")
     plan, reports = [], []
-    if "on" in ctx.a:
-        host = txn.resolve_one("host", ctx.a["on"])
+    if host is not None:
         for vm in vms:
             same_pool(txn, vm, host)
         check_on(txn, vms, host, RESUME, ctx.force)
