@@ -202,6 +202,35 @@ def _parse(argv: list[str]):
     return glob, cmds
 
 
+def run_vmctl_cli(argv: list[str], state: VmctlState) -> tuple[int, str, str]:
+    """The whole command line in-process (vmctl.__main__.main: global-option parsing, segments,
+    the store, fast paths and the runner) on a fresh inventory holding one host without PIFs:
+    the real path minus process start-up."""
+    import contextlib
+    import io
+
+    from vmctl.__main__ import main
+
+    def call(words):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(["--db=" + state.db, *words])
+        return rc, out.getvalue(), err.getvalue()
+
+    if state.db is None:
+        import atexit
+
+        d = tempfile.mkdtemp(prefix="vmctl-ovs-inproc.")
+        atexit.register(shutil.rmtree, d, True)
+        state.db = os.path.join(d, "inventory.db")
+        rc, out, err = call(["host-add", "name-label=h1", "address=10.0.0.1", "cpu-count=4", "memory-total=8GiB",
+                             "pifs="])
+        if rc:
+            raise RuntimeError("host-add failed: " + err)
+        state.host_uuid = out.strip()
+    return call(argv)
+
+
 def run_vmctl(argv: list[str], state: VmctlState) -> tuple[int, str, str]:
     """Run one vmctl invocation of ovs-style commands; return (rc, stdout, stderr).
 

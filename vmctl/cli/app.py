@@ -124,7 +124,8 @@ class Executor:
                 if host is None:
                     host = resolve_switch_host(txn, self.opts.host)
                 s = txn.switch(host)
-                results.append(Text(s.run(b.cmd.name, b.seg.options, b.seg.args, oneline=self.opts.oneline)))
+                results.append(Text(s.run(b.cmd.name, b.seg.options, b.seg.args, oneline=self.opts.oneline,
+                                          bare=self.opts.bare, no_headings=self.opts.no_headings)))
                 continue
             ctx = Ctx(txn=txn, cmd=b.cmd, a=dict(b.a), raw=dict(b.raw), raw_pairs=list(b.raw_pairs),
                       flags=set(b.flags), maps={k: dict(v) for k, v in b.maps.items()}, filters=list(b.filters),

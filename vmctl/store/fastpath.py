@@ -233,7 +233,7 @@ def _ovs_read_only(argv: list[str]) -> int | None:
 
     inv = parse(argv)
     o = inv.opts
-    if not inv.segments or set(o) - {"db", "host", "oneline", "format", "minimal", "no-headings", "quiet",
+    if not inv.segments or set(o) - {"db", "host", "oneline", "format", "minimal", "no-headings", "quiet", "bare",
                                        "timeout", "no-wait", "retry", "no-syslog", "verbose", "log-file"}:
         return None
     for seg in inv.segments:
@@ -284,7 +284,8 @@ def _ovs_read_only(argv: list[str]) -> int | None:
         conn.close()
     warnings: list[str] = []
     session = ovs.Session(host, records, lambda: "", warnings.append)
-    outs = [session.run(seg.name, seg.options, seg.args, oneline=bool(o.get("oneline"))) for seg in inv.segments]
+    outs = [session.run(seg.name, seg.options, seg.args, oneline=bool(o.get("oneline")), bare=bool(o.get("bare")),
+                        no_headings=bool(o.get("no-headings"))) for seg in inv.segments]
     for w in warnings:
         sys.stderr.write(w + "\n")
     sys.stdout.write("".join(outs))
