@@ -94,5 +94,6 @@ def test_ovs_read_only_fast_path(small):
         rc_fast, fast = _capture(fastpath.try_run, full)
         assert rc_fast == 0, argv
         assert fast == _capture(run_argv, full)[1], argv
-    for argv in (["list-ports", "nope"], ["br-exists", "nope"], ["add-br", "x"], ["list", "nosuch"]):
+    for argv in (["list-ports", "nope"], ["br-exists", "nope"], ["add-br", "x"], ["list", "nosuch"],
+                 ["-t", "0", "list-br"], ["-fake", "list-br"]):
         assert _capture(fastpath.try_run, ["--db", str(small.db), "--host=h1", *argv])[0] is None, argv

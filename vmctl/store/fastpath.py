@@ -236,6 +236,11 @@ def _ovs_read_only(argv: list[str]) -> int | None:
     if not inv.segments or set(o) - {"db", "host", "oneline", "format", "minimal", "no-headings", "quiet", "bare",
                                        "timeout", "no-wait", "retry", "no-syslog", "verbose", "log-file"}:
         return None
+    # invalid global values: the normal path reports them
+    if "timeout" in o and not (str(o["timeout"]).isdigit() and int(str(o["timeout"])) > 0):
+        return None
+    if "format" in o and o["format"] not in ("table", "json", "yaml", "csv", "tsv"):
+        return None
     for seg in inv.segments:
         spec = COMMANDS.get(seg.name)
         if spec is None or not spec.read_only or "--help" in seg.options:
