@@ -66,6 +66,23 @@ def run_cli(db: Path, *args: str, stdin: str | None = None) -> subprocess.Comple
                           input=stdin, timeout=60)
 
 
+def cli(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """The same CLI entry point in-process (fast); run_cli keeps the real executable for contract checks."""
+    import contextlib
+    import io
+
+    from vmctl.cli.app import run_argv
+
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.stdin
+    sys.stdin = io.StringIO(stdin or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = run_argv([f"--db={db}", *args])
+    finally:
+        sys.stdin = old
+    return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())
+
 def vm_row(db: Path, name: str) -> dict | None:
     def fn(txn):
         rows = txn.select("vm", name_label=name)
@@ -233,7 +250,7 @@ def test_domid_smallest_unused_and_cpu_levelling(tmp_path: Path) -> None:
 @pytest.fixture()
 def small(tmp_path: Path) -> Path:
     db = tmp_path / "c.db"
-    r = run_cli(db, "pool-create", "name-label=p1", "--", "host-add", "name-label=h1", "address=10.0.0.1",
+    r = cli(db, "pool-create", "name-label=p1", "--", "host-add", "name-label=h1", "address=10.0.0.1",
                 "cpu-count=4", "memory-total=8GiB", "pool=p1", "--", "host-add", "name-label=h2",
                 "address=10.0.0.2", "cpu-count=4", "memory-total=8GiB", "pool=p1",
                 "--", "vm-create", "name-label=web1", "memory=2GiB", "vcpus=1",
@@ -267,102 +284,102 @@ def test_no_hosts_available_contract(small: Path) -> None:
 
 
 def test_selectors_multiple_and_dry_run_plan(small: Path) -> None:
-    r = run_cli(small, "vm-start", "memory-static-max=2GiB")
+    r = cli(small, "vm-start", "memory-static-max=2GiB")
     assert r.returncode == 1 and r.stderr.startswith("vmctl: MULTIPLE_MATCHES: ")
-    r = run_cli(small, "vm-start", "vm=nope")
+    r = cli(small, "vm-start", "vm=nope")
     assert r.returncode == 1 and r.stderr.startswith("vmctl: UUID_INVALID: ")
-    r = run_cli(small, "vm-start", "name-label=zzz")
+    r = cli(small, "vm-start", "name-label=zzz")
     assert r.returncode == 1 and r.stderr.startswith("vmctl: UUID_INVALID: ")
     # a dry run prints the plan (vm host per line for several VMs) and changes nothing
-    r = run_cli(small, "--dry-run", "vm-start", "memory-static-max=2GiB", "--multiple")
+    r = cli(small, "--dry-run", "vm-start", "memory-static-max=2GiB", "--multiple")
     assert r.returncode == 0, r.stderr
     plan = [line.split() for line in r.stdout.splitlines()]
     assert len(plan) == 2 and all(len(p) == 2 for p in plan)
     assert vm_row(small, "web1")["power-state"] == "halted"
-    r = run_cli(small, "vm-start", "memory-static-max=2GiB", "--multiple")
+    r = cli(small, "vm-start", "memory-static-max=2GiB", "--multiple")
     assert r.returncode == 0 and r.stdout == ""
     placed = {vm_row(small, n)["uuid"]: vm_row(small, n)["resident-on"] for n in ("web1", "web2")}
     assert {vm: host for vm, host in plan} == placed
 
 
 def test_chain_of_starts_is_one_batch_and_matches_dry_run(small: Path) -> None:
-    dry = run_cli(small, "--dry-run", "vm-start", "vm=web1", "--", "vm-start", "vm=web2")
+    dry = cli(small, "--dry-run", "vm-start", "vm=web1", "--", "vm-start", "vm=web2")
     assert dry.returncode == 0, dry.stderr
     hosts = dry.stdout.split()
     assert len(hosts) == 2
     batch = "- vm-start vm=web1\n- vm-start vm=web2\n"
-    r = run_cli(small, "batch", "-", stdin=batch)
+    r = cli(small, "batch", "-", stdin=batch)
     assert r.returncode == 0, r.stderr
     assert [vm_row(small, n)["resident-on"] for n in ("web1", "web2")] == hosts
     # the same VM twice in one run: the second sees it running
-    r = run_cli(small, "vm-shutdown", "vm=web1", "--", "vm-start", "vm=web1", "--", "vm-start", "vm=web1")
+    r = cli(small, "vm-shutdown", "vm=web1", "--", "vm-start", "vm=web1", "--", "vm-start", "vm=web1")
     assert r.returncode == 1 and "VM_BAD_POWER_STATE" in r.stderr and "actual: running" in r.stderr
 
 
 def test_vm_place_explain_and_limit(small: Path) -> None:
-    r = run_cli(small, "vm-place", "vm=web1")
+    r = cli(small, "vm-place", "vm=web1")
     assert r.returncode == 0
     host = r.stdout.strip()
-    r = run_cli(small, "vm-place", "vm=web1", "--explain", "-f", "json")
+    r = cli(small, "vm-place", "vm=web1", "--explain", "-f", "json")
     data = json.loads(r.stdout)
     assert data["chosen"] == host and len(data["hosts"]) == 2
-    r = run_cli(small, "vm-place", "vm=web1", "--explain", "limit=1")
+    r = cli(small, "vm-place", "vm=web1", "--explain", "limit=1")
     lines = r.stdout.splitlines()
     assert lines[0].split()[:2] == ["host", "verdict"]
     assert "chosen" in lines[1] and lines[2].startswith("… 1 more host")
     assert lines[-1].startswith("chosen ") and "policy balanced; seed 0; 2 of 2 hosts feasible" in lines[-1]
-    r = run_cli(small, "vm-start", "vm=web1", "--explain")
+    r = cli(small, "vm-start", "vm=web1", "--explain")
     assert r.returncode == 0 and r.stdout.splitlines()[-1].startswith("chosen ")
     assert vm_row(small, "web1")["resident-on"] == host
-    r = run_cli(small, "vm-place", "vm=big")
+    r = cli(small, "vm-place", "vm=big")
     assert r.returncode == 1 and "NO_HOSTS_AVAILABLE" in r.stderr
 
 
 def test_uninstall_confirmation(small: Path) -> None:
-    r = run_cli(small, "vm-uninstall", "vm=web1")
+    r = cli(small, "vm-uninstall", "vm=web1")
     assert r.returncode == 1 and "CONFIRMATION_REQUIRED" in r.stderr
     assert vm_row(small, "web1") is not None
-    r = run_cli(small, "--yes", "vm-uninstall", "vm=web1")
+    r = cli(small, "--yes", "vm-uninstall", "vm=web1")
     assert r.returncode == 0, r.stderr
     assert vm_row(small, "web1") is None
 
 
 def test_memory_commands(small: Path) -> None:
-    r = run_cli(small, "vm-memory-dynamic-range-set", "vm=web1", "min=3GiB", "max=2GiB")
+    r = cli(small, "vm-memory-dynamic-range-set", "vm=web1", "min=3GiB", "max=2GiB")
     assert r.returncode == 1 and "MEMORY_CONSTRAINT_VIOLATION" in r.stderr
-    r = run_cli(small, "vm-memory-set", "vm=web1", "memory=1GiB", "--", "vm-start", "vm=web1", "on=h1",
+    r = cli(small, "vm-memory-set", "vm=web1", "memory=1GiB", "--", "vm-start", "vm=web1", "on=h1",
                 "--", "vm-memory-set", "vm=web1", "memory=2GiB")
     assert r.returncode == 1 and "VM_BAD_POWER_STATE" in r.stderr and "expected: halted" in r.stderr
-    r = run_cli(small, "vm-memory-limits-set", "vm=web1", "static-min=512MiB", "dynamic-min=1GiB",
+    r = cli(small, "vm-memory-limits-set", "vm=web1", "static-min=512MiB", "dynamic-min=1GiB",
                 "dynamic-max=2GiB", "static-max=4GiB", "--", "vm-vcpus-set", "vm=web1", "vcpus=2")
     assert r.returncode == 0, r.stderr
     v = vm_row(small, "web1")
     assert (v["memory-static-min"], v["memory-dynamic-min"], v["memory-dynamic-max"], v["memory-static-max"],
             v["vcpus"]) == (512 * 1024**2, GiB, 2 * GiB, 4 * GiB, 2)
-    r = run_cli(small, "vm-vcpus-set", "vm=web1", "vcpus=257")
+    r = cli(small, "vm-vcpus-set", "vm=web1", "vcpus=257")
     assert r.returncode == 1 and "VM_TOO_MANY_VCPUS" in r.stderr
     # under dynamic, growing a running VM's floor must fit its host
-    r = run_cli(small, "pool-param-set", f"uuid={with_txn(small, lambda t: t.resolve_one('pool', 'p1')['uuid'], False)}",
+    r = cli(small, "pool-param-set", f"uuid={with_txn(small, lambda t: t.resolve_one('pool', 'p1')['uuid'], False)}",
                 "memory-overcommit-policy=dynamic", "--", "vm-start", "vm=web1", "on=h1")
     assert r.returncode == 0, r.stderr
-    r = run_cli(small, "vm-memory-dynamic-range-set", "vm=web1", "min=4GiB", "max=4GiB")
+    r = cli(small, "vm-memory-dynamic-range-set", "vm=web1", "min=4GiB", "max=4GiB")
     assert r.returncode == 0, r.stderr
-    r = run_cli(small, "vm-memory-dynamic-range-set", "vm=web1", "min=2GiB", "max=4GiB",
+    r = cli(small, "vm-memory-dynamic-range-set", "vm=web1", "min=2GiB", "max=4GiB",
                 "--", "vm-create", "name-label=filler", "memory=4GiB", "--", "vm-start", "vm=filler", "on=h1",
                 "--", "vm-param-set", f"uuid={vm_row(small, 'web1')['uuid']}", "memory-reservation=4GiB")
     assert r.returncode == 1 and "HOST_NOT_ENOUGH_FREE_MEMORY" in r.stderr
 
 
 def test_vm_install_diskless_template(small: Path) -> None:
-    r = run_cli(small, "vm-create", "name-label=tpl", "memory=1GiB", "vcpus=2", "is-a-template=true")
+    r = cli(small, "vm-create", "name-label=tpl", "memory=1GiB", "vcpus=2", "is-a-template=true")
     assert r.returncode == 0, r.stderr
-    r = run_cli(small, "vm-install", "template=tpl", "new-name-label=fromtpl")
+    r = cli(small, "vm-install", "template=tpl", "new-name-label=fromtpl")
     assert r.returncode == 0, r.stderr
     v = vm_row(small, "fromtpl")
     assert v["uuid"] == r.stdout.strip() and not v["is-a-template"] and v["vcpus"] == 2
-    r = run_cli(small, "vm-install", "template=web1", "new-name-label=x")
+    r = cli(small, "vm-install", "template=web1", "new-name-label=x")
     assert r.returncode == 1 and "UUID_INVALID" in r.stderr and "class: template" in r.stderr
-    r = run_cli(small, "vm-start", "vm=tpl")
+    r = cli(small, "vm-start", "vm=tpl")
     assert r.returncode == 1 and "VM_IS_TEMPLATE" in r.stderr
-    r = run_cli(small, "template-list", "--minimal")
+    r = cli(small, "template-list", "--minimal")
     assert r.stdout.strip() == vm_row(small, "tpl")["uuid"]

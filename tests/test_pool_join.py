@@ -39,6 +39,18 @@ def run_cli(db: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vmctl", *args], capture_output=True, text=True, env=env, timeout=60)
 
 
+def cli(db: Path, *args: str) -> subprocess.CompletedProcess:
+    """The same CLI entry point in-process (fast); run_cli keeps the real executable for the checks."""
+    import contextlib
+    import io
+
+    from vmctl.cli.app import run_argv
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = run_argv([f"--db={db}", *args])
+    return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())
+
 def host(db: Path, name: str) -> dict:
     return with_txn(db, lambda t: t.resolve_one("host", name), write=False)
 
@@ -87,10 +99,10 @@ def refused(db: Path, hostname: str, code: str, params: list[str] | None = None,
 
 
 def joins(db: Path, hostname: str, force: bool = False) -> None:
-    r = run_cli(db, "pool-join", f"host={hostname}", "pool=p1", *(["--force"] if force else []))
+    r = cli(db, "pool-join", f"host={hostname}", "pool=p1", *(["--force"] if force else []))
     assert r.returncode == 0, r.stderr
     assert host(db, hostname)["pool"] == host(db, "h1")["pool"]
-    assert run_cli(db, "db-check").returncode == 0
+    assert cli(db, "db-check").returncode == 0
 
 
 def ref(db: Path, cls: str, name: str) -> str:
@@ -252,19 +264,19 @@ def test_join_effects_and_eject(db: Path) -> None:
     assert len([r for r in d["network"] if r["pool"] == p1]) == 1  # xenbr0 merged by bridge name
     assert [(b["sr"], b["currently-attached"]) for b in d["pbd"] if b["host"] == h["uuid"]] == \
         [(with_txn(db, lambda t: t.resolve_one("sr", "shared")["uuid"], False), True)]
-    assert run_cli(db, "db-check").returncode == 0
+    assert cli(db, "db-check").returncode == 0
     # pool-eject: the master cannot go; a VM running on the host blocks; confirmation
-    r = run_cli(db, "pool-eject", "host=h1")
+    r = cli(db, "pool-eject", "host=h1")
     assert r.returncode == 1 and r.stderr.startswith("vmctl: CANNOT_EJECT_MASTER")
     inv.run("vm-start", vm="mine", on="h")
-    r = run_cli(db, "pool-eject", "host=h")
+    r = cli(db, "pool-eject", "host=h")
     assert r.returncode == 1 and r.stderr.startswith("vmctl: HOST_HAS_RESIDENT_VMS")
     inv.run("vm-shutdown", vm="mine")
-    r = run_cli(db, "pool-eject", "host=h")
+    r = cli(db, "pool-eject", "host=h")
     assert r.returncode == 1 and "CONFIRMATION_REQUIRED" in r.stderr
-    r = run_cli(db, "--yes", "pool-eject", "host=h")
+    r = cli(db, "--yes", "pool-eject", "host=h")
     assert r.returncode == 0, r.stderr
     h = host(db, "h")
     assert h["pool"] != p1 and with_txn(db, lambda t: t.get("pool", h["pool"])["master"], False) == h["uuid"]
     assert not [b for b in dump(db)["pbd"] if b["host"] == h["uuid"]]
-    assert run_cli(db, "db-check").returncode == 0
+    assert cli(db, "db-check").returncode == 0
