@@ -30,7 +30,7 @@ class Runner:
         return Executor(self.opts, f"test {name}").run([b], store=self.store)[0]
 
     def rows(self, cls: str) -> dict[str, dict]:
-        r = self.run(f"{cls}-list", "params=all", *(["--all"] if cls == "vdi" else []))
+        r = self.run(f"{cls}-list", "params=all", *(["--all"] if cls in ("vdi", "vm") else []))
         return {row["uuid"]: row for row in r.rows}
 
 
@@ -40,6 +40,7 @@ def _setup(db: str) -> Runner:
     r.run("host-add", "name-label=h", "address=10.0.0.1", "cpu-count=4", "memory-total=8GiB", "pool=p")
     r.run("sr-create", "name-label=thin", "type=ext", "physical-size=3GiB", "host=h")
     r.run("sr-create", "name-label=thick", "type=lvm", "physical-size=3GiB", "host=h")
+    r.run("vm-create", "name-label=v")
     return r
 
 
@@ -52,7 +53,29 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("copy"), st.integers(0, 50), st.sampled_from(["thin", "thick"])),
     st.tuples(st.just("write"), st.integers(0, 50), st.integers(0, 2500)),
     st.tuples(st.just("destroy"), st.integers(0, 50)),
+    st.tuples(st.just("attach"), st.integers(0, 50)),
+    st.tuples(st.just("vm-clone"),),
+    st.tuples(st.just("vm-snapshot"),),
+    st.tuples(st.just("vm-copy"), st.sampled_from([None, "thin", "thick"])),
 ), min_size=1, max_size=14)
+
+
+def _clone_need(d: dict, snapshot: bool) -> int:
+    """model.md §3.5: a thick writable source reserves its size again (its blocks go to the new
+    base copy); a thick writable clone reserves its size; snapshots and thin disks start at 0."""
+    thick = d["provisioning"] != "thin"
+    need = d["virtual-size"] if thick and not d["read-only"] else 0
+    return need + (d["virtual-size"] if thick and not snapshot else 0)
+
+
+def _copy_bytes(d: dict, vdis: dict) -> int:
+    if d["provisioning"] != "thin":
+        return d["virtual-size"]
+    chain, cur = 0, d
+    while cur is not None:
+        chain += cur["physical-utilisation"]
+        cur = vdis.get(cur["parent"])
+    return min(d["virtual-size"], chain)
 
 
 def _check(r: Runner, srs: dict, vdis: dict) -> None:
@@ -83,9 +106,25 @@ def _apply(r: Runner, op: tuple, srs: dict, vdis: dict) -> int | None:
         thick = (prov or by_name[sr]["default-provisioning"]) != "thin"
         r.run("vdi-create", *words)
         return size if thick else 0
+    if kind.startswith("vm-"):
+        vm = [v for v in r.rows("vm").values() if v["name-label"] == "v"][0]
+        disks = [vdis[b["vdi"]] for b in r.rows("vbd").values() if b["vm"] == vm["uuid"] and b["vdi"]]
+        if kind == "vm-clone":
+            r.run("vm-clone", "vm=v", "new-name-label=c")
+            return sum(_clone_need(d, False) for d in disks)
+        if kind == "vm-snapshot":
+            r.run("vm-snapshot", "vm=v", "new-name-label=s")
+            return sum(_clone_need(d, True) for d in disks)
+        words = ["vm=v", "new-name-label=c"] + ([f"sr-uuid={by_name[op[1]]['uuid']}"] if op[1] else [])
+        r.run("vm-copy", *words)
+        return sum(_copy_bytes(d, vdis) for d in disks)
     if not managed:
         return None
     d = vdis[managed[op[1] % len(managed)]]
+    if kind == "attach":
+        r.run("vbd-create", "vm-uuid=v", "device=autodetect", f"vdi-uuid={d['uuid']}",
+              "mode=" + ("RO" if d["read-only"] else "RW"))
+        return 0
     thick = d["provisioning"] != "thin"
     if kind == "resize":
         r.run("vdi-resize", f"uuid={d['uuid']}", f"disk-size=+{op[2]}MiB")
@@ -123,20 +162,20 @@ def _apply(r: Runner, op: tuple, srs: dict, vdis: dict) -> int | None:
 def test_capacity_property(tmp_path_factory, seq):
     db = str(tmp_path_factory.mktemp("cap") / "inv.db")
     r = _setup(db)
-    srs, vdis = r.rows("sr"), r.rows("vdi")
+    srs, vdis, vbds, vms = r.rows("sr"), r.rows("vdi"), r.rows("vbd"), r.rows("vm")
     for op in seq:
         try:
             expect = _apply(r, op, srs, vdis)
             failed = None
         except VmctlError as e:
             failed, expect = e, None
-        new_srs, new_vdis = r.rows("sr"), r.rows("vdi")
+        new_srs, new_vdis, new_vbds, new_vms = r.rows("sr"), r.rows("vdi"), r.rows("vbd"), r.rows("vm")
         _check(r, new_srs, new_vdis)
         if failed is not None:
             assert failed.code in ("SR_FULL", "VDI_TOO_LARGE", "FIELD_READ_ONLY", "VDI_NOT_MANAGED", "VDI_READONLY",
-                                   "SR_BACKEND_FAILURE_109", "INVALID_VALUE", "VDI_IS_SHARABLE"), failed.code
+                                   "SR_BACKEND_FAILURE_109", "INVALID_VALUE", "INVALID_DEVICE"), failed.code
             # refused: nothing changed
-            assert new_vdis == vdis and new_srs == srs
+            assert new_vdis == vdis and new_srs == srs and new_vbds == vbds and new_vms == vms
             if failed.code == "SR_FULL":
                 p = dict(failed.params)
                 assert p["requested"] > p["maximum"]
@@ -145,6 +184,6 @@ def test_capacity_property(tmp_path_factory, seq):
             before = sum(s["physical-utilisation"] for s in srs.values())
             after = sum(s["physical-utilisation"] for s in new_srs.values())
             assert after - before == expect, (op, before, after, expect)
-        srs, vdis = new_srs, new_vdis
+        srs, vdis, vbds, vms = new_srs, new_vdis, new_vbds, new_vms
     assert r.run("db-check").text == ""
     r.store.dispose()

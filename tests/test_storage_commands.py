@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-import vmctl
 from vmctl import lifecycle, storage
 from vmctl.errors import VmctlError
 
@@ -18,16 +17,29 @@ MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
 
 
 class Inv:
+    """The Python API on one inventory, keeping one Store open (no engine set-up per command),
+    plus the real executable for contract checks."""
+
     def __init__(self, db: str):
+        from vmctl.cli.app import Options
+        from vmctl.store.txn import Store
+
         self.db = db
-        self.api = vmctl.open(db)
+        self.opts = Options(db=db)
+        self.store = Store(db)
 
     def __call__(self, name: str, **kw):
-        return self.api.run(name, **kw)
+        from vmctl.api import plain_result, words_for
+        from vmctl.cli.app import Executor
+        from vmctl.cli.bind import bind, lookup
+        from vmctl.cli.grammar import Segment
+
+        b = bind(lookup(name), Segment(name=name, args=words_for(name, (), kw)))
+        return plain_result(Executor(self.opts, f"test {name}").run([b], store=self.store)[0])
 
     def err(self, name: str, **kw) -> VmctlError:
         with pytest.raises(VmctlError) as ei:
-            self.api.run(name, **kw)
+            self(name, **kw)
         return ei.value
 
     def cli(self, *args: str, input: str | None = None):
@@ -56,13 +68,14 @@ def _p(e: VmctlError) -> dict:
 
 
 @pytest.fixture
-def st(tmp_path) -> Inv:
+def st(tmp_path):
     inv = Inv(str(tmp_path / "inv.db"))
     inv("pool-create", **{"name-label": "p1"})
     for i in (1, 2):
         inv("host-add", **{"name-label": f"h{i}", "address": f"10.0.0.{i}", "cpu-count": 8,
                            "memory-total": "64GiB", "pool": "p1"})
-    return inv
+    yield inv
+    inv.store.dispose()
 
 
 # --- SRs and PBDs ---------------------------------------------------------------------------------

@@ -232,9 +232,10 @@ def copy_usage(vdi: dict, provisioning: str, txn) -> int:
     return chain_bytes(txn, vdi)
 
 
-def check_chain_depth(txn, vdi: dict) -> None:
-    """A clone or snapshot puts a new base copy above the VDI: at most 30 ancestors."""
-    if len(ancestors(txn, vdi)) + 1 > MAX_ANCESTORS:
+def check_chain_depth(txn, vdi: dict, times: int = 1) -> None:
+    """A clone or snapshot puts a new base copy above the VDI (`times` of them when one command
+    clones it several times): at most 30 ancestors."""
+    if len(ancestors(txn, vdi)) + times > MAX_ANCESTORS:
         raise VmctlError("SR_BACKEND_FAILURE_109", "The VDI chain would be deeper than 30",
                          [("reason", "VDI chain deeper than 30")])
 

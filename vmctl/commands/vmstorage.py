@@ -105,10 +105,12 @@ def clone_vm(txn, vm: dict, new_name: str, new_description: str | None = None, c
         _check_source(txn, vm, "clone")
     pairs = _disk_vbds(txn, vm)
     needs: dict[str, int] = defaultdict(int)
+    seen: dict[str, int] = defaultdict(int)  # a disk behind two VBDs is cloned twice
     for b, d in pairs:
         if _is_disk(b, d):
+            seen[d["uuid"]] += 1
             storage.check_managed(txn, d)
-            storage.check_chain_depth(txn, d)
+            storage.check_chain_depth(txn, d, seen[d["uuid"]])
             needs[d["sr"]] += storage.clone_need(d, False)
     storage.check_space(txn, needs)
     before = storage.allocations(txn, needs)
@@ -136,6 +138,7 @@ def plan_copy(txn, vm: dict, sr_uuid: str | None = None) -> list[dict]:
         if target["content-type"] == "iso":
             raise VmctlError("OPERATION_NOT_ALLOWED", params=[("reason", "ISO SR cannot hold VM disks")])
     out = []
+    attached: set[str] = set()  # each SR's PBDs are read once, whatever the number of disks
     for b, d in _disk_vbds(txn, vm):
         if not _is_disk(b, d):
             continue
@@ -143,7 +146,9 @@ def plan_copy(txn, vm: dict, sr_uuid: str | None = None) -> list[dict]:
         if storage.vdi_held_rw(txn, d["uuid"]):
             raise storage.in_use(txn, d, "copy")
         sr = target or txn.get("sr", d["sr"])
-        storage.require_attached(txn, sr)
+        if sr["uuid"] not in attached:
+            storage.require_attached(txn, sr)
+            attached.add(sr["uuid"])
         if d["virtual-size"] > storage.largest_vdi(sr):
             raise VmctlError("VDI_TOO_LARGE", params=[("vdi", txn.ref("vdi", d)), ("maximum", storage.largest_vdi(sr))])
         out.append({"device": b["device"], "source": d["uuid"], "sr": sr["uuid"],
@@ -275,12 +280,14 @@ def snapshot_vm(txn, vm: dict, new_name: str, ignore: set[str] = frozenset(), ch
     check_vm_operation(txn, vm, op, states)
     pairs = _disk_vbds(txn, vm)
     needs: dict[str, int] = defaultdict(int)
+    seen: dict[str, int] = defaultdict(int)
     for b, d in pairs:
         if _is_disk(b, d) and d["uuid"] not in ignore:
             if d["sharable"]:
                 raise VmctlError("VDI_IS_SHARABLE", "A sharable VDI cannot be snapshotted", [("vdi", txn.ref("vdi", d))])
+            seen[d["uuid"]] += 1
             storage.check_managed(txn, d)
-            storage.check_chain_depth(txn, d)
+            storage.check_chain_depth(txn, d, seen[d["uuid"]])
             needs[d["sr"]] += storage.clone_need(d, True)
     image_sr, image_size = None, 0
     if checkpoint:
@@ -289,6 +296,7 @@ def snapshot_vm(txn, vm: dict, new_name: str, ignore: set[str] = frozenset(), ch
         image_size = storage.round_size(vm["memory-static-max"])
         needs[image_sr["uuid"]] += image_size
     storage.check_space(txn, needs)
+    before = storage.allocations(txn, needs)
     from vmctl.store.txn import now_iso
 
     now = now_iso()
@@ -309,6 +317,7 @@ def snapshot_vm(txn, vm: dict, new_name: str, ignore: set[str] = frozenset(), ch
                                    provisioning="thick-lazy", type="suspend", quiet=quiet)
         txn.update("vm", snap, {"suspend-vdi": image})
     txn.update("vm", vm["uuid"], {"parent": snap})
+    storage.overprovision_warning(txn, before, quiet)
     return snap
 
 
@@ -373,7 +382,7 @@ def _hard_halt(txn, vm: dict) -> dict:
     return vm
 
 
-def revert(txn, snap: dict) -> str:
+def revert(txn, snap: dict, quiet: bool = False) -> str:
     """snapshot-revert (model.md §3.4); returns the VM's uuid."""
     if not snap["is-a-snapshot"]:
         raise VmctlError("REVERT_ONLY_ALLOWED_ON_SNAPSHOT", "Only a snapshot can be reverted to",
@@ -382,27 +391,33 @@ def revert(txn, snap: dict) -> str:
     vm = txn.get("vm", snap["snapshot-of"])
     spairs = _disk_vbds(txn, snap)
     needs: dict[str, int] = defaultdict(int)
+    seen: dict[str, int] = defaultdict(int)
     for b, d in spairs:
         if _is_disk(b, d):
-            storage.check_chain_depth(txn, d)
+            seen[d["uuid"]] += 1
+            storage.check_chain_depth(txn, d, seen[d["uuid"]])
             needs[d["sr"]] += storage.clone_need(d, False)
     image = txn.get("vdi", snap["suspend-vdi"]) if snap["suspend-vdi"] else None
     if image is not None:
         # the memory image is copied whole (suspend images stay out of copy-on-write chains)
         needs[image["sr"]] += storage.copy_usage(image, image["provisioning"], txn)
-    # The VM's disks with a counterpart in the snapshot (its snapshot-of, or the snapshot's disk at
-    # the same device) are destroyed: no other VM may hold them.
+    # The VM's disks with a counterpart in the snapshot (its snapshot-of, or, for an owner disk, the
+    # snapshot's disk at the same device: after a revert the VM's disks are clones of the
+    # snapshot's) are destroyed: no other VM may hold them.
     doomed: list[dict] = []
     if vm is not None:
         of = {d["snapshot-of"] for b, d in spairs if _is_disk(b, d)}
         sdev = {b["device"] for b, d in spairs if _is_disk(b, d)}
         for b, d in _disk_vbds(txn, vm):
-            if _is_disk(b, d) and (d["uuid"] in of or b["device"] in sdev) and d not in doomed:
+            # by device only for disks the VM owns: a shared data disk is never destroyed that way
+            by_device = b["device"] in sdev and b["other-config"].get("owner") == "true"
+            if _is_disk(b, d) and (d["uuid"] in of or by_device) and d not in doomed:
                 if storage.holders(txn, d["uuid"], exclude=vm["uuid"]):
                     raise storage.in_use(txn, d, "revert")
                 if d["managed"]:
                     doomed.append(d)
     storage.check_space(txn, needs)
+    before = storage.allocations(txn, needs)
     if vm is None:
         vm_uuid = txn.insert("vm", _vm_values(snap, **{"uuid": snap["snapshot-of"], "is-a-template": False,
                                                       "parent": snap["uuid"]}))
@@ -432,13 +447,14 @@ def revert(txn, snap: dict) -> str:
         changes["suspend-vdi"] = storage.copy_vdi(txn, image, txn.get("sr", image["sr"]),
                                                   name_label=f"Suspend image for {vm['name-label']}")
     txn.update("vm", vm["uuid"], changes)
+    storage.overprovision_warning(txn, before, quiet)
     return vm["uuid"]
 
 
 @command("snapshot-revert", "Revert a VM to a snapshot (the VM is recreated if it was destroyed)",
          family="snapshot", args=_SNAP_UUID)
 def snapshot_revert(ctx: Ctx):
-    revert(ctx.txn, _snapshot_arg(ctx))
+    revert(ctx.txn, _snapshot_arg(ctx), bool(ctx.opts.get("quiet")))
     return None
 
 
