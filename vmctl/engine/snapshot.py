@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 
 # Power states (model.md §2). Running and paused VMs hold resources on their resident host.
@@ -363,9 +362,6 @@ class PoolState:
         except (TypeError, ValueError):
             return default
 
-    def seed_for(self, override: int | None = None) -> int:
-        return self.seed if override is None else override
-
     # ---- canonical orders -------------------------------------------------------------------
     def host_uuids(self) -> list[str]:
         """All host uuids, sorted: the canonical order (never dict order)."""
@@ -578,8 +574,3 @@ def parse_version(text: str) -> tuple[int, ...]:
 def tie_key(seed: int, vm_uuid: str, host_uuid: str) -> bytes:
     """``tk(h)``: the first 8 bytes of SHA-256("<seed>:<vm-uuid>:<host-uuid>") (engine.md §0)."""
     return hashlib.sha256(f"{seed}:{vm_uuid}:{host_uuid}".encode()).digest()[:8]
-
-
-def iter_sorted(values: Iterable[str]) -> Iterator[str]:
-    """Deterministic iteration over a set of uuids."""
-    return iter(sorted(values))

@@ -156,12 +156,6 @@ class HostTable:
                 return m
         return mask  # pragma: no cover - mask was empty
 
-    def full_mask(self, m: Any) -> Any:
-        """A filter mask as a real array (None = every host passes)."""
-        import numpy as np
-
-        return np.ones(self.n, dtype=bool) if m is None else m
-
     # ---- group counts --------------------------------------------------------------------------
     def group_counts(self, group: str, req: F.Request) -> Any:
         """Members of ``group`` counted per host, without the request's own members."""
@@ -251,7 +245,9 @@ class Placement:
     """The outcome of one placement decision.
 
     host: the chosen host uuid. score: its S (rounded to 9 decimals). tier: its memory tier.
-    decided_by: ``affinity`` | ``tier`` | ``score`` | ``tie-key`` | ``only-host``.
+    decided_by: the rank component that separated winner and runner-up: ``affinity`` | ``tier`` |
+    ``occupancy`` | ``connectivity`` | ``capacity`` (pack/balanced only) | ``score`` | ``tie-key``;
+    ``only-host`` when one host passed.
     margin: S(winner) − S(runner-up), rounded to 9 decimals (None without a runner-up or when not
     computed). runner_up: the next host passing every filter (when computed).
     feasible: hosts passing filters 1–10. examined: hosts examined.
