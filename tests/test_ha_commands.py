@@ -289,7 +289,8 @@ def test_host_fail_restarts_and_recover(ha3: Path) -> None:
 def test_host_fail_without_ha_halts_everything(ha3: Path) -> None:
     r = cli(ha3, "host-fail", "host=h1,h2", "--explain")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[0].split()[:3] == ["vm", "name-label", "ha-restart-priority"]
+    assert r.stdout.splitlines()[0].split() == ["vm", "name-label", "priority", "result", "host/code"]
+    assert all(line.split()[3] == "halted" for line in r.stdout.splitlines()[1:])
     assert all(vm(ha3, n)["power-state"] == "halted" for n in "abce")
     assert vm(ha3, "d")["power-state"] == "running"
     assert db_problems(ha3) == []

@@ -205,14 +205,17 @@ def pool_ha_compute_hypothetical(ctx: Ctx):
     return _max_result(ha.max_failures(scratch))
 
 
-def _plan_text(rows: list[dict], target_key: str) -> str:
-    head = ["vm", "name-label", "ha-restart-priority", "target/error"]
-    lines = [[r["vm"], r["name-label"], r["ha-restart-priority"], r.get(target_key) or r.get("error") or ""]
-             for r in rows]
-    widths = [max([len(head[i])] + [len(x[i]) for x in lines]) for i in range(4)]
+def _table(head: list[str], lines: list[list[str]]) -> str:
+    widths = [max([len(head[i])] + [len(x[i]) for x in lines]) for i in range(len(head))]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
     out += ["  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip() for x in lines]
     return "\n".join(out) + "\n"
+
+
+def _plan_text(rows: list[dict], target_key: str) -> str:
+    return _table(["vm", "name-label", "ha-restart-priority", "target/error"],
+                  [[r["vm"], r["name-label"], r["ha-restart-priority"], r.get(target_key) or r.get("error") or ""]
+                   for r in rows])
 
 
 def _hosts_of_one_pool(txn, names: list[str], arg: str = "host") -> list[dict]:
@@ -265,10 +268,9 @@ def fail(ctx: Ctx, hosts: list[dict]) -> Data | None:
     rows = [{"vm": r.vm, "name-label": r.name, "priority": r.priority, "result": r.result,
              "host": r.host, "code": r.code} for r in plan.rows]
     if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
-        text_rows = [{"vm": x["vm"], "name-label": x["name-label"], "ha-restart-priority": x["priority"],
-                      "target": (f"{x['result']} {x['host']}" if x["host"] else f"{x['result']} {x['code'] or ''}")}
-                     for x in rows]
-        return Data(rows, _plan_text(text_rows, "target") if rows else "")
+        # engine.md §3.5 report: vm, name-label, priority, result, then the host or the code
+        lines = [[x["vm"], x["name-label"], x["priority"], x["result"], x["host"] or x["code"] or ""] for x in rows]
+        return Data(rows, _table(["vm", "name-label", "priority", "result", "host/code"], lines) if rows else "")
     return None
 
 
