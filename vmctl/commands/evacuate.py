@@ -1,0 +1,114 @@
+"""Host evacuation and maintenance mode (engine.md §4.4): host-evacuate and
+host-get-vms-which-prevent-evacuation.
+
+The plan is the engine's (:func:`vmctl.engine.evacuate.plan_evacuation`): batch placement of the
+host's running and paused VMs onto the other hosts through filters 1–10, one HA admission check
+on the final state with the host removed from the survivors, and the schedule in waves under the
+concurrency caps. A refusal (``CANNOT_EVACUATE_HOST``, one line per blocking VM) moves nothing.
+Applying the plan moves every VM as vm-migrate does (:func:`vmctl.commands.migrate.relocate`:
+lifecycle hooks, storage motion for ``sr=``, the prediction recorded for the journal), in wave
+order.
+
+Maintenance mode is the chain ``host-disable host=H -- host-evacuate host=H``: one transaction, so
+the host stays enabled when the evacuation is refused; ``host-enable host=H`` ends it.
+"""
+
+from __future__ import annotations
+
+from vmctl.commands.table import Arg, Ctx, Data, command
+
+_HOST = Arg("host", "ref:host", True, "the host to empty: uuid or name-label", complete="host")
+
+
+def _pool_and_host(ctx: Ctx):
+    from vmctl.engine_adapter import pool_state
+
+    txn = ctx.txn
+    host = txn.resolve_one("host", ctx.a["host"])
+    return host, pool_state(txn, host["pool"])
+
+
+def _same_pool(txn, row: dict | None, cls: str, host: dict) -> None:
+    from vmctl.errors import VmctlError
+
+    if row is not None and row["pool"] != host["pool"]:
+        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref(cls, row)),
+                                                     ("pool", txn.ref("pool", host["pool"]))])
+
+
+def _options(ctx: Ctx, host: dict) -> dict:
+    """policy=, network=, sr= resolved to what the engine takes."""
+    txn = ctx.txn
+    network = txn.resolve_one("network", ctx.a["network"]) if "network" in ctx.a else None
+    sr = txn.resolve_one("sr", ctx.a["sr"]) if "sr" in ctx.a else None
+    _same_pool(txn, network, "network", host)
+    _same_pool(txn, sr, "sr", host)
+    return {"policy": ctx.a.get("policy"), "network": network["uuid"] if network else None,
+            "sr": sr["uuid"] if sr else None}
+
+
+def plan_text(plan) -> str:
+    """One row per move (wave, vm, name-label, to, memory, bytes, time, downtime), then the footer."""
+    from vmctl.commands.migrate import human, table
+
+    head = ["wave", "vm", "name-label", "to", "memory", "bytes", "time", "downtime"]
+    rows = [[str(r["wave"]), r["vm"], r["name-label"], r["to"], human("memory", r["memory"]),
+             human("bytes", r["bytes"]), human("time", r["time"]), human("downtime", r["downtime"])]
+            for r in plan.rows()]
+    return (table(head, rows) if rows else "") + plan.footer() + "\n"
+
+
+@command("host-evacuate", "Live-migrate every running or paused VM off a host, in waves under the "
+         "concurrency caps; refused with CANNOT_EVACUATE_HOST (nothing moves) when a VM has no target",
+         family="host",
+         args=(_HOST,
+               Arg("policy", "enum", values=("pack", "spread", "balanced"),
+                   help="placement policy for the plan (default the pool's placement-policy)"),
+               Arg("network", "ref:network", help="the migration network (default the pool's migration-network, "
+                   "else the management network)", complete="network"),
+               Arg("sr", "ref:sr", help="a shared SR: VMs with disks only this host reaches move them there "
+                   "(storage motion)", complete="sr")),
+         flags=("--explain",),
+         examples=("host-evacuate host=h3 --dry-run", "host-disable host=h3 -- host-evacuate host=h3"))
+def host_evacuate(ctx: Ctx):
+    from vmctl.commands.migrate import record_of, relocate, storage_need
+    from vmctl.engine.evacuate import plan_evacuation
+
+    txn = ctx.txn
+    host, ps = _pool_and_host(ctx)
+    opts = _options(ctx, host)
+    plan = plan_evacuation(ps, host["uuid"], policy=opts["policy"], network=opts["network"], sr=opts["sr"])
+    # SR accounting for storage motion: every copy is checked before anything moves (SR_FULL)
+    from vmctl import storage
+
+    storage.check_space(txn, storage_need(txn, plan.storage_map))
+    quiet = bool(ctx.opts.get("quiet"))
+    for m in plan.moves:  # wave order
+        vmap = {d: s for d, s in plan.storage_map.items()
+                if d in {v.uuid for v in ps.vms[m.vm].vdis}}
+        pred = m.prediction.as_dict()
+        pred.pop("hints", None)
+        relocate(txn, m.vm, m.dst, vmap, {**record_of(m.src, m.dst, pred), "wave": m.wave}, quiet)
+    if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
+        return Data(plan.as_json(), plan_text(plan))
+    return None
+
+
+@command("host-get-vms-which-prevent-evacuation", "List the VMs that keep a host from being evacuated, "
+         "with the reason (CODE,param,...); nothing when it can be evacuated", family="host", rw=False,
+         args=(_HOST,
+               Arg("policy", "enum", values=("pack", "spread", "balanced"),
+                   help="placement policy to plan with (default the pool's placement-policy)"),
+               Arg("sr", "ref:sr", help="as host-evacuate sr=: a shared SR for disks only this host reaches",
+                   complete="sr")))
+def host_get_vms_which_prevent_evacuation(ctx: Ctx):
+    from vmctl.commands.migrate import table
+    from vmctl.engine.evacuate import vms_preventing_evacuation
+
+    host, ps = _pool_and_host(ctx)
+    opts = _options(ctx, host)
+    blockers = vms_preventing_evacuation(ps, host["uuid"], policy=opts["policy"], sr=opts["sr"])
+    rows = [b.row() for b in blockers]
+    text = table(["uuid", "name-label", "reason"], [[r["uuid"], r["name-label"], r["reason"]] for r in rows]) \
+        if rows else ""
+    return Data(rows, text)

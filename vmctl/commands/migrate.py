@@ -1,0 +1,425 @@
+"""Live migration and storage motion: vm-migrate (engine.md §4.1–§4.3, model.md §2).
+
+The checks run in engine.md §4.1's order, after the argument and resolution checks of model.md §0:
+
+1. power state (running/paused live; halted/suspended storage only, with a VDI map and no
+   ``host=``), ``platform:nomigrate`` (``VM_IS_IMMOBILE`` unless ``--force``);
+2. destination: ``host=`` runs the placement filters 1–10 on it (``--force`` skips only the CPU
+   filter), without ``host=`` the engine chooses among the other hosts (filters 1–11);
+3. storage: mapped VDIs must be the VM's (``INVALID_VALUE``), unmapped ones reachable from the
+   destination (``VM_REQUIRES_SR``), map targets attached there (``VM_REQUIRES_SR``) with room for the
+   copy as vdi-copy counts it (``SR_FULL``);
+4. concurrency caps (``TOO_MANY_MIGRATIONS``) and 5. convergence (``MIGRATION_WOULD_NOT_CONVERGE``
+   unless ``--force``), both from :func:`vmctl.engine.waves.admit_migration`;
+6. HA admission (``HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN``).
+
+Applying a move (also used by host-evacuate and pool-rebalance): the lifecycle hooks see the VM
+leave its old host (VBDs detach, VIF ports go), storage motion copies every mapped disk to its
+target SR (a new VDI, the VM's VBDs repointed, the old VDI destroyed with the merge rule), the
+row records the new resident-on and domid, and the hooks see it become resident on the new host.
+
+Journal: the transaction's journal entry already records the VM's resident-on change. The
+engine's prediction is recorded next to it in the VM's ``other-config:last-migration`` (a compact
+JSON object: from, to, rounds, bytes, storage-bytes, total-time, downtime, stop-reason and the
+VDIs moved), so every migration — a storage-only move of a halted VM included — changes the VM row
+and shows up in ``journal-list object=<vm>`` with the prediction as the field's new value. A real
+executor would add its measurements under the same key.
+"""
+
+from __future__ import annotations
+
+import json
+
+from vmctl import lifecycle
+from vmctl.commands.table import Arg, Ctx, Data, command
+from vmctl.errors import Ref, VmctlError
+
+LIVE_STATES = ("running", "paused")
+COLD_STATES = ("halted", "suspended")
+RECORD_KEY = "last-migration"
+
+_VM = Arg("vm", "ref:vm", help="the VM: uuid or name-label (or select VMs with field filters and --multiple)",
+          complete="vm")
+
+
+# --- shared by host-evacuate and pool-rebalance ------------------------------------------------------------
+def storage_need(txn, vdi_map: dict[str, str]) -> dict[str, int]:
+    """Bytes each target SR must have free for the copies, counted as vdi-copy counts a new copy
+    (model.md §3.5: thick virtual-size, thin the bytes written along the chain)."""
+    from vmctl import storage
+
+    need: dict[str, int] = {}
+    for vdi_uuid, sr_uuid in sorted(vdi_map.items()):
+        vdi = txn.get("vdi", vdi_uuid)
+        if vdi is None or vdi["sr"] == sr_uuid:
+            continue
+        need[sr_uuid] = need.get(sr_uuid, 0) + storage.copy_usage(vdi, vdi["provisioning"], txn)
+    return need
+
+
+def move_storage(txn, vm: dict, vdi_map: dict[str, str], quiet: bool = False) -> dict[str, str]:
+    """Storage motion: each mapped VDI of the VM is copied to its target SR (as vdi-copy does, same
+    provisioning), every VBD on the old VDI is repointed to the copy (a suspend image is followed
+    too), and the old VDI is destroyed with the merge rule. Returns old → new VDI uuids. The
+    caller has checked the space (:func:`storage_need`)."""
+    from vmctl import storage
+
+    moved: dict[str, str] = {}
+    targets = sorted({s for s in vdi_map.values()})
+    before = storage.allocations(txn, targets)
+    for vdi_uuid, sr_uuid in sorted(vdi_map.items()):
+        vdi = txn.get("vdi", vdi_uuid)
+        if vdi is None or vdi["sr"] == sr_uuid:
+            continue  # already there: nothing to copy
+        new = storage.copy_vdi(txn, vdi, txn.get("sr", sr_uuid), vdi["provisioning"],
+                               read_only=vdi["read-only"])
+        for b in sorted(txn.select("vbd", vdi=vdi_uuid), key=lambda b: b["uuid"]):
+            txn.update("vbd", b["uuid"], {"vdi": new})
+        if vm["suspend-vdi"] == vdi_uuid:
+            vm = txn.update("vm", vm["uuid"], {"suspend-vdi": new})
+        storage.destroy_vdi(txn, txn.get("vdi", vdi_uuid), "migrate", check=False)
+        moved[vdi_uuid] = new
+    storage.overprovision_warning(txn, before, quiet)
+    return moved
+
+
+def relocate(txn, vm_uuid: str, dst: str, vdi_map: dict[str, str] | None = None, record: dict | None = None,
+             quiet: bool = False) -> dict:
+    """Apply one migration to the inventory: leave the old host through the lifecycle hooks, move
+    the mapped disks, record the new residence (resident-on, a free domid on the new host), become
+    resident through the hooks, and record the prediction (``other-config:last-migration``).
+    A halted or suspended VM (``dst`` empty) only moves its disks."""
+    from vmctl.commands.vmpower import free_domid
+
+    vm = txn.get("vm", vm_uuid)
+    old = vm["resident-on"] if vm["power-state"] in LIVE_STATES else ""
+    if old:
+        lifecycle.leaving_host(txn, vm, old)
+    moved = move_storage(txn, vm, vdi_map, quiet) if vdi_map else {}
+    vm = txn.get("vm", vm_uuid)
+    changes: dict = {}
+    if old and dst:
+        changes = {"resident-on": dst, "domid": vm["domid"] if dst == old else free_domid(txn, dst, vm_uuid),
+                   "scheduled-to-be-resident-on": ""}
+    if record is not None:
+        rec = dict(record)
+        if moved:
+            rec["vdis"] = moved
+        oc = dict(vm["other-config"])
+        oc[RECORD_KEY] = json.dumps(rec, sort_keys=True, separators=(",", ":"))
+        changes["other-config"] = oc
+    if changes:
+        vm = txn.update("vm", vm_uuid, changes)
+    if old and dst:
+        lifecycle.became_resident(txn, vm, dst)
+    return vm
+
+
+def record_of(src: str, dst: str, pred: dict | None) -> dict:
+    """What the journal keeps of one migration: endpoints and the engine's prediction."""
+    rec = {"from": src, "to": dst}
+    if pred:
+        for k in ("rounds", "bytes", "storage-bytes", "total-time", "downtime", "stop-reason", "rate"):
+            if k in pred:
+                rec[k] = pred[k]
+    return rec
+
+
+# --- output -------------------------------------------------------------------------------------------------
+_SIZE_KEYS = {"memory", "bytes", "storage-bytes", "required-bandwidth", "throttle-to", "rate", "dirty-rate"}
+_TIME_KEYS = {"total-time", "downtime", "downtime-target", "cold-downtime", "time", "makespan"}
+_RATE_KEYS = {"required-bandwidth", "throttle-to", "rate", "dirty-rate"}
+
+
+def human(key: str, v) -> str:
+    """-f table rendering of a plan value (cli.md §3: binary suffixes, ms/s)."""
+    from vmctl.units import humanise_duration, humanise_size
+
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if key in _SIZE_KEYS and isinstance(v, (int, float)):
+        s = humanise_size(int(round(v)))
+        return s + "/s" if key in _RATE_KEYS else s
+    if key in _TIME_KEYS and isinstance(v, (int, float)):
+        return humanise_duration(float(v))
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(out) + "\n"
+
+
+_PRED_ORDER = ("rounds", "bytes", "storage-bytes", "total-time", "downtime", "converges", "stop-reason",
+               "dirty-rate-at-or-above-bandwidth", "rate", "memory", "dirty-rate", "downtime-target")
+
+
+def plan_text(plan: dict) -> str:
+    """The dry-run text: the destination's uuid on the first line (as vm-start and vm-place print
+    it), then one ``key: value`` line per prediction figure and hint."""
+    lines = [plan["host"] or "-"]
+    keys = [k for k in _PRED_ORDER if k in plan]
+    hints = plan.get("hints") or {}
+    width = max([len(k) for k in keys] + [len(k) for k in hints] + [0])
+    for k in keys:
+        lines.append(f"{k.ljust(width)}  {human(k, plan[k])}")
+    for k in ("required-bandwidth", "throttle-to", "cold-downtime", "post-copy"):
+        if k in hints:
+            v = hints[k]
+            lines.append(f"{k.ljust(width)}  {human(k, v) if v is not None else 'none'}")
+    return "\n".join(lines) + "\n"
+
+
+def _plan_data(plans: list[dict], reports: list) -> Data:
+    from vmctl.commands.vmpower import report_text
+
+    texts, data = [], []
+    for p, rep in zip(plans, reports):
+        d = dict(p)
+        t = plan_text(p)
+        if rep is not None:
+            d["explain"] = rep.to_json()
+            t = report_text(rep) + t
+        if len(plans) > 1:
+            t = f"vm {p['vm']}\n" + t
+        texts.append(t)
+        data.append(d)
+    return Data(data[0] if len(data) == 1 else data, "".join(texts))
+
+
+# --- checks -------------------------------------------------------------------------------------------------
+def _resolve_map(ctx: Ctx) -> dict[str, str]:
+    """``vdi:<vdi>=<sr>`` → {vdi uuid: sr uuid}; unknown VDIs or SRs: UUID_INVALID."""
+    txn = ctx.txn
+    out: dict[str, str] = {}
+    for key, sr_text in sorted(ctx.maps.get("vdi", {}).items()):
+        if not key or not sr_text:
+            raise VmctlError("INVALID_VALUE", "A storage map entry is vdi:<vdi-uuid>=<sr>",
+                             [("name", f"vdi:{key}"), ("value", sr_text)])
+        vdi = txn.resolve_one("vdi", key)
+        sr = txn.resolve_one("sr", sr_text)
+        out[vdi["uuid"]] = sr["uuid"]
+    return out
+
+
+def _vm_vdis(txn, vm: dict) -> set[str]:
+    used = {b["vdi"] for b in txn.select("vbd", vm=vm["uuid"]) if b["vdi"]}
+    if vm["suspend-vdi"]:
+        used.add(vm["suspend-vdi"])
+    return used
+
+
+def _check_map_members(txn, vm: dict, vdi_map: dict[str, str]) -> None:
+    used = _vm_vdis(txn, vm)
+    for vdi_uuid in sorted(vdi_map):
+        if vdi_uuid not in used:
+            raise VmctlError("INVALID_VALUE", "The storage map names a VDI the VM does not use",
+                             [("name", f"vdi:{vdi_uuid}"), ("value", vdi_map[vdi_uuid])])
+    from vmctl import storage
+
+    for vdi_uuid, sr_uuid in sorted(vdi_map.items()):
+        sr = txn.get("sr", sr_uuid)
+        vdi = txn.get("vdi", vdi_uuid)
+        if sr["pool"] != vm["pool"]:
+            raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("sr", sr)),
+                                                         ("pool", txn.ref("pool", vm["pool"]))])
+        if vdi["sr"] == sr_uuid:
+            continue  # already there: nothing to copy
+        # the copy is a vdi-copy to a new VDI: the same type and size rules (model.md §3.5)
+        if (sr["content-type"] == "iso") != (vdi["type"] == "iso"):
+            raise VmctlError("VDI_INCOMPATIBLE_TYPE", "An ISO SR holds only iso VDIs, and only ISO SRs hold them",
+                             [("vdi", txn.ref("vdi", vdi)), ("type", vdi["type"])])
+        if vdi["virtual-size"] > storage.largest_vdi(sr):
+            raise VmctlError("VDI_TOO_LARGE", params=[("vdi", txn.ref("vdi", vdi)),
+                                                      ("maximum", storage.largest_vdi(sr))])
+
+
+def _requires_sr(txn, vm: dict, sr_uuid: str) -> VmctlError:
+    return VmctlError("VM_REQUIRES_SR", f"The destination cannot reach SR {txn.ref('sr', sr_uuid).render()}: "
+                      f"move its disks with vdi:<vdi-uuid>=<sr>",
+                      [("vm", txn.ref("vm", vm)), ("sr", txn.ref("sr", sr_uuid))])
+
+
+def _unreachable(txn, vm: dict, vdi_map: dict[str, str], host: str | None) -> str | None:
+    """The first SR (by VDI) the VM still needs that ``host`` (None: any host other than the
+    current one) cannot reach, or None."""
+    from vmctl import storage
+
+    cur = vm["resident-on"]
+    for vdi_uuid in sorted(_vm_vdis(txn, vm)):
+        vdi = txn.get("vdi", vdi_uuid)
+        if vdi is None:
+            continue
+        sr = vdi_map.get(vdi_uuid, vdi["sr"])
+        if host is not None:
+            if not storage.sr_visible(txn, sr, host):
+                return sr
+        else:
+            hosts = {p["host"] for p in txn.select("pbd", sr=sr) if p["currently-attached"]}
+            if not hosts - {cur}:
+                return sr
+    return None
+
+
+def _cold_prediction(ps, vm_uuid: str, vdi_map: dict[str, str], network: str | None, bandwidth) -> dict:
+    """A storage-only move of a halted or suspended VM: no memory phase, the disks copied at the
+    stream rate (engine.md §4.2 storage-bytes)."""
+    from vmctl.engine import migration as mg
+
+    v = ps.vms[vm_uuid]
+    net = mg.resolve_network(ps, network)
+    rate = mg.pool_stream_bandwidth(ps, net, bandwidth)
+    sb = float(sum(d.physical_utilisation for d in v.vdis if d.uuid in vdi_map))
+    return {"memory": 0.0, "rate": rate, "rounds": 0, "bytes": 0.0, "storage-bytes": sb,
+            "total-time": sb / rate if rate > 0 else 0.0, "downtime": 0.0, "converges": True,
+            "stop-reason": "storage-only"}
+
+
+def migrate_one(ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi_map: dict[str, str]
+                ) -> tuple[dict | None, object]:
+    """Check and apply one vm-migrate; (plan or None for a no-op, explain report or None)."""
+    from vmctl import storage
+    from vmctl.commands.ha import admit
+    from vmctl.commands.vm import bad_power_state, check_vm_operation
+    from vmctl.engine import waves as wv
+    from vmctl.engine.placement import MIGRATE
+    from vmctl.engine_adapter import pool_state
+
+    txn = ctx.txn
+    force = ctx.force
+    explain = bool(ctx.opts.get("explain"))
+    # 1. power state: live for running/paused; storage only (map, no host=) for halted/suspended
+    check_vm_operation(txn, vm, "migrate", LIVE_STATES + COLD_STATES)
+    live = vm["power-state"] in LIVE_STATES
+    if not live and (not vdi_map or host is not None):
+        raise bad_power_state(txn, vm, LIVE_STATES)
+    if str(vm["platform"].get("nomigrate", "")).lower() == "true" and not force:
+        raise VmctlError("VM_IS_IMMOBILE", "The VM is marked platform:nomigrate=true (use --force)",
+                         [("vm", txn.ref("vm", vm))])
+    if host is not None and host["pool"] != vm["pool"]:
+        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("host", host)),
+                                                     ("pool", txn.ref("pool", vm["pool"]))])
+    if network is not None and network["pool"] != vm["pool"]:
+        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("network", network)),
+                                                     ("pool", txn.ref("pool", vm["pool"]))])
+    net = network["uuid"] if network else None
+    bandwidth = ctx.a.get("bandwidth")
+    downtime = ctx.a.get("downtime")
+    ps = pool_state(txn, vm["pool"])
+    smap = dict(vdi_map)
+    report = None
+    if not live:
+        # 3. storage: the map's VDIs are the VM's, targets attached somewhere, room for the copies
+        _check_map_members(txn, vm, smap)
+        for sr_uuid in sorted(set(smap.values())):
+            if not storage.sr_attached(txn, sr_uuid):
+                raise _requires_sr(txn, vm, sr_uuid)
+        storage.check_space(txn, storage_need(txn, smap))
+        plan = {"vm": vm["uuid"], "host": "", **_cold_prediction(ps, vm["uuid"], smap, net, bandwidth)}
+        relocate(txn, vm["uuid"], "", smap, record_of("", "", plan), bool(ctx.opts.get("quiet")))
+        return plan, None
+    src = vm["resident-on"]
+    # 2. destination
+    from vmctl.engine.placement import Scheduler
+
+    sched = Scheduler(ps)
+    if host is not None:
+        dst = host["uuid"]
+        if dst == src and not smap:
+            return None, None  # already there: a no-op (engine.md §4.1)
+        if dst != src:
+            try:
+                sched.check_target(vm["uuid"], dst, mode=MIGRATE, force=force, vdi_map=smap or None, ha=False)
+            except VmctlError as e:
+                if e.code == "VM_REQUIRES_SR":
+                    sr = dict(e.params).get("sr")
+                    raise _requires_sr(txn, vm, sr.uuid if isinstance(sr, Ref) else str(sr)) from None
+                raise
+    else:
+        missing = _unreachable(txn, vm, smap, None)
+        if missing is not None:
+            raise _requires_sr(txn, vm, missing)
+        if explain:
+            from vmctl.engine.placement import explain as explain_fn
+
+            report = explain_fn(ps, vm["uuid"], mode=MIGRATE, force=force, vdi_map=smap or None)
+            if report.chosen is None:
+                raise sched.no_hosts_error(sched.request(ps.vms[vm["uuid"]], MIGRATE, force, smap or None),
+                                           (src,))
+            dst = report.chosen
+        else:
+            dst = sched.place(vm["uuid"], mode=MIGRATE, force=force, vdi_map=smap or None).host
+    # 3. storage
+    _check_map_members(txn, vm, smap)
+    missing = _unreachable(txn, vm, smap, dst)
+    if missing is not None:
+        raise _requires_sr(txn, vm, missing)
+    storage.check_space(txn, storage_need(txn, smap))
+    moving = {k: v for k, v in smap.items() if txn.get("vdi", k)["sr"] != v}
+    # 4.–5. caps and convergence
+    _, pred = wv.admit_migration(ps, vm["uuid"], dst, network=net, bandwidth=bandwidth, downtime=downtime,
+                                 vdi_map=moving or None, force=force)
+    # 6. HA admission
+    if dst != src:
+        admit(txn, vm["pool"], move={vm["uuid"]: dst})
+    plan = {"vm": vm["uuid"], "host": dst, **pred.as_dict()}
+    relocate(txn, vm["uuid"], dst, moving, record_of(src, dst, plan), bool(ctx.opts.get("quiet")))
+    return plan, report
+
+
+@command("vm-migrate", "Live-migrate running or paused VMs within their pool, or move disks (vdi:<vdi>=<sr>); "
+         "without host= the engine chooses the destination (engine.md §4)", family="vm",
+         args=(_VM,
+               Arg("host", "ref:host", help="the destination host (default: the engine chooses)", complete="host"),
+               Arg("network", "ref:network", help="the migration network (default: the pool's migration-network, "
+                   "else the management network)", complete="network"),
+               Arg("vdi", "map", help="storage motion: vdi:<vdi-uuid>=<sr> copies that disk to the SR "
+                   "(repeatable; halted and suspended VMs may only move disks)"),
+               Arg("downtime", "duration", help="downtime target (default the pool's migration-downtime, 300ms)"),
+               Arg("bandwidth", "rate", help="stream bandwidth B_s (default the network's, else the pool's "
+                   "migration-stream-bandwidth)"),
+               Arg("live", "bool", help="accepted for xe compatibility and ignored (migrations are live)")),
+         flags=("--force", "--multiple", "--explain"), selector="vm",
+         examples=("vm-migrate vm=web1 host=h2", "vm-migrate vm=web1 --dry-run",
+                   "vm-migrate vm=db1 host=h2 vdi:<vdi-uuid>=shared-sr"))
+def vm_migrate(ctx: Ctx):
+    from vmctl.commands.vmpower import select_vms
+
+    txn = ctx.txn
+    for name in ("downtime",):
+        if name in ctx.a and ctx.a[name] < 0:
+            raise VmctlError("INVALID_VALUE", params=[("name", name), ("value", ctx.raw.get(name))])
+    if "bandwidth" in ctx.a and ctx.a["bandwidth"] <= 0:
+        raise VmctlError("INVALID_VALUE", "bandwidth= must be positive",
+                         [("name", "bandwidth"), ("value", ctx.raw.get("bandwidth"))])
+    vms = select_vms(ctx)
+    host = txn.resolve_one("host", ctx.a["host"]) if "host" in ctx.a else None
+    network = txn.resolve_one("network", ctx.a["network"]) if "network" in ctx.a else None
+    vdi_map = _resolve_map(ctx)
+    if len(vms) > 1 and vdi_map:
+        # several VMs share one map: each takes the entries naming its own disks; an entry no
+        # selected VM uses is refused as for a single VM
+        used = set().union(*(_vm_vdis(txn, v) for v in vms))
+        for vdi_uuid in sorted(vdi_map):
+            if vdi_uuid not in used:
+                raise VmctlError("INVALID_VALUE", "The storage map names a VDI no selected VM uses",
+                                 [("name", f"vdi:{vdi_uuid}"), ("value", vdi_map[vdi_uuid])])
+    plans, reports = [], []
+    for vm in vms:
+        mine = vdi_map
+        if len(vms) > 1:
+            own = _vm_vdis(txn, vm)
+            mine = {k: v for k, v in vdi_map.items() if k in own}
+        plan, rep = migrate_one(ctx, txn.get("vm", vm["uuid"]), host, network, mine)
+        if plan is not None:
+            plans.append(plan)
+            reports.append(rep)
+    if plans and (ctx.opts.get("dry_run") or ctx.opts.get("explain")):
+        return _plan_data(plans, reports)
+    return None

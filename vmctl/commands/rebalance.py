@@ -1,0 +1,103 @@
+"""Pool rebalancing (engine.md §5): pool-rebalance.
+
+The plan is the engine's (:func:`vmctl.engine.rebalance.plan_rebalance`), computed on the pool's
+snapshot inside the command's transaction: mandatory moves first (strict-rule breakers, overloaded
+hosts), then the greedy loop (spread, balanced) or consolidation (pack), every move through
+filters 1–11. Without a dry run the moves are applied in plan order in the same transaction
+(:func:`vmctl.commands.migrate.relocate`, as vm-migrate applies one), so what is applied is
+exactly the plan a dry run prints.
+"""
+
+from __future__ import annotations
+
+from vmctl.commands.table import Arg, Ctx, Data, command
+from vmctl.errors import VmctlError
+
+
+def _max_moves(ctx: Ctx) -> int | None:
+    """max-moves=N (N ≥ 0) or unlimited; default 50 (engine.md §5)."""
+    from vmctl.engine.rebalance import DEFAULT_MAX_MOVES
+
+    raw = ctx.a.get("max-moves")
+    if raw is None:
+        return DEFAULT_MAX_MOVES
+    text = str(raw).strip().lower()
+    if text == "unlimited":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0 or not text.lstrip("+").isdigit():
+        raise VmctlError("INVALID_VALUE", "max-moves= takes a number ≥ 0 or unlimited",
+                         [("name", "max-moves"), ("value", raw)])
+    return n
+
+
+def _sigmas(d: dict) -> str:
+    return ", ".join(f"{k} {d[k]:.4f}" for k in ("memory", "vcpu") if k in d)
+
+
+def plan_text(plan, names: dict[str, str]) -> str:
+    """The ordered moves (step, vm, name-label, from, to, memory, gain, cost, σ after the step,
+    time), then σ before and after per resource, moves, bytes, waves and makespan."""
+    from vmctl.commands.migrate import human, table
+    from vmctl.units import humanise_duration, humanise_size
+
+    head = ["step", "vm", "name-label", "from", "to", "memory", "gain", "cost", "sigma-memory", "sigma-vcpu", "time"]
+    rows = [[str(r["step"]), r["vm"], r["name-label"], r["from"], r["to"], human("memory", r["memory"]),
+             f"{r['gain']:.4f}", f"{r['cost']:.4f}", f"{r['sigma-memory']:.4f}", f"{r['sigma-vcpu']:.4f}",
+             human("time", r["time"])] for r in plan.rows()]
+    out = table(head, rows) if rows else ""
+    n = len(plan.moves)
+    out += (f"sigma before: {_sigmas(plan.sigma_before)}; after: {_sigmas(plan.sigma_after)}; "
+            f"target {plan.target:.4f}\n" if plan.target != float("inf") else
+            f"sigma before: {_sigmas(plan.sigma_before)}; after: {_sigmas(plan.sigma_after)}; mandatory moves only\n")
+    out += (f"{n} move{'s' if n != 1 else ''}, {humanise_size(int(round(plan.bytes)))}, "
+            f"{plan.waves} wave{'s' if plan.waves != 1 else ''}, makespan {humanise_duration(plan.makespan)}; "
+            f"policy {plan.policy}, threshold {plan.threshold}; stopped: {plan.stop_reason}\n")
+    if plan.freed_hosts:
+        out += "hosts freed: " + ", ".join(names.get(h, h) for h in plan.freed_hosts) + "\n"
+    for vm, reason in plan.unresolved:
+        out += f"unresolved: {names.get(vm, vm)}: {reason}\n"
+    return out
+
+
+@command("pool-rebalance", "Even out host loads by live migrations (engine.md §5); the plan is printed "
+         "with --dry-run or --explain and applied in order without --dry-run", family="pool",
+         args=(Arg("pool", "ref:pool", help="the pool (may be omitted when the inventory holds one pool)",
+                   complete="pool"),
+               Arg("threshold", "int", help="1 (mandatory moves only) to 5 (any qualifying move); default 3"),
+               Arg("policy", "enum", values=("spread", "balanced", "pack"),
+                   help="default the pool's rebalance-policy"),
+               Arg("max-moves", "string", help="at most N migrations, or unlimited (default 50)")),
+         flags=("--explain",),
+         examples=("pool-rebalance --dry-run", "pool-rebalance threshold=4 policy=balanced max-moves=unlimited"))
+def pool_rebalance(ctx: Ctx):
+    from vmctl.commands.migrate import record_of, relocate
+    from vmctl.commands.pool import only_pool
+    from vmctl.engine.rebalance import DEFAULT_THRESHOLD, plan_rebalance
+    from vmctl.engine_adapter import pool_state
+
+    txn = ctx.txn
+    threshold = ctx.a.get("threshold", DEFAULT_THRESHOLD)
+    if not 1 <= threshold <= 5:
+        raise VmctlError("INVALID_VALUE", "threshold= is 1 to 5", [("name", "threshold"), ("value", threshold)])
+    max_moves = _max_moves(ctx)
+    pool = only_pool(txn, ctx.a.get("pool"))
+    ps = pool_state(txn, pool["uuid"])
+    plan = plan_rebalance(ps, threshold=threshold, policy=ctx.a.get("policy"), max_moves=max_moves)
+    quiet = bool(ctx.opts.get("quiet"))
+    for m in plan.moves:  # plan order: each move was planned on the state the earlier ones leave
+        vm = txn.get("vm", m.vm)
+        if vm["resident-on"] != m.src:
+            # the plan was computed on this transaction's snapshot; a mismatch is a bug, never drift
+            raise VmctlError("INTERNAL_ERROR", params=[("invariant", f"rebalance move {m.step} source")])
+        relocate(txn, m.vm, m.dst, None,
+                 {**record_of(m.src, m.dst, {"bytes": m.bytes, "total-time": m.time}), "step": m.step,
+                  "rebalance": plan.policy}, quiet)
+    if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
+        names = {h.uuid: h.name or h.uuid for h in ps.hosts.values()}
+        names.update({v.uuid: v.name or v.uuid for v in ps.vms.values()})
+        return Data(plan.as_json(), plan_text(plan, names))
+    return None
