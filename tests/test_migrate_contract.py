@@ -57,9 +57,11 @@ def refusals(tmp_path_factory):
     build(inv, [
         "pool-create name-label=p1",
         "host-add name-label=h1 address=10.0.0.1 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
-        "cpu-flags=a,b,c",
+        "cpu-flags=a,b,c software-version=1.2.0 pifs=eth0,eth1",
         "host-add name-label=h2 address=10.0.0.2 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
-        "cpu-flags=a,b,c",
+        "cpu-flags=a,b,c software-version=1.2.0",
+        "host-add name-label=old address=10.0.0.6 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
+        "cpu-flags=a,b,c software-version=1.1.0 --force",
         "sr-create name-label=nfs type=nfs physical-size=1TiB shared=true",
         "sr-create name-label=small type=nfs physical-size=1GiB shared=true",
         "sr-create name-label=loc1 type=lvm physical-size=100GiB host=h1",
@@ -68,16 +70,20 @@ def refusals(tmp_path_factory):
         "vm-disk-add vm=@cpu disk-size=1GiB sr-uuid=nfs",
         "vm-start vm=@cpu on=h1",
         "host-add name-label=h3 address=10.0.0.3 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
-        "cpu-flags=a,b --force",
+        "cpu-flags=a,b software-version=1.2.0 --force",
         "host-add name-label=h4 address=10.0.0.4 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
-        "cpu-flags=a,b,c",
+        "cpu-flags=a,b,c software-version=1.2.0",
         "host-add name-label=h5 address=10.0.0.5 cpu-count=16 memory-total=4GiB pool=p1 cpu-vendor=GenuineIntel "
-        "cpu-flags=a,b,c",
+        "cpu-flags=a,b,c software-version=1.2.0",
         "host-disable host=h4",
         "pool-param-set uuid=p1 other-config:migration-cap-host=2",
         "-- --id=@web vm-create name-label=web memory=4GiB vcpus=2",
         "vm-disk-add vm=@web disk-size=10GiB sr-uuid=nfs",
         "vm-start vm=@web on=h1",
+        # its network has a PIF on h1 only
+        "-- --id=@net vm-create name-label=net memory=1GiB",
+        "vif-create vm-uuid=@net network-uuid='Pool-wide network associated with eth1' device=0",
+        "vm-start vm=@net on=h1",
         "-- --id=@imm vm-create name-label=imm memory=1GiB platform:nomigrate=true",
         "vm-start vm=@imm on=h1",
         "-- --id=@halt vm-create name-label=halt memory=1GiB",
@@ -121,6 +127,8 @@ def _cases(u: dict[str, str]) -> list[tuple[list[str], str, list[str]]]:
         (["vm-migrate", "vm=web", "host=g1"], "NOT_IN_SAME_POOL", []),
         (["vm-migrate", "vm=web", "host=h4"], "HOST_DISABLED", [u["h4"]]),
         (["vm-migrate", "vm=cpu", "host=h3"], "VM_INCOMPATIBLE_WITH_THIS_HOST", ["missing flags: c"]),
+        (["vm-migrate", "vm=web", "host=old"], "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE", [u["old"]]),
+        (["vm-migrate", "vm=net", "host=h2"], "VM_REQUIRES_NETWORK", [u["Pool-wide network associated with eth1"]]),
         (["vm-migrate", "vm=hot", "host=h5"], "HOST_NOT_ENOUGH_FREE_MEMORY", ["needed", "available"]),
         # 3. storage
         (["vm-migrate", "vm=loc", "host=h2"], "VM_REQUIRES_SR", ["vdi:<vdi-uuid>=<sr>", "sr: ", "(loc1)"]),
