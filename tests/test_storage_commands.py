@@ -543,3 +543,37 @@ def test_db_check_storage_invariants_and_fix(st, disks):
     p = st.cli("db-check", "--fix")
     assert p.returncode == 0 and p.stdout == "", p.stdout
     assert st.get("vdi", a, "parent") == "" and st.get("vdi", a, "physical-utilisation") == GiB
+
+
+def test_sr_forget_scan_dry_run_and_selectors(st):
+    sr = st("sr-create", **{"name-label": "s", "type": "nfs", "physical-size": "10GiB"})
+    v = st("vdi-create", **{"sr-uuid": sr, "name-label": "d", "virtual-size": "1GiB"})
+    # a dry run prints the uuid it would create and commits nothing
+    p = st.cli("--dry-run", "vdi-create", f"sr-uuid={sr}", "name-label=dry", "virtual-size=1GiB")
+    assert p.returncode == 0 and len(p.stdout.strip()) == 36
+    assert [d["name-label"] for d in st("vdi-list")] == ["d"]
+    # sr-scan merges what a crash left behind and prints nothing
+    from vmctl.store.txn import Store
+
+    snap = st("vdi-snapshot", uuid=v)
+    s = Store(st.db)
+    s.run(lambda txn: txn.delete("vdi", snap), True, finish=lambda txn: s.append_journal(txn, "test"))
+    s.dispose()
+    p = st.cli("sr-scan", f"uuid={sr}")
+    assert p.returncode == 0 and p.stdout == "" and st.get("vdi", v, "parent") == ""
+    # vm-snapshot selects VMs like the other selector commands
+    for name in ("a", "b"):
+        vm = st("vm-create", **{"name-label": name})
+        st("vbd-create", **{"vm-uuid": vm, "device": "0", "vdi-uuid": st(
+            "vdi-create", **{"sr-uuid": sr, "name-label": name, "virtual-size": "1GiB"})})
+    p = st.cli("vm-snapshot", "power-state=halted", "new-name-label=x")
+    assert p.returncode == 1 and p.stderr.startswith("vmctl: MULTIPLE_MATCHES:")
+    p = st.cli("vm-snapshot", "power-state=halted", "new-name-label=x", "--multiple")
+    assert p.returncode == 0 and len(p.stdout.split()) == 2
+    assert len(st("snapshot-list")) == 2
+    # sr-forget: same checks as sr-destroy, no confirmation
+    p = st.cli("sr-forget", f"uuid={sr}")
+    assert p.returncode == 1 and p.stderr.startswith("vmctl: SR_NOT_EMPTY:")
+    assert st.cli("sr-forget", f"uuid={sr}", "--force").returncode == 0
+    assert st("sr-list") == [] and st("vdi-list", **{"--all": True}) == [] and st("vbd-list") == []
+    assert st("db-check") == ""

@@ -271,6 +271,8 @@ def _install_param_set() -> None:
     cmd = COMMANDS.get("vdi-param-set")
     if cmd is not None and cmd.func is not _vdi_param_set:
         cmd.func = _vdi_param_set
+        cmd.help += ("; physical-utilisation=SIZE on a thin, managed, writable VDI records guest writes "
+                     "(0 to virtual-size; growth needs free space)")
 
 
 _install_param_set()
