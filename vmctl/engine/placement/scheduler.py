@@ -74,6 +74,7 @@ class HostTable:
 
         self.pool = pool
         self.uuids: list[str] = pool.host_uuids()
+        self.uuid_bytes = [u.encode() for u in self.uuids]
         self.index: dict[str, int] = {u: i for i, u in enumerate(self.uuids)}
         self.hosts: list[HostState] = [pool.hosts[u] for u in self.uuids]
         self.n = len(self.uuids)
@@ -473,15 +474,13 @@ class Scheduler:
         idx = [i for i in idx if keys[i] == top]
         if len(idx) == 1:
             return idx[0]
-        prefix = hashlib.sha256(f"{self.seed}:{req.vm.uuid}:".encode())
-        uu = t.uuids
-
-        def tk(i: int) -> bytes:
-            h = prefix.copy()
-            h.update(uu[i].encode())
-            return h.digest()[:8]
-
-        return min(idx, key=tk)
+        # tk(h) = first 8 bytes of SHA-256("<seed>:<vm>:<host>"); a list comprehension is the
+        # cheapest way to hash the many equal empty hosts a consolidating policy may tie on.
+        pre = f"{self.seed}:{req.vm.uuid}:".encode()
+        sha = hashlib.sha256
+        ub = t.uuid_bytes
+        keys8 = [sha(pre + ub[i]).digest()[:8] for i in idx]
+        return idx[keys8.index(min(keys8))]
 
     # ---- decisions ----------------------------------------------------------------------------
     def place_request(self, req: F.Request, exclude: Iterable[str] = (), ha: bool = True,
