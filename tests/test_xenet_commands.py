@@ -373,8 +373,8 @@ def test_vlan_destroy_management_refused(tmp_path):
 
 def test_pool_vlan_create(env):
     eth1 = env.pif(env.h1, "eth1")
-    out = env.ok("pool-vlan-create", f"pif-uuid={eth1}", "vlan=20", f"network-uuid={env.n1}").split()
-    assert len(out) == 2
+    p = env.run("-f", "json", "pool-vlan-create", f"pif-uuid={eth1}", "vlan=20", f"network-uuid={env.n1}")
+    assert p.returncode == 0 and len(json.loads(p.stdout)) == 2
     for h in ("h1", "h2"):
         assert env.ovs(h, "br-to-vlan", "xapi0") == "20\n"
         assert env.ovs(h, "br-to-parent", "xapi0") == "xenbr1\n"
@@ -594,6 +594,28 @@ def test_vif_plug_unplug_move_destroy(env):
     env.ok("vif-destroy", f"uuid={v0}")
     env.ok("vif-destroy", f"uuid={v0}", "--if-exists")
     assert env.problems() == []
+
+
+def test_owned_port_name_conflicts(env):
+    """network.md §8: an existing port X goes first; X as another port's interface refuses."""
+    vm = env.inv.run("vm-create", **{"name-label": "v", "memory": "1GiB"})
+    v0 = env.inv.run("vif-create", **{"vm-uuid": vm, "network-uuid": env.n1, "device": 0})
+    v1 = env.inv.run("vif-create", **{"vm-uuid": vm, "network-uuid": env.n1, "device": 1})
+    env.ovs("h1", "add-port", "xenbr0", "vif6.0")
+    env.ovs("h1", "add-bond", "xenbr0", "bx", "vif6.1", "other")
+    with pytest.raises(VmctlError) as ei:  # a start that must add port vif6.1 fails
+        env.start(vm, env.h1, 6)
+    assert ei.value.code == "DEVICE_ALREADY_EXISTS"
+    env.ovs("h1", "del-port", "bx")
+    env.start(vm, env.h1, 6)
+    assert env.ovs("h1", "port-to-br", "vif6.0") == "xapi0\n"
+    assert env.ovs("h1", "list-ports", "xenbr0") == "eth0\n"
+    env.inv.run("vif-unplug", uuid=v0)
+    env.inv.run("vif-unplug", uuid=v1)
+    env.ovs("h1", "add-bond", "xenbr0", "bx", "vif6.1", "other")
+    assert env.ovs("h1", "list-ports", "xapi0") == ""
+    env.fails("DEVICE_ALREADY_EXISTS", "vif-plug", f"uuid={v1}", params={"device": "vif6.1", "host": f"{env.h1} (h1)"})
+    assert env.inv.run("vif-param-get", uuid=v1, **{"param-name": "currently-attached"}) is False
 
 
 def test_db_check_fix_vif_port_after_del_br(env):

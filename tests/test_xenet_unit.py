@@ -189,3 +189,29 @@ def test_bond_member_attachment_reads_the_rows(inv):
     vmctl.open(inv.db, host="h1").run("del-bond-iface", "bond0", "eth1")
     assert inv.run("pif-param-get", uuid=pifs["eth1"], **{"param-name": "currently-attached"}) is False
     assert inv.run("pif-param-get", uuid=pifs["eth0"], **{"param-name": "currently-attached"}) is True
+
+
+def test_db_check_i6_i14(inv):
+    from vmctl.commands.dbcheck import check
+
+    vm = inv.run("vm-create", **{"name-label": "v", "memory": "1GiB"})
+    w = inv.run("vm-create", **{"name-label": "w", "memory": "1GiB"})
+    n1 = uuid_of(inv, "network", "n1")
+    a = inv.run("vif-create", **{"vm-uuid": vm, "network-uuid": n1, "device": 0})
+    b = inv.run("vif-create", **{"vm-uuid": w, "network-uuid": n1, "device": 0})
+    h1 = uuid_of(inv, "host", "h1")
+    pifs = {r["device"]: r["uuid"] for r in inv.run("pif-list", host=h1, params="uuid,device")}
+    bn = inv.run("network-create", **{"name-label": "bn"})
+    bond = inv.run("bond-create", **{"network-uuid": bn, "pif-uuids": f"{pifs['eth0']},{pifs['eth1']}"})
+
+    def corrupt(txn):
+        txn.update("vif", a, {"mac": "zz:00:00:00:00:01"})
+        txn.update("vif", b, {"mac": "03:00:00:00:00:01"})
+        txn.update("bond", bond, {"slaves": [pifs["eth0"]]})
+        txn.insert("vlan", {"tagged-pif": pifs["eth1"], "untagged-pif": "", "tag": 5000,
+                            "pool": txn.get("pif", pifs["eth1"])["pool"]})
+    in_txn(inv, corrupt, write=True)
+    found = {(i, c, u) for i, c, u, _t in in_txn(inv, check)}
+    assert ("I6", "vif", a) in found and ("I6", "vif", b) in found
+    assert ("I14", "bond", bond) in found
+    assert any(i == "I14" and c == "vlan" for i, c, _u in found)

@@ -4,6 +4,7 @@ in one journaled transaction. `check_before_commit` re-checks what a transaction
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 from vmctl import capacity
@@ -90,8 +91,9 @@ def check(txn) -> list[tuple[str, str, str, str]]:
     macs = defaultdict(list)
     for vif in w["vif"].values():
         macs[(vif["pool"], vif["mac"])].append(vif)
-        first = int(vif["mac"][:2], 16) if len(vif["mac"]) == 17 else 1
-        if first & 1 or vif["mac"] == "00:00:00:00:00:00":
+        # six lower-case hex pairs (model.md §3.7), unicast, not all zeros
+        well_formed = re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", vif["mac"]) is not None
+        if not well_formed or int(vif["mac"][:2], 16) & 1 or vif["mac"] == "00:00:00:00:00:00":
             bad("I6", "vif", vif["uuid"], f"MAC {vif['mac']} is not a valid unicast address")
     for (_pool, mac), vifs in macs.items():
         if len(vifs) > 1:

@@ -10,7 +10,7 @@ from vmctl import xenet
 from vmctl.commands.fields import parse_value
 from vmctl.commands.generic import param_hook
 from vmctl.commands.pool import only_pool
-from vmctl.commands.table import Arg, Ctx, Text, Value, command
+from vmctl.commands.table import Arg, Ctx, Data, Value, command
 from vmctl.errors import VmctlError
 from vmctl.model import CLASSES
 from vmctl.units import generated_mac, normalise_mac
@@ -352,7 +352,7 @@ def pool_vlan_create(ctx: Ctx):
     for p in targets:
         tag = vlan_checks(txn, p, network, a["vlan"])
         out.append(create_vlan(txn, p, network, tag))
-    return Text("".join(u + "\n" for u in out))
+    return Data(out, "".join(u + "\n" for u in out))
 
 
 def _resolve_vlan(ctx: Ctx) -> dict | None:
