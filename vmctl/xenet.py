@@ -487,9 +487,11 @@ def _ports_of_vif(s, vif_uuid: str) -> list[str]:
     return [p["name"] for p in recs["port"] if hit.intersection(p["interfaces"])]
 
 
-def unplug_vif_port(txn, vif: dict, vm: dict | None = None, host_uuid: str | None = None) -> None:
-    """Remove the VIF's port on the host: by its name, and any other port whose interface
-    carries the VIF's iface-id (the domid may already be gone)."""
+def unplug_vif_port(txn, vif: dict, vm: dict | None = None, host_uuid: str | None = None,
+                    scan: bool = True) -> None:
+    """Remove the VIF's port on the host: `vif<domid>.<device>` (a name owned by that VM while
+    it runs there), else, when the domid is already gone, any port whose interface carries the
+    VIF's iface-id."""
     vm = vm or txn.get("vm", vif["vm"])
     host_uuid = host_uuid or (vm["resident-on"] if vm else "")
     if not host_uuid or txn.get("host", host_uuid) is None:
@@ -497,10 +499,11 @@ def unplug_vif_port(txn, vif: dict, vm: dict | None = None, host_uuid: str | Non
     s = txn.switch(host_uuid)
     if vm is not None and vm["domid"] >= 0:
         name = vif_port_name(vm, vif)
-        snap = port_snapshot(s, name)
-        if snap and any((i.get("external_ids") or {}).get("iface-id") in (vif["uuid"], None)
-                        for i in snap["ifaces"]) and s.port_bridge(name) is not None:
+        if s.port_bridge(name) is not None:
             s.del_port(name)
+            return
+    if not scan:
+        return
     for name in _ports_of_vif(s, vif["uuid"]):
         if s.port_bridge(name) is not None:
             s.del_port(name)
@@ -532,7 +535,7 @@ def _on_leave(txn, vm: dict, host_uuid: str) -> None:
     vm = txn.get("vm", vm["uuid"]) or vm
     plugged = set()
     for vif in txn.select("vif", vm=vm["uuid"]):
-        unplug_vif_port(txn, vif, vm, host_uuid)
+        unplug_vif_port(txn, vif, vm, host_uuid, scan=vif["plugged"])
         if vif["plugged"]:
             plugged.add(vif["uuid"])
             txn.update("vif", vif["uuid"], {"plugged": False})
