@@ -15,7 +15,7 @@ import time
 
 import pytest
 import yaml
-from conftest import VMCTL
+from cli_helpers import VMCTL
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pgserver import pg_db, pg_url  # noqa: F401  (fixtures)
@@ -88,7 +88,7 @@ def test_concurrent_writers_postgresql(pg_db):  # noqa: F811
 
 @pytest.mark.postgres
 def test_postgresql_chain_rollback_and_journal(pg_db):  # noqa: F811
-    from conftest import Inventory
+    from cli_helpers import Inventory
 
     inv = Inventory(pg_db)
     env = {"VMCTL_DB": pg_db}

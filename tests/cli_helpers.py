@@ -1,0 +1,68 @@
+"""Helpers for the contract tests: run the real `vmctl` executable against one inventory.
+(A module of its own, since two conftest.py files exist and `import conftest` is ambiguous.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+VMCTL = [sys.executable, "-m", "vmctl"]
+CLASSES = ("pool", "host", "vm", "vm-group", "sr", "pbd", "vdi", "vbd", "network", "pif", "vif", "vlan", "bond",
+           "tunnel")
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+class Inventory:
+    """Runs vmctl in a subprocess against one inventory file."""
+
+    def __init__(self, db: Path):
+        self.db = db
+
+    def env(self, extra: dict | None = None) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
+        env["VMCTL_DB"] = str(self.db)
+        env.update(extra or {})
+        return env
+
+    def run(self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120) -> Result:
+        p = subprocess.run([*VMCTL, *args], input=input, capture_output=True, text=True,
+                           env=self.env(env), timeout=timeout)
+        assert "Traceback" not in p.stderr, p.stderr
+        return Result(p.returncode, p.stdout, p.stderr)
+
+    def ok(self, *args: str, **kw) -> str:
+        r = self.run(*args, **kw)
+        assert r.rc == 0, f"vmctl {' '.join(args)} failed ({r.rc}): {r.err}"
+        return r.out
+
+    def fail(self, *args: str, code: str | None = None, rc: int = 1, **kw) -> Result:
+        r = self.run(*args, **kw)
+        assert r.rc == rc, f"expected exit {rc}, got {r.rc}: {r.out}{r.err}"
+        assert r.out == "", f"a failure printed on stdout: {r.out!r}"
+        if code is not None:
+            assert r.err.startswith(f"vmctl: {code}:"), r.err
+        return r
+
+    def snapshot(self) -> dict:
+        """Every class's full listing plus the journal, read in one chained invocation: what
+        'unchanged' means in tests."""
+        words: list[str] = ["-f", "json"]
+        for cls in CLASSES:
+            words += [f"{cls}-list", "params=all"] + (["--all"] if cls in ("vm", "vdi") else []) + ["--"]
+        words += ["journal-list", "params=all"]
+        r = self.run(*words)
+        assert r.rc == 0, r.err
+        return dict(zip([*CLASSES, "journal"], json.loads(r.out)))
