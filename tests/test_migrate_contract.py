@@ -190,6 +190,7 @@ def test_refusals_changed_nothing(refusals):
     inv, u, before = refusals
     # dry runs and the no-op (host= the current host) leave nothing either
     assert inv.ok("vm-migrate", "vm=web", "host=h1") == ""
+    assert inv.ok("vm-migrate", "vm=web", "host=h1", f"vdi:{u['web 0']}=nfs") == ""  # disk already there
     assert inv.ok("vm-migrate", "vm=web", "host=h2", "--dry-run").splitlines()[0] == u["h2"]
     assert inv.snapshot() == before
 

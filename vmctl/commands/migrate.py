@@ -321,8 +321,11 @@ def migrate_one(ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi
             if not storage.sr_attached(txn, sr_uuid):
                 raise _requires_sr(txn, vm, sr_uuid)
         storage.check_space(txn, storage_need(txn, smap))
-        plan = {"vm": vm["uuid"], "host": "", **_cold_prediction(ps, vm["uuid"], smap, net, bandwidth)}
-        relocate(txn, vm["uuid"], "", smap, record_of("", "", plan), bool(ctx.opts.get("quiet")))
+        moving = {k: v for k, v in smap.items() if txn.get("vdi", k)["sr"] != v}
+        if not moving:
+            return None, None  # every mapped disk is already on its target SR: a no-op
+        plan = {"vm": vm["uuid"], "host": "", **_cold_prediction(ps, vm["uuid"], moving, net, bandwidth)}
+        relocate(txn, vm["uuid"], "", moving, record_of("", "", plan), bool(ctx.opts.get("quiet")))
         return plan, None
     src = vm["resident-on"]
     # 2. destination
@@ -362,6 +365,8 @@ def migrate_one(ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi
         raise _requires_sr(txn, vm, missing)
     storage.check_space(txn, storage_need(txn, smap))
     moving = {k: v for k, v in smap.items() if txn.get("vdi", k)["sr"] != v}
+    if dst == src and not moving:
+        return None, None  # the same host and every disk already in place: a no-op
     # 4.–5. caps and convergence
     _, pred = wv.admit_migration(ps, vm["uuid"], dst, network=net, bandwidth=bandwidth, downtime=downtime,
                                  vdi_map=moving or None, force=force)
