@@ -108,15 +108,22 @@ def _removal_checks(ctx: Ctx, sr: dict, operation: str) -> list[dict]:
     txn = ctx.txn
     vdis = sorted(storage.sr_vdis(txn, sr["uuid"]), key=lambda d: d["uuid"])
     uuids = {d["uuid"] for d in vdis}
+    # one pass over the VBDs rather than one query per VDI (an SR may hold thousands)
+    vbds = [b for b in txn.all("vbd") if b["vdi"] in uuids] if uuids else []
+    held = set()
+    for b in vbds:
+        vm = txn.get("vm", b["vm"])
+        if vm is not None and vm["power-state"] in storage.HOLDING_STATES:
+            held.add(b["vdi"])
     for d in vdis:
-        if storage.vdi_held(txn, d["uuid"]):
+        if d["uuid"] in held:
             raise storage.in_use(txn, d, operation)
     # A suspend image (of a suspended VM or a checkpoint) is in use too: dropping it would
     # leave a suspended VM without its memory (I10).
     for vm in txn.select("vm", power_state="suspended"):
         if vm["suspend-vdi"] in uuids:
             raise storage.in_use(txn, vm["suspend-vdi"], operation)
-    dangling = [b for d in vdis for b in txn.select("vbd", vdi=d["uuid"])]
+    dangling = sorted(vbds, key=lambda b: b["uuid"])
     if dangling and not ctx.force:
         raise VmctlError("SR_NOT_EMPTY", "VMs still have disks on this SR (use --force to drop their VBDs)",
                          [("sr", txn.ref("sr", sr))])

@@ -134,6 +134,9 @@ def vdi_copy(ctx: Ctx):
     if into is not None:
         if into["uuid"] == src["uuid"]:
             raise _invalid("into-vdi-uuid", a["into-vdi-uuid"])
+        if into["pool"] != src["pool"]:
+            raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("vdi", into)),
+                                                         ("pool", txn.ref("pool", src["pool"]))])
         storage.check_managed(txn, into)
         if into["read-only"]:
             raise VmctlError("VDI_READONLY", "The target VDI is read-only", [("vdi", txn.ref("vdi", into))])
@@ -166,7 +169,8 @@ def vdi_copy(ctx: Ctx):
     usage = storage.copy_usage(src, prov, txn)
     storage.check_space(txn, {target_sr["uuid"]: usage})
     before = storage.allocations(txn, [target_sr["uuid"]])
-    u = storage.copy_vdi(txn, src, target_sr, prov)
+    # an ISO image stays read-only; any other copy is a writable disk
+    u = storage.copy_vdi(txn, src, target_sr, prov, read_only=src["type"] == "iso" and src["read-only"])
     storage.overprovision_warning(txn, before, _quiet(ctx))
     return _explain(ctx, u, [{"source": src["uuid"], "target": u, "bytes": storage.chain_bytes(txn, src)
                               if not storage.is_thick(prov) else src["virtual-size"], "provisioning": prov}])
@@ -271,8 +275,6 @@ def _install_param_set() -> None:
     cmd = COMMANDS.get("vdi-param-set")
     if cmd is not None and cmd.func is not _vdi_param_set:
         cmd.func = _vdi_param_set
-        cmd.help += ("; physical-utilisation=SIZE on a thin, managed, writable VDI records guest writes "
-                     "(0 to virtual-size; growth needs free space)")
 
 
 _install_param_set()
