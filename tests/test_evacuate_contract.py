@@ -52,8 +52,9 @@ def test_evacuation_empties_a_loaded_host_as_planned(big):
     assert {m["to"] for m in plan["moves"]} <= {u["h2"], u["h3"], u["h4"]}
     # moves are ordered by predicted solo time, longest first, and grouped in consecutive waves
     assert [m["wave"] for m in plan["moves"]] == sorted(m["wave"] for m in plan["moves"])
-    text = inv.ok("host-evacuate", "host=h1", "--dry-run")
-    head, *rows, footer = text.splitlines()
+    r = inv.run("host-evacuate", "host=h1", "--dry-run")
+    assert r.rc == 0 and r.err == ""  # every move converges: no warning
+    head, *rows, footer = r.out.splitlines()
     assert head.split() == ["wave", "vm", "name-label", "to", "memory", "bytes", "time", "downtime"]
     assert len(rows) == len(SIZES)
     assert footer.startswith(f"{len(SIZES)} VMs, {plan['waves']} wave") and "makespan" in footer
@@ -162,3 +163,17 @@ def test_ha_refusal_is_reported_on_the_pool_row(inv):
     assert len(rows) == 1 and rows[0]["uuid"] == u["p2"] and rows[0]["name-label"] == "p2"
     assert rows[0]["reason"].startswith("HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN,1,")
     assert inv.snapshot() == before
+
+
+def test_a_move_predicted_not_to_converge_is_planned_with_a_warning(inv):
+    build(inv, [
+        "pool-create name-label=p1",
+        "host-add name-label=h1 address=10.0.0.1 cpu-count=16 memory-total=64GiB pool=p1",
+        "host-add name-label=h2 address=10.0.0.2 cpu-count=16 memory-total=64GiB pool=p1",
+        "-- --id=@h vm-create name-label=hot memory=16GiB other-config:dirty-rate=100M",
+        "vm-start vm=@h on=h1",
+    ])
+    r = inv.run("host-evacuate", "host=h1", "--dry-run")
+    assert r.rc == 0 and r.out.splitlines()[-1].startswith("1 VM, 1 wave (width 1)")
+    assert r.err == "vmctl: warning: VM hot is predicted not to converge: downtime 47.68 s (byte-cap)\n"
+    assert inv.run("-q", "host-evacuate", "host=h1", "--dry-run").err == ""

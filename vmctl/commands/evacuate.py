@@ -15,8 +15,9 @@ the host stays enabled when the evacuation is refused; ``host-enable host=H`` en
 
 from __future__ import annotations
 
-from vmctl.commands.table import Arg, Ctx, Data, command
+from vmctl.commands.table import Arg, Ctx, Data, Records, command
 
+_MOVE_FIELDS = ("wave", "vm", "name-label", "to", "memory", "bytes", "time", "downtime")
 _HOST = Arg("host", "ref:host", True, "the host to empty: uuid or name-label", complete="host")
 
 
@@ -83,6 +84,14 @@ def host_evacuate(ctx: Ctx):
 
     storage.check_space(txn, storage_need(txn, plan.storage_map))
     quiet = bool(ctx.opts.get("quiet"))
+    from vmctl.units import humanise_duration
+
+    for m in plan.moves:
+        # engine.md §4.4 plans every VM that has a target; one predicted not to converge is not a
+        # refusal (vm-migrate --force would move it too), but the operator should know
+        if not m.converges:
+            ctx.warn(f"VM {m.name or m.vm} is predicted not to converge: downtime "
+                     f"{humanise_duration(m.downtime)} ({m.prediction.stop_reason})")
     for m in plan.moves:  # wave order
         vmap = {d: s for d, s in plan.storage_map.items()
                 if d in {v.uuid for v in ps.vms[m.vm].vdis}}
@@ -90,7 +99,8 @@ def host_evacuate(ctx: Ctx):
         pred.pop("hints", None)
         relocate(txn, m.vm, m.dst, vmap, {**record_of(m.src, m.dst, pred), "wave": m.wave}, quiet)
     if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
-        return Data(plan.as_json(), plan_text(plan))
+        # csv/tsv: the move rows in plain values (cli.md §3)
+        return Data(plan.as_json(), plan_text(plan), records=Records("evacuation", plan.rows(), list(_MOVE_FIELDS)))
     return None
 
 
@@ -111,4 +121,4 @@ def host_get_vms_which_prevent_evacuation(ctx: Ctx):
     rows = [b.row() for b in blockers]
     text = table(["uuid", "name-label", "reason"], [[r["uuid"], r["name-label"], r["reason"]] for r in rows]) \
         if rows else ""
-    return Data(rows, text)
+    return Data(rows, text, records=Records("evacuation-blocker", rows, ["uuid", "name-label", "reason"]))

@@ -10,7 +10,7 @@ exactly the plan a dry run prints.
 
 from __future__ import annotations
 
-from vmctl.commands.table import Arg, Ctx, Data, command
+from vmctl.commands.table import Arg, Ctx, Data, Records, command
 from vmctl.errors import VmctlError
 
 
@@ -99,5 +99,7 @@ def pool_rebalance(ctx: Ctx):
     if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
         names = {h.uuid: h.name or h.uuid for h in ps.hosts.values()}
         names.update({v.uuid: v.name or v.uuid for v in ps.vms.values()})
-        return Data(plan.as_json(), plan_text(plan, names))
+        fields = ["step", "vm", "name-label", "from", "to", "memory", "gain", "cost", "sigma-memory", "sigma-vcpu",
+                  "time"]
+        return Data(plan.as_json(), plan_text(plan, names), records=Records("rebalance", plan.rows(), fields))
     return None
