@@ -127,3 +127,21 @@ def test_max_moves_refused(text):
     with pytest.raises(VmctlError) as e:
         _max_moves(Ctx(txn=None, cmd=None, a={"max-moves": text}))
     assert e.value.code == "INVALID_VALUE"
+
+
+def test_a_disk_another_vm_holds_is_not_moved(api):
+    thin = _uuid(api, "sr", "thin")
+    d = api.run("vdi-create", **{"sr-uuid": thin, "name-label": "shared", "virtual-size": "1GiB",
+                                 "sharable": "true"})
+    for vm in ("v0", "v1"):
+        api.run("vm-shutdown", vm=vm)
+        api.run("vbd-create", **{"vm-uuid": _uuid(api, "vm", vm), "vdi-uuid": d, "device": "0"})
+        api.run("vm-start", vm=vm, on="h1")
+    with pytest.raises(VmctlError) as e:
+        api.run("vm-migrate", vm="v0", host="h2", **{f"vdi:{d}": "nfs"})
+    assert e.value.code == "VDI_IN_USE" and dict(e.value.params)["operation"] == "migrate"
+    # the VM itself holding it is no obstacle once the other one has stopped
+    api.run("vm-shutdown", vm="v1")
+    api.run("vm-migrate", vm="v0", host="h2", **{f"vdi:{d}": "nfs"})
+    assert [r["sr"] for r in api.run("vdi-list", params="name-label,sr") if r["name-label"] == "shared"] == [
+        _uuid(api, "sr", "nfs")]

@@ -238,6 +238,9 @@ def _check_map_members(txn, vm: dict, vdi_map: dict[str, str]) -> None:
         if vdi["virtual-size"] > storage.largest_vdi(sr):
             raise VmctlError("VDI_TOO_LARGE", params=[("vdi", txn.ref("vdi", vdi)),
                                                       ("maximum", storage.largest_vdi(sr))])
+        # another VM holding the disk would lose it when the old copy goes (vdi-copy's VDI_IN_USE)
+        if storage.holders(txn, vdi_uuid, exclude=vm["uuid"]):
+            raise storage.in_use(txn, vdi, "migrate")
 
 
 def _requires_sr(txn, vm: dict, sr_uuid: str) -> VmctlError:
