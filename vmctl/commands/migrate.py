@@ -8,10 +8,17 @@ The checks run in engine.md §4.1's order, after the argument and resolution che
    filter), without ``host=`` the engine chooses among the other hosts (filters 1–11);
 3. storage: mapped VDIs must be the VM's (``INVALID_VALUE``), unmapped ones reachable from the
    destination (``VM_REQUIRES_SR``), map targets attached there (``VM_REQUIRES_SR``) with room for the
-   copy as vdi-copy counts it (``SR_FULL``);
+   copy as vdi-copy counts it (``SR_FULL``); as for vdi-copy, the target SR takes the VDI's type
+   and size (``VDI_INCOMPATIBLE_TYPE``, ``VDI_TOO_LARGE``) and no other running VM may hold the disk
+   (``VDI_IN_USE``);
 4. concurrency caps (``TOO_MANY_MIGRATIONS``) and 5. convergence (``MIGRATION_WOULD_NOT_CONVERGE``
    unless ``--force``), both from :func:`vmctl.engine.waves.admit_migration`;
 6. HA admission (``HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN``).
+
+No-ops (nothing changes, nothing is printed): ``host=`` the current host without a map, or a map
+whose disks already sit on their target SRs. A halted or suspended VM has no destination: its dry
+run prints ``-`` in place of the host uuid (``"host": ""`` in JSON), then the storage-only
+prediction (stop reason ``storage-only``: the disks copied at the stream rate, no downtime).
 
 Applying a move (also used by host-evacuate and pool-rebalance): the lifecycle hooks see the VM
 leave its old host (VBDs detach, VIF ports go), storage motion copies every mapped disk to its
