@@ -84,6 +84,8 @@ def refusals(tmp_path_factory):
         "-- --id=@net vm-create name-label=net memory=1GiB",
         "vif-create vm-uuid=@net network-uuid='Pool-wide network associated with eth1' device=0",
         "vm-start vm=@net on=h1",
+        "-- --id=@blk vm-create name-label=blk memory=1GiB blocked-operations:pool-migrate=maintenance",
+        "vm-start vm=@blk on=h1",
         "-- --id=@imm vm-create name-label=imm memory=1GiB platform:nomigrate=true",
         "vm-start vm=@imm on=h1",
         "-- --id=@halt vm-create name-label=halt memory=1GiB",
@@ -119,6 +121,8 @@ def _cases(u: dict[str, str]) -> list[tuple[list[str], str, list[str]]]:
         (["vm-migrate", "vm=web", "host=nope"], "UUID_INVALID", ["class: host"]),
         (["vm-migrate", "vm=web", "vdi:00000000-0000-4000-8000-000000000000=nfs"], "UUID_INVALID", ["vdi"]),
         (["vm-migrate", "vm=tmpl", "host=h2"], "VM_IS_TEMPLATE", []),
+        # model.md §0 (4) blocked operations: XAPI's pool_migrate, before any host check
+        (["vm-migrate", "vm=blk", "host=h4"], "OPERATION_BLOCKED", ["pool-migrate", "maintenance"]),
         # 1. power state and immobility (before any destination check)
         (["vm-migrate", "vm=halt", "host=h2"], "VM_BAD_POWER_STATE", ["expected: running, paused", "actual: halted"]),
         (["vm-migrate", "vm=halt", "host=h2", f"vdi:{halt_disk}=nfs"], "VM_BAD_POWER_STATE", []),

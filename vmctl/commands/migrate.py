@@ -305,7 +305,11 @@ def migrate_one(ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi
     force = ctx.force
     explain = bool(ctx.opts.get("explain"))
     # 1. power state: live for running/paused; storage only (map, no host=) for halted/suspended
-    check_vm_operation(txn, vm, "migrate", LIVE_STATES + COLD_STATES)
+    # blocked-operations keys: XAPI's names in vmctl's dash form (pool-migrate live, migrate-send
+    # with storage motion), or plain "migrate" for both
+    op = "migrate-send" if vdi_map else "pool-migrate"
+    op = next((o for o in (op, "migrate") if o in vm["blocked-operations"]), op)
+    check_vm_operation(txn, vm, op, LIVE_STATES + COLD_STATES)
     live = vm["power-state"] in LIVE_STATES
     if not live and (not vdi_map or host is not None):
         raise bad_power_state(txn, vm, LIVE_STATES)
