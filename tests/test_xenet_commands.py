@@ -123,6 +123,10 @@ class Env:
                     a = got[k]
                     text = "; ".join(map(str, a)) if isinstance(a, list) else str(a)
                     assert text == str(v) or str(v).startswith(text + " ("), (args, k, v, a)
+                # the text rendering on stderr too: `vmctl: CODE: message` and `  key: value` lines
+                assert f"vmctl: {code}: " in p.stderr
+                for k, v in params.items():
+                    assert f"\n  {k}: {v}\n" in p.stderr, (args, k, v, p.stderr)
         assert self.dump() == before
 
     def dump(self) -> list[str]:
