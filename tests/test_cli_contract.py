@@ -152,6 +152,13 @@ def test_batch_all_or_nothing_and_continue(inv, tmp_path):
     data = json.loads(r.out)
     assert UUID.match(data[0]) and data[1]["error"]["code"] == "VM_NO_VCPUS"
     assert inv.ok("vm-list", "name-label=beta", "--minimal").strip()
+    mixed = "- vm-create name-label=eps\n- vm-create name-label=zeta bogus=1\n- frobnicate\n- vm-create name-label=eta\n"
+    r = inv.run("-f", "json", "batch", "-", "--continue-on-error", input=mixed)
+    assert r.rc == 1
+    data = json.loads(r.out)
+    assert UUID.match(data[0]) and data[1]["error"]["code"] == "UNKNOWN_PARAMETER" and "error" in data[2]
+    assert UUID.match(data[3])  # a bad item fails alone in continue mode
+    assert inv.ok("vm-list", "name-label=eta", "--minimal").strip()
     out = inv.ok("batch", "-", input="- vm-create name-label=delta\n")
     assert UUID.match(out.strip())
     inv.fail("batch", "-", input="{not: a list}\n", code="INVALID_VALUE")

@@ -217,8 +217,14 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
     items = load_items(path)
     per_item = []
     for idx, item in enumerate(items, 1):
-        words = item_words(idx, item)
-        per_item.append((words, build_chain(Invocation({}, _segments(words), {}))))
+        # In continue mode a bad item is that item's failure only (each item is its own transaction).
+        try:
+            words = item_words(idx, item)
+            per_item.append((words, build_chain(Invocation({}, _segments(words), {}))))
+        except (VmctlError, OvsError) as e:
+            if not continue_on_error:
+                raise
+            per_item.append(([str(item)], e))
     head = command_line(argv)
     if not continue_on_error:
         chain = [b for _, c in per_item for b in c]
@@ -237,6 +243,8 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
     outputs = []
     for words, chain in per_item:
         try:
+            if isinstance(chain, Exception):
+                raise chain
             results = Executor(opts, f"{head}\n  {shlex.join(words)}", chained=len(chain) > 1).run(chain)
             if opts.fmt == "json":
                 outputs.extend(output.result_data(r) for r in results)
@@ -249,7 +257,8 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
                     outputs.append({"error": {"code": e.code, "message": e.message,
                                               "params": {k: output.jsonable(v) for k, v in e.params}}})
                 else:
-                    outputs.append({"error": {"code": "OVS_ERROR", "message": e.message, "params": {}}})
+                    code = "USAGE" if isinstance(e, UsageError) else "OVS_ERROR"
+                    outputs.append({"error": {"code": code, "message": e.message, "params": {}}})
             sys.stderr.write(output.render_error(e))
     if opts.fmt == "json":
         sys.stdout.write(json.dumps(outputs, indent=2, ensure_ascii=False) + "\n")
