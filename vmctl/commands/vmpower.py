@@ -19,9 +19,7 @@ from vmctl import lifecycle
 from vmctl.commands.fields import matches
 from vmctl.commands.table import Arg, Ctx, Data, command
 from vmctl.commands.vm import bad_power_state, check_vm_operation
-from vmctl.errors import Ref, VmctlError
-
-MiB = 1024**2
+from vmctl.errors import VmctlError
 
 _VM = Arg("vm", "ref:vm", help="the VM: uuid or name-label (or select with field filters)", complete="vm")
 _ON = Arg("on", "ref:host", help="start on this host instead of letting the engine choose", complete="host")
@@ -564,5 +562,3 @@ def vm_place(ctx: Ctx):
     host, _ = place_one(txn, vm, mode, policy=ctx.a.get("policy"), seed=ctx.a.get("seed"))
     return Data({"vm": vm["uuid"], "host": host}, host + "\n")
 
-
-__all__ = ["Ref", "boot", "leave", "hard_halt", "select_vms", "place_one", "place_many", "free_domid"]
