@@ -159,6 +159,10 @@ def test_batch_all_or_nothing_and_continue(inv, tmp_path):
     assert UUID.match(data[0]) and data[1]["error"]["code"] == "UNKNOWN_PARAMETER" and "error" in data[2]
     assert UUID.match(data[3])  # a bad item fails alone in continue mode
     assert inv.ok("vm-list", "name-label=eta", "--minimal").strip()
+    before = inv.snapshot()
+    r = inv.run("batch", "-", "--continue-on-error", input="- vm-create name-label=theta --dry-run\n")
+    assert r.rc == 0 and UUID.match(r.out.strip())
+    assert inv.snapshot() == before  # the item's own --dry-run committed nothing
     out = inv.ok("batch", "-", input="- vm-create name-label=delta\n")
     assert UUID.match(out.strip())
     inv.fail("batch", "-", input="{not: a list}\n", code="INVALID_VALUE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -245,7 +246,9 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
         try:
             if isinstance(chain, Exception):
                 raise chain
-            results = Executor(opts, f"{head}\n  {shlex.join(words)}", chained=len(chain) > 1).run(chain)
+            # an item's own --dry-run makes that item a dry run (cli.md §5: it acts as the global option)
+            item_opts = dataclasses.replace(opts, dry_run=opts.dry_run or any(b.dry_run for b in chain))
+            results = Executor(item_opts, f"{head}\n  {shlex.join(words)}", chained=len(chain) > 1).run(chain)
             if opts.fmt == "json":
                 outputs.extend(output.result_data(r) for r in results)
             else:
