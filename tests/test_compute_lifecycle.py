@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import with_txn
 
 import vmctl
 from vmctl.errors import VmctlError
@@ -20,16 +21,6 @@ STATES = ("halted", "running", "paused", "suspended")
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
-def with_txn(db: Path, fn, write: bool = True):
-    from vmctl.store.txn import Store
-
-    st = Store(str(db))
-    try:
-        return st.run(fn, write)[0]
-    finally:
-        st.dispose()
-
-
 def dump(db: Path) -> dict:
     from vmctl.model import CLASSES
 

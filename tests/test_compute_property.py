@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from cli_helpers import with_txn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,16 +19,6 @@ from vmctl.errors import VmctlError
 GiB = 1024**3
 HOSTS = ("h1", "h2", "h3")
 VMS = tuple(f"v{i}" for i in range(6))
-
-
-def with_txn(db: Path, fn, write: bool = True):
-    from vmctl.store.txn import Store
-
-    s = Store(str(db))
-    try:
-        return s.run(fn, write)[0]
-    finally:
-        s.dispose()
 
 
 @pytest.fixture(scope="module")

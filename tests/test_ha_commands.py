@@ -6,46 +6,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import cli, run_cli, with_txn
 
 import vmctl
 from vmctl.errors import VmctlError
 
 GiB, MiB = 1024**3, 1024**2
-
-
-def with_txn(db: Path, fn, write: bool = True):
-    from vmctl.store.txn import Store
-
-    st = Store(str(db))
-    try:
-        return st.run(fn, write)[0]
-    finally:
-        st.dispose()
-
-
-def run_cli(db: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
-    env["VMCTL_DB"] = str(db)
-    return subprocess.run([sys.executable, "-m", "vmctl", *args], capture_output=True, text=True, env=env, timeout=60)
-
-def cli(db: Path, *args: str) -> subprocess.CompletedProcess:
-    """The same CLI entry point in-process (fast); run_cli keeps the real executable for contract checks."""
-    import contextlib
-    import io
-
-    from vmctl.cli.app import run_argv
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = run_argv([f"--db={db}", *args])
-    return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())
 
 
 def db_problems(db: Path) -> list:

@@ -4,27 +4,15 @@ exactly the homogeneity checks 8 and 9. Plus the join's effects and pool-eject."
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import cli, run_cli, with_txn
 
 import vmctl
 
 GiB = 1024**3
-
-
-def with_txn(db: Path, fn, write: bool = True):
-    from vmctl.store.txn import Store
-
-    st = Store(str(db))
-    try:
-        return st.run(fn, write)[0]
-    finally:
-        st.dispose()
 
 
 def dump(db: Path) -> dict:
@@ -32,24 +20,6 @@ def dump(db: Path) -> dict:
 
     return with_txn(db, lambda txn: {c: sorted(txn.all(c), key=lambda r: r["uuid"]) for c in CLASSES}, write=False)
 
-
-def run_cli(db: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
-    env["VMCTL_DB"] = str(db)
-    return subprocess.run([sys.executable, "-m", "vmctl", *args], capture_output=True, text=True, env=env, timeout=60)
-
-
-def cli(db: Path, *args: str) -> subprocess.CompletedProcess:
-    """The same CLI entry point in-process (fast); run_cli keeps the real executable for the checks."""
-    import contextlib
-    import io
-
-    from vmctl.cli.app import run_argv
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = run_argv([f"--db={db}", *args])
-    return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())
 
 def host(db: Path, name: str) -> dict:
     return with_txn(db, lambda t: t.resolve_one("host", name), write=False)
