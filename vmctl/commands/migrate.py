@@ -408,7 +408,7 @@ def migrate_one(ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi
          examples=("vm-migrate vm=web1 host=h2", "vm-migrate vm=web1 --dry-run",
                    "vm-migrate vm=db1 host=h2 vdi:<vdi-uuid>=shared-sr"))
 def vm_migrate(ctx: Ctx):
-    from vmctl.commands.vmpower import select_vms
+    from vmctl.commands.vm import select_vms
 
     txn = ctx.txn
     for name in ("downtime",):

@@ -342,3 +342,39 @@ def vm_install(ctx: Ctx):
         changes["name-description"] = ctx.a["new-name-description"]
     txn.update("vm", new, changes)
     return Value(new)
+
+
+def select_vms(ctx: Ctx) -> list[dict]:
+    """cli.md §2 VM selectors: ``vm=`` and/or field filters, as xe selects VMs. Several matches
+    need ``--multiple`` (else MULTIPLE_MATCHES); none fails as an unknown ``vm=`` does
+    (UUID_INVALID). Shared by every command that takes a selector."""
+    from vmctl import derived
+    from vmctl.commands.fields import matches
+    from vmctl.commands.generic import hidden_filter
+
+    txn = ctx.txn
+    text = ctx.a.get("vm")
+    if text is None and not ctx.filters:
+        raise VmctlError("MISSING_PARAMETER", "Name the VM with vm= or select VMs with field filters",
+                         [("name", "vm")])
+    filter_fields = {f for f, _, _ in ctx.filters}
+    shown = " ".join(([text] if text is not None else [])
+                     + [f"{k}={v}" for k, v in ctx.raw_pairs if k.split(":", 1)[0] in filter_fields])
+    if text is not None:
+        rows = txn.resolve("vm", text, multiple=True)
+    else:
+        rows = txn.all("vm")
+        keep = hidden_filter("vm", ctx, ctx.filters)
+        if keep is not None:
+            rows = [r for r in rows if keep(r)]
+    if ctx.filters:
+        need = {f for f in filter_fields if not CLASSES["vm"].fields[f].stored}
+        if need:
+            derived.fill(txn, "vm", rows, need)
+        rows = [r for r in rows if matches("vm", r, ctx.filters)]
+    if not rows:
+        raise VmctlError("UUID_INVALID", f"No VM matches {shown}", [("class", "vm"), ("value", shown)])
+    if len(rows) > 1 and not ctx.flag("multiple"):
+        raise VmctlError("MULTIPLE_MATCHES", f"{len(rows)} VMs match {shown}; add --multiple to act on all of them",
+                         [("class", "vm"), ("value", shown)])
+    return sorted(rows, key=lambda r: (r["name-label"].encode(), r["uuid"]))

@@ -16,9 +16,12 @@ or batch is *deferred* and placed in one pass (engine.md §2.3) through the runn
 from __future__ import annotations
 
 from vmctl import lifecycle
-from vmctl.commands.fields import matches
 from vmctl.commands.table import Arg, Ctx, Data, command
-from vmctl.commands.vm import bad_power_state, check_vm_operation
+from vmctl.commands.vm import (
+    bad_power_state,
+    check_vm_operation,
+    select_vms,  # noqa: E402,F401  (cli.md §2 selectors)
+)
 from vmctl.errors import VmctlError
 
 _VM = Arg("vm", "ref:vm", help="the VM: uuid or name-label (or select with field filters)", complete="vm")
@@ -26,41 +29,6 @@ _ON = Arg("on", "ref:host", help="start on this host instead of letting the engi
 
 
 # --- selection (cli.md §2 VM selectors) -------------------------------------------------------------------
-def select_vms(ctx: Ctx) -> list[dict]:
-    """``vm=`` and/or field filters, as xe selects VMs. Several matches need ``--multiple``
-    (else MULTIPLE_MATCHES); none fails as an unknown ``vm=`` does (UUID_INVALID)."""
-    from vmctl import derived
-    from vmctl.commands.generic import hidden_filter
-    from vmctl.model import CLASSES
-
-    txn = ctx.txn
-    text = ctx.a.get("vm")
-    if text is None and not ctx.filters:
-        raise VmctlError("MISSING_PARAMETER", "Name the VM with vm= or select VMs with field filters",
-                         [("name", "vm")])
-    if text is not None:
-        rows = txn.resolve("vm", text, multiple=True)
-        shown = " ".join([text] + [f"{k}={v}" for k, v in ctx.raw_pairs if k != "vm" and ":" not in k and
-                                   any(k == f for f, _, _ in ctx.filters)])
-    else:
-        rows = txn.all("vm")
-        keep = hidden_filter("vm", ctx, ctx.filters)
-        if keep is not None:
-            rows = [r for r in rows if keep(r)]
-        shown = " ".join(f"{k}={v}" for k, v in ctx.raw_pairs if k not in ("vm", "on"))
-    if ctx.filters:
-        need = {f for f, _, _ in ctx.filters if not CLASSES["vm"].fields[f].stored}
-        if need:
-            derived.fill(txn, "vm", rows, need)
-        rows = [r for r in rows if matches("vm", r, ctx.filters)]
-    if not rows:
-        raise VmctlError("UUID_INVALID", f"No VM matches {shown}", [("class", "vm"), ("value", shown)])
-    if len(rows) > 1 and not ctx.flag("multiple"):
-        raise VmctlError("MULTIPLE_MATCHES", f"{len(rows)} VMs match {shown}; add --multiple to act on all of them",
-                         [("class", "vm"), ("value", shown)])
-    return sorted(rows, key=lambda r: (r["name-label"].encode(), r["uuid"]))
-
-
 # --- transitions --------------------------------------------------------------------------------------------
 def free_domid(txn, host_uuid: str, skip: str | None = None) -> int:
     """The smallest integer ≥ 1 unused by the host's other resident VMs (model.md §1.3)."""

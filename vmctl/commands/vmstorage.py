@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections import defaultdict
 
 from vmctl import lifecycle, storage
-from vmctl.commands.fields import matches
 from vmctl.commands.table import Arg, Ctx, Data, Text, Value, command
 from vmctl.commands.vbd import check_device, plug, unplug
-from vmctl.commands.vm import check_vm_operation
+from vmctl.commands.vm import (
+    check_vm_operation,
+    select_vms,  # noqa: E402,F401  (cli.md §2 selectors)
+)
 from vmctl.errors import VmctlError
 from vmctl.model import CLASSES
 from vmctl.units import generated_mac
@@ -232,36 +234,6 @@ def vm_copy(ctx: Ctx):
 
 
 # --- snapshots ---------------------------------------------------------------------------------------------
-def select_vms(ctx: Ctx) -> list[dict]:
-    """`vm=` and/or field filters (cli.md §2 VM selectors); several need --multiple."""
-    from vmctl import derived
-    from vmctl.commands.generic import hidden_filter
-
-    txn = ctx.txn
-    text = ctx.a.get("vm")
-    if text is None and not ctx.filters:
-        raise VmctlError("MISSING_PARAMETER", "Name the VM with vm= or select VMs with field filters", [("name", "vm")])
-    if text is not None:
-        rows = txn.resolve("vm", text, multiple=True)
-        shown = text
-    else:
-        rows = txn.all("vm")
-        keep = hidden_filter("vm", ctx, ctx.filters)
-        if keep is not None:
-            rows = [r for r in rows if keep(r)]
-        shown = " ".join(f"{k}={v}" for k, v in ctx.raw_pairs if k not in ("vm", "new-name-label", "ignore-vdi-uuids"))
-    if ctx.filters:
-        need = {f for f, _, _ in ctx.filters if not CLASSES["vm"].fields[f].stored}
-        if need:
-            derived.fill(txn, "vm", rows, need)
-        rows = [r for r in rows if matches("vm", r, ctx.filters)]
-    if not rows:
-        raise VmctlError("UUID_INVALID", f"No VM matches {shown}", [("class", "vm"), ("value", shown)])
-    if len(rows) > 1 and not ctx.flag("multiple"):
-        raise VmctlError("MULTIPLE_MATCHES", params=[("class", "vm"), ("value", shown)])
-    return sorted(rows, key=lambda r: (r["name-label"].encode(), r["uuid"]))
-
-
 def suspend_sr_of(txn, vm: dict) -> dict:
     """suspend-sr, else the pool's default-sr (`VM_NO_SUSPEND_SR [vm]`)."""
     u = vm["suspend-sr"] or (txn.get("pool", vm["pool"]) or {}).get("default-sr", "")
