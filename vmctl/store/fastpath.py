@@ -158,6 +158,10 @@ def _list(conn, c, view, pairs, show_all, default, fmt, g) -> int | None:
         filters.append((k, None, v))
     if g["minimal"]:
         fields = fields[:1]  # --minimal prints only the first field: derived later ones do not matter
+    if not filters and fmt in ("json", "csv", "tsv") or (not filters and g["minimal"]):
+        served = _list_in_sql(conn, c, view, show_all, fields, fmt, g)
+        if served is not None:
+            return served
     need = set(fields) | {f for f, _, _ in filters}
     if view in ("vm", "template", "snapshot"):
         need |= {"is-a-template", "is-a-snapshot"}
@@ -193,6 +197,60 @@ def _list(conn, c, view, pairs, show_all, default, fmt, g) -> int | None:
     else:
         rows.sort(key=lambda r: r["uuid"])
     sys.stdout.write(render_records(c.name, rows, fields, fmt, g["minimal"], g["no_headings"]))
+    return 0
+
+
+_HIDDEN_SQL = {
+    "vm": "is_a_template = 0 OR is_a_snapshot = 1) AND (is_a_snapshot = 0",
+    "template": "is_a_template = 1 AND is_a_snapshot = 0",
+    "snapshot": "is_a_snapshot = 1",
+    "vdi": "managed = 1",
+}
+
+
+def _list_in_sql(conn, c, view, show_all, fields, fmt, g) -> int | None:
+    """An unfiltered list: SQLite hides and orders the rows (its BINARY collation is byte order,
+    the order sort_rows uses) and each tuple is rendered directly, without building row dicts."""
+    from vmctl.cli.output import escape_minimal, plain
+
+    fobjs = [c.fields.get(n) for n in fields]
+    if any(f is None or not f.stored for f in fobjs):
+        return None
+    where = ""
+    cond = _HIDDEN_SQL.get(view)
+    if cond and not (show_all and view in ("vm", "vdi")):
+        where = f" WHERE ({cond})"
+    order = "name_label, uuid" if c.named else "uuid"
+    cols = ", ".join(f'"{f.column}"' for f in fobjs)
+    cur = conn.execute(f'SELECT {cols} FROM "{c.table}"{where} ORDER BY {order}')
+    simple = all(f.kind == "scalar" and f.type != "bool" for f in fobjs)
+    if g["minimal"]:
+        f0 = fobjs[0]
+        if simple:
+            text = ",".join(escape_minimal(str(r[0])) for r in cur)
+        else:
+            text = ",".join(escape_minimal(plain(_decode(f0, r[0]), f0.type)) for r in cur)
+        sys.stdout.write(text + "\n")
+        return 0
+    if fmt == "json":
+        names = [f.name for f in fobjs]
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+        if simple:
+            parts = [dumps(dict(zip(names, r))) for r in cur]
+        else:
+            parts = [dumps({f.name: _decode(f, v) for f, v in zip(fobjs, r)}) for r in cur]
+        sys.stdout.write("[\n  " + ",\n  ".join(parts) + "\n]\n" if parts else "[]\n")
+        return 0
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+    if not g["no_headings"]:
+        w.writerow(fields)
+    for r in cur:
+        w.writerow([plain(_decode(f, v), f.type) for f, v in zip(fobjs, r)])
+    sys.stdout.write(buf.getvalue())
     return 0
 
 
