@@ -275,6 +275,8 @@ def _install_param_set() -> None:
     cmd = COMMANDS.get("vdi-param-set")
     if cmd is not None and cmd.func is not _vdi_param_set:
         cmd.func = _vdi_param_set
+        cmd.help += ("; physical-utilisation=N on a thin, managed, writable disk records guest writes "
+                     "(0 to virtual-size; growth needs free space on the SR)")
 
 
 _install_param_set()
