@@ -14,6 +14,7 @@ writes; the commands apply the engine's plans themselves.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 from vmctl import capacity, units
 from vmctl.engine.snapshot import (
@@ -108,7 +109,36 @@ def vm_value(vm: dict, st: _Storage | None = None) -> VMState:
 
 
 def pool_state(txn, pool_uuid: str) -> PoolState:
-    """The engine's snapshot of one pool, as the inventory holds it now."""
+    """The engine's snapshot of one pool, as the inventory holds it now: built once per
+    transaction and kept while nothing else is written (txn.writes), so a run of vm-starts does
+    not rebuild it per VM. Callers get a copy they may change."""
+    key = ("pool-state", pool_uuid)
+    hit = txn.cache.get(key)
+    if hit is None or hit[1] != txn.writes:
+        hit = (_build_pool_state(txn, pool_uuid), txn.writes)
+        txn.cache[key] = hit
+    return hit[0].copy()
+
+
+def sync_vm(txn, vm: dict, writes_before: int) -> None:
+    """Mirror one VM's own residence change (start, resume, shutdown, suspend...) into the
+    memoized snapshot, when nothing else was written since it was last valid (`writes_before`):
+    its disks, networks and groups are unchanged, so only its power state, host and boot CPU
+    record move."""
+    key = ("pool-state", vm["pool"])
+    hit = txn.cache.get(key)
+    if hit is None or hit[1] != writes_before:
+        return
+    ps = hit[0]
+    old = ps.vms.get(vm["uuid"])
+    if old is None:
+        return
+    fresh = vm_value(vm)
+    ps.set_vm(replace(fresh, srs=old.srs, networks=old.networks, vdis=old.vdis))
+    txn.cache[key] = (ps, txn.writes)
+
+
+def _build_pool_state(txn, pool_uuid: str) -> PoolState:
     from vmctl import xenet
 
     p = txn.get("pool", pool_uuid)

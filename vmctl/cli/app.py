@@ -126,6 +126,8 @@ class Executor:
                 s = txn.switch(host)
                 results.append(Text(s.run(b.cmd.name, b.seg.options, b.seg.args, oneline=self.opts.oneline,
                                           bare=self.opts.bare, no_headings=self.opts.no_headings)))
+                if b.cmd.rw:
+                    txn.writes += 1  # switch rows changed: memoized views (pool snapshots) are stale
                 continue
             ctx = Ctx(txn=txn, cmd=b.cmd, a=dict(b.a), raw=dict(b.raw), raw_pairs=list(b.raw_pairs),
                       flags=set(b.flags), maps={k: dict(v) for k, v in b.maps.items()}, filters=list(b.filters),

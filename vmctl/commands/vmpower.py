@@ -46,8 +46,9 @@ def free_domid(txn, host_uuid: str, skip: str | None = None) -> int:
 def boot(txn, vm: dict, host_uuid: str, paused: bool = False, record_cpu: bool = True) -> dict:
     """Make a halted or suspended VM resident on a host. A cold boot (start, HA restart) records
     last-boot-cpu-vendor/-flags with CPU levelling (engine.md §1); a resume keeps them."""
-    from vmctl.engine_adapter import levelled_flags
+    from vmctl.engine_adapter import levelled_flags, sync_vm
 
+    writes_before = txn.writes
     changes: dict = {"power-state": "paused" if paused else "running", "resident-on": host_uuid,
                      "domid": free_domid(txn, host_uuid, vm["uuid"]), "scheduled-to-be-resident-on": ""}
     if record_cpu:
@@ -55,16 +56,22 @@ def boot(txn, vm: dict, host_uuid: str, paused: bool = False, record_cpu: bool =
         changes.update({"last-boot-cpu-vendor": vendor, "last-boot-cpu-flags": flags})
     new = txn.update("vm", vm["uuid"], changes)
     lifecycle.became_resident(txn, new, host_uuid)
+    sync_vm(txn, new, writes_before)
     return new
 
 
 def leave(txn, vm: dict, state: str) -> dict:
     """A running or paused VM leaves its host for halted or suspended: the hooks detach its VBDs
     and VIF ports first, then resident-on clears and domid becomes −1 (model.md §2)."""
+    from vmctl.engine_adapter import sync_vm
+
+    writes_before = txn.writes
     if vm["resident-on"]:
         lifecycle.leaving_host(txn, vm, vm["resident-on"])
-    return txn.update("vm", vm["uuid"], {"power-state": state, "resident-on": "", "domid": -1,
-                                         "scheduled-to-be-resident-on": ""})
+    new = txn.update("vm", vm["uuid"], {"power-state": state, "resident-on": "", "domid": -1,
+                                        "scheduled-to-be-resident-on": ""})
+    sync_vm(txn, new, writes_before)
+    return new
 
 
 def destroy_vdi(txn, vdi_uuid: str) -> None:

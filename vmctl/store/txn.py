@@ -121,6 +121,9 @@ class Txn:
         self._switch_loaded: dict[str, dict] = {}
         self.warnings: list[str] = []
         self.cache: dict[object, object] = {}  # per-transaction memo for commands
+        # bumped by every write (and by mutating ovs-style commands, see cli/app.py): memoized
+        # views of the inventory, such as the engine's pool snapshots, are valid while it is unchanged
+        self.writes = 0
         # totals kept current by insert/update/delete: (cls, field, by, only) -> {by value: sum}
         self._sums: dict[tuple, dict] = {}
 
@@ -228,6 +231,7 @@ class Txn:
         if not row["uuid"]:
             row["uuid"] = self.new_uuid()
         u = row["uuid"]
+        self.writes += 1
         self._rows[cls][u] = row
         self._new[cls][u] = None
         if self._sums:
@@ -262,6 +266,7 @@ class Txn:
         if self._sums:
             self._account(cls, row, +1)
         if touched:
+            self.writes += 1
             if uuid not in self._new[cls]:
                 self._dirty[cls][uuid] = None
             if key not in self.created:
@@ -275,6 +280,7 @@ class Txn:
         if row is None:
             return
         key = f"{cls}:{uuid}"
+        self.writes += 1
         if self._sums:
             self._account(cls, row, -1)
         del self._rows[cls][uuid]
