@@ -235,12 +235,9 @@ def _remove_pool_contents(txn, pool_uuid: str) -> None:
          family="host", args=(_HOST,), flags=("--force", "--if-exists"), confirm=True)
 def host_forget(ctx: Ctx):
     txn = ctx.txn
-    try:
-        h = txn.resolve_one("host", ctx.a["host"])
-    except VmctlError as e:
-        if ctx.flag("if-exists") and e.code == "UUID_INVALID":
-            return None
-        raise
+    h = ctx.unless_missing(lambda: txn.resolve_one("host", ctx.a["host"]))
+    if h is None:
+        return None
     href = txn.ref("host", h)
     pool = txn.get("pool", h["pool"])
     others = [x for x in txn.select("host", pool=pool["uuid"]) if x["uuid"] != h["uuid"]]

@@ -30,12 +30,7 @@ def invalid(name: str, value) -> VmctlError:
 
 def resolve_or_none(ctx: Ctx, cls: str, key: str = "uuid") -> dict | None:
     """resolve_one, except that --if-exists turns an unknown object into None."""
-    try:
-        return ctx.txn.resolve_one(cls, ctx.a[key])
-    except VmctlError as e:
-        if ctx.flag("if-exists") and e.code == "UUID_INVALID":
-            return None
-        raise
+    return ctx.unless_missing(lambda: ctx.txn.resolve_one(cls, ctx.a[key]))
 
 
 def same_pool(txn, cls: str, row: dict, pool_uuid: str) -> None:

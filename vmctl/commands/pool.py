@@ -42,12 +42,9 @@ def pool_create(ctx: Ctx):
          args=(Arg("uuid", "uuid", True, "the pool", complete="pool"),), flags=("--if-exists",))
 def pool_destroy(ctx: Ctx):
     txn = ctx.txn
-    try:
-        pool = txn.resolve_one("pool", ctx.a["uuid"])
-    except VmctlError as e:
-        if ctx.flag("if-exists") and e.code == "UUID_INVALID":
-            return None
-        raise
+    pool = ctx.unless_missing(lambda: txn.resolve_one("pool", ctx.a["uuid"]))
+    if pool is None:
+        return None
     u = pool["uuid"]
     for cls in ("host", "vm", "sr", "network"):
         if txn.select(cls, pool=u):

@@ -18,12 +18,7 @@ def _invalid(name: str, value) -> VmctlError:
 
 
 def _resolve_if_exists(ctx: Ctx, cls: str) -> dict | None:
-    try:
-        return ctx.txn.resolve_one(cls, ctx.a["uuid"])
-    except VmctlError as e:
-        if ctx.flag("if-exists") and e.code == "UUID_INVALID":
-            return None
-        raise
+    return ctx.unless_missing(lambda: ctx.txn.resolve_one(cls, ctx.a["uuid"]))
 
 
 _SR_CREATE_ARGS = {"name-label", "type", "physical-size", "shared", "host", "content-type",

@@ -167,6 +167,19 @@ class Ctx:
         if not self.opts.get("quiet"):
             self.txn.warn(text)  # type: ignore[attr-defined]
 
+    def unless_missing(self, lookup):
+        """The object a destroy or forget command acts on, from lookup(); with --if-exists a
+        missing one (UUID_INVALID) gives None instead, which the command takes as success
+        (model.md §0 idempotent forms)."""
+        from vmctl.errors import VmctlError
+
+        try:
+            return lookup()
+        except VmctlError as e:
+            if self.flag("if-exists") and e.code == "UUID_INVALID":
+                return None
+            raise
+
     def confirm(self, what: list[str]) -> None:
         """model.md §0 Confirmation: --force / --yes skip; no terminal or a chain fails."""
         from vmctl.errors import ConfirmationNeeded, VmctlError

@@ -135,12 +135,10 @@ def unplug(txn, vbd: dict) -> None:
          args=(Arg("uuid", "uuid", True, "the VBD"),), flags=("--if-exists",))
 def vbd_destroy(ctx: Ctx):
     txn = ctx.txn
-    try:
-        vbd, vm = _vbd_vm(ctx)
-    except VmctlError as e:
-        if ctx.flag("if-exists") and e.code == "UUID_INVALID":
-            return None
-        raise
+    found = ctx.unless_missing(lambda: _vbd_vm(ctx))
+    if found is None:
+        return None
+    vbd, vm = found
     check_vm_operation(txn, vm, "vbd-destroy", ("halted", "running", "paused"), templates=True)
     if vbd["currently-attached"]:
         raise VmctlError("OPERATION_NOT_ALLOWED", "Unplug the VBD first", [("reason", "VBD is attached")])

@@ -216,12 +216,9 @@ def vdi_snapshot(ctx: Ctx):
          args=(Arg("uuid", "uuid", True, "the VDI"),), flags=("--if-exists",))
 def vdi_destroy(ctx: Ctx):
     txn = ctx.txn
-    try:
-        vdi = _vdi(ctx)
-    except VmctlError as e:
-        if ctx.flag("if-exists") and e.code == "UUID_INVALID":
-            return None
-        raise
+    vdi = ctx.unless_missing(lambda: _vdi(ctx))
+    if vdi is None:
+        return None
     if txn.select("vm", suspend_vdi=vdi["uuid"]):
         # a suspend image belongs to its (suspended) VM: vm-resume or vm-shutdown --force drop it
         raise storage.in_use(txn, vdi, "destroy")

@@ -183,12 +183,9 @@ def destroy_vm_records(txn, vm: dict) -> None:
          args=(Arg("uuid", "uuid", True, "the VM", complete="vm"),), flags=("--if-exists",))
 def vm_destroy(ctx: Ctx):
     txn = ctx.txn
-    try:
-        vm = txn.resolve_one("vm", ctx.a["uuid"])
-    except VmctlError as e:
-        if ctx.flag("if-exists") and e.code == "UUID_INVALID":
-            return None
-        raise
+    vm = ctx.unless_missing(lambda: txn.resolve_one("vm", ctx.a["uuid"]))
+    if vm is None:
+        return None
     if vm["is-default-template"]:
         raise VmctlError("VM_CANNOT_DELETE_DEFAULT_TEMPLATE", params=[("vm", txn.ref("vm", vm))])
     check_vm_operation(txn, vm, "destroy", ("halted", "suspended"), templates=True, snapshots=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from vmctl.commands.pool import only_pool
 from vmctl.commands.table import Arg, Ctx, Value, command
-from vmctl.errors import VmctlError
 
 
 @command("vm-group-create", "Create a VM group with a placement rule; print its uuid", family="vm-group",
@@ -35,12 +34,9 @@ def vm_group_create(ctx: Ctx):
          args=(Arg("uuid", "uuid", True, "the group", complete="vm-group"),), flags=("--if-exists",))
 def vm_group_destroy(ctx: Ctx):
     txn = ctx.txn
-    try:
-        g = txn.resolve_one("vm-group", ctx.a["uuid"])
-    except VmctlError as e:
-        if ctx.flag("if-exists") and e.code == "UUID_INVALID":
-            return None
-        raise
+    g = ctx.unless_missing(lambda: txn.resolve_one("vm-group", ctx.a["uuid"]))
+    if g is None:
+        return None
     for vm in sorted(txn.select("vm", pool=g["pool"]), key=lambda r: r["uuid"]):
         if g["uuid"] in vm["groups"]:
             txn.update("vm", vm["uuid"], {"groups": [x for x in vm["groups"] if x != g["uuid"]]})

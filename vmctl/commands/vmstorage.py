@@ -455,12 +455,9 @@ def _drop_snapshot(txn, snap: dict) -> None:
          args=_SNAP_UUID, flags=("--if-exists",))
 def snapshot_destroy(ctx: Ctx):
     txn = ctx.txn
-    try:
-        snap = _snapshot_arg(ctx)
-    except VmctlError as e:
-        if ctx.flag("if-exists") and e.code == "UUID_INVALID":
-            return None
-        raise
+    snap = ctx.unless_missing(lambda: _snapshot_arg(ctx))
+    if snap is None:
+        return None
     _not_snapshot(txn, snap, "snapshot-destroy")
     check_vm_operation(txn, snap, "destroy", ("halted", "suspended"), templates=True, snapshots=True)
     _drop_snapshot(txn, snap)
