@@ -306,6 +306,3 @@ SNAPSHOT_COLUMNS = ("uuid", "name-label", "snapshot-of", "snapshot-time", "power
 ALIASES = {"MTU": "mtu", "MAC": "mac", "VLAN": "vlan", "IP": "ip", "DNS": "dns"}
 
 
-def field(cls: str, name: str) -> Field | None:
-    return CLASSES[cls].fields.get(name)
-

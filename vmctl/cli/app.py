@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from vmctl.cli import output
 from vmctl.cli.bind import Bound, bind, lookup
-from vmctl.cli.grammar import Invocation, Segment, parse
+from vmctl.cli.grammar import Invocation, parse
 from vmctl.errors import ConfirmationNeeded, OvsError, UsageError, VmctlError
 
 UTILITY = ("batch", "demo", "completion", "help", "bench")
@@ -296,7 +296,3 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except OSError:
         pass
-
-
-def segment_for(words: list[str]) -> Segment:
-    return Segment(name=words[0], args=words[1:])

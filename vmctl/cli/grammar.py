@@ -205,7 +205,8 @@ def check_arg_count(seg: Segment, lo: int, hi: int | None) -> None:
 
 def parse(argv: list[str]) -> Invocation:
     for w in argv:
-        if "\udc80" <= w[-1:] <= "\udcff" or any("\udc80" <= ch <= "\udcff" for ch in w):
+        # bytes that are not UTF-8 arrive as lone surrogates (PEP 383)
+        if any("\udc80" <= ch <= "\udcff" for ch in w):
             raise UsageError("argument is not valid UTF-8")
     opts, cmdopts, rest = parse_global(argv)
     if not rest and (opts.get("version") or opts.get("help") or opts.get("commands")):

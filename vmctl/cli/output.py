@@ -31,8 +31,6 @@ def plain(value: object, ftype: str = "string") -> str:
     if isinstance(value, (list, tuple, set, frozenset)):
         return "; ".join(plain(v) for v in value)
     if isinstance(value, float):
-        if ftype == "duration" or value != int(value):
-            return repr(value)
         return repr(value)
     if isinstance(value, Ref):
         return value.render()

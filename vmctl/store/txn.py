@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from vmctl.errors import BusyError, Ref, VmctlError
-from vmctl.model import CLASSES, JOURNAL, ObjClass
+from vmctl.model import CLASSES, ObjClass
 from vmctl.store import schema
 from vmctl.units import UuidSource, is_uuid
 
@@ -684,5 +684,3 @@ def journal_rows(conn: sa.Connection) -> Iterable[dict]:
             "prev-hash": d["prev_hash"], "hash": d["hash"],
         }
 
-
-JOURNAL_CLASS = JOURNAL
