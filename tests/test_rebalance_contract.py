@@ -107,3 +107,34 @@ def test_pack_frees_hosts(inv):
               for r in json.loads(inv.ok("host-list", "params=uuid,resident-vm-count", "-f", "json"))}
     assert all(counts[h] == 0 for h in plan["freed-hosts"])
     inv.ok("db-check")
+
+
+def test_exchange_step_through_the_command(inv):
+    """Two hosts whose loads point against each VM shape: no single move helps, one exchange
+    (a 4 GiB VM out, a 24 GiB VM back) evens them; both moves are applied and journalled."""
+    build(inv, ["pool-create name-label=p1",
+                *(f"host-add name-label=h{i} address=10.0.0.{i} cpu-count=32 memory-total=192GiB pool=p1"
+                  for i in (1, 2)),
+                *(x for n, (host, vcpus, gib) in enumerate((("h1", 4, 4), ("h1", 4, 4), ("h2", 2, 24), ("h2", 2, 24)))
+                  for x in (f"-- --id=@v{n} vm-create name-label=v{n} memory={gib}GiB vcpus={vcpus}",
+                            f"vm-start vm=@v{n} on={host}"))])
+    plan = json.loads(inv.ok("pool-rebalance", "threshold=4", "--dry-run", "-f", "json"))
+    # both directions score the same (the tie goes to the smaller uuid going out): one small VM
+    # and one large VM cross, in one step
+    moves = plan["moves"]
+    assert [(m["step"], m["exchange"]) for m in moves] == [(1, True), (1, True)]
+    assert sorted(m["memory"] // 2**30 for m in moves) == [4, 24]
+    assert moves[0]["from"] == moves[1]["to"] and moves[0]["to"] == moves[1]["from"]
+    assert max(plan["sigma-after"].values()) < 1e-9 < min(plan["sigma-before"].values())
+    text = inv.ok("pool-rebalance", "threshold=4", "--dry-run")
+    assert "2 moves (1 exchange step)" in text
+    inv.ok("pool-rebalance", "threshold=4")
+    where = {r["name-label"]: r["resident-on"]
+             for r in json.loads(inv.ok("vm-list", "params=name-label,resident-on", "-f", "json"))}
+    hosts = {r["name-label"]: r["uuid"] for r in json.loads(inv.ok("host-list", "params=name-label,uuid", "-f", "json"))}
+    assert {where["v0"], where["v1"]} == {where["v2"], where["v3"]} == {hosts["h1"], hosts["h2"]}
+    for m in moves:
+        entry = json.loads(inv.ok("journal-list", f"object={m['vm']}", "params=all", "-f", "json"))[-1]
+        assert entry["command"].endswith("pool-rebalance threshold=4")
+        assert entry["changes"][f"vm:{m['vm']}"]["resident-on"] == [m["from"], m["to"]]
+    inv.ok("db-check")

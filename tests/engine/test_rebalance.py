@@ -48,6 +48,8 @@ def replay(pool: PoolState, plan: rb.RebalancePlan, policy: str) -> list[float]:
             check_target(p, group[0].vm, group[0].dst, mode=F.MIGRATE)
         for m in group:
             assert p.vms[m.vm].resident_on == m.src
+            if m.exchange:  # an exchange's moves go one by one, each on the state the last left
+                check_target(p, m.vm, m.dst, mode=F.MIGRATE)
             p.move_to(m.vm, m.dst)
         metrics.append(rb.imbalance(p, policy)["metric"])
         s = rb.imbalance(p, policy)
@@ -105,6 +107,61 @@ def test_cost_weight_blocks_expensive_moves():
     p.other_config["rebalance-cost-weight"] = "1e9"
     plan = rb.plan_rebalance(p, max_moves=None)
     assert plan.moves == () and plan.stop_reason == rb.STOP_NO_MOVE
+
+
+def crossed_pool() -> PoolState:
+    """Two hosts whose loads point against each VM shape: h00 holds two 4-vCPU 4 GiB VMs, h01
+    two 2-vCPU 24 GiB VMs. No single move lowers σ_memory + σ_vcpu; one exchange evens them."""
+    p = random_pool(0, hosts=2, vms=0, groups=False, local=False, immobile=False, mixed=False)
+    for name, host, vcpus, gib in (("a", "h00", 4, 4), ("b", "h00", 4, 4), ("c", "h01", 2, 24), ("d", "h01", 2, 24)):
+        p.add_vm(replace(make_vm(name, vcpus, gib), power_state="running", resident_on=host))
+    return p
+
+
+def test_exchange_step_when_no_single_move_qualifies():
+    p = crossed_pool()
+    singles = rb._Planner(p, "spread", 4, None, None, None, True)
+    assert singles.greedy() == rb.STOP_NO_MOVE and singles.moves == []
+    plan = rb.plan_rebalance(p, threshold=4, max_moves=None)
+    assert plan.stop_reason == rb.STOP_TARGET
+    # both directions score the same; the tie goes to the smaller uuid of the VM going out
+    assert [(m.step, m.vm, m.src, m.dst, m.exchange) for m in plan.moves] == [
+        (1, "a", "h00", "h01", True), (1, "c", "h01", "h00", True)]
+    assert plan.sigma_after == {"memory": pytest.approx(0.0, abs=1e-12), "vcpu": pytest.approx(0.0, abs=1e-12)}
+    metrics = replay(p, plan, "spread")
+    step = plan.moves[0]
+    assert step.gain == pytest.approx(metrics[0] - metrics[1], abs=1e-12)
+    assert step.gain >= 1e-4 and step.gain > step.cost
+    assert step.cost == pytest.approx(sum(m.bytes for m in plan.moves) / sum(h.memory_capacity for h in p.hosts.values()))
+    assert {m["exchange"] for m in plan.as_json()["moves"]} == {True}
+    # an exchange needs room for all its moves in max-moves
+    assert rb.plan_rebalance(p, threshold=4, max_moves=1).moves == ()
+    # and items of strict groups move only on their own
+    q = crossed_pool()
+    q.add_group(GroupState(uuid="g", name="g", placement="anti-affinity", strict=True))
+    q.update_vm("c", groups=frozenset({"g"}))
+    q.update_vm("d", groups=frozenset({"g"}))
+    assert all(not m.exchange for m in rb.plan_rebalance(q, threshold=4, max_moves=None).moves)
+
+
+def test_exchange_refused_midway_is_taken_back(monkeypatch):
+    p = crossed_pool()
+    pl = rb._Planner(p, "spread", 4, None, None, None, True)
+    before = (pl.t.mem.copy(), pl.t.vcpu.copy(), {k: v.host for k, v in pl.items.items()},
+              {h: {k: list(v) for k, v in d.items()} for h, d in pl.by_host.items()})
+    calls = []
+
+    def verify(it, dst):  # the move out passes, the move back is refused (filter 11, say)
+        calls.append((it.members, dst))
+        return len(calls) == 1
+
+    monkeypatch.setattr(pl, "_verify", verify)
+    assert pl.greedy(exchanges=True) == rb.STOP_NO_MOVE
+    assert len(calls) >= 2 and pl.moves == [] and pl.specs == []
+    assert (pl.t.mem == before[0]).all() and (pl.t.vcpu == before[1]).all()
+    assert {k: v.host for k, v in pl.items.items()} == before[2]
+    assert {h: {k: list(v) for k, v in d.items()} for h, d in pl.by_host.items()} == before[3]
+    assert {v.uuid: v.resident_on for v in pl.pool.vms.values()} == {"a": "h00", "b": "h00", "c": "h01", "d": "h01"}
 
 
 def test_invalid_arguments():

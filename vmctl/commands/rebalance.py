@@ -53,7 +53,9 @@ def plan_text(plan, names: dict[str, str]) -> str:
     out += (f"sigma before: {_sigmas(plan.sigma_before)}; after: {_sigmas(plan.sigma_after)}; "
             f"target {plan.target:.4f}\n" if plan.target != float("inf") else
             f"sigma before: {_sigmas(plan.sigma_before)}; after: {_sigmas(plan.sigma_after)}; mandatory moves only\n")
-    out += (f"{n} move{'s' if n != 1 else ''}, {humanise_size(int(round(plan.bytes)))}, "
+    swaps = len({m.step for m in plan.moves if m.exchange})
+    in_swaps = f" ({swaps} exchange step{'s' if swaps != 1 else ''})" if swaps else ""
+    out += (f"{n} move{'s' if n != 1 else ''}{in_swaps}, {humanise_size(int(round(plan.bytes)))}, "
             f"{plan.waves} wave{'s' if plan.waves != 1 else ''}, makespan {humanise_duration(plan.makespan)}; "
             f"policy {plan.policy}, threshold {plan.threshold}; stopped: {plan.stop_reason}\n")
     if plan.freed_hosts:
