@@ -40,7 +40,8 @@ FLAG_HELP = {
     "--all": "include templates, snapshots or base copies hidden by default",
     "--fix": "repair what can be repaired (I5, I11, I12, I13)",
     "--paused": "end in the paused state",
-    "--explain": "print the per-host detail of the decision",
+    "--explain": ("print how the decision was made: each host's verdict for a placement, the plan of a "
+                  "migration, evacuation or rebalance, the bytes a copy moves"),
 }
 
 
