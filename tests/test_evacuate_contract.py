@@ -58,6 +58,8 @@ def test_evacuation_empties_a_loaded_host_as_planned(big):
     assert head.split() == ["wave", "vm", "name-label", "to", "memory", "bytes", "time", "downtime"]
     assert len(rows) == len(SIZES)
     assert footer.startswith(f"{len(SIZES)} VMs, {plan['waves']} wave") and "makespan" in footer
+    # --minimal: the VMs that would move, in plan order
+    assert inv.ok("host-evacuate", "host=h1", "--dry-run", "--minimal") == ",".join(m["vm"] for m in plan["moves"]) + "\n"
 
     assert inv.ok("host-evacuate", "host=h1") == ""
     hosts = _hosts(inv)

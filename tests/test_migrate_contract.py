@@ -285,6 +285,26 @@ def test_downtime_argument_sets_the_target(vec):
     assert d["rounds"] == 3  # 16 GiB·λ² / R = 97 ms > 50 ms, λ³ gives 8 ms
 
 
+def test_prediction_in_csv_tsv_and_minimal(vec):
+    """The machine formats carry the same figures as JSON: one row per VM; --minimal prints the
+    destination, as vm-start --dry-run does."""
+    import csv
+    import io
+
+    u = ids(vec)
+    args = ("vm-migrate", "vm=v", "bandwidth=128M", "--force", "--dry-run")
+    d = json.loads(vec.ok(*args, "-f", "json"))
+    rows = list(csv.DictReader(io.StringIO(vec.ok(*args, "-f", "csv"))))
+    assert len(rows) == 1 and rows[0]["vm"] == u["v"] and rows[0]["host"] == u["h2"]
+    for key in ("rounds", "bytes", "total-time", "downtime"):
+        assert float(rows[0][key]) == pytest.approx(d[key], rel=1e-12), key
+    assert rows[0]["stop-reason"] == "byte-cap" and rows[0]["converges"] == "false"
+    assert float(rows[0]["required-bandwidth"]) == pytest.approx(d["hints"]["required-bandwidth"])
+    tsv = vec.ok(*args, "-f", "tsv", "--no-headings").splitlines()
+    assert len(tsv) == 1 and tsv[0].split("\t")[:2] == [u["v"], u["h2"]]
+    assert vec.ok(*args, "--minimal") == u["h2"] + "\n"
+
+
 # --- the move --------------------------------------------------------------------------------------------
 @pytest.fixture
 def moving(inv):

@@ -82,6 +82,8 @@ def test_limits_thresholds_and_arguments(skewed):
     one = json.loads(inv.ok("pool-rebalance", "max-moves=1", "--dry-run", "-f", "json"))
     assert len(one["moves"]) == 1
     assert json.loads(inv.ok("pool-rebalance", "threshold=1", "--dry-run", "-f", "json"))["moves"] == []
+    two = json.loads(inv.ok("pool-rebalance", "max-moves=2", "--dry-run", "-f", "json"))["moves"]
+    assert inv.ok("pool-rebalance", "max-moves=2", "--dry-run", "--minimal") == ",".join(m["vm"] for m in two) + "\n"
     csv = inv.ok("pool-rebalance", "max-moves=1", "--dry-run", "-f", "csv").splitlines()
     assert csv[0] == "step,vm,name-label,from,to,memory,gain,cost,sigma-memory,sigma-vcpu,time" and len(csv) == 2
     five = json.loads(inv.ok("pool-rebalance", "threshold=5", "max-moves=unlimited", "--dry-run", "-f", "json"))

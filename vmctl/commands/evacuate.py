@@ -100,7 +100,7 @@ def host_evacuate(ctx: Ctx):
         relocate(txn, m.vm, m.dst, vmap, {**record_of(m.src, m.dst, pred), "wave": m.wave}, quiet)
     if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
         # csv/tsv: the move rows in plain values (cli.md §3)
-        return Data(plan.as_json(), plan_text(plan), records=Records("evacuation", plan.rows(), list(_MOVE_FIELDS)))
+        return Data(plan.as_json(), plan_text(plan), records=Records("evacuation", plan.rows(), list(_MOVE_FIELDS), minimal="vm"))
     return None
 
 

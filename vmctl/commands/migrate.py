@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 
 from vmctl import lifecycle
-from vmctl.commands.table import Arg, Ctx, Data, command
+from vmctl.commands.table import Arg, Ctx, Data, Records, command
 from vmctl.errors import Ref, VmctlError
 
 LIVE_STATES = ("running", "paused")
@@ -165,6 +165,7 @@ def table(head: list[str], rows: list[list[str]]) -> str:
 
 _PRED_ORDER = ("rounds", "bytes", "storage-bytes", "total-time", "downtime", "converges", "stop-reason",
                "dirty-rate-at-or-above-bandwidth", "rate", "memory", "dirty-rate", "downtime-target")
+_HINTS = ("required-bandwidth", "throttle-to", "cold-downtime", "post-copy")
 
 
 def plan_text(plan: dict) -> str:
@@ -176,7 +177,7 @@ def plan_text(plan: dict) -> str:
     width = max([len(k) for k in keys] + [len(k) for k in hints] + [0])
     for k in keys:
         lines.append(f"{k.ljust(width)}  {human(k, plan[k])}")
-    for k in ("required-bandwidth", "throttle-to", "cold-downtime", "post-copy"):
+    for k in _HINTS:
         if k in hints:
             v = hints[k]
             lines.append(f"{k.ljust(width)}  {human(k, v) if v is not None else 'none'}")
@@ -197,7 +198,11 @@ def _plan_data(plans: list[dict], reports: list) -> Data:
             t = f"vm {p['vm']}\n" + t
         texts.append(t)
         data.append(d)
-    return Data(data[0] if len(data) == 1 else data, "".join(texts))
+    rows = [{"vm": p["vm"], "host": p["host"], **{k: p.get(k) for k in _PRED_ORDER},
+             **{k: (p.get("hints") or {}).get(k) for k in _HINTS}} for p in plans]
+    # csv/tsv: one row per VM; --minimal: the destinations, as vm-start --dry-run prints them
+    return Data(data[0] if len(data) == 1 else data, "".join(texts),
+                records=Records("migration", rows, ["vm", "host", *_PRED_ORDER, *_HINTS], minimal="host"))
 
 
 # --- checks -------------------------------------------------------------------------------------------------

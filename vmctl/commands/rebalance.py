@@ -103,5 +103,5 @@ def pool_rebalance(ctx: Ctx):
         names.update({v.uuid: v.name or v.uuid for v in ps.vms.values()})
         fields = ["step", "vm", "name-label", "from", "to", "memory", "gain", "cost", "sigma-memory", "sigma-vcpu",
                   "time"]
-        return Data(plan.as_json(), plan_text(plan, names), records=Records("rebalance", plan.rows(), fields))
+        return Data(plan.as_json(), plan_text(plan, names), records=Records("rebalance", plan.rows(), fields, minimal="vm"))
     return None

@@ -108,6 +108,7 @@ class Records:
     rows: list[dict]
     fields: list[str]
     single: bool = False  # *-param-list: one object
+    minimal: str | None = None  # the field --minimal prints when not the first (a plan's moved VMs)
 
 
 @dataclass
