@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import replace
 
 import pytest
@@ -142,6 +143,62 @@ def test_exchange_step_when_no_single_move_qualifies():
     q.update_vm("c", groups=frozenset({"g"}))
     q.update_vm("d", groups=frozenset({"g"}))
     assert all(not m.exchange for m in rb.plan_rebalance(q, threshold=4, max_moves=None).moves)
+
+
+def crossed_random_pool(seed: int, hosts: int = 12, per: int = 10) -> PoolState:
+    """Hosts alternately full of memory-heavy and of vCPU-heavy VMs (80% of each kind)."""
+    r = random.Random(seed)
+    p = random_pool(seed, hosts=hosts, vms=0, groups=False, local=False, immobile=False, mixed=seed % 2 == 1)
+    n = 0
+    for i, h in enumerate(sorted(p.hosts)):
+        for _ in range(per):
+            heavy = (r.random() < 0.8) == (i % 2 == 0)
+            c, g = (r.choice((1, 2)), r.choice((12, 16, 20))) if heavy else (r.choice((4, 6, 8)), r.choice((2, 4)))
+            vm = replace(make_vm(f"v{n:04d}", c, g), power_state="running", resident_on=h)
+            if p.free_memory(h) >= vm.m_st and p.free_vcpus(h) >= c:
+                p.add_vm(vm)
+                n += 1
+    return p
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("policy", ["spread", "balanced"])
+def test_the_plan_kept_is_never_worse_than_single_moves(seed, policy):
+    """When single moves stall above the target, the plan with exchanges is kept only if it
+    reaches the target or ends lower by the loop's measure: metric + κ·bytes/ΣA."""
+    p = crossed_random_pool(seed)
+    singles = rb._Planner(p, policy, 4, None, None, None, True)
+    singles.mandatory()
+    stop = singles.greedy()
+    plan = rb.plan_rebalance(p, policy=policy, threshold=4, max_moves=None)
+    replay(p, plan, policy)
+    if stop == rb.STOP_TARGET:
+        assert not any(m.exchange for m in plan.moves) and len(plan.moves) == len(singles.moves)
+        return
+    if max(plan.sigma_after.values()) > plan.target:
+        cost = singles.kappa / singles.sum_a
+        assert (round(plan.metric_after + cost * plan.bytes, 9)
+                <= round(singles.metric() + cost * math.fsum(m.bytes for m in singles.moves), 9))
+
+
+def test_exchange_sets_stay_bounded_with_many_classes():
+    """A host whose VMs are all different (one class each) offers at most _CLASSES classes to
+    exchanges, so the sets of one or two stay bounded."""
+    p = random_pool(0, hosts=2, vms=0, groups=False, local=False, immobile=False, mixed=False)
+    for n in range(60):
+        host, vcpus, mib = ("h00", 1, 3000 + 37 * n) if n < 40 else ("h01", 3, 500 + 11 * n)
+        p.add_vm(replace(make_vm(f"v{n:02d}", vcpus, mib / 1024), power_state="running", resident_on=host))
+    pl = rb._Planner(p, "spread", 4, None, None, None, True)
+    lm, lc = pl.loads()
+    zm, zc = lm - lm.mean(), lc - lc.mean()
+    assert len(pl._host_block("h00").items) == 40
+    rows = pl._exchange_rows("h00", zm, zc)
+    assert len(rows) == rb._CLASSES and list(rows) == sorted(rows)
+    k = rb._CLASSES
+    assert len(pl._host_combos("h00", rows).picks) == k + k * (k - 1) // 2  # one class each: no double
+    # the classes kept are those pointing most along the host's excess (memory here): the largest
+    kept = sorted(pl._host_block("h00").items[r].mem for r in rows)
+    assert kept == sorted(it.mem for it in pl._host_block("h00").items)[-k:]
 
 
 def test_exchange_refused_midway_is_taken_back(monkeypatch):

@@ -63,8 +63,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ROUND = 9
 _HEAD = 16  # candidates materialised per step; the rest is only walked when filter 11 refuses
-_SOURCES = 8  # sources tried in exchange steps (the most deviating ones)
+_SOURCES = 8  # sources tried at once in exchange steps (the most deviating ones)
 _PARTNERS = 8  # hosts paired with each of them
+_CLASSES = 12  # classes of a host taking part in its exchanges (those best aligned with its excess)
 DEFAULT_THRESHOLD = 3
 DEFAULT_MAX_MOVES = 50
 DEFAULT_MIN_GAIN = 1e-4  # ε, other-config:rebalance-min-gain
@@ -345,7 +346,7 @@ class _Planner:
         self._static: dict[tuple, Any] = {}
         self._cost_rows: dict[tuple, tuple[Any, Any]] = {}
         self._blocks: dict[str, _Block] = {}
-        self._combos: dict[str, _Combos] = {}
+        self._combos: dict[str, tuple[tuple[int, ...], _Combos]] = {}  # host → (rows, sets of them)
         self._kinds: dict[tuple, int] = {}  # class key → small integer, for exchange masks
         self._build_items()
 
@@ -574,26 +575,40 @@ class _Planner:
         return b
 
     # ---- exchange steps ---------------------------------------------------------------------------
-    def _host_combos(self, h: str) -> _Combos:
-        """The sets of items h can send back in an exchange; cached until h's items change. Items
-        of strict groups (and strict affinity items) only move on their own."""
-        c = self._combos.get(h)
-        if c is None:
-            np = self.np
-            b = self._host_block(h)
-            strict = set(b.strict)
-            rows = [k for k in range(len(b.items)) if k not in strict]
-            picks: list[tuple[int, ...]] = [(k,) for k in rows]
-            for x, k in enumerate(rows):
-                for j in rows[x:]:
-                    if j != k or len(self.by_host[h][b.items[k].key]) >= 2:
-                        picks.append((k, j))
-            K = len(b.items)
-            idx = np.array([list(p) + [K] * (2 - len(p)) for p in picks], dtype=np.int64).reshape(len(picks), 2)
-            kinds = np.array([self._kind(it.key) for it in b.items] + [-1], dtype=np.int64)[idx]
-            c = self._combos[h] = _Combos(b, self.t.index[h], [tuple(b.items[k] for k in p) for p in picks], idx,
-                                          kinds, np.append(b.am, 0.0)[idx].sum(axis=1),
-                                          np.append(b.ac, 0.0)[idx].sum(axis=1))
+    def _exchange_rows(self, h: str, zm: Any, zc: Any) -> tuple[int, ...]:
+        """The rows of h's block that take part in exchanges: no strict items, and at most
+        _CLASSES classes, those whose demand points most along h's excess (zm, zc), so that the
+        number of sets stays bounded however varied the VMs are. In block order."""
+        np = self.np
+        b = self._host_block(h)
+        strict = set(b.strict)
+        rows = [k for k in range(len(b.items)) if k not in strict]
+        if len(rows) > _CLASSES:
+            i = self.t.index[h]
+            xm, xc = b.am[rows] / self.capm[i], b.ac[rows] / self.capc[i]
+            cos = np.round((xm * zm[i] + xc * zc[i]) / np.maximum(np.hypot(xm, xc), 1e-300), ROUND)
+            rows = sorted(rows[j] for j in np.argsort(-cos, kind="stable")[:_CLASSES])
+        return tuple(rows)
+
+    def _host_combos(self, h: str, rows: tuple[int, ...]) -> _Combos:
+        """The sets of one or two of these rows' items (two of a class when h holds two of it)
+        that h can send back in an exchange; cached until h's items or the rows change."""
+        hit = self._combos.get(h)
+        if hit is not None and hit[0] == rows:
+            return hit[1]
+        np = self.np
+        b = self._host_block(h)
+        picks: list[tuple[int, ...]] = [(k,) for k in rows]
+        for x, k in enumerate(rows):
+            for j in rows[x:]:
+                if j != k or len(self.by_host[h][b.items[k].key]) >= 2:
+                    picks.append((k, j))
+        K = len(b.items)
+        idx = np.array([list(p) + [K] * (2 - len(p)) for p in picks], dtype=np.int64).reshape(len(picks), 2)
+        kinds = np.array([self._kind(it.key) for it in b.items] + [-1], dtype=np.int64)[idx]
+        c = _Combos(b, self.t.index[h], [tuple(b.items[k] for k in p) for p in picks], idx, kinds,
+                    np.append(b.am, 0.0)[idx].sum(axis=1), np.append(b.ac, 0.0)[idx].sum(axis=1))
+        self._combos[h] = (rows, c)
         return c
 
     def _kind(self, key: tuple) -> int:
@@ -625,25 +640,34 @@ class _Planner:
             gain = gain - self.met.alpha * dsk / N
         return gain
 
-    def _exchanges(self, sources: list[str], floor: float) -> list[tuple]:
-        """The best qualifying exchange steps scoring above `floor` (the _HEAD best, ties at the
-        cut included), best first, as (score, gain, cost, bytes, A, t, (B…), s): item A moves
-        from source s to t and one or two items B of t move back to s.
-
-        Only the _SOURCES sources deviating most are tried, each paired with the _PARTNERS hosts
-        whose deviation points most against its own (in σ units): an exchange pays off between
-        opposite hosts. Everything is scored at once, one row per item A, one column per set its
-        source's partners can send back."""
-        np = self.np
+    def _exchanges(self, sources: list[str], floor: float, widen: bool = False) -> list[tuple]:
+        """The best exchanges among the _SOURCES most deviating sources; with `widen`, the next
+        ones in turn while none qualifies (the loop would otherwise stop)."""
         t = self.t
         lm, lc = self.loads()
         sm, sc = (max(x, 1e-12) for x in self.sigma())
         zm = (lm - float(lm[self.sidx].mean())) / sm
         zc = (lc - float(lc[self.sidx].mean())) / sc
-        part = np.array([t.index[h] for h in self.scope_hosts if self.by_host.get(h)], dtype=np.int64)
         # the sources that deviate most (in σ units); ties: uuid
-        sources = sorted(sources, key=lambda h: (-round(float(zm[t.index[h]] ** 2 + zc[t.index[h]] ** 2), ROUND),
-                                                 h))[:_SOURCES]
+        order = sorted(sources, key=lambda h: (-round(float(zm[t.index[h]] ** 2 + zc[t.index[h]] ** 2), ROUND), h))
+        for at in range(0, len(order), _SOURCES):
+            found = self._exchanges_from(order[at:at + _SOURCES], floor, zm, zc)
+            if found or not widen:
+                return found
+        return []
+
+    def _exchanges_from(self, sources: list[str], floor: float, zm: Any, zc: Any) -> list[tuple]:
+        """The best qualifying exchange steps scoring above `floor` (the _HEAD best, ties at the
+        cut included), best first, as (score, gain, cost, bytes, A, t, (B…), s): item A moves
+        from source s to t and one or two items B of t move back to s.
+
+        Each source is paired with the _PARTNERS hosts whose deviation (zm, zc, in σ units)
+        points most against its own: an exchange pays off between opposite hosts. Everything is
+        scored at once, one row per item A, one column per set its source's partners can send
+        back (see _exchange_rows for the bound on both)."""
+        np = self.np
+        t = self.t
+        part = np.array([t.index[h] for h in self.scope_hosts if self.by_host.get(h)], dtype=np.int64)
         a_items: list[_Item] = []
         a_pos: list[int] = []  # the row's source, as a position in `used`
         a_rows: list[tuple[_Block, int]] = []
@@ -652,15 +676,15 @@ class _Planner:
         for h in sources:
             s = t.index[h]
             b = self._host_block(h)
-            strict = set(b.strict)
-            rows = [k for k in range(len(b.items)) if k not in strict]
+            rows = self._exchange_rows(h, zm, zc)
             if not rows:
                 continue
             opposition = np.round(-(zm[s] * zm[part] + zc[s] * zc[part]), ROUND)
             opposition[part == s] = -np.inf
             near = np.argsort(-opposition, kind="stable")[:_PARTNERS]  # ties: host index
             near = near[np.isfinite(opposition[near])]
-            cs = [self._host_combos(t.uuids[int(part[k])]) for k in near]
+            mates = [t.uuids[int(part[k])] for k in near]
+            cs = [self._host_combos(u, self._exchange_rows(u, zm, zc)) for u in mates]
             cs = [c for c in cs if c.picks]
             if not cs:
                 continue
@@ -856,6 +880,7 @@ class _Planner:
             self.specs.pop()
             lead = self.lead[m.vm]
             it = self._remove_item(lead)
+            assert it.members == (m.vm,), "exchanges move single VMs only"
             self.sched.commit_move(m.vm, m.src)
             self._add_item(it.members, m.src)
 
@@ -959,11 +984,9 @@ class _Planner:
             lm, lc = self.loads()
             mum = float(lm[self.sidx].mean())
             muc = float(lc[self.sidx].mean())
-            blocks = [self._host_block(h) for h in self.scope_hosts
-                      if lm[self.t.index[h]] > mum or lc[self.t.index[h]] > muc]
-            c = self._pick(None, None, blocks)
-            if exchanges and self._exchange_step(c, [h for h in self.scope_hosts
-                                                     if lm[self.t.index[h]] > mum or lc[self.t.index[h]] > muc]):
+            sources = [h for h in self.scope_hosts if lm[self.t.index[h]] > mum or lc[self.t.index[h]] > muc]
+            c = self._pick(None, None, [self._host_block(h) for h in sources])
+            if exchanges and self._exchange_step(c, sources):
                 continue
             if c is None:
                 return STOP_NO_MOVE
@@ -973,7 +996,7 @@ class _Planner:
         """Take the best exchange that scores above `single` (and fits in max-moves), if any."""
         best = -math.inf if single is None else round(single[2] - single[3], ROUND)
         left = math.inf if self.max_moves is None else self.max_moves - len(self.moves)
-        for x in self._exchanges(sources, best):
+        for x in self._exchanges(sources, best, widen=single is None):
             if 1 + len(x[6]) <= left and self._try_exchange(x):
                 return True
         return False
@@ -1074,14 +1097,19 @@ class _Planner:
 
 
 def _better(a: _Planner, b: _Planner) -> bool:
-    """Whether plan a ends better than plan b: it reaches the target and b does not, or neither
-    does and a's metric is lower, or both do with fewer moves."""
-    ra, rb_ = max(a.sigma()) <= a.target, max(b.sigma()) <= b.target
-    if ra != rb_:
-        return ra
-    if ra:
-        return len(a.moves) < len(b.moves)
-    return round(a.metric(), ROUND) < round(b.metric(), ROUND)
+    """Whether plan a ends better than plan b, which stopped above its target: a reaches the
+    target, or neither does and a ends lower by the loop's own measure, the metric plus the cost
+    of every byte moved (ties: fewer bytes, then fewer moves)."""
+    if max(a.sigma()) <= a.target:
+        return True
+    if max(b.sigma()) <= b.target:
+        return False
+
+    def measure(p: _Planner) -> tuple:
+        nbytes = math.fsum(m.bytes for m in p.moves)
+        return round(p.metric() + p.kappa * nbytes / p.sum_a, ROUND), round(nbytes), len(p.moves)
+
+    return measure(a) < measure(b)
 
 
 def apply_plan(pool: PoolState, plan: RebalancePlan) -> None:
@@ -1137,6 +1165,10 @@ def plan_rebalance(
                 # The single-move loop stalled above the target. Plan again from the start with
                 # exchange steps among the candidates; keep that plan if it ends lower.
                 alt = _Planner(pool, policy, threshold, max_moves, network, bandwidth, ha)
+                # what depends only on the classes and hosts carries over; the rest is freed
+                alt._static, alt._cost_rows, alt._pred_cache, alt._kinds = (
+                    pl._static, pl._cost_rows, pl._pred_cache, pl._kinds)
+                pl._blocks, pl._combos = {}, {}
                 alt.mandatory()
                 alt_stop = alt.greedy(exchanges=True)
                 alt.evaluations += pl.evaluations
