@@ -31,8 +31,8 @@ Decisions where the spec is silent:
 
 Exchange steps (a departure from §5, which only has single moves): when the single-move loop
 stops above the target because no single move qualifies, the plan is made again from the start
-with exchange steps among the candidates, and kept if it ends lower (it reaches the target, or
-its metric is lower). An exchange moves item A from a source s to a host t and one or two items
+with exchange steps among the candidates, and kept if it reaches the target or ends lower by the
+loop's own measure (metric plus κ·bytes/ΣA). An exchange moves item A from a source s to a host t and one or two items
 of t back to s; it is scored like a move, ΔI of the whole step against the cost of all its bytes,
 must pass the same test (ΔI ≥ ε and ΔI > cost) and is taken when its score beats the best single
 move's. Why: with two resources, single moves stall once the hosts' deviations point against
