@@ -39,6 +39,43 @@ def test_copy_is_independent_and_incremental_loads_match_rebuild():
     assert q.load("h2").count == 0 and q.group_hosts("g") == {}
 
 
+def test_copies_share_loads_until_either_side_changes_them():
+    """copy() shares the per-host load objects (copy on write): a change on either side, to
+    any host, never shows on the other, and both stay equal to a rebuild."""
+    import random
+
+    def values(ps):
+        return {h: tuple(getattr(ld, k) for k in type(ld).__slots__) for h, ld in ps.loads().items()}
+
+    def rebuilt(ps):
+        fresh = ps.copy()
+        fresh.invalidate()
+        return values(fresh)
+
+    r = random.Random(7)
+    p = _pool()
+    for i in range(12):
+        p.add_vm(VMState(uuid=f"v{i}", power_state="halted", vcpus=1, memory_static_max=GiB // 4,
+                         groups=("g",) if i % 3 == 0 else ()))
+    p.loads()
+    states = [p]
+    for _ in range(60):
+        src = r.choice(states)
+        if r.random() < 0.3:
+            states.append(src.copy())
+            continue
+        before = [values(s) for s in states]
+        vm = f"v{r.randrange(12)}"
+        if src.vms[vm].power_state == "halted":
+            src.start_on(vm, r.choice(["h1", "h2"]))
+        else:
+            src.halt(vm)
+        for s, b in zip(states, before):
+            if s is not src:
+                assert values(s) == b  # untouched
+        assert values(src) == rebuilt(src)
+
+
 def test_dynamic_policy_memory_terms():
     v = VMState(uuid="v", memory_static_max=8, memory_dynamic_max=6, memory_dynamic_min=2,
                 memory_reservation=3, memory_overhead=1)

@@ -267,8 +267,9 @@ class HostLoad:
 
     def copy(self) -> HostLoad:
         other = HostLoad.__new__(HostLoad)
-        for name in HostLoad.__slots__:
-            setattr(other, name, getattr(self, name))
+        other.mem, other.mem_min, other.mem_max, other.mem_st = self.mem, self.mem_min, self.mem_max, self.mem_st
+        other.vcpus, other.count = self.vcpus, self.count
+        other.prot_mem_st, other.prot_vcpus, other.prot_count = self.prot_mem_st, self.prot_vcpus, self.prot_count
         return other
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
@@ -327,6 +328,9 @@ class PoolState:
     _loads: dict[str, HostLoad] | None = field(default=None, repr=False, compare=False)
     # group uuid -> host uuid -> number of the group's members counted on that host.
     _group_hosts: dict[str, dict[str, int]] | None = field(default=None, repr=False, compare=False)
+    # Copy-on-write of the loads: after copy() both states share their HostLoad objects, and a
+    # state copies one before changing it; None means this state owns them all.
+    _owned: set[str] | None = field(default=None, repr=False, compare=False)
 
     # ---- construction helpers --------------------------------------------------------------
     def add_host(self, host: HostState) -> None:
@@ -423,6 +427,7 @@ class PoolState:
         the mutators (e.g. after changing ``memory_policy``)."""
         self._loads = None
         self._group_hosts = None
+        self._owned = None
 
     # ---- mutators (keep derived data incremental) --------------------------------------------
     def set_host(self, host: HostState) -> None:
@@ -483,7 +488,10 @@ class PoolState:
             groups=dict(self.groups), srs=dict(self.srs), networks=dict(self.networks),
         )
         if self._loads is not None:
-            other._loads = {h: ld.copy() for h, ld in self._loads.items()}
+            # shared until one side changes a host's load (see _apply)
+            other._loads = dict(self._loads)
+            other._owned = set()
+            self._owned = set()
         if self._group_hosts is not None:
             other._group_hosts = {g: dict(m) for g, m in self._group_hosts.items()}
         return other
@@ -493,6 +501,7 @@ class PoolState:
         if self._loads is not None and self._group_hosts is not None:
             return
         self._loads = {h: HostLoad() for h in self.hosts}
+        self._owned = None
         self._group_hosts = {}
         for uuid in sorted(self.vms):
             self._apply(self.vms[uuid], 1)
@@ -519,6 +528,11 @@ class PoolState:
             ld = self._loads.get(h)
             if ld is None:
                 ld = self._loads[h] = HostLoad()
+                if self._owned is not None:
+                    self._owned.add(h)
+            elif self._owned is not None and h not in self._owned:
+                ld = self._loads[h] = ld.copy()
+                self._owned.add(h)
             ld.mem += sign * mem
             ld.mem_min += sign * m_min
             ld.mem_max += sign * m_max
