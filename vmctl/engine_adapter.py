@@ -108,16 +108,70 @@ def vm_value(vm: dict, st: _Storage | None = None) -> VMState:
     )
 
 
+# Snapshots carried from one transaction to the next within this process (a batch run item by
+# item, the Python API, a benchmark): (inventory, pool) -> (journal head, snapshot). Every
+# committed change appends a journal entry, by this process or any other, so a snapshot is
+# current exactly while the head it was stamped with is still the head.
+_CARRIED: dict[tuple[str, str], tuple[tuple[int, str], PoolState]] = {}
+
+
 def pool_state(txn, pool_uuid: str) -> PoolState:
     """The engine's snapshot of one pool, as the inventory holds it now: built once per
     transaction and kept while nothing else is written (txn.writes), so a run of vm-starts does
-    not rebuild it per VM. Callers get a copy they may change."""
+    not rebuild it per VM; carried over to the next transaction of this process when it is
+    still current then. Callers get a copy they may change."""
     key = ("pool-state", pool_uuid)
     hit = txn.cache.get(key)
     if hit is None or hit[1] != txn.writes:
-        hit = (_build_pool_state(txn, pool_uuid), txn.writes)
+        ps = _carried(txn, pool_uuid)
+        if ps is None:
+            if not txn.writes and not txn.store.dry_run:
+                _head(txn)  # read before the rows, so the stamp is never newer than the snapshot
+            ps = _build_pool_state(txn, pool_uuid)
+        ps.loads()  # derive the per-host loads once: copies inherit them instead of recomputing
+        hit = (ps, txn.writes)
         txn.cache[key] = hit
+        if "carry" not in txn.cache and not txn.store.dry_run:
+            txn.cache["carry"] = True
+            txn.on_commit.append(lambda: _carry_over(txn))
     return hit[0].copy()
+
+
+def _head(txn) -> tuple[int, str]:
+    head = txn.cache.get("journal-head")
+    if head is None:
+        head = txn.cache["journal-head"] = txn.journal_head()
+    return head
+
+
+def _carried(txn, pool_uuid: str) -> PoolState | None:
+    """A copy of the snapshot a previous transaction left, if the inventory has not changed
+    since: nothing committed after it (same journal head) and nothing written yet by this one."""
+    if txn.store.dry_run or txn.writes:
+        return None
+    hit = _CARRIED.get((txn.store.db, pool_uuid))
+    if hit is None or hit[0] != _head(txn):
+        return None
+    return hit[1].copy()
+
+
+def _carry_over(txn) -> None:
+    """After the transaction: keep its snapshots that are still valid, stamped with the journal
+    head the inventory now has (the entry it appended, or the one it read); drop the others."""
+    db = txn.store.db
+    if txn.journal_entry is not None:
+        head = txn.journal_entry
+    elif not txn.dirty and "journal-head" in txn.cache:
+        head = txn.cache["journal-head"]
+    else:  # changes committed without a journal entry, or rolled back: nothing is known
+        head = None
+    for k in [k for k in _CARRIED if k[0] == db]:
+        del _CARRIED[k]
+    if head is None or head[0] == 0:  # an empty journal identifies nothing: never carry on it
+        return
+    for key, hit in txn.cache.items():
+        if isinstance(key, tuple) and key[0] == "pool-state" and hit[1] == txn.writes:
+            _CARRIED[(db, key[1])] = (head, hit[0])
 
 
 def sync_vm(txn, vm: dict, writes_before: int) -> None:
@@ -210,11 +264,17 @@ def levelled_flags(txn, vm: dict, host: dict) -> tuple[str, list[str]]:
     """(last-boot-cpu-vendor, last-boot-cpu-flags) for a boot on ``host`` (engine.md §1): the pool's
     cpu-flags ∩ the host's own with cpu-levelling on (the default), else the host's own."""
     from vmctl.derived import pool_cpu_flags
+    from vmctl.engine import snapshot
 
     pool = txn.get("pool", host["pool"])
     own = set(host["cpu-flags"])
     if not cpu_levelling(pool):
         return host["cpu-vendor"], sorted(own)
+    hit = txn.cache.get(("pool-state", pool["uuid"]))
+    if hit is not None and hit[1] == txn.writes and pool["master"] in hit[0].hosts:
+        # the memoized snapshot is current: its hosts give the same intersection without
+        # reading every host row (both take the master's vendor)
+        return host["cpu-vendor"], sorted(own & snapshot.pool_cpu_flags(hit[0]))
     members = txn.select("host", pool=pool["uuid"])
     master = txn.get("host", pool["master"]) if pool["master"] else None
     return host["cpu-vendor"], sorted(own & set(pool_cpu_flags(members, master)))

@@ -124,6 +124,8 @@ class Txn:
         # bumped by every write (and by mutating ovs-style commands, see cli/app.py): memoized
         # views of the inventory, such as the engine's pool snapshots, are valid while it is unchanged
         self.writes = 0
+        self.on_commit: list = []  # called after the transaction ended well (committed, or read only)
+        self.journal_entry: tuple[int, str] | None = None  # (seq, hash) this transaction appended
         # totals kept current by insert/update/delete: (cls, field, by, only) -> {by value: sum}
         self._sums: dict[tuple, dict] = {}
 
@@ -453,6 +455,13 @@ class Txn:
         if cb is not None:
             cb(line)
 
+    def journal_head(self) -> tuple[int, str]:
+        """(seq, hash) of the last journal entry as this transaction sees it; (0, "") for none.
+        Every committed change appends one, so an unchanged head means an unchanged inventory."""
+        t = schema.journal
+        last = self.conn.execute(sa.select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
+        return (int(last[0]), last[1]) if last else (0, "")
+
     @property
     def dirty(self) -> bool:
         return bool(self.created or self.changed or self.destroyed) or any(
@@ -635,7 +644,9 @@ class Store:
                     finish(txn)
             else:
                 conn.rollback()
-            return result, txn
+        for callback in txn.on_commit:
+            callback()
+        return result, txn
 
     # --- journal -----------------------------------------------------------------------------------
     def append_journal(self, txn: Txn, command: str) -> int:
@@ -649,6 +660,7 @@ class Store:
             "destroyed": sorted(txn.destroyed), "changes": txn.changes, "prev-hash": prev,
         }
         entry["hash"] = journal_hash(entry)
+        txn.journal_entry = (seq, entry["hash"])
         txn.conn.execute(t.insert(), [{
             "seq": seq, "time": entry["time"], "user": entry["user"], "command": command,
             "created": json.dumps(entry["created"]), "changed": json.dumps(entry["changed"]),
