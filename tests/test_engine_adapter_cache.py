@@ -17,19 +17,25 @@ def _same(a, b) -> None:
     assert values(a.loads()) == values(b.loads())
 
 
-def test_memoized_snapshot_equals_a_fresh_one(tmp_path):
+def _inventory(db, vms: int) -> list[str]:
+    """Pool p of three 8-core 32 GiB hosts and `vms` halted VMs; their uuids."""
     import vmctl
-    from vmctl.api import invoke
-    from vmctl.engine_adapter import _build_pool_state, pool_state
 
-    db = tmp_path / "c.db"
     inv = vmctl.open(str(db))
     inv.run("pool-create", **{"name-label": "p"})
     for i in range(3):
         inv.run("host-add", **{"name-label": f"h{i}", "address": f"10.0.0.{i + 1}", "cpu-count": 8,
                                "memory-total": "32GiB", "pool": "p"})
-    vms = [inv.run("vm-create", **{"name-label": f"v{i}", "memory": f"{1 + i % 3}GiB", "vcpus": 1 + i % 2})
-           for i in range(8)]
+    return [inv.run("vm-create", **{"name-label": f"v{i}", "memory": f"{1 + i % 3}GiB", "vcpus": 1 + i % 2})
+            for i in range(vms)]
+
+
+def test_memoized_snapshot_equals_a_fresh_one(tmp_path):
+    from vmctl.api import invoke
+    from vmctl.engine_adapter import _build_pool_state, pool_state
+
+    db = tmp_path / "c.db"
+    vms = _inventory(db, 8)
     o = {"yes": True, "quiet": True}
 
     def body(txn):
@@ -56,19 +62,13 @@ def test_snapshot_carried_to_the_next_transaction_while_the_journal_is_unchanged
     """A transaction starts from the snapshot the previous one of this process left, only while
     no other change was committed since (by this process or another), and never from one a
     failed or dry-run transaction changed."""
-    import vmctl
     from vmctl import engine_adapter as ea
     from vmctl.api import invoke
     from vmctl.errors import VmctlError
     from vmctl.store.txn import Store
 
     db = tmp_path / "carry.db"
-    inv = vmctl.open(str(db))
-    inv.run("pool-create", **{"name-label": "p"})
-    for i in range(3):
-        inv.run("host-add", **{"name-label": f"h{i}", "address": f"10.0.0.{i + 1}", "cpu-count": 8,
-                               "memory-total": "32GiB", "pool": "p"})
-    vms = [inv.run("vm-create", **{"name-label": f"v{i}", "memory": "1GiB"}) for i in range(6)]
+    vms = _inventory(db, 6)
     builds = []
     real_build = ea._build_pool_state
     monkeypatch.setattr(ea, "_build_pool_state", lambda txn, p: builds.append(p) or real_build(txn, p))
