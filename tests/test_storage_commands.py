@@ -577,3 +577,25 @@ def test_sr_forget_scan_dry_run_and_selectors(st):
     assert st.cli("sr-forget", f"uuid={sr}", "--force").returncode == 0
     assert st("sr-list") == [] and st("vdi-list", **{"--all": True}) == [] and st("vbd-list") == []
     assert st("db-check") == ""
+
+
+def test_param_set_physical_utilisation_with_other_fields(st):
+    """vdi-param-set writes the read-only physical-utilisation only under the guest-write rule,
+    after the plain fields of the same command; a refusal takes the whole command back."""
+    sr = st("sr-create", **{"name-label": "nfs", "type": "nfs", "physical-size": "100GiB", "shared": "true"})
+    thin = st("vdi-create", **{"sr-uuid": sr, "name-label": "thin", "virtual-size": "8GiB"})
+    thick = st("vdi-create", **{"sr-uuid": sr, "name-label": "thick", "virtual-size": "1GiB",
+                                "provisioning": "thick-eager"})
+    st("vdi-param-set", uuid=thin, **{"name-label": "written", "physical-utilisation": "1GiB"})
+    st("vdi-param-set", uuid=thin, **{"physical-utilisation": "2GiB"})
+    assert st.get("vdi", thin, "name-label") == "written"
+    assert st.get("vdi", thin, "physical-utilisation") == 2 * GiB
+    before = st.state()
+    assert st.err("vdi-param-set", uuid=thick, **{"name-label": "x", "physical-utilisation": "1"}).code == \
+        "FIELD_READ_ONLY"
+    assert st.err("vdi-param-set", uuid=thin, **{"name-label": "x", "physical-utilisation": "9GiB"}).code == \
+        "INVALID_VALUE"
+    assert st.err("vdi-param-set", uuid=thin, **{"physical-utilisation": "lots"}).code == "FIELD_TYPE_ERROR"
+    assert st.err("vdi-param-set", uuid=thin, **{"virtual-size": "1"}).code == "FIELD_READ_ONLY"
+    assert st.state() == before
+    assert "records guest writes" in st.cli("vdi-param-set", "--help").stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from vmctl import derived
 from vmctl.commands.fields import lookup_field, matches, parse_params, parse_value
-from vmctl.commands.table import Arg, Command, Ctx, Records, Value, register
+from vmctl.commands.table import COMMANDS, Arg, Command, Ctx, Records, Value, register
 from vmctl.errors import VmctlError
 from vmctl.model import CLASSES, SNAPSHOT_COLUMNS, TEMPLATE_COLUMNS
 
@@ -17,6 +17,21 @@ PARAM_HOOKS: dict[str, list] = {}
 def param_hook(cls: str):
     def deco(fn):
         PARAM_HOOKS.setdefault(cls, []).append(fn)
+        return fn
+
+    return deco
+
+
+# Read-only fields that <class>-param-set may still write under the class's own rule (a thin
+# disk's physical-utilisation records guest writes): (class, field) -> fn(ctx, row, text). They are
+# set after the plain fields of the same command, the last value given winning.
+PARAM_SETTERS: dict[tuple[str, str], object] = {}
+
+
+def param_setter(cls: str, field: str, help: str):
+    def deco(fn):
+        PARAM_SETTERS[(cls, field)] = fn
+        COMMANDS[f"{cls}-param-set"].help += "; " + help
         return fn
 
     return deco
@@ -104,8 +119,12 @@ def apply_changes(ctx: Ctx, cls: str, row: dict, changes: dict) -> None:
 def param_set(ctx: Ctx, cls: str) -> None:
     row = _row(ctx, cls)
     changes: dict = {}
+    special: dict[str, str] = {}
     for key, text in ctx.raw_pairs:
         if key == "uuid":
+            continue
+        if (cls, key) in PARAM_SETTERS:
+            special[key] = text
             continue
         mkey = None
         if ":" in key:
@@ -130,6 +149,8 @@ def param_set(ctx: Ctx, cls: str) -> None:
                                  [("field", f.name), ("value", text)]) from None
             raise
     apply_changes(ctx, cls, row, changes)
+    for key, text in special.items():
+        PARAM_SETTERS[(cls, key)](ctx, ctx.txn.get(cls, row["uuid"]), text)
 
 
 def param_add(ctx: Ctx, cls: str) -> None:

@@ -8,9 +8,8 @@ thick target, or the bytes written along the source's chain for a thin one."""
 from __future__ import annotations
 
 from vmctl import storage
-from vmctl.commands import generic
-from vmctl.commands.generic import param_hook
-from vmctl.commands.table import COMMANDS, Arg, Ctx, Data, Value, command
+from vmctl.commands.generic import param_hook, param_setter
+from vmctl.commands.table import Arg, Ctx, Data, Value, command
 from vmctl.errors import VmctlError
 from vmctl.model import PROVISIONING
 
@@ -233,6 +232,9 @@ def _vdi_param_rules(ctx: Ctx, vdi: dict, changes: dict) -> None:
         raise storage.in_use(ctx.txn, vdi, "param-set")
 
 
+@param_setter("vdi", "physical-utilisation",
+              "physical-utilisation=N on a thin, managed, writable disk records guest writes "
+              "(0 to virtual-size; growth needs free space on the SR)")
 def _set_utilisation(ctx: Ctx, vdi: dict, text: str) -> None:
     """physical-utilisation on a thin, managed, writable VDI records guest writes (model.md §1.6)."""
     txn = ctx.txn
@@ -250,30 +252,3 @@ def _set_utilisation(ctx: Ctx, vdi: dict, text: str) -> None:
         raise _invalid("physical-utilisation", text)
     storage.check_space(txn, {vdi["sr"]: v - vdi["physical-utilisation"]})
     txn.update("vdi", vdi["uuid"], {"physical-utilisation": v})
-
-
-def _vdi_param_set(ctx: Ctx):
-    pairs = [(k, v) for k, v in ctx.raw_pairs if k == "physical-utilisation"]
-    if not pairs:
-        return generic.param_set(ctx, "vdi")
-    vdi = _vdi(ctx)
-    rest = [(k, v) for k, v in ctx.raw_pairs if k != "physical-utilisation"]
-    if any(k != "uuid" for k, _ in rest):
-        ctx.raw_pairs = rest
-        generic.param_set(ctx, "vdi")
-        vdi = _vdi(ctx)
-    _set_utilisation(ctx, vdi, pairs[-1][1])
-    return None
-
-
-def _install_param_set() -> None:
-    # The generic vdi-param-set refuses RO fields; physical-utilisation is RO except for the
-    # guest-write rule above, so the vdi family wraps it (the table entry stays generic's).
-    cmd = COMMANDS.get("vdi-param-set")
-    if cmd is not None and cmd.func is not _vdi_param_set:
-        cmd.func = _vdi_param_set
-        cmd.help += ("; physical-utilisation=N on a thin, managed, writable disk records guest writes "
-                     "(0 to virtual-size; growth needs free space on the SR)")
-
-
-_install_param_set()
