@@ -290,13 +290,15 @@ class _Combos:
     kinds: Any  # R × 2: the class ids of the set (-1 pads)
     am: Any  # R: memory of the set
     ac: Any  # R: vCPUs of the set
+    bytes_pad: Any  # (K + 1) × n: the block's bytes, plus a zero row for the padding index
+    static_pad: Any  # (K + 1) × n: the block's static masks, plus a True row
 
 
 # --- the planner ----------------------------------------------------------------------------------
 
 class _Planner:
     def __init__(self, pool: PoolState, policy: str, threshold: int, max_moves: int | None,
-                 network: str | None, bandwidth: float | None, ha: bool) -> None:
+                 network: str | None, bandwidth: float | None, ha: bool, initial: tuple | None = None) -> None:
         import numpy as np
 
         from vmctl.engine.placement.scheduler import Scheduler
@@ -348,7 +350,7 @@ class _Planner:
         self._blocks: dict[str, _Block] = {}
         self._combos: dict[str, tuple[tuple[int, ...], _Combos]] = {}  # host → (rows, sets of them)
         self._kinds: dict[tuple, int] = {}  # class key → small integer, for exchange masks
-        self._build_items()
+        self._build_items(initial)
 
     # ---- state ----------------------------------------------------------------------------------
     def loads(self) -> tuple[Any, Any]:
@@ -364,7 +366,18 @@ class _Planner:
     def metric(self) -> float:
         return metric(*self.scoped(), self.met)
 
-    def _build_items(self) -> None:
+    def _initial_items(self) -> tuple:
+        """The items as built, before any move: what a second plan of the same snapshot starts
+        from (items are never changed in place, only replaced)."""
+        by_host = {h: {k: list(v) for k, v in d.items()} for h, d in self.by_host.items()}
+        return dict(self.items), dict(self.lead), by_host, list(self.split_items)
+
+    def _build_items(self, initial: tuple | None = None) -> None:
+        if initial is not None:
+            items, lead, by_host, split = initial
+            self.items, self.lead, self.split_items = dict(items), dict(lead), list(split)
+            self.by_host = {h: {k: list(v) for k, v in d.items()} for h, d in by_host.items()}
+            return
         p = self.pool
         movable = [v for v in p.vms.values()
                    if v.power_state == RUNNING and v.resident_on in p.hosts and self.scope[self.t.index[v.resident_on]]
@@ -607,7 +620,9 @@ class _Planner:
         idx = np.array([list(p) + [K] * (2 - len(p)) for p in picks], dtype=np.int64).reshape(len(picks), 2)
         kinds = np.array([self._kind(it.key) for it in b.items] + [-1], dtype=np.int64)[idx]
         c = _Combos(b, self.t.index[h], [tuple(b.items[k] for k in p) for p in picks], idx, kinds,
-                    np.append(b.am, 0.0)[idx].sum(axis=1), np.append(b.ac, 0.0)[idx].sum(axis=1))
+                    np.append(b.am, 0.0)[idx].sum(axis=1), np.append(b.ac, 0.0)[idx].sum(axis=1),
+                    np.vstack([b.bytes, np.zeros((1, self.t.n))]),
+                    np.vstack([b.static, np.ones((1, self.t.n), dtype=bool)]))
         self._combos[h] = (rows, c)
         return c
 
@@ -692,8 +707,8 @@ class _Planner:
                 np.concatenate([np.full(len(c.picks), c.host, dtype=np.int64) for c in cs]),
                 np.concatenate([c.am for c in cs]), np.concatenate([c.ac for c in cs]),
                 np.concatenate([c.kinds for c in cs]),
-                np.concatenate([np.append(c.block.bytes[:, s], 0.0)[c.idx].sum(axis=1) for c in cs]),
-                np.concatenate([np.append(c.block.static[:, s], True)[c.idx].all(axis=1) for c in cs]),
+                np.concatenate([c.bytes_pad[c.idx, s].sum(axis=1) for c in cs]),
+                np.concatenate([c.static_pad[c.idx, s].all(axis=1) for c in cs]),
                 [p for c in cs for p in c.picks]))
             for k in rows:
                 a_items.append(b.items[k])
@@ -1150,6 +1165,7 @@ def plan_rebalance(
     if max_moves is not None and max_moves < 0:
         raise VmctlError("INVALID_VALUE", params=[("name", "max-moves"), ("value", max_moves)])
     pl = _Planner(pool, policy, threshold, max_moves, network, bandwidth, ha)
+    initial = pl._initial_items() if pl.N and policy != "pack" else None
     sm0, sc0 = pl.sigma() if pl.N else (0.0, 0.0)
     i0 = pl.metric() if pl.N else 0.0
     freed: list[str] = []
@@ -1164,7 +1180,7 @@ def plan_rebalance(
             if stop == STOP_NO_MOVE:
                 # The single-move loop stalled above the target. Plan again from the start with
                 # exchange steps among the candidates; keep that plan if it ends lower.
-                alt = _Planner(pool, policy, threshold, max_moves, network, bandwidth, ha)
+                alt = _Planner(pool, policy, threshold, max_moves, network, bandwidth, ha, initial)
                 # what depends only on the classes and hosts carries over; the rest is freed
                 alt._static, alt._cost_rows, alt._pred_cache, alt._kinds = (
                     pl._static, pl._cost_rows, pl._pred_cache, pl._kinds)
