@@ -283,7 +283,6 @@ class _Combos:
     """What a host can send back in an exchange: every set of one or two of its items (two of the
     same class when it holds two), R of them, as rows of its block."""
 
-    block: _Block  # the host's block (bytes and static masks towards every host)
     host: int  # the host's index
     picks: list[tuple[_Item, ...]]  # R sets of items (class representatives)
     idx: Any  # R × 2: the sets' rows in the block (K, one past the last row, pads a set of one)
@@ -619,7 +618,7 @@ class _Planner:
         K = len(b.items)
         idx = np.array([list(p) + [K] * (2 - len(p)) for p in picks], dtype=np.int64).reshape(len(picks), 2)
         kinds = np.array([self._kind(it.key) for it in b.items] + [-1], dtype=np.int64)[idx]
-        c = _Combos(b, self.t.index[h], [tuple(b.items[k] for k in p) for p in picks], idx, kinds,
+        c = _Combos(self.t.index[h], [tuple(b.items[k] for k in p) for p in picks], idx, kinds,
                     np.append(b.am, 0.0)[idx].sum(axis=1), np.append(b.ac, 0.0)[idx].sum(axis=1),
                     np.vstack([b.bytes, np.zeros((1, self.t.n))]),
                     np.vstack([b.static, np.ones((1, self.t.n), dtype=bool)]))
@@ -631,7 +630,9 @@ class _Planner:
 
     def _pair_gains(self, dm: Any, dc: Any, s: Any, T: Any) -> Any:
         """ΔI for moving the net demand (dm, dc) from hosts s to hosts T (broadcasting arrays;
-        negative parts travel back), in closed form like _gains."""
+        negative parts travel back), in closed form like _gains. _gains keeps its own
+        outer-product form: it is the single-move hot path, and the same sums taken in another
+        order round differently at the ninth digit, which would reorder tied candidates."""
         np = self.np
         lm, lc = self.loads()
         N = self.N
