@@ -201,8 +201,7 @@ def render_result(result: object, fmt: str, minimal: bool = False, no_headings: 
     if isinstance(result, Data):
         r = result.records
         if r is not None and minimal:
-            f0 = r.minimal or r.fields[0]
-            return render_records(r.cls, r.rows, [f0] + [f for f in r.fields if f != f0], fmt, True)
+            return render_records(r.cls, r.rows, [r.minimal or r.fields[0]], fmt, True)
         if r is not None and fmt in ("csv", "tsv"):
             return render_records(r.cls, r.rows, r.fields, fmt, minimal, no_headings)
         return result.text

@@ -124,7 +124,7 @@ class Txn:
         # bumped by every write (and by mutating ovs-style commands, see cli/app.py): memoized
         # views of the inventory, such as the engine's pool snapshots, are valid while it is unchanged
         self.writes = 0
-        self.on_commit: list = []  # called after the transaction ended well (committed, or read only)
+        self.on_commit: list = []  # called once it ended without error (committed, or read only or dry run)
         self.journal_entry: tuple[int, str] | None = None  # (seq, hash) this transaction appended
         # totals kept current by insert/update/delete: (cls, field, by, only) -> {by value: sum}
         self._sums: dict[tuple, dict] = {}
@@ -651,9 +651,8 @@ class Store:
     # --- journal -----------------------------------------------------------------------------------
     def append_journal(self, txn: Txn, command: str) -> int:
         t = schema.journal
-        last = txn.conn.execute(sa.select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
-        seq = (last[0] + 1) if last else 1
-        prev = last[1] if last else ""
+        last, prev = txn.journal_head()
+        seq = last + 1
         entry = {
             "seq": seq, "time": now_iso(micro=True), "user": current_user(), "command": command,
             "created": sorted(txn.created), "changed": sorted(txn.changed),
