@@ -66,8 +66,9 @@ def skip_spaces(s: str, i: int) -> int:
 # ---------------------------------------------------------------- C number parsing
 
 
-def _strtoll(s: str) -> tuple[int | None, int]:
-    """C strtoll in base 10: (value or None when no digits or out of range, index after)."""
+def _number_span(s: str) -> tuple[int, int] | None:
+    """Where C's strtoll reads a base-10 number in s: (start, end) of the optional sign and the
+    digits after leading white space, or None when there are no digits."""
     i = skip_spaces(s, 0)
     j = i
     if j < len(s) and s[j] in "+-":
@@ -75,26 +76,26 @@ def _strtoll(s: str) -> tuple[int | None, int]:
     k = j
     while k < len(s) and s[k] in _DIGIT:
         k += 1
-    if k == j:
+    return None if k == j else (i, k)
+
+
+def _strtoll(s: str) -> tuple[int | None, int]:
+    """C strtoll in base 10: (value or None when no digits or out of range, index after)."""
+    span = _number_span(s)
+    if span is None:
         return None, 0
-    v = int(s[i:k])
+    v = int(s[span[0]:span[1]])
     if v < INT64_MIN or v > INT64_MAX:
-        return None, k
-    return v, k
+        return None, span[1]
+    return v, span[1]
 
 
 def c_atoll(s: str) -> int:
     """C atoll: like strtoll but saturating on overflow and 0 without digits."""
-    i = skip_spaces(s, 0)
-    j = i
-    if j < len(s) and s[j] in "+-":
-        j += 1
-    k = j
-    while k < len(s) and s[k] in _DIGIT:
-        k += 1
-    if k == j:
+    span = _number_span(s)
+    if span is None:
         return 0
-    return max(INT64_MIN, min(INT64_MAX, int(s[i:k])))
+    return max(INT64_MIN, min(INT64_MAX, int(s[span[0]:span[1]])))
 
 
 def c_atoi(s: str) -> int:
