@@ -434,23 +434,22 @@ def vm_suspend(ctx: Ctx):
 @command("vm-pause", "Pause running VMs (their memory stays committed)", family="vm", args=(_VM,),
          flags=("--multiple",), selector="vm")
 def vm_pause(ctx: Ctx):
-    txn = ctx.txn
-    vms = select_vms(ctx)
-    for vm in vms:
-        check_vm_operation(txn, vm, "pause", ("running",))
-    for vm in vms:
-        txn.update("vm", vm["uuid"], {"power-state": "paused"})
-    return None
+    return _flip_power(ctx, "pause", "running", "paused")
 
 
 @command("vm-unpause", "Unpause paused VMs", family="vm", args=(_VM,), flags=("--multiple",), selector="vm")
 def vm_unpause(ctx: Ctx):
-    txn = ctx.txn
+    return _flip_power(ctx, "unpause", "paused", "running")
+
+
+def _flip_power(ctx: Ctx, operation: str, before: str, after: str) -> None:
+    """Pause and unpause: every selected VM is checked first, then all change (nothing else
+    moves: the memory stays committed on the same host)."""
     vms = select_vms(ctx)
     for vm in vms:
-        check_vm_operation(txn, vm, "unpause", ("paused",))
+        check_vm_operation(ctx.txn, vm, operation, (before,))
     for vm in vms:
-        txn.update("vm", vm["uuid"], {"power-state": "running"})
+        ctx.txn.update("vm", vm["uuid"], {"power-state": after})
     return None
 
 
