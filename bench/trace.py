@@ -148,30 +148,42 @@ def memory_overhead(vcpus: int, static_max: int) -> int:
     return int(-(-raw // mib)) * mib
 
 
-def peak_snapshot(arrivals: list[Arrival]) -> tuple[int, list[Arrival]]:
-    """The VMs alive (arrived at or before t, ending after t) at the first instant where total
-    alive memory (flavor memory) is maximal. Departures only lower the total, so the instants to
-    consider are the arrival times."""
+def events(arrivals: list[Arrival]):
+    """(kind, index) in replay order: per line, departures due by its time (by end, then index)
+    before its arrivals in file order; departures after the last line are not needed. Indexes are
+    positions in `arrivals` (a prefix of the trace keeps them)."""
     import heapq
 
-    alive_mem = 0
-    best_t, best_mem = None, -1
     heap: list[tuple[float, int]] = []
     i = 0
     n = len(arrivals)
     while i < n:
         t = arrivals[i].t
         while heap and heap[0][0] <= t:
-            _, j = heapq.heappop(heap)
-            alive_mem -= arrivals[j].flavor.memory
+            yield "d", heapq.heappop(heap)[1]
         while i < n and arrivals[i].t == t:
             a = arrivals[i]
-            alive_mem += a.flavor.memory
+            yield "a", i
             if a.end is not None:
-                heapq.heappush(heap, (a.end, a.index))
+                heapq.heappush(heap, (a.end, i))
             i += 1
+
+
+def peak_snapshot(arrivals: list[Arrival]) -> tuple[int, list[Arrival]]:
+    """The VMs alive (arrived at or before t, ending after t) at the first instant where total
+    alive memory (flavor memory) is maximal. Departures only lower the total, so the instants to
+    consider are the arrival times; within one instant the total only grows, so checking after
+    every arrival finds the same first maximal instant."""
+    alive_mem = 0
+    best_t, best_mem = None, -1
+    for kind, i in events(arrivals):
+        a = arrivals[i]
+        if kind == "d":
+            alive_mem -= a.flavor.memory
+            continue
+        alive_mem += a.flavor.memory
         if alive_mem > best_mem:
-            best_t, best_mem = t, alive_mem
+            best_t, best_mem = a.t, alive_mem
     assert best_t is not None
     alive = [a for a in arrivals if a.t <= best_t and (a.end is None or a.end > best_t)]
     return best_t, alive

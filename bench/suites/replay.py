@@ -3,7 +3,6 @@ released, on ⌈1.05·LB*⌉ identical hosts (64 cores × 4.0, 512 GiB). ``ci``:
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
 
@@ -19,29 +18,11 @@ CAP_MEM = 512 * 1024**3
 CAP_VCPU = 256
 
 
-def _events(arrivals: list[trace.Arrival]):
-    """(kind, index) in replay order: per line, departures due by its time (by end, then index)
-    before its arrivals in file order; departures after the last line are not needed."""
-    heap: list[tuple[float, int]] = []
-    i = 0
-    n = len(arrivals)
-    while i < n:
-        t = arrivals[i].t
-        while heap and heap[0][0] <= t:
-            yield "d", heapq.heappop(heap)[1]
-        while i < n and arrivals[i].t == t:
-            a = arrivals[i]
-            yield "a", i
-            if a.end is not None:
-                heapq.heappush(heap, (a.end, i))
-            i += 1
-
-
 def lb_star(arrivals: list[trace.Arrival], mem: list[int], cpu: list[int]) -> int:
     """LB* = max_t LB(t) over the arrival instants (identical hosts)."""
     am = ac = 0
     best = 0
-    for kind, i in _events(arrivals):
+    for kind, i in trace.events(arrivals):
         if kind == "a":
             am += mem[i]
             ac += cpu[i]
@@ -64,7 +45,7 @@ def _run(engine: str, sc: scenarios.Scenario, arrivals: list[trace.Arrival], tem
         s = Scheduler(pool, policy=engine.split("-", 1)[1])
         count = s.table.count
         nonempty = peak = 0
-        for kind, i in _events(arrivals):
+        for kind, i in trace.events(arrivals):
             v = templates[i]
             if kind == "a":
                 a = clock()
@@ -85,7 +66,7 @@ def _run(engine: str, sc: scenarios.Scenario, arrivals: list[trace.Arrival], tem
                     nonempty -= 1
     else:
         b = NovaLike(pool, sc.host_order, "ff" if engine == "nova-ff" else "spread")
-        for kind, i in _events(arrivals):
+        for kind, i in trace.events(arrivals):
             v = templates[i]
             if kind == "a":
                 a = clock()
