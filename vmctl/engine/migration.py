@@ -159,13 +159,7 @@ def required_bandwidth(memory: float, dirty_rate: float, limits: Limits = Limits
     lo, hi = 0.0, memory / limits.downtime
     while not converges(memory, dirty_rate, hi, limits):  # float rounding at the bound
         hi *= 1.0 + 1e-12
-    while hi - lo > HINT_STEP:
-        mid = (lo + hi) / 2
-        if converges(memory, dirty_rate, mid, limits):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return _converging_end(lo, hi, lambda r: converges(memory, dirty_rate, r, limits), at_high=True)
 
 
 def throttle_to(memory: float, dirty_rate: float, rate: float, limits: Limits = Limits()) -> float | None:
@@ -176,14 +170,19 @@ def throttle_to(memory: float, dirty_rate: float, rate: float, limits: Limits = 
         return None
     if converges(memory, dirty_rate, rate, limits):
         return dirty_rate
-    lo, hi = 0.0, float(dirty_rate)
+    return _converging_end(0.0, float(dirty_rate), lambda d: converges(memory, d, rate, limits), at_high=False)
+
+
+def _converging_end(lo: float, hi: float, ok, at_high: bool) -> float:
+    """Bisect [lo, hi] down to HINT_STEP on a monotone predicate that holds at the `hi` end
+    (at_high) or at the `lo` end; return the end of the final bracket where it holds."""
     while hi - lo > HINT_STEP:
         mid = (lo + hi) / 2
-        if converges(memory, mid, rate, limits):
-            lo = mid
-        else:
+        if ok(mid) == at_high:
             hi = mid
-    return lo
+        else:
+            lo = mid
+    return hi if at_high else lo
 
 
 def predict(
