@@ -11,8 +11,19 @@ from vmctl.engine.snapshot import PoolState, VMState
 
 
 class BHost:
-    __slots__ = ("uuid", "ok", "srs", "networks", "cpu_count", "mem_cap", "vcpu_cap", "mem", "vcpu", "count",
-                 "groups")
+    __slots__ = (
+        "uuid",
+        "ok",
+        "srs",
+        "networks",
+        "cpu_count",
+        "mem_cap",
+        "vcpu_cap",
+        "mem",
+        "vcpu",
+        "count",
+        "groups",
+    )
 
     def __init__(self, uuid, ok, srs, networks, cpu_count, mem_cap, vcpu_cap, mem, vcpu, count):
         self.uuid, self.ok, self.srs, self.networks = uuid, ok, srs, networks
@@ -30,13 +41,27 @@ class NovaLike:
         self.pool = pool
         self.mode = mode
         loads = pool.loads()
-        self.hosts = [BHost(u, pool.hosts[u].live and pool.hosts[u].enabled and not pool.hosts[u].evacuating,
-                            pool.hosts[u].srs, pool.hosts[u].networks, pool.hosts[u].cpu_count,
-                            pool.mem_capacity(u), pool.vcpu_capacity(u), loads[u].mem, loads[u].vcpus,
-                            loads[u].count) for u in host_order]
+        self.hosts = [
+            BHost(
+                u,
+                pool.hosts[u].live and pool.hosts[u].enabled and not pool.hosts[u].evacuating,
+                pool.hosts[u].srs,
+                pool.hosts[u].networks,
+                pool.hosts[u].cpu_count,
+                pool.mem_capacity(u),
+                pool.vcpu_capacity(u),
+                loads[u].mem,
+                loads[u].vcpus,
+                loads[u].count,
+            )
+            for u in host_order
+        ]
         self.by_uuid = {h.uuid: h for h in self.hosts}
-        self.strict = {g.uuid: g.placement for g in pool.groups.values()
-                       if g.strict and g.placement in ("affinity", "anti-affinity")}
+        self.strict = {
+            g.uuid: g.placement
+            for g in pool.groups.values()
+            if g.strict and g.placement in ("affinity", "anti-affinity")
+        }
         for g in self.strict:
             for h, c in pool.group_hosts(g).items():
                 if h in self.by_uuid:
@@ -110,8 +135,21 @@ def ffd_sum(pool: PoolState, host_order: list[str], vms: list[VMState]) -> tuple
     mean_m = sum(x[0] for x in norm) / len(norm)
     mean_c = sum(x[1] for x in norm) / len(norm)
     order = sorted(range(len(vms)), key=lambda i: (-(mean_m * norm[i][0] + mean_c * norm[i][1]), vms[i].uuid))
-    hs = [BHost(u, True, pool.hosts[u].srs, pool.hosts[u].networks, pool.hosts[u].cpu_count, caps[k][0],
-                caps[k][1], 0, 0, 0) for k, u in enumerate(host_order)]
+    hs = [
+        BHost(
+            u,
+            True,
+            pool.hosts[u].srs,
+            pool.hosts[u].networks,
+            pool.hosts[u].cpu_count,
+            caps[k][0],
+            caps[k][1],
+            0,
+            0,
+            0,
+        )
+        for k, u in enumerate(host_order)
+    ]
     opened: list[BHost] = []
     nxt = 0
     out: dict[str, str] = {}
@@ -121,16 +159,26 @@ def ffd_sum(pool: PoolState, host_order: list[str], vms: list[VMState]) -> tuple
         m = v.m(mp)
         placed = None
         for h in opened:
-            if (h.mem + m <= h.mem_cap and h.vcpu + v.vcpus <= h.vcpu_cap and v.srs <= h.srs
-                    and v.networks <= h.networks and v.vcpus <= h.cpu_count):
+            if (
+                h.mem + m <= h.mem_cap
+                and h.vcpu + v.vcpus <= h.vcpu_cap
+                and v.srs <= h.srs
+                and v.networks <= h.networks
+                and v.vcpus <= h.cpu_count
+            ):
                 placed = h
                 break
         while placed is None and nxt < len(hs):
             h = hs[nxt]
             nxt += 1
             opened.append(h)
-            if (m <= h.mem_cap and v.vcpus <= h.vcpu_cap and v.srs <= h.srs and v.networks <= h.networks
-                    and v.vcpus <= h.cpu_count):
+            if (
+                m <= h.mem_cap
+                and v.vcpus <= h.vcpu_cap
+                and v.srs <= h.srs
+                and v.networks <= h.networks
+                and v.vcpus <= h.cpu_count
+            ):
                 placed = h
         if placed is None:
             unplaced.append(v.uuid)
@@ -149,7 +197,9 @@ def _ha_hosts(pool: PoolState):
     for v in pool.vms.values():
         if v.protected and v.resident_on in prot:
             prot[v.resident_on].append(v)
-    free = {u: (pool.mem_capacity(u) - loads[u].mem_st, pool.vcpu_capacity(u) - loads[u].vcpus) for u in hosts}
+    free = {
+        u: (pool.mem_capacity(u) - loads[u].mem_st, pool.vcpu_capacity(u) - loads[u].vcpus) for u in hosts
+    }
     return hosts, prot, free
 
 

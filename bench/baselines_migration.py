@@ -24,16 +24,21 @@ EPS = 1e-4
 
 # --- shared feasibility (plain loops) ----------------------------------------------------------------
 
+
 class _Hosts:
     """Per-host capacity and load, as plain dicts."""
 
     def __init__(self, pool, hosts: list[str]) -> None:
         self.pool = pool
         self.hosts = hosts
-        self.cap_m = {h: pool.hosts[h].memory_total - pool.hosts[h].memory_overhead - pool.hosts[h].memory_reserved
-                      for h in hosts}
-        self.cap_c = {h: int(pool.hosts[h].cpu_count * (pool.hosts[h].vcpu_ratio or pool.vcpu_ratio) + 1e-9)
-                      for h in hosts}
+        self.cap_m = {
+            h: pool.hosts[h].memory_total - pool.hosts[h].memory_overhead - pool.hosts[h].memory_reserved
+            for h in hosts
+        }
+        self.cap_c = {
+            h: int(pool.hosts[h].cpu_count * (pool.hosts[h].vcpu_ratio or pool.vcpu_ratio) + 1e-9)
+            for h in hosts
+        }
         self.mem = {h: 0 for h in hosts}
         self.cpu = {h: 0 for h in hosts}
         self.members: dict[tuple[str, str], int] = {}  # (group, host) → running members
@@ -97,6 +102,7 @@ def demand_m(pool, v) -> int:
 
 # --- wfd-evacuate -------------------------------------------------------------------------------------
 
+
 @dataclass
 class WfdResult:
     ok: bool
@@ -108,8 +114,10 @@ def wfd_evacuate(pool, host: str) -> WfdResult:
     """Largest VM (memory) first onto the feasible host with the most free memory (ties: uuid)."""
     others = [h for h in sorted(pool.hosts) if h != host]
     st = _Hosts(pool, others)
-    vms = sorted((v for v in pool.vms.values() if v.power_state in RUNNING_OR_PAUSED and v.resident_on == host),
-                 key=lambda v: (-demand_m(pool, v), v.uuid))
+    vms = sorted(
+        (v for v in pool.vms.values() if v.power_state in RUNNING_OR_PAUSED and v.resident_on == host),
+        key=lambda v: (-demand_m(pool, v), v.uuid),
+    )
     res = WfdResult(ok=True)
     for v in vms:
         if v.immobile:
@@ -133,6 +141,7 @@ def wfd_evacuate(pool, host: str) -> WfdResult:
 
 # --- greedy-rebalance --------------------------------------------------------------------------------
 
+
 @dataclass
 class GreedyResult:
     moves: list[tuple[str, str, str]]  # (vm, from, to)
@@ -148,8 +157,9 @@ def _sigma(values: list[float]) -> float:
     return math.sqrt(max(0.0, sum((x - mu) ** 2 for x in values) / n))
 
 
-def greedy_rebalance(pool, *, threshold: int = 3, max_moves: int | None = None,
-                     bytes_of=None, eps: float = EPS) -> GreedyResult:
+def greedy_rebalance(
+    pool, *, threshold: int = 3, max_moves: int | None = None, bytes_of=None, eps: float = EPS
+) -> GreedyResult:
     """Each step takes the single move with the largest reduction of σ_memory + σ_vcpu (no cost),
     among running VMs of the live enabled hosts, until max σ_d ≤ σ*, no move reduces the sum by
     at least ε, or the move limit. ``bytes_of(vm, src, dst)`` prices the moves for the report."""
@@ -157,9 +167,11 @@ def greedy_rebalance(pool, *, threshold: int = 3, max_moves: int | None = None,
     n = len(hosts)
     st = _Hosts(pool, hosts)
     target = math.inf if threshold <= 1 else (5 - threshold) * 0.1 / math.sqrt(max(1, n))
-    where = {v.uuid: v.resident_on for v in pool.vms.values()
-             if v.power_state == "running" and v.resident_on in st.mem and not v.immobile
-             and not v.scheduled_on}
+    where = {
+        v.uuid: v.resident_on
+        for v in pool.vms.values()
+        if v.power_state == "running" and v.resident_on in st.mem and not v.immobile and not v.scheduled_on
+    }
     on: dict[str, list[str]] = {h: [] for h in hosts}
     for u in sorted(where):
         on[where[u]].append(u)
@@ -202,8 +214,9 @@ def greedy_rebalance(pool, *, threshold: int = 3, max_moves: int | None = None,
                     m2 = s2m - lm[si] ** 2 + (lm[si] - xm_s) ** 2 - lm[ti] ** 2 + (lm[ti] + xm_t) ** 2
                     c1 = s1c - xc_s + xc_t
                     c2 = s2c - lc[si] ** 2 + (lc[si] - xc_s) ** 2 - lc[ti] ** 2 + (lc[ti] + xc_t) ** 2
-                    new = (math.sqrt(max(0.0, m2 / n - (m1 / n) ** 2))
-                           + math.sqrt(max(0.0, c2 / n - (c1 / n) ** 2)))
+                    new = math.sqrt(max(0.0, m2 / n - (m1 / n) ** 2)) + math.sqrt(
+                        max(0.0, c2 / n - (c1 / n) ** 2)
+                    )
                     gain = round(sm + sc - new, 9)
                     cand = (-gain, u, t)
                     if best is None or cand < best:
@@ -227,6 +240,7 @@ def greedy_rebalance(pool, *, threshold: int = 3, max_moves: int | None = None,
 
 
 # --- the independent evacuation checker -------------------------------------------------------------
+
 
 def _violations(pool, where: dict[str, str], affinity: bool) -> list[str]:
     out = []
@@ -261,14 +275,17 @@ def _violations(pool, where: dict[str, str], affinity: bool) -> list[str]:
     return out
 
 
-def check_evacuation(pool, host: str, moves: list[tuple[int, str, str, bool]],
-                     storage_map: dict[str, str] | None = None) -> list[str]:
+def check_evacuation(
+    pool, host: str, moves: list[tuple[int, str, str, bool]], storage_map: dict[str, str] | None = None
+) -> list[str]:
     """Violations of a plan given as (wave, vm, destination, storage motion) rows: capacity and
     strict rules after every wave and at the end (affinity only at the end, since an item's
     members may travel in different waves), caps within every wave, and completeness."""
     storage_map = storage_map or {}
     out: list[str] = []
-    to_move = {v.uuid for v in pool.vms.values() if v.power_state in RUNNING_OR_PAUSED and v.resident_on == host}
+    to_move = {
+        v.uuid for v in pool.vms.values() if v.power_state in RUNNING_OR_PAUSED and v.resident_on == host
+    }
     planned = {vm for _, vm, _, _ in moves}
     if planned != to_move:
         out.append("incomplete")
@@ -291,7 +308,8 @@ def check_evacuation(pool, host: str, moves: list[tuple[int, str, str, bool]],
             for t in {storage_map[d.uuid] for d in v.vdis if d.uuid in storage_map}:
                 sr_use[t] = sr_use.get(t, 0) + 16
         net = pool.migration_network or next(
-            (n for n in sorted(pool.networks) if pool.networks[n].management), None)
+            (n for n in sorted(pool.networks) if pool.networks[n].management), None
+        )
         for h, u in sorted(host_use.items()):
             if u > 8:
                 out.append(f"cap-host:{wave}:{h}")

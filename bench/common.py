@@ -64,8 +64,14 @@ class Goal:
         return False
 
     def to_json(self, ctx: Context) -> dict[str, Any]:
-        return {"id": self.id, "target": self.target, "value": self.value, "pass": bool(self.passed),
-                "kind": self.kind, "checked": self.checked(ctx)}
+        return {
+            "id": self.id,
+            "target": self.target,
+            "value": self.value,
+            "pass": bool(self.passed),
+            "kind": self.kind,
+            "checked": self.checked(ctx),
+        }
 
 
 @dataclass
@@ -104,14 +110,17 @@ def quiesce() -> None:
 def timing_summary(ns: list[int], warmup: int = WARMUP) -> dict[str, float]:
     """decisions/s over the measured decisions, p50 and p99 in µs (first ``warmup`` excluded, or
     none when there are too few decisions to spare them)."""
-    xs = ns[warmup:] if len(ns) > 2 * warmup else ns[len(ns) // 4:]
+    xs = ns[warmup:] if len(ns) > 2 * warmup else ns[len(ns) // 4 :]
     if not xs:
         return {"decisions/s": 0.0, "p50-us": 0.0, "p99-us": 0.0}
     s = sorted(xs)
     total = sum(s)
     p = lambda q: s[min(len(s) - 1, int(q * len(s)))] / 1000.0  # noqa: E731
-    return {"decisions/s": round(len(s) / (total / 1e9), 1) if total else 0.0,
-            "p50-us": round(p(0.50), 1), "p99-us": round(p(0.99), 1)}
+    return {
+        "decisions/s": round(len(s) / (total / 1e9), 1) if total else 0.0,
+        "p50-us": round(p(0.50), 1),
+        "p99-us": round(p(0.99), 1),
+    }
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -143,12 +152,22 @@ def machine() -> dict[str, Any]:
     commit = None
     try:
         root = Path(__file__).resolve().parent.parent
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except Exception:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0], "numpy": npv,
-            "vmctl": vv, "git-commit": commit}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "numpy": npv,
+        "vmctl": vv,
+        "git-commit": commit,
+    }
 
 
 def _fmt(v: Any) -> str:
@@ -184,8 +203,11 @@ def markdown(res: SuiteResult, ctx: Context) -> str:
         lines.append("| id | target | value | pass |")
         lines.append("|---|---|---|---|")
         for g in res.goals:
-            flag = ("PASS" if g.passed else "FAIL") if g.checked(ctx) else ("pass" if g.passed else "fail") + \
-                " (not gated)"
+            flag = (
+                ("PASS" if g.passed else "FAIL")
+                if g.checked(ctx)
+                else ("pass" if g.passed else "fail") + " (not gated)"
+            )
             lines.append(f"| {g.id} | {g.target} | {_fmt(g.value)} | {flag} |")
         lines.append("")
     for n in res.notes:
@@ -196,9 +218,18 @@ def markdown(res: SuiteResult, ctx: Context) -> str:
 
 
 def to_json(res: SuiteResult, ctx: Context) -> dict[str, Any]:
-    return {"schema": SCHEMA, "suite": res.suite, "scenario": res.scenario, "seed": ctx.seed,
-            "repeat": ctx.repeat, "machine": machine(), "lower-bound": res.lower_bound,
-            "engines": res.engines, "goals": [g.to_json(ctx) for g in res.goals], "notes": res.notes}
+    return {
+        "schema": SCHEMA,
+        "suite": res.suite,
+        "scenario": res.scenario,
+        "seed": ctx.seed,
+        "repeat": ctx.repeat,
+        "machine": machine(),
+        "lower-bound": res.lower_bound,
+        "engines": res.engines,
+        "goals": [g.to_json(ctx) for g in res.goals],
+        "notes": res.notes,
+    }
 
 
 def write(res: SuiteResult, ctx: Context) -> str:

@@ -49,8 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, help="[5; 1 for ci]")
     ap.add_argument("--engines", help="comma-separated engine names (default: the suite's list)")
-    ap.add_argument("--trace", type=Path, default=None,
-                    help="trace directory [$VMCTL_TRACE_DIR, else bench/data/azure-v1]")
+    ap.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        help="trace directory [$VMCTL_TRACE_DIR, else bench/data/azure-v1]",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--db", default=None, help="database URL for P3 (suites that use one)")
     ap.add_argument("--reference", action="store_true", help="also check the absolute reference figures")
@@ -62,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in suites]
     if unknown:
         ap.error(f"unknown suite(s): {', '.join(unknown)}; known: {', '.join(suites)}")
-    trace_dir = args.trace or (Path(os.environ["VMCTL_TRACE_DIR"]) if os.environ.get("VMCTL_TRACE_DIR")
-                               else ROOT / "bench" / "data" / "azure-v1")
+    trace_dir = args.trace or (
+        Path(os.environ["VMCTL_TRACE_DIR"])
+        if os.environ.get("VMCTL_TRACE_DIR")
+        else ROOT / "bench" / "data" / "azure-v1"
+    )
     ok = True
     for name in names:
         mod = suites[name]
@@ -72,9 +79,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"<!-- suite {name}: scenario {scenario} not supported ({', '.join(mod.SCENARIOS)}) -->\n")
             continue
         repeat = args.repeat or (1 if scenario == "ci" else 5)
-        ctx = common.Context(scenario=scenario, seed=args.seed, repeat=repeat,
-                             engines=args.engines.split(",") if args.engines else None, trace_dir=trace_dir,
-                             out=args.out, reference=args.reference, check=not args.no_check)
+        ctx = common.Context(
+            scenario=scenario,
+            seed=args.seed,
+            repeat=repeat,
+            engines=args.engines.split(",") if args.engines else None,
+            trace_dir=trace_dir,
+            out=args.out,
+            reference=args.reference,
+            check=not args.no_check,
+        )
         ctx.db = args.db  # type: ignore[attr-defined]
         res = mod.run(ctx)
         print(common.write(res, ctx))

@@ -82,14 +82,28 @@ def peak(trace_dir: Path | str | None, seed: int, lines: int | None = None) -> l
     return trace.peak_snapshot(arr)[1]
 
 
-def build_pool(seed: int, hosts: list[tuple[int, int]], demands: list[Demand], *, ratio: float = 4.0,
-               policy: str = "balanced", priorities: bool = False, tolerance: int = 1,
-               name: str = "bench") -> Scenario:
+def build_pool(
+    seed: int,
+    hosts: list[tuple[int, int]],
+    demands: list[Demand],
+    *,
+    ratio: float = 4.0,
+    policy: str = "balanced",
+    priorities: bool = False,
+    tolerance: int = 1,
+    name: str = "bench",
+) -> Scenario:
     """The common inventory of §8.4: one pool, one shared SR holding every VDI, a local SR per host,
     one 10 Gbit/s network on all hosts, a second network on every other host used by 5% of the
     VMs, 10% of the VMs in soft anti-affinity groups of 3–5; VMs halted, in ``demands`` order."""
-    p = PoolState(uuid=make_uuid(seed, "pool", 0), name=name, policy=policy, seed=0, vcpu_ratio=ratio,
-                  ha_failures_to_tolerate=tolerance)
+    p = PoolState(
+        uuid=make_uuid(seed, "pool", 0),
+        name=name,
+        policy=policy,
+        seed=0,
+        vcpu_ratio=ratio,
+        ha_failures_to_tolerate=tolerance,
+    )
     net0 = make_uuid(seed, "network", 0)
     net1 = make_uuid(seed, "network", 1)
     shared = make_uuid(seed, "sr", 0)
@@ -102,9 +116,18 @@ def build_pool(seed: int, hosts: list[tuple[int, int]], demands: list[Demand], *
         p.add_sr(SRState(uuid=local, name=f"local{i}", hosts=frozenset({hu})))
         nets = frozenset({net0, net1}) if i % 2 == 0 else frozenset({net0})
         speeds = tuple(sorted((n, 10_000) for n in nets))
-        p.add_host(HostState(uuid=hu, name=f"h{i:04d}", cpu_count=cores, memory_total=gib * GiB,
-                             srs=frozenset({shared, local}), networks=nets, pif_speeds=speeds,
-                             is_master=(i == 0)))
+        p.add_host(
+            HostState(
+                uuid=hu,
+                name=f"h{i:04d}",
+                cpu_count=cores,
+                memory_total=gib * GiB,
+                srs=frozenset({shared, local}),
+                networks=nets,
+                pif_speeds=speeds,
+                is_master=(i == 0),
+            )
+        )
         host_order.append(hu)
     p.add_sr(SRState(uuid=shared, name="shared", shared=True, hosts=frozenset(host_order)))
     n = len(demands)
@@ -119,7 +142,7 @@ def build_pool(seed: int, hosts: list[tuple[int, int]], demands: list[Demand], *
         size = grng.randint(3, 5)
         gu = make_uuid(seed, "group", g)
         p.add_group(GroupState(uuid=gu, name=f"anti{g}", placement="anti-affinity", strict=False))
-        for j in grouped[k:k + size]:
+        for j in grouped[k : k + size]:
             group_of[j] = gu
         k += size
         g += 1
@@ -132,12 +155,23 @@ def build_pool(seed: int, hosts: list[tuple[int, int]], demands: list[Demand], *
             x = prng.random()
             prio = "restart" if x < 0.5 else "best-effort" if x < 0.75 else "no-restart"
         m = d.memory
-        p.add_vm(VMState(
-            uuid=vu, name=f"vm{j:06d}", vcpus=d.vcpus, memory_static_min=m, memory_dynamic_min=m,
-            memory_dynamic_max=m, memory_static_max=m, memory_overhead=trace.memory_overhead(d.vcpus, m),
-            groups=(group_of[j],) if j in group_of else (), ha_restart_priority=prio,
-            srs=frozenset({shared}), networks=frozenset({net0, net1}) if j in second else frozenset({net0}),
-            last_boot_cpu_vendor="GenuineIntel"))
+        p.add_vm(
+            VMState(
+                uuid=vu,
+                name=f"vm{j:06d}",
+                vcpus=d.vcpus,
+                memory_static_min=m,
+                memory_dynamic_min=m,
+                memory_dynamic_max=m,
+                memory_static_max=m,
+                memory_overhead=trace.memory_overhead(d.vcpus, m),
+                groups=(group_of[j],) if j in group_of else (),
+                ha_restart_priority=prio,
+                srs=frozenset({shared}),
+                networks=frozenset({net0, net1}) if j in second else frozenset({net0}),
+                last_boot_cpu_vendor="GenuineIntel",
+            )
+        )
         vm_order.append(vu)
     return Scenario(name, seed, p, host_order, vm_order)
 
@@ -160,17 +194,26 @@ def lower_bound(demands: list[tuple[int, int]], caps: list[tuple[int, int]]) -> 
     return best
 
 
-def s_scenario(seed: int, hosts: int, n_vms: int, trace_dir=None, priorities: bool = False,
-               name: str = "S1") -> Scenario:
+def s_scenario(
+    seed: int, hosts: int, n_vms: int, trace_dir=None, priorities: bool = False, name: str = "S1"
+) -> Scenario:
     pk = peak(trace_dir, seed)
     w = draw_w(pk, n_vms, seed)
-    sc = build_pool(seed, [SKUS[i % 3] for i in range(hosts)], demands_of(w), priorities=priorities,
-                    tolerance=1, name=name)
+    sc = build_pool(
+        seed,
+        [SKUS[i % 3] for i in range(hosts)],
+        demands_of(w),
+        priorities=priorities,
+        tolerance=1,
+        name=name,
+    )
     return sc
 
 
 def s1(seed: int, trace_dir=None, ci: bool = False) -> Scenario:
-    return s_scenario(seed, 100 if ci else 1000, 1500 if ci else 15000, trace_dir, name="ci-S1" if ci else "S1")
+    return s_scenario(
+        seed, 100 if ci else 1000, 1500 if ci else 15000, trace_dir, name="ci-S1" if ci else "S1"
+    )
 
 
 def s2(seed: int, trace_dir=None) -> Scenario:
@@ -185,8 +228,15 @@ def c96(seed: int, trace_dir=None, ci: bool = False, place: bool = True) -> Scen
     hosts, n = (24, 2500) if ci else (96, 10000)
     pk = peak(trace_dir, seed)
     w = draw_w(pk, n, seed)
-    sc = build_pool(seed, [(96, 1024)] * hosts, demands_of(w), priorities=True, tolerance=2,
-                    name="ci-C96" if ci else "C96", policy="spread")
+    sc = build_pool(
+        seed,
+        [(96, 1024)] * hosts,
+        demands_of(w),
+        priorities=True,
+        tolerance=2,
+        name="ci-C96" if ci else "C96",
+        policy="spread",
+    )
     if place:
         s = Scheduler(sc.pool, policy="spread")
         for vu in sc.vm_order:

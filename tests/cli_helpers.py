@@ -11,8 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VMCTL = [sys.executable, "-m", "vmctl"]
-CLASSES = ("pool", "host", "vm", "vm-group", "sr", "pbd", "vdi", "vbd", "network", "pif", "vif", "vlan", "bond",
-           "tunnel")
+CLASSES = (
+    "pool",
+    "host",
+    "vm",
+    "vm-group",
+    "sr",
+    "pbd",
+    "vdi",
+    "vbd",
+    "network",
+    "pif",
+    "vif",
+    "vlan",
+    "bond",
+    "tunnel",
+)
 
 
 @dataclass
@@ -37,9 +51,12 @@ class Inventory:
         env.update(extra or {})
         return env
 
-    def run(self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120) -> Result:
-        p = subprocess.run([*VMCTL, *args], input=input, capture_output=True, text=True,
-                           env=self.env(env), timeout=timeout)
+    def run(
+        self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120
+    ) -> Result:
+        p = subprocess.run(
+            [*VMCTL, *args], input=input, capture_output=True, text=True, env=self.env(env), timeout=timeout
+        )
         assert "Traceback" not in p.stderr, p.stderr
         return Result(p.returncode, p.stdout, p.stderr)
 
@@ -83,7 +100,9 @@ def run_cli(db: Path, *args: str) -> subprocess.CompletedProcess:
     """The real executable against db."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
     env["VMCTL_DB"] = str(db)
-    return subprocess.run([sys.executable, "-m", "vmctl", *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "vmctl", *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def cli(db: Path, *args: str) -> subprocess.CompletedProcess:

@@ -20,8 +20,32 @@ def inv(tmp_path) -> Inventory:
 @pytest.fixture
 def small(inv) -> Inventory:
     """A pool with two hosts and two VMs."""
-    inv.ok("pool-create", "name-label=p1", "--", "host-add", "name-label=h1", "address=10.0.0.1", "cpu-count=8",
-           "memory-total=64GiB", "pool=p1", "--", "host-add", "name-label=h2", "address=10.0.0.2", "cpu-count=16",
-           "memory-total=128GiB", "pool=p1", "--", "vm-create", "name-label=web1", "memory=2GiB", "vcpus=2",
-           "--", "vm-create", "name-label=db1", "memory=8GiB", "vcpus=4")
+    inv.ok(
+        "pool-create",
+        "name-label=p1",
+        "--",
+        "host-add",
+        "name-label=h1",
+        "address=10.0.0.1",
+        "cpu-count=8",
+        "memory-total=64GiB",
+        "pool=p1",
+        "--",
+        "host-add",
+        "name-label=h2",
+        "address=10.0.0.2",
+        "cpu-count=16",
+        "memory-total=128GiB",
+        "pool=p1",
+        "--",
+        "vm-create",
+        "name-label=web1",
+        "memory=2GiB",
+        "vcpus=2",
+        "--",
+        "vm-create",
+        "name-label=db1",
+        "memory=8GiB",
+        "vcpus=4",
+    )
     return inv

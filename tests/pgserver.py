@@ -51,16 +51,35 @@ def pg_url():
         os.chmod(base, 0o755)
         prefix = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    subprocess.run([*prefix, os.path.join(bindir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*prefix, os.path.join(bindir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
     opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=50 -c fsync=off"
-    subprocess.run([*prefix, os.path.join(bindir, "pg_ctl"), "-D", data, "-o", opts, "-w", "-l",
-                    os.path.join(base, "log"), "start"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *prefix,
+            os.path.join(bindir, "pg_ctl"),
+            "-D",
+            data,
+            "-o",
+            opts,
+            "-w",
+            "-l",
+            os.path.join(base, "log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*prefix, os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -32,14 +32,22 @@ def test_create_prints_uuid_and_list_formats(small):
     assert rows[0]["memory-static-max"] == 8 * 1024**3 and rows[0]["power-state"] == "halted"
     assert all(UUID.match(r["uuid"]) for r in rows)
     table = small.ok("vm-list")
-    assert table.splitlines()[0].split() == ["uuid", "name-label", "power-state", "resident-on", "vcpus",
-                                             "memory-static-max"]
+    assert table.splitlines()[0].split() == [
+        "uuid",
+        "name-label",
+        "power-state",
+        "resident-on",
+        "vcpus",
+        "memory-static-max",
+    ]
     assert "8 GiB" in table  # sizes humanised only in tables
     c = list(csv.reader(io.StringIO(small.ok("vm-list", "-f", "csv"))))
     assert c[0][1] == "name-label" and c[1][5] == str(8 * 1024**3)
     assert small.ok("vm-list", "-f", "tsv", "--no-headings").splitlines()[0].split("\t")[1] == "db1"
     assert yaml.safe_load(small.ok("-f", "yaml", "vm-list"))[1]["name-label"] == "web1"
-    assert small.ok("vm-list", "params=name-label,vcpus", "vcpus=4", "-f", "csv") == "name-label,vcpus\ndb1,4\n"
+    assert (
+        small.ok("vm-list", "params=name-label,vcpus", "vcpus=4", "-f", "csv") == "name-label,vcpus\ndb1,4\n"
+    )
     assert small.ok("vm-list", "memory-static-max=2GiB", "--minimal") == json.loads(out)[1]["uuid"] + "\n"
     r = small.fail("vm-list", "colour=red", code="UNKNOWN_FIELD")
     assert "field: colour" in r.err
@@ -57,7 +65,9 @@ def test_param_commands(small):
     small.ok("vm-param-set", f"uuid={vm}", "name-description=front end", "other-config:owner=ops", "vcpus=3")
     assert small.ok("vm-param-get", f"uuid={vm}", "param-name=vcpus") == "3\n"
     assert small.ok("vm-param-get", f"uuid={vm}", "param-name=other-config", "param-key=owner") == "ops\n"
-    small.fail("vm-param-get", f"uuid={vm}", "param-name=other-config", "param-key=nope", code="MAP_KEY_NOT_FOUND")
+    small.fail(
+        "vm-param-get", f"uuid={vm}", "param-name=other-config", "param-key=nope", code="MAP_KEY_NOT_FOUND"
+    )
     small.fail("vm-param-set", f"uuid={vm}", "power-state=running", code="FIELD_READ_ONLY")
     small.fail("vm-param-set", f"uuid={vm}", "vcpus=lots", code="FIELD_TYPE_ERROR")
     small.fail("vm-param-set", f"uuid={vm}", "vcpus=0", code="VM_NO_VCPUS")
@@ -97,13 +107,28 @@ def test_may_exist(small):
     a = small.ok("vm-create", "name-label=web1", "--may-exist")
     assert a == small.ok("vm-list", "name-label=web1", "--minimal")
     assert small.ok("pool-create", "name-label=p1", "--may-exist") == small.ok("pool-list", "--minimal")
-    assert small.ok("--may-exist", "host-add", "name-label=x", "address=10.0.0.1", "cpu-count=1",
-                    "memory-total=1GiB") == small.ok("host-list", "name-label=h1", "--minimal")
+    assert small.ok(
+        "--may-exist", "host-add", "name-label=x", "address=10.0.0.1", "cpu-count=1", "memory-total=1GiB"
+    ) == small.ok("host-list", "name-label=h1", "--minimal")
 
 
 def test_chain_sees_earlier_effects_and_id_refs(inv):
-    out = inv.ok("pool-create", "name-label=p", "--", "--id=@w", "vm-create", "name-label=w", "--",
-                 "vm-param-set", "uuid=@w", "vcpus=4", "--", "vm-param-get", "uuid=@w", "param-name=vcpus")
+    out = inv.ok(
+        "pool-create",
+        "name-label=p",
+        "--",
+        "--id=@w",
+        "vm-create",
+        "name-label=w",
+        "--",
+        "vm-param-set",
+        "uuid=@w",
+        "vcpus=4",
+        "--",
+        "vm-param-get",
+        "uuid=@w",
+        "param-name=vcpus",
+    )
     lines = out.splitlines()
     assert len(lines) == 3 and UUID.match(lines[0]) and UUID.match(lines[1]) and lines[2] == "4"
     data = json.loads(inv.ok("-f", "json", "vm-list", "--", "vm-param-get", "uuid=w", "param-name=vcpus"))
@@ -112,8 +137,9 @@ def test_chain_sees_earlier_effects_and_id_refs(inv):
 
 def test_failure_aborts_whole_chain(small):
     before = small.snapshot()
-    r = small.fail("vm-create", "name-label=new", "--", "vm-param-set", "uuid=new", "vcpus=999",
-                   code="VM_TOO_MANY_VCPUS")
+    r = small.fail(
+        "vm-create", "name-label=new", "--", "vm-param-set", "uuid=new", "vcpus=999", code="VM_TOO_MANY_VCPUS"
+    )
     assert r.out == ""
     assert small.snapshot() == before
     small.fail("pool-create", "name-label=q", "--", "nosuch-command", rc=1)
@@ -133,12 +159,16 @@ def test_dry_run_changes_nothing_and_never_creates_the_file(inv, tmp_path):
 
 def test_batch_all_or_nothing_and_continue(inv, tmp_path):
     f = tmp_path / "b.yaml"
-    f.write_text(yaml.safe_dump([
-        "pool-create name-label=p",
-        {"command": "vm-create", "id": "@a", "name-label": "alpha", "vcpus": 2},
-        "vm-param-set uuid=@a other-config:k=v",
-        {"command": "vm-param-get", "uuid": "@a", "param-name": "vcpus"},
-    ]))
+    f.write_text(
+        yaml.safe_dump(
+            [
+                "pool-create name-label=p",
+                {"command": "vm-create", "id": "@a", "name-label": "alpha", "vcpus": 2},
+                "vm-param-set uuid=@a other-config:k=v",
+                {"command": "vm-param-get", "uuid": "@a", "param-name": "vcpus"},
+            ]
+        )
+    )
     out = inv.ok("batch", str(f))
     assert out.splitlines()[-1] == "2"
     assert inv.ok("vm-list", "name-label=alpha", "params=other-config", "--minimal") == "k: v\n"
@@ -189,12 +219,31 @@ def test_errors_and_exit_codes(small):
     assert r.err == "vmctl: option '--dry-run' doesn't allow an argument\n"
     assert small.fail("--frob").err == "vmctl: unrecognized option '--frob'\n"
     assert small.fail("-t", "0", "vm-list").err == "vmctl: value 0 on -t or --timeout is invalid\n"
-    small.fail("host-add", "name-label=h3", "address=10.0.0.1", "cpu-count=1", "memory-total=1GiB",
-               code="HOST_ADDRESS_IN_USE")
-    small.fail("host-add", "name-label=h3", "address=not an address", "cpu-count=1", "memory-total=1GiB",
-               code="INVALID_VALUE")
-    small.fail("host-add", "name-label=h3", "address=10.0.0.9", "cpu-count=1", "memory-total=1GiB",
-               "pifs=eth0,eth0", code="DUPLICATE_PIF_DEVICE_NAME")
+    small.fail(
+        "host-add",
+        "name-label=h3",
+        "address=10.0.0.1",
+        "cpu-count=1",
+        "memory-total=1GiB",
+        code="HOST_ADDRESS_IN_USE",
+    )
+    small.fail(
+        "host-add",
+        "name-label=h3",
+        "address=not an address",
+        "cpu-count=1",
+        "memory-total=1GiB",
+        code="INVALID_VALUE",
+    )
+    small.fail(
+        "host-add",
+        "name-label=h3",
+        "address=10.0.0.9",
+        "cpu-count=1",
+        "memory-total=1GiB",
+        "pifs=eth0,eth0",
+        code="DUPLICATE_PIF_DEVICE_NAME",
+    )
 
 
 def test_unicode_and_empty_names(inv):

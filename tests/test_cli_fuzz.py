@@ -13,8 +13,28 @@ import pytest
 from vmctl.cli.app import run_argv
 from vmctl.commands import load
 
-BAD_VALUES = ["", "nope", "-1", "0", "1.5", "99999999999999999999999999", "4GiB", "true", "☃ü", "a,b", "@x",
-              "00000000-0000-0000-0000-000000000000", "x" * 300, "NaN", "inf", "1e400", "\\", "'", "=", ":"]
+BAD_VALUES = [
+    "",
+    "nope",
+    "-1",
+    "0",
+    "1.5",
+    "99999999999999999999999999",
+    "4GiB",
+    "true",
+    "☃ü",
+    "a,b",
+    "@x",
+    "00000000-0000-0000-0000-000000000000",
+    "x" * 300,
+    "NaN",
+    "inf",
+    "1e400",
+    "\\",
+    "'",
+    "=",
+    ":",
+]
 
 
 def _run(argv):
@@ -27,7 +47,9 @@ def _run(argv):
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory):
     path = tmp_path_factory.mktemp("fuzz") / "demo.db"
-    rc, out, err = _run(["--db", str(path), "demo", "--pools", "2", "--hosts", "4", "--vms", "12", "--seed", "3"])
+    rc, out, err = _run(
+        ["--db", str(path), "demo", "--pools", "2", "--hosts", "4", "--vms", "12", "--seed", "3"]
+    )
     assert rc == 0, err
     return path
 
@@ -39,8 +61,10 @@ def _refs(db) -> dict[str, list[str]]:
     out = {}
     for cls, c in CLASSES.items():
         field = "name-label" if c.named else "uuid"
-        rc, text, _ = _run(["--db", str(db), f"{cls}-list", f"params={field}", "--minimal"]
-                           + (["--all"] if cls in ("vm", "vdi") else []))
+        rc, text, _ = _run(
+            ["--db", str(db), f"{cls}-list", f"params={field}", "--minimal"]
+            + (["--all"] if cls in ("vm", "vdi") else [])
+        )
         vals = [x for x in text.strip().split(",") if x and "\\" not in x]
         rng = random.Random(len(vals))
         out[cls] = rng.sample(vals, min(3, len(vals)))
@@ -69,8 +93,14 @@ def _argsets(cmd, rng, refs):
     sets = [[]]
     if cmd.style == "ovs":
         for n in range(0, 5):
-            sets.append([rng.choice(BAD_VALUES + ["br0", "xenbr0", "eth0", "tag=5", "br0.5", "5", "Bridge", "Port"])
-                         for _ in range(n)])
+            sets.append(
+                [
+                    rng.choice(
+                        BAD_VALUES + ["br0", "xenbr0", "eth0", "tag=5", "br0.5", "5", "Bridge", "Port"]
+                    )
+                    for _ in range(n)
+                ]
+            )
         return sets
     for _ in range(10):
         words = []
@@ -106,7 +136,9 @@ def test_every_command_survives_bad_input(demo_db, tmp_path):
             if "Traceback" in err or "INTERNAL_ERROR" in err or rc not in (0, 1, 2):
                 failures.append(f"{' '.join(argv[2:])}\n    rc={rc} {err.strip()[:300]}")
             elif rc != 0 and out:
-                failures.append(f"{' '.join(argv[2:])}\n    failed (rc={rc}) but printed on stdout: {out[:100]!r}")
+                failures.append(
+                    f"{' '.join(argv[2:])}\n    failed (rc={rc}) but printed on stdout: {out[:100]!r}"
+                )
     rc, out, err = _run(["--db", str(db), "db-check"])
     assert outcomes.get(0, 0) > 200, outcomes  # deep enough to change things, not just refuse
     assert not failures, f"{len(failures)} problems:\n" + "\n".join(failures[:40])

@@ -12,7 +12,9 @@ from pathlib import Path
 def run_cli(db: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
     env["VMCTL_DB"] = str(db)
-    return subprocess.run([sys.executable, "-m", "vmctl", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "vmctl", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_demo_places_every_vm_deterministically(tmp_path: Path) -> None:
@@ -22,8 +24,15 @@ def test_demo_places_every_vm_deterministically(tmp_path: Path) -> None:
         r = run_cli(db, "demo", "--pools", "2", "--hosts", "6", "--vms", "40", "--seed", "5")
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith("demo (seed 5): 2 pools, 6 hosts, 40 VMs (40 running)")
-        vms = json.loads(run_cli(db, "-f", "json", "vm-list", "params=uuid,name-label,resident-on,domid,"
-                                 "last-boot-cpu-flags,power-state").stdout)
+        vms = json.loads(
+            run_cli(
+                db,
+                "-f",
+                "json",
+                "vm-list",
+                "params=uuid,name-label,resident-on,domid,last-boot-cpu-flags,power-state",
+            ).stdout
+        )
         assert len(vms) == 40 and all(v["power-state"] == "running" and v["resident-on"] for v in vms)
         assert run_cli(db, "db-check").returncode == 0
         outs.append((r.stdout, vms))

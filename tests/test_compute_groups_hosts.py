@@ -25,8 +25,16 @@ def pool3(tmp_path: Path) -> Path:
     inv = vmctl.open(str(db))
     inv.run("pool-create", **{"name-label": "p"})
     for i in (1, 2, 3):
-        inv.run("host-add", **{"name-label": f"h{i}", "address": f"10.0.0.{i}", "cpu-count": 8,
-                               "memory-total": "16GiB", "pool": "p"})
+        inv.run(
+            "host-add",
+            **{
+                "name-label": f"h{i}",
+                "address": f"10.0.0.{i}",
+                "cpu-count": 8,
+                "memory-total": "16GiB",
+                "pool": "p",
+            },
+        )
     for n in ("a", "b", "c"):
         inv.run("vm-create", **{"name-label": n, "memory": "2GiB"})
     return db
@@ -36,10 +44,20 @@ def test_strict_anti_affinity(pool3: Path) -> None:
     r = run_cli(pool3, "vm-group-create", "name-label=apart", "placement=anti-affinity", "strict=true")
     assert r.returncode == 0, r.stderr
     g = r.stdout.strip()
-    assert run_cli(pool3, "--may-exist", "vm-group-create", "name-label=apart", "placement=affinity").stdout.strip() == g
+    assert (
+        run_cli(
+            pool3, "--may-exist", "vm-group-create", "name-label=apart", "placement=affinity"
+        ).stdout.strip()
+        == g
+    )
     for n in ("a", "b", "c"):
-        r = run_cli(pool3, "vm-param-add", f"uuid={row(pool3, 'vm', n)['uuid']}", "param-name=groups",
-                    "param-key=apart")
+        r = run_cli(
+            pool3,
+            "vm-param-add",
+            f"uuid={row(pool3, 'vm', n)['uuid']}",
+            "param-name=groups",
+            "param-key=apart",
+        )
         assert r.returncode == 0, r.stderr
     assert cli(pool3, "vm-group-list", "params=vm-count", "--minimal").stdout.strip() == "3"
     r = cli(pool3, "vm-start", "vm=a", "on=h1", "--", "vm-start", "vm=b", "on=h1")
@@ -73,7 +91,9 @@ def test_strict_affinity_batch_keeps_members_together(pool3: Path) -> None:
     q = with_txn(pool3, lambda t: t.resolve_one("pool", "q")["uuid"], False)
     other.run("vm-create", **{"name-label": "x", "pool": q})
     with pytest.raises(VmctlError) as exc:
-        other.run("vm-param-add", uuid=row(pool3, "vm", "x")["uuid"], **{"param-name": "groups", "param-key": g})
+        other.run(
+            "vm-param-add", uuid=row(pool3, "vm", "x")["uuid"], **{"param-name": "groups", "param-key": g}
+        )
     assert exc.value.code == "NOT_IN_SAME_POOL"
 
 
@@ -86,8 +106,12 @@ def test_host_enable_disable_forget_update(pool3: Path) -> None:
     r = cli(pool3, "--dry-run", "vm-start", "vm=a")
     assert r.stdout.strip() != row(pool3, "host", "h3")["uuid"]
     free = cli(pool3, "host-compute-free-memory", "host=h1").stdout.strip()
-    assert free == cli(pool3, "host-param-get", f"uuid={row(pool3, 'host', 'h1')['uuid']}",
-                           "param-name=memory-free").stdout.strip()
+    assert (
+        free
+        == cli(
+            pool3, "host-param-get", f"uuid={row(pool3, 'host', 'h1')['uuid']}", "param-name=memory-free"
+        ).stdout.strip()
+    )
     # host-update: disabled, no resident VMs; a non-master keeps the master's major version
     r = cli(pool3, "host-update", "host=h1", "cpu-count=16")
     assert r.returncode == 1 and r.stderr.startswith("vmctl: HOST_NOT_DISABLED")
@@ -123,13 +147,16 @@ def test_host_enable_disable_forget_update(pool3: Path) -> None:
 def test_forget_only_host_removes_pool(tmp_path: Path) -> None:
     db = tmp_path / "f.db"
     inv = vmctl.open(str(db))
-    inv.run("host-add", **{"name-label": "solo", "address": "10.9.9.9", "cpu-count": 2, "memory-total": "4GiB"})
+    inv.run(
+        "host-add", **{"name-label": "solo", "address": "10.9.9.9", "cpu-count": 2, "memory-total": "4GiB"}
+    )
     inv.run("vm-create", **{"name-label": "v", "memory": "1GiB"})
     inv.run("host-disable", host="solo")
     r = cli(db, "--yes", "host-forget", "host=solo")
     assert r.returncode == 0, r.stderr
-    assert with_txn(db, lambda t: (t.count("pool"), t.count("vm"), t.count("network"), t.count("pif")), False) == \
-        (0, 0, 0, 0)
+    assert with_txn(
+        db, lambda t: (t.count("pool"), t.count("vm"), t.count("network"), t.count("pif")), False
+    ) == (0, 0, 0, 0)
 
 
 def test_memory_reserved_cannot_strand_resident_vms(pool3: Path) -> None:
@@ -138,8 +165,15 @@ def test_memory_reserved_cannot_strand_resident_vms(pool3: Path) -> None:
     h1 = row(pool3, "host", "h1")["uuid"]
     r = cli(pool3, "host-param-set", f"uuid={h1}", f"other-config:memory-reserved={15 * 1024**3}")
     assert r.returncode == 1 and r.stderr.startswith("vmctl: HOST_NOT_ENOUGH_FREE_MEMORY")
-    r = cli(pool3, "host-param-set", f"uuid={h1}", f"other-config:memory-reserved={4 * 1024**3}",
-            "--", "host-compute-free-memory", "host=h1")
+    r = cli(
+        pool3,
+        "host-param-set",
+        f"uuid={h1}",
+        f"other-config:memory-reserved={4 * 1024**3}",
+        "--",
+        "host-compute-free-memory",
+        "host=h1",
+    )
     assert r.returncode == 0, r.stderr
     charge = 2 * 1024**3 + 21 * 1024**2  # static-max + overhead (4 MiB + 1 MiB + 16 MiB)
     assert int(r.stdout) == 12 * 1024**3 - charge

@@ -24,8 +24,11 @@ STATES = ("halted", "running", "paused", "suspended")
 def dump(db: Path) -> dict:
     from vmctl.model import CLASSES
 
-    return with_txn(db, lambda txn: {c: sorted((r for r in txn.all(c)), key=lambda r: r["uuid"]) for c in CLASSES},
-                    write=False)
+    return with_txn(
+        db,
+        lambda txn: {c: sorted((r for r in txn.all(c)), key=lambda r: r["uuid"]) for c in CLASSES},
+        write=False,
+    )
 
 
 def db_problems(db: Path) -> list:
@@ -37,10 +40,13 @@ def db_problems(db: Path) -> list:
 def add_shared_sr(db: Path, pool_name: str = "p1", size: int = 100 * GiB, default: bool = True) -> str:
     """A shared NFS SR with an attached PBD on every host, inserted directly (the storage commands
     are another family's)."""
+
     def fn(txn):
         pool = txn.resolve_one("pool", pool_name)
-        sr = txn.insert("sr", {"name-label": "nfs", "type": "nfs", "shared": True, "physical-size": size,
-                               "pool": pool["uuid"]})
+        sr = txn.insert(
+            "sr",
+            {"name-label": "nfs", "type": "nfs", "shared": True, "physical-size": size, "pool": pool["uuid"]},
+        )
         for h in txn.select("host", pool=pool["uuid"]):
             txn.insert("pbd", {"host": h["uuid"], "sr": sr, "pool": pool["uuid"], "currently-attached": True})
         if default:
@@ -53,8 +59,14 @@ def add_shared_sr(db: Path, pool_name: str = "p1", size: int = 100 * GiB, defaul
 def run_cli(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
     env["VMCTL_DB"] = str(db)
-    return subprocess.run([sys.executable, "-m", "vmctl", *args], capture_output=True, text=True, env=env,
-                          input=stdin, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "vmctl", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=60,
+    )
 
 
 def cli(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -74,6 +86,7 @@ def cli(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedP
         sys.stdin = old
     return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())
 
+
 def vm_row(db: Path, name: str) -> dict | None:
     def fn(txn):
         rows = txn.select("vm", name_label=name)
@@ -89,8 +102,17 @@ def base(tmp_path_factory) -> Path:
     inv = vmctl.open(str(db))
     inv.run("pool-create", **{"name-label": "p1"})
     for i in (1, 2):
-        inv.run("host-add", **{"name-label": f"h{i}", "address": f"10.0.0.{i}", "cpu-count": 8,
-                               "memory-total": "32GiB", "pool": "p1", "cpu-flags": "sse4_2,avx"})
+        inv.run(
+            "host-add",
+            **{
+                "name-label": f"h{i}",
+                "address": f"10.0.0.{i}",
+                "cpu-count": 8,
+                "memory-total": "32GiB",
+                "pool": "p1",
+                "cpu-flags": "sse4_2,avx",
+            },
+        )
     add_shared_sr(db)
     for s in STATES:
         inv.run("vm-create", **{"name-label": f"vm-{s}", "memory": "1GiB"})
@@ -120,7 +142,12 @@ OPS = {
     "pause": ("vm-pause", {}, ("running",), "paused"),
     "unpause": ("vm-unpause", {}, ("paused",), "running"),
     "destroy": ("vm-destroy", {}, ("halted", "suspended"), None),
-    "reset-powerstate": ("vm-reset-powerstate", {"--force": True}, ("running", "paused", "suspended"), "halted"),
+    "reset-powerstate": (
+        "vm-reset-powerstate",
+        {"--force": True},
+        ("running", "paused", "suspended"),
+        "halted",
+    ),
     "uninstall": ("vm-uninstall", {"--force": True}, STATES, None),
     "uninstall-halted-only": ("vm-uninstall", {}, ("halted",), None),
 }
@@ -155,7 +182,9 @@ def test_power_state_machine(base: Path, tmp_path: Path, state: str, op: str) ->
             if op in ("reboot", "hard-reboot"):
                 assert (after["resident-on"], after["domid"]) == (before["resident-on"], before["domid"])
             if op in ("start-on",):
-                assert after["resident-on"] == with_txn(db, lambda t: t.resolve_one("host", "h2")["uuid"], False)
+                assert after["resident-on"] == with_txn(
+                    db, lambda t: t.resolve_one("host", "h2")["uuid"], False
+                )
         assert db_problems(db) == []
     else:
         snapshot = dump(db)
@@ -173,8 +202,10 @@ def test_suspend_needs_a_suspend_sr(tmp_path: Path) -> None:
     db = tmp_path / "i.db"
     inv = vmctl.open(str(db))
     inv.run("pool-create", **{"name-label": "p1"})
-    inv.run("host-add", **{"name-label": "h1", "address": "10.0.0.1", "cpu-count": 4, "memory-total": "8GiB",
-                           "pool": "p1"})
+    inv.run(
+        "host-add",
+        **{"name-label": "h1", "address": "10.0.0.1", "cpu-count": 4, "memory-total": "8GiB", "pool": "p1"},
+    )
     inv.run("vm-create", **{"name-label": "a", "memory": "1GiB"})
     inv.run("vm-start", vm="a")
     with pytest.raises(VmctlError) as exc:
@@ -192,8 +223,10 @@ def test_suspend_image_and_resume(tmp_path: Path) -> None:
     db = tmp_path / "i.db"
     inv = vmctl.open(str(db))
     inv.run("pool-create", **{"name-label": "p1"})
-    inv.run("host-add", **{"name-label": "h1", "address": "10.0.0.1", "cpu-count": 4, "memory-total": "8GiB",
-                           "pool": "p1"})
+    inv.run(
+        "host-add",
+        **{"name-label": "h1", "address": "10.0.0.1", "cpu-count": 4, "memory-total": "8GiB", "pool": "p1"},
+    )
     sr = add_shared_sr(db)
     inv.run("vm-create", **{"name-label": "a", "memory": "1000MiB"})
     inv.run("vm-start", vm="a")
@@ -213,10 +246,28 @@ def test_domid_smallest_unused_and_cpu_levelling(tmp_path: Path) -> None:
     db = tmp_path / "i.db"
     inv = vmctl.open(str(db))
     inv.run("pool-create", **{"name-label": "p1"})
-    inv.run("host-add", **{"name-label": "h1", "address": "10.0.0.1", "cpu-count": 8, "memory-total": "32GiB",
-                           "pool": "p1", "cpu-flags": "sse4_2,avx,avx2"})
-    inv.run("host-add", **{"name-label": "h2", "address": "10.0.0.2", "cpu-count": 8, "memory-total": "32GiB",
-                           "pool": "p1", "cpu-flags": "sse4_2,avx"})
+    inv.run(
+        "host-add",
+        **{
+            "name-label": "h1",
+            "address": "10.0.0.1",
+            "cpu-count": 8,
+            "memory-total": "32GiB",
+            "pool": "p1",
+            "cpu-flags": "sse4_2,avx,avx2",
+        },
+    )
+    inv.run(
+        "host-add",
+        **{
+            "name-label": "h2",
+            "address": "10.0.0.2",
+            "cpu-count": 8,
+            "memory-total": "32GiB",
+            "pool": "p1",
+            "cpu-flags": "sse4_2,avx",
+        },
+    )
     for n in ("a", "b", "c"):
         inv.run("vm-create", **{"name-label": n, "memory": "1GiB"})
         inv.run("vm-start", vm=n, on="h1")
@@ -231,8 +282,11 @@ def test_domid_smallest_unused_and_cpu_levelling(tmp_path: Path) -> None:
     # levelled: pool flags (h1 ∩ h2) ∩ h1's own
     assert vm_row(db, "d")["last-boot-cpu-flags"] == ["avx", "sse4_2"]
     assert vm_row(db, "d")["last-boot-cpu-vendor"] == "GenuineIntel"
-    inv.run("pool-param-set", uuid=with_txn(db, lambda t: t.resolve_one("pool", "p1")["uuid"], False),
-            **{"other-config:cpu-levelling": "false"})
+    inv.run(
+        "pool-param-set",
+        uuid=with_txn(db, lambda t: t.resolve_one("pool", "p1")["uuid"], False),
+        **{"other-config:cpu-levelling": "false"},
+    )
     inv.run("vm-reboot", vm="d")
     assert vm_row(db, "d")["last-boot-cpu-flags"] == ["avx", "avx2", "sse4_2"]
 
@@ -241,12 +295,38 @@ def test_domid_smallest_unused_and_cpu_levelling(tmp_path: Path) -> None:
 @pytest.fixture()
 def small(tmp_path: Path) -> Path:
     db = tmp_path / "c.db"
-    r = cli(db, "pool-create", "name-label=p1", "--", "host-add", "name-label=h1", "address=10.0.0.1",
-                "cpu-count=4", "memory-total=8GiB", "pool=p1", "--", "host-add", "name-label=h2",
-                "address=10.0.0.2", "cpu-count=4", "memory-total=8GiB", "pool=p1",
-                "--", "vm-create", "name-label=web1", "memory=2GiB", "vcpus=1",
-                "--", "vm-create", "name-label=web2", "memory=2GiB",
-                "--", "vm-create", "name-label=big", "memory=20GiB")
+    r = cli(
+        db,
+        "pool-create",
+        "name-label=p1",
+        "--",
+        "host-add",
+        "name-label=h1",
+        "address=10.0.0.1",
+        "cpu-count=4",
+        "memory-total=8GiB",
+        "pool=p1",
+        "--",
+        "host-add",
+        "name-label=h2",
+        "address=10.0.0.2",
+        "cpu-count=4",
+        "memory-total=8GiB",
+        "pool=p1",
+        "--",
+        "vm-create",
+        "name-label=web1",
+        "memory=2GiB",
+        "vcpus=1",
+        "--",
+        "vm-create",
+        "name-label=web2",
+        "memory=2GiB",
+        "--",
+        "vm-create",
+        "name-label=big",
+        "memory=20GiB",
+    )
     assert r.returncode == 0, r.stderr
     return db
 
@@ -338,26 +418,78 @@ def test_uninstall_confirmation(small: Path) -> None:
 def test_memory_commands(small: Path) -> None:
     r = cli(small, "vm-memory-dynamic-range-set", "vm=web1", "min=3GiB", "max=2GiB")
     assert r.returncode == 1 and "MEMORY_CONSTRAINT_VIOLATION" in r.stderr
-    r = cli(small, "vm-memory-set", "vm=web1", "memory=1GiB", "--", "vm-start", "vm=web1", "on=h1",
-                "--", "vm-memory-set", "vm=web1", "memory=2GiB")
+    r = cli(
+        small,
+        "vm-memory-set",
+        "vm=web1",
+        "memory=1GiB",
+        "--",
+        "vm-start",
+        "vm=web1",
+        "on=h1",
+        "--",
+        "vm-memory-set",
+        "vm=web1",
+        "memory=2GiB",
+    )
     assert r.returncode == 1 and "VM_BAD_POWER_STATE" in r.stderr and "expected: halted" in r.stderr
-    r = cli(small, "vm-memory-limits-set", "vm=web1", "static-min=512MiB", "dynamic-min=1GiB",
-                "dynamic-max=2GiB", "static-max=4GiB", "--", "vm-vcpus-set", "vm=web1", "vcpus=2")
+    r = cli(
+        small,
+        "vm-memory-limits-set",
+        "vm=web1",
+        "static-min=512MiB",
+        "dynamic-min=1GiB",
+        "dynamic-max=2GiB",
+        "static-max=4GiB",
+        "--",
+        "vm-vcpus-set",
+        "vm=web1",
+        "vcpus=2",
+    )
     assert r.returncode == 0, r.stderr
     v = vm_row(small, "web1")
-    assert (v["memory-static-min"], v["memory-dynamic-min"], v["memory-dynamic-max"], v["memory-static-max"],
-            v["vcpus"]) == (512 * 1024**2, GiB, 2 * GiB, 4 * GiB, 2)
+    assert (
+        v["memory-static-min"],
+        v["memory-dynamic-min"],
+        v["memory-dynamic-max"],
+        v["memory-static-max"],
+        v["vcpus"],
+    ) == (512 * 1024**2, GiB, 2 * GiB, 4 * GiB, 2)
     r = cli(small, "vm-vcpus-set", "vm=web1", "vcpus=257")
     assert r.returncode == 1 and "VM_TOO_MANY_VCPUS" in r.stderr
     # under dynamic, growing a running VM's floor must fit its host
-    r = cli(small, "pool-param-set", f"uuid={with_txn(small, lambda t: t.resolve_one('pool', 'p1')['uuid'], False)}",
-                "memory-overcommit-policy=dynamic", "--", "vm-start", "vm=web1", "on=h1")
+    r = cli(
+        small,
+        "pool-param-set",
+        f"uuid={with_txn(small, lambda t: t.resolve_one('pool', 'p1')['uuid'], False)}",
+        "memory-overcommit-policy=dynamic",
+        "--",
+        "vm-start",
+        "vm=web1",
+        "on=h1",
+    )
     assert r.returncode == 0, r.stderr
     r = cli(small, "vm-memory-dynamic-range-set", "vm=web1", "min=4GiB", "max=4GiB")
     assert r.returncode == 0, r.stderr
-    r = cli(small, "vm-memory-dynamic-range-set", "vm=web1", "min=2GiB", "max=4GiB",
-                "--", "vm-create", "name-label=filler", "memory=4GiB", "--", "vm-start", "vm=filler", "on=h1",
-                "--", "vm-param-set", f"uuid={vm_row(small, 'web1')['uuid']}", "memory-reservation=4GiB")
+    r = cli(
+        small,
+        "vm-memory-dynamic-range-set",
+        "vm=web1",
+        "min=2GiB",
+        "max=4GiB",
+        "--",
+        "vm-create",
+        "name-label=filler",
+        "memory=4GiB",
+        "--",
+        "vm-start",
+        "vm=filler",
+        "on=h1",
+        "--",
+        "vm-param-set",
+        f"uuid={vm_row(small, 'web1')['uuid']}",
+        "memory-reservation=4GiB",
+    )
     assert r.returncode == 1 and "HOST_NOT_ENOUGH_FREE_MEMORY" in r.stderr
 
 

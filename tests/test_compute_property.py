@@ -27,38 +27,83 @@ def template(tmp_path_factory) -> Path:
     inv = vmctl.open(str(db))
     inv.run("pool-create", **{"name-label": "p"})
     for i, (mem, cpus) in enumerate(((8, 4), (12, 2), (6, 4)), 1):
-        inv.run("host-add", **{"name-label": f"h{i}", "address": f"10.0.0.{i}", "cpu-count": cpus,
-                               "memory-total": f"{mem}GiB", "pool": "p"})
+        inv.run(
+            "host-add",
+            **{
+                "name-label": f"h{i}",
+                "address": f"10.0.0.{i}",
+                "cpu-count": cpus,
+                "memory-total": f"{mem}GiB",
+                "pool": "p",
+            },
+        )
 
     def sr(t):
         pool = t.resolve_one("pool", "p")
-        u = t.insert("sr", {"name-label": "nfs", "type": "nfs", "shared": True, "physical-size": 40 * GiB,
-                            "pool": pool["uuid"]})
+        u = t.insert(
+            "sr",
+            {
+                "name-label": "nfs",
+                "type": "nfs",
+                "shared": True,
+                "physical-size": 40 * GiB,
+                "pool": pool["uuid"],
+            },
+        )
         for h in t.select("host", pool=pool["uuid"]):
             t.insert("pbd", {"host": h["uuid"], "sr": u, "pool": pool["uuid"], "currently-attached": True})
         t.update("pool", pool["uuid"], {"default-sr": u})
 
     with_txn(db, sr)
     for i, (mem, cpus) in enumerate(((2, 1), (3, 2), (4, 4), (1, 1), (5, 2), (2, 8))):
-        inv.run("vm-create", **{"name-label": f"v{i}", "memory": f"{mem}GiB", "vcpus": cpus,
-                                "ha-restart-priority": ("restart", "best-effort", "no-restart")[i % 3]})
+        inv.run(
+            "vm-create",
+            **{
+                "name-label": f"v{i}",
+                "memory": f"{mem}GiB",
+                "vcpus": cpus,
+                "ha-restart-priority": ("restart", "best-effort", "no-restart")[i % 3],
+            },
+        )
     return db
 
 
-vm_ops = st.sampled_from(["start", "start-paused", "shutdown", "hard-shutdown", "reboot", "hard-reboot", "suspend",
-                          "resume", "pause", "unpause", "reset", "grow"])
+vm_ops = st.sampled_from(
+    [
+        "start",
+        "start-paused",
+        "shutdown",
+        "hard-shutdown",
+        "reboot",
+        "hard-reboot",
+        "suspend",
+        "resume",
+        "pause",
+        "unpause",
+        "reset",
+        "grow",
+    ]
+)
 host_ops = st.sampled_from(["start-on", "fail", "recover", "disable", "enable"])
-step = st.one_of(st.tuples(vm_ops, st.sampled_from(VMS), st.just("")),
-                 st.tuples(host_ops, st.sampled_from(VMS), st.sampled_from(HOSTS)),
-                 st.tuples(st.just("start-all"), st.just(""), st.just("")),
-                 st.tuples(st.just("ha"), st.just(""), st.sampled_from(["on", "off"])))
+step = st.one_of(
+    st.tuples(vm_ops, st.sampled_from(VMS), st.just("")),
+    st.tuples(host_ops, st.sampled_from(VMS), st.sampled_from(HOSTS)),
+    st.tuples(st.just("start-all"), st.just(""), st.just("")),
+    st.tuples(st.just("ha"), st.just(""), st.sampled_from(["on", "off"])),
+)
 
 CALLS = {
-    "start": ("vm-start", {}), "start-paused": ("vm-start", {"--paused": True}),
-    "shutdown": ("vm-shutdown", {}), "hard-shutdown": ("vm-shutdown", {"--force": True}),
-    "reboot": ("vm-reboot", {}), "hard-reboot": ("vm-reboot", {"--force": True}),
-    "suspend": ("vm-suspend", {}), "resume": ("vm-resume", {}), "pause": ("vm-pause", {}),
-    "unpause": ("vm-unpause", {}), "reset": ("vm-reset-powerstate", {"--force": True}),
+    "start": ("vm-start", {}),
+    "start-paused": ("vm-start", {"--paused": True}),
+    "shutdown": ("vm-shutdown", {}),
+    "hard-shutdown": ("vm-shutdown", {"--force": True}),
+    "reboot": ("vm-reboot", {}),
+    "hard-reboot": ("vm-reboot", {"--force": True}),
+    "suspend": ("vm-suspend", {}),
+    "resume": ("vm-resume", {}),
+    "pause": ("vm-pause", {}),
+    "unpause": ("vm-unpause", {}),
+    "reset": ("vm-reset-powerstate", {"--force": True}),
     "grow": ("vm-memory-dynamic-range-set", {"min": "3GiB", "max": "6GiB"}),
 }
 
@@ -109,8 +154,11 @@ def check_invariants(db: Path) -> None:
     assert with_txn(db, fn, write=False) == []
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(steps=st.lists(step, min_size=1, max_size=14))
 def test_random_lifecycle_sequences_keep_the_invariants(template: Path, steps) -> None:
     with tempfile.TemporaryDirectory() as d:

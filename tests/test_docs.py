@@ -29,9 +29,13 @@ def test_completion_command_prints_the_committed_scripts(inv):
     inv.fail("completion", "tcsh", code="INVALID_VALUE")
 
 
-@pytest.mark.skipif(shutil.which("mandoc") is None, reason="mandoc is not installed (Debian: apt-get install mandoc)")
+@pytest.mark.skipif(
+    shutil.which("mandoc") is None, reason="mandoc is not installed (Debian: apt-get install mandoc)"
+)
 def test_man_page_lints_clean():
-    p = subprocess.run(["mandoc", "-T", "lint", os.path.join(ROOT, "man", "vmctl.1")], capture_output=True, text=True)
+    p = subprocess.run(
+        ["mandoc", "-T", "lint", os.path.join(ROOT, "man", "vmctl.1")], capture_output=True, text=True
+    )
     assert p.returncode == 0 and p.stdout == "" and p.stderr == "", p.stdout + p.stderr
 
 
@@ -53,7 +57,7 @@ def test_fish_script_syntax():
     subprocess.run(["fish", "-n", os.path.join(ROOT, "completions", "vmctl.fish")], check=True)
 
 
-BASH_DRIVER = r'''
+BASH_DRIVER = r"""
 vmctl() { "$PYTHON" -m vmctl "$@"; }
 source "$SCRIPT"
 t() { COMP_LINE="$1"; COMP_POINT=${#COMP_LINE}; shift; COMP_WORDS=("$@"); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ));
@@ -66,16 +70,25 @@ t "vmctl vm-start vm=web1 on=" vmctl vm-start vm = web1 on =
 t "vmctl add-port " vmctl add-port ""
 t "vmctl vm-list power-state=r" vmctl vm-list power-state = r
 t "vmctl sr-create type=" vmctl sr-create type =
-'''
+"""
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_bash_completion_through_comp_words(small):
-    small.ok("host-add", "name-label=tiny host", "address=10.0.0.9", "cpu-count=1", "memory-total=1GiB", "pool=p1")
+    small.ok(
+        "host-add", "name-label=tiny host", "address=10.0.0.9", "cpu-count=1", "memory-total=1GiB", "pool=p1"
+    )
     small.ok("--host=h1", "vm-create", "name-label=my vm", "memory=4GiB", "--", "add-br", "br-int")
-    env = small.env({"PYTHON": sys.executable, "SCRIPT": os.path.join(ROOT, "completions", "vmctl.bash"),
-                     "VMCTL_HOST": "h1"})
-    out = subprocess.run(["bash", "-c", BASH_DRIVER], capture_output=True, text=True, env=env, check=True).stdout
+    env = small.env(
+        {
+            "PYTHON": sys.executable,
+            "SCRIPT": os.path.join(ROOT, "completions", "vmctl.bash"),
+            "VMCTL_HOST": "h1",
+        }
+    )
+    out = subprocess.run(
+        ["bash", "-c", BASH_DRIVER], capture_output=True, text=True, env=env, check=True
+    ).stdout
     lines = [ln.rstrip("|").split("|") for ln in out.splitlines()]
     assert lines[0] == ["vm-start"]
     assert lines[1][:2] == ["vm=", "on="] and "--force" in lines[1]
@@ -88,8 +101,10 @@ def test_bash_completion_through_comp_words(small):
 
 
 def test_completion_stays_light(small):
-    code = ("import sys; from vmctl.__main__ import main; main(['__complete', 'bash', 'vmctl vm-start vm=', '=']);"
-            "print(sorted(m for m in ('typer', 'rich', 'yaml', 'sqlalchemy', 'numpy') if m in sys.modules),"
-            " file=sys.stderr)")
+    code = (
+        "import sys; from vmctl.__main__ import main; main(['__complete', 'bash', 'vmctl vm-start vm=', '=']);"
+        "print(sorted(m for m in ('typer', 'rich', 'yaml', 'sqlalchemy', 'numpy') if m in sys.modules),"
+        " file=sys.stderr)"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=small.env())
     assert p.stderr.strip() == "[]" and "=web1" in p.stdout

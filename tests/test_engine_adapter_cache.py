@@ -11,6 +11,7 @@ from cli_helpers import run_cli, with_txn
 def _same(a, b) -> None:
     assert a.vms == b.vms
     assert a.hosts == b.hosts
+
     def values(loads):
         return {h: tuple(getattr(v, k) for k in type(v).__slots__) for h, v in loads.items()}
 
@@ -24,10 +25,20 @@ def _inventory(db, vms: int) -> list[str]:
     inv = vmctl.open(str(db))
     inv.run("pool-create", **{"name-label": "p"})
     for i in range(3):
-        inv.run("host-add", **{"name-label": f"h{i}", "address": f"10.0.0.{i + 1}", "cpu-count": 8,
-                               "memory-total": "32GiB", "pool": "p"})
-    return [inv.run("vm-create", **{"name-label": f"v{i}", "memory": f"{1 + i % 3}GiB", "vcpus": 1 + i % 2})
-            for i in range(vms)]
+        inv.run(
+            "host-add",
+            **{
+                "name-label": f"h{i}",
+                "address": f"10.0.0.{i + 1}",
+                "cpu-count": 8,
+                "memory-total": "32GiB",
+                "pool": "p",
+            },
+        )
+    return [
+        inv.run("vm-create", **{"name-label": f"v{i}", "memory": f"{1 + i % 3}GiB", "vcpus": 1 + i % 2})
+        for i in range(vms)
+    ]
 
 
 def test_memoized_snapshot_equals_a_fresh_one(tmp_path):
@@ -83,6 +94,7 @@ def test_snapshot_carried_to_the_next_transaction_while_the_journal_is_unchanged
             invoke(txn, "vm-start", [f"vm={vm}"], o)
             p = txn.resolve_one("pool", "p")["uuid"]
             _same(ea.pool_state(txn, p), real_build(txn, p))
+
         return body
 
     def power(txn):

@@ -20,24 +20,31 @@ def big(inv):
     lines = [
         "pool-create name-label=p1",
         "host-add name-label=h1 address=10.0.0.1 cpu-count=32 memory-total=64GiB pool=p1",
-        *(f"host-add name-label=h{i} address=10.0.0.{i} cpu-count=16 memory-total=32GiB pool=p1" for i in range(2, 5)),
+        *(
+            f"host-add name-label=h{i} address=10.0.0.{i} cpu-count=16 memory-total=32GiB pool=p1"
+            for i in range(2, 5)
+        ),
         "sr-create name-label=nfs type=nfs physical-size=1TiB shared=true",
         "sr-create name-label=loc1 type=lvm physical-size=100GiB host=h1",
         "-- --id=@o vm-create name-label=other memory=20GiB vcpus=2",
         "vm-start vm=@o on=h2",
     ]
     for n, size in enumerate(SIZES):
-        lines += [f"-- --id=@v{n} vm-create name-label=v{n} memory={size}GiB vcpus={1 + n % 4} "
-                  f"other-config:dirty-rate={4 * (n + 1)}M",
-                  f"vm-disk-add vm=@v{n} disk-size=4GiB sr-uuid=nfs",
-                  f"vm-start vm=@v{n} on=h1"]
+        lines += [
+            f"-- --id=@v{n} vm-create name-label=v{n} memory={size}GiB vcpus={1 + n % 4} "
+            f"other-config:dirty-rate={4 * (n + 1)}M",
+            f"vm-disk-add vm=@v{n} disk-size=4GiB sr-uuid=nfs",
+            f"vm-start vm=@v{n} on=h1",
+        ]
     lines.insert(-1, "vif-create vm-uuid=@v9 network-uuid='Pool-wide network associated with eth0' device=0")
     build(inv, lines)
     return inv
 
 
 def _hosts(inv) -> dict[str, dict]:
-    rows = json.loads(inv.ok("host-list", "params=uuid,name-label,enabled,memory-free,resident-vm-count", "-f", "json"))
+    rows = json.loads(
+        inv.ok("host-list", "params=uuid,name-label,enabled,memory-free,resident-vm-count", "-f", "json")
+    )
     return {r["name-label"]: r for r in rows}
 
 
@@ -59,14 +66,19 @@ def test_evacuation_empties_a_loaded_host_as_planned(big):
     assert len(rows) == len(SIZES)
     assert footer.startswith(f"{len(SIZES)} VMs, {plan['waves']} wave") and "makespan" in footer
     # --minimal: the VMs that would move, in plan order
-    assert inv.ok("host-evacuate", "host=h1", "--dry-run", "--minimal") == ",".join(m["vm"] for m in plan["moves"]) + "\n"
+    assert (
+        inv.ok("host-evacuate", "host=h1", "--dry-run", "--minimal")
+        == ",".join(m["vm"] for m in plan["moves"]) + "\n"
+    )
 
     assert inv.ok("host-evacuate", "host=h1") == ""
     hosts = _hosts(inv)
     assert hosts["h1"]["resident-vm-count"] == 0
     assert all(h["memory-free"] >= 0 for h in hosts.values())  # nobody overcommitted
-    vms = {r["name-label"]: r for r in json.loads(inv.ok("vm-list", "params=name-label,uuid,resident-on,power-state",
-                                                         "-f", "json"))}
+    vms = {
+        r["name-label"]: r
+        for r in json.loads(inv.ok("vm-list", "params=name-label,uuid,resident-on,power-state", "-f", "json"))
+    }
     for m in plan["moves"]:  # the applied moves are the dry run's plan
         assert vms[m["name-label"]]["resident-on"] == m["to"]
         assert vms[m["name-label"]]["power-state"] == "running"
@@ -78,8 +90,9 @@ def test_evacuation_empties_a_loaded_host_as_planned(big):
     entry = json.loads(inv.ok("journal-list", f"object={u['v9']}", "params=all", "-f", "json"))[-1]
     assert entry["command"].endswith("host-evacuate host=h1")
     assert f"vm:{u['v9']}" in entry["changed"]
-    rec = json.loads(inv.ok("vm-param-get", f"uuid={u['v9']}", "param-name=other-config",
-                            "param-key=last-migration"))
+    rec = json.loads(
+        inv.ok("vm-param-get", f"uuid={u['v9']}", "param-name=other-config", "param-key=last-migration")
+    )
     assert rec["from"] == u["h1"] and rec["wave"] >= 1 and rec["stop-reason"] == "converged"
     # evacuating an empty host: nothing to do, nothing printed
     assert inv.ok("host-evacuate", "host=h1", "--dry-run").startswith("0 VMs")
@@ -87,13 +100,16 @@ def test_evacuation_empties_a_loaded_host_as_planned(big):
 
 def test_refusal_names_every_blocking_vm_and_changes_nothing(big):
     inv = big
-    build(inv, [
-        "-- --id=@i vm-create name-label=imm memory=1GiB platform:nomigrate=true",
-        "vm-start vm=@i on=h1",
-        "-- --id=@l vm-create name-label=loc memory=1GiB",
-        "vm-disk-add vm=@l disk-size=2GiB sr-uuid=loc1",
-        "vm-start vm=@l on=h1",
-    ])
+    build(
+        inv,
+        [
+            "-- --id=@i vm-create name-label=imm memory=1GiB platform:nomigrate=true",
+            "vm-start vm=@i on=h1",
+            "-- --id=@l vm-create name-label=loc memory=1GiB",
+            "vm-disk-add vm=@l disk-size=2GiB sr-uuid=loc1",
+            "vm-start vm=@l on=h1",
+        ],
+    )
     u = ids(inv)
     before = inv.snapshot()
     r = inv.fail("host-evacuate", "host=h1", code="CANNOT_EVACUATE_HOST")
@@ -116,15 +132,20 @@ def test_refusal_names_every_blocking_vm_and_changes_nothing(big):
 
 def test_maintenance_mode_is_all_or_nothing(big):
     inv = big
-    build(inv, [
-        "-- --id=@i vm-create name-label=imm memory=1GiB platform:nomigrate=true",
-        "vm-start vm=@i on=h1",
-        "-- --id=@l vm-create name-label=loc memory=1GiB",
-        "vm-disk-add vm=@l disk-size=2GiB sr-uuid=loc1 name-label=loc-disk",
-        "vm-start vm=@l on=h1",
-    ])
+    build(
+        inv,
+        [
+            "-- --id=@i vm-create name-label=imm memory=1GiB platform:nomigrate=true",
+            "vm-start vm=@i on=h1",
+            "-- --id=@l vm-create name-label=loc memory=1GiB",
+            "vm-disk-add vm=@l disk-size=2GiB sr-uuid=loc1 name-label=loc-disk",
+            "vm-start vm=@l on=h1",
+        ],
+    )
     u = ids(inv)
-    inv.fail("host-disable", "host=h1", "--", "host-evacuate", "host=h1", "sr=nfs", code="CANNOT_EVACUATE_HOST")
+    inv.fail(
+        "host-disable", "host=h1", "--", "host-evacuate", "host=h1", "sr=nfs", code="CANNOT_EVACUATE_HOST"
+    )
     assert _hosts(inv)["h1"]["enabled"] is True
     # without the immobile VM, sr= moves loc's local disk to the shared SR on the way
     inv.ok("vm-shutdown", "vm=imm")
@@ -132,8 +153,11 @@ def test_maintenance_mode_is_all_or_nothing(big):
     hosts = _hosts(inv)
     assert hosts["h1"]["enabled"] is False and hosts["h1"]["resident-vm-count"] == 0
     assert all(h["memory-free"] >= 0 for h in hosts.values())
-    disk = [d for d in json.loads(inv.ok("vdi-list", "params=name-label,sr", "-f", "json"))
-            if d["name-label"] == "loc-disk"]
+    disk = [
+        d
+        for d in json.loads(inv.ok("vdi-list", "params=name-label,sr", "-f", "json"))
+        if d["name-label"] == "loc-disk"
+    ]
     assert disk == [{"name-label": "loc-disk", "sr": u["nfs"]}]
     inv.ok("db-check")
     # the halted VM stayed where it was (nowhere); a disabled host takes no VM
@@ -146,17 +170,20 @@ def test_maintenance_mode_is_all_or_nothing(big):
 
 
 def test_ha_refusal_is_reported_on_the_pool_row(inv):
-    build(inv, [
-        "pool-create name-label=p2",
-        "host-add name-label=g1 address=10.1.0.1 cpu-count=16 memory-total=128GiB pool=p2",
-        "host-add name-label=g2 address=10.1.0.2 cpu-count=16 memory-total=64GiB pool=p2",
-        "host-add name-label=g3 address=10.1.0.3 cpu-count=16 memory-total=64GiB pool=p2",
-        "-- --id=@a vm-create name-label=a memory=30GiB pool=p2 ha-restart-priority=restart",
-        "vm-start vm=@a on=g1",
-        "-- --id=@x vm-create name-label=x memory=40GiB pool=p2",
-        "vm-start vm=@x on=g1",
-        "pool-ha-enable pool=p2 ha-host-failures-to-tolerate=1",
-    ])
+    build(
+        inv,
+        [
+            "pool-create name-label=p2",
+            "host-add name-label=g1 address=10.1.0.1 cpu-count=16 memory-total=128GiB pool=p2",
+            "host-add name-label=g2 address=10.1.0.2 cpu-count=16 memory-total=64GiB pool=p2",
+            "host-add name-label=g3 address=10.1.0.3 cpu-count=16 memory-total=64GiB pool=p2",
+            "-- --id=@a vm-create name-label=a memory=30GiB pool=p2 ha-restart-priority=restart",
+            "vm-start vm=@a on=g1",
+            "-- --id=@x vm-create name-label=x memory=40GiB pool=p2",
+            "vm-start vm=@x on=g1",
+            "pool-ha-enable pool=p2 ha-host-failures-to-tolerate=1",
+        ],
+    )
     u = ids(inv)
     before = inv.snapshot()
     r = inv.fail("host-evacuate", "host=g1", code="HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN")
@@ -168,13 +195,16 @@ def test_ha_refusal_is_reported_on_the_pool_row(inv):
 
 
 def test_a_move_predicted_not_to_converge_is_planned_with_a_warning(inv):
-    build(inv, [
-        "pool-create name-label=p1",
-        "host-add name-label=h1 address=10.0.0.1 cpu-count=16 memory-total=64GiB pool=p1",
-        "host-add name-label=h2 address=10.0.0.2 cpu-count=16 memory-total=64GiB pool=p1",
-        "-- --id=@h vm-create name-label=hot memory=16GiB other-config:dirty-rate=100M",
-        "vm-start vm=@h on=h1",
-    ])
+    build(
+        inv,
+        [
+            "pool-create name-label=p1",
+            "host-add name-label=h1 address=10.0.0.1 cpu-count=16 memory-total=64GiB pool=p1",
+            "host-add name-label=h2 address=10.0.0.2 cpu-count=16 memory-total=64GiB pool=p1",
+            "-- --id=@h vm-create name-label=hot memory=16GiB other-config:dirty-rate=100M",
+            "vm-start vm=@h on=h1",
+        ],
+    )
     r = inv.run("host-evacuate", "host=h1", "--dry-run")
     assert r.rc == 0 and r.out.splitlines()[-1].startswith("1 VM, 1 wave (width 1)")
     assert r.err == "vmctl: warning: VM hot is predicted not to converge: downtime 47.68 s (byte-cap)\n"

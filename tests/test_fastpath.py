@@ -23,20 +23,46 @@ def _capture(fn, argv):
 
 @pytest.fixture
 def rich_inv(small):
-    small.ok("vm-create", "name-label=a,b\\c", "memory=3GiB", "--", "vm-create", "name-label=ü", "vcpus=3",
-             "--", "vm-create", "name-label=tpl", "is-a-template=true", "--",
-             "vm-param-add", "uuid=web1", "param-name=tags", "param-key=x")
+    small.ok(
+        "vm-create",
+        "name-label=a,b\\c",
+        "memory=3GiB",
+        "--",
+        "vm-create",
+        "name-label=ü",
+        "vcpus=3",
+        "--",
+        "vm-create",
+        "name-label=tpl",
+        "is-a-template=true",
+        "--",
+        "vm-param-add",
+        "uuid=web1",
+        "param-name=tags",
+        "param-key=x",
+    )
     return small
 
 
 CASES = [
-    ["vm-list"], ["vm-list", "--minimal"], ["vm-list", "-f", "json"], ["vm-list", "-f", "csv"],
-    ["vm-list", "-f", "tsv", "--no-headings"], ["-f", "json", "vm-list", "vcpus=2"],
-    ["vm-list", "params=name-label,memory-static-max,tags", "-f", "csv"], ["vm-list", "--all", "--minimal"],
-    ["vm-list", "memory-static-max=3GiB", "--minimal"], ["vm-list", "is-a-template=true", "-f", "json"],
-    ["template-list", "-f", "csv"], ["snapshot-list", "-f", "json"], ["host-list", "params=uuid,name-label,address"],
-    ["--minimal", "host-list"], ["pif-list", "params=uuid,device,network,vlan", "-f", "json"], ["network-list", "--minimal", "params=bridge"],
-    ["vdi-list", "--minimal"], ["pool-list", "params=name-label,placement-policy", "-f", "csv"],
+    ["vm-list"],
+    ["vm-list", "--minimal"],
+    ["vm-list", "-f", "json"],
+    ["vm-list", "-f", "csv"],
+    ["vm-list", "-f", "tsv", "--no-headings"],
+    ["-f", "json", "vm-list", "vcpus=2"],
+    ["vm-list", "params=name-label,memory-static-max,tags", "-f", "csv"],
+    ["vm-list", "--all", "--minimal"],
+    ["vm-list", "memory-static-max=3GiB", "--minimal"],
+    ["vm-list", "is-a-template=true", "-f", "json"],
+    ["template-list", "-f", "csv"],
+    ["snapshot-list", "-f", "json"],
+    ["host-list", "params=uuid,name-label,address"],
+    ["--minimal", "host-list"],
+    ["pif-list", "params=uuid,device,network,vlan", "-f", "json"],
+    ["network-list", "--minimal", "params=bridge"],
+    ["vdi-list", "--minimal"],
+    ["pool-list", "params=name-label,placement-policy", "-f", "csv"],
 ]
 
 
@@ -65,10 +91,15 @@ def test_param_get_fast_path(rich_inv):
 
 def test_fast_path_declines_what_it_cannot_do(rich_inv):
     db = ["--db", str(rich_inv.db)]
-    for argv in (["host-list"],  # memory-free is derived
-                 ["vm-list", "params=all"], ["vm-list", "colour=red"], ["vm-list", "-f", "yaml"],
-                 ["vm-list", "--", "host-list"], ["vm-param-get", "uuid=nope", "param-name=vcpus"],
-                 ["--db=/nonexistent/x.db", "vm-list"]):
+    for argv in (
+        ["host-list"],  # memory-free is derived
+        ["vm-list", "params=all"],
+        ["vm-list", "colour=red"],
+        ["vm-list", "-f", "yaml"],
+        ["vm-list", "--", "host-list"],
+        ["vm-param-get", "uuid=nope", "param-name=vcpus"],
+        ["--db=/nonexistent/x.db", "vm-list"],
+    ):
         assert _capture(fastpath.try_run, [*db, *argv])[0] is None, argv
 
 
@@ -80,20 +111,48 @@ def test_fast_path_reads_the_core_schema(rich_inv):
         assert set(TABLES[name].c.keys()) == cols
 
 
-OVS_CASES = [["show"], ["list-br"], ["list-ports", "br-x"], ["--oneline", "list-ports", "br-x", "--", "br-to-vlan", "vl5"],
-             ["list", "port", "p9"], ["get", "port", "p9", "tag"], ["--columns=name,tag", "list", "port"],
-             ["br-to-parent", "vl5"], ["iface-to-br", "p9"]]
+OVS_CASES = [
+    ["show"],
+    ["list-br"],
+    ["list-ports", "br-x"],
+    ["--oneline", "list-ports", "br-x", "--", "br-to-vlan", "vl5"],
+    ["list", "port", "p9"],
+    ["get", "port", "p9", "tag"],
+    ["--columns=name,tag", "list", "port"],
+    ["br-to-parent", "vl5"],
+    ["iface-to-br", "p9"],
+]
 
 
 def test_ovs_read_only_fast_path(small):
     from vmctl.cli.app import run_argv
 
-    small.ok("--host=h1", "add-br", "br-x", "--", "add-br", "vl5", "br-x", "5", "--", "add-port", "br-x", "p9", "tag=5")
+    small.ok(
+        "--host=h1",
+        "add-br",
+        "br-x",
+        "--",
+        "add-br",
+        "vl5",
+        "br-x",
+        "5",
+        "--",
+        "add-port",
+        "br-x",
+        "p9",
+        "tag=5",
+    )
     for argv in OVS_CASES:
         full = ["--db", str(small.db), "--host=h1", *argv]
         rc_fast, fast = _capture(fastpath.try_run, full)
         assert rc_fast == 0, argv
         assert fast == _capture(run_argv, full)[1], argv
-    for argv in (["list-ports", "nope"], ["br-exists", "nope"], ["add-br", "x"], ["list", "nosuch"],
-                 ["-t", "0", "list-br"], ["-fake", "list-br"]):
+    for argv in (
+        ["list-ports", "nope"],
+        ["br-exists", "nope"],
+        ["add-br", "x"],
+        ["list", "nosuch"],
+        ["-t", "0", "list-br"],
+        ["-fake", "list-br"],
+    ):
         assert _capture(fastpath.try_run, ["--db", str(small.db), "--host=h1", *argv])[0] is None, argv

@@ -44,7 +44,10 @@ def brute_max(db: Path, priorities: dict[str, str] | None = None) -> int:
 
     pool, hosts, vms = with_txn(db, read, write=False)
     ratio = pool["vcpu-allocation-ratio"]
-    cap = {h["uuid"]: [h["memory-total"] - h["memory-overhead"], int(h["cpu-count"] * ratio + 1e-9)] for h in hosts}
+    cap = {
+        h["uuid"]: [h["memory-total"] - h["memory-overhead"], int(h["cpu-count"] * ratio + 1e-9)]
+        for h in hosts
+    }
     cpus = {h["uuid"]: h["cpu-count"] for h in hosts}
     free = {u: list(c) for u, c in cap.items()}
     prot: dict[str, list[tuple[int, int]]] = {u: [] for u in cap}
@@ -89,12 +92,27 @@ def build(db: Path, rng: random.Random) -> vmctl.api.Inventory:
     inv.run("pool-create", **{"name-label": "p"})
     n = rng.randint(2, 5)
     for i in range(n):
-        inv.run("host-add", **{"name-label": f"h{i}", "address": f"10.0.0.{i + 1}", "cpu-count": rng.choice([2, 4]),
-                               "memory-total": f"{rng.choice([6, 8, 12, 16])}GiB", "pool": "p"})
+        inv.run(
+            "host-add",
+            **{
+                "name-label": f"h{i}",
+                "address": f"10.0.0.{i + 1}",
+                "cpu-count": rng.choice([2, 4]),
+                "memory-total": f"{rng.choice([6, 8, 12, 16])}GiB",
+                "pool": "p",
+            },
+        )
     for j in range(rng.randint(1, 9)):
         prio = rng.choice(["restart", "restart", "best-effort", "no-restart"])
-        inv.run("vm-create", **{"name-label": f"v{j}", "memory": f"{rng.choice([1, 2, 3, 4])}GiB",
-                                "vcpus": rng.choice([1, 2]), "ha-restart-priority": prio})
+        inv.run(
+            "vm-create",
+            **{
+                "name-label": f"v{j}",
+                "memory": f"{rng.choice([1, 2, 3, 4])}GiB",
+                "vcpus": rng.choice([1, 2]),
+                "ha-restart-priority": prio,
+            },
+        )
         try:
             inv.run("vm-start", vm=f"v{j}", on=f"h{rng.randrange(n)}")
         except VmctlError:
@@ -110,11 +128,16 @@ def test_max_failures_equals_brute_force(tmp_path: Path, seed: int) -> None:
     assert got["max"] == brute_max(db), got
     assert got["max"] <= got["upper-bound"]
     # the hypothetical question: every running VM protected
-    running = with_txn(db, lambda t: sorted(v["uuid"] for v in t.all("vm") if v["power-state"] == "running"), False)
+    running = with_txn(
+        db, lambda t: sorted(v["uuid"] for v in t.all("vm") if v["power-state"] == "running"), False
+    )
     if running:
         words = [w for u in running for w in (f"vm-uuid={u}", "restart-priority=restart")]
-        r = run_cli(db, "-f", "json", "pool-ha-compute-hypothetical-max-host-failures-to-tolerate", *words) \
-            if seed < 3 else None
+        r = (
+            run_cli(db, "-f", "json", "pool-ha-compute-hypothetical-max-host-failures-to-tolerate", *words)
+            if seed < 3
+            else None
+        )
         hyp = json.loads(r.stdout)["max"] if r is not None else _hyp_api(inv, running)
         assert hyp == brute_max(db, {u: "restart" for u in running})
 
@@ -138,10 +161,24 @@ def ha3(tmp_path: Path) -> Path:
     inv = vmctl.open(str(db))
     inv.run("pool-create", **{"name-label": "p"})
     for i in (1, 2, 3):
-        inv.run("host-add", **{"name-label": f"h{i}", "address": f"10.0.0.{i}", "cpu-count": 4,
-                               "memory-total": "8GiB", "pool": "p"})
-    for name, host, prio in (("a", "h1", "restart"), ("b", "h1", "restart"), ("c", "h2", "restart"),
-                             ("d", "h3", "restart"), ("e", "h2", "best-effort"), ("f", "h3", "no-restart")):
+        inv.run(
+            "host-add",
+            **{
+                "name-label": f"h{i}",
+                "address": f"10.0.0.{i}",
+                "cpu-count": 4,
+                "memory-total": "8GiB",
+                "pool": "p",
+            },
+        )
+    for name, host, prio in (
+        ("a", "h1", "restart"),
+        ("b", "h1", "restart"),
+        ("c", "h2", "restart"),
+        ("d", "h3", "restart"),
+        ("e", "h2", "best-effort"),
+        ("f", "h3", "no-restart"),
+    ):
         inv.run("vm-create", **{"name-label": name, "memory": "2GiB", "ha-restart-priority": prio})
         inv.run("vm-start", vm=name, on=host)
     return db
@@ -159,8 +196,10 @@ def test_enable_rules(tmp_path: Path, ha3: Path) -> None:
     one = tmp_path / "one.db"
     inv1 = vmctl.open(str(one))
     inv1.run("pool-create", **{"name-label": "p"})
-    inv1.run("host-add", **{"name-label": "h1", "address": "10.0.0.1", "cpu-count": 4, "memory-total": "8GiB",
-                            "pool": "p"})
+    inv1.run(
+        "host-add",
+        **{"name-label": "h1", "address": "10.0.0.1", "cpu-count": 4, "memory-total": "8GiB", "pool": "p"},
+    )
     r = run_cli(one, "pool-ha-enable")
     assert r.returncode == 1 and r.stderr.startswith("vmctl: HA_TOO_FEW_HOSTS")
     inv = vmctl.open(str(ha3))
@@ -190,7 +229,9 @@ def test_agility(ha3: Path) -> None:
     h1 = with_txn(ha3, lambda t: t.resolve_one("host", "h1")["uuid"], False)
 
     def local_disk(t):
-        sr = t.insert("sr", {"name-label": "local", "type": "ext", "host": h1, "physical-size": 10 * GiB, "pool": pool})
+        sr = t.insert(
+            "sr", {"name-label": "local", "type": "ext", "host": h1, "physical-size": 10 * GiB, "pool": pool}
+        )
         t.insert("pbd", {"host": h1, "sr": sr, "pool": pool, "currently-attached": True})
         d = t.insert("vdi", {"name-label": "disk", "sr": sr, "virtual-size": GiB, "pool": pool})
         t.insert("vbd", {"vm": t.resolve_one("vm", "f")["uuid"], "vdi": d, "device": 0, "pool": pool})
@@ -219,8 +260,16 @@ def test_admission_control(ha3: Path) -> None:
     r = cli(ha3, "pool-param-set", f"uuid={pool_row(ha3)['uuid']}", "ha-host-failures-to-tolerate=2")
     assert r.returncode == 1 and "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN" in r.stderr
     # lowering is always fine; overcommit allowed lets operations through and marks the pool
-    r = cli(ha3, "pool-param-set", f"uuid={pool_row(ha3)['uuid']}", "ha-allow-overcommit=true",
-                "--", "vm-start", "vm=g", "on=h2")
+    r = cli(
+        ha3,
+        "pool-param-set",
+        f"uuid={pool_row(ha3)['uuid']}",
+        "ha-allow-overcommit=true",
+        "--",
+        "vm-start",
+        "vm=g",
+        "on=h2",
+    )
     assert r.returncode == 0, r.stderr
     p = pool_row(ha3)
     assert (p["ha-overcommitted"], p["ha-plan-exists-for"]) == (True, 0)
@@ -231,8 +280,9 @@ def test_host_fail_restarts_and_recover(ha3: Path) -> None:
     inv = vmctl.open(str(ha3))
     inv.run("pool-ha-enable")
     plan = inv.run("pool-ha-compute-vm-failover-plan", **{"host-uuids": "h1"})
-    assert [(r["name-label"], r["error"]) for r in plan] == [("a", None), ("b", None)] or \
-        sorted(r["name-label"] for r in plan) == ["a", "b"]
+    assert [(r["name-label"], r["error"]) for r in plan] == [("a", None), ("b", None)] or sorted(
+        r["name-label"] for r in plan
+    ) == ["a", "b"]
     dry = cli(ha3, "--dry-run", "-f", "json", "host-fail", "host=h2")
     assert dry.returncode == 0, dry.stderr
     rows = {r["name-label"]: r for r in json.loads(dry.stdout)}

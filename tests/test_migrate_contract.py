@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 # tests/conftest.py's runner, loaded by path: a plain `import conftest` may find tests/ovs/conftest.py
-_spec = importlib.util.spec_from_file_location("_vmctl_tests_conftest", Path(__file__).with_name("conftest.py"))
+_spec = importlib.util.spec_from_file_location(
+    "_vmctl_tests_conftest", Path(__file__).with_name("conftest.py")
+)
 _conftest = sys.modules.get("_vmctl_tests_conftest") or importlib.util.module_from_spec(_spec)
 if "_vmctl_tests_conftest" not in sys.modules:
     sys.modules["_vmctl_tests_conftest"] = _conftest
@@ -46,67 +48,72 @@ def ids(inv: Inventory) -> dict[str, str]:
 
 
 def host_line(name: str, mem: str = "64GiB", flags: str = "a,b,c", extra: str = "", n: int = 0) -> str:
-    return (f"host-add name-label={name} address=10.0.{n}.{abs(hash(name)) % 250 + 1} cpu-count=16 memory-total={mem} "
-            f"pool=p1 cpu-vendor=GenuineIntel cpu-flags={flags} pifs=eth0 {extra}").strip()
+    return (
+        f"host-add name-label={name} address=10.0.{n}.{abs(hash(name)) % 250 + 1} cpu-count=16 memory-total={mem} "
+        f"pool=p1 cpu-vendor=GenuineIntel cpu-flags={flags} pifs=eth0 {extra}"
+    ).strip()
 
 
 # --- the refusals, in check order --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def refusals(tmp_path_factory):
     inv = Inventory(tmp_path_factory.mktemp("migrate") / "inv.db")
-    build(inv, [
-        "pool-create name-label=p1",
-        "host-add name-label=h1 address=10.0.0.1 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
-        "cpu-flags=a,b,c software-version=1.2.0 pifs=eth0,eth1",
-        "host-add name-label=h2 address=10.0.0.2 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
-        "cpu-flags=a,b,c software-version=1.2.0",
-        "host-add name-label=old address=10.0.0.6 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
-        "cpu-flags=a,b,c software-version=1.1.0 --force",
-        "sr-create name-label=nfs type=nfs physical-size=1TiB shared=true",
-        "sr-create name-label=small type=nfs physical-size=1GiB shared=true",
-        "sr-create name-label=loc1 type=lvm physical-size=100GiB host=h1",
-        # booted before h3 joins: its levelled flags still hold c
-        "-- --id=@cpu vm-create name-label=cpu memory=1GiB",
-        "vm-disk-add vm=@cpu disk-size=1GiB sr-uuid=nfs",
-        "vm-start vm=@cpu on=h1",
-        "host-add name-label=h3 address=10.0.0.3 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
-        "cpu-flags=a,b software-version=1.2.0 --force",
-        "host-add name-label=h4 address=10.0.0.4 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
-        "cpu-flags=a,b,c software-version=1.2.0",
-        "host-add name-label=h5 address=10.0.0.5 cpu-count=16 memory-total=4GiB pool=p1 cpu-vendor=GenuineIntel "
-        "cpu-flags=a,b,c software-version=1.2.0",
-        "host-disable host=h4",
-        "pool-param-set uuid=p1 other-config:migration-cap-host=2",
-        "-- --id=@web vm-create name-label=web memory=4GiB vcpus=2",
-        "vm-disk-add vm=@web disk-size=10GiB sr-uuid=nfs",
-        "vm-start vm=@web on=h1",
-        # its network has a PIF on h1 only
-        "-- --id=@net vm-create name-label=net memory=1GiB",
-        "vif-create vm-uuid=@net network-uuid='Pool-wide network associated with eth1' device=0",
-        "vm-start vm=@net on=h1",
-        "-- --id=@blk vm-create name-label=blk memory=1GiB blocked-operations:pool-migrate=maintenance",
-        "vm-start vm=@blk on=h1",
-        "-- --id=@imm vm-create name-label=imm memory=1GiB platform:nomigrate=true",
-        "vm-start vm=@imm on=h1",
-        "-- --id=@halt vm-create name-label=halt memory=1GiB",
-        "vm-disk-add vm=@halt disk-size=2GiB sr-uuid=loc1 name-label=halt-disk",
-        "-- --id=@loc vm-create name-label=loc memory=2GiB",
-        "vm-disk-add vm=@loc disk-size=10GiB sr-uuid=loc1 name-label=loc-disk",
-        "vm-start vm=@loc on=h1",
-        "-- --id=@hot vm-create name-label=hot memory=16GiB other-config:dirty-rate=100M",
-        "vm-start vm=@hot on=h1",
-        "-- --id=@t vm-create name-label=tmpl memory=1GiB",
-        "vm-param-set uuid=@t is-a-template=true",
-        # an HA pool of its own: x may not leave g1, a's failover target would be full
-        "pool-create name-label=p2",
-        "host-add name-label=g1 address=10.1.0.1 cpu-count=16 memory-total=128GiB pool=p2",
-        "host-add name-label=g2 address=10.1.0.2 cpu-count=16 memory-total=64GiB pool=p2",
-        "-- --id=@a vm-create name-label=a memory=30GiB pool=p2 ha-restart-priority=restart",
-        "vm-start vm=@a on=g1",
-        "-- --id=@x vm-create name-label=x memory=40GiB pool=p2",
-        "vm-start vm=@x on=g1",
-        "pool-ha-enable pool=p2 ha-host-failures-to-tolerate=1",
-    ])
+    build(
+        inv,
+        [
+            "pool-create name-label=p1",
+            "host-add name-label=h1 address=10.0.0.1 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
+            "cpu-flags=a,b,c software-version=1.2.0 pifs=eth0,eth1",
+            "host-add name-label=h2 address=10.0.0.2 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
+            "cpu-flags=a,b,c software-version=1.2.0",
+            "host-add name-label=old address=10.0.0.6 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
+            "cpu-flags=a,b,c software-version=1.1.0 --force",
+            "sr-create name-label=nfs type=nfs physical-size=1TiB shared=true",
+            "sr-create name-label=small type=nfs physical-size=1GiB shared=true",
+            "sr-create name-label=loc1 type=lvm physical-size=100GiB host=h1",
+            # booted before h3 joins: its levelled flags still hold c
+            "-- --id=@cpu vm-create name-label=cpu memory=1GiB",
+            "vm-disk-add vm=@cpu disk-size=1GiB sr-uuid=nfs",
+            "vm-start vm=@cpu on=h1",
+            "host-add name-label=h3 address=10.0.0.3 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
+            "cpu-flags=a,b software-version=1.2.0 --force",
+            "host-add name-label=h4 address=10.0.0.4 cpu-count=16 memory-total=64GiB pool=p1 cpu-vendor=GenuineIntel "
+            "cpu-flags=a,b,c software-version=1.2.0",
+            "host-add name-label=h5 address=10.0.0.5 cpu-count=16 memory-total=4GiB pool=p1 cpu-vendor=GenuineIntel "
+            "cpu-flags=a,b,c software-version=1.2.0",
+            "host-disable host=h4",
+            "pool-param-set uuid=p1 other-config:migration-cap-host=2",
+            "-- --id=@web vm-create name-label=web memory=4GiB vcpus=2",
+            "vm-disk-add vm=@web disk-size=10GiB sr-uuid=nfs",
+            "vm-start vm=@web on=h1",
+            # its network has a PIF on h1 only
+            "-- --id=@net vm-create name-label=net memory=1GiB",
+            "vif-create vm-uuid=@net network-uuid='Pool-wide network associated with eth1' device=0",
+            "vm-start vm=@net on=h1",
+            "-- --id=@blk vm-create name-label=blk memory=1GiB blocked-operations:pool-migrate=maintenance",
+            "vm-start vm=@blk on=h1",
+            "-- --id=@imm vm-create name-label=imm memory=1GiB platform:nomigrate=true",
+            "vm-start vm=@imm on=h1",
+            "-- --id=@halt vm-create name-label=halt memory=1GiB",
+            "vm-disk-add vm=@halt disk-size=2GiB sr-uuid=loc1 name-label=halt-disk",
+            "-- --id=@loc vm-create name-label=loc memory=2GiB",
+            "vm-disk-add vm=@loc disk-size=10GiB sr-uuid=loc1 name-label=loc-disk",
+            "vm-start vm=@loc on=h1",
+            "-- --id=@hot vm-create name-label=hot memory=16GiB other-config:dirty-rate=100M",
+            "vm-start vm=@hot on=h1",
+            "-- --id=@t vm-create name-label=tmpl memory=1GiB",
+            "vm-param-set uuid=@t is-a-template=true",
+            # an HA pool of its own: x may not leave g1, a's failover target would be full
+            "pool-create name-label=p2",
+            "host-add name-label=g1 address=10.1.0.1 cpu-count=16 memory-total=128GiB pool=p2",
+            "host-add name-label=g2 address=10.1.0.2 cpu-count=16 memory-total=64GiB pool=p2",
+            "-- --id=@a vm-create name-label=a memory=30GiB pool=p2 ha-restart-priority=restart",
+            "vm-start vm=@a on=g1",
+            "-- --id=@x vm-create name-label=x memory=40GiB pool=p2",
+            "vm-start vm=@x on=g1",
+            "pool-ha-enable pool=p2 ha-host-failures-to-tolerate=1",
+        ],
+    )
     return inv, ids(inv), inv.snapshot()
 
 
@@ -124,7 +131,11 @@ def _cases(u: dict[str, str]) -> list[tuple[list[str], str, list[str]]]:
         # model.md §0 (4) blocked operations: XAPI's pool_migrate, before any host check
         (["vm-migrate", "vm=blk", "host=h4"], "OPERATION_BLOCKED", ["pool-migrate", "maintenance"]),
         # 1. power state and immobility (before any destination check)
-        (["vm-migrate", "vm=halt", "host=h2"], "VM_BAD_POWER_STATE", ["expected: running, paused", "actual: halted"]),
+        (
+            ["vm-migrate", "vm=halt", "host=h2"],
+            "VM_BAD_POWER_STATE",
+            ["expected: running, paused", "actual: halted"],
+        ),
         (["vm-migrate", "vm=halt", "host=h2", f"vdi:{halt_disk}=nfs"], "VM_BAD_POWER_STATE", []),
         (["vm-migrate", "vm=imm", "host=h4"], "VM_IS_IMMOBILE", [u["imm"]]),
         # 2. destination: the filters of engine.md §2.1 on host=, in filter order
@@ -132,24 +143,41 @@ def _cases(u: dict[str, str]) -> list[tuple[list[str], str, list[str]]]:
         (["vm-migrate", "vm=web", "host=h4"], "HOST_DISABLED", [u["h4"]]),
         (["vm-migrate", "vm=cpu", "host=h3"], "VM_INCOMPATIBLE_WITH_THIS_HOST", ["missing flags: c"]),
         (["vm-migrate", "vm=web", "host=old"], "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE", [u["old"]]),
-        (["vm-migrate", "vm=net", "host=h2"], "VM_REQUIRES_NETWORK", [u["Pool-wide network associated with eth1"]]),
+        (
+            ["vm-migrate", "vm=net", "host=h2"],
+            "VM_REQUIRES_NETWORK",
+            [u["Pool-wide network associated with eth1"]],
+        ),
         (["vm-migrate", "vm=hot", "host=h5"], "HOST_NOT_ENOUGH_FREE_MEMORY", ["needed", "available"]),
         # 3. storage
         (["vm-migrate", "vm=loc", "host=h2"], "VM_REQUIRES_SR", ["vdi:<vdi-uuid>=<sr>", "sr: ", "(loc1)"]),
         (["vm-migrate", "vm=loc"], "VM_REQUIRES_SR", ["(loc1)"]),
         (["vm-migrate", "vm=web", "host=h2", f"vdi:{loc_disk}=nfs"], "INVALID_VALUE", [loc_disk]),
         (["vm-migrate", "vm=loc", "host=h2", f"vdi:{loc_disk}=loc1"], "VM_REQUIRES_SR", ["(loc1)"]),
-        (["vm-migrate", "vm=loc", "host=h2", f"vdi:{loc_disk}=small"], "SR_FULL",
-         [f"requested: {10 * GiB}", "maximum: "]),
+        (
+            ["vm-migrate", "vm=loc", "host=h2", f"vdi:{loc_disk}=small"],
+            "SR_FULL",
+            [f"requested: {10 * GiB}", "maximum: "],
+        ),
         (["vm-migrate", "vm=halt", f"vdi:{halt_disk}=small"], "SR_FULL", [f"requested: {2 * GiB}"]),
         # 4. concurrency caps: storage motion costs 4 on each host, the pool allows 2
-        (["vm-migrate", "vm=loc", "host=h2", f"vdi:{loc_disk}=nfs"], "TOO_MANY_MIGRATIONS",
-         ["resource: host:", "in-use: 0", "cap: 2"]),
+        (
+            ["vm-migrate", "vm=loc", "host=h2", f"vdi:{loc_disk}=nfs"],
+            "TOO_MANY_MIGRATIONS",
+            ["resource: host:", "in-use: 0", "cap: 2"],
+        ),
         # 5. convergence (16 GiB dirtied at 100 MiB/s over 128 MiB/s: the second §4.2 vector)
-        (["vm-migrate", "vm=hot", "host=h2"], "MIGRATION_WOULD_NOT_CONVERGE",
-         ["predicted-downtime: 47.68", "downtime-target: 0.3", "required-bandwidth: 15"]),
+        (
+            ["vm-migrate", "vm=hot", "host=h2"],
+            "MIGRATION_WOULD_NOT_CONVERGE",
+            ["predicted-downtime: 47.68", "downtime-target: 0.3", "required-bandwidth: 15"],
+        ),
         # 6. HA admission
-        (["vm-migrate", "vm=x", "host=g2"], "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN", ["failures-to-tolerate: 1"]),
+        (
+            ["vm-migrate", "vm=x", "host=g2"],
+            "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN",
+            ["failures-to-tolerate: 1"],
+        ),
     ]
 
 
@@ -174,15 +202,21 @@ def test_refusals_in_check_order(refusals):
             assert f in text, (args, f, text)
 
 
-@pytest.mark.parametrize("args,code,lines", [
-    # argument errors are found while binding the command line, before anything runs
-    (["vm-migrate", "vm=web", "downtime=soon"], "INVALID_VALUE", ["  name: downtime", "  value: soon"]),
-    (["vm-migrate", "vm=web", "host=h2", "live=maybe"], "INVALID_VALUE", ["live"]),
-    (["vm-migrate", "vm=imm", "host=h4"], "VM_IS_IMMOBILE", ["  vm: "]),
-    (["vm-migrate", "vm=hot", "host=h2"], "MIGRATION_WOULD_NOT_CONVERGE",
-     ["  predicted-downtime: 47.68", "  downtime-target: 0.3", "  required-bandwidth: 15"]),
-    (["vm-migrate", "vm=loc", "host=h2"], "VM_REQUIRES_SR", ["vdi:<vdi-uuid>=<sr>", "  sr: "]),
-])
+@pytest.mark.parametrize(
+    "args,code,lines",
+    [
+        # argument errors are found while binding the command line, before anything runs
+        (["vm-migrate", "vm=web", "downtime=soon"], "INVALID_VALUE", ["  name: downtime", "  value: soon"]),
+        (["vm-migrate", "vm=web", "host=h2", "live=maybe"], "INVALID_VALUE", ["live"]),
+        (["vm-migrate", "vm=imm", "host=h4"], "VM_IS_IMMOBILE", ["  vm: "]),
+        (
+            ["vm-migrate", "vm=hot", "host=h2"],
+            "MIGRATION_WOULD_NOT_CONVERGE",
+            ["  predicted-downtime: 47.68", "  downtime-target: 0.3", "  required-bandwidth: 15"],
+        ),
+        (["vm-migrate", "vm=loc", "host=h2"], "VM_REQUIRES_SR", ["vdi:<vdi-uuid>=<sr>", "  sr: "]),
+    ],
+)
 def test_refusal_stderr(refusals, args, code, lines):
     inv, _, _ = refusals
     r = inv.fail(*args, code=code)
@@ -221,13 +255,16 @@ def _closed_form(M: float, D: float, R: float, k: int) -> tuple[float, float, fl
 
 @pytest.fixture
 def vec(inv):
-    build(inv, [
-        "pool-create name-label=p1",
-        "host-add name-label=h1 address=10.0.0.1 cpu-count=16 memory-total=64GiB pool=p1",
-        "host-add name-label=h2 address=10.0.0.2 cpu-count=16 memory-total=64GiB pool=p1",
-        "-- --id=@v vm-create name-label=v memory=16GiB other-config:dirty-rate=100M",
-        "vm-start vm=@v on=h1",
-    ])
+    build(
+        inv,
+        [
+            "pool-create name-label=p1",
+            "host-add name-label=h1 address=10.0.0.1 cpu-count=16 memory-total=64GiB pool=p1",
+            "host-add name-label=h2 address=10.0.0.2 cpu-count=16 memory-total=64GiB pool=p1",
+            "-- --id=@v vm-create name-label=v memory=16GiB other-config:dirty-rate=100M",
+            "vm-start vm=@v on=h1",
+        ],
+    )
     return inv
 
 
@@ -238,8 +275,15 @@ def test_prediction_vectors_equal_the_engine(vec):
     u = ids(inv)
     M = 16 * GiB
     # vector 1: the bandwidth through the pool field, the dirty rate through the VM's other-config
-    words = ["pool-param-set", "uuid=p1", "migration-stream-bandwidth=1190M", "--",
-             "vm-migrate", "vm=v", "--dry-run"]
+    words = [
+        "pool-param-set",
+        "uuid=p1",
+        "migration-stream-bandwidth=1190M",
+        "--",
+        "vm-migrate",
+        "vm=v",
+        "--dry-run",
+    ]
     text = inv.ok(*words)
     lines = dict(line.split(None, 1) for line in text.splitlines()[1:])
     assert text.splitlines()[0] == u["h2"]
@@ -269,18 +313,31 @@ def test_prediction_vectors_equal_the_engine(vec):
     assert d["hints"]["cold-downtime"] == M / (128 * MiB)
 
     # vector 3: an idle guest (dirty rate 0) at 128 MiB/s
-    text = inv.ok("vm-param-set", "uuid=v", "other-config:dirty-rate=0", "--", "vm-migrate", "vm=v",
-                  "bandwidth=128M", "--dry-run")
+    text = inv.ok(
+        "vm-param-set",
+        "uuid=v",
+        "other-config:dirty-rate=0",
+        "--",
+        "vm-migrate",
+        "vm=v",
+        "bandwidth=128M",
+        "--dry-run",
+    )
     lines = dict(line.split(None, 1) for line in text.splitlines()[1:])
-    assert (lines["rounds"], lines["bytes"], lines["total-time"], lines["downtime"]) == ("1", "16 GiB", "2m08s",
-                                                                                         "0 ms")
+    assert (lines["rounds"], lines["bytes"], lines["total-time"], lines["downtime"]) == (
+        "1",
+        "16 GiB",
+        "2m08s",
+        "0 ms",
+    )
     # nothing of it was committed
     assert "migration" not in inv.ok("vm-param-get", "uuid=v", "param-name=other-config")
 
 
 def test_downtime_argument_sets_the_target(vec):
-    d = json.loads(vec.ok("vm-migrate", "vm=v", "bandwidth=1190M", "downtime=50ms", "--dry-run", "-f", "json",
-                          "--force"))
+    d = json.loads(
+        vec.ok("vm-migrate", "vm=v", "bandwidth=1190M", "downtime=50ms", "--dry-run", "-f", "json", "--force")
+    )
     assert d["downtime-target"] == 0.05
     assert d["rounds"] == 3  # 16 GiB·λ² / R = 97 ms > 50 ms, λ³ gives 8 ms
 
@@ -308,24 +365,27 @@ def test_prediction_in_csv_tsv_and_minimal(vec):
 # --- the move --------------------------------------------------------------------------------------------
 @pytest.fixture
 def moving(inv):
-    build(inv, [
-        "pool-create name-label=p1",
-        "host-add name-label=h1 address=10.0.0.1 cpu-count=16 memory-total=64GiB pool=p1",
-        "host-add name-label=h2 address=10.0.0.2 cpu-count=16 memory-total=64GiB pool=p1",
-        "sr-create name-label=nfs type=nfs physical-size=1TiB shared=true",
-        "sr-create name-label=loc1 type=lvm physical-size=100GiB host=h1",
-        "-- --id=@w vm-create name-label=web memory=4GiB vcpus=2",
-        "vm-disk-add vm=@w disk-size=10GiB sr-uuid=nfs",
-        "vif-create vm-uuid=@w network-uuid='Pool-wide network associated with eth0' device=0",
-        "vm-start vm=@w on=h1",
-        "-- --id=@o vm-create name-label=other memory=1GiB",
-        "vm-start vm=@o on=h2",
-        "-- --id=@l vm-create name-label=loc memory=2GiB",
-        "vm-disk-add vm=@l disk-size=10GiB sr-uuid=loc1 name-label=loc-disk",
-        "vm-start vm=@l on=h1",
-        "-- --id=@c vm-create name-label=cold memory=1GiB",
-        "vm-disk-add vm=@c disk-size=4GiB sr-uuid=loc1 name-label=cold-disk",
-    ])
+    build(
+        inv,
+        [
+            "pool-create name-label=p1",
+            "host-add name-label=h1 address=10.0.0.1 cpu-count=16 memory-total=64GiB pool=p1",
+            "host-add name-label=h2 address=10.0.0.2 cpu-count=16 memory-total=64GiB pool=p1",
+            "sr-create name-label=nfs type=nfs physical-size=1TiB shared=true",
+            "sr-create name-label=loc1 type=lvm physical-size=100GiB host=h1",
+            "-- --id=@w vm-create name-label=web memory=4GiB vcpus=2",
+            "vm-disk-add vm=@w disk-size=10GiB sr-uuid=nfs",
+            "vif-create vm-uuid=@w network-uuid='Pool-wide network associated with eth0' device=0",
+            "vm-start vm=@w on=h1",
+            "-- --id=@o vm-create name-label=other memory=1GiB",
+            "vm-start vm=@o on=h2",
+            "-- --id=@l vm-create name-label=loc memory=2GiB",
+            "vm-disk-add vm=@l disk-size=10GiB sr-uuid=loc1 name-label=loc-disk",
+            "vm-start vm=@l on=h1",
+            "-- --id=@c vm-create name-label=cold memory=1GiB",
+            "vm-disk-add vm=@c disk-size=4GiB sr-uuid=loc1 name-label=cold-disk",
+        ],
+    )
     return inv
 
 
@@ -333,7 +393,9 @@ def test_live_migration_moves_residence_ports_and_journal(moving):
     inv = moving
     u = ids(inv)
     assert inv.ok("vm-migrate", "vm=web", "host=h2", "live=true") == ""
-    rows = json.loads(inv.ok("vm-list", "params=uuid,resident-on,domid,power-state,other-config", "-f", "json"))
+    rows = json.loads(
+        inv.ok("vm-list", "params=uuid,resident-on,domid,power-state,other-config", "-f", "json")
+    )
     web = next(r for r in rows if r["uuid"] == u["web"])
     assert web["resident-on"] == u["h2"] and web["power-state"] == "running"
     assert web["domid"] == 2  # "other" holds domid 1 on h2
@@ -347,7 +409,11 @@ def test_live_migration_moves_residence_ports_and_journal(moving):
     j = json.loads(inv.ok("journal-list", f"object={u['web']}", "params=all", "-f", "json"))
     last = j[-1]
     assert last["command"].endswith("vm-migrate vm=web host=h2 live=true")
-    change = last["changes"][f"vm:{u['web']}"] if f"vm:{u['web']}" in last["changes"] else last["changes"][u["web"]]
+    change = (
+        last["changes"][f"vm:{u['web']}"]
+        if f"vm:{u['web']}" in last["changes"]
+        else last["changes"][u["web"]]
+    )
     assert change["resident-on"] == [u["h1"], u["h2"]]
     inv.ok("db-check")
     # back again without host=: the engine chooses the only other host
@@ -375,8 +441,9 @@ def test_storage_motion_accounts_like_vdi_copy(moving):
     vbd = json.loads(inv.ok("vbd-list", f"vm={u['loc']}", "params=vdi,currently-attached", "-f", "json"))
     assert vbd == [{"vdi": new["uuid"], "currently-attached": True}]
     assert inv.ok("vm-param-get", f"uuid={u['loc']}", "param-name=resident-on").strip() == u["h2"]
-    rec = json.loads(inv.ok("vm-param-get", f"uuid={u['loc']}", "param-name=other-config",
-                            "param-key=last-migration"))
+    rec = json.loads(
+        inv.ok("vm-param-get", f"uuid={u['loc']}", "param-name=other-config", "param-key=last-migration")
+    )
     assert rec["vdis"] == {old: new["uuid"]} and rec["storage-bytes"] == 10 * GiB
     inv.ok("db-check")
 

@@ -22,20 +22,37 @@ def api(tmp_path):
     inv = vmctl.open(str(tmp_path / "inv.db"))
     inv.run("pool-create", **{"name-label": "p1"})
     for i in (1, 2, 3):
-        inv.run("host-add", **{"name-label": f"h{i}", "address": f"10.0.0.{i}", "cpu-count": 16,
-                               "memory-total": "64GiB", "pool": "p1"})
+        inv.run(
+            "host-add",
+            **{
+                "name-label": f"h{i}",
+                "address": f"10.0.0.{i}",
+                "cpu-count": 16,
+                "memory-total": "64GiB",
+                "pool": "p1",
+            },
+        )
     inv.run("sr-create", **{"name-label": "nfs", "type": "nfs", "physical-size": "1TiB", "shared": "true"})
     inv.run("sr-create", **{"name-label": "thin", "type": "ext", "physical-size": "100GiB", "host": "h1"})
     inv.run("sr-create", **{"name-label": "thick", "type": "lvm", "physical-size": "100GiB", "host": "h1"})
     for n in range(6):
-        inv.run("vm-create", **{"name-label": f"v{n}", "memory": f"{n + 1}GiB", "vcpus": 1 + n % 2,
-                                "other-config:dirty-rate": f"{8 * (n + 1)}M"})
+        inv.run(
+            "vm-create",
+            **{
+                "name-label": f"v{n}",
+                "memory": f"{n + 1}GiB",
+                "vcpus": 1 + n % 2,
+                "other-config:dirty-rate": f"{8 * (n + 1)}M",
+            },
+        )
         inv.run("vm-start", vm=f"v{n}", on="h1")
     return inv
 
 
 def _uuid(inv, cls: str, name: str) -> str:
-    return next(r["uuid"] for r in inv.run(f"{cls}-list", params="uuid,name-label") if r["name-label"] == name)
+    return next(
+        r["uuid"] for r in inv.run(f"{cls}-list", params="uuid,name-label") if r["name-label"] == name
+    )
 
 
 def test_plan_is_the_engines_prediction(api):
@@ -54,10 +71,16 @@ def test_plan_is_the_engines_prediction(api):
 
 
 def test_storage_need_counts_like_vdi_copy(api):
-    api.run("vm-disk-add", vm="v0", **{"disk-size": "10GiB", "sr-uuid": _uuid(api, "sr", "thick"),
-                                        "name-label": "d-thick"})
-    api.run("vm-disk-add", vm="v1", **{"disk-size": "10GiB", "sr-uuid": _uuid(api, "sr", "thin"),
-                                        "name-label": "d-thin"})
+    api.run(
+        "vm-disk-add",
+        vm="v0",
+        **{"disk-size": "10GiB", "sr-uuid": _uuid(api, "sr", "thick"), "name-label": "d-thick"},
+    )
+    api.run(
+        "vm-disk-add",
+        vm="v1",
+        **{"disk-size": "10GiB", "sr-uuid": _uuid(api, "sr", "thin"), "name-label": "d-thin"},
+    )
     api.run("vdi-param-set", uuid=_uuid(api, "vdi", "d-thin"), **{"physical-utilisation": str(3 * GiB)})
     thick, thin, nfs = _uuid(api, "vdi", "d-thick"), _uuid(api, "vdi", "d-thin"), _uuid(api, "sr", "nfs")
     plan = api.run("vm-migrate", vm="v1", host="h2", **{f"vdi:{thin}": nfs}, dry_run=True)
@@ -68,8 +91,11 @@ def test_storage_need_counts_like_vdi_copy(api):
 
 def test_storage_motion_refuses_a_full_target_before_anything_moves(api):
     api.run("sr-create", **{"name-label": "tiny", "type": "nfs", "physical-size": "1GiB", "shared": "true"})
-    api.run("vm-disk-add", vm="v0", **{"disk-size": "10GiB", "sr-uuid": _uuid(api, "sr", "thick"),
-                                        "name-label": "d-thick"})
+    api.run(
+        "vm-disk-add",
+        vm="v0",
+        **{"disk-size": "10GiB", "sr-uuid": _uuid(api, "sr", "thick"), "name-label": "d-thick"},
+    )
     with pytest.raises(VmctlError) as e:
         api.run("vm-migrate", vm="v0", host="h2", **{f"vdi:{_uuid(api, 'vdi', 'd-thick')}": "tiny"})
     assert e.value.code == "SR_FULL"
@@ -85,8 +111,16 @@ def test_renderers():
     assert human("rate", 128 * MiB) == "128 MiB/s"
     assert human("converges", True) == "true"
     assert table(["a", "bb"], [["x", "y"]]) == "a  bb\nx  y\n"
-    text = plan_text({"host": "h", "rounds": 4, "bytes": 3 * GiB, "downtime": 1.5, "stop-reason": "byte-cap",
-                      "hints": {"required-bandwidth": 150 * MiB, "throttle-to": None}})
+    text = plan_text(
+        {
+            "host": "h",
+            "rounds": 4,
+            "bytes": 3 * GiB,
+            "downtime": 1.5,
+            "stop-reason": "byte-cap",
+            "hints": {"required-bandwidth": 150 * MiB, "throttle-to": None},
+        }
+    )
     lines = text.splitlines()
     assert lines[0] == "h"
     assert lines[1].split() == ["rounds", "4"]
@@ -110,7 +144,9 @@ def test_evacuation_and_rebalance_through_the_api(api):
     assert all(after[v] == h for v, h in applied.items())
 
 
-@pytest.mark.parametrize("text,want", [(None, 50), ("unlimited", None), ("UNLIMITED", None), ("0", 0), ("7", 7)])
+@pytest.mark.parametrize(
+    "text,want", [(None, 50), ("unlimited", None), ("UNLIMITED", None), ("0", 0), ("7", 7)]
+)
 def test_max_moves(text, want):
     from vmctl.commands.rebalance import _max_moves
     from vmctl.commands.table import Ctx
@@ -131,8 +167,9 @@ def test_max_moves_refused(text):
 
 def test_a_disk_another_vm_holds_is_not_moved(api):
     thin = _uuid(api, "sr", "thin")
-    d = api.run("vdi-create", **{"sr-uuid": thin, "name-label": "shared", "virtual-size": "1GiB",
-                                 "sharable": "true"})
+    d = api.run(
+        "vdi-create", **{"sr-uuid": thin, "name-label": "shared", "virtual-size": "1GiB", "sharable": "true"}
+    )
     for vm in ("v0", "v1"):
         api.run("vm-shutdown", vm=vm)
         api.run("vbd-create", **{"vm-uuid": _uuid(api, "vm", vm), "vdi-uuid": d, "device": "0"})
@@ -144,4 +181,5 @@ def test_a_disk_another_vm_holds_is_not_moved(api):
     api.run("vm-shutdown", vm="v1")
     api.run("vm-migrate", vm="v0", host="h2", **{f"vdi:{d}": "nfs"})
     assert [r["sr"] for r in api.run("vdi-list", params="name-label,sr") if r["name-label"] == "shared"] == [
-        _uuid(api, "sr", "nfs")]
+        _uuid(api, "sr", "nfs")
+    ]

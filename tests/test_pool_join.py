@@ -18,7 +18,9 @@ GiB = 1024**3
 def dump(db: Path) -> dict:
     from vmctl.model import CLASSES
 
-    return with_txn(db, lambda txn: {c: sorted(txn.all(c), key=lambda r: r["uuid"]) for c in CLASSES}, write=False)
+    return with_txn(
+        db, lambda txn: {c: sorted(txn.all(c), key=lambda r: r["uuid"]) for c in CLASSES}, write=False
+    )
 
 
 def host(db: Path, name: str) -> dict:
@@ -94,7 +96,13 @@ def test_2_ha_enabled(db: Path) -> None:
 def test_3_master_of_other_hosts(db: Path) -> None:
     inv = vmctl.open(str(db))
     inv.run("host-add", **host_args("h-peer", "10.0.1.99", pool=host(db, "h")["pool"]))
-    refused(db, "h", "JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS", [f"  host: {ref(db, 'host', 'h')}"], force=True)
+    refused(
+        db,
+        "h",
+        "JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS",
+        [f"  host: {ref(db, 'host', 'h')}"],
+        force=True,
+    )
 
 
 def test_4_offline(db: Path) -> None:
@@ -112,8 +120,12 @@ def test_5_running_vms(db: Path) -> None:
 def test_6_pending_task(db: Path) -> None:
     # the sim driver never leaves a task pending; a driver that runs long operations would
     h = host(db, "h")
-    task = with_txn(db, lambda t: t.insert("task", {"name-label": "vm-migrate", "status": "pending",
-                                                     "objects": [f"host:{h['uuid']}"]}))
+    task = with_txn(
+        db,
+        lambda t: t.insert(
+            "task", {"name-label": "vm-migrate", "status": "pending", "objects": [f"host:{h['uuid']}"]}
+        ),
+    )
     refused(db, "h", "JOINING_HOST_CANNOT_HAVE_VMS_WITH_CURRENT_OPERATIONS", [f"  task: {task}"], force=True)
 
 
@@ -136,17 +148,30 @@ def test_10_shared_sr(db: Path) -> None:
     pool = host(db, "h")["pool"]
 
     def fn(t):
-        sr = t.insert("sr", {"name-label": "nfs-h", "type": "nfs", "shared": True, "physical-size": GiB, "pool": pool})
+        sr = t.insert(
+            "sr", {"name-label": "nfs-h", "type": "nfs", "shared": True, "physical-size": GiB, "pool": pool}
+        )
         t.insert("pbd", {"host": host(db, "h")["uuid"], "sr": sr, "pool": pool})
 
     with_txn(db, fn)
-    refused(db, "h", "JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS", [f"  sr: {ref(db, 'sr', 'nfs-h')}"], force=True)
+    refused(
+        db, "h", "JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS", [f"  sr: {ref(db, 'sr', 'nfs-h')}"], force=True
+    )
 
 
 def _pif(t, h: dict, device: str, **kw) -> str:
     net = t.select("pif", host=h["uuid"])[0]["network"]
-    return t.insert("pif", {"host": h["uuid"], "network": net, "device": device, "pool": h["pool"],
-                            "mac": "02:00:00:00:00:" + f"{len(device):02x}", **kw})
+    return t.insert(
+        "pif",
+        {
+            "host": h["uuid"],
+            "network": net,
+            "device": device,
+            "pool": h["pool"],
+            "mac": "02:00:00:00:00:" + f"{len(device):02x}",
+            **kw,
+        },
+    )
 
 
 def test_11_bond(db: Path) -> None:
@@ -157,8 +182,12 @@ def test_11_bond(db: Path) -> None:
 
 def test_12_tunnel(db: Path) -> None:
     h = host(db, "h")
-    tun = with_txn(db, lambda t: t.insert("tunnel", {"access-pif": _pif(t, h, "tunnel0", physical=False),
-                                                     "pool": h["pool"]}))
+    tun = with_txn(
+        db,
+        lambda t: t.insert(
+            "tunnel", {"access-pif": _pif(t, h, "tunnel0", physical=False), "pool": h["pool"]}
+        ),
+    )
     refused(db, "h", "POOL_JOINING_HOST_HAS_TUNNELS", [f"  tunnel: {tun}"], force=True)
 
 
@@ -176,8 +205,13 @@ def test_13_non_management_vlan(db: Path) -> None:
 
 def test_14_management_vlan(db: Path) -> None:
     # its management VLAN is the only one, so check 13 passes and 14 fires
-    refused(db, "h-vlan", "POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH", ["  local: 10", "  remote: -1"],
-            force=True)
+    refused(
+        db,
+        "h-vlan",
+        "POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH",
+        ["  local: 10", "  remote: -1"],
+        force=True,
+    )
 
 
 def test_15_network_backend(db: Path) -> None:
@@ -196,7 +230,9 @@ def test_16_mac_in_use(db: Path) -> None:
         net2 = t.select("network", pool=hp)[0]["uuid"]
         va = t.resolve_one("vm", "a")["uuid"]
         vb = t.resolve_one("vm", "b")["uuid"]
-        theirs = t.insert("vif", {"vm": va, "network": net1, "device": 0, "mac": "02:aa:bb:cc:dd:ee", "pool": p1})
+        theirs = t.insert(
+            "vif", {"vm": va, "network": net1, "device": 0, "mac": "02:aa:bb:cc:dd:ee", "pool": p1}
+        )
         t.insert("vif", {"vm": vb, "network": net2, "device": 0, "mac": "02:aa:bb:cc:dd:ee", "pool": hp})
         return theirs
 
@@ -217,7 +253,9 @@ def test_join_effects_and_eject(db: Path) -> None:
     h1 = host(db, "h1")["uuid"]
 
     def shared(t):
-        sr = t.insert("sr", {"name-label": "shared", "type": "nfs", "shared": True, "physical-size": GiB, "pool": p1})
+        sr = t.insert(
+            "sr", {"name-label": "shared", "type": "nfs", "shared": True, "physical-size": GiB, "pool": p1}
+        )
         t.insert("pbd", {"host": h1, "sr": sr, "pool": p1, "currently-attached": True})
 
     with_txn(db, shared)
@@ -232,8 +270,9 @@ def test_join_effects_and_eject(db: Path) -> None:
     assert {r["pool"] for r in d["pif"] if r["host"] == h["uuid"]} == {p1}
     assert not [r for r in d["network"] if r["pool"] == old]
     assert len([r for r in d["network"] if r["pool"] == p1]) == 1  # xenbr0 merged by bridge name
-    assert [(b["sr"], b["currently-attached"]) for b in d["pbd"] if b["host"] == h["uuid"]] == \
-        [(with_txn(db, lambda t: t.resolve_one("sr", "shared")["uuid"], False), True)]
+    assert [(b["sr"], b["currently-attached"]) for b in d["pbd"] if b["host"] == h["uuid"]] == [
+        (with_txn(db, lambda t: t.resolve_one("sr", "shared")["uuid"], False), True)
+    ]
     assert cli(db, "db-check").returncode == 0
     # pool-eject: the master cannot go; a VM running on the host blocks; confirmation
     r = cli(db, "pool-eject", "host=h1")

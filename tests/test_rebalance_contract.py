@@ -15,18 +15,27 @@ SIZES = (2, 3, 4, 6, 2, 5, 3, 8, 4, 2, 1, 3)  # GiB
 @pytest.fixture
 def skewed(inv):
     """Four 64 GiB hosts; twelve VMs all on h1."""
-    lines = ["pool-create name-label=p1",
-             *(f"host-add name-label=h{i} address=10.0.0.{i} cpu-count=16 memory-total=64GiB pool=p1"
-               for i in range(1, 5))]
+    lines = [
+        "pool-create name-label=p1",
+        *(
+            f"host-add name-label=h{i} address=10.0.0.{i} cpu-count=16 memory-total=64GiB pool=p1"
+            for i in range(1, 5)
+        ),
+    ]
     for n, size in enumerate(SIZES):
-        lines += [f"-- --id=@v{n} vm-create name-label=v{n} memory={size}GiB vcpus={1 + n % 3}",
-                  f"vm-start vm=@v{n} on=h1"]
+        lines += [
+            f"-- --id=@v{n} vm-create name-label=v{n} memory={size}GiB vcpus={1 + n % 3}",
+            f"vm-start vm=@v{n} on=h1",
+        ]
     build(inv, lines)
     return inv
 
 
 def _residence(inv) -> dict[str, str]:
-    return {r["uuid"]: r["resident-on"] for r in json.loads(inv.ok("vm-list", "params=uuid,resident-on", "-f", "json"))}
+    return {
+        r["uuid"]: r["resident-on"]
+        for r in json.loads(inv.ok("vm-list", "params=uuid,resident-on", "-f", "json"))
+    }
 
 
 @pytest.mark.parametrize("policy", ["spread", "balanced"])
@@ -83,30 +92,57 @@ def test_limits_thresholds_and_arguments(skewed):
     assert len(one["moves"]) == 1
     assert json.loads(inv.ok("pool-rebalance", "threshold=1", "--dry-run", "-f", "json"))["moves"] == []
     two = json.loads(inv.ok("pool-rebalance", "max-moves=2", "--dry-run", "-f", "json"))["moves"]
-    assert inv.ok("pool-rebalance", "max-moves=2", "--dry-run", "--minimal") == ",".join(m["vm"] for m in two) + "\n"
+    assert (
+        inv.ok("pool-rebalance", "max-moves=2", "--dry-run", "--minimal")
+        == ",".join(m["vm"] for m in two) + "\n"
+    )
     csv = inv.ok("pool-rebalance", "max-moves=1", "--dry-run", "-f", "csv").splitlines()
-    assert csv[0] == "step,vm,name-label,from,to,memory,gain,cost,sigma-memory,sigma-vcpu,time" and len(csv) == 2
-    five = json.loads(inv.ok("pool-rebalance", "threshold=5", "max-moves=unlimited", "--dry-run", "-f", "json"))
+    assert (
+        csv[0] == "step,vm,name-label,from,to,memory,gain,cost,sigma-memory,sigma-vcpu,time" and len(csv) == 2
+    )
+    five = json.loads(
+        inv.ok("pool-rebalance", "threshold=5", "max-moves=unlimited", "--dry-run", "-f", "json")
+    )
     assert len(five["moves"]) >= len(json.loads(inv.ok("pool-rebalance", "--dry-run", "-f", "json"))["moves"])
-    for args, code in ((["threshold=0"], "INVALID_VALUE"), (["threshold=6"], "INVALID_VALUE"),
-                       (["threshold=x"], "INVALID_VALUE"), (["max-moves=-1"], "INVALID_VALUE"),
-                       (["max-moves=lots"], "INVALID_VALUE"), (["policy=random"], "INVALID_VALUE"),
-                       (["pool=nope"], "UUID_INVALID")):
+    for args, code in (
+        (["threshold=0"], "INVALID_VALUE"),
+        (["threshold=6"], "INVALID_VALUE"),
+        (["threshold=x"], "INVALID_VALUE"),
+        (["max-moves=-1"], "INVALID_VALUE"),
+        (["max-moves=lots"], "INVALID_VALUE"),
+        (["policy=random"], "INVALID_VALUE"),
+        (["pool=nope"], "UUID_INVALID"),
+    ):
         inv.fail("pool-rebalance", *args, code=code)
 
 
 def test_pack_frees_hosts(inv):
-    build(inv, ["pool-create name-label=p1",
-                *(f"host-add name-label=h{i} address=10.0.0.{i} cpu-count=16 memory-total=64GiB pool=p1"
-                  for i in range(1, 4)),
-                *(x for n in range(6) for x in (f"-- --id=@v{n} vm-create name-label=v{n} memory=2GiB",
-                                                f"vm-start vm=@v{n} on=h{1 + n % 3}"))])
+    build(
+        inv,
+        [
+            "pool-create name-label=p1",
+            *(
+                f"host-add name-label=h{i} address=10.0.0.{i} cpu-count=16 memory-total=64GiB pool=p1"
+                for i in range(1, 4)
+            ),
+            *(
+                x
+                for n in range(6)
+                for x in (
+                    f"-- --id=@v{n} vm-create name-label=v{n} memory=2GiB",
+                    f"vm-start vm=@v{n} on=h{1 + n % 3}",
+                )
+            ),
+        ],
+    )
     plan = json.loads(inv.ok("pool-rebalance", "policy=pack", "--dry-run", "-f", "json"))
     assert plan["freed-hosts"] and plan["moves"]
     assert "hosts freed:" in inv.ok("pool-rebalance", "policy=pack", "--dry-run")
     inv.ok("pool-rebalance", "policy=pack")
-    counts = {r["uuid"]: r["resident-vm-count"]
-              for r in json.loads(inv.ok("host-list", "params=uuid,resident-vm-count", "-f", "json"))}
+    counts = {
+        r["uuid"]: r["resident-vm-count"]
+        for r in json.loads(inv.ok("host-list", "params=uuid,resident-vm-count", "-f", "json"))
+    }
     assert all(counts[h] == 0 for h in plan["freed-hosts"])
     inv.ok("db-check")
 
@@ -114,12 +150,26 @@ def test_pack_frees_hosts(inv):
 def test_exchange_step_through_the_command(inv):
     """Two hosts whose loads point against each VM shape: no single move helps, one exchange
     (a 4 GiB VM out, a 24 GiB VM back) evens them; both moves are applied and journalled."""
-    build(inv, ["pool-create name-label=p1",
-                *(f"host-add name-label=h{i} address=10.0.0.{i} cpu-count=32 memory-total=192GiB pool=p1"
-                  for i in (1, 2)),
-                *(x for n, (host, vcpus, gib) in enumerate((("h1", 4, 4), ("h1", 4, 4), ("h2", 2, 24), ("h2", 2, 24)))
-                  for x in (f"-- --id=@v{n} vm-create name-label=v{n} memory={gib}GiB vcpus={vcpus}",
-                            f"vm-start vm=@v{n} on={host}"))])
+    build(
+        inv,
+        [
+            "pool-create name-label=p1",
+            *(
+                f"host-add name-label=h{i} address=10.0.0.{i} cpu-count=32 memory-total=192GiB pool=p1"
+                for i in (1, 2)
+            ),
+            *(
+                x
+                for n, (host, vcpus, gib) in enumerate(
+                    (("h1", 4, 4), ("h1", 4, 4), ("h2", 2, 24), ("h2", 2, 24))
+                )
+                for x in (
+                    f"-- --id=@v{n} vm-create name-label=v{n} memory={gib}GiB vcpus={vcpus}",
+                    f"vm-start vm=@v{n} on={host}",
+                )
+            ),
+        ],
+    )
     plan = json.loads(inv.ok("pool-rebalance", "threshold=4", "--dry-run", "-f", "json"))
     # both directions score the same (the tie goes to the smaller uuid going out): one small VM
     # and one large VM cross, in one step
@@ -131,9 +181,14 @@ def test_exchange_step_through_the_command(inv):
     text = inv.ok("pool-rebalance", "threshold=4", "--dry-run")
     assert "2 moves (1 exchange step)" in text
     inv.ok("pool-rebalance", "threshold=4")
-    where = {r["name-label"]: r["resident-on"]
-             for r in json.loads(inv.ok("vm-list", "params=name-label,resident-on", "-f", "json"))}
-    hosts = {r["name-label"]: r["uuid"] for r in json.loads(inv.ok("host-list", "params=name-label,uuid", "-f", "json"))}
+    where = {
+        r["name-label"]: r["resident-on"]
+        for r in json.loads(inv.ok("vm-list", "params=name-label,resident-on", "-f", "json"))
+    }
+    hosts = {
+        r["name-label"]: r["uuid"]
+        for r in json.loads(inv.ok("host-list", "params=name-label,uuid", "-f", "json"))
+    }
     assert {where["v0"], where["v1"]} == {where["v2"], where["v3"]} == {hosts["h1"], hosts["h2"]}
     for m in moves:
         entry = json.loads(inv.ok("journal-list", f"object={m['vm']}", "params=all", "-f", "json"))[-1]

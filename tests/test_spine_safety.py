@@ -59,8 +59,15 @@ def _hammer(db: str, workers: int = 8, each: int = 100):
     inv = __import__("vmctl").open(db)
     inv.run("pool-create", **{"name-label": "p"})
     shared = inv.run("vm-create", **{"name-label": "shared"})
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, db, str(k), str(each), shared],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, db, str(k), str(each), shared],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(workers)
+    ]
     outs = [p.communicate(timeout=900) for p in procs]
     for (out, err), p in zip(outs, procs):
         assert p.returncode == 0, err
@@ -105,8 +112,9 @@ def test_sigkill_mid_batch_leaves_inventory_unchanged(small, tmp_path):
     before = small.snapshot()
     f = tmp_path / "big.yaml"
     f.write_text(yaml.safe_dump([f"vm-create name-label=k{i} memory=1GiB" for i in range(40000)]))
-    p = subprocess.Popen([*VMCTL, "batch", str(f)], env=small.env(), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [*VMCTL, "batch", str(f)], env=small.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     time.sleep(4.0)
     assert p.poll() is None, "the batch finished before it could be killed: make it larger"
     p.send_signal(signal.SIGKILL)
@@ -118,11 +126,29 @@ def test_sigkill_mid_batch_leaves_inventory_unchanged(small, tmp_path):
 
 # --- property test: random command sequences ---------------------------------------------------------
 NAMES = st.sampled_from(["a", "b", "web", "db,1", "ü", "", "x y"])
-SIZES = st.sampled_from(["1GiB", "512MiB", "8MiB", "2G", "0", "-1", "1.5GiB", "3XB", "99999999999999999999T", "4096"])
+SIZES = st.sampled_from(
+    ["1GiB", "512MiB", "8MiB", "2G", "0", "-1", "1.5GiB", "3XB", "99999999999999999999T", "4096"]
+)
 INTS = st.sampled_from(["1", "2", "0", "257", "-3", "x", "64"])
-FIELDS = st.sampled_from(["vcpus", "memory-static-max", "memory-dynamic-max", "memory-dynamic-min",
-                          "memory-static-min", "memory-reservation", "name-label", "power-state", "ha-restart-priority",
-                          "order", "tags", "other-config:k", "is-a-template", "affinity", "bogus"])
+FIELDS = st.sampled_from(
+    [
+        "vcpus",
+        "memory-static-max",
+        "memory-dynamic-max",
+        "memory-dynamic-min",
+        "memory-static-min",
+        "memory-reservation",
+        "name-label",
+        "power-state",
+        "ha-restart-priority",
+        "order",
+        "tags",
+        "other-config:k",
+        "is-a-template",
+        "affinity",
+        "bogus",
+    ]
+)
 
 
 @st.composite
@@ -131,12 +157,22 @@ def command(draw):
     if kind == "pool":
         return ["pool-create", f"name-label={draw(NAMES)}"]
     if kind == "host":
-        return ["host-add", f"name-label={draw(NAMES)}", f"address=10.0.0.{draw(st.integers(1, 4))}",
-                f"cpu-count={draw(INTS)}", f"memory-total={draw(SIZES)}", "pool=p"]
+        return [
+            "host-add",
+            f"name-label={draw(NAMES)}",
+            f"address=10.0.0.{draw(st.integers(1, 4))}",
+            f"cpu-count={draw(INTS)}",
+            f"memory-total={draw(SIZES)}",
+            "pool=p",
+        ]
     if kind == "vm":
         return ["vm-create", f"name-label={draw(NAMES)}", f"memory={draw(SIZES)}", f"vcpus={draw(INTS)}"]
     if kind == "set":
-        return ["vm-param-set", f"uuid={draw(NAMES)}", f"{draw(FIELDS)}={draw(st.one_of(SIZES, INTS, NAMES))}"]
+        return [
+            "vm-param-set",
+            f"uuid={draw(NAMES)}",
+            f"{draw(FIELDS)}={draw(st.one_of(SIZES, INTS, NAMES))}",
+        ]
     if kind == "add":
         return ["vm-param-add", f"uuid={draw(NAMES)}", "param-name=other-config", f"{draw(NAMES) or 'k'}=v"]
     if kind == "remove":

@@ -44,20 +44,32 @@ def _setup(db: str) -> Runner:
     return r
 
 
-ops = st.lists(st.one_of(
-    st.tuples(st.just("create"), st.sampled_from(["thin", "thick"]), st.integers(1, 1500),
-              st.sampled_from([None, "thin", "thick-lazy", "thick-eager"])),
-    st.tuples(st.just("resize"), st.integers(0, 50), st.integers(0, 1500)),
-    st.tuples(st.just("clone"), st.integers(0, 50)),
-    st.tuples(st.just("snapshot"), st.integers(0, 50)),
-    st.tuples(st.just("copy"), st.integers(0, 50), st.sampled_from(["thin", "thick"])),
-    st.tuples(st.just("write"), st.integers(0, 50), st.integers(0, 2500)),
-    st.tuples(st.just("destroy"), st.integers(0, 50)),
-    st.tuples(st.just("attach"), st.integers(0, 50)),
-    st.tuples(st.just("vm-clone"),),
-    st.tuples(st.just("vm-snapshot"),),
-    st.tuples(st.just("vm-copy"), st.sampled_from([None, "thin", "thick"])),
-), min_size=1, max_size=14)
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("create"),
+            st.sampled_from(["thin", "thick"]),
+            st.integers(1, 1500),
+            st.sampled_from([None, "thin", "thick-lazy", "thick-eager"]),
+        ),
+        st.tuples(st.just("resize"), st.integers(0, 50), st.integers(0, 1500)),
+        st.tuples(st.just("clone"), st.integers(0, 50)),
+        st.tuples(st.just("snapshot"), st.integers(0, 50)),
+        st.tuples(st.just("copy"), st.integers(0, 50), st.sampled_from(["thin", "thick"])),
+        st.tuples(st.just("write"), st.integers(0, 50), st.integers(0, 2500)),
+        st.tuples(st.just("destroy"), st.integers(0, 50)),
+        st.tuples(st.just("attach"), st.integers(0, 50)),
+        st.tuples(
+            st.just("vm-clone"),
+        ),
+        st.tuples(
+            st.just("vm-snapshot"),
+        ),
+        st.tuples(st.just("vm-copy"), st.sampled_from([None, "thin", "thick"])),
+    ),
+    min_size=1,
+    max_size=14,
+)
 
 
 def _clone_need(d: dict, snapshot: bool) -> int:
@@ -122,8 +134,13 @@ def _apply(r: Runner, op: tuple, srs: dict, vdis: dict) -> int | None:
         return None
     d = vdis[managed[op[1] % len(managed)]]
     if kind == "attach":
-        r.run("vbd-create", "vm-uuid=v", "device=autodetect", f"vdi-uuid={d['uuid']}",
-              "mode=" + ("RO" if d["read-only"] else "RW"))
+        r.run(
+            "vbd-create",
+            "vm-uuid=v",
+            "device=autodetect",
+            f"vdi-uuid={d['uuid']}",
+            "mode=" + ("RO" if d["read-only"] else "RW"),
+        )
         return 0
     thick = d["provisioning"] != "thin"
     if kind == "resize":
@@ -172,8 +189,16 @@ def test_capacity_property(tmp_path_factory, seq):
         new_srs, new_vdis, new_vbds, new_vms = r.rows("sr"), r.rows("vdi"), r.rows("vbd"), r.rows("vm")
         _check(r, new_srs, new_vdis)
         if failed is not None:
-            assert failed.code in ("SR_FULL", "VDI_TOO_LARGE", "FIELD_READ_ONLY", "VDI_NOT_MANAGED", "VDI_READONLY",
-                                   "SR_BACKEND_FAILURE_109", "INVALID_VALUE", "INVALID_DEVICE"), failed.code
+            assert failed.code in (
+                "SR_FULL",
+                "VDI_TOO_LARGE",
+                "FIELD_READ_ONLY",
+                "VDI_NOT_MANAGED",
+                "VDI_READONLY",
+                "SR_BACKEND_FAILURE_109",
+                "INVALID_VALUE",
+                "INVALID_DEVICE",
+            ), failed.code
             # refused: nothing changed
             assert new_vdis == vdis and new_srs == srs and new_vbds == vbds and new_vms == vms
             if failed.code == "SR_FULL":

@@ -45,8 +45,14 @@ class Inv:
     def cli(self, *args: str, input: str | None = None):
         env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
         env["VMCTL_DB"] = self.db
-        p = subprocess.run([sys.executable, "-m", "vmctl", *args], capture_output=True, text=True, env=env,
-                           input=input, timeout=60)
+        p = subprocess.run(
+            [sys.executable, "-m", "vmctl", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            input=input,
+            timeout=60,
+        )
         assert "Traceback" not in p.stderr, p.stderr
         return p
 
@@ -72,43 +78,80 @@ def st(tmp_path):
     inv = Inv(str(tmp_path / "inv.db"))
     inv("pool-create", **{"name-label": "p1"})
     for i in (1, 2):
-        inv("host-add", **{"name-label": f"h{i}", "address": f"10.0.0.{i}", "cpu-count": 8,
-                           "memory-total": "64GiB", "pool": "p1"})
+        inv(
+            "host-add",
+            **{
+                "name-label": f"h{i}",
+                "address": f"10.0.0.{i}",
+                "cpu-count": 8,
+                "memory-total": "64GiB",
+                "pool": "p1",
+            },
+        )
     yield inv
     inv.store.dispose()
 
 
 # --- SRs and PBDs ---------------------------------------------------------------------------------
 def test_sr_create_shared_and_local(st):
-    nfs = st("sr-create", **{"name-label": "nfs", "type": "nfs", "physical-size": "100GiB",
-                             "device-config:server": "filer"})
+    nfs = st(
+        "sr-create",
+        **{"name-label": "nfs", "type": "nfs", "physical-size": "100GiB", "device-config:server": "filer"},
+    )
     lvm = st("sr-create", **{"name-label": "lvm", "type": "lvm", "physical-size": "50GiB", "host": "h1"})
     pbds = st("pbd-list", params="all")
     assert sorted(p["host"] for p in pbds if p["sr"] == nfs) == sorted(h["uuid"] for h in st("host-list"))
-    assert all(p["device-config"] == {"server": "filer"} and p["currently-attached"] for p in pbds if p["sr"] == nfs)
+    assert all(
+        p["device-config"] == {"server": "filer"} and p["currently-attached"] for p in pbds if p["sr"] == nfs
+    )
     assert [p["host"] for p in pbds if p["sr"] == lvm] == [st("host-list", **{"name-label": "h1"})[0]["uuid"]]
     rows = {r["name-label"]: r for r in st("sr-list", params="all")}
     assert rows["nfs"]["shared"] is True and rows["nfs"]["default-provisioning"] == "thin"
     assert rows["lvm"]["shared"] is False and rows["lvm"]["default-provisioning"] == "thick-lazy"
     assert rows["lvm"]["host"] != ""
     # a later member gets a PBD for the shared SR (host-add)
-    st("host-add", **{"name-label": "h3", "address": "10.0.0.3", "cpu-count": 8, "memory-total": "64GiB", "pool": "p1"})
+    st(
+        "host-add",
+        **{"name-label": "h3", "address": "10.0.0.3", "cpu-count": 8, "memory-total": "64GiB", "pool": "p1"},
+    )
     assert len([p for p in st("pbd-list") if p["sr"] == nfs]) == 3
     assert st("db-check") == ""
     # --may-exist: same name in the pool
-    assert st("sr-create", **{"name-label": "nfs", "type": "nfs", "physical-size": "1GiB", "--may-exist": True}) == nfs
+    assert (
+        st("sr-create", **{"name-label": "nfs", "type": "nfs", "physical-size": "1GiB", "--may-exist": True})
+        == nfs
+    )
 
 
 def test_sr_create_errors(st):
     before = st.state()
-    assert st.err("sr-create", **{"name-label": "x", "type": "lvm", "physical-size": "1GiB"}).code == "MISSING_PARAMETER"
-    e = st.err("sr-create", **{"name-label": "x", "type": "ext", "physical-size": "1GiB", "shared": "true", "host": "h1"})
+    assert (
+        st.err("sr-create", **{"name-label": "x", "type": "lvm", "physical-size": "1GiB"}).code
+        == "MISSING_PARAMETER"
+    )
+    e = st.err(
+        "sr-create",
+        **{"name-label": "x", "type": "ext", "physical-size": "1GiB", "shared": "true", "host": "h1"},
+    )
     assert e.code == "INVALID_VALUE" and _p(e) == {"name": "shared", "value": "true"}
-    assert st.err("sr-create", **{"name-label": "x", "type": "nfs", "physical-size": "0"}).code == "INVALID_VALUE"
-    assert st.err("sr-create", **{"name-label": "x", "type": "zfs", "physical-size": "1GiB"}).code == "INVALID_VALUE"
-    assert st.err("sr-create", **{"name-label": "x", "type": "nfs", "physical-size": "+1GiB"}).code == "INVALID_VALUE"
-    assert st.err("sr-create", **{"name-label": "x", "type": "nfs", "physical-size": "1GiB",
-                                  "free-space": "1"}).code == "FIELD_READ_ONLY"
+    assert (
+        st.err("sr-create", **{"name-label": "x", "type": "nfs", "physical-size": "0"}).code
+        == "INVALID_VALUE"
+    )
+    assert (
+        st.err("sr-create", **{"name-label": "x", "type": "zfs", "physical-size": "1GiB"}).code
+        == "INVALID_VALUE"
+    )
+    assert (
+        st.err("sr-create", **{"name-label": "x", "type": "nfs", "physical-size": "+1GiB"}).code
+        == "INVALID_VALUE"
+    )
+    assert (
+        st.err(
+            "sr-create", **{"name-label": "x", "type": "nfs", "physical-size": "1GiB", "free-space": "1"}
+        ).code
+        == "FIELD_READ_ONLY"
+    )
     assert st.state() == before
     p = st.cli("sr-create", "name-label=x", "type=lvm", "physical-size=1GiB")
     assert p.returncode == 1 and p.stdout == ""
@@ -118,10 +161,17 @@ def test_sr_create_errors(st):
 def test_sr_list_accounting_and_overprovisioning_warning(st):
     sr = st("sr-create", **{"name-label": "small", "type": "ext", "physical-size": "10GiB", "host": "h1"})
     st("vdi-create", **{"sr-uuid": sr, "name-label": "a", "virtual-size": "8GiB"})
-    st("vdi-create", **{"sr-uuid": sr, "name-label": "b", "virtual-size": "1GiB", "provisioning": "thick-eager"})
+    st(
+        "vdi-create",
+        **{"sr-uuid": sr, "name-label": "b", "virtual-size": "1GiB", "provisioning": "thick-eager"},
+    )
     row = st("sr-list", params="physical-utilisation,virtual-allocation,free-space,overprovisioning")[0]
-    assert row == {"physical-utilisation": GiB, "virtual-allocation": 9 * GiB, "free-space": 9 * GiB,
-                   "overprovisioning": 0.9}
+    assert row == {
+        "physical-utilisation": GiB,
+        "virtual-allocation": 9 * GiB,
+        "free-space": 9 * GiB,
+        "overprovisioning": 0.9,
+    }
     # thin creation beyond the size: allowed, with the warning on stderr (not with -q)
     p = st.cli("vdi-create", f"sr-uuid={sr}", "name-label=c", "virtual-size=3GiB")
     assert p.returncode == 0 and len(p.stdout.strip()) == 36
@@ -144,13 +194,18 @@ def test_sr_physical_size_param_set(st):
 
 
 def test_pool_default_sr_rule(st):
-    iso = st("sr-create", **{"name-label": "iso", "type": "nfs", "physical-size": "1GiB", "content-type": "iso"})
+    iso = st(
+        "sr-create", **{"name-label": "iso", "type": "nfs", "physical-size": "1GiB", "content-type": "iso"}
+    )
     user = st("sr-create", **{"name-label": "u", "type": "nfs", "physical-size": "1GiB"})
     assert st.err("pool-param-set", uuid="p1", **{"default-sr": iso}).code == "INVALID_VALUE"
     st("pool-param-set", uuid="p1", **{"default-sr": user})
     assert st.get("pool", "p1", "default-sr") == user
     st("pool-create", **{"name-label": "p2"})
-    st("host-add", **{"name-label": "h9", "address": "10.0.0.9", "cpu-count": 8, "memory-total": "64GiB", "pool": "p2"})
+    st(
+        "host-add",
+        **{"name-label": "h9", "address": "10.0.0.9", "cpu-count": 8, "memory-total": "64GiB", "pool": "p2"},
+    )
     other = st("sr-create", **{"name-label": "o", "type": "nfs", "physical-size": "1GiB", "pool": "p2"})
     assert st.err("pool-param-set", uuid="p1", **{"default-sr": other}).code == "NOT_IN_SAME_POOL"
 
@@ -227,30 +282,60 @@ def _halt(st: Inv, vm: str, state: str = "halted") -> None:
 def test_vdi_create_rules(st):
     lvm = st("sr-create", **{"name-label": "lvm", "type": "lvm", "physical-size": "3000GiB", "host": "h1"})
     ext = st("sr-create", **{"name-label": "ext", "type": "ext", "physical-size": "10GiB", "host": "h1"})
-    iso = st("sr-create", **{"name-label": "iso", "type": "nfs", "physical-size": "10GiB", "content-type": "iso"})
+    iso = st(
+        "sr-create", **{"name-label": "iso", "type": "nfs", "physical-size": "10GiB", "content-type": "iso"}
+    )
     v = st("vdi-create", **{"sr-uuid": ext, "name-label": "d", "virtual-size": "1"})
     assert st.get("vdi", v, "virtual-size") == 2 * MiB and st.get("vdi", v, "physical-utilisation") == 0
     before = st.state()
     e = st.err("vdi-create", **{"sr-uuid": lvm, "name-label": "big", "virtual-size": "2041GiB"})
     assert e.code == "VDI_TOO_LARGE" and _p(e) == {"vdi": "", "maximum": 2040 * GiB}
-    e = st.err("vdi-create", **{"sr-uuid": ext, "name-label": "big", "virtual-size": "11GiB", "provisioning": "thick-lazy"})
+    e = st.err(
+        "vdi-create",
+        **{"sr-uuid": ext, "name-label": "big", "virtual-size": "11GiB", "provisioning": "thick-lazy"},
+    )
     assert e.code == "SR_FULL" and _p(e) == {"requested": 11 * GiB, "maximum": 10 * GiB}
-    assert st.err("vdi-create", **{"sr-uuid": ext, "name-label": "x", "virtual-size": "0"}).code == "INVALID_VALUE"
-    assert st.err("vdi-create", **{"sr-uuid": ext, "name-label": "x", "virtual-size": "-1"}).code == "INVALID_VALUE"
-    assert st.err("vdi-create", **{"sr-uuid": ext, "name-label": "x", "virtual-size": "1GiB",
-                                   "provisioning": "fat"}).code == "INVALID_VALUE"
-    assert st.err("vdi-create", **{"sr-uuid": iso, "name-label": "x", "virtual-size": "1GiB"}).code == "VDI_INCOMPATIBLE_TYPE"
-    assert st.err("vdi-create", **{"sr-uuid": "nope", "name-label": "x", "virtual-size": "1GiB"}).code == "UUID_INVALID"
+    assert (
+        st.err("vdi-create", **{"sr-uuid": ext, "name-label": "x", "virtual-size": "0"}).code
+        == "INVALID_VALUE"
+    )
+    assert (
+        st.err("vdi-create", **{"sr-uuid": ext, "name-label": "x", "virtual-size": "-1"}).code
+        == "INVALID_VALUE"
+    )
+    assert (
+        st.err(
+            "vdi-create", **{"sr-uuid": ext, "name-label": "x", "virtual-size": "1GiB", "provisioning": "fat"}
+        ).code
+        == "INVALID_VALUE"
+    )
+    assert (
+        st.err("vdi-create", **{"sr-uuid": iso, "name-label": "x", "virtual-size": "1GiB"}).code
+        == "VDI_INCOMPATIBLE_TYPE"
+    )
+    assert (
+        st.err("vdi-create", **{"sr-uuid": "nope", "name-label": "x", "virtual-size": "1GiB"}).code
+        == "UUID_INVALID"
+    )
     pbd = st("pbd-list", params="all", sr=ext)[0]["uuid"]
     st("pbd-unplug", uuid=pbd)
-    assert st.err("vdi-create", **{"sr-uuid": ext, "name-label": "x", "virtual-size": "1GiB"}).code == "SR_HAS_NO_PBDS"
+    assert (
+        st.err("vdi-create", **{"sr-uuid": ext, "name-label": "x", "virtual-size": "1GiB"}).code
+        == "SR_HAS_NO_PBDS"
+    )
     st("pbd-plug", uuid=pbd)
     after = st.state()
     assert after["vdi"] == before["vdi"] and after["sr"] == before["sr"]
     t = st("vdi-create", **{"sr-uuid": lvm, "name-label": "t", "virtual-size": "2040GiB"})
     assert st.get("vdi", t, "physical-utilisation") == 2040 * GiB
-    assert st("vdi-create", **{"sr-uuid": ext, "name-label": "d", "virtual-size": "5GiB", "--may-exist": True}) == v
-    iv = st("vdi-create", **{"sr-uuid": iso, "name-label": "cd", "virtual-size": "1GiB", "type": "iso", "read-only": "true"})
+    assert (
+        st("vdi-create", **{"sr-uuid": ext, "name-label": "d", "virtual-size": "5GiB", "--may-exist": True})
+        == v
+    )
+    iv = st(
+        "vdi-create",
+        **{"sr-uuid": iso, "name-label": "cd", "virtual-size": "1GiB", "type": "iso", "read-only": "true"},
+    )
     assert st.get("vdi", iv, "read-only") is True
 
 
@@ -262,8 +347,14 @@ def disks(st):
     vm = st("vm-create", **{"name-label": "v"})
     a = st("vm-disk-add", vm=vm, **{"disk-size": "4GiB", "sr-uuid": ext})
     b = st("vm-disk-add", vm=vm, **{"disk-size": "4GiB", "sr-uuid": lvm})
-    return {"ext": ext, "lvm": lvm, "vm": vm, "a": a, "b": b,
-            "h1": st("host-list", **{"name-label": "h1"})[0]["uuid"]}
+    return {
+        "ext": ext,
+        "lvm": lvm,
+        "vm": vm,
+        "a": a,
+        "b": b,
+        "h1": st("host-list", **{"name-label": "h1"})[0]["uuid"],
+    }
 
 
 def test_vdi_resize_grow(st, disks):
@@ -313,8 +404,11 @@ def test_vdi_resize_refusals_change_nothing(st, disks):
     from vmctl.store.txn import Store
 
     s = Store(st.db)
-    s.run(lambda txn: txn.update("vm", vm, {"power-state": "suspended"}), True,
-          finish=lambda txn: s.append_journal(txn, "test"))
+    s.run(
+        lambda txn: txn.update("vm", vm, {"power-state": "suspended"}),
+        True,
+        finish=lambda txn: s.append_journal(txn, "test"),
+    )
     s.dispose()
     before = st.state()
     refused(a, "+1GiB", "VDI_IN_USE", online="true")
@@ -429,7 +523,10 @@ def test_vbd_create_check_order(st, disks):
     assert e.code == "INVALID_DEVICE"
     e = st.err("vbd-create", **{"vm-uuid": vm, "device": "0", "vdi-uuid": ro})
     assert e.code == "DEVICE_ALREADY_EXISTS" and _p(e) == {"device": 0}
-    assert st.err("vbd-create", **{"vm-uuid": vm, "device": "5", "type": "cd", "mode": "RW"}).code == "VBD_CDS_MUST_BE_READONLY"
+    assert (
+        st.err("vbd-create", **{"vm-uuid": vm, "device": "5", "type": "cd", "mode": "RW"}).code
+        == "VBD_CDS_MUST_BE_READONLY"
+    )
     e = st.err("vbd-create", **{"vm-uuid": vm, "device": "5"})
     assert e.code == "MISSING_PARAMETER" and _p(e) == {"name": "vdi-uuid"}
     assert st.err("vbd-create", **{"vm-uuid": vm, "device": "5", "vdi-uuid": ro}).code == "VDI_READONLY"
@@ -437,11 +534,18 @@ def test_vbd_create_check_order(st, disks):
     e = st.err("vbd-create", **{"vm-uuid": vm, "device": "5", "vdi-uuid": base, "mode": "RO"})
     assert e.code == "VDI_NOT_MANAGED"
     cd = st("vbd-create", **{"vm-uuid": vm, "device": "autodetect", "type": "cd"})
-    assert st.get("vbd", cd, "device") == 2 and st.get("vbd", cd, "mode") == "RO" and st.get("vbd", cd, "vdi") == ""
+    assert (
+        st.get("vbd", cd, "device") == 2
+        and st.get("vbd", cd, "mode") == "RO"
+        and st.get("vbd", cd, "vdi") == ""
+    )
     r = st("vbd-create", **{"vm-uuid": vm, "device": "3", "vdi-uuid": ro, "mode": "RO"})
     assert st("vbd-create", **{"vm-uuid": vm, "device": "3", "vdi-uuid": ro, "--may-exist": True}) == r
     snap = st("vm-snapshot", vm=vm, **{"new-name-label": "s"})
-    assert st.err("vbd-create", **{"vm-uuid": snap, "device": "9", "vdi-uuid": ro, "mode": "RO"}).code == "VM_IS_SNAPSHOT"
+    assert (
+        st.err("vbd-create", **{"vm-uuid": snap, "device": "9", "vdi-uuid": ro, "mode": "RO"}).code
+        == "VM_IS_SNAPSHOT"
+    )
 
 
 def test_lifecycle_hooks_plug_unplug_destroy(st, disks):
@@ -478,8 +582,11 @@ def test_lifecycle_hooks_plug_unplug_destroy(st, disks):
     from vmctl.store.txn import Store
 
     s = Store(st.db)
-    s.run(lambda txn: txn.update("pbd", pbd, {"currently-attached": False}), True,
-          finish=lambda txn: s.append_journal(txn, "test"))
+    s.run(
+        lambda txn: txn.update("pbd", pbd, {"currently-attached": False}),
+        True,
+        finish=lambda txn: s.append_journal(txn, "test"),
+    )
     s.dispose()
     e = st.err("vbd-plug", uuid=disk)
     assert e.code == "VM_REQUIRES_SR" and _p(e) == {"vm": vm, "sr": disks["ext"]}
@@ -564,8 +671,14 @@ def test_sr_forget_scan_dry_run_and_selectors(st):
     # vm-snapshot selects VMs like the other selector commands
     for name in ("a", "b"):
         vm = st("vm-create", **{"name-label": name})
-        st("vbd-create", **{"vm-uuid": vm, "device": "0", "vdi-uuid": st(
-            "vdi-create", **{"sr-uuid": sr, "name-label": name, "virtual-size": "1GiB"})})
+        st(
+            "vbd-create",
+            **{
+                "vm-uuid": vm,
+                "device": "0",
+                "vdi-uuid": st("vdi-create", **{"sr-uuid": sr, "name-label": name, "virtual-size": "1GiB"}),
+            },
+        )
     p = st.cli("vm-snapshot", "power-state=halted", "new-name-label=x")
     assert p.returncode == 1 and p.stderr.startswith("vmctl: MULTIPLE_MATCHES:")
     p = st.cli("vm-snapshot", "power-state=halted", "new-name-label=x", "--multiple")
@@ -584,17 +697,23 @@ def test_param_set_physical_utilisation_with_other_fields(st):
     after the plain fields of the same command; a refusal takes the whole command back."""
     sr = st("sr-create", **{"name-label": "nfs", "type": "nfs", "physical-size": "100GiB", "shared": "true"})
     thin = st("vdi-create", **{"sr-uuid": sr, "name-label": "thin", "virtual-size": "8GiB"})
-    thick = st("vdi-create", **{"sr-uuid": sr, "name-label": "thick", "virtual-size": "1GiB",
-                                "provisioning": "thick-eager"})
+    thick = st(
+        "vdi-create",
+        **{"sr-uuid": sr, "name-label": "thick", "virtual-size": "1GiB", "provisioning": "thick-eager"},
+    )
     st("vdi-param-set", uuid=thin, **{"name-label": "written", "physical-utilisation": "1GiB"})
     st("vdi-param-set", uuid=thin, **{"physical-utilisation": "2GiB"})
     assert st.get("vdi", thin, "name-label") == "written"
     assert st.get("vdi", thin, "physical-utilisation") == 2 * GiB
     before = st.state()
-    assert st.err("vdi-param-set", uuid=thick, **{"name-label": "x", "physical-utilisation": "1"}).code == \
-        "FIELD_READ_ONLY"
-    assert st.err("vdi-param-set", uuid=thin, **{"name-label": "x", "physical-utilisation": "9GiB"}).code == \
-        "INVALID_VALUE"
+    assert (
+        st.err("vdi-param-set", uuid=thick, **{"name-label": "x", "physical-utilisation": "1"}).code
+        == "FIELD_READ_ONLY"
+    )
+    assert (
+        st.err("vdi-param-set", uuid=thin, **{"name-label": "x", "physical-utilisation": "9GiB"}).code
+        == "INVALID_VALUE"
+    )
     assert st.err("vdi-param-set", uuid=thin, **{"physical-utilisation": "lots"}).code == "FIELD_TYPE_ERROR"
     assert st.err("vdi-param-set", uuid=thin, **{"virtual-size": "1"}).code == "FIELD_READ_ONLY"
     assert st.state() == before

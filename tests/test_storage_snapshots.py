@@ -18,7 +18,10 @@ def vmd(tmp_path):
     thick disk (device 1), an empty CD (device 3) and a VIF."""
     st = Inv(str(tmp_path / "inv.db"))
     st("pool-create", **{"name-label": "p1"})
-    st("host-add", **{"name-label": "h1", "address": "10.0.0.1", "cpu-count": 8, "memory-total": "64GiB", "pool": "p1"})
+    st(
+        "host-add",
+        **{"name-label": "h1", "address": "10.0.0.1", "cpu-count": 8, "memory-total": "64GiB", "pool": "p1"},
+    )
     ext = st("sr-create", **{"name-label": "ext", "type": "nfs", "physical-size": "100GiB"})
     lvm = st("sr-create", **{"name-label": "lvm", "type": "lvm", "physical-size": "40GiB", "host": "h1"})
     st("pool-param-set", uuid="p1", **{"default-sr": ext})
@@ -59,7 +62,12 @@ def test_vm_snapshot_record(vmd):
     assert sorted(vb) == [0, 1, 3] and vb[3]["vdi"] == "" and vb[3]["type"] == "cd"
     for dev, src in ((0, d["a"]), (1, d["b"])):
         sv = st("vdi-param-list", uuid=vb[dev]["vdi"])
-        assert sv["is-a-snapshot"] and sv["read-only"] and sv["snapshot-of"] == src and sv["physical-utilisation"] == 0
+        assert (
+            sv["is-a-snapshot"]
+            and sv["read-only"]
+            and sv["snapshot-of"] == src
+            and sv["physical-utilisation"] == 0
+        )
         assert vb[dev]["other-config"] == {"owner": "true"}
     assert [v["mac"] for v in st("vif-list", params="mac", vm=s)] == [mac]
     assert st("snapshot-list", params="uuid") == [{"uuid": s}]
@@ -83,8 +91,12 @@ def test_revert_restores_disks_and_config(vmd):
     # change everything after the snapshot
     st("vdi-param-set", uuid=a, **{"physical-utilisation": "3GiB"})
     st("vdi-resize", uuid=a, **{"disk-size": "+2GiB"})
-    st("vm-param-set", uuid=vm, vcpus=4, **{"memory-static-max": "4GiB", "memory-dynamic-max": "4GiB",
-                                            "other-config:k": "v"})
+    st(
+        "vm-param-set",
+        uuid=vm,
+        vcpus=4,
+        **{"memory-static-max": "4GiB", "memory-dynamic-max": "4GiB", "other-config:k": "v"},
+    )
     extra = st("vm-disk-add", vm=vm, **{"disk-size": "1GiB", "device": "5"})
     st("snapshot-revert", **{"snapshot-uuid": s1})
     row = st("vm-param-list", uuid=vm)
@@ -171,7 +183,11 @@ def test_checkpoint_and_revert_to_it(vmd):
     row = st("vm-param-list", uuid=c)
     assert row["power-state"] == "suspended" and row["suspend-vdi"] and row["resident-on"] == ""
     image = st("vdi-param-list", uuid=row["suspend-vdi"])
-    assert image["type"] == "suspend" and image["virtual-size"] == 2 * GiB and image["physical-utilisation"] == 2 * GiB
+    assert (
+        image["type"] == "suspend"
+        and image["virtual-size"] == 2 * GiB
+        and image["physical-utilisation"] == 2 * GiB
+    )
     assert st("db-check") == ""
     st("snapshot-revert", uuid=c)  # hard-shuts-down the running VM first
     row = st("vm-param-list", uuid=vm)
@@ -217,8 +233,11 @@ def test_vm_clone_and_copy(vmd):
             vdi = st("vdi-param-list", uuid=b["vdi"])
             assert vdi["sr"] == d["ext"] and vdi["parent"] == "" and not vdi["read-only"]
     # copy keeps provisioning: the thick disk stays thick on the nfs SR
-    assert sorted(st("vdi-param-get", uuid=b["vdi"], **{"param-name": "provisioning"})
-                  for b in _vbds(st, t).values() if b["vdi"]) == ["thick-lazy", "thin"]
+    assert sorted(
+        st("vdi-param-get", uuid=b["vdi"], **{"param-name": "provisioning"})
+        for b in _vbds(st, t).values()
+        if b["vdi"]
+    ) == ["thick-lazy", "thin"]
     # --explain reports the bytes the copy moves (thin: written bytes; thick: the size)
     st("vdi-param-set", uuid=d["a"], **{"physical-utilisation": "1GiB"})
     p = st.cli("vm-copy", "vm=v", "new-name-label=e", "--explain")
@@ -228,7 +247,9 @@ def test_vm_clone_and_copy(vmd):
 
 def test_vm_copy_and_clone_refusals(vmd):
     st, d = vmd
-    iso = st("sr-create", **{"name-label": "iso", "type": "nfs", "physical-size": "10GiB", "content-type": "iso"})
+    iso = st(
+        "sr-create", **{"name-label": "iso", "type": "nfs", "physical-size": "10GiB", "content-type": "iso"}
+    )
     before = st.state()
     e = st.err("vm-copy", vm="v", **{"new-name-label": "x", "sr-uuid": iso})
     assert e.code == "OPERATION_NOT_ALLOWED" and _p(e) == {"reason": "ISO SR cannot hold VM disks"}
@@ -243,7 +264,11 @@ def test_vm_copy_and_clone_refusals(vmd):
     _make_running(st, d["vm"], d["h1"])
     before = st.state()
     e = st.err("vm-clone", vm="v", **{"new-name-label": "x"})
-    assert e.code == "VM_BAD_POWER_STATE" and _p(e) == {"vm": d["vm"], "expected": "halted", "actual": "running"}
+    assert e.code == "VM_BAD_POWER_STATE" and _p(e) == {
+        "vm": d["vm"],
+        "expected": "halted",
+        "actual": "running",
+    }
     assert st.err("vm-copy", vm="v", **{"new-name-label": "x"}).code == "VM_BAD_POWER_STATE"
     assert st.state() == before
     _halt(st, d["vm"])
@@ -293,18 +318,30 @@ def test_vm_copy_sql_statements_do_not_grow_with_disk_size(tmp_path):
     for size in ("1GiB", "1TiB"):
         st = Inv(str(tmp_path / f"{size}.db"))
         st("pool-create", **{"name-label": "p1"})
-        st("host-add", **{"name-label": "h1", "address": "10.0.0.1", "cpu-count": 8, "memory-total": "64GiB",
-                          "pool": "p1"})
+        st(
+            "host-add",
+            **{
+                "name-label": "h1",
+                "address": "10.0.0.1",
+                "cpu-count": 8,
+                "memory-total": "64GiB",
+                "pool": "p1",
+            },
+        )
         sr = st("sr-create", **{"name-label": "s", "type": "nfs", "physical-size": "100TiB"})
         vm = st("vm-create", **{"name-label": "v"})
         for _ in range(4):
-            v = st("vdi-create", **{"sr-uuid": sr, "name-label": "d", "virtual-size": size,
-                                    "provisioning": "thick-eager"})
+            v = st(
+                "vdi-create",
+                **{"sr-uuid": sr, "name-label": "d", "virtual-size": size, "provisioning": "thick-eager"},
+            )
             st("vbd-create", **{"vm-uuid": vm, "device": "autodetect", "vdi-uuid": v})
         st.store.dispose()
         store = Store(st.db)
         n = [0]
-        sa.event.listen(store.engine, "before_cursor_execute", lambda *a, n=n, **k: n.__setitem__(0, n[0] + 1))
+        sa.event.listen(
+            store.engine, "before_cursor_execute", lambda *a, n=n, **k: n.__setitem__(0, n[0] + 1)
+        )
         b = bind(lookup("vm-copy"), Segment(name="vm-copy", args=["vm=v", "new-name-label=c"]))
         Executor(Options(db=st.db), "test").run([b], store=store)
         store.dispose()

@@ -50,13 +50,36 @@ class Env:
         if not Env._base:
             base = str(tmp_path / "base.db")
             r = vmctl.open(base).run
-            Env._base.update(db=base, data=None, ids=(
-                r("pool-create", **{"name-label": "p1"}),
-                r("host-add", **{"name-label": "h1", "address": "10.0.0.1", "cpu-count": 8,
-                                 "memory-total": "64GiB", "pool": "p1", "pifs": "eth0,eth1,eth2,eth3"}),
-                r("host-add", **{"name-label": "h2", "address": "10.0.0.2", "cpu-count": 8,
-                                 "memory-total": "64GiB", "pool": "p1", "pifs": "eth0,eth1"}),
-                r("network-create", **{"name-label": "n1"})))
+            Env._base.update(
+                db=base,
+                data=None,
+                ids=(
+                    r("pool-create", **{"name-label": "p1"}),
+                    r(
+                        "host-add",
+                        **{
+                            "name-label": "h1",
+                            "address": "10.0.0.1",
+                            "cpu-count": 8,
+                            "memory-total": "64GiB",
+                            "pool": "p1",
+                            "pifs": "eth0,eth1,eth2,eth3",
+                        },
+                    ),
+                    r(
+                        "host-add",
+                        **{
+                            "name-label": "h2",
+                            "address": "10.0.0.2",
+                            "cpu-count": 8,
+                            "memory-total": "64GiB",
+                            "pool": "p1",
+                            "pifs": "eth0,eth1",
+                        },
+                    ),
+                    r("network-create", **{"name-label": "n1"}),
+                ),
+            )
             with open(base, "rb") as f:
                 Env._base["data"] = f.read()
         with open(self.db, "wb") as f:
@@ -66,8 +89,9 @@ class Env:
 
     def run(self, *args, input=None):
         self.flush()
-        return subprocess.run(VMCTL + list(args), capture_output=True, text=True, env=self._env(), input=input,
-                              timeout=60)
+        return subprocess.run(
+            VMCTL + list(args), capture_output=True, text=True, env=self._env(), input=input, timeout=60
+        )
 
     def ok(self, *args) -> str:
         """A command that must succeed, in-process; its stdout-like result as text."""
@@ -108,8 +132,14 @@ class Env:
                 assert str(got.get(k)) == str(v), (args, k, got)
         if batched:
             items = "".join(f"- {json.dumps(shlex.join(a))}\n" for _c, a, _p in batched)
-            p = subprocess.run(VMCTL + ["-f", "json", "batch", "--continue-on-error", "-"], capture_output=True,
-                               text=True, env=self._env(), input=items, timeout=120)
+            p = subprocess.run(
+                VMCTL + ["-f", "json", "batch", "--continue-on-error", "-"],
+                capture_output=True,
+                text=True,
+                env=self._env(),
+                input=items,
+                timeout=120,
+            )
             assert p.returncode == 1, (p.stdout, p.stderr)
             assert "Traceback" not in p.stderr
             out = json.loads(p.stdout)
@@ -159,6 +189,7 @@ class Env:
             v = txn.resolve_one("vm", vm)
             txn.update("vm", v["uuid"], {"power-state": "running", "resident-on": host, "domid": domid})
             lifecycle.became_resident(txn, txn.get("vm", v["uuid"]), host)
+
         Store(self.db).run(fn, write=True)
 
     def stop(self, vm: str) -> None:
@@ -168,6 +199,7 @@ class Env:
             v = txn.resolve_one("vm", vm)
             lifecycle.leaving_host(txn, v, v["resident-on"])
             txn.update("vm", v["uuid"], {"power-state": "halted", "resident-on": "", "domid": -1})
+
         Store(self.db).run(fn, write=True)
 
     @classmethod
@@ -212,10 +244,17 @@ def test_network_create_makes_bridges_everywhere(env):
     assert env.get("network", n3, "managed") is False
 
 
-@pytest.mark.parametrize("bridge", ["xenbr9", "xapi7", "vif1", "tap0", "eth5", "a" * 16, "bad/name", "brü", ""])
+@pytest.mark.parametrize(
+    "bridge", ["xenbr9", "xapi7", "vif1", "tap0", "eth5", "a" * 16, "bad/name", "brü", ""]
+)
 def test_network_create_bad_bridge_names(env, bridge):
-    env.fails("INVALID_VALUE", "network-create", "name-label=x", f"bridge={bridge}",
-              params={"name": "bridge", "value": bridge})
+    env.fails(
+        "INVALID_VALUE",
+        "network-create",
+        "name-label=x",
+        f"bridge={bridge}",
+        params={"name": "bridge", "value": bridge},
+    )
 
 
 def test_network_create_errors(env):
@@ -225,10 +264,17 @@ def test_network_create_errors(env):
     env.fails("FIELD_READ_ONLY", "network-create", "name-label=x", "tunnel-key=3")
     env.fails("UUID_INVALID", "network-create", "name-label=x", "pool=nope")
     env.inv.run("network-create", **{"name-label": "a", "bridge": "br-a"})
-    env.fails("BRIDGE_NAME_EXISTS", "network-create", "name-label=x", "bridge=br-a", params={"bridge": "br-a"})
+    env.fails(
+        "BRIDGE_NAME_EXISTS", "network-create", "name-label=x", "bridge=br-a", params={"bridge": "br-a"}
+    )
     env.ovs("h2", "add-port", "xenbr0", "brq")
-    env.fails("BRIDGE_NAME_EXISTS", "network-create", "name-label=x", "bridge=brq",
-              params={"bridge": "brq", "host": f"{env.h2} (h2)"})
+    env.fails(
+        "BRIDGE_NAME_EXISTS",
+        "network-create",
+        "name-label=x",
+        "bridge=brq",
+        params={"bridge": "brq", "host": f"{env.h2} (h2)"},
+    )
     # a real bridge of that name on a host is kept, with its ports
     env.ovs("h1", "add-br", "brk")
     env.ovs("h1", "add-port", "brk", "p9")
@@ -295,11 +341,23 @@ def test_ovs_del_br_detaches_pif(env):
 
 def test_pif_reconfigure_ip(env):
     eth0, eth1 = env.pif(env.h1, "eth0"), env.pif(env.h1, "eth1")
-    env.ok("pif-reconfigure-ip", f"uuid={eth1}", "mode=static", "IP=192.168.1.5", "netmask=24",
-           "gateway=192.168.1.1", "DNS=8.8.8.8,1.1.1.1")
+    env.ok(
+        "pif-reconfigure-ip",
+        f"uuid={eth1}",
+        "mode=static",
+        "IP=192.168.1.5",
+        "netmask=24",
+        "gateway=192.168.1.1",
+        "DNS=8.8.8.8,1.1.1.1",
+    )
     row = env.inv.run("pif-param-list", uuid=eth1)
     assert (row["ip-configuration-mode"], row["ip"], row["netmask"], row["gateway"], row["dns"]) == (
-        "static", "192.168.1.5", "255.255.255.0", "192.168.1.1", "8.8.8.8,1.1.1.1")
+        "static",
+        "192.168.1.5",
+        "255.255.255.0",
+        "192.168.1.1",
+        "8.8.8.8,1.1.1.1",
+    )
     env.ok("pif-reconfigure-ip", f"uuid={eth1}", "mode=dhcp")
     assert env.get("pif", eth1, "ip") == ""
     env.fails("INVALID_VALUE", "pif-reconfigure-ip", f"uuid={eth1}", "mode=static", "IP=300.1.1.1")
@@ -316,12 +374,23 @@ def test_vlan_create_checks_in_order(env):
     env.inv.run("pool-create", **{"name-label": "p2"})
     other = env.inv.run("network-create", **{"name-label": "o", "pool": "p2"})
     env.fails("NOT_IN_SAME_POOL", "vlan-create", f"pif-uuid={eth1}", "vlan=10", f"network-uuid={other}")
-    env.fails("NETWORK_ALREADY_CONNECTED", "vlan-create", f"pif-uuid={eth1}", "vlan=10",
-              f"network-uuid={env.net('xenbr2')}", params={"pif": eth2})
+    env.fails(
+        "NETWORK_ALREADY_CONNECTED",
+        "vlan-create",
+        f"pif-uuid={eth1}",
+        "vlan=10",
+        f"network-uuid={env.net('xenbr2')}",
+        params={"pif": eth2},
+    )
     bn = env.inv.run("network-create", **{"name-label": "bn", "pool": "p1"})
     env.inv.run("bond-create", **{"network-uuid": bn, "pif-uuids": f"{eth2},{eth3}"})
-    env.fails("CANNOT_ADD_VLAN_TO_BOND_SLAVE", "vlan-create", f"pif-uuid={eth2}", "vlan=10",
-              f"network-uuid={env.n1}")
+    env.fails(
+        "CANNOT_ADD_VLAN_TO_BOND_SLAVE",
+        "vlan-create",
+        f"pif-uuid={eth2}",
+        "vlan=10",
+        f"network-uuid={env.n1}",
+    )
     vp = env.ok("vlan-create", f"pif-uuid={eth1}", "vlan=10", f"network-uuid={env.n1}").strip()
     n4 = env.inv.run("network-create", **{"name-label": "n4", "pool": "p1"})
     env.fails("PIF_IS_VLAN", "vlan-create", f"pif-uuid={vp}", "vlan=11", f"network-uuid={n4}")
@@ -330,11 +399,26 @@ def test_vlan_create_checks_in_order(env):
     access = env.inv.run("tunnel-param-get", uuid=t, **{"param-name": "access-pif"})
     env.fails("IS_TUNNEL_ACCESS_PIF", "vlan-create", f"pif-uuid={access}", "vlan=11", f"network-uuid={n4}")
     for bad in ("4095", "-1", "x", "1.5"):
-        env.fails("VLAN_TAG_INVALID", "vlan-create", f"pif-uuid={eth1}", f"vlan={bad}", f"network-uuid={n4}",
-                  params={"tag": bad})
-    env.fails("PIF_VLAN_EXISTS", "vlan-create", f"pif-uuid={eth1}", "vlan=10", f"network-uuid={n4}",
-              params={"device": "eth1"})
-    assert env.ok("vlan-create", f"pif-uuid={eth1}", "vlan=10", f"network-uuid={n4}", "--may-exist").strip() == vp
+        env.fails(
+            "VLAN_TAG_INVALID",
+            "vlan-create",
+            f"pif-uuid={eth1}",
+            f"vlan={bad}",
+            f"network-uuid={n4}",
+            params={"tag": bad},
+        )
+    env.fails(
+        "PIF_VLAN_EXISTS",
+        "vlan-create",
+        f"pif-uuid={eth1}",
+        "vlan=10",
+        f"network-uuid={n4}",
+        params={"device": "eth1"},
+    )
+    assert (
+        env.ok("vlan-create", f"pif-uuid={eth1}", "vlan=10", f"network-uuid={n4}", "--may-exist").strip()
+        == vp
+    )
     env.fails("UUID_INVALID", "vlan-create", "pif-uuid=nope", "vlan=10", f"network-uuid={n4}")
 
 
@@ -368,8 +452,16 @@ def test_vlan_fake_bridge_and_destroy(env):
 
 def test_vlan_destroy_management_refused(tmp_path):
     env = Env.bare(str(tmp_path / "m.db"))
-    env.inv.run("host-add", **{"name-label": "h", "address": "10.1.1.1", "cpu-count": 4, "memory-total": "8GiB",
-                               "management-vlan": 7})
+    env.inv.run(
+        "host-add",
+        **{
+            "name-label": "h",
+            "address": "10.1.1.1",
+            "cpu-count": 4,
+            "memory-total": "8GiB",
+            "management-vlan": 7,
+        },
+    )
     vl = env.inv.run("vlan-list", params="uuid")[0]["uuid"]
     env.fails("PIF_IS_MANAGEMENT_INTERFACE", "vlan-destroy", f"uuid={vl}")
     env.flush()
@@ -393,28 +485,72 @@ def test_pool_vlan_create(env):
 def test_bond_create_checks(env):
     e = {d: env.pif(env.h1, d) for d in ("eth0", "eth1", "eth2", "eth3")}
     bn = env.ok("network-create", "name-label=bn").strip()
-    env.fails("INVALID_VALUE", "bond-create", f"network-uuid={bn}", "pif-uuids=a,b,c,d,e", params={"name": "pif-uuids"})
-    env.fails("INVALID_VALUE", "bond-create", f"network-uuid={bn}", f"pif-uuids={e['eth2']},{e['eth3']}", "mode=rr")
+    env.fails(
+        "INVALID_VALUE",
+        "bond-create",
+        f"network-uuid={bn}",
+        "pif-uuids=a,b,c,d,e",
+        params={"name": "pif-uuids"},
+    )
+    env.fails(
+        "INVALID_VALUE", "bond-create", f"network-uuid={bn}", f"pif-uuids={e['eth2']},{e['eth3']}", "mode=rr"
+    )
     env.fails("UUID_INVALID", "bond-create", f"network-uuid={bn}", "pif-uuids=nope,nope2")
     env.fails("PIF_BOND_NEEDS_MORE_MEMBERS", "bond-create", f"network-uuid={bn}", f"pif-uuids={e['eth2']}")
-    env.fails("PIF_CANNOT_BOND_CROSS_HOST", "bond-create", f"network-uuid={bn}",
-              f"pif-uuids={e['eth2']},{env.pif(env.h2, 'eth1')}")
+    env.fails(
+        "PIF_CANNOT_BOND_CROSS_HOST",
+        "bond-create",
+        f"network-uuid={bn}",
+        f"pif-uuids={e['eth2']},{env.pif(env.h2, 'eth1')}",
+    )
     vp = env.inv.run("vlan-create", **{"pif-uuid": e["eth1"], "vlan": 5, "network-uuid": env.n1})
-    env.fails("PIF_IS_NOT_PHYSICAL", "bond-create", f"network-uuid={bn}", f"pif-uuids={e['eth2']},{vp}",
-              params={"pif": vp})
-    env.fails("PIF_VLAN_STILL_EXISTS", "bond-create", f"network-uuid={bn}", f"pif-uuids={e['eth2']},{e['eth1']}",
-              params={"pif": e["eth1"]})
+    env.fails(
+        "PIF_IS_NOT_PHYSICAL",
+        "bond-create",
+        f"network-uuid={bn}",
+        f"pif-uuids={e['eth2']},{vp}",
+        params={"pif": vp},
+    )
+    env.fails(
+        "PIF_VLAN_STILL_EXISTS",
+        "bond-create",
+        f"network-uuid={bn}",
+        f"pif-uuids={e['eth2']},{e['eth1']}",
+        params={"pif": e["eth1"]},
+    )
     un = env.ok("network-create", "name-label=u", "bridge=bru", "managed=false").strip()
     env.fails("NETWORK_UNMANAGED", "bond-create", f"network-uuid={un}", f"pif-uuids={e['eth2']},{e['eth3']}")
-    env.fails("NETWORK_ALREADY_CONNECTED", "bond-create", f"network-uuid={env.net('xenbr2')}",
-              f"pif-uuids={e['eth2']},{e['eth3']}")
+    env.fails(
+        "NETWORK_ALREADY_CONNECTED",
+        "bond-create",
+        f"network-uuid={env.net('xenbr2')}",
+        f"pif-uuids={e['eth2']},{e['eth3']}",
+    )
     env.inv.run("pif-reconfigure-ip", uuid=e["eth3"], mode="dhcp")
-    env.fails("PIF_BOND_MORE_THAN_ONE_IP", "bond-create", f"network-uuid={bn}", f"pif-uuids={e['eth0']},{e['eth3']}")
-    env.fails("MAC_INVALID", "bond-create", f"network-uuid={bn}", f"pif-uuids={e['eth2']},{e['eth3']}", "mac=01:00:00:00:00:01")
+    env.fails(
+        "PIF_BOND_MORE_THAN_ONE_IP", "bond-create", f"network-uuid={bn}", f"pif-uuids={e['eth0']},{e['eth3']}"
+    )
+    env.fails(
+        "MAC_INVALID",
+        "bond-create",
+        f"network-uuid={bn}",
+        f"pif-uuids={e['eth2']},{e['eth3']}",
+        "mac=01:00:00:00:00:01",
+    )
     b = env.ok("bond-create", f"network-uuid={bn}", f"pif-uuids={e['eth2']},{e['eth3']}").strip()
-    env.fails("PIF_ALREADY_BONDED", "bond-create", f"network-uuid={env.n1}", f"pif-uuids={e['eth0']},{e['eth3']}",
-              params={"pif": e["eth3"]})
-    assert env.ok("bond-create", f"network-uuid={bn}", f"pif-uuids={e['eth2']},{e['eth3']}", "--may-exist").strip() == b
+    env.fails(
+        "PIF_ALREADY_BONDED",
+        "bond-create",
+        f"network-uuid={env.n1}",
+        f"pif-uuids={e['eth0']},{e['eth3']}",
+        params={"pif": e["eth3"]},
+    )
+    assert (
+        env.ok(
+            "bond-create", f"network-uuid={bn}", f"pif-uuids={e['eth2']},{e['eth3']}", "--may-exist"
+        ).strip()
+        == b
+    )
 
 
 def test_bond_ports_and_destroy(env):
@@ -445,7 +581,10 @@ def test_bond_ports_and_destroy(env):
     assert env.ovs("h1", "get", "port", "bond1", "bond_mode") == "balance-slb\n"
     env.ok("bond-destroy", f"uuid={b}")
     assert env.ovs("h1", "list-ports", "xapi1") == ""
-    assert env.ovs("h1", "list-ports", "xenbr0") == "eth0\n" and env.ovs("h1", "list-ports", "xenbr2") == "eth2\n"
+    assert (
+        env.ovs("h1", "list-ports", "xenbr0") == "eth0\n"
+        and env.ovs("h1", "list-ports", "xenbr2") == "eth2\n"
+    )
     assert env.get("pif", e["eth0"], "management") is True and env.get("pif", e["eth0"], "ip") == "10.0.0.1"
     assert env.problems() == []
     env.ok("bond-destroy", f"uuid={b}", "--if-exists")
@@ -455,26 +594,42 @@ def test_bond_ports_and_destroy(env):
 # --- tunnels --------------------------------------------------------------------------------------------
 def test_tunnels(env):
     tn = env.ok("network-create", "name-label=tn").strip()
-    t1 = env.ok("tunnel-create", f"pif-uuid={env.pif(env.h1, 'eth0')}", f"network-uuid={tn}", "protocol=vxlan").strip()
+    t1 = env.ok(
+        "tunnel-create", f"pif-uuid={env.pif(env.h1, 'eth0')}", f"network-uuid={tn}", "protocol=vxlan"
+    ).strip()
     assert env.get("network", tn, "tunnel-key") == 1
     access = env.get("tunnel", t1, "access-pif")
     assert env.get("pif", access, "device") == "tunnel0"
     assert env.ovs("h1", "list-ports", "xapi1") == ""  # no peer yet
-    env.fails("NETWORK_INCOMPATIBLE_WITH_TUNNEL", "tunnel-create", f"pif-uuid={env.pif(env.h2, 'eth0')}",
-              f"network-uuid={tn}", "protocol=gre")
-    env.fails("TRANSPORT_PIF_NOT_CONFIGURED", "tunnel-create", f"pif-uuid={env.pif(env.h2, 'eth1')}",
-              f"network-uuid={tn}")
+    env.fails(
+        "NETWORK_INCOMPATIBLE_WITH_TUNNEL",
+        "tunnel-create",
+        f"pif-uuid={env.pif(env.h2, 'eth0')}",
+        f"network-uuid={tn}",
+        "protocol=gre",
+    )
+    env.fails(
+        "TRANSPORT_PIF_NOT_CONFIGURED",
+        "tunnel-create",
+        f"pif-uuid={env.pif(env.h2, 'eth1')}",
+        f"network-uuid={tn}",
+    )
     env.fails("IS_TUNNEL_ACCESS_PIF", "tunnel-create", f"pif-uuid={access}", f"network-uuid={tn}")
-    t2 = env.ok("tunnel-create", f"pif-uuid={env.pif(env.h2, 'eth0')}", f"network-uuid={tn}",
-                "protocol=vxlan").strip()
+    t2 = env.ok(
+        "tunnel-create", f"pif-uuid={env.pif(env.h2, 'eth0')}", f"network-uuid={tn}", "protocol=vxlan"
+    ).strip()
     p1, p2 = f"vxlan-{env.h2.replace('-', '')[:8]}", f"vxlan-{env.h1.replace('-', '')[:8]}"
     assert env.ovs("h1", "list-ports", "xapi1") == p1 + "\n"
     assert env.ovs("h2", "list-ports", "xapi1") == p2 + "\n"
     assert env.ovs("h1", "get", "interface", p1, "type") == "vxlan\n"
     assert env.ovs("h1", "get", "interface", p1, "options") == '{key="1", remote_ip="10.0.0.2"}\n'
     assert env.ovs("h2", "get", "interface", p2, "options") == '{key="1", remote_ip="10.0.0.1"}\n'
-    assert env.ok("tunnel-create", f"pif-uuid={env.pif(env.h2, 'eth0')}", f"network-uuid={tn}",
-                  "--may-exist").strip() == t2
+    assert (
+        env.ok(
+            "tunnel-create", f"pif-uuid={env.pif(env.h2, 'eth0')}", f"network-uuid={tn}", "--may-exist"
+        ).strip()
+        == t2
+    )
     assert env.problems() == []
     env.ovs("h2", "del-port", p2)
     out = env.run("db-check")
@@ -485,17 +640,33 @@ def test_tunnels(env):
     assert env.inv.run("pif-list", uuid=access, params="uuid")
     env.ok("tunnel-destroy", f"uuid={t2}", "--if-exists")
     # a network with a physical PIF cannot carry a tunnel
-    env.fails("NETWORK_INCOMPATIBLE_WITH_TUNNEL", "tunnel-create", f"pif-uuid={env.pif(env.h2, 'eth0')}",
-              f"network-uuid={env.net('xenbr2')}", params={"network": f"{env.net('xenbr2')} (Pool-wide network associated with eth2)"})
+    env.fails(
+        "NETWORK_INCOMPATIBLE_WITH_TUNNEL",
+        "tunnel-create",
+        f"pif-uuid={env.pif(env.h2, 'eth0')}",
+        f"network-uuid={env.net('xenbr2')}",
+        params={"network": f"{env.net('xenbr2')} (Pool-wide network associated with eth2)"},
+    )
 
 
 def test_tunnel_backend_and_bond_member(tmp_path):
     env = Env.bare(str(tmp_path / "b.db"))
-    env.inv.run("host-add", **{"name-label": "hb", "address": "10.2.2.2", "cpu-count": 4, "memory-total": "8GiB",
-                               "network-backend": "bridge", "pifs": "eth0,eth1,eth2"})
+    env.inv.run(
+        "host-add",
+        **{
+            "name-label": "hb",
+            "address": "10.2.2.2",
+            "cpu-count": 4,
+            "memory-total": "8GiB",
+            "network-backend": "bridge",
+            "pifs": "eth0,eth1,eth2",
+        },
+    )
     hb = env.inv.run("host-list", params="uuid")[0]["uuid"]
     tn = env.inv.run("network-create", **{"name-label": "tn"})
-    env.fails("OPENVSWITCH_NOT_ACTIVE", "tunnel-create", f"pif-uuid={env.pif(hb, 'eth0')}", f"network-uuid={tn}")
+    env.fails(
+        "OPENVSWITCH_NOT_ACTIVE", "tunnel-create", f"pif-uuid={env.pif(hb, 'eth0')}", f"network-uuid={tn}"
+    )
     env.flush()
 
 
@@ -512,22 +683,60 @@ def test_vif_create_and_macs(env):
     assert env.get("vif", v0, "mac") == expected_mac(vm, 0)
     assert env.get("vif", v0, "mac-autogenerated") is True
     assert env.get("vif", v0, "plugged") is False and env.get("vif", v0, "mtu") == 1500
-    env.fails("DEVICE_ALREADY_EXISTS", "vif-create", f"vm-uuid={vm}", f"network-uuid={env.n1}", "device=0",
-              params={"device": "0"})
-    assert env.ok("vif-create", f"vm-uuid={vm}", f"network-uuid={env.n1}", "device=0", "--may-exist").strip() == v0
+    env.fails(
+        "DEVICE_ALREADY_EXISTS",
+        "vif-create",
+        f"vm-uuid={vm}",
+        f"network-uuid={env.n1}",
+        "device=0",
+        params={"device": "0"},
+    )
+    assert (
+        env.ok("vif-create", f"vm-uuid={vm}", f"network-uuid={env.n1}", "device=0", "--may-exist").strip()
+        == v0
+    )
     for bad in ("16", "-1", "x", ""):
         env.fails("INVALID_DEVICE", "vif-create", f"vm-uuid={vm}", f"network-uuid={env.n1}", f"device={bad}")
-    for bad in ("01:00:00:00:00:00", "00:00:00:00:00:00", "02:00:00:00:00", "zz:00:00:00:00:00", "0200.0000.0001"):
-        env.fails("MAC_INVALID", "vif-create", f"vm-uuid={vm}", f"network-uuid={env.n1}", "device=1", f"mac={bad}")
-    env.fails("MAC_INVALID", "vif-create", f"vm-uuid={vm}", f"network-uuid={env.n1}", "device=1",
-              "mac=00:16:3e:00:00:01", params={"mac": "00:16:3e:00:00:01"})
-    v1 = env.ok("vif-create", f"vm-uuid={vm}", f"network-uuid={env.n1}", "device=1", "MAC=00:16:3E:00:00:01",
-                "--force").strip()
+    for bad in (
+        "01:00:00:00:00:00",
+        "00:00:00:00:00:00",
+        "02:00:00:00:00",
+        "zz:00:00:00:00:00",
+        "0200.0000.0001",
+    ):
+        env.fails(
+            "MAC_INVALID", "vif-create", f"vm-uuid={vm}", f"network-uuid={env.n1}", "device=1", f"mac={bad}"
+        )
+    env.fails(
+        "MAC_INVALID",
+        "vif-create",
+        f"vm-uuid={vm}",
+        f"network-uuid={env.n1}",
+        "device=1",
+        "mac=00:16:3e:00:00:01",
+        params={"mac": "00:16:3e:00:00:01"},
+    )
+    v1 = env.ok(
+        "vif-create",
+        f"vm-uuid={vm}",
+        f"network-uuid={env.n1}",
+        "device=1",
+        "MAC=00:16:3E:00:00:01",
+        "--force",
+    ).strip()
     assert env.get("vif", v1, "mac") == "00:16:3e:00:00:01"
     assert env.get("vif", v1, "mac-autogenerated") is False
     vm2 = env.inv.run("vm-create", **{"name-label": "w", "memory": "1GiB"})
-    env.fails("MAC_IN_USE", "vif-create", f"vm-uuid={vm2}", f"network-uuid={env.n1}", "device=0",
-              "mac=00:16:3e:00:00:01", "--force", params={"mac": "00:16:3e:00:00:01", "vif": v1})
+    env.fails(
+        "MAC_IN_USE",
+        "vif-create",
+        f"vm-uuid={vm2}",
+        f"network-uuid={env.n1}",
+        "device=0",
+        "mac=00:16:3e:00:00:01",
+        "--force",
+        params={"mac": "00:16:3e:00:00:01", "vif": v1},
+    )
     env.fails("UUID_INVALID", "vif-create", "vm-uuid=nope", f"network-uuid={env.n1}", "device=0")
     env.inv.run("pool-create", **{"name-label": "p2"})
     other = env.inv.run("network-create", **{"name-label": "o", "pool": "p2"})
@@ -539,7 +748,10 @@ def test_vif_create_and_macs(env):
     p = env.run("vm-vif-list", "vm=v", "-f", "json")
     assert p.returncode == 0 and p.stderr == ""
     assert [(r["device"], r["mac"]) for r in json.loads(p.stdout)] == [
-        (0, expected_mac(vm, 0)), (1, "00:16:3e:00:00:01"), (2, expected_mac(vm, 2, 1))]
+        (0, expected_mac(vm, 0)),
+        (1, "00:16:3e:00:00:01"),
+        (2, expected_mac(vm, 2, 1)),
+    ]
     assert env.problems() == []
 
 
@@ -550,6 +762,7 @@ def test_vif_create_power_state_and_snapshot(env):
     def fn(txn):
         txn.update("vm", vm, {"power-state": "suspended"})
         txn.update("vm", snap, {"is-a-snapshot": True, "is-a-template": True, "snapshot-of": vm})
+
     Store(env.db).run(fn, write=True)
     env.fails("VM_BAD_POWER_STATE", "vif-create", f"vm-uuid={vm}", f"network-uuid={env.n1}", "device=0")
     env.fails("VM_IS_SNAPSHOT", "vif-create", f"vm-uuid={snap}", f"network-uuid={env.n1}", "device=0")
@@ -566,8 +779,14 @@ def test_vif_plug_unplug_move_destroy(env):
     assert env.ovs("h2", "list-ports", "xenbr1") == "eth1\nvif7.1\n"
     assert f'iface-id="{v1}"' in env.iface_ids("h2", "vif7.1")
     ids = env.iface_ids("h2", "vif7.0")
-    for k, v in (("attached-mac", env.get("vif", v0, "mac")), ("iface-id", v0), ("vm-id", vm),
-                 ("xs-network-uuid", env.n1), ("xs-vif-uuid", v0), ("xs-vm-uuid", vm)):
+    for k, v in (
+        ("attached-mac", env.get("vif", v0, "mac")),
+        ("iface-id", v0),
+        ("vm-id", vm),
+        ("xs-network-uuid", env.n1),
+        ("xs-vif-uuid", v0),
+        ("xs-vm-uuid", vm),
+    ):
         assert f'{k}="{v}"' in ids
     assert env.get("vif", v0, "currently-attached") is True and env.get("vif", v0, "plugged") is True
     env.fails("DEVICE_ALREADY_ATTACHED", "vif-plug", f"uuid={v0}")
@@ -618,7 +837,12 @@ def test_owned_port_name_conflicts(env):
     env.inv.run("vif-unplug", uuid=v1)
     env.ovs("h1", "add-bond", "xenbr0", "bx", "vif6.1", "other")
     assert env.ovs("h1", "list-ports", "xapi0") == ""
-    env.fails("DEVICE_ALREADY_EXISTS", "vif-plug", f"uuid={v1}", params={"device": "vif6.1", "host": f"{env.h1} (h1)"})
+    env.fails(
+        "DEVICE_ALREADY_EXISTS",
+        "vif-plug",
+        f"uuid={v1}",
+        params={"device": "vif6.1", "host": f"{env.h1} (h1)"},
+    )
     assert env.inv.run("vif-param-get", uuid=v1, **{"param-name": "currently-attached"}) is False
 
 
@@ -630,8 +854,9 @@ def test_db_check_fix_vif_port_after_del_br(env):
     assert env.get("vif", v0, "currently-attached") is False
     out = env.run("db-check")
     assert out.returncode == 1
-    assert out.stdout == (f"I13 network {env.n1}: bridge xapi0 missing on host {env.h1}\n"
-                          f"I13 vif {v0}: port vif4.0 missing\n")
+    assert out.stdout == (
+        f"I13 network {env.n1}: bridge xapi0 missing on host {env.h1}\nI13 vif {v0}: port vif4.0 missing\n"
+    )
     fixed = env.run("db-check", "--fix")
     assert fixed.returncode == 0 and fixed.stdout == ""
     assert env.ovs("h1", "list-ports", "xapi0") == "vif4.0\n"
@@ -643,8 +868,17 @@ def test_dry_run_and_chain(env):
     before = env.dump()
     assert env.run("--dry-run", "network-create", "name-label=z").returncode == 0
     assert env.dump() == before
-    p = env.run("network-create", "name-label=z", "--", "--id=@z", "network-create", "name-label=zz",
-                "--", "network-destroy", "uuid=@z")
+    p = env.run(
+        "network-create",
+        "name-label=z",
+        "--",
+        "--id=@z",
+        "network-create",
+        "name-label=zz",
+        "--",
+        "network-destroy",
+        "uuid=@z",
+    )
     assert p.returncode == 0, p.stderr
     assert [r["name-label"] for r in env.inv.run("network-list", params="name-label")].count("z") == 1
     # a failing chain commits nothing

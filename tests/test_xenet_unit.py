@@ -28,8 +28,17 @@ def inv(tmp_path):
     i.db = db
     i.run("pool-create", **{"name-label": "p1"})
     for n, a, pifs in (("h1", "10.0.0.1", "eth0,eth1"), ("h2", "10.0.0.2", "eth0,eth1")):
-        i.run("host-add", **{"name-label": n, "address": a, "cpu-count": 8, "memory-total": "64GiB",
-                             "pool": "p1", "pifs": pifs})
+        i.run(
+            "host-add",
+            **{
+                "name-label": n,
+                "address": a,
+                "cpu-count": 8,
+                "memory-total": "64GiB",
+                "pool": "p1",
+                "pifs": pifs,
+            },
+        )
     i.run("network-create", **{"name-label": "n1"})
     return i
 
@@ -55,11 +64,17 @@ def test_vm_start_shutdown_ports(inv):
     inv.run("vif-create", **{"vm-uuid": vm, "network-uuid": xenbr1, "device": 3})
     inv.run("vm-start", vm="web", on="h2")
     domid = inv.run("vm-param-get", uuid=vm, **{"param-name": "domid"})
-    assert ports(inv, "h2") == {"xapi0": [f"vif{domid}.0"], "xenbr0": ["eth0"], "xenbr1": ["eth1", f"vif{domid}.3"]}
+    assert ports(inv, "h2") == {
+        "xapi0": [f"vif{domid}.0"],
+        "xenbr0": ["eth0"],
+        "xenbr1": ["eth1", f"vif{domid}.3"],
+    }
     assert ports(inv, "h1") == {"xapi0": [], "xenbr0": ["eth0"], "xenbr1": ["eth1"]}
     rows = inv.run("vm-vif-list", vm="web", params="device,plugged,currently-attached")
-    assert rows == [{"device": 0, "plugged": True, "currently-attached": True},
-                    {"device": 3, "plugged": True, "currently-attached": True}]
+    assert rows == [
+        {"device": 0, "plugged": True, "currently-attached": True},
+        {"device": 3, "plugged": True, "currently-attached": True},
+    ]
     sr = inv.run("sr-create", **{"name-label": "nfs", "type": "nfs", "physical-size": "1TiB"})
     inv.run("pool-param-set", uuid=uuid_of(inv, "pool", "p1"), **{"default-sr": sr})
     inv.run("vm-suspend", vm="web")
@@ -92,6 +107,7 @@ def test_hooks_migration_keeps_unplugged_vifs_unplugged(inv):
         lifecycle.leaving_host(txn, txn.get("vm", vm), h1)
         txn.update("vm", vm, {"resident-on": h2, "domid": 9})
         lifecycle.became_resident(txn, txn.get("vm", vm), h2)
+
     in_txn(inv, migrate, write=True)
     assert ports(inv, "h1")["xapi0"] == []
     assert ports(inv, "h2")["xapi0"] == ["vif9.0"]
@@ -101,6 +117,7 @@ def test_hooks_migration_keeps_unplugged_vifs_unplugged(inv):
     def stop(txn):
         lifecycle.leaving_host(txn, txn.get("vm", vm), h2)
         txn.update("vm", vm, {"power-state": "halted", "resident-on": "", "domid": -1})
+
     in_txn(inv, stop, write=True)
     assert ports(inv, "h2")["xapi0"] == []
     # a start plugs every VIF again
@@ -118,6 +135,7 @@ def test_leave_finds_port_without_domid(inv):
     def stop(txn):
         txn.update("vm", vm, {"power-state": "halted", "resident-on": "", "domid": -1})
         lifecycle.leaving_host(txn, txn.get("vm", vm), h1)
+
     in_txn(inv, stop, write=True)
     assert ports(inv, "h1")["xapi0"] == []
 
@@ -158,16 +176,32 @@ def test_sync_host_bridges_and_availability(inv):
     inv.run("network-create", **{"name-label": "u", "bridge": "bru", "managed": False})
     vmctl.open(inv.db, host="h1").run("add-br", "bru")
     n2 = inv.run("network-create", **{"name-label": "n2"})
-    inv.run("vlan-create", **{"pif-uuid": inv.run("pif-list", host=h1, device="eth1", params="uuid")[0]["uuid"],
-                              "vlan": 4, "network-uuid": n2})
+    inv.run(
+        "vlan-create",
+        **{
+            "pif-uuid": inv.run("pif-list", host=h1, device="eth1", params="uuid")[0]["uuid"],
+            "vlan": 4,
+            "network-uuid": n2,
+        },
+    )
 
     def avail(txn):
         nets = {n["name-label"]: n for n in txn.all("network")}
-        return {(name, h): xenet.network_available(txn, nets[name], h) for name in ("n1", "u", "n2")
-                for h in (h1, h2)}
+        return {
+            (name, h): xenet.network_available(txn, nets[name], h)
+            for name in ("n1", "u", "n2")
+            for h in (h1, h2)
+        }
+
     got = in_txn(inv, avail)
-    assert got == {("n1", h1): True, ("n1", h2): True, ("u", h1): True, ("u", h2): False,
-                   ("n2", h1): True, ("n2", h2): False}
+    assert got == {
+        ("n1", h1): True,
+        ("n1", h2): True,
+        ("u", h1): True,
+        ("u", h2): False,
+        ("n2", h1): True,
+        ("n2", h2): False,
+    }
     vmctl.open(inv.db, host="h1").run("del-br", "xapi1")
     assert in_txn(inv, avail)[("n2", h1)] is False
 
@@ -208,8 +242,16 @@ def test_db_check_i6_i14(inv):
         txn.update("vif", a, {"mac": "zz:00:00:00:00:01"})
         txn.update("vif", b, {"mac": "03:00:00:00:00:01"})
         txn.update("bond", bond, {"slaves": [pifs["eth0"]]})
-        txn.insert("vlan", {"tagged-pif": pifs["eth1"], "untagged-pif": "", "tag": 5000,
-                            "pool": txn.get("pif", pifs["eth1"])["pool"]})
+        txn.insert(
+            "vlan",
+            {
+                "tagged-pif": pifs["eth1"],
+                "untagged-pif": "",
+                "tag": 5000,
+                "pool": txn.get("pif", pifs["eth1"])["pool"],
+            },
+        )
+
     in_txn(inv, corrupt, write=True)
     found = {(i, c, u) for i, c, u, _t in in_txn(inv, check)}
     assert ("I6", "vif", a) in found and ("I6", "vif", b) in found

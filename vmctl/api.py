@@ -1,8 +1,8 @@
 """The Python API: everything the CLI does, without the CLI.
 
-    inv = vmctl.open("inv.db")
-    uuid = inv.run("vm-create", **{"name-label": "web1", "memory": "2GiB"})
-    rows = inv.run("vm-list", params="uuid,name-label")
+inv = vmctl.open("inv.db")
+uuid = inv.run("vm-create", **{"name-label": "web1", "memory": "2GiB"})
+rows = inv.run("vm-list", params="uuid,name-label")
 """
 
 from __future__ import annotations
@@ -62,8 +62,18 @@ def invoke(txn, name: str, args: list[str], opts: dict | None = None, chained: b
 
     cmd = lookup(name)
     b = bind(cmd, Segment(name=name, args=args))
-    ctx = Ctx(txn=txn, cmd=cmd, a=dict(b.a), raw=dict(b.raw), raw_pairs=list(b.raw_pairs), flags=set(b.flags),
-              maps=b.maps, filters=b.filters, opts=opts or {"yes": True}, chained=chained)
+    ctx = Ctx(
+        txn=txn,
+        cmd=cmd,
+        a=dict(b.a),
+        raw=dict(b.raw),
+        raw_pairs=list(b.raw_pairs),
+        flags=set(b.flags),
+        maps=b.maps,
+        filters=b.filters,
+        opts=opts or {"yes": True},
+        chained=chained,
+    )
     r = cmd.func(ctx)
     txn.invalidate_views()
     return r

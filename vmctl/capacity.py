@@ -15,7 +15,11 @@ def vm_overhead(vm: dict) -> int:
 
 def vm_charge(vm: dict, policy: str) -> int:
     """Memory a running or paused VM commits on its host."""
-    base = vm["memory-static-max"] if policy == "none" else max(vm["memory-dynamic-min"], vm["memory-reservation"])
+    base = (
+        vm["memory-static-max"]
+        if policy == "none"
+        else max(vm["memory-dynamic-min"], vm["memory-reservation"])
+    )
     return vm_overhead(vm) + base
 
 
@@ -38,7 +42,9 @@ def memory_actual(host: dict, vms: list[dict], policy: str) -> dict[str, int]:
     spare = host_capacity(host) - sum(floors[v["uuid"]] + vm_overhead(v) for v in vms)
     want = sum(v["memory-dynamic-max"] - floors[v["uuid"]] for v in vms)
     f = 1.0 if want <= 0 else max(0.0, min(1.0, spare / want))
-    return {v["uuid"]: floors[v["uuid"]] + int(f * (v["memory-dynamic-max"] - floors[v["uuid"]])) for v in vms}
+    return {
+        v["uuid"]: floors[v["uuid"]] + int(f * (v["memory-dynamic-max"] - floors[v["uuid"]])) for v in vms
+    }
 
 
 def committed_by_host(txn, pool_policy: dict[str, str]) -> dict[str, int]:

@@ -29,16 +29,26 @@ def run(opts, pools: int, hosts: int, vms: int, seed: int, argv: list[str]) -> i
     from vmctl.units import UuidSource
 
     if pools > hosts:
-        raise VmctlError("INVALID_VALUE", "A demo needs at least one host per pool", [("name", "pools"), ("value", pools)])
-    store = Store(opts.db, timeout=opts.timeout, dry_run=opts.dry_run, uuids=UuidSource(f"demo:{seed}"),
-                  on_warning=lambda line: sys.stderr.write(line + "\n"))
+        raise VmctlError(
+            "INVALID_VALUE", "A demo needs at least one host per pool", [("name", "pools"), ("value", pools)]
+        )
+    store = Store(
+        opts.db,
+        timeout=opts.timeout,
+        dry_run=opts.dry_run,
+        uuids=UuidSource(f"demo:{seed}"),
+        on_warning=lambda line: sys.stderr.write(line + "\n"),
+    )
     rng = random.Random(seed)
     summary: dict = {}
 
     def body(txn):
         if txn.count("pool"):
-            raise VmctlError("INVENTORY_NOT_EMPTY", "The inventory already holds pools; use --db PATH for a new file",
-                             [("db", store.db)])
+            raise VmctlError(
+                "INVENTORY_NOT_EMPTY",
+                "The inventory already holds pools; use --db PATH for a new file",
+                [("db", store.db)],
+            )
         o = {"yes": True, "quiet": True}
         pool_uuids = []
         for p in range(pools):
@@ -49,21 +59,45 @@ def run(opts, pools: int, hosts: int, vms: int, seed: int, argv: list[str]) -> i
             p = h % pools
             cores, mem, vendor, flags = SKUS[(h // pools) % len(SKUS)]
             host_count[p] += 1
-            host_uuids[p].append(invoke(txn, "host-add", [
-                f"name-label=pool{p + 1}-h{host_count[p]:02d}", f"address=10.{p}.0.{host_count[p] + 10}",
-                f"cpu-count={cores}", f"memory-total={mem}GiB", f"pool={pool_uuids[p]}", f"cpu-vendor={vendor}",
-                f"cpu-flags={flags}", "software-version=8.2.1", "memory-overhead=4GiB", "pifs=eth0,eth1"], o).value)
+            host_uuids[p].append(
+                invoke(
+                    txn,
+                    "host-add",
+                    [
+                        f"name-label=pool{p + 1}-h{host_count[p]:02d}",
+                        f"address=10.{p}.0.{host_count[p] + 10}",
+                        f"cpu-count={cores}",
+                        f"memory-total={mem}GiB",
+                        f"pool={pool_uuids[p]}",
+                        f"cpu-vendor={vendor}",
+                        f"cpu-flags={flags}",
+                        "software-version=8.2.1",
+                        "memory-overhead=4GiB",
+                        "pifs=eth0,eth1",
+                    ],
+                    o,
+                ).value
+            )
         shared_srs, vm_nets = [], []
         for p, pu in enumerate(pool_uuids):
             # storage: a shared NFS SR per pool (its default SR, where disks and suspend images go)
             # and a local LVM SR on every host
-            sr = invoke(txn, "sr-create", [f"name-label=pool{p + 1}-nfs", "type=nfs", "physical-size=64TiB",
-                                           f"pool={pu}"], o).value
+            sr = invoke(
+                txn,
+                "sr-create",
+                [f"name-label=pool{p + 1}-nfs", "type=nfs", "physical-size=64TiB", f"pool={pu}"],
+                o,
+            ).value
             invoke(txn, "pool-param-set", [f"uuid={pu}", f"default-sr={sr}"], o)
             shared_srs.append(sr)
             for hu in host_uuids[p]:
                 name = txn.get("host", hu)["name-label"]
-                invoke(txn, "sr-create", [f"name-label={name}-local", "type=lvm", "physical-size=2TiB", f"host={hu}"], o)
+                invoke(
+                    txn,
+                    "sr-create",
+                    [f"name-label={name}-local", "type=lvm", "physical-size=2TiB", f"host={hu}"],
+                    o,
+                )
             # networks: the eth0 pool network and a VLAN 100 network over eth1 on every host
             vlan = invoke(txn, "network-create", [f"name-label=pool{p + 1}-vlan100", f"pool={pu}"], o).value
             eth1 = txn.select("pif", host=host_uuids[p][0], device="eth1")[0]["uuid"]
@@ -71,31 +105,54 @@ def run(opts, pools: int, hosts: int, vms: int, seed: int, argv: list[str]) -> i
             eth0_net = txn.select("pif", host=host_uuids[p][0], device="eth0")[0]["network"]
             vm_nets.append((eth0_net, vlan))
             for tname, tvcpus, tmem, tdisk in TEMPLATES:
-                t = invoke(txn, "vm-create", [f"name-label={tname}-pool{p + 1}", f"pool={pu}", f"vcpus={tvcpus}",
-                                              f"memory={tmem}GiB", "is-a-template=true"], o).value
+                t = invoke(
+                    txn,
+                    "vm-create",
+                    [
+                        f"name-label={tname}-pool{p + 1}",
+                        f"pool={pu}",
+                        f"vcpus={tvcpus}",
+                        f"memory={tmem}GiB",
+                        "is-a-template=true",
+                    ],
+                    o,
+                ).value
                 invoke(txn, "vm-disk-add", [f"vm={t}", f"disk-size={tdisk}GiB", f"sr-uuid={sr}"], o)
         weights = [w for *_, w in FLAVOURS]
         for i in range(vms):
             vcpus, mem, _ = rng.choices(FLAVOURS, weights)[0]
             disk = rng.choice(DISKS)
             p = i % pools
-            v = invoke(txn, "vm-create", [f"name-label=vm{i + 1:04d}", f"pool={pool_uuids[p]}", f"vcpus={vcpus}",
-                                          f"memory={mem}GiB"], o).value
+            v = invoke(
+                txn,
+                "vm-create",
+                [f"name-label=vm{i + 1:04d}", f"pool={pool_uuids[p]}", f"vcpus={vcpus}", f"memory={mem}GiB"],
+                o,
+            ).value
             invoke(txn, "vm-disk-add", [f"vm={v}", f"disk-size={disk}GiB", f"sr-uuid={shared_srs[p]}"], o)
             invoke(txn, "vif-create", [f"vm-uuid={v}", f"network-uuid={vm_nets[p][i % 2]}", "device=0"], o)
         # Every VM is started through the engine: one batch placement per pool (engine.md §2.3),
         # deterministic for the seed; VMs that do not fit stay halted.
         running = start_all(txn, pool_uuids)
-        summary.update(pools=pools, hosts=hosts, vms=vms, running=running, srs=txn.count("sr"),
-                       networks=txn.count("network"), templates=len(TEMPLATES) * pools)
+        summary.update(
+            pools=pools,
+            hosts=hosts,
+            vms=vms,
+            running=running,
+            srs=txn.count("sr"),
+            networks=txn.count("network"),
+            templates=len(TEMPLATES) * pools,
+        )
         return None
 
     command = command_line(argv)
     store.run(body, True, finish=lambda txn: store.append_journal(txn, command))
     store.dispose()
-    sys.stdout.write(f"demo (seed {seed}): {summary['pools']} pools, {summary['hosts']} hosts, {summary['vms']} VMs "
-                     f"({summary['running']} running), {summary['templates']} templates, {summary['srs']} SRs, "
-                     f"{summary['networks']} networks\n")
+    sys.stdout.write(
+        f"demo (seed {seed}): {summary['pools']} pools, {summary['hosts']} hosts, {summary['vms']} VMs "
+        f"({summary['running']} running), {summary['templates']} templates, {summary['srs']} SRs, "
+        f"{summary['networks']} networks\n"
+    )
     return 0
 
 

@@ -138,8 +138,17 @@ def _vm_refs(txn, rows):
 # Operations each power state permits (model.md §2), for allowed-operations.
 ALLOWED = {
     "halted": ["clone", "copy", "destroy", "export", "snapshot", "start", "uninstall"],
-    "running": ["checkpoint", "clean-reboot", "clean-shutdown", "hard-reboot", "hard-shutdown", "migrate",
-                "pause", "snapshot", "suspend"],
+    "running": [
+        "checkpoint",
+        "clean-reboot",
+        "clean-shutdown",
+        "hard-reboot",
+        "hard-shutdown",
+        "migrate",
+        "pause",
+        "snapshot",
+        "suspend",
+    ],
     "paused": ["checkpoint", "hard-reboot", "hard-shutdown", "migrate", "snapshot", "unpause"],
     "suspended": ["checkpoint", "destroy", "hard-shutdown", "resume", "snapshot"],
 }
@@ -207,8 +216,17 @@ def _mtus(txn):
     return {n["uuid"]: n["mtu"] for n in txn.all("network")}
 
 
-@filler("pif", "mtu", "currently-attached", "bond-master-of", "bond-slave-of", "vlan-master-of",
-        "vlan-slave-of", "tunnel-access-pif-of", "tunnel-transport-pif-of")
+@filler(
+    "pif",
+    "mtu",
+    "currently-attached",
+    "bond-master-of",
+    "bond-slave-of",
+    "vlan-master-of",
+    "vlan-slave-of",
+    "tunnel-access-pif-of",
+    "tunnel-transport-pif-of",
+)
 def _pif(txn, rows):
     from vmctl import xenet
 

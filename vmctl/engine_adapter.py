@@ -93,18 +93,29 @@ def vm_value(vm: dict, st: _Storage | None = None) -> VMState:
         nets = {f["network"] for f in st.vifs.get(vm["uuid"], []) if f["network"]}
     holding = vm["power-state"] in ("running", "paused")
     return VMState(
-        uuid=vm["uuid"], name=vm["name-label"], power_state=vm["power-state"],
+        uuid=vm["uuid"],
+        name=vm["name-label"],
+        power_state=vm["power-state"],
         resident_on=(vm["resident-on"] or None) if holding else None,
         scheduled_on=vm["scheduled-to-be-resident-on"] or None,
-        affinity=vm["affinity"] or None, vcpus=vm["vcpus"],
-        memory_static_min=vm["memory-static-min"], memory_dynamic_min=vm["memory-dynamic-min"],
-        memory_dynamic_max=vm["memory-dynamic-max"], memory_static_max=vm["memory-static-max"],
-        memory_overhead=capacity.vm_overhead(vm), memory_reservation=vm["memory-reservation"],
-        last_boot_cpu_vendor=vm["last-boot-cpu-vendor"], last_boot_cpu_flags=frozenset(vm["last-boot-cpu-flags"]),
-        groups=tuple(sorted(vm["groups"])), ha_restart_priority=vm["ha-restart-priority"], order=vm["order"],
+        affinity=vm["affinity"] or None,
+        vcpus=vm["vcpus"],
+        memory_static_min=vm["memory-static-min"],
+        memory_dynamic_min=vm["memory-dynamic-min"],
+        memory_dynamic_max=vm["memory-dynamic-max"],
+        memory_static_max=vm["memory-static-max"],
+        memory_overhead=capacity.vm_overhead(vm),
+        memory_reservation=vm["memory-reservation"],
+        last_boot_cpu_vendor=vm["last-boot-cpu-vendor"],
+        last_boot_cpu_flags=frozenset(vm["last-boot-cpu-flags"]),
+        groups=tuple(sorted(vm["groups"])),
+        ha_restart_priority=vm["ha-restart-priority"],
+        order=vm["order"],
         immobile=str(vm["platform"].get("nomigrate", "")).lower() == "true",
         dirty_rate=_rate(vm["other-config"].get("dirty-rate")),
-        srs=frozenset(srs), networks=frozenset(nets), vdis=tuple(vdis[k] for k in sorted(vdis)),
+        srs=frozenset(srs),
+        networks=frozenset(nets),
+        vdis=tuple(vdis[k] for k in sorted(vdis)),
     )
 
 
@@ -198,15 +209,27 @@ def _build_pool_state(txn, pool_uuid: str) -> PoolState:
     p = txn.get("pool", pool_uuid)
     oc = dict(p["other-config"])
     ps = PoolState(
-        uuid=p["uuid"], name=p["name-label"], master=p["master"] or None, policy=p["placement-policy"],
-        seed=p["placement-seed"], memory_policy=p["memory-overcommit-policy"],
-        vcpu_ratio=p["vcpu-allocation-ratio"], master_bias=p["master-bias"], cpu_levelling=cpu_levelling(p),
-        ha_enabled=p["ha-enabled"], ha_failures_to_tolerate=p["ha-host-failures-to-tolerate"],
-        ha_allow_overcommit=p["ha-allow-overcommit"], ha_overcommitted=p["ha-overcommitted"],
-        ha_plan_exact_limit=max(1, p["ha-plan-exact-limit"]), ha_plan_exists_for=p["ha-plan-exists-for"],
-        migration_network=p["migration-network"] or None, migration_downtime=p["migration-downtime"],
-        migration_stream_bandwidth=p["migration-stream-bandwidth"], default_dirty_rate=p["default-dirty-rate"],
-        rebalance_policy=p["rebalance-policy"], other_config=oc,
+        uuid=p["uuid"],
+        name=p["name-label"],
+        master=p["master"] or None,
+        policy=p["placement-policy"],
+        seed=p["placement-seed"],
+        memory_policy=p["memory-overcommit-policy"],
+        vcpu_ratio=p["vcpu-allocation-ratio"],
+        master_bias=p["master-bias"],
+        cpu_levelling=cpu_levelling(p),
+        ha_enabled=p["ha-enabled"],
+        ha_failures_to_tolerate=p["ha-host-failures-to-tolerate"],
+        ha_allow_overcommit=p["ha-allow-overcommit"],
+        ha_overcommitted=p["ha-overcommitted"],
+        ha_plan_exact_limit=max(1, p["ha-plan-exact-limit"]),
+        ha_plan_exists_for=p["ha-plan-exists-for"],
+        migration_network=p["migration-network"] or None,
+        migration_downtime=p["migration-downtime"],
+        migration_stream_bandwidth=p["migration-stream-bandwidth"],
+        default_dirty_rate=p["default-dirty-rate"],
+        rebalance_policy=p["rebalance-policy"],
+        other_config=oc,
     )
     hosts = sorted(txn.select("host", pool=pool_uuid), key=lambda h: h["uuid"])
     vms = [v for v in txn.select("vm", pool=pool_uuid) if not v["is-a-template"] and not v["is-a-snapshot"]]
@@ -220,15 +243,28 @@ def _build_pool_state(txn, pool_uuid: str) -> PoolState:
     for d in st.vdis.values():
         util[d["sr"]] += d["physical-utilisation"]
     for sr in txn.select("sr", pool=pool_uuid):
-        ps.add_sr(SRState(sr["uuid"], sr["name-label"], sr["shared"], frozenset(sr_hosts.get(sr["uuid"], ())),
-                          sr["physical-size"], util[sr["uuid"]]))
+        ps.add_sr(
+            SRState(
+                sr["uuid"],
+                sr["name-label"],
+                sr["shared"],
+                frozenset(sr_hosts.get(sr["uuid"], ())),
+                sr["physical-size"],
+                util[sr["uuid"]],
+            )
+        )
     pifs = txn.select("pif", pool=pool_uuid)
     mgmt_nets = {pf["network"] for pf in pifs if pf["management"]}
     nets = {n["uuid"]: n for n in txn.select("network", pool=pool_uuid)}
     for n in nets.values():
-        ps.add_network(NetworkState(n["uuid"], n["name-label"],
-                                    _rate(n["other-config"].get("migration-bandwidth")),
-                                    n["uuid"] in mgmt_nets))
+        ps.add_network(
+            NetworkState(
+                n["uuid"],
+                n["name-label"],
+                _rate(n["other-config"].get("migration-bandwidth")),
+                n["uuid"] in mgmt_nets,
+            )
+        )
     # Availability is only ever asked about the networks VMs use (filter 7, HA agility), so only
     # those are evaluated: each evaluation may read a host's switch rows.
     used = sorted({f["network"] for fs in st.vifs.values() for f in fs if f["network"] in nets})
@@ -238,17 +274,28 @@ def _build_pool_state(txn, pool_uuid: str) -> PoolState:
     for h in hosts:
         available = frozenset(n for n in used if xenet.network_available(txn, nets[n], h["uuid"]))
         ratio = _float(h["other-config"].get("vcpu-allocation-ratio"), None)
-        ps.add_host(HostState(
-            uuid=h["uuid"], name=h["name-label"], live=h["live"], enabled=h["enabled"],
-            evacuating="evacuate" in h["current-operations"], cpu_count=h["cpu-count"],
-            cpu_vendor=h["cpu-vendor"], cpu_flags=frozenset(h["cpu-flags"]),
-            software_version=parse_version(h["software-version"]), memory_total=h["memory-total"],
-            memory_overhead=h["memory-overhead"], memory_reserved=capacity.host_reserved(h), vcpu_ratio=ratio,
-            srs=frozenset(s for s, hs in sr_hosts.items() if h["uuid"] in hs), networks=available,
-            pif_speeds=tuple(sorted(speeds.get(h["uuid"], []), key=lambda x: (x[0], x[1] or 0))),
-            is_master=h["uuid"] == p["master"],
-            other_config=tuple(sorted((str(k), str(v)) for k, v in h["other-config"].items())),
-        ))
+        ps.add_host(
+            HostState(
+                uuid=h["uuid"],
+                name=h["name-label"],
+                live=h["live"],
+                enabled=h["enabled"],
+                evacuating="evacuate" in h["current-operations"],
+                cpu_count=h["cpu-count"],
+                cpu_vendor=h["cpu-vendor"],
+                cpu_flags=frozenset(h["cpu-flags"]),
+                software_version=parse_version(h["software-version"]),
+                memory_total=h["memory-total"],
+                memory_overhead=h["memory-overhead"],
+                memory_reserved=capacity.host_reserved(h),
+                vcpu_ratio=ratio,
+                srs=frozenset(s for s, hs in sr_hosts.items() if h["uuid"] in hs),
+                networks=available,
+                pif_speeds=tuple(sorted(speeds.get(h["uuid"], []), key=lambda x: (x[0], x[1] or 0))),
+                is_master=h["uuid"] == p["master"],
+                other_config=tuple(sorted((str(k), str(v)) for k, v in h["other-config"].items())),
+            )
+        )
     for g in txn.select("vm-group", pool=pool_uuid):
         ps.add_group(GroupState(g["uuid"], g["name-label"], g["placement"], g["strict"]))
     for v in sorted(vms, key=lambda v: v["uuid"]):

@@ -124,45 +124,68 @@ def _register(c: ObjClass) -> None:
     CLASSES[c.name] = c
 
 
-_register(_cls("pool", [
-    Field("master", "ref:host", RO, help="the pool master: the first host to join"),
-    Field("hosts", "set:host", D), Field("host-count", "int", D),
-    Field("default-sr", "ref:sr", RW, "", help="default SR for new disks and suspend images"),
-    Field("memory-overcommit-policy", "enum", RW, "none", ("none", "dynamic")),
-    Field("cpu-vendor", "string", D), Field("software-version", "string", D),
-    Field("network-backend", "string", D), Field("cpu-flags", "set", D),
-    Field("placement-policy", "enum", RW, "balanced", POLICIES),
-    Field("placement-seed", "int", RW, 0),
-    Field("master-bias", "bool", RW, True),
-    Field("vcpu-allocation-ratio", "float", RW, 4.0, help="vCPUs per logical CPU"),
-    Field("rebalance-policy", "enum", RW, "spread", POLICIES),
-    Field("migration-network", "ref:network", RW, ""),
-    Field("migration-downtime", "duration", RW, 0.3),
-    Field("migration-stream-bandwidth", "rate", RW, 128 * MiB),
-    Field("default-dirty-rate", "rate", RW, 32 * MiB),
-    Field("ha-host-failures-to-tolerate", "int", RW, 1),
-    Field("ha-allow-overcommit", "bool", RW, False),
-    Field("ha-plan-exact-limit", "int", RW, 200000),
-    Field("ha-enabled", "bool", RO, False),
-    Field("ha-overcommitted", "bool", RO, False),
-    Field("ha-plan-exists-for", "int", RO, 0),
-], "uuid name-label master host-count placement-policy ha-enabled", pooled=False))
+_register(
+    _cls(
+        "pool",
+        [
+            Field("master", "ref:host", RO, help="the pool master: the first host to join"),
+            Field("hosts", "set:host", D),
+            Field("host-count", "int", D),
+            Field("default-sr", "ref:sr", RW, "", help="default SR for new disks and suspend images"),
+            Field("memory-overcommit-policy", "enum", RW, "none", ("none", "dynamic")),
+            Field("cpu-vendor", "string", D),
+            Field("software-version", "string", D),
+            Field("network-backend", "string", D),
+            Field("cpu-flags", "set", D),
+            Field("placement-policy", "enum", RW, "balanced", POLICIES),
+            Field("placement-seed", "int", RW, 0),
+            Field("master-bias", "bool", RW, True),
+            Field("vcpu-allocation-ratio", "float", RW, 4.0, help="vCPUs per logical CPU"),
+            Field("rebalance-policy", "enum", RW, "spread", POLICIES),
+            Field("migration-network", "ref:network", RW, ""),
+            Field("migration-downtime", "duration", RW, 0.3),
+            Field("migration-stream-bandwidth", "rate", RW, 128 * MiB),
+            Field("default-dirty-rate", "rate", RW, 32 * MiB),
+            Field("ha-host-failures-to-tolerate", "int", RW, 1),
+            Field("ha-allow-overcommit", "bool", RW, False),
+            Field("ha-plan-exact-limit", "int", RW, 200000),
+            Field("ha-enabled", "bool", RO, False),
+            Field("ha-overcommitted", "bool", RO, False),
+            Field("ha-plan-exists-for", "int", RO, 0),
+        ],
+        "uuid name-label master host-count placement-policy ha-enabled",
+        pooled=False,
+    )
+)
 
-_register(_cls("host", [
-    Field("address", "string", RO, "", help="IPv4, IPv6 or DNS name; unique"),
-    Field("enabled", "bool", RO, True), Field("live", "bool", RO, True),
-    Field("current-operations", "set", RO),
-    Field("cpu-vendor", "string", RO, "GenuineIntel"), Field("cpu-model", "string", RO, ""),
-    Field("cpu-family", "int", RO, 0), Field("cpu-flags", "set", RO),
-    Field("cpu-count", "int", RO, 1),
-    Field("memory-total", "size", RO, 0), Field("memory-overhead", "size", RO, 0),
-    Field("memory-committed", "size", D), Field("memory-free", "size", D),
-    Field("software-version", "string", RO, "1.0.0"),
-    Field("network-backend", "enum", RO, "openvswitch", ("openvswitch", "bridge")),
-    Field("pool", "ref:pool", RO),
-    Field("resident-vms", "set:vm", D), Field("resident-vm-count", "int", D),
-    Field("pifs", "set:pif", D), Field("pbds", "set:pbd", D),
-], "uuid name-label address enabled live cpu-count memory-total memory-free resident-vm-count"))
+_register(
+    _cls(
+        "host",
+        [
+            Field("address", "string", RO, "", help="IPv4, IPv6 or DNS name; unique"),
+            Field("enabled", "bool", RO, True),
+            Field("live", "bool", RO, True),
+            Field("current-operations", "set", RO),
+            Field("cpu-vendor", "string", RO, "GenuineIntel"),
+            Field("cpu-model", "string", RO, ""),
+            Field("cpu-family", "int", RO, 0),
+            Field("cpu-flags", "set", RO),
+            Field("cpu-count", "int", RO, 1),
+            Field("memory-total", "size", RO, 0),
+            Field("memory-overhead", "size", RO, 0),
+            Field("memory-committed", "size", D),
+            Field("memory-free", "size", D),
+            Field("software-version", "string", RO, "1.0.0"),
+            Field("network-backend", "enum", RO, "openvswitch", ("openvswitch", "bridge")),
+            Field("pool", "ref:pool", RO),
+            Field("resident-vms", "set:vm", D),
+            Field("resident-vm-count", "int", D),
+            Field("pifs", "set:pif", D),
+            Field("pbds", "set:pbd", D),
+        ],
+        "uuid name-label address enabled live cpu-count memory-total memory-free resident-vm-count",
+    )
+)
 
 _VM_FIELDS = [
     Field("power-state", "enum", RO, "halted", ("halted", "running", "paused", "suspended")),
@@ -170,132 +193,272 @@ _VM_FIELDS = [
     Field("is-a-template", "bool", RWh, False),
     Field("is-default-template", "bool", RO, False),
     Field("is-a-snapshot", "bool", RO, False),
-    Field("snapshot-of", "ref:vm", RO, ""), Field("snapshot-time", "time", RO, ""),
+    Field("snapshot-of", "ref:vm", RO, ""),
+    Field("snapshot-time", "time", RO, ""),
     Field("parent", "ref:vm", RO, ""),
     Field("vcpus", "int", RWh, 1),
-    Field("memory-static-min", "size", RWh, GiB), Field("memory-dynamic-min", "size", RWhr, GiB),
-    Field("memory-dynamic-max", "size", RWhr, GiB), Field("memory-static-max", "size", RWh, GiB),
+    Field("memory-static-min", "size", RWh, GiB),
+    Field("memory-dynamic-min", "size", RWhr, GiB),
+    Field("memory-dynamic-max", "size", RWhr, GiB),
+    Field("memory-static-max", "size", RWh, GiB),
     Field("memory-reservation", "size", RWhr, 0),
-    Field("memory-overhead", "size", D), Field("memory-actual", "size", D),
-    Field("resident-on", "ref:host", RO, ""), Field("domid", "int", RO, -1),
+    Field("memory-overhead", "size", D),
+    Field("memory-actual", "size", D),
+    Field("resident-on", "ref:host", RO, ""),
+    Field("domid", "int", RO, -1),
     Field("affinity", "ref:host", RW, ""),
     Field("scheduled-to-be-resident-on", "ref:host", RO, ""),
     Field("groups", "set:vm-group", RW),
     Field("ha-restart-priority", "enum", RW, "no-restart", ("restart", "best-effort", "no-restart")),
     Field("order", "int", RW, 0),
-    Field("last-boot-cpu-vendor", "string", RO, ""), Field("last-boot-cpu-flags", "set", RO),
+    Field("last-boot-cpu-vendor", "string", RO, ""),
+    Field("last-boot-cpu-flags", "set", RO),
     Field("platform", "map", RW),
-    Field("suspend-sr", "ref:sr", RW, ""), Field("suspend-vdi", "ref:vdi", RO, ""),
-    Field("snapshots", "set:vm", D), Field("vbds", "set:vbd", D), Field("vifs", "set:vif", D),
+    Field("suspend-sr", "ref:sr", RW, ""),
+    Field("suspend-vdi", "ref:vdi", RO, ""),
+    Field("snapshots", "set:vm", D),
+    Field("vbds", "set:vbd", D),
+    Field("vifs", "set:vif", D),
     Field("allowed-operations", "set", D),
     Field("blocked-operations", "map", RW),
 ]
 _register(_cls("vm", _VM_FIELDS, "uuid name-label power-state resident-on vcpus memory-static-max"))
 
-_register(_cls("vm-group", [
-    Field("placement", "enum", RO, "normal", ("normal", "affinity", "anti-affinity")),
-    Field("strict", "bool", RW, False),
-    Field("vms", "set:vm", D), Field("vm-count", "int", D),
-], "uuid name-label placement strict vm-count"))
+_register(
+    _cls(
+        "vm-group",
+        [
+            Field("placement", "enum", RO, "normal", ("normal", "affinity", "anti-affinity")),
+            Field("strict", "bool", RW, False),
+            Field("vms", "set:vm", D),
+            Field("vm-count", "int", D),
+        ],
+        "uuid name-label placement strict vm-count",
+    )
+)
 
 SR_TYPES = ("ext", "lvm", "nfs", "iscsi", "file")
 PROVISIONING = ("thin", "thick-lazy", "thick-eager")
-_register(_cls("sr", [
-    Field("type", "enum", RO, "ext", SR_TYPES),
-    Field("content-type", "enum", RO, "user", ("user", "iso")),
-    Field("shared", "bool", RO, False),
-    Field("host", "ref:host", RO, ""),
-    Field("physical-size", "size", RW, 0),
-    Field("physical-utilisation", "size", D), Field("virtual-allocation", "size", D),
-    Field("free-space", "size", D), Field("overprovisioning", "float", D),
-    Field("default-provisioning", "enum", RW, "thin", PROVISIONING),
-    Field("pbds", "set:pbd", D), Field("vdis", "set:vdi", D),
-], "uuid name-label type shared physical-size physical-utilisation free-space"))
+_register(
+    _cls(
+        "sr",
+        [
+            Field("type", "enum", RO, "ext", SR_TYPES),
+            Field("content-type", "enum", RO, "user", ("user", "iso")),
+            Field("shared", "bool", RO, False),
+            Field("host", "ref:host", RO, ""),
+            Field("physical-size", "size", RW, 0),
+            Field("physical-utilisation", "size", D),
+            Field("virtual-allocation", "size", D),
+            Field("free-space", "size", D),
+            Field("overprovisioning", "float", D),
+            Field("default-provisioning", "enum", RW, "thin", PROVISIONING),
+            Field("pbds", "set:pbd", D),
+            Field("vdis", "set:vdi", D),
+        ],
+        "uuid name-label type shared physical-size physical-utilisation free-space",
+    )
+)
 
-_register(_cls("pbd", [
-    Field("host", "ref:host", RO, ""), Field("sr", "ref:sr", RO, ""),
-    Field("device-config", "map", RO), Field("currently-attached", "bool", RO, True),
-], "uuid host sr currently-attached", named=False))
+_register(
+    _cls(
+        "pbd",
+        [
+            Field("host", "ref:host", RO, ""),
+            Field("sr", "ref:sr", RO, ""),
+            Field("device-config", "map", RO),
+            Field("currently-attached", "bool", RO, True),
+        ],
+        "uuid host sr currently-attached",
+        named=False,
+    )
+)
 
-_register(_cls("vdi", [
-    Field("sr", "ref:sr", RO, ""), Field("vbds", "set:vbd", D),
-    Field("virtual-size", "size", RO, 0), Field("physical-utilisation", "size", RO, 0),
-    Field("provisioning", "enum", RO, "thin", PROVISIONING),
-    Field("type", "enum", RO, "user", ("user", "system", "suspend", "iso")),
-    Field("sharable", "bool", RW, False), Field("read-only", "bool", RO, False),
-    Field("managed", "bool", RO, True), Field("parent", "ref:vdi", RO, ""),
-    Field("is-a-snapshot", "bool", RO, False), Field("snapshot-of", "ref:vdi", RO, ""),
-    Field("snapshot-time", "time", RO, ""),
-], "uuid name-label sr virtual-size physical-utilisation provisioning read-only"))
+_register(
+    _cls(
+        "vdi",
+        [
+            Field("sr", "ref:sr", RO, ""),
+            Field("vbds", "set:vbd", D),
+            Field("virtual-size", "size", RO, 0),
+            Field("physical-utilisation", "size", RO, 0),
+            Field("provisioning", "enum", RO, "thin", PROVISIONING),
+            Field("type", "enum", RO, "user", ("user", "system", "suspend", "iso")),
+            Field("sharable", "bool", RW, False),
+            Field("read-only", "bool", RO, False),
+            Field("managed", "bool", RO, True),
+            Field("parent", "ref:vdi", RO, ""),
+            Field("is-a-snapshot", "bool", RO, False),
+            Field("snapshot-of", "ref:vdi", RO, ""),
+            Field("snapshot-time", "time", RO, ""),
+        ],
+        "uuid name-label sr virtual-size physical-utilisation provisioning read-only",
+    )
+)
 
-_register(_cls("vbd", [
-    Field("vm", "ref:vm", RO, ""), Field("vdi", "ref:vdi", RO, ""),
-    Field("device", "int", RO, 0), Field("type", "enum", RO, "disk", ("disk", "cd")),
-    Field("mode", "enum", RO, "RW", ("RW", "RO")),
-    Field("bootable", "bool", RW, False), Field("unpluggable", "bool", RW, True),
-    Field("currently-attached", "bool", RO, False),
-], "uuid vm vdi device type mode currently-attached", named=False))
+_register(
+    _cls(
+        "vbd",
+        [
+            Field("vm", "ref:vm", RO, ""),
+            Field("vdi", "ref:vdi", RO, ""),
+            Field("device", "int", RO, 0),
+            Field("type", "enum", RO, "disk", ("disk", "cd")),
+            Field("mode", "enum", RO, "RW", ("RW", "RO")),
+            Field("bootable", "bool", RW, False),
+            Field("unpluggable", "bool", RW, True),
+            Field("currently-attached", "bool", RO, False),
+        ],
+        "uuid vm vdi device type mode currently-attached",
+        named=False,
+    )
+)
 
-_register(_cls("network", [
-    Field("bridge", "string", RO, ""), Field("mtu", "int", RW, 1500),
-    Field("managed", "bool", RO, True), Field("tunnel-key", "int", RO, 0),
-    Field("pifs", "set:pif", D), Field("vifs", "set:vif", D),
-], "uuid name-label bridge mtu managed"))
+_register(
+    _cls(
+        "network",
+        [
+            Field("bridge", "string", RO, ""),
+            Field("mtu", "int", RW, 1500),
+            Field("managed", "bool", RO, True),
+            Field("tunnel-key", "int", RO, 0),
+            Field("pifs", "set:pif", D),
+            Field("vifs", "set:vif", D),
+        ],
+        "uuid name-label bridge mtu managed",
+    )
+)
 
-_register(_cls("pif", [
-    Field("host", "ref:host", RO, ""), Field("network", "ref:network", RO, ""),
-    Field("device", "string", RO, ""), Field("mac", "string", RO, ""),
-    Field("vlan", "int", RO, -1), Field("mtu", "int", D),
-    Field("physical", "bool", RO, True), Field("management", "bool", RO, False),
-    Field("speed", "int", RW, 0, help="link speed in Mbit/s, 0 = unknown"),
-    Field("plugged", "bool", RO, True), Field("currently-attached", "bool", D),
-    Field("ip-configuration-mode", "enum", RO, "none", ("none", "dhcp", "static")),
-    Field("ip", "string", RO, ""), Field("netmask", "string", RO, ""),
-    Field("gateway", "string", RO, ""), Field("dns", "string", RO, ""),
-    Field("bond-master-of", "set:bond", D), Field("bond-slave-of", "ref:bond", D),
-    Field("vlan-master-of", "ref:vlan", D), Field("vlan-slave-of", "set:vlan", D),
-    Field("tunnel-access-pif-of", "set:tunnel", D), Field("tunnel-transport-pif-of", "set:tunnel", D),
-], "uuid host device network vlan management currently-attached", named=False))
+_register(
+    _cls(
+        "pif",
+        [
+            Field("host", "ref:host", RO, ""),
+            Field("network", "ref:network", RO, ""),
+            Field("device", "string", RO, ""),
+            Field("mac", "string", RO, ""),
+            Field("vlan", "int", RO, -1),
+            Field("mtu", "int", D),
+            Field("physical", "bool", RO, True),
+            Field("management", "bool", RO, False),
+            Field("speed", "int", RW, 0, help="link speed in Mbit/s, 0 = unknown"),
+            Field("plugged", "bool", RO, True),
+            Field("currently-attached", "bool", D),
+            Field("ip-configuration-mode", "enum", RO, "none", ("none", "dhcp", "static")),
+            Field("ip", "string", RO, ""),
+            Field("netmask", "string", RO, ""),
+            Field("gateway", "string", RO, ""),
+            Field("dns", "string", RO, ""),
+            Field("bond-master-of", "set:bond", D),
+            Field("bond-slave-of", "ref:bond", D),
+            Field("vlan-master-of", "ref:vlan", D),
+            Field("vlan-slave-of", "set:vlan", D),
+            Field("tunnel-access-pif-of", "set:tunnel", D),
+            Field("tunnel-transport-pif-of", "set:tunnel", D),
+        ],
+        "uuid host device network vlan management currently-attached",
+        named=False,
+    )
+)
 
-_register(_cls("vif", [
-    Field("vm", "ref:vm", RO, ""), Field("network", "ref:network", RO, ""),
-    Field("device", "int", RO, 0), Field("mac", "string", RO, ""),
-    Field("mac-autogenerated", "bool", RO, False), Field("mtu", "int", D),
-    Field("plugged", "bool", RO, False), Field("currently-attached", "bool", D),
-], "uuid vm network device mac currently-attached", named=False))
+_register(
+    _cls(
+        "vif",
+        [
+            Field("vm", "ref:vm", RO, ""),
+            Field("network", "ref:network", RO, ""),
+            Field("device", "int", RO, 0),
+            Field("mac", "string", RO, ""),
+            Field("mac-autogenerated", "bool", RO, False),
+            Field("mtu", "int", D),
+            Field("plugged", "bool", RO, False),
+            Field("currently-attached", "bool", D),
+        ],
+        "uuid vm network device mac currently-attached",
+        named=False,
+    )
+)
 
-_register(_cls("vlan", [
-    Field("tagged-pif", "ref:pif", RO, ""), Field("untagged-pif", "ref:pif", RO, ""),
-    Field("tag", "int", RO, 0),
-], "uuid tagged-pif untagged-pif tag", named=False))
+_register(
+    _cls(
+        "vlan",
+        [
+            Field("tagged-pif", "ref:pif", RO, ""),
+            Field("untagged-pif", "ref:pif", RO, ""),
+            Field("tag", "int", RO, 0),
+        ],
+        "uuid tagged-pif untagged-pif tag",
+        named=False,
+    )
+)
 
-_register(_cls("bond", [
-    Field("master", "ref:pif", RO, ""), Field("slaves", "set:pif", RO),
-    Field("primary-slave", "ref:pif", RO, ""),
-    Field("mode", "enum", RW, "balance-slb", ("balance-slb", "active-backup", "lacp")),
-], "uuid master slaves mode", named=False))
+_register(
+    _cls(
+        "bond",
+        [
+            Field("master", "ref:pif", RO, ""),
+            Field("slaves", "set:pif", RO),
+            Field("primary-slave", "ref:pif", RO, ""),
+            Field("mode", "enum", RW, "balance-slb", ("balance-slb", "active-backup", "lacp")),
+        ],
+        "uuid master slaves mode",
+        named=False,
+    )
+)
 
-_register(_cls("tunnel", [
-    Field("access-pif", "ref:pif", RO, ""), Field("transport-pif", "ref:pif", RO, ""),
-    Field("protocol", "enum", RO, "gre", ("gre", "vxlan")),
-], "uuid access-pif transport-pif protocol", named=False))
+_register(
+    _cls(
+        "tunnel",
+        [
+            Field("access-pif", "ref:pif", RO, ""),
+            Field("transport-pif", "ref:pif", RO, ""),
+            Field("protocol", "enum", RO, "gre", ("gre", "vxlan")),
+        ],
+        "uuid access-pif transport-pif protocol",
+        named=False,
+    )
+)
 
-_register(ObjClass("task", {f.name: f for f in [
-    Field("uuid", "uuid", RO),
-    Field("name-label", "string", RO, ""),
-    Field("status", "enum", RO, "pending", ("pending", "success", "failure", "cancelled")),
-    Field("progress", "float", RO, 0.0), Field("created", "time", RO, ""),
-    Field("finished", "time", RO, ""), Field("result", "string", RO, ""),
-    Field("error-code", "string", RO, ""), Field("error-params", "map", RO),
-    Field("objects", "set", RO), Field("other-config", "map", RW),
-]}, ("uuid", "name-label", "status", "progress", "created"), named=False, pooled=False))
+_register(
+    ObjClass(
+        "task",
+        {
+            f.name: f
+            for f in [
+                Field("uuid", "uuid", RO),
+                Field("name-label", "string", RO, ""),
+                Field("status", "enum", RO, "pending", ("pending", "success", "failure", "cancelled")),
+                Field("progress", "float", RO, 0.0),
+                Field("created", "time", RO, ""),
+                Field("finished", "time", RO, ""),
+                Field("result", "string", RO, ""),
+                Field("error-code", "string", RO, ""),
+                Field("error-params", "map", RO),
+                Field("objects", "set", RO),
+                Field("other-config", "map", RW),
+            ]
+        },
+        ("uuid", "name-label", "status", "progress", "created"),
+        named=False,
+        pooled=False,
+    )
+)
 
-JOURNAL_FIELDS = {f.name: f for f in [
-    Field("seq", "int", RO), Field("time", "time", RO), Field("user", "string", RO),
-    Field("command", "string", RO), Field("created", "set", RO), Field("changed", "set", RO),
-    Field("destroyed", "set", RO), Field("changes", "map", RO),
-    Field("prev-hash", "string", RO), Field("hash", "string", RO),
-]}
+JOURNAL_FIELDS = {
+    f.name: f
+    for f in [
+        Field("seq", "int", RO),
+        Field("time", "time", RO),
+        Field("user", "string", RO),
+        Field("command", "string", RO),
+        Field("created", "set", RO),
+        Field("changed", "set", RO),
+        Field("destroyed", "set", RO),
+        Field("changes", "map", RO),
+        Field("prev-hash", "string", RO),
+        Field("hash", "string", RO),
+    ]
+}
 JOURNAL = ObjClass("journal", JOURNAL_FIELDS, ("seq", "time", "user", "command"), named=False, pooled=False)
 
 # Views that list a subset of vm rows (cli.md §3 default columns).
@@ -304,5 +467,3 @@ SNAPSHOT_COLUMNS = ("uuid", "name-label", "snapshot-of", "snapshot-time", "power
 
 # xe accepts these upper-case spellings for a few fields (model.md §1.7).
 ALIASES = {"MTU": "mtu", "MAC": "mac", "VLAN": "vlan", "IP": "ip", "DNS": "dns"}
-
-

@@ -32,7 +32,13 @@ MAX_ANCESTORS = 30  # model.md §3.5 chains
 # Largest VDI and online grow per SR type (model.md §1.5).
 SR_MAX = {"file": 16 * TiB, "ext": 16 * TiB, "nfs": 16 * TiB, "lvm": 2040 * GiB, "iscsi": 2040 * GiB}
 ONLINE_GROW = {"file", "ext", "nfs"}
-DEFAULT_PROVISIONING = {"file": "thin", "ext": "thin", "nfs": "thin", "lvm": "thick-lazy", "iscsi": "thick-lazy"}
+DEFAULT_PROVISIONING = {
+    "file": "thin",
+    "ext": "thin",
+    "nfs": "thin",
+    "lvm": "thick-lazy",
+    "iscsi": "thick-lazy",
+}
 SHAREABLE_TYPES = {"nfs", "iscsi"}
 HOLDING_STATES = ("running", "paused", "suspended")
 RESIDENT_STATES = ("running", "paused")
@@ -89,8 +95,11 @@ def check_space(txn, needs: dict[str, int]) -> None:
             continue
         free = sr_free_space(txn, sr_uuid)
         if want > free:
-            raise VmctlError("SR_FULL", f"The SR {txn.ref('sr', sr_uuid).render()} has {max(free, 0)} bytes free, "
-                             f"{want} are needed", [("requested", want), ("maximum", max(free, 0))])
+            raise VmctlError(
+                "SR_FULL",
+                f"The SR {txn.ref('sr', sr_uuid).render()} has {max(free, 0)} bytes free, {want} are needed",
+                [("requested", want), ("maximum", max(free, 0))],
+            )
 
 
 def allocations(txn, sr_uuids: Iterable[str]) -> dict[str, int]:
@@ -174,8 +183,11 @@ def vdi_conflict(txn, vdi_uuid: str, mode: str, vm_uuid: str | None) -> bool:
 
 def in_use(txn, vdi: dict | str, operation: str) -> VmctlError:
     row = vdi if isinstance(vdi, dict) else txn.get("vdi", vdi)
-    return VmctlError("VDI_IN_USE", "The VDI is in use by a VM",
-                      [("vdi", txn.ref("vdi", row if row is not None else vdi)), ("operation", operation)])
+    return VmctlError(
+        "VDI_IN_USE",
+        "The VDI is in use by a VM",
+        [("vdi", txn.ref("vdi", row if row is not None else vdi)), ("operation", operation)],
+    )
 
 
 def holding_conflicts(txn, vm: dict, operation: str) -> list[VmctlError]:
@@ -236,8 +248,11 @@ def check_chain_depth(txn, vdi: dict, times: int = 1) -> None:
     """A clone or snapshot puts a new base copy above the VDI (`times` of them when one command
     clones it several times): at most 30 ancestors."""
     if len(ancestors(txn, vdi)) + times > MAX_ANCESTORS:
-        raise VmctlError("SR_BACKEND_FAILURE_109", "The VDI chain would be deeper than 30",
-                         [("reason", "VDI chain deeper than 30")])
+        raise VmctlError(
+            "SR_BACKEND_FAILURE_109",
+            "The VDI chain would be deeper than 30",
+            [("reason", "VDI chain deeper than 30")],
+        )
 
 
 def clone_need(vdi: dict, snapshot: bool) -> int:
@@ -252,33 +267,64 @@ def clone_need(vdi: dict, snapshot: bool) -> int:
 
 def check_managed(txn, vdi: dict) -> None:
     if not vdi["managed"]:
-        raise VmctlError("VDI_NOT_MANAGED", "Base copies cannot be used directly", [("vdi", txn.ref("vdi", vdi))])
+        raise VmctlError(
+            "VDI_NOT_MANAGED", "Base copies cannot be used directly", [("vdi", txn.ref("vdi", vdi))]
+        )
 
 
-def clone_vdi(txn, vdi: dict, snapshot: bool = False, name_label: str | None = None,
-              name_description: str | None = None, now: str | None = None) -> str:
+def clone_vdi(
+    txn,
+    vdi: dict,
+    snapshot: bool = False,
+    name_label: str | None = None,
+    name_description: str | None = None,
+    now: str | None = None,
+) -> str:
     """Copy-on-write clone or snapshot, without checks (callers check depth and space first).
 
     A new read-only base copy B takes the source's parent and physical-utilisation; the source
     keeps its uuid and flags with parent B; the new VDI is B's second child. Returns its uuid."""
-    base = txn.insert("vdi", {
-        "name-label": "base copy", "sr": vdi["sr"], "pool": vdi["pool"], "virtual-size": vdi["virtual-size"],
-        "physical-utilisation": vdi["physical-utilisation"], "provisioning": vdi["provisioning"],
-        "type": vdi["type"], "read-only": True, "managed": False, "parent": vdi["parent"],
-    })
+    base = txn.insert(
+        "vdi",
+        {
+            "name-label": "base copy",
+            "sr": vdi["sr"],
+            "pool": vdi["pool"],
+            "virtual-size": vdi["virtual-size"],
+            "physical-utilisation": vdi["physical-utilisation"],
+            "provisioning": vdi["provisioning"],
+            "type": vdi["type"],
+            "read-only": True,
+            "managed": False,
+            "parent": vdi["parent"],
+        },
+    )
     txn.update("vdi", vdi["uuid"], {"parent": base, "physical-utilisation": leaf_usage(vdi)})
     values = {
         "name-label": vdi["name-label"] if name_label is None else name_label,
         "name-description": vdi["name-description"] if name_description is None else name_description,
-        "sr": vdi["sr"], "pool": vdi["pool"], "virtual-size": vdi["virtual-size"],
-        "provisioning": vdi["provisioning"], "type": vdi["type"], "parent": base,
-        "tags": list(vdi["tags"]), "other-config": dict(vdi["other-config"]),
+        "sr": vdi["sr"],
+        "pool": vdi["pool"],
+        "virtual-size": vdi["virtual-size"],
+        "provisioning": vdi["provisioning"],
+        "type": vdi["type"],
+        "parent": base,
+        "tags": list(vdi["tags"]),
+        "other-config": dict(vdi["other-config"]),
     }
     if snapshot:
         from vmctl.store.txn import now_iso
 
-        values.update({"read-only": True, "is-a-snapshot": True, "snapshot-of": vdi["uuid"],
-                       "snapshot-time": now or now_iso(), "sharable": False, "physical-utilisation": 0})
+        values.update(
+            {
+                "read-only": True,
+                "is-a-snapshot": True,
+                "snapshot-of": vdi["uuid"],
+                "snapshot-time": now or now_iso(),
+                "sharable": False,
+                "physical-utilisation": 0,
+            }
+        )
     else:
         # A clone of a snapshot or of a read-only disk is an ordinary writable disk (as xe).
         values["read-only"] = vdi["read-only"] and vdi["type"] == "iso"
@@ -290,18 +336,35 @@ def clone_vdi(txn, vdi: dict, snapshot: bool = False, name_label: str | None = N
     return u
 
 
-def copy_vdi(txn, vdi: dict, sr: dict, provisioning: str | None = None, name_label: str | None = None,
-             name_description: str | None = None, read_only: bool = False) -> str:
+def copy_vdi(
+    txn,
+    vdi: dict,
+    sr: dict,
+    provisioning: str | None = None,
+    name_label: str | None = None,
+    name_description: str | None = None,
+    read_only: bool = False,
+) -> str:
     """A full copy (no parent) on `sr`, without checks; returns its uuid."""
     prov = provisioning or vdi["provisioning"]
     usage = copy_usage(vdi, prov, txn)
-    return txn.insert("vdi", {
-        "name-label": vdi["name-label"] if name_label is None else name_label,
-        "name-description": vdi["name-description"] if name_description is None else name_description,
-        "sr": sr["uuid"], "pool": sr["pool"], "virtual-size": vdi["virtual-size"], "physical-utilisation": usage,
-        "provisioning": prov, "type": vdi["type"], "read-only": read_only, "sharable": vdi["sharable"],
-        "tags": list(vdi["tags"]), "other-config": dict(vdi["other-config"]),
-    })
+    return txn.insert(
+        "vdi",
+        {
+            "name-label": vdi["name-label"] if name_label is None else name_label,
+            "name-description": vdi["name-description"] if name_description is None else name_description,
+            "sr": sr["uuid"],
+            "pool": sr["pool"],
+            "virtual-size": vdi["virtual-size"],
+            "physical-utilisation": usage,
+            "provisioning": prov,
+            "type": vdi["type"],
+            "read-only": read_only,
+            "sharable": vdi["sharable"],
+            "tags": list(vdi["tags"]),
+            "other-config": dict(vdi["other-config"]),
+        },
+    )
 
 
 def merge_chain(txn, base_uuid: str) -> None:
@@ -321,9 +384,16 @@ def merge_chain(txn, base_uuid: str) -> None:
             txn.delete("vdi", cur)
         elif len(children) == 1:
             c = children[0]
-            txn.update("vdi", c["uuid"], {
-                "parent": up,
-                "physical-utilisation": min(c["virtual-size"], c["physical-utilisation"] + b["physical-utilisation"])})
+            txn.update(
+                "vdi",
+                c["uuid"],
+                {
+                    "parent": up,
+                    "physical-utilisation": min(
+                        c["virtual-size"], c["physical-utilisation"] + b["physical-utilisation"]
+                    ),
+                },
+            )
             txn.delete("vdi", cur)
         else:
             return
@@ -346,10 +416,21 @@ def destroy_vdi(txn, vdi: dict, operation: str = "destroy", check: bool = True) 
         merge_chain(txn, parent)
 
 
-def create_vdi(txn, sr: dict, virtual_size: int, name_label: str = "", provisioning: str | None = None,
-               type: str = "user", sharable: bool = False, read_only: bool = False,
-               name_description: str = "", other_config: dict | None = None, tags: list | None = None,
-               quiet: bool = False, check_attached: bool = True) -> str:
+def create_vdi(
+    txn,
+    sr: dict,
+    virtual_size: int,
+    name_label: str = "",
+    provisioning: str | None = None,
+    type: str = "user",
+    sharable: bool = False,
+    read_only: bool = False,
+    name_description: str = "",
+    other_config: dict | None = None,
+    tags: list | None = None,
+    quiet: bool = False,
+    check_attached: bool = True,
+) -> str:
     """vdi-create's checks and effect (model.md §3.5), also used by vm-disk-add and for suspend
     images: SR attached (`SR_HAS_NO_PBDS`), content type (`VDI_INCOMPATIBLE_TYPE`), size
     (`INVALID_VALUE`, `VDI_TOO_LARGE`), thick space (`SR_FULL`). Thin creation is never refused
@@ -357,26 +438,51 @@ def create_vdi(txn, sr: dict, virtual_size: int, name_label: str = "", provision
     if check_attached:
         require_attached(txn, sr)
     if (sr["content-type"] == "iso") != (type == "iso"):
-        raise VmctlError("VDI_INCOMPATIBLE_TYPE", "An ISO SR holds only iso VDIs, and only ISO SRs hold them",
-                         [("vdi", ""), ("type", type)])
+        raise VmctlError(
+            "VDI_INCOMPATIBLE_TYPE",
+            "An ISO SR holds only iso VDIs, and only ISO SRs hold them",
+            [("vdi", ""), ("type", type)],
+        )
     if isinstance(virtual_size, tuple) or virtual_size <= 0:
-        raise VmctlError("INVALID_VALUE", "A VDI's virtual-size must be > 0",
-                         [("name", "virtual-size"), ("value", virtual_size if not isinstance(virtual_size, tuple)
-                                                     else "+" + str(virtual_size[1]))])
+        raise VmctlError(
+            "INVALID_VALUE",
+            "A VDI's virtual-size must be > 0",
+            [
+                ("name", "virtual-size"),
+                (
+                    "value",
+                    virtual_size if not isinstance(virtual_size, tuple) else "+" + str(virtual_size[1]),
+                ),
+            ],
+        )
     size = round_size(virtual_size)
     if size > largest_vdi(sr):
-        raise VmctlError("VDI_TOO_LARGE", "The VDI is larger than the SR type allows",
-                         [("vdi", ""), ("maximum", largest_vdi(sr))])
+        raise VmctlError(
+            "VDI_TOO_LARGE",
+            "The VDI is larger than the SR type allows",
+            [("vdi", ""), ("maximum", largest_vdi(sr))],
+        )
     prov = provisioning or sr["default-provisioning"]
     usage = size if is_thick(prov) else 0
     check_space(txn, {sr["uuid"]: usage})
     before = allocations(txn, [sr["uuid"]])
-    u = txn.insert("vdi", {
-        "name-label": name_label, "name-description": name_description, "sr": sr["uuid"], "pool": sr["pool"],
-        "virtual-size": size, "physical-utilisation": usage, "provisioning": prov, "type": type,
-        "sharable": sharable, "read-only": read_only, "other-config": dict(other_config or {}),
-        "tags": list(tags or []),
-    })
+    u = txn.insert(
+        "vdi",
+        {
+            "name-label": name_label,
+            "name-description": name_description,
+            "sr": sr["uuid"],
+            "pool": sr["pool"],
+            "virtual-size": size,
+            "physical-utilisation": usage,
+            "provisioning": prov,
+            "type": type,
+            "sharable": sharable,
+            "read-only": read_only,
+            "other-config": dict(other_config or {}),
+            "tags": list(tags or []),
+        },
+    )
     overprovision_warning(txn, before, quiet)
     return u
 

@@ -18,8 +18,22 @@ TiB = 1024**4
 SIZE_MAX = 2**63 - 1
 INT_MAX = 2**63 - 1
 
-_SUFFIX = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": MiB, "mb": MiB, "mib": MiB,
-           "g": GiB, "gb": GiB, "gib": GiB, "t": TiB, "tb": TiB, "tib": TiB}
+_SUFFIX = {
+    "": 1,
+    "b": 1,
+    "k": KiB,
+    "kb": KiB,
+    "kib": KiB,
+    "m": MiB,
+    "mb": MiB,
+    "mib": MiB,
+    "g": GiB,
+    "gb": GiB,
+    "gib": GiB,
+    "t": TiB,
+    "tb": TiB,
+    "tib": TiB,
+}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]*)\s*$")
 
 
@@ -139,8 +153,11 @@ def parse_scalar(type_: str, text, name: str, values: tuple[str, ...] = (), allo
         return parse_bool(text, name)
     if type_ == "enum":
         if text not in values:
-            raise VmctlError("INVALID_VALUE", f"{name} must be one of {', '.join(values)}",
-                             [("name", name), ("value", text)])
+            raise VmctlError(
+                "INVALID_VALUE",
+                f"{name} must be one of {', '.join(values)}",
+                [("name", name), ("value", text)],
+            )
         return text
     if type_ == "list":
         return [x.strip() for x in str(text).split(",") if x.strip()]
@@ -185,8 +202,12 @@ def normalise_mac(text: str, force: bool = False) -> str:
     mac = text.lower()
     first = int(mac[:2], 16)
     if first & 1 or mac == "00:00:00:00:00:00" or (not force and not first & 2):
-        raise VmctlError("MAC_INVALID", "The MAC address must be unicast and locally administered "
-                         "(use --force for a globally administered one)", [("mac", text)])
+        raise VmctlError(
+            "MAC_INVALID",
+            "The MAC address must be unicast and locally administered "
+            "(use --force for a globally administered one)",
+            [("mac", text)],
+        )
     return mac
 
 

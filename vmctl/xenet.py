@@ -123,8 +123,12 @@ def restore_port(s, bridge: str, snap: dict) -> None:
 def check_bridge_name(name: str) -> None:
     """model.md §3.6: 1-15 characters of [A-Za-z0-9_.-], not a prefix vmctl reserves."""
     if not BRIDGE_RE.match(name) or name.startswith(RESERVED_PREFIXES):
-        raise VmctlError("INVALID_VALUE", "A bridge name has 1-15 characters of A-Z a-z 0-9 _ . - and does "
-                         "not start with xen, xapi, vif, tap or eth", [("name", "bridge"), ("value", name)])
+        raise VmctlError(
+            "INVALID_VALUE",
+            "A bridge name has 1-15 characters of A-Z a-z 0-9 _ . - and does "
+            "not start with xen, xapi, vif, tap or eth",
+            [("name", "bridge"), ("value", name)],
+        )
 
 
 def bridge_conflict(txn, pool_uuid: str, name: str) -> str | None:
@@ -320,8 +324,11 @@ def remove_pif_port(txn, pif: dict) -> None:
 
 
 # --- bonds ----------------------------------------------------------------------------------------------
-BOND_OVS_MODE = {"balance-slb": ("balance-slb", None), "active-backup": ("active-backup", None),
-                 "lacp": ("balance-tcp", "active")}
+BOND_OVS_MODE = {
+    "balance-slb": ("balance-slb", None),
+    "active-backup": ("active-backup", None),
+    "lacp": ("balance-tcp", "active"),
+}
 
 
 def bond_members(txn, bond: dict) -> list[dict]:
@@ -413,8 +420,14 @@ def _tunnel_port(txn, here: dict, peer: dict) -> tuple[str, str, dict] | None:
     if host is None or peer_host is None or net is None:
         return None
     name = tunnel_port_name(here["protocol"], peer_host)
-    return host, name, {"iface_type": here["protocol"],
-                        "options": {"remote_ip": _transport_ip(txn, peer), "key": str(net["tunnel-key"])}}
+    return (
+        host,
+        name,
+        {
+            "iface_type": here["protocol"],
+            "options": {"remote_ip": _transport_ip(txn, peer), "key": str(net["tunnel-key"])},
+        },
+    )
 
 
 def add_tunnel_ports(txn, tunnel: dict) -> None:
@@ -462,8 +475,14 @@ def vif_port_name(vm: dict, vif: dict) -> str:
 
 
 def vif_iface_ids(vm: dict, vif: dict) -> dict[str, str]:
-    return {"attached-mac": vif["mac"], "iface-id": vif["uuid"], "vm-id": vm["uuid"],
-            "xs-network-uuid": vif["network"], "xs-vif-uuid": vif["uuid"], "xs-vm-uuid": vm["uuid"]}
+    return {
+        "attached-mac": vif["mac"],
+        "iface-id": vif["uuid"],
+        "vm-id": vm["uuid"],
+        "xs-network-uuid": vif["network"],
+        "xs-vif-uuid": vif["uuid"],
+        "xs-vm-uuid": vm["uuid"],
+    }
 
 
 def plug_vif_port(txn, vif: dict, vm: dict | None = None, host_uuid: str | None = None) -> bool:
@@ -487,8 +506,9 @@ def _ports_of_vif(s, vif_uuid: str) -> list[str]:
     return [p["name"] for p in recs["port"] if hit.intersection(p["interfaces"])]
 
 
-def unplug_vif_port(txn, vif: dict, vm: dict | None = None, host_uuid: str | None = None,
-                    scan: bool = True) -> None:
+def unplug_vif_port(
+    txn, vif: dict, vm: dict | None = None, host_uuid: str | None = None, scan: bool = True
+) -> None:
     """Remove the VIF's port on the host: `vif<domid>.<device>` (a name owned by that VM while
     it runs there), else, when the domid is already gone, any port whose interface carries the
     VIF's iface-id."""
@@ -564,8 +584,11 @@ def pif_attached(txn, pif: dict) -> bool:
             if master is None:
                 return False
             snap = port_snapshot(s, master["device"])
-            return bool(snap) and s.port_bridge(master["device"]) is not None and any(
-                i["name"] == pif["device"] for i in snap["ifaces"])
+            return (
+                bool(snap)
+                and s.port_bridge(master["device"]) is not None
+                and any(i["name"] == pif["device"] for i in snap["ifaces"])
+            )
         return s.port_bridge(pif["device"]) == net["bridge"]
     if bond_of(txn, pif["uuid"], as_member=False) is not None:
         return s.port_bridge(pif["device"]) == net["bridge"]

@@ -29,10 +29,24 @@ def _build(store, hosts: int, demands, seed: int) -> list[str]:
         invoke(txn, "pool-create", ["name-label=bench"], OPTS)
         for i in range(hosts):
             cores, gib = scenarios.SKUS[i % len(scenarios.SKUS)]
-            invoke(txn, "host-add", [f"name-label=h{i:05d}", f"address=10.{i // 65536}.{i // 256 % 256}.{i % 256}",
-                                     f"cpu-count={cores}", f"memory-total={gib}GiB", "pool=bench"], OPTS)
-        return [invoke(txn, "vm-create", [f"name-label=vm{i:06d}", f"vcpus={d.vcpus}", f"memory={d.memory}"],
-                       OPTS).value for i, d in enumerate(demands)]
+            invoke(
+                txn,
+                "host-add",
+                [
+                    f"name-label=h{i:05d}",
+                    f"address=10.{i // 65536}.{i // 256 % 256}.{i % 256}",
+                    f"cpu-count={cores}",
+                    f"memory-total={gib}GiB",
+                    "pool=bench",
+                ],
+                OPTS,
+            )
+        return [
+            invoke(
+                txn, "vm-create", [f"name-label=vm{i:06d}", f"vcpus={d.vcpus}", f"memory={d.memory}"], OPTS
+            ).value
+            for i, d in enumerate(demands)
+        ]
 
     return store.run(body, True, finish=lambda txn: store.append_journal(txn, "bench commit build"))[0]
 
@@ -71,7 +85,7 @@ def run(ctx: common.Context) -> common.SuiteResult:
         build_s = time.perf_counter() - t0
         half = len(vms) // 2
         # one transaction each: a sample, since each builds the pool snapshot and commits on its own
-        single = vms[:min(half, 750 if ctx.ci else 200)]
+        single = vms[: min(half, 750 if ctx.ci else 200)]
         batched = vms[half:]
         common.quiesce()
         t0 = time.perf_counter()
@@ -83,27 +97,43 @@ def run(ctx: common.Context) -> common.SuiteResult:
         t0 = time.perf_counter()
         ok2 = bad2 = 0
         for i in range(0, len(batched), 100):
-            ok, bad = _start(store, batched[i:i + 100])
+            ok, bad = _start(store, batched[i : i + 100])
             ok2, bad2 = ok2 + ok, bad2 + bad
         t2 = time.perf_counter() - t0
         store.dispose()
         r1, r2 = len(single) / t1, len(batched) / t2
         res.engines["vmctl (SQLite WAL)" if "://" not in db else "vmctl"] = {
             "build (s)": round(build_s, 1),
-            "1/txn decisions": len(single), "1/txn started": ok1, "1/txn refused": bad1,
+            "1/txn decisions": len(single),
+            "1/txn started": ok1,
+            "1/txn refused": bad1,
             "1/txn decisions/s": round(r1, 1),
-            "100/txn decisions": len(batched), "100/txn started": ok2, "100/txn refused": bad2,
+            "100/txn decisions": len(batched),
+            "100/txn started": ok2,
+            "100/txn refused": bad2,
             "100/txn decisions/s": round(r2, 1),
         }
         res.timing = {"build (s)", "1/txn decisions/s", "100/txn decisions/s"}
         res.goals += [
-            common.Goal("P3", "≥ 2,000 decisions/s at one transaction each (reference)", round(r1, 1), r1 >= 2000,
-                        "absolute"),
-            common.Goal("P3", "≥ 5,000 decisions/s at 100 per transaction (reference)", round(r2, 1), r2 >= 5000,
-                        "absolute"),
+            common.Goal(
+                "P3",
+                "≥ 2,000 decisions/s at one transaction each (reference)",
+                round(r1, 1),
+                r1 >= 2000,
+                "absolute",
+            ),
+            common.Goal(
+                "P3",
+                "≥ 5,000 decisions/s at 100 per transaction (reference)",
+                round(r2, 1),
+                r2 >= 5000,
+                "absolute",
+            ),
         ]
-        res.notes.append(f"{hosts} hosts, {n} VMs of W(N); the real vm-start command (engine placement, "
-                         "lifecycle hooks, journal) in each transaction")
+        res.notes.append(
+            f"{hosts} hosts, {n} VMs of W(N); the real vm-start command (engine placement, "
+            "lifecycle hooks, journal) in each transaction"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return res

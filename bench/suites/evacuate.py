@@ -72,13 +72,22 @@ def _engine(pool, hosts: list[str], repeat: int) -> tuple[dict, dict]:
         makespans.append(plan.makespan)
         total_bytes += plan.bytes
         non_converging += sum(1 for m in plan.moves if not m.converges)
-    q = {"hosts": len(hosts), "evacuated": ok, "violations": violations, "vms-moved": moved,
-         "waves-mean": round(statistics.mean(waves), 3) if waves else None,
-         "width-mean": round(statistics.mean(width), 3) if width else None,
-         "makespan-mean-s": round(statistics.mean(makespans), 3) if makespans else None,
-         "makespan-max-s": round(max(makespans), 3) if makespans else None,
-         "bytes-GiB": round(total_bytes / GiB, 3), "non-converging": non_converging}
-    t = {"plan-ms-median": round(statistics.median(per_host_ms), 3), "plan-ms-max": round(max(per_host_ms), 3)}
+    q = {
+        "hosts": len(hosts),
+        "evacuated": ok,
+        "violations": violations,
+        "vms-moved": moved,
+        "waves-mean": round(statistics.mean(waves), 3) if waves else None,
+        "width-mean": round(statistics.mean(width), 3) if width else None,
+        "makespan-mean-s": round(statistics.mean(makespans), 3) if makespans else None,
+        "makespan-max-s": round(max(makespans), 3) if makespans else None,
+        "bytes-GiB": round(total_bytes / GiB, 3),
+        "non-converging": non_converging,
+    }
+    t = {
+        "plan-ms-median": round(statistics.median(per_host_ms), 3),
+        "plan-ms-max": round(max(per_host_ms), 3),
+    }
     return {**q, **t}, outcome
 
 
@@ -102,9 +111,14 @@ def _wfd(pool, hosts: list[str], repeat: int) -> tuple[dict, dict]:
             # one wave per VM: wfd has no schedule, so only capacity and rules are meaningful
             rows = [(i + 1, vm, dst, False) for i, (vm, dst) in enumerate(sorted(res.targets.items()))]
             violations += len(check_evacuation(pool, h, rows))
-    return {"hosts": len(hosts), "evacuated": ok, "violations": violations, "vms-moved": moved,
-            "plan-ms-median": round(statistics.median(per_host_ms), 3),
-            "plan-ms-max": round(max(per_host_ms), 3)}, outcome
+    return {
+        "hosts": len(hosts),
+        "evacuated": ok,
+        "violations": violations,
+        "vms-moved": moved,
+        "plan-ms-median": round(statistics.median(per_host_ms), 3),
+        "plan-ms-max": round(max(per_host_ms), 3),
+    }, outcome
 
 
 def run(ctx: common.Context) -> common.SuiteResult:
@@ -128,20 +142,41 @@ def run(ctx: common.Context) -> common.SuiteResult:
     me = res.engines["vmctl"]
     missed = [h for h in hosts if outcomes["wfd-evacuate"][h] and not outcomes["vmctl"][h]]
     res.goals = [
-        common.Goal("P7", "0 capacity, rule or cap violations (independent checker)", me["violations"],
-                    me["violations"] == 0),
-        common.Goal("P7", "succeeds whenever wfd-evacuate does", f"{me['evacuated']} vs "
-                    f"{res.engines['wfd-evacuate']['evacuated']} of {len(hosts)}", not missed),
-        common.Goal("P7", "makespan reported", me["makespan-mean-s"], me["makespan-mean-s"] is not None
-                    or me["evacuated"] == 0),
-        common.Goal("P7", "plan ≤ 100 ms per host (reference)", me["plan-ms-max"], me["plan-ms-max"] <= 100,
-                    "absolute"),
+        common.Goal(
+            "P7",
+            "0 capacity, rule or cap violations (independent checker)",
+            me["violations"],
+            me["violations"] == 0,
+        ),
+        common.Goal(
+            "P7",
+            "succeeds whenever wfd-evacuate does",
+            f"{me['evacuated']} vs {res.engines['wfd-evacuate']['evacuated']} of {len(hosts)}",
+            not missed,
+        ),
+        common.Goal(
+            "P7",
+            "makespan reported",
+            me["makespan-mean-s"],
+            me["makespan-mean-s"] is not None or me["evacuated"] == 0,
+        ),
+        common.Goal(
+            "P7",
+            "plan ≤ 100 ms per host (reference)",
+            me["plan-ms-max"],
+            me["plan-ms-max"] <= 100,
+            "absolute",
+        ),
     ]
     loads = pool.loads()
     used = sum(loads[h].mem for h in pool.hosts) / sum(pool.mem_capacity(h) for h in pool.hosts)
-    res.notes.append(f"{len(pool.hosts)} hosts, {len(sc.vm_order)} VMs placed by spread ({used:.1%} of memory); "
-                     f"the {len(hosts)} most loaded hosts are each evacuated from the same start with the pool "
-                     f"policy ({pool.policy}); HA admission {'on' if pool.ha_enabled else 'off'}")
-    res.notes.append("checker: memory and vCPU capacity, pCPUs, strict rules after every wave and at the end, "
-                     "host/link/SR caps within every wave; wfd-evacuate is checked for capacity and rules only")
+    res.notes.append(
+        f"{len(pool.hosts)} hosts, {len(sc.vm_order)} VMs placed by spread ({used:.1%} of memory); "
+        f"the {len(hosts)} most loaded hosts are each evacuated from the same start with the pool "
+        f"policy ({pool.policy}); HA admission {'on' if pool.ha_enabled else 'off'}"
+    )
+    res.notes.append(
+        "checker: memory and vCPU capacity, pCPUs, strict rules after every wave and at the end, "
+        "host/link/SR caps within every wave; wfd-evacuate is checked for capacity and rules only"
+    )
     return res

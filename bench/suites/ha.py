@@ -41,14 +41,23 @@ def _admission(sc: scenarios.Scenario, seed: int, n: int) -> tuple[float, int]:
     pool = sc.pool.copy()
     pool.ha_enabled = True
     pool.ha_failures_to_tolerate = 2
-    extra = scenarios.build_pool(seed + 7, [], scenarios.demands_of(
-        scenarios.draw_w(scenarios.peak(None, seed), n, seed + 7)), priorities=True)
+    extra = scenarios.build_pool(
+        seed + 7,
+        [],
+        scenarios.demands_of(scenarios.draw_w(scenarios.peak(None, seed), n, seed + 7)),
+        priorities=True,
+    )
     # Same storage and network as the scenario's VMs (the extra pool has its own uuids).
     any_vm = pool.vms[sc.vm_order[0]]
     order = []
     for j, vu in enumerate(extra.vm_order):
-        v = replace(extra.pool.vms[vu], uuid=scenarios.make_uuid(seed, "admission-vm", j),
-                    srs=any_vm.srs, networks=any_vm.networks, groups=())
+        v = replace(
+            extra.pool.vms[vu],
+            uuid=scenarios.make_uuid(seed, "admission-vm", j),
+            srs=any_vm.srs,
+            networks=any_vm.networks,
+            groups=(),
+        )
         pool.add_vm(v)
         order.append(v.uuid)
     s = Scheduler(pool)
@@ -98,12 +107,19 @@ def run(ctx: common.Context) -> common.SuiteResult:
     planner = ha.Planner(pool)
     classes = planner.host_classes()
     nxt = mf.max + 1
-    in_exact = nxt < planner.n and ha.Planner.count_sets([len(c) for c in classes], nxt) <= pool.ha_plan_exact_limit
+    in_exact = (
+        nxt < planner.n and ha.Planner.count_sets([len(c) for c in classes], nxt) <= pool.ha_plan_exact_limit
+    )
     proven = all(c.exists for c in mf.checks if c.r <= mf.max)
     witness_ok = (not in_exact) or bool(mf.witness)
-    m: dict = {"max": mf.max, "upper-bound": mf.upper_bound,
-               "methods": _runs(mf.method),
-               "witness-size": len(mf.witness), "evaluations": mf.evaluations, "time-s": round(t_max, 3)}
+    m: dict = {
+        "max": mf.max,
+        "upper-bound": mf.upper_bound,
+        "methods": _runs(mf.method),
+        "witness-size": len(mf.witness),
+        "evaluations": mf.evaluations,
+        "time-s": round(t_max, 3),
+    }
     # Exact enumeration timings with the quick tests disabled (§7 P6).
     for r in (1, 2, 3) if ctx.scenario != "S2" else (1,):
         t1 = time.perf_counter()
@@ -127,20 +143,43 @@ def run(ctx: common.Context) -> common.SuiteResult:
         common.Goal("P6", "max failures ≥ xapi-approx", f"{mf.max} vs {xa}", mf.max >= xa),
         common.Goal("P6", "max failures ≥ slot-policy", f"{mf.max} vs {sp}", mf.max >= sp),
         common.Goal("P6", "every reported maximum proven", proven, proven),
-        common.Goal("P6", f"witness for r = {nxt} when in the exact range", f"in range: {in_exact}, "
-                    f"witness: {len(mf.witness)} hosts", witness_ok),
+        common.Goal(
+            "P6",
+            f"witness for r = {nxt} when in the exact range",
+            f"in range: {in_exact}, witness: {len(mf.witness)} hosts",
+            witness_ok,
+        ),
     ]
     if ctx.scenario == "S2":
-        res.goals.append(common.Goal("P6", "S2 exact r=1 ≤ 5 s (reference)", m["exact-r1-s"],
-                                     m["exact-r1-s"] <= 5, "absolute"))
+        res.goals.append(
+            common.Goal(
+                "P6", "S2 exact r=1 ≤ 5 s (reference)", m["exact-r1-s"], m["exact-r1-s"] <= 5, "absolute"
+            )
+        )
     else:
         for r, lim in ((1, 0.1), (2, 3), (3, 60)):
-            res.goals.append(common.Goal("P6", f"exact r={r} ≤ {lim} s (reference)", m[f"exact-r{r}-s"],
-                                         m[f"exact-r{r}-s"] <= lim, "absolute"))
-        res.goals.append(common.Goal("P6", "admission ≤ 1 ms median (reference)", m["admission-median-ms"],
-                                     m["admission-median-ms"] <= 1.0, "absolute"))
+            res.goals.append(
+                common.Goal(
+                    "P6",
+                    f"exact r={r} ≤ {lim} s (reference)",
+                    m[f"exact-r{r}-s"],
+                    m[f"exact-r{r}-s"] <= lim,
+                    "absolute",
+                )
+            )
+        res.goals.append(
+            common.Goal(
+                "P6",
+                "admission ≤ 1 ms median (reference)",
+                m["admission-median-ms"],
+                m["admission-median-ms"] <= 1.0,
+                "absolute",
+            )
+        )
     n_prot = sum(1 for v in pool.vms.values() if v.protected)
-    res.notes.append(f"{len(sc.host_order)} hosts, {len(sc.vm_order)} VMs ({n_prot} protected), "
-                     f"tolerance {pool.ha_failures_to_tolerate}; ha-plan-exact-limit {pool.ha_plan_exact_limit}"
-                     + (" (ci)" if ctx.ci else ""))
+    res.notes.append(
+        f"{len(sc.host_order)} hosts, {len(sc.vm_order)} VMs ({n_prot} protected), "
+        f"tolerance {pool.ha_failures_to_tolerate}; ha-plan-exact-limit {pool.ha_plan_exact_limit}"
+        + (" (ci)" if ctx.ci else "")
+    )
     return res

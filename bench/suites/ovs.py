@@ -58,11 +58,20 @@ def run(ctx: common.Context) -> common.SuiteResult:
         m[f"batch {bridges * per} ports / {bridges} bridges (s)"] = round(bt, 2)
         res.engines["vmctl"] = {k: round(v, 4) for k, v in m.items()}
         limit_ok = bt <= 5.0
-        res.goals.append(common.Goal("N1", f"batch of {bridges * per} ports in {bridges} bridges ≤ 5 s",
-                                     round(bt, 2), limit_ok, "timing" if not ctx.ci else "info"))
+        res.goals.append(
+            common.Goal(
+                "N1",
+                f"batch of {bridges * per} ports in {bridges} bridges ≤ 5 s",
+                round(bt, 2),
+                limit_ok,
+                "timing" if not ctx.ci else "info",
+            )
+        )
         oracle = _oracle()
         if oracle is None:
-            res.notes.append("ovs-vsctl not installed: no side-by-side figures (apt-get install openvswitch-switch)")
+            res.notes.append(
+                "ovs-vsctl not installed: no side-by-side figures (apt-get install openvswitch-switch)"
+            )
         else:
             try:
                 o = {}

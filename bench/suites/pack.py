@@ -71,27 +71,45 @@ def run(ctx: common.Context) -> common.SuiteResult:
                 runs.append(_run(e, sc))
             q = {k: v for k, v in runs[0].items() if k != "time-s"}
             for r in runs[1:]:
-                assert {k: v for k, v in r.items() if k != "time-s"} == q, "pack results differ between repeats"
-            res.engines[f"{e} (ratio {ratio:g})"] = {**q, "lb": lb,
-                                                     "time-s": sorted(r["time-s"] for r in runs)[len(runs) // 2]}
+                assert {k: v for k, v in r.items() if k != "time-s"} == q, (
+                    "pack results differ between repeats"
+                )
+            res.engines[f"{e} (ratio {ratio:g})"] = {
+                **q,
+                "lb": lb,
+                "time-s": sorted(r["time-s"] for r in runs)[len(runs) // 2],
+            }
     res.lower_bound = lbs
     b4, f4 = res.engines["balanced (ratio 4)"], res.engines["ffd-sum (ratio 4)"]
     b1 = res.engines["balanced (ratio 1)"]
     lim4 = math.ceil(1.01 * lbs["ratio-4"])
     lim1 = math.ceil(1.01 * lbs["ratio-1"])
     res.goals = [
-        common.Goal("P4", f"balanced hosts ≤ ⌈1.01·LB⌉ = {lim4} (ratio 4.0)", b4["hosts"],
-                    b4["hosts"] <= lim4 and b4["unplaced"] == 0),
+        common.Goal(
+            "P4",
+            f"balanced hosts ≤ ⌈1.01·LB⌉ = {lim4} (ratio 4.0)",
+            b4["hosts"],
+            b4["hosts"] <= lim4 and b4["unplaced"] == 0,
+        ),
         # At small scale 0.94 × ffd-sum can fall below LB itself (the ci peak: ffd-sum 89, LB 84):
         # the goal is then unattainable and reported as information only.
-        common.Goal("P4", "balanced hosts ≤ 0.94 × ffd-sum (ratio 4.0)"
-                    + ("" if 0.94 * f4["hosts"] >= lbs["ratio-4"] else " [unattainable: 0.94 × ffd-sum < LB]"),
-                    f"{b4['hosts']} vs {f4['hosts']} ({b4['hosts'] / max(1, f4['hosts']):.3f})",
-                    b4["hosts"] <= 0.94 * f4["hosts"],
-                    "quality" if 0.94 * f4["hosts"] >= lbs["ratio-4"] else "info"),
-        common.Goal("P4", f"balanced hosts ≤ ⌈1.01·LB⌉ = {lim1} (ratio 1.0)", b1["hosts"],
-                    b1["hosts"] <= lim1 and b1["unplaced"] == 0),
+        common.Goal(
+            "P4",
+            "balanced hosts ≤ 0.94 × ffd-sum (ratio 4.0)"
+            + ("" if 0.94 * f4["hosts"] >= lbs["ratio-4"] else " [unattainable: 0.94 × ffd-sum < LB]"),
+            f"{b4['hosts']} vs {f4['hosts']} ({b4['hosts'] / max(1, f4['hosts']):.3f})",
+            b4["hosts"] <= 0.94 * f4["hosts"],
+            "quality" if 0.94 * f4["hosts"] >= lbs["ratio-4"] else "info",
+        ),
+        common.Goal(
+            "P4",
+            f"balanced hosts ≤ ⌈1.01·LB⌉ = {lim1} (ratio 1.0)",
+            b1["hosts"],
+            b1["hosts"] <= lim1 and b1["unplaced"] == 0,
+        ),
     ]
-    res.notes.append(f"peak snapshot: {len(pk)} VMs{' (first 288 lines)' if ctx.ci else ''}; hosts 64 cores, "
-                     "512 GiB; memory at m(v) = static-max + overhead")
+    res.notes.append(
+        f"peak snapshot: {len(pk)} VMs{' (first 288 lines)' if ctx.ci else ''}; hosts 64 cores, "
+        "512 GiB; memory at m(v) = static-max + overhead"
+    )
     return res

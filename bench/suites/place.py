@@ -51,8 +51,12 @@ def _run_engine(name: str, sc: scenarios.Scenario) -> tuple[dict, list[int]]:
                 b.commit(v, h)
             ns.append(clock() - a)
         hosts = b.nonempty
-    return {"decisions": len(sc.vm_order), "rejections": rejections, "hosts": hosts,
-            "setup-ms": round(setup / 1e6, 2)}, ns
+    return {
+        "decisions": len(sc.vm_order),
+        "rejections": rejections,
+        "hosts": hosts,
+        "setup-ms": round(setup / 1e6, 2),
+    }, ns
 
 
 def run(ctx: common.Context) -> common.SuiteResult:
@@ -70,7 +74,7 @@ def run(ctx: common.Context) -> common.SuiteResult:
     quality: dict[str, dict] = {}
     timings: dict[str, list[dict]] = {e: [] for e in engines}
     for r in range(ctx.repeat):
-        order = engines[r % len(engines):] + engines[:r % len(engines)]  # rotate between repeats
+        order = engines[r % len(engines) :] + engines[: r % len(engines)]  # rotate between repeats
         for e in order:
             q, ns = _run_engine(e, sc)
             t = common.timing_summary(ns)
@@ -89,14 +93,30 @@ def run(ctx: common.Context) -> common.SuiteResult:
     ratio = me["decisions/s"] / ff["decisions/s"] if ff["decisions/s"] else 0.0
     res.goals = [
         common.Goal(gid, "decisions/s ≥ 3.0 × nova-ff", round(ratio, 2), ratio >= 3.0, "timing"),
-        common.Goal(gid, "p99 ≤ nova-ff p99", f"{me['p99-us']} µs vs {ff['p99-us']} µs",
-                    me["p99-us"] <= ff["p99-us"], "timing"),
+        common.Goal(
+            gid,
+            "p99 ≤ nova-ff p99",
+            f"{me['p99-us']} µs vs {ff['p99-us']} µs",
+            me["p99-us"] <= ff["p99-us"],
+            "timing",
+        ),
         common.Goal(gid, "0 rejections", me["rejections"], me["rejections"] == 0),
-        common.Goal(gid, "non-empty hosts ≤ nova-ff", f"{me['hosts']} vs {ff['hosts']}", me["hosts"] <= ff["hosts"]),
-        common.Goal(gid, f"≥ {ref_rate:,} decisions/s (reference)", me["decisions/s"],
-                    me["decisions/s"] >= ref_rate, "absolute"),
-        common.Goal(gid, f"p99 ≤ {ref_p99} µs (reference)", me["p99-us"], me["p99-us"] <= ref_p99, "absolute"),
+        common.Goal(
+            gid, "non-empty hosts ≤ nova-ff", f"{me['hosts']} vs {ff['hosts']}", me["hosts"] <= ff["hosts"]
+        ),
+        common.Goal(
+            gid,
+            f"≥ {ref_rate:,} decisions/s (reference)",
+            me["decisions/s"],
+            me["decisions/s"] >= ref_rate,
+            "absolute",
+        ),
+        common.Goal(
+            gid, f"p99 ≤ {ref_p99} µs (reference)", me["p99-us"], me["p99-us"] <= ref_p99, "absolute"
+        ),
     ]
-    res.notes.append(f"{len(sc.host_order)} hosts, {len(sc.vm_order)} VMs; engine `vmctl` = pool policy "
-                     f"{sc.pool.policy}; HA admission off (placement only)")
+    res.notes.append(
+        f"{len(sc.host_order)} hosts, {len(sc.vm_order)} VMs; engine `vmctl` = pool policy "
+        f"{sc.pool.policy}; HA admission off (placement only)"
+    )
     return res

@@ -93,10 +93,21 @@ def _engine(pool, repeat: int) -> tuple[dict, object]:
     assert plan is not None
     eps = pool.knob("rebalance-min-gain", rb.DEFAULT_MIN_GAIN)
     bad = sum(1 for m in plan.moves if not m.mandatory and not (m.gain >= eps and m.gain > m.cost))
-    q = _figures(len(plan.moves), plan.bytes, (plan.sigma_before["memory"], plan.sigma_before["vcpu"]),
-                 (plan.sigma_after["memory"], plan.sigma_after["vcpu"]))
-    q.update({"mandatory": sum(1 for m in plan.moves if m.mandatory), "moves-failing-gain-rule": bad,
-              "waves": plan.waves, "makespan-s": round(plan.makespan, 3), "stop": plan.stop_reason})
+    q = _figures(
+        len(plan.moves),
+        plan.bytes,
+        (plan.sigma_before["memory"], plan.sigma_before["vcpu"]),
+        (plan.sigma_after["memory"], plan.sigma_after["vcpu"]),
+    )
+    q.update(
+        {
+            "mandatory": sum(1 for m in plan.moves if m.mandatory),
+            "moves-failing-gain-rule": bad,
+            "waves": plan.waves,
+            "makespan-s": round(plan.makespan, 3),
+            "stop": plan.stop_reason,
+        }
+    )
     return {**q, "plan-ms": round(statistics.median(times), 3)}, plan
 
 
@@ -119,12 +130,17 @@ def _greedy(pool, repeat: int) -> dict:
 def _figures(moves: int, nbytes: float, before: tuple[float, float], after: tuple[float, float]) -> dict:
     drop = (before[0] - after[0]) + (before[1] - after[1])
     gib = nbytes / GiB
-    return {"moves": moves, "bytes-GiB": round(gib, 3),
-            "sigma-memory-before": round(before[0], 6), "sigma-vcpu-before": round(before[1], 6),
-            "sigma-memory-after": round(after[0], 6), "sigma-vcpu-after": round(after[1], 6),
-            # in thousandths of σ, so that the tables' three decimals show them
-            "milli-sigma-drop-per-move": round(1000 * drop / moves, 6) if moves else None,
-            "milli-sigma-drop-per-GiB": round(1000 * drop / gib, 6) if gib else None}
+    return {
+        "moves": moves,
+        "bytes-GiB": round(gib, 3),
+        "sigma-memory-before": round(before[0], 6),
+        "sigma-vcpu-before": round(before[1], 6),
+        "sigma-memory-after": round(after[0], 6),
+        "sigma-vcpu-after": round(after[1], 6),
+        # in thousandths of σ, so that the tables' three decimals show them
+        "milli-sigma-drop-per-move": round(1000 * drop / moves, 6) if moves else None,
+        "milli-sigma-drop-per-GiB": round(1000 * drop / gib, 6) if gib else None,
+    }
 
 
 def run(ctx: common.Context) -> common.SuiteResult:
@@ -148,16 +164,34 @@ def run(ctx: common.Context) -> common.SuiteResult:
         worst = max(me["sigma-memory-after"], me["sigma-vcpu-after"])
         res.goals += [
             common.Goal("P8", f"{name}: every σ_d ≤ 0.2/√N = {target:.4f}", round(worst, 6), worst <= target),
-            common.Goal("P8", f"{name}: moves ≤ 1.1 × greedy-rebalance", f"{me['moves']} vs {gr['moves']}",
-                        me["moves"] <= 1.1 * gr["moves"]),
-            common.Goal("P8", f"{name}: bytes ≤ 1.0 × greedy-rebalance",
-                        f"{me['bytes-GiB']} GiB vs {gr['bytes-GiB']} GiB", me["bytes-GiB"] <= gr["bytes-GiB"]),
-            common.Goal("P8", f"{name}: every move has gain ≥ ε and > cost", me["moves-failing-gain-rule"],
-                        me["moves-failing-gain-rule"] == 0),
-            common.Goal("P8", f"{name}: plan ≤ 1 s (reference)", me["plan-ms"], me["plan-ms"] <= 1000, "absolute"),
+            common.Goal(
+                "P8",
+                f"{name}: moves ≤ 1.1 × greedy-rebalance",
+                f"{me['moves']} vs {gr['moves']}",
+                me["moves"] <= 1.1 * gr["moves"],
+            ),
+            common.Goal(
+                "P8",
+                f"{name}: bytes ≤ 1.0 × greedy-rebalance",
+                f"{me['bytes-GiB']} GiB vs {gr['bytes-GiB']} GiB",
+                me["bytes-GiB"] <= gr["bytes-GiB"],
+            ),
+            common.Goal(
+                "P8",
+                f"{name}: every move has gain ≥ ε and > cost",
+                me["moves-failing-gain-rule"],
+                me["moves-failing-gain-rule"] == 0,
+            ),
+            common.Goal(
+                "P8", f"{name}: plan ≤ 1 s (reference)", me["plan-ms"], me["plan-ms"] <= 1000, "absolute"
+            ),
         ]
-    res.notes.append(f"{n} hosts, {len(sc.vm_order)} VMs; threshold {THRESHOLD}, max-moves unlimited, policy "
-                     f"{sc.pool.rebalance_policy}; post-maintenance evacuated {sc.pool.hosts[evacuated].name}")
-    res.notes.append("bytes: the pre-copy prediction (§4.2) of every move at its solo rate, for both engines; "
-                     "σ drop = Σ_d (σ_d before − σ_d after), in thousandths")
+    res.notes.append(
+        f"{n} hosts, {len(sc.vm_order)} VMs; threshold {THRESHOLD}, max-moves unlimited, policy "
+        f"{sc.pool.rebalance_policy}; post-maintenance evacuated {sc.pool.hosts[evacuated].name}"
+    )
+    res.notes.append(
+        "bytes: the pre-copy prediction (§4.2) of every move at its solo rate, for both engines; "
+        "σ drop = Σ_d (σ_d before − σ_d after), in thousandths"
+    )
     return res

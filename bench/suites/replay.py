@@ -33,7 +33,9 @@ def lb_star(arrivals: list[trace.Arrival], mem: list[int], cpu: list[int]) -> in
     return best
 
 
-def _run(engine: str, sc: scenarios.Scenario, arrivals: list[trace.Arrival], templates: list) -> tuple[dict, list]:
+def _run(
+    engine: str, sc: scenarios.Scenario, arrivals: list[trace.Arrival], templates: list
+) -> tuple[dict, list]:
     pool = sc.pool.copy()
     common.quiesce()
     clock = time.perf_counter_ns
@@ -108,7 +110,7 @@ def run(ctx: common.Context) -> common.SuiteResult:
     quality: dict[str, dict] = {}
     timings: dict[str, list] = {e: [] for e in engines}
     for r in range(ctx.repeat):
-        for e in engines[r % len(engines):] + engines[:r % len(engines)]:
+        for e in engines[r % len(engines) :] + engines[: r % len(engines)]:
             q, ns = _run(e, sc, arrivals, templates)
             if e in quality:
                 assert quality[e] == q, f"{e}: replay results differ between repeats"
@@ -120,11 +122,25 @@ def run(ctx: common.Context) -> common.SuiteResult:
     ff = res.engines["nova-ff"]["peak-hosts"]
     for e in ("vmctl-pack", "vmctl-balanced"):
         m = res.engines[e]
-        res.goals.append(common.Goal("P5", f"{e}: peak non-empty hosts ≤ ⌈1.01·LB*⌉ = {lim}", m["peak-hosts"],
-                                     m["peak-hosts"] <= lim))
-        res.goals.append(common.Goal("P5", f"{e}: peak non-empty hosts ≤ nova-ff", f"{m['peak-hosts']} vs {ff}",
-                                     m["peak-hosts"] <= ff))
+        res.goals.append(
+            common.Goal(
+                "P5",
+                f"{e}: peak non-empty hosts ≤ ⌈1.01·LB*⌉ = {lim}",
+                m["peak-hosts"],
+                m["peak-hosts"] <= lim,
+            )
+        )
+        res.goals.append(
+            common.Goal(
+                "P5",
+                f"{e}: peak non-empty hosts ≤ nova-ff",
+                f"{m['peak-hosts']} vs {ff}",
+                m["peak-hosts"] <= ff,
+            )
+        )
         res.goals.append(common.Goal("P5", f"{e}: 0 rejections", m["rejections"], m["rejections"] == 0))
-    res.notes.append(f"{len(arrivals)} arrivals{' (first 288 lines)' if ctx.ci else ''}; fleet ⌈1.05·LB*⌉ = {fleet} "
-                     "hosts of 64 cores × 4.0, 512 GiB")
+    res.notes.append(
+        f"{len(arrivals)} arrivals{' (first 288 lines)' if ctx.ci else ''}; fleet ⌈1.05·LB*⌉ = {fleet} "
+        "hosts of 64 cores × 4.0, 512 GiB"
+    )
     return res

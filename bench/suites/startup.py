@@ -48,10 +48,22 @@ def build(db: str, hosts: int, vms: int, seed: int) -> float:
         o = {"yes": True, "quiet": True}
         invoke(txn, "pool-create", ["name-label=bench"], o)
         for i in range(hosts):
-            invoke(txn, "host-add", [f"name-label=h{i:05d}", f"address=10.{i // 65536}.{i // 256 % 256}.{i % 256}",
-                                     "cpu-count=32", "memory-total=256GiB", "pool=bench"], o)
+            invoke(
+                txn,
+                "host-add",
+                [
+                    f"name-label=h{i:05d}",
+                    f"address=10.{i // 65536}.{i // 256 % 256}.{i % 256}",
+                    "cpu-count=32",
+                    "memory-total=256GiB",
+                    "pool=bench",
+                ],
+                o,
+            )
         for i in range(vms):
-            invoke(txn, "vm-create", [f"name-label=vm{i:06d}", f"memory={1 + i % 8}GiB", f"vcpus={1 + i % 4}"], o)
+            invoke(
+                txn, "vm-create", [f"name-label=vm{i:06d}", f"memory={1 + i % 8}GiB", f"vcpus={1 + i % 4}"], o
+            )
         # as many virtual disks as VMs, on one shared SR (the vdi-list --minimal figure)
         sr = invoke(txn, "sr-create", ["name-label=shared", "type=nfs", "physical-size=1000TiB"], o).value
         for i in range(vms):
@@ -83,8 +95,12 @@ def run(ctx: common.Context) -> common.SuiteResult:
         n = max(5, ctx.repeat)
         base = _time(["-c", "pass"], env, n)
         m = {"python -c pass (s)": round(base, 4), "build (s)": round(build_s, 2)}
-        vm_uuid = subprocess.run([sys.executable, "-m", "vmctl", "vm-list", "name-label=vm000001", "--minimal"],
-                                 env=env, capture_output=True, text=True).stdout.strip()
+        vm_uuid = subprocess.run(
+            [sys.executable, "-m", "vmctl", "vm-list", "name-label=vm000001", "--minimal"],
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         for label, argv, target, gid in COMMANDS:
             if argv is None:
                 argv = ["-m", "vmctl", "vm-param-get", f"uuid={vm_uuid}", "param-name=memory-static-max"]
@@ -93,21 +109,44 @@ def run(ctx: common.Context) -> common.SuiteResult:
             m[f"{label} (s)"] = round(t, 4)
             m[f"{label} (×)"] = round(ratio, 2)
             if target is not None:
-                res.goals.append(common.Goal(gid, f"{label} ≤ {target:g}× python -c pass", round(ratio, 2),
-                                             ratio <= target, "timing"))
+                res.goals.append(
+                    common.Goal(
+                        gid,
+                        f"{label} ≤ {target:g}× python -c pass",
+                        round(ratio, 2),
+                        ratio <= target,
+                        "timing",
+                    )
+                )
         vdi_ratio = m["vdi-list --minimal (s)"] / m["vm-list --minimal (s)"]
-        res.goals.append(common.Goal("S1", f"vdi-list --minimal ≤ 2× vm-list --minimal ({vms} each)",
-                                     round(vdi_ratio, 2), vdi_ratio <= 2.0, "timing"))
+        res.goals.append(
+            common.Goal(
+                "S1",
+                f"vdi-list --minimal ≤ 2× vm-list --minimal ({vms} each)",
+                round(vdi_ratio, 2),
+                vdi_ratio <= 2.0,
+                "timing",
+            )
+        )
         batch = os.path.join(tmp, "batch.yaml")
         with open(batch, "w") as f:
             f.writelines(f"- vm-create name-label=b{i:06d} memory=1GiB\n" for i in range(vms))
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "vmctl", "batch", batch], env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "vmctl", "batch", batch], env=env, stdout=subprocess.DEVNULL, check=True
+        )
         bt = time.perf_counter() - t0
         m[f"batch of {vms} vm-create (s)"] = round(bt, 2)
         # The target is stated for 15,000 commands; at other scales the figure is informative only.
-        res.goals.append(common.Goal("F6", f"batch of {vms} vm-create ≤ 10 s", round(bt, 2), bt <= 10.0,
-                                     "timing" if vms == 15000 else "info"))
+        res.goals.append(
+            common.Goal(
+                "F6",
+                f"batch of {vms} vm-create ≤ 10 s",
+                round(bt, 2),
+                bt <= 10.0,
+                "timing" if vms == 15000 else "info",
+            )
+        )
         res.engines["vmctl"] = m
         res.timing = set(m)
         res.notes.append(f"{hosts} hosts, {vms} VMs; medians of {n} runs; interpreter {sys.executable}")

@@ -10,7 +10,9 @@ GiB = 1024**3
 def host(uuid: str, cpus: int = 8, mem_gib: float = 32, **kw) -> HostState:
     kw.setdefault("srs", frozenset({"sr0"}))
     kw.setdefault("networks", frozenset({"net0"}))
-    return HostState(uuid=uuid, name=kw.pop("name", uuid), cpu_count=cpus, memory_total=int(mem_gib * GiB), **kw)
+    return HostState(
+        uuid=uuid, name=kw.pop("name", uuid), cpu_count=cpus, memory_total=int(mem_gib * GiB), **kw
+    )
 
 
 def vm(uuid: str, vcpus: int = 1, mem_gib: float = 1, *, on: str | None = None, **kw) -> VMState:

@@ -32,12 +32,30 @@ def make_vm(uuid: str, vcpus: int, gib: float, **kw) -> VMState:
     kw.setdefault("srs", frozenset({"shared"}))
     kw.setdefault("networks", frozenset({"net0"}))
     kw.setdefault("last_boot_cpu_vendor", "GenuineIntel")
-    return VMState(uuid=uuid, name=kw.pop("name", uuid), vcpus=vcpus, memory_static_min=m, memory_dynamic_min=m,
-                   memory_dynamic_max=m, memory_static_max=m, memory_overhead=(4 + vcpus) * MiB + m // 128, **kw)
+    return VMState(
+        uuid=uuid,
+        name=kw.pop("name", uuid),
+        vcpus=vcpus,
+        memory_static_min=m,
+        memory_dynamic_min=m,
+        memory_dynamic_max=m,
+        memory_static_max=m,
+        memory_overhead=(4 + vcpus) * MiB + m // 128,
+        **kw,
+    )
 
 
-def random_pool(seed: int, hosts: int = 8, vms: int = 60, *, groups: bool = True, local: bool = True,
-                immobile: bool = True, fill: float = 1.0, mixed: bool = True) -> PoolState:
+def random_pool(
+    seed: int,
+    hosts: int = 8,
+    vms: int = 60,
+    *,
+    groups: bool = True,
+    local: bool = True,
+    immobile: bool = True,
+    fill: float = 1.0,
+    mixed: bool = True,
+) -> PoolState:
     """A feasible random pool: hosts of a few sizes (some on 1 Gbit/s links), one shared SR and a
     local SR per host, strict and soft groups, a few immobile VMs and VMs on local storage."""
     r = random.Random(seed)
@@ -49,9 +67,19 @@ def random_pool(seed: int, hosts: int = 8, vms: int = 60, *, groups: bool = True
         cores, mem = ((16, 96), (24, 144), (32, 192))[i % 3] if mixed else (32, 192)
         speed = 1000 if mixed and i % 4 == 3 else 10_000
         p.add_sr(SRState(uuid=f"local-{h}", name=f"local-{h}", hosts=frozenset({h})))
-        p.add_host(HostState(uuid=h, name=h, cpu_count=cores, memory_total=mem * GiB, memory_overhead=GiB,
-                             srs=frozenset({"shared", f"local-{h}"}), networks=frozenset({"net0"}),
-                             pif_speeds=(("net0", speed),), is_master=(i == 0)))
+        p.add_host(
+            HostState(
+                uuid=h,
+                name=h,
+                cpu_count=cores,
+                memory_total=mem * GiB,
+                memory_overhead=GiB,
+                srs=frozenset({"shared", f"local-{h}"}),
+                networks=frozenset({"net0"}),
+                pif_speeds=(("net0", speed),),
+                is_master=(i == 0),
+            )
+        )
     if groups:
         p.add_group(GroupState(uuid="g-anti", name="anti", placement="anti-affinity", strict=True))
         p.add_group(GroupState(uuid="g-aff", name="aff", placement="affinity", strict=True))
@@ -76,9 +104,14 @@ def random_pool(seed: int, hosts: int = 8, vms: int = 60, *, groups: bool = True
             if "g-anti" in grp and any(v.resident_on == h for v in p.vms.values() if "g-anti" in v.groups):
                 continue
             if local and r.random() < 0.05:
-                vm = replace(vm, srs=frozenset({f"local-{h}", "shared"}),
-                             vdis=(VDIState(f"vdi-{j}", f"local-{h}", 20 * GiB, 5 * GiB),
-                                   VDIState(f"vdi-{j}-b", "shared", 10 * GiB, GiB)))
+                vm = replace(
+                    vm,
+                    srs=frozenset({f"local-{h}", "shared"}),
+                    vdis=(
+                        VDIState(f"vdi-{j}", f"local-{h}", 20 * GiB, 5 * GiB),
+                        VDIState(f"vdi-{j}-b", "shared", 10 * GiB, GiB),
+                    ),
+                )
             vm = replace(vm, power_state="running" if r.random() > 0.1 else "paused", resident_on=h)
             break
         p.add_vm(vm)
@@ -86,6 +119,7 @@ def random_pool(seed: int, hosts: int = 8, vms: int = 60, *, groups: bool = True
 
 
 # --- an independent checker (not the engine's filters) ----------------------------------------------
+
 
 def check_final_state(pool: PoolState, evacuated: str, affinity: bool = True) -> list[str]:
     """Capacity and strict rules, recomputed from the VMs. Within an evacuation the members of an
@@ -109,8 +143,11 @@ def check_final_state(pool: PoolState, evacuated: str, affinity: bool = True) ->
     for g, grp in pool.groups.items():
         if not grp.strict:
             continue
-        where = [v.resident_on for v in pool.vms.values()
-                 if g in v.groups and v.power_state in ("running", "paused")]
+        where = [
+            v.resident_on
+            for v in pool.vms.values()
+            if g in v.groups and v.power_state in ("running", "paused")
+        ]
         if grp.placement == "anti-affinity" and len(where) != len(set(where)):
             errors.append(f"anti-affinity {g}")
         if affinity and grp.placement == "affinity" and len(set(where)) > 1:
@@ -153,6 +190,7 @@ def check_waves(pool: PoolState, plan: ev.EvacuationPlan) -> list[str]:
 
 # --- unit tests -------------------------------------------------------------------------------------
 
+
 def small_pool() -> PoolState:
     p = random_pool(0, hosts=3, vms=0, groups=False)
     p.add_vm(replace(make_vm("a", 2, 8, name="alpha"), power_state="running", resident_on="h00"))
@@ -194,8 +232,13 @@ def test_immobile_vm_refuses_with_per_vm_lines():
 def test_local_storage_requires_sr_unless_shared_target():
     p = small_pool()
     vm = p.vms["a"]
-    p.set_vm(replace(vm, srs=frozenset({"local-h00", "shared"}),
-                     vdis=(VDIState("disk", "local-h00", 10 * GiB, 3 * GiB),)))
+    p.set_vm(
+        replace(
+            vm,
+            srs=frozenset({"local-h00", "shared"}),
+            vdis=(VDIState("disk", "local-h00", 10 * GiB, 3 * GiB),),
+        )
+    )
     rows = ev.vms_preventing_evacuation(p, "h00")
     assert [(b.uuid, b.code) for b in rows] == [("a", "VM_REQUIRES_SR")]
     assert dict(rows[0].params)["sr"].uuid == "local-h00"
@@ -229,7 +272,10 @@ def test_version_and_cpu_filters_apply():
     p.update_host("h01", software_version=(1, 0, 0))
     p.update_host("h02", software_version=(2, 1, 0), cpu_vendor="AuthenticAMD")
     rows = ev.vms_preventing_evacuation(p, "h00")
-    assert {b.code for b in rows} <= {"VM_HOST_INCOMPATIBLE_VERSION_MIGRATE", "VM_INCOMPATIBLE_WITH_THIS_HOST"}
+    assert {b.code for b in rows} <= {
+        "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE",
+        "VM_INCOMPATIBLE_WITH_THIS_HOST",
+    }
     assert len(rows) == 2
     p.update_host("h02", cpu_vendor="GenuineIntel")
     plan = ev.plan_evacuation(p, "h00")
@@ -251,8 +297,11 @@ def test_ha_refusal_names_the_pool():
     # three protected 70 GiB VMs, one per host (191 GiB each): after h00 is emptied, losing the
     # host holding two of them leaves 140 GiB for the 121 GiB free on the last one
     for i, h in enumerate(("h00", "h01", "h02")):
-        p.add_vm(replace(make_vm(f"p{i}", 2, 70, ha_restart_priority="restart"), power_state="running",
-                         resident_on=h))
+        p.add_vm(
+            replace(
+                make_vm(f"p{i}", 2, 70, ha_restart_priority="restart"), power_state="running", resident_on=h
+            )
+        )
     p.ha_enabled = True
     p.ha_failures_to_tolerate = 1
     assert ha.admission_error(p) is None
@@ -302,9 +351,15 @@ def test_policies(policy):
 
 # --- property test --------------------------------------------------------------------------------
 
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), hosts=st.integers(2, 9), vms=st.integers(0, 90),
-       policy=st.sampled_from([None, "spread", "pack", "balanced"]), use_sr=st.booleans())
+@given(
+    seed=st.integers(0, 10_000),
+    hosts=st.integers(2, 9),
+    vms=st.integers(0, 90),
+    policy=st.sampled_from([None, "spread", "pack", "balanced"]),
+    use_sr=st.booleans(),
+)
 def test_evacuation_never_violates_capacity_rules_or_caps(seed, hosts, vms, policy, use_sr):
     # up to about 7 VMs per host keeps most draws evacuable; fuller pools exercise refusals
     p = random_pool(seed, hosts=hosts, vms=min(vms, 7 * hosts) if seed % 3 else vms)
@@ -319,9 +374,10 @@ def test_evacuation_never_violates_capacity_rules_or_caps(seed, hosts, vms, poli
         assert {v.uuid for v in p.resident_vms(host) if v.immobile} <= named
         if not use_sr:
             assert {v.uuid for v in p.resident_vms(host) if ev.local_srs(p, v, host)} <= named
-        assert [b.uuid for b in ev.vms_preventing_evacuation(p, host, policy=policy,
-                                                             sr="shared" if use_sr else None)] == \
-            [b.uuid for b in e.blockers]
+        assert [
+            b.uuid
+            for b in ev.vms_preventing_evacuation(p, host, policy=policy, sr="shared" if use_sr else None)
+        ] == [b.uuid for b in e.blockers]
         return
     assert {m.vm for m in plan.moves} == on_h
     assert all(m.dst != host for m in plan.moves)

@@ -26,10 +26,18 @@ def _random_pool(seed: int) -> PoolState:
                 srs = frozenset()
             else:
                 srs = frozenset({"sr0"})
-            v = vm(f"v{k:02d}", vcpus=r.choice((1, 2, 4)), mem_gib=r.choice((1, 2, 3, 4)), on=h, srs=srs,
-                   ha_restart_priority=r.choice(("restart", "restart", "best-effort", "no-restart")))
+            v = vm(
+                f"v{k:02d}",
+                vcpus=r.choice((1, 2, 4)),
+                mem_gib=r.choice((1, 2, 3, 4)),
+                on=h,
+                srs=srs,
+                ha_restart_priority=r.choice(("restart", "restart", "best-effort", "no-restart")),
+            )
             k += 1
-            if p.load(h).mem + v.m_st <= p.mem_capacity(h) and p.load(h).vcpus + v.vcpus <= p.vcpu_capacity(h):
+            if p.load(h).mem + v.m_st <= p.mem_capacity(h) and p.load(h).vcpus + v.vcpus <= p.vcpu_capacity(
+                h
+            ):
                 p.add_vm(v)
     return p
 
@@ -239,7 +247,9 @@ def test_derived_planner_matches_a_fresh_one(seed):
             assert (ha.check_change(p, move={u: h}) is None) == (ha.admission_error(scratch) is None)
         scratch = p.copy()
         scratch.update_vm(u, ha_restart_priority="restart")
-        assert (ha.check_change(p, priorities={u: "restart"}) is None) == (ha.admission_error(scratch) is None)
+        assert (ha.check_change(p, priorities={u: "restart"}) is None) == (
+            ha.admission_error(scratch) is None
+        )
 
 
 @pytest.mark.parametrize("seed", range(25))
@@ -255,12 +265,24 @@ def test_incremental_admission_matches_full_evaluation(seed):
     k = 0
     for i in range(n):
         for _ in range(r.randint(1, 4)):
-            v = vm(f"v{k:02d}", vcpus=r.choice((1, 2)), mem_gib=r.choice((1, 2, 5)), on=f"h{i}",
-                   ha_restart_priority=r.choice(("restart", "restart", "no-restart")))
+            v = vm(
+                f"v{k:02d}",
+                vcpus=r.choice((1, 2)),
+                mem_gib=r.choice((1, 2, 5)),
+                on=f"h{i}",
+                ha_restart_priority=r.choice(("restart", "restart", "no-restart")),
+            )
             k += 1
             if p.load(f"h{i}").mem + v.m_st <= p.mem_capacity(f"h{i}"):
                 p.add_vm(v)
-    p.add_vm(vm("new", vcpus=1, mem_gib=r.choice((1, 3, 6)), ha_restart_priority=r.choice(("restart", "no-restart"))))
+    p.add_vm(
+        vm(
+            "new",
+            vcpus=1,
+            mem_gib=r.choice((1, 3, 6)),
+            ha_restart_priority=r.choice(("restart", "no-restart")),
+        )
+    )
     base = ha.Planner(p)
     used = 0
     for h in p.host_uuids():
@@ -314,8 +336,12 @@ def test_class_slot_test_is_sound(seed):
 def test_derived_class_slot_tables_match_fresh(seed):
     p = _random_pool(2000 + seed)
     r = random.Random(seed)
-    v = vm("new", vcpus=r.choice((1, 2)), mem_gib=r.choice((1, 2)),
-           ha_restart_priority=r.choice(("restart", "no-restart")))
+    v = vm(
+        "new",
+        vcpus=r.choice((1, 2)),
+        mem_gib=r.choice((1, 2)),
+        ha_restart_priority=r.choice(("restart", "no-restart")),
+    )
     p.add_vm(v)
     base = ha.Planner(p)
     for h in p.host_uuids():

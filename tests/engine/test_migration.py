@@ -86,8 +86,11 @@ def test_defaults():
 
 def test_overrides():
     lim = mg.limits_for(
-        pool_other_config={"migration-max-rounds": "5", "migration-byte-factor": "2.5",
-                           "migration-resume-time": "0.05"},
+        pool_other_config={
+            "migration-max-rounds": "5",
+            "migration-byte-factor": "2.5",
+            "migration-resume-time": "0.05",
+        },
         vm_other_config={"migration-resume-time": "0.2"},
         pool_downtime=0.5,
     )
@@ -221,8 +224,11 @@ def _pool():
     p.add_network(NetworkState(uuid="fast", migration_bandwidth=2 * GiB))
     p.add_host(HostState(uuid="a", pif_speeds=(("fast", 100_000), ("mgmt", 10_000))))
     p.add_host(HostState(uuid="b", pif_speeds=(("fast", 100_000), ("mgmt", 1_000))))
-    p.add_vm(VMState(uuid="v", power_state="running", resident_on="a", memory_dynamic_max=M16,
-                     memory_static_max=M16))
+    p.add_vm(
+        VMState(
+            uuid="v", power_state="running", resident_on="a", memory_dynamic_max=M16, memory_static_max=M16
+        )
+    )
     return p
 
 

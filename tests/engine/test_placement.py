@@ -25,14 +25,17 @@ def _code(fn):
 
 
 # ---- filters, one by one, through an explicit target ------------------------------------------
-@pytest.mark.parametrize("change,code", [
-    ({"live": False}, "HOST_NOT_LIVE"),
-    ({"enabled": False}, "HOST_DISABLED"),
-    ({"evacuating": True}, "HOST_EVACUATE_IN_PROGRESS"),
-    ({"srs": frozenset()}, "VM_REQUIRES_SR"),
-    ({"networks": frozenset()}, "VM_REQUIRES_NETWORK"),
-    ({"cpu_count": 1}, "HOST_NOT_ENOUGH_PCPUS"),
-])
+@pytest.mark.parametrize(
+    "change,code",
+    [
+        ({"live": False}, "HOST_NOT_LIVE"),
+        ({"enabled": False}, "HOST_DISABLED"),
+        ({"evacuating": True}, "HOST_EVACUATE_IN_PROGRESS"),
+        ({"srs": frozenset()}, "VM_REQUIRES_SR"),
+        ({"networks": frozenset()}, "VM_REQUIRES_NETWORK"),
+        ({"cpu_count": 1}, "HOST_NOT_ENOUGH_PCPUS"),
+    ],
+)
 def test_static_filters(change, code):
     p = pool(2)
     p.update_host("h1", **change)
@@ -89,8 +92,14 @@ def test_cpu_filter_only_when_cpu_state_is_kept():
     p = pool(2)
     p.update_host("h1", cpu_vendor="AuthenticAMD")
     p.update_host("h0", cpu_flags=frozenset({"sse"}))
-    p.add_vm(vm("a", power_state="suspended", last_boot_cpu_vendor="GenuineIntel",
-                last_boot_cpu_flags=frozenset({"sse", "avx2"})))
+    p.add_vm(
+        vm(
+            "a",
+            power_state="suspended",
+            last_boot_cpu_vendor="GenuineIntel",
+            last_boot_cpu_flags=frozenset({"sse", "avx2"}),
+        )
+    )
     err = _code(lambda: check_target(p, "a", "h1"))
     assert err.code == "VM_INCOMPATIBLE_WITH_THIS_HOST" and dict(err.params)["reason"] == "vendor differs"
     err = _code(lambda: check_target(p, "a", "h0"))
@@ -270,8 +279,18 @@ def test_explain_rows_footer_json_and_limit():
     assert rep.footer().endswith("policy balanced; seed 0; 3 of 5 hosts feasible")
     js = rep.to_json()
     assert set(js) == {"vm", "policy", "seed", "chosen", "decided-by", "margin", "runner-up", "hosts"}
-    assert set(js["hosts"][0]) == {"host", "host-uuid", "verdict", "filter", "code", "params", "tier", "terms",
-                                   "score", "rank"}
+    assert set(js["hosts"][0]) == {
+        "host",
+        "host-uuid",
+        "verdict",
+        "filter",
+        "code",
+        "params",
+        "tier",
+        "terms",
+        "score",
+        "rank",
+    }
     assert set(js["hosts"][0]["terms"]) == {"mem", "vcpu", "base", "skew", "group", "master"}
     kept, rest = rep.limited(2)
     assert len(kept) == 2 and sum(c for _, c in rest) == 3

@@ -13,14 +13,24 @@ POLICIES = ("pack", "spread", "balanced")
 
 @st.composite
 def pools(draw):
-    p = PoolState(uuid="p", policy=draw(st.sampled_from(POLICIES)),
-                  memory_policy=draw(st.sampled_from(("none", "dynamic"))))
+    p = PoolState(
+        uuid="p",
+        policy=draw(st.sampled_from(POLICIES)),
+        memory_policy=draw(st.sampled_from(("none", "dynamic"))),
+    )
     n = draw(st.integers(1, 6))
     for i in range(n):
-        p.add_host(host(f"h{i}", cpus=draw(st.sampled_from((1, 2, 4))), mem_gib=draw(st.sampled_from((2, 4, 8))),
-                        is_master=i == 0, live=draw(st.booleans()) or i == 0,
-                        srs=frozenset({"sr0"}) if draw(st.integers(0, 4)) else frozenset(),
-                        networks=frozenset({"net0", "net1"}) if i % 2 == 0 else frozenset({"net0"})))
+        p.add_host(
+            host(
+                f"h{i}",
+                cpus=draw(st.sampled_from((1, 2, 4))),
+                mem_gib=draw(st.sampled_from((2, 4, 8))),
+                is_master=i == 0,
+                live=draw(st.booleans()) or i == 0,
+                srs=frozenset({"sr0"}) if draw(st.integers(0, 4)) else frozenset(),
+                networks=frozenset({"net0", "net1"}) if i % 2 == 0 else frozenset({"net0"}),
+            )
+        )
     group(p, "aff", "affinity", True)
     group(p, "anti", "anti-affinity", True)
     group(p, "soft", "anti-affinity", False)
@@ -28,9 +38,17 @@ def pools(draw):
     for j in range(k):
         mem = draw(st.sampled_from((0.5, 1, 2, 3)))
         groups = tuple(sorted(draw(st.sets(st.sampled_from(("aff", "anti", "soft")), max_size=2))))
-        p.add_vm(vm(f"v{j:02d}", vcpus=draw(st.sampled_from((1, 2, 3))), mem_gib=mem,
-                    memory_dynamic_min=int(mem * GiB / 2), memory_static_min=int(mem * GiB / 4), groups=groups,
-                    networks=frozenset({"net0", "net1"}) if draw(st.integers(0, 5)) == 0 else frozenset({"net0"})))
+        p.add_vm(
+            vm(
+                f"v{j:02d}",
+                vcpus=draw(st.sampled_from((1, 2, 3))),
+                mem_gib=mem,
+                memory_dynamic_min=int(mem * GiB / 2),
+                memory_static_min=int(mem * GiB / 4),
+                groups=groups,
+                networks=frozenset({"net0", "net1"}) if draw(st.integers(0, 5)) == 0 else frozenset({"net0"}),
+            )
+        )
     return p
 
 
@@ -72,7 +90,9 @@ def _reference_first_failure(p: PoolState, v, h: str) -> int:
         grp = p.groups[g]
         if not grp.strict:
             continue
-        members = [u.resident_on for u in p.vms.values() if u.holds_resources and g in u.groups and u.uuid != v.uuid]
+        members = [
+            u.resident_on for u in p.vms.values() if u.holds_resources and g in u.groups and u.uuid != v.uuid
+        ]
         if grp.placement == "affinity" and any(m != h for m in members):
             return 10
         if grp.placement == "anti-affinity" and h in members:

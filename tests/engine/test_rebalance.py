@@ -114,7 +114,12 @@ def crossed_pool() -> PoolState:
     """Two hosts whose loads point against each VM shape: h00 holds two 4-vCPU 4 GiB VMs, h01
     two 2-vCPU 24 GiB VMs. No single move lowers σ_memory + σ_vcpu; one exchange evens them."""
     p = random_pool(0, hosts=2, vms=0, groups=False, local=False, immobile=False, mixed=False)
-    for name, host, vcpus, gib in (("a", "h00", 4, 4), ("b", "h00", 4, 4), ("c", "h01", 2, 24), ("d", "h01", 2, 24)):
+    for name, host, vcpus, gib in (
+        ("a", "h00", 4, 4),
+        ("b", "h00", 4, 4),
+        ("c", "h01", 2, 24),
+        ("d", "h01", 2, 24),
+    ):
         p.add_vm(replace(make_vm(name, vcpus, gib), power_state="running", resident_on=host))
     return p
 
@@ -127,13 +132,20 @@ def test_exchange_step_when_no_single_move_qualifies():
     assert plan.stop_reason == rb.STOP_TARGET
     # both directions score the same; the tie goes to the smaller uuid of the VM going out
     assert [(m.step, m.vm, m.src, m.dst, m.exchange) for m in plan.moves] == [
-        (1, "a", "h00", "h01", True), (1, "c", "h01", "h00", True)]
-    assert plan.sigma_after == {"memory": pytest.approx(0.0, abs=1e-12), "vcpu": pytest.approx(0.0, abs=1e-12)}
+        (1, "a", "h00", "h01", True),
+        (1, "c", "h01", "h00", True),
+    ]
+    assert plan.sigma_after == {
+        "memory": pytest.approx(0.0, abs=1e-12),
+        "vcpu": pytest.approx(0.0, abs=1e-12),
+    }
     metrics = replay(p, plan, "spread")
     step = plan.moves[0]
     assert step.gain == pytest.approx(metrics[0] - metrics[1], abs=1e-12)
     assert step.gain >= 1e-4 and step.gain > step.cost
-    assert step.cost == pytest.approx(sum(m.bytes for m in plan.moves) / sum(h.memory_capacity for h in p.hosts.values()))
+    assert step.cost == pytest.approx(
+        sum(m.bytes for m in plan.moves) / sum(h.memory_capacity for h in p.hosts.values())
+    )
     assert {m["exchange"] for m in plan.as_json()["moves"]} == {True}
     # an exchange needs room for all its moves in max-moves
     assert rb.plan_rebalance(p, threshold=4, max_moves=1).moves == ()
@@ -153,7 +165,11 @@ def crossed_random_pool(seed: int, hosts: int = 12, per: int = 10) -> PoolState:
     for i, h in enumerate(sorted(p.hosts)):
         for _ in range(per):
             heavy = (r.random() < 0.8) == (i % 2 == 0)
-            c, g = (r.choice((1, 2)), r.choice((12, 16, 20))) if heavy else (r.choice((4, 6, 8)), r.choice((2, 4)))
+            c, g = (
+                (r.choice((1, 2)), r.choice((12, 16, 20)))
+                if heavy
+                else (r.choice((4, 6, 8)), r.choice((2, 4)))
+            )
             vm = replace(make_vm(f"v{n:04d}", c, g), power_state="running", resident_on=h)
             if p.free_memory(h) >= vm.m_st and p.free_vcpus(h) >= c:
                 p.add_vm(vm)
@@ -177,8 +193,9 @@ def test_the_plan_kept_is_never_worse_than_single_moves(seed, policy):
         return
     if max(plan.sigma_after.values()) > plan.target:
         cost = singles.kappa / singles.sum_a
-        assert (round(plan.metric_after + cost * plan.bytes, 9)
-                <= round(singles.metric() + cost * math.fsum(m.bytes for m in singles.moves), 9))
+        assert round(plan.metric_after + cost * plan.bytes, 9) <= round(
+            singles.metric() + cost * math.fsum(m.bytes for m in singles.moves), 9
+        )
 
 
 def test_exchange_sets_stay_bounded_with_many_classes():
@@ -204,8 +221,12 @@ def test_exchange_sets_stay_bounded_with_many_classes():
 def test_exchange_refused_midway_is_taken_back(monkeypatch):
     p = crossed_pool()
     pl = rb._Planner(p, "spread", 4, None, None, None, True)
-    before = (pl.t.mem.copy(), pl.t.vcpu.copy(), {k: v.host for k, v in pl.items.items()},
-              {h: {k: list(v) for k, v in d.items()} for h, d in pl.by_host.items()})
+    before = (
+        pl.t.mem.copy(),
+        pl.t.vcpu.copy(),
+        {k: v.host for k, v in pl.items.items()},
+        {h: {k: list(v) for k, v in d.items()} for h, d in pl.by_host.items()},
+    )
     calls = []
 
     def verify(it, dst):  # the move out passes, the move back is refused (filter 11, say)
@@ -218,7 +239,12 @@ def test_exchange_refused_midway_is_taken_back(monkeypatch):
     assert (pl.t.mem == before[0]).all() and (pl.t.vcpu == before[1]).all()
     assert {k: v.host for k, v in pl.items.items()} == before[2]
     assert {h: {k: list(v) for k, v in d.items()} for h, d in pl.by_host.items()} == before[3]
-    assert {v.uuid: v.resident_on for v in pl.pool.vms.values()} == {"a": "h00", "b": "h00", "c": "h01", "d": "h01"}
+    assert {v.uuid: v.resident_on for v in pl.pool.vms.values()} == {
+        "a": "h00",
+        "b": "h00",
+        "c": "h01",
+        "d": "h01",
+    }
 
 
 def test_invalid_arguments():
@@ -236,8 +262,19 @@ def test_json_shape_and_rows():
     assert list(js)[:6] == ["policy", "threshold", "target", "sigma-before", "sigma-after", "moves"]
     assert set(js["sigma-before"]) == {"memory", "vcpu"}
     row = plan.rows()[0]
-    assert list(row) == ["step", "vm", "name-label", "from", "to", "memory", "gain", "cost",
-                         "sigma-memory", "sigma-vcpu", "time"]
+    assert list(row) == [
+        "step",
+        "vm",
+        "name-label",
+        "from",
+        "to",
+        "memory",
+        "gain",
+        "cost",
+        "sigma-memory",
+        "sigma-vcpu",
+        "time",
+    ]
     assert plan.waves >= 1 and plan.makespan > 0
     assert all(m.time > 0 and m.wave >= 1 for m in plan.moves)
 
@@ -331,9 +368,14 @@ def test_ha_filter_applies_to_every_move():
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), hosts=st.integers(2, 8), vms=st.integers(0, 60),
-       policy=st.sampled_from(["spread", "balanced"]), threshold=st.integers(2, 5),
-       skewed=st.booleans())
+@given(
+    seed=st.integers(0, 10_000),
+    hosts=st.integers(2, 8),
+    vms=st.integers(0, 60),
+    policy=st.sampled_from(["spread", "balanced"]),
+    threshold=st.integers(2, 5),
+    skewed=st.booleans(),
+)
 def test_rebalance_never_increases_the_metric(seed, hosts, vms, policy, threshold, skewed):
     p = skewed_pool(seed, hosts, vms) if skewed else random_pool(seed, hosts=hosts, vms=vms)
     plan = rb.plan_rebalance(p, policy=policy, threshold=threshold, max_moves=None)

@@ -14,8 +14,18 @@ def _pool() -> PoolState:
 
 def test_loads_count_resident_and_scheduled_at_both_ends():
     p = _pool()
-    p.add_vm(VMState(uuid="a", power_state="running", resident_on="h1", scheduled_on="h2", vcpus=2,
-                     memory_static_max=2 * GiB, memory_dynamic_max=2 * GiB, memory_overhead=GiB))
+    p.add_vm(
+        VMState(
+            uuid="a",
+            power_state="running",
+            resident_on="h1",
+            scheduled_on="h2",
+            vcpus=2,
+            memory_static_max=2 * GiB,
+            memory_dynamic_max=2 * GiB,
+            memory_overhead=GiB,
+        )
+    )
     p.add_vm(VMState(uuid="b", power_state="halted", vcpus=2, memory_static_max=GiB))
     assert p.load("h1").mem == 3 * GiB and p.load("h2").mem == 3 * GiB
     assert p.load("h1").vcpus == 2
@@ -55,8 +65,15 @@ def test_copies_share_loads_until_either_side_changes_them():
     r = random.Random(7)
     p = _pool()
     for i in range(12):
-        p.add_vm(VMState(uuid=f"v{i}", power_state="halted", vcpus=1, memory_static_max=GiB // 4,
-                         groups=("g",) if i % 3 == 0 else ()))
+        p.add_vm(
+            VMState(
+                uuid=f"v{i}",
+                power_state="halted",
+                vcpus=1,
+                memory_static_max=GiB // 4,
+                groups=("g",) if i % 3 == 0 else (),
+            )
+        )
     p.loads()
     states = [p]
     for _ in range(60):
@@ -77,8 +94,14 @@ def test_copies_share_loads_until_either_side_changes_them():
 
 
 def test_dynamic_policy_memory_terms():
-    v = VMState(uuid="v", memory_static_max=8, memory_dynamic_max=6, memory_dynamic_min=2,
-                memory_reservation=3, memory_overhead=1)
+    v = VMState(
+        uuid="v",
+        memory_static_max=8,
+        memory_dynamic_max=6,
+        memory_dynamic_min=2,
+        memory_reservation=3,
+        memory_overhead=1,
+    )
     assert (v.m_st, v.m_max, v.m_min) == (9, 7, 4)
     assert v.m("none") == 9 and v.m("dynamic") == 4
 

@@ -25,12 +25,23 @@ def mv(i: int, src: str = "H", dst: str = "A", mem: float = 4 * GiB, **kw) -> wv
 
 def test_costs_live_and_storage():
     live = mv(0, held_srs=("shared",))
-    assert live.costs() == {("host", "H"): 1, ("host", "A"): 1, ("link", "H"): 1, ("link", "A"): 1,
-                            ("sr", "shared"): 1}
+    assert live.costs() == {
+        ("host", "H"): 1,
+        ("host", "A"): 1,
+        ("link", "H"): 1,
+        ("link", "A"): 1,
+        ("sr", "shared"): 1,
+    }
     sm = mv(1, held_srs=("shared",), moved_srs=("local-H",), target_sr="shared", storage_bytes=GiB)
     assert sm.storage_motion
-    assert sm.costs() == {("host", "H"): 4, ("host", "A"): 4, ("link", "H"): 1, ("link", "A"): 1,
-                          ("sr", "shared"): 16, ("sr", "local-H"): 16}
+    assert sm.costs() == {
+        ("host", "H"): 4,
+        ("host", "A"): 4,
+        ("link", "H"): 1,
+        ("link", "A"): 1,
+        ("sr", "shared"): 16,
+        ("sr", "local-H"): 16,
+    }
 
 
 def test_host_cap_limits_width_of_an_evacuation():
@@ -82,8 +93,12 @@ def test_rates_share_links():
 def test_schedule_picks_smallest_makespan_and_converging_width():
     # On a 1 Gbit/s source link (cap 4) sharing slows every move: with a high dirty rate only narrow
     # waves converge, so the chosen width must keep every move converging.
-    moves = [wv.MoveSpec(vm=f"v{i}", src="H", dst=f"D{i}", memory=8 * GiB, dirty_rate=40 * MiB,
-                         link_src=L1, link_dst=L10) for i in range(8)]
+    moves = [
+        wv.MoveSpec(
+            vm=f"v{i}", src="H", dst=f"D{i}", memory=8 * GiB, dirty_rate=40 * MiB, link_src=L1, link_dst=L10
+        )
+        for i in range(8)
+    ]
     s = wv.schedule(moves, wv.Caps(link_overrides={"H": 4}))
     assert s.all_converge
     assert all(m.prediction.converges for m in s.moves)
@@ -115,12 +130,22 @@ def test_empty_plan():
 def _pool() -> PoolState:
     p = PoolState(uuid="p", other_config={"migration-cap-sr": "64"})
     p.add_network(NetworkState(uuid="mgmt", management=True))
-    p.add_host(HostState(uuid="h1", pif_speeds=(("mgmt", 1000),), other_config=(("migration-cap-host", "3"),)))
+    p.add_host(
+        HostState(uuid="h1", pif_speeds=(("mgmt", 1000),), other_config=(("migration-cap-host", "3"),))
+    )
     p.add_host(HostState(uuid="h2", pif_speeds=(("mgmt", 10_000),)))
     p.add_host(HostState(uuid="h3", pif_speeds=(("mgmt", None),)))
-    p.add_vm(VMState(uuid="v", power_state="running", resident_on="h1", memory_dynamic_max=2 * GiB,
-                     memory_static_max=2 * GiB, srs=frozenset({"loc", "sh"}),
-                     vdis=(VDIState("d1", "loc", GiB, GiB // 2), VDIState("d2", "sh", GiB, GiB))))
+    p.add_vm(
+        VMState(
+            uuid="v",
+            power_state="running",
+            resident_on="h1",
+            memory_dynamic_max=2 * GiB,
+            memory_static_max=2 * GiB,
+            srs=frozenset({"loc", "sh"}),
+            vdis=(VDIState("d1", "loc", GiB, GiB // 2), VDIState("d2", "sh", GiB, GiB)),
+        )
+    )
     return p
 
 
@@ -156,7 +181,8 @@ def test_in_flight_usage_and_check():
 @given(
     plan=st.lists(
         st.tuples(st.integers(0, 5), st.integers(0, 5), st.booleans(), st.integers(1, 32)),
-        min_size=1, max_size=25,
+        min_size=1,
+        max_size=25,
     ),
     host_cap=st.integers(4, 10),
     link_cap=st.integers(1, 8),
@@ -166,10 +192,20 @@ def test_every_wave_respects_caps_and_dependencies(plan, host_cap, link_cap):
     for i, (s, d, storage, gib) in enumerate(plan):
         if s == d:
             d = (d + 1) % 6
-        moves.append(wv.MoveSpec(
-            vm=f"v{i}", src=f"h{s}", dst=f"h{d}", memory=gib * GiB, dirty_rate=64 * MiB,
-            link_src=L10, link_dst=L1 if d % 2 else L10, held_srs=("sh",),
-            moved_srs=(f"loc{s}",) if storage else (), target_sr="sh" if storage else None))
+        moves.append(
+            wv.MoveSpec(
+                vm=f"v{i}",
+                src=f"h{s}",
+                dst=f"h{d}",
+                memory=gib * GiB,
+                dirty_rate=64 * MiB,
+                link_src=L10,
+                link_dst=L1 if d % 2 else L10,
+                held_srs=("sh",),
+                moved_srs=(f"loc{s}",) if storage else (),
+                target_sr="sh" if storage else None,
+            )
+        )
     caps = wv.Caps(host=host_cap, link=link_cap, sr=40)
     s = wv.schedule(moves, caps)
     assert sorted(i for w in s.waves for i in w) == list(range(len(moves)))
@@ -195,10 +231,26 @@ def test_admit_migration_caps_rate_sharing_and_convergence():
     for h in ("a", "b", "c"):
         p.add_host(HostState(uuid=h, pif_speeds=(("mgmt", 1000),)))
     for i in range(4):
-        p.add_vm(VMState(uuid=f"busy{i}", power_state="running", resident_on="a", scheduled_on="c",
-                         memory_dynamic_max=GiB, memory_static_max=GiB))
-    p.add_vm(VMState(uuid="v", power_state="running", resident_on="a", memory_dynamic_max=GiB,
-                     memory_static_max=GiB, dirty_rate=0))
+        p.add_vm(
+            VMState(
+                uuid=f"busy{i}",
+                power_state="running",
+                resident_on="a",
+                scheduled_on="c",
+                memory_dynamic_max=GiB,
+                memory_static_max=GiB,
+            )
+        )
+    p.add_vm(
+        VMState(
+            uuid="v",
+            power_state="running",
+            resident_on="a",
+            memory_dynamic_max=GiB,
+            memory_static_max=GiB,
+            dirty_rate=0,
+        )
+    )
     # a 1 Gbit/s link carries at most 4 migrations: a is full
     with pytest.raises(VmctlError) as e:
         wv.admit_migration(p, "v", "b")
@@ -223,8 +275,12 @@ def _naive_cut(moves, width, caps):
     waves, cur, use, srcs, vms = [], [], {}, set(), set()
     for j, m in enumerate(moves):
         c = m.costs()
-        fits = (len(cur) < width and m.dst not in srcs and m.vm not in vms
-                and all(use.get(r, 0) + n <= caps.cap(r) for r, n in c.items()))
+        fits = (
+            len(cur) < width
+            and m.dst not in srcs
+            and m.vm not in vms
+            and all(use.get(r, 0) + n <= caps.cap(r) for r, n in c.items())
+        )
         if not fits and cur:
             waves.append(cur)
             cur, use, srcs, vms = [], {}, set(), set()
@@ -240,8 +296,11 @@ def _naive_cut(moves, width, caps):
 
 @settings(max_examples=80, deadline=None)
 @given(
-    plan=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6), st.booleans(), st.integers(0, 3)),
-                  min_size=1, max_size=30),
+    plan=st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 6), st.booleans(), st.integers(0, 3)),
+        min_size=1,
+        max_size=30,
+    ),
     width=st.integers(1, 12),
     host_cap=st.integers(4, 9),
 )
@@ -250,8 +309,17 @@ def test_cut_equals_the_definition(plan, width, host_cap):
     for i, (s, d, storage, vm) in enumerate(plan):
         if s == d:
             d = (d + 1) % 7
-        moves.append(wv.MoveSpec(vm=f"v{vm if i % 3 == 0 else i}", src=f"h{s}", dst=f"h{d}", memory=GiB,
-                                 dirty_rate=0, held_srs=("sh",), moved_srs=("l",) if storage else (),
-                                 target_sr="sh" if storage else None))
+        moves.append(
+            wv.MoveSpec(
+                vm=f"v{vm if i % 3 == 0 else i}",
+                src=f"h{s}",
+                dst=f"h{d}",
+                memory=GiB,
+                dirty_rate=0,
+                held_srs=("sh",),
+                moved_srs=("l",) if storage else (),
+                target_sr="sh" if storage else None,
+            )
+        )
     caps = wv.Caps(host=host_cap, link=5, sr=48)
     assert wv.cut(moves, width, caps) == _naive_cut(moves, width, caps)

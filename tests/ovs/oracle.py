@@ -50,12 +50,24 @@ class OvsOracle:
                 os.unlink(f)
         self._sh("ovsdb-tool", "create", db, SCHEMA)
         # an empty root row, as the reference database of network.md has
-        self._sh("ovsdb-tool", "transact", db, '["Open_vSwitch",{"op":"insert","table":"Open_vSwitch","row":{}}]')
+        self._sh(
+            "ovsdb-tool", "transact", db, '["Open_vSwitch",{"op":"insert","table":"Open_vSwitch","row":{}}]'
+        )
         self.proc = subprocess.Popen(
-            ["ovsdb-server", "-vconsole:off", "-vsyslog:off", db, "--remote=punix:" + self.sock,
-             "--unixctl=" + os.path.join(self.dir, "ovsdb-server.ctl"),
-             "--log-file=" + os.path.join(self.dir, "ovsdb-server.log"), "--no-chdir"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "ovsdb-server",
+                "-vconsole:off",
+                "-vsyslog:off",
+                db,
+                "--remote=punix:" + self.sock,
+                "--unixctl=" + os.path.join(self.dir, "ovsdb-server.ctl"),
+                "--log-file=" + os.path.join(self.dir, "ovsdb-server.log"),
+                "--no-chdir",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(1000):
             if self.proc.poll() is not None:
                 break
@@ -88,8 +100,16 @@ class OvsOracle:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def run(self, argv: list[str]) -> tuple[int, str, str]:
-        cmd = ["ovs-vsctl", "--db=unix:" + self.sock, "--no-wait", "--timeout=10", "-vreconnect:emer",
-               "-vsyslog:off", "-vPATTERN:console:%c|%p|%m", *argv]
+        cmd = [
+            "ovs-vsctl",
+            "--db=unix:" + self.sock,
+            "--no-wait",
+            "--timeout=10",
+            "-vreconnect:emer",
+            "-vsyslog:off",
+            "-vPATTERN:console:%c|%p|%m",
+            *argv,
+        ]
         r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
         rc = r.returncode if r.returncode >= 0 else 128 - r.returncode
         return rc, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
@@ -123,15 +143,21 @@ def _cli(state: VmctlState, argv: list[str]) -> tuple[int, str, str]:
         d = tempfile.mkdtemp(prefix="vmctl-ovs-cli.")
         atexit.register(shutil.rmtree, d, True)
         state.db = os.path.join(d, "inventory.db")
-        rc, out, err = _cli(state, ["host-add", "name-label=h1", "address=10.0.0.1", "cpu-count=4",
-                                    "memory-total=8GiB", "pifs="])
+        rc, out, err = _cli(
+            state,
+            ["host-add", "name-label=h1", "address=10.0.0.1", "cpu-count=4", "memory-total=8GiB", "pifs="],
+        )
         if rc:
             raise RuntimeError("host-add failed: " + err)
         state.host_uuid = out.strip()
     env = dict(os.environ, VMCTL_DB=state.db)
     env.pop("VMCTL_HOST", None)
-    r = subprocess.run([sys.executable, "-m", "vmctl", "--db=" + state.db, *argv], env=env,
-                       stdin=subprocess.DEVNULL, capture_output=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "vmctl", "--db=" + state.db, *argv],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )
     return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
 
 
@@ -173,7 +199,7 @@ def _parse(argv: list[str]):
             j += 1
         if j >= len(seg):
             raise OvsError("missing command name (use --help for help)")
-        name, args = seg[j], seg[j + 1:]
+        name, args = seg[j], seg[j + 1 :]
         spec = COMMANDS.get(name)
         if spec is None:
             raise OvsError(f"unknown command '{name}'; use --help for help")
@@ -223,8 +249,9 @@ def run_vmctl_cli(argv: list[str], state: VmctlState) -> tuple[int, str, str]:
         d = tempfile.mkdtemp(prefix="vmctl-ovs-inproc.")
         atexit.register(shutil.rmtree, d, True)
         state.db = os.path.join(d, "inventory.db")
-        rc, out, err = call(["host-add", "name-label=h1", "address=10.0.0.1", "cpu-count=4", "memory-total=8GiB",
-                             "pifs="])
+        rc, out, err = call(
+            ["host-add", "name-label=h1", "address=10.0.0.1", "cpu-count=4", "memory-total=8GiB", "pifs="]
+        )
         if rc:
             raise RuntimeError("host-add failed: " + err)
         state.host_uuid = out.strip()
@@ -246,9 +273,14 @@ def run_vmctl(argv: list[str], state: VmctlState) -> tuple[int, str, str]:
         glob, cmds = _parse(argv)
         for name, opts, args in cmds:
             check(name, opts, args)
-        s = Session(state.host_uuid, state.records, lambda: str(uuidlib.uuid4()),
-                    lambda line: err.append(line + "\n"),
-                    bare="--bare" in glob, no_headings="--no-headings" in glob)
+        s = Session(
+            state.host_uuid,
+            state.records,
+            lambda: str(uuidlib.uuid4()),
+            lambda line: err.append(line + "\n"),
+            bare="--bare" in glob,
+            no_headings="--no-headings" in glob,
+        )
         outs = [s.run(name, opts, args, oneline="--oneline" in glob) for name, opts, args in cmds]
         if "--dry-run" not in glob:
             s.commit_check()
@@ -303,7 +335,7 @@ def sort_list(argv: list[str], out: str) -> str:
     while i < len(lines):
         if lines[i] == "" and recs:
             i += 1
-        recs.append("\n".join(lines[i:i + k]))
+        recs.append("\n".join(lines[i : i + k]))
         i += k
     recs.sort(key=lambda r: _UUID.sub("", r))
     return "".join(r + "\n\n" for r in recs)

@@ -15,8 +15,9 @@ GOLDEN = [json.loads(line) for line in (HERE / "golden.jsonl").read_text(encodin
 
 
 def test_golden_is_current():
-    assert [g["sequence"] for g in GOLDEN] == read_cases(str(HERE / "cases.txt")), \
+    assert [g["sequence"] for g in GOLDEN] == read_cases(str(HERE / "cases.txt")), (
         "cases.txt changed: re-record with `python tests/ovs/oracle.py`"
+    )
 
 
 @pytest.mark.parametrize("case", GOLDEN, ids=lambda g: " ".join(g["sequence"][0])[:40])

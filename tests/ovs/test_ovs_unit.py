@@ -32,8 +32,9 @@ def uuids(prefix: str = "0000"):
 
 
 def session(records=None, warn=None, **kw) -> Session:
-    return Session("11111111-2222-4333-8444-555555555555", records or {}, uuids(),
-                   warn or (lambda m: None), **kw)
+    return Session(
+        "11111111-2222-4333-8444-555555555555", records or {}, uuids(), warn or (lambda m: None), **kw
+    )
 
 
 def run(s: Session, *chain: str) -> list[str]:
@@ -76,22 +77,34 @@ def test_command_table():
 # ------------------------------------------------------------------ check phase
 
 
-@pytest.mark.parametrize("name,opts,args,msg", [
-    ("list", {}, ["x"], 'unknown table "x"'),
-    ("list", {}, ["c"], '"c" matches multiple table names: CT_Timeout_Policy, CT_Zone, Controller'),
-    ("get", {}, ["controller", "x"], "table Controller is not supported by vmctl"),
-    ("list", {}, ["open"], "table Open_vSwitch is not supported by vmctl"),
-    ("get", {}, ["bridge", "b", "fl"], 'Bridge contains more than one column whose name matches "fl": '
-                                       "flood_vlans, flow_tables"),
-    ("get", {}, ["port", "p", "zz"], 'Port does not contain a column whose name matches "zz"'),
-    ("get", {}, ["port", "p", ""], ": missing column name"),
-    ("get", {}, ["port", "p", ":k"], ":k: missing column name"),
-    ("get", {}, ["port", "p", 'a"b'], 'a"b: quoted string extends past end of argument'),
-    ("set", {}, ["port", "p", "x\\"], "x\\: backslash at end of argument"),
-    ("set", {}, ["port", "p", "zz=1"], 'Port does not contain a column whose name matches "zz"'),
-    ("clear", {}, ["port", "p", "tag=1"], 'Port does not contain a column whose name matches "tag=1"'),
-    ("list", {"--columns": "name,zz"}, ["port"], 'Port does not contain a column whose name matches "zz"'),
-])
+@pytest.mark.parametrize(
+    "name,opts,args,msg",
+    [
+        ("list", {}, ["x"], 'unknown table "x"'),
+        ("list", {}, ["c"], '"c" matches multiple table names: CT_Timeout_Policy, CT_Zone, Controller'),
+        ("get", {}, ["controller", "x"], "table Controller is not supported by vmctl"),
+        ("list", {}, ["open"], "table Open_vSwitch is not supported by vmctl"),
+        (
+            "get",
+            {},
+            ["bridge", "b", "fl"],
+            'Bridge contains more than one column whose name matches "fl": flood_vlans, flow_tables',
+        ),
+        ("get", {}, ["port", "p", "zz"], 'Port does not contain a column whose name matches "zz"'),
+        ("get", {}, ["port", "p", ""], ": missing column name"),
+        ("get", {}, ["port", "p", ":k"], ":k: missing column name"),
+        ("get", {}, ["port", "p", 'a"b'], 'a"b: quoted string extends past end of argument'),
+        ("set", {}, ["port", "p", "x\\"], "x\\: backslash at end of argument"),
+        ("set", {}, ["port", "p", "zz=1"], 'Port does not contain a column whose name matches "zz"'),
+        ("clear", {}, ["port", "p", "tag=1"], 'Port does not contain a column whose name matches "tag=1"'),
+        (
+            "list",
+            {"--columns": "name,zz"},
+            ["port"],
+            'Port does not contain a column whose name matches "zz"',
+        ),
+    ],
+)
 def test_check_errors(name, opts, args, msg):
     with pytest.raises(OvsError) as e:
         check(name, opts, args)
@@ -109,10 +122,17 @@ def test_check_accepts():
 # ------------------------------------------------------------------ datum syntax
 
 
-@pytest.mark.parametrize("text,tok,end", [
-    ("abc:def", "abc", 3), ('"a:b"=c', '"a:b"', 5), ("a\\:b", "a:b", 4), ('"a\\"b"', '"a\\"b"', 6),
-    ("", "", 0), (" x", "", 0),
-])
+@pytest.mark.parametrize(
+    "text,tok,end",
+    [
+        ("abc:def", "abc", 3),
+        ('"a:b"=c', '"a:b"', 5),
+        ("a\\:b", "a:b", 4),
+        ('"a\\"b"', '"a\\"b"', 6),
+        ("", "", 0),
+        (" x", "", 0),
+    ],
+)
 def test_tokens(text, tok, end):
     assert parse_token(text, 0) == (tok, end)
 
@@ -150,29 +170,36 @@ def test_type_english():
     assert type_english(COLUMNS["Interface"]["type"].type) == "string"
 
 
-@pytest.mark.parametrize("col,text,msg", [
-    ("trunks", "", 'use "[]" to specify the empty set'),
-    ("external_ids", "  ", 'use "{}" to specify the empty map'),
-    ("trunks", ",", ',: unexpected "," parsing set of up to 4096 integers'),
-    ("external_ids", "a", 'a: syntax error at "'),
-    ("external_ids", "a b", 'a b: syntax error at "b" expecting "="'),
-    ("external_ids", "{a=b", '{a=b: missing "}" at end of data'),
-    ("trunks", "[1] 2", '[1] 2: trailing garbage after "]"'),
-    ("tag", "[1,2]", "[1,2]: 2 value(s) specified but the maximum number is 1"),
-    ("tag", "1-3", "1-3: 3 value(s) specified but the maximum number is 1"),
-    ("trunks", "1,1", "1,1: set contains duplicate value"),
-    ("external_ids", "a=1 a=2", "a=1 a=2: map contains duplicate key"),
-    ("trunks", "0x10", '"0x10" is not a valid integer or range'),
-    ("trunks", "1-2-3", '"1-2-3" is not a valid integer or range'),
-    ("trunks", "5-3", '"5-3" is not a valid range. Range end cannot be before start.'),
-    ("trunks", "4096", "constraint violation: 4096 is not in the valid range 0 to 4095 (inclusive)"),
-    ("trunks", "4090-4100", "constraint violation: 4100 is not in the valid range 0 to 4095 (inclusive)"),
-    ("vlan_mode", '"x y"', 'constraint violation: "x y" is not one of the allowed values ([access, '
-                           "dot1q-tunnel, native-tagged, native-untagged, trunk])"),
-    ("external_ids", "a=", 'An empty string is not valid as input; use "" to represent the empty string'),
-    ("external_ids", 'a="b', '"b: quoted string extends past end of argument'),
-    ("external_ids", 'a="\\q"', '"\\q": bad escape \\q'),
-])
+@pytest.mark.parametrize(
+    "col,text,msg",
+    [
+        ("trunks", "", 'use "[]" to specify the empty set'),
+        ("external_ids", "  ", 'use "{}" to specify the empty map'),
+        ("trunks", ",", ',: unexpected "," parsing set of up to 4096 integers'),
+        ("external_ids", "a", 'a: syntax error at "'),
+        ("external_ids", "a b", 'a b: syntax error at "b" expecting "="'),
+        ("external_ids", "{a=b", '{a=b: missing "}" at end of data'),
+        ("trunks", "[1] 2", '[1] 2: trailing garbage after "]"'),
+        ("tag", "[1,2]", "[1,2]: 2 value(s) specified but the maximum number is 1"),
+        ("tag", "1-3", "1-3: 3 value(s) specified but the maximum number is 1"),
+        ("trunks", "1,1", "1,1: set contains duplicate value"),
+        ("external_ids", "a=1 a=2", "a=1 a=2: map contains duplicate key"),
+        ("trunks", "0x10", '"0x10" is not a valid integer or range'),
+        ("trunks", "1-2-3", '"1-2-3" is not a valid integer or range'),
+        ("trunks", "5-3", '"5-3" is not a valid range. Range end cannot be before start.'),
+        ("trunks", "4096", "constraint violation: 4096 is not in the valid range 0 to 4095 (inclusive)"),
+        ("trunks", "4090-4100", "constraint violation: 4100 is not in the valid range 0 to 4095 (inclusive)"),
+        (
+            "vlan_mode",
+            '"x y"',
+            'constraint violation: "x y" is not one of the allowed values ([access, '
+            "dot1q-tunnel, native-tagged, native-untagged, trunk])",
+        ),
+        ("external_ids", "a=", 'An empty string is not valid as input; use "" to represent the empty string'),
+        ("external_ids", 'a="b', '"b: quoted string extends past end of argument'),
+        ("external_ids", 'a="\\q"', '"\\q": bad escape \\q'),
+    ],
+)
 def test_datum_errors(col, text, msg):
     with pytest.raises(OvsError) as e:
         parse_datum(COLUMNS["Port"][col].type, text)
@@ -192,13 +219,37 @@ def test_datum_values():
 
 def test_bridges_and_ports():
     s = session()
-    assert run(s, "add-br", "br0", "--", "add-br", "br0.10", "br0", "10", "--", "list-br") == ["", "", "br0\nbr0.10\n"]
-    assert run(s, "add-port", "br0", "p1", "--", "add-port", "br0.10", "p2", "--", "list-ports", "br0",
-               "--", "list-ports", "br0.10", "--", "port-to-br", "p2")[2:] == ["p1\n", "p2\n", "br0.10\n"]
+    assert run(s, "add-br", "br0", "--", "add-br", "br0.10", "br0", "10", "--", "list-br") == [
+        "",
+        "",
+        "br0\nbr0.10\n",
+    ]
+    assert run(
+        s,
+        "add-port",
+        "br0",
+        "p1",
+        "--",
+        "add-port",
+        "br0.10",
+        "p2",
+        "--",
+        "list-ports",
+        "br0",
+        "--",
+        "list-ports",
+        "br0.10",
+        "--",
+        "port-to-br",
+        "p2",
+    )[2:] == ["p1\n", "p2\n", "br0.10\n"]
     assert run(s, "br-to-vlan", "br0.10", "--", "br-to-parent", "br0.10") == ["10\n", "br0\n"]
     assert err(s, "port-to-br", "br0") == "no port named br0"
     assert err(s, "iface-to-br", "br0.10") == "no interface named br0.10"
-    assert err(s, "add-port", "br0", "p2") == "cannot create a port named p2 because a port named p2 already exists on bridge br0.10"
+    assert (
+        err(s, "add-port", "br0", "p2")
+        == "cannot create a port named p2 because a port named p2 already exists on bridge br0.10"
+    )
     with pytest.raises(OvsError) as e:
         run(s, "br-exists", "nope")
     assert e.value.message is None and e.value.exit_code == 2
@@ -216,21 +267,51 @@ def test_view_not_rebuilt_after_add_port():
 def test_multiple_vlan_bridges_warning():
     warnings: list[str] = []
     s = session(warn=warnings.append)
-    run(s, "add-br", "br0", "--", "add-br", "f1", "br0", "10", "--", "set", "port", "f1", "tag=20",
-        "--", "add-br", "f2", "br0", "10", "--", "set", "port", "f1", "tag=10", "--", "list-br")
+    run(
+        s,
+        "add-br",
+        "br0",
+        "--",
+        "add-br",
+        "f1",
+        "br0",
+        "10",
+        "--",
+        "set",
+        "port",
+        "f1",
+        "tag=20",
+        "--",
+        "add-br",
+        "f2",
+        "br0",
+        "10",
+        "--",
+        "set",
+        "port",
+        "f1",
+        "tag=10",
+        "--",
+        "list-br",
+    )
     # f1's port has the smaller uuid, so it is the child and f2 the extra one
-    assert warnings == ["vsctl|WARN|br0: bridge has multiple VLAN bridges (f2 and f1) for VLAN 10, "
-                        "but only one is allowed"]
+    assert warnings == [
+        "vsctl|WARN|br0: bridge has multiple VLAN bridges (f2 and f1) for VLAN 10, but only one is allowed"
+    ]
 
 
 def test_may_exist_echo_quoting():
     s = session()
     run(s, "add-br", "br0", "--", "add-br", "br1", "--", "add-port", "br0", "p1")
-    assert err(s, "--may-exist", "--fake-iface", "add-bond", "a b", "p1", 'x"\\', "y") == \
-        r'"--may-exist --fake-iface add-bond "a b" p1 "x\"\\" y" but p1 is actually attached to bridge br0'
+    assert (
+        err(s, "--may-exist", "--fake-iface", "add-bond", "a b", "p1", 'x"\\', "y")
+        == r'"--may-exist --fake-iface add-bond "a b" p1 "x\"\\" y" but p1 is actually attached to bridge br0'
+    )
     assert err(s, "--may-exist", "add-port", "br0", "p1", "tag=1", "--", "add-port", "br0", "p1") is not None
-    assert err(s, "--may-exist", "add-bond", "br0", "p1", "a", "b") == \
-        '"--may-exist add-bond br0 p1 a b" but p1 actually has interface(s) p1'
+    assert (
+        err(s, "--may-exist", "add-bond", "br0", "p1", "a", "b")
+        == '"--may-exist add-bond br0 p1 a b" but p1 actually has interface(s) p1'
+    )
 
 
 def test_deferred_iface_edits_and_records():
@@ -246,10 +327,30 @@ def test_deferred_iface_edits_and_records():
     bond = next(p for p in rec["port"] if p["name"] == "bond0")
     assert sorted(bond["interfaces"]) == sorted(i["uuid"] for i in rec["interface"] if i["name"] != "br0")
     assert set(rec) == {"bridge", "port", "interface", "controller"}
-    assert set(rec["bridge"][0]) == {"uuid", "name", "ports", "controller", "fail_mode", "datapath_type",
-                                     "external_ids", "other_config"}
-    assert set(bond) == {"uuid", "name", "interfaces", "tag", "trunks", "vlan_mode", "fake_bridge",
-                         "bond_fake_iface", "bond_mode", "lacp", "external_ids", "other_config"}
+    assert set(rec["bridge"][0]) == {
+        "uuid",
+        "name",
+        "ports",
+        "controller",
+        "fail_mode",
+        "datapath_type",
+        "external_ids",
+        "other_config",
+    }
+    assert set(bond) == {
+        "uuid",
+        "name",
+        "interfaces",
+        "tag",
+        "trunks",
+        "vlan_mode",
+        "fake_bridge",
+        "bond_fake_iface",
+        "bond_mode",
+        "lacp",
+        "external_ids",
+        "other_config",
+    }
 
 
 def test_commit_check_message():
@@ -259,7 +360,8 @@ def test_commit_check_message():
         s.commit_check()
     assert e.value.message == (
         'transaction error: {"details":"Transaction causes multiple rows in \\"Interface\\" table to have '
-        'identical values (\\"a b\\") for index on column \\"name\\".","error":"constraint violation"}')
+        'identical values (\\"a b\\") for index on column \\"name\\".","error":"constraint violation"}'
+    )
 
 
 def test_row_lookup():
@@ -272,7 +374,8 @@ def test_row_lookup():
     assert run(s, "get", "port", "00000005-0000-4000-8000-000000000000".upper(), "name") == ["p1\n"]
     assert err(s, "get", "port", "0000", "name") == (
         "Port contains 2 or more rows whose UUIDs begin with 0000: at least "
-        "00000002-0000-4000-8000-000000000000 and 00000005-0000-4000-8000-000000000000")
+        "00000002-0000-4000-8000-000000000000 and 00000005-0000-4000-8000-000000000000"
+    )
     assert err(s, "get", "port", "000", "name") == 'no row "000" in table Port'
     assert run(s, "--if-exists", "get", "port", "zz", "name") == [""]
 
@@ -281,17 +384,24 @@ def test_row_deleted_earlier_is_gone():  # network.md §9.2
     s = session()
     run(s, "add-br", "br0")
     u = run(s, "get", "bridge", "br0", "_uuid")[0].strip()
-    assert err(s, "del-br", "br0", "--", "set", "bridge", u, "fail_mode=secure") == f'no row "{u}" in table Bridge'
+    assert (
+        err(s, "del-br", "br0", "--", "set", "bridge", u, "fail_mode=secure")
+        == f'no row "{u}" in table Bridge'
+    )
 
 
 def test_vmctl_read_only_columns():  # network.md §9.5
     s = session()
     run(s, "add-br", "br0", "--", "add-port", "br0", "p1")
-    assert err(s, "set", "port", "p1", "fake_bridge=true") == "column fake_bridge in table Port is read-only in vmctl"
+    assert (
+        err(s, "set", "port", "p1", "fake_bridge=true")
+        == "column fake_bridge in table Port is read-only in vmctl"
+    )
     assert err(s, "set", "bridge", "br0", "ports=[]") == "column ports in table Bridge is read-only in vmctl"
     assert err(s, "clear", "interface", "p1", "mtu") == "column mtu in table Interface is read-only in vmctl"
     assert err(s, "clear", "interface", "p1", "type") == (
-        '"clear" operation cannot be applied to column type of table Interface, which is not allowed to be empty')
+        '"clear" operation cannot be applied to column type of table Interface, which is not allowed to be empty'
+    )
     # a row inserted by this transaction has a writable name in ovs-vsctl; vmctl refuses it
     assert err(s, "set", "port", "p1", "name=x") == "column name in table Port is read-only in vmctl"
     s = session(s.records())
@@ -304,7 +414,17 @@ def test_vmctl_read_only_columns():  # network.md §9.5
 def test_controllers_and_warnings():
     warnings: list[str] = []
     s = session(warn=warnings.append)
-    run(s, "add-br", "br0", "--", "--inactivity-probe=5s", "set-controller", "br0", "tcp:1.2.3.4:6653", "udp:x")
+    run(
+        s,
+        "add-br",
+        "br0",
+        "--",
+        "--inactivity-probe=5s",
+        "set-controller",
+        "br0",
+        "tcp:1.2.3.4:6653",
+        "udp:x",
+    )
     assert warnings == ['vsctl|WARN|target type "udp:x" is possibly erroneous']
     assert run(s, "get-controller", "br0") == ["tcp:1.2.3.4:6653\nudp:x\n"]
     s.commit_check()
@@ -324,7 +444,10 @@ def test_list_tables_and_oneline():
     assert s.run("show", {}, [], oneline=True).count("\n") == 1
     b = session(bare=True)
     run(b, "add-br", "br0")
-    assert b.run("list", {"--columns": "name,external_ids,ports"}, ["bridge"]) == "br0\n\n00000002-0000-4000-8000-000000000000\n"
+    assert (
+        b.run("list", {"--columns": "name,external_ids,ports"}, ["bridge"])
+        == "br0\n\n00000002-0000-4000-8000-000000000000\n"
+    )
 
 
 def test_changed():
@@ -357,7 +480,11 @@ def test_xe_helpers():
 
 def test_driver_chain_errors():
     st = VmctlState()
-    assert run_vmctl(["add-br", "b", "--", "add-br", "b", "--", "list", "x"], st) == (1, "", 'vmctl: unknown table "x"\n')
+    assert run_vmctl(["add-br", "b", "--", "add-br", "b", "--", "list", "x"], st) == (
+        1,
+        "",
+        'vmctl: unknown table "x"\n',
+    )
     assert run_vmctl(["list-br"], st) == (0, "", "")
 
 
@@ -383,10 +510,12 @@ def test_ten_thousand_ports_in_one_transaction():
 
 
 def test_imports_only_stdlib():
-    code = ("import sys; before = set(sys.modules); import vmctl.ovs; "
-            "new = set(sys.modules) - before; "
-            "bad = sorted(m for m in new if m.split('.')[0] not in sys.stdlib_module_names "
-            "and not (m in ('vmctl', 'vmctl.errors') or m.startswith('vmctl.ovs'))); print(bad)")
+    code = (
+        "import sys; before = set(sys.modules); import vmctl.ovs; "
+        "new = set(sys.modules) - before; "
+        "bad = sorted(m for m in new if m.split('.')[0] not in sys.stdlib_module_names "
+        "and not (m in ('vmctl', 'vmctl.errors') or m.startswith('vmctl.ovs'))); print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -396,5 +525,7 @@ def test_list_style_given_to_run():
     run(s, "add-br", "br0")
     assert s.run("list", {"--columns": "name,external_ids"}, ["bridge"], no_headings=True) == "br0\n{}\n"
     assert s.run("list", {"--columns": "name,external_ids"}, ["bridge"], bare=True) == "\nbr0\n\n"
-    assert s.run("list", {"--columns": "name"}, ["bridge"], bare=False, no_headings=False) == \
-        "\nname                : br0\n"
+    assert (
+        s.run("list", {"--columns": "name"}, ["bridge"], bare=False, no_headings=False)
+        == "\nname                : br0\n"
+    )

@@ -46,8 +46,11 @@ def options_from(inv_opts: dict) -> Options:
     o.host = inv_opts.get("host") or os.environ.get("VMCTL_HOST") or None  # type: ignore[assignment]
     fmt = inv_opts.get("format") or os.environ.get("VMCTL_FORMAT") or "table"
     if fmt not in ("table", "json", "yaml", "csv", "tsv"):
-        raise VmctlError("INVALID_VALUE", "The output format must be table, json, yaml, csv or tsv",
-                         [("name", "format"), ("value", fmt)])
+        raise VmctlError(
+            "INVALID_VALUE",
+            "The output format must be table, json, yaml, csv or tsv",
+            [("name", "format"), ("value", fmt)],
+        )
     o.fmt = str(fmt)
     o.minimal = bool(inv_opts.get("minimal"))
     o.no_headings = bool(inv_opts.get("no-headings"))
@@ -77,8 +80,13 @@ class Executor:
         from vmctl.store.txn import Store
         from vmctl.units import UuidSource
 
-        return Store(self.opts.db, timeout=self.opts.timeout, dry_run=self.opts.dry_run,
-                     uuids=UuidSource(self.opts.seed), on_warning=_print_warning)
+        return Store(
+            self.opts.db,
+            timeout=self.opts.timeout,
+            dry_run=self.opts.dry_run,
+            uuids=UuidSource(self.opts.seed),
+            on_warning=_print_warning,
+        )
 
     def run(self, chain: list[Bound], store=None) -> list:
         from vmctl import ovs
@@ -95,8 +103,11 @@ class Executor:
         try:
             while True:
                 try:
-                    results, _txn = store.run(lambda txn, c=confirmed: self._body(txn, chain, chained, c), write,
-                                              finish=lambda txn: store.append_journal(txn, self.command_line))
+                    results, _txn = store.run(
+                        lambda txn, c=confirmed: self._body(txn, chain, chained, c),
+                        write,
+                        finish=lambda txn: store.append_journal(txn, self.command_line),
+                    )
                     return results
                 except ConfirmationNeeded as need:
                     if not _ask(need.what):
@@ -124,14 +135,35 @@ class Executor:
                 if host is None:
                     host = resolve_switch_host(txn, self.opts.host)
                 s = txn.switch(host)
-                results.append(Text(s.run(b.cmd.name, b.seg.options, b.seg.args, oneline=self.opts.oneline,
-                                          bare=self.opts.bare, no_headings=self.opts.no_headings)))
+                results.append(
+                    Text(
+                        s.run(
+                            b.cmd.name,
+                            b.seg.options,
+                            b.seg.args,
+                            oneline=self.opts.oneline,
+                            bare=self.opts.bare,
+                            no_headings=self.opts.no_headings,
+                        )
+                    )
+                )
                 if b.cmd.rw:
                     txn.writes += 1  # switch rows changed: memoized views (pool snapshots) are stale
                 continue
-            ctx = Ctx(txn=txn, cmd=b.cmd, a=dict(b.a), raw=dict(b.raw), raw_pairs=list(b.raw_pairs),
-                      flags=set(b.flags), maps={k: dict(v) for k, v in b.maps.items()}, filters=list(b.filters),
-                      opts=self._ctx_opts(b), fmt=b.fmt or self.opts.fmt, chained=chained, confirmed=confirmed)
+            ctx = Ctx(
+                txn=txn,
+                cmd=b.cmd,
+                a=dict(b.a),
+                raw=dict(b.raw),
+                raw_pairs=list(b.raw_pairs),
+                flags=set(b.flags),
+                maps={k: dict(v) for k, v in b.maps.items()},
+                filters=list(b.filters),
+                opts=self._ctx_opts(b),
+                fmt=b.fmt or self.opts.fmt,
+                chained=chained,
+                confirmed=confirmed,
+            )
             r = b.cmd.func(ctx)
             txn.invalidate_views()
             if b.ref_id and b.cmd.creates and isinstance(r, Value):
@@ -156,8 +188,16 @@ class Executor:
 
     def _ctx_opts(self, b: Bound) -> dict:
         o = self.opts
-        return {"dry_run": o.dry_run, "yes": o.yes, "quiet": o.quiet, "explain": o.explain or "explain" in b.flags,
-                "interactive": o.interactive, "seed": o.seed, "db": o.db, "timeout": o.timeout}
+        return {
+            "dry_run": o.dry_run,
+            "yes": o.yes,
+            "quiet": o.quiet,
+            "explain": o.explain or "explain" in b.flags,
+            "interactive": o.interactive,
+            "seed": o.seed,
+            "db": o.db,
+            "timeout": o.timeout,
+        }
 
 
 def resolve_switch_host(txn, name: str | None) -> str:
@@ -166,8 +206,11 @@ def resolve_switch_host(txn, name: str | None) -> str:
     hosts = txn.all("host")
     if len(hosts) == 1:
         return hosts[0]["uuid"]
-    raise VmctlError("HOST_REQUIRED", "Name the host whose bridges to use: --host=NAME or VMCTL_HOST",
-                     [("hosts", len(hosts))])
+    raise VmctlError(
+        "HOST_REQUIRED",
+        "Name the host whose bridges to use: --host=NAME or VMCTL_HOST",
+        [("hosts", len(hosts))],
+    )
 
 
 def _ask(what: list[str]) -> bool:
@@ -199,8 +242,15 @@ def print_results(results: list, chain: list[Bound], opts: Options) -> None:
     else:
         for r, b in zip(results, chain):
             fmt = b.fmt or opts.fmt
-            chunks.append(output.render_result(r, fmt, minimal=b.minimal or opts.minimal,
-                                               no_headings=b.no_headings or opts.no_headings, tty=tty))
+            chunks.append(
+                output.render_result(
+                    r,
+                    fmt,
+                    minimal=b.minimal or opts.minimal,
+                    no_headings=b.no_headings or opts.no_headings,
+                    tty=tty,
+                )
+            )
     sys.stdout.write("".join(chunks))
     sys.stdout.flush()
 
@@ -286,7 +336,9 @@ def run_argv(argv: list[str]) -> int:
     except Exception as e:  # never a traceback: one line, and the inventory untouched (rolled back)
         if os.environ.get("VMCTL_DEBUG"):
             raise
-        sys.stderr.write(f"vmctl: INTERNAL_ERROR: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n")
+        sys.stderr.write(
+            f"vmctl: INTERNAL_ERROR: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
+        )
         return 1
 
 

@@ -112,9 +112,13 @@ def bind(cmd: Command, seg: Segment) -> Bound:
             unknown.append(key)
     missing = [a.name for a in cmd.args if a.required and a.name not in b.raw and a.name not in b.maps]
     if missing:
-        raise VmctlError("MISSING_PARAMETER", f"The parameter {missing[0]} is required", [("name", missing[0])])
+        raise VmctlError(
+            "MISSING_PARAMETER", f"The parameter {missing[0]} is required", [("name", missing[0])]
+        )
     if unknown:
-        raise VmctlError("UNKNOWN_PARAMETER", f"{cmd.name} does not take {unknown[0]}", [("name", unknown[0])])
+        raise VmctlError(
+            "UNKNOWN_PARAMETER", f"{cmd.name} does not take {unknown[0]}", [("name", unknown[0])]
+        )
     filt_pairs = []
     for item in pending:
         if item[0] == "filter":
@@ -131,8 +135,11 @@ def bind(cmd: Command, seg: Segment) -> Bound:
 
         b.filters = parse_filters(cmd.list_of or cmd.selector, filt_pairs)
     if b.fmt is not None and b.fmt not in ("table", "json", "yaml", "csv", "tsv"):
-        raise VmctlError("INVALID_VALUE", "The output format must be table, json, yaml, csv or tsv",
-                         [("name", "format"), ("value", b.fmt)])
+        raise VmctlError(
+            "INVALID_VALUE",
+            "The output format must be table, json, yaml, csv or tsv",
+            [("name", "format"), ("value", b.fmt)],
+        )
     return b
 
 

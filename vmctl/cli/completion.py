@@ -9,7 +9,9 @@ import os
 import shlex
 import sys
 
-SCRIPT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "completions")
+SCRIPT_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "completions"
+)
 FILES = {"bash": "vmctl.bash", "zsh": "_vmctl", "fish": "vmctl.fish"}
 
 
@@ -105,8 +107,10 @@ def _hosts_for_vm(g: dict, vm_name: str) -> list[str] | None:
     if conn is None:
         return None
     try:
-        vm = conn.execute("SELECT pool, memory_static_max, vcpus FROM vm WHERE name_label = ? OR uuid = ?",
-                          (vm_name, vm_name)).fetchall()
+        vm = conn.execute(
+            "SELECT pool, memory_static_max, vcpus FROM vm WHERE name_label = ? OR uuid = ?",
+            (vm_name, vm_name),
+        ).fetchall()
         if len(vm) != 1:
             return None
         pool, smax, vcpus = vm[0]
@@ -116,11 +120,16 @@ def _hosts_for_vm(g: dict, vm_name: str) -> list[str] | None:
         overhead = -(-(4 * 2**20 + vcpus * 2**20 + -(-smax // 128)) // 2**20) * 2**20
         out = []
         for uuid, name, total, hov, oc, cpus in conn.execute(
-                "SELECT uuid, name_label, memory_total, memory_overhead, other_config, cpu_count FROM host "
-                "WHERE pool = ? AND live = 1 AND enabled = 1", (pool,)):
+            "SELECT uuid, name_label, memory_total, memory_overhead, other_config, cpu_count FROM host "
+            "WHERE pool = ? AND live = 1 AND enabled = 1",
+            (pool,),
+        ):
             used = 0
-            for sm, vc in conn.execute("SELECT memory_static_max, vcpus FROM vm WHERE resident_on = ? AND "
-                                       "power_state IN ('running', 'paused')", (uuid,)):
+            for sm, vc in conn.execute(
+                "SELECT memory_static_max, vcpus FROM vm WHERE resident_on = ? AND "
+                "power_state IN ('running', 'paused')",
+                (uuid,),
+            ):
                 used += sm + -(-(4 * 2**20 + vc * 2**20 + -(-sm // 128)) // 2**20) * 2**20
             import json
 
@@ -141,7 +150,9 @@ def _switch_names(g: dict, kind: str) -> list[str]:
     try:
         host = g.get("host") or os.environ.get("VMCTL_HOST")
         if host:
-            row = conn.execute("SELECT uuid FROM host WHERE uuid = ? OR name_label = ?", (host, host)).fetchall()
+            row = conn.execute(
+                "SELECT uuid FROM host WHERE uuid = ? OR name_label = ?", (host, host)
+            ).fetchall()
         else:
             row = conn.execute("SELECT uuid FROM host").fetchall()
         if len(row) != 1:
@@ -150,7 +161,10 @@ def _switch_names(g: dict, kind: str) -> list[str]:
         table = {"bridge": "ovs_bridge", "port": "ovs_port", "iface": "ovs_interface"}[kind]
         names = {r[0] for r in conn.execute(f"SELECT name FROM {table} WHERE host = ?", (h,))}
         if kind == "bridge":  # fake bridges are ports with fake_bridge set
-            names |= {r[0] for r in conn.execute("SELECT name FROM ovs_port WHERE host = ? AND fake_bridge = 1", (h,))}
+            names |= {
+                r[0]
+                for r in conn.execute("SELECT name FROM ovs_port WHERE host = ? AND fake_bridge = 1", (h,))
+            }
         return sorted(names)
     except Exception:
         return []
@@ -195,7 +209,9 @@ def candidates(words: list[str], cur: str) -> list[str]:
         return []
     if "=" not in cur:
         given = {w.split("=", 1)[0] + "=" for w in cmd_words[1:] if "=" in w}
-        return [k for k in keys if k.startswith(cur) and (k not in given)] + [f for f in flags if f.startswith(cur)]
+        return [k for k in keys if k.startswith(cur) and (k not in given)] + [
+            f for f in flags if f.startswith(cur)
+        ]
     key, _, partial = cur.partition("=")
     kind = values.get(key)
     if kind is None:
@@ -206,7 +222,7 @@ def candidates(words: list[str], cur: str) -> list[str]:
         pool = ["true", "false"]
     elif kind == "host" and name in data.HOST_FILTERED:
         vm = next((w.split("=", 1)[1] for w in cmd_words[1:] if w.startswith("vm=")), None)
-        pool = (_hosts_for_vm(g, vm) if vm else None)
+        pool = _hosts_for_vm(g, vm) if vm else None
         if pool is None:
             pool = _names(g, "host")
     else:
@@ -244,6 +260,6 @@ def fast_complete(args: list[str]) -> int:
         except ValueError:
             plain_cur = bash_cur.lstrip("'\"")
         keep = cur[: len(cur) - len(plain_cur)] if cur.endswith(plain_cur) else ""
-        cands = [_bash_escape(c[len(keep):]) for c in cands if c.startswith(keep)]
+        cands = [_bash_escape(c[len(keep) :]) for c in cands if c.startswith(keep)]
     sys.stdout.write("".join(c + "\n" for c in cands))
     return 0

@@ -16,19 +16,65 @@ NO, REQ, OPT = 0, 1, 2
 
 # vmctl's option table, in the order ambiguity messages list it (network.md §2.1, §9.8).
 LONG_OPTIONS: list[tuple[str, int]] = [
-    ("db", REQ), ("host", REQ), ("format", REQ), ("minimal", NO), ("no-headings", NO),
-    ("dry-run", NO), ("yes", NO), ("oneline", NO), ("quiet", NO), ("timeout", REQ),
-    ("version", NO), ("help", NO), ("commands", NO), ("bare", NO), ("no-wait", NO),
-    ("retry", NO), ("no-syslog", NO), ("verbose", OPT), ("log-file", OPT),
+    ("db", REQ),
+    ("host", REQ),
+    ("format", REQ),
+    ("minimal", NO),
+    ("no-headings", NO),
+    ("dry-run", NO),
+    ("yes", NO),
+    ("oneline", NO),
+    ("quiet", NO),
+    ("timeout", REQ),
+    ("version", NO),
+    ("help", NO),
+    ("commands", NO),
+    ("bare", NO),
+    ("no-wait", NO),
+    ("retry", NO),
+    ("no-syslog", NO),
+    ("verbose", OPT),
+    ("log-file", OPT),
     # command options accepted globally: they belong to the first command
-    ("may-exist", NO), ("if-exists", NO), ("real", NO), ("fake", NO), ("with-iface", NO),
-    ("fake-iface", NO), ("inactivity-probe", REQ), ("columns", REQ), ("id", REQ),
-    ("force", NO), ("multiple", NO), ("all", NO), ("explain", NO), ("paused", NO),
+    ("may-exist", NO),
+    ("if-exists", NO),
+    ("real", NO),
+    ("fake", NO),
+    ("with-iface", NO),
+    ("fake-iface", NO),
+    ("inactivity-probe", REQ),
+    ("columns", REQ),
+    ("id", REQ),
+    ("force", NO),
+    ("multiple", NO),
+    ("all", NO),
+    ("explain", NO),
+    ("paused", NO),
 ]
-SHORT_OPTIONS = {"f": ("format", REQ), "t": ("timeout", REQ), "q": ("quiet", NO), "h": ("help", NO),
-                 "v": ("verbose", OPT), "V": ("version", NO)}
-COMMAND_OPTION_NAMES = {"may-exist", "if-exists", "real", "fake", "with-iface", "fake-iface",
-                        "inactivity-probe", "columns", "id", "force", "multiple", "all", "explain", "paused"}
+SHORT_OPTIONS = {
+    "f": ("format", REQ),
+    "t": ("timeout", REQ),
+    "q": ("quiet", NO),
+    "h": ("help", NO),
+    "v": ("verbose", OPT),
+    "V": ("version", NO),
+}
+COMMAND_OPTION_NAMES = {
+    "may-exist",
+    "if-exists",
+    "real",
+    "fake",
+    "with-iface",
+    "fake-iface",
+    "inactivity-probe",
+    "columns",
+    "id",
+    "force",
+    "multiple",
+    "all",
+    "explain",
+    "paused",
+}
 FORMATS = ("table", "json", "yaml", "csv", "tsv")
 
 
@@ -109,7 +155,7 @@ def parse_global(argv: list[str]) -> tuple[dict[str, object], dict[str, str | No
             if spec is None:
                 raise UsageError(f"invalid option -- '{ch}'")
             name, kind = spec
-            rest = w[j + 1:]
+            rest = w[j + 1 :]
             if kind == NO:
                 store(name, None)
                 j += 1
@@ -159,7 +205,7 @@ def split_segments(words: list[str], global_cmdopts: dict[str, str | None]) -> l
         if k == len(seg_words):
             raise UsageError("missing command name (use --help for help)")
         seg.name = seg_words[k]
-        seg.args = seg_words[k + 1:]
+        seg.args = seg_words[k + 1 :]
         segments.append(seg)
         first = False
     if not segments:
@@ -179,7 +225,7 @@ def check_command_options(seg: Segment, option_string: str) -> None:
             if pos < 0:
                 break
             end = pos + len(key)
-            nxt = option_string[end:end + 1]
+            nxt = option_string[end : end + 1]
             if nxt in ("=", ",", ""):
                 follow = nxt
                 break
@@ -218,7 +264,7 @@ def parse(argv: list[str]) -> Invocation:
 @dataclass
 class XeArgs:
     values: list[tuple[str, str]] = field(default_factory=list)  # (key, value) in order, repeats kept
-    flags: dict[str, str | None] = field(default_factory=dict)   # --force -> None, --force=false -> "false"
+    flags: dict[str, str | None] = field(default_factory=dict)  # --force -> None, --force=false -> "false"
     fmt: str | None = None
     minimal: bool = False
     no_headings: bool = False
@@ -241,7 +287,7 @@ def parse_xe_args(words: list[str]) -> XeArgs:
             i += 2
             continue
         if w.startswith("--format="):
-            out.fmt = w[len("--format="):]
+            out.fmt = w[len("--format=") :]
         elif w.startswith("-f") and len(w) > 2 and not w.startswith("--"):
             out.fmt = w[2:]
         elif w == "--minimal":
@@ -259,7 +305,10 @@ def parse_xe_args(words: list[str]) -> XeArgs:
         else:
             from vmctl.errors import VmctlError
 
-            raise VmctlError("INVALID_VALUE", f"Arguments are key=value pairs or --flags, not '{w}'",
-                             [("name", "argument"), ("value", w)])
+            raise VmctlError(
+                "INVALID_VALUE",
+                f"Arguments are key=value pairs or --flags, not '{w}'",
+                [("name", "argument"), ("value", w)],
+            )
         i += 1
     return out

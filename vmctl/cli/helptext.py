@@ -40,8 +40,10 @@ FLAG_HELP = {
     "--all": "include templates, snapshots or base copies hidden by default",
     "--fix": "repair what can be repaired (I5, I11, I12, I13)",
     "--paused": "end in the paused state",
-    "--explain": ("print how the decision was made: each host's verdict for a placement, the plan of a "
-                  "migration, evacuation or rebalance, the bytes a copy moves"),
+    "--explain": (
+        "print how the decision was made: each host's verdict for a placement, the plan of a "
+        "migration, evacuation or rebalance, the bytes a copy moves"
+    ),
 }
 
 
@@ -63,8 +65,28 @@ def command_help(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-FAMILY_ORDER = ["pool", "host", "vm", "vm-group", "snapshot", "sr", "pbd", "vdi", "vbd", "network", "pif", "vif",
-                "vlan", "bond", "tunnel", "bridge", "task", "journal", "inventory", "utility"]
+FAMILY_ORDER = [
+    "pool",
+    "host",
+    "vm",
+    "vm-group",
+    "snapshot",
+    "sr",
+    "pbd",
+    "vdi",
+    "vbd",
+    "network",
+    "pif",
+    "vif",
+    "vlan",
+    "bond",
+    "tunnel",
+    "bridge",
+    "task",
+    "journal",
+    "inventory",
+    "utility",
+]
 
 
 def general_help() -> str:
@@ -102,10 +124,15 @@ def general_help() -> str:
 def commands_json() -> str:
     out = []
     for c in load().values():
-        out.append(json.dumps({
-            "name": c.name, "style": c.style,
-            "required": [a.name for a in c.args if a.required],
-            "optional": [a.name for a in c.args if not a.required],
-            "flags": list(c.flags) if c.style != "ovs" else [o for o in c.options.split(",") if o],
-        }))
+        out.append(
+            json.dumps(
+                {
+                    "name": c.name,
+                    "style": c.style,
+                    "required": [a.name for a in c.args if a.required],
+                    "optional": [a.name for a in c.args if not a.required],
+                    "flags": list(c.flags) if c.style != "ovs" else [o for o in c.options.split(",") if o],
+                }
+            )
+        )
     return "\n".join(out) + "\n"

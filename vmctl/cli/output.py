@@ -75,9 +75,17 @@ def escape_minimal(text: str) -> str:
     return text.replace("\\", "\\\\").replace(",", "\\,")
 
 
-def render_records(cls: str, rows: list[dict], fields: list[str], fmt: str, minimal: bool = False,
-                   no_headings: bool = False, single: bool = False, tty: bool = False,
-                   access: dict | None = None) -> str:
+def render_records(
+    cls: str,
+    rows: list[dict],
+    fields: list[str],
+    fmt: str,
+    minimal: bool = False,
+    no_headings: bool = False,
+    single: bool = False,
+    tty: bool = False,
+    access: dict | None = None,
+) -> str:
     if minimal:
         if not fields:
             return "\n"
@@ -93,8 +101,12 @@ def render_records(cls: str, rows: list[dict], fields: list[str], fmt: str, mini
         import yaml
 
         data = records_data(cls, rows, fields)
-        return yaml.safe_dump(data[0] if single and data else data, sort_keys=False, allow_unicode=True,
-                              default_flow_style=False)
+        return yaml.safe_dump(
+            data[0] if single and data else data,
+            sort_keys=False,
+            allow_unicode=True,
+            default_flow_style=False,
+        )
     if fmt in ("csv", "tsv"):
         import csv
 
@@ -173,8 +185,9 @@ def result_data(result: object) -> object:
     return result
 
 
-def render_result(result: object, fmt: str, minimal: bool = False, no_headings: bool = False,
-                  tty: bool = False) -> str:
+def render_result(
+    result: object, fmt: str, minimal: bool = False, no_headings: bool = False, tty: bool = False
+) -> str:
     from vmctl.commands.table import Data, Records, Text, Value
 
     if result is None:
@@ -183,8 +196,9 @@ def render_result(result: object, fmt: str, minimal: bool = False, no_headings: 
         access = None
         if result.single and result.cls in CLASSES:
             access = {f: _access_label(result.cls, f) for f in result.fields}
-        return render_records(result.cls, result.rows, result.fields, fmt, minimal, no_headings,
-                              result.single, tty, access)
+        return render_records(
+            result.cls, result.rows, result.fields, fmt, minimal, no_headings, result.single, tty, access
+        )
     if isinstance(result, Text):
         return result.text
     if fmt == "json":
@@ -225,8 +239,12 @@ def render_error(err: BaseException, fmt: str | None = None) -> str:
     assert isinstance(err, VmctlError)
     if fmt == "json":
         params = {k: jsonable(v) for k, v in err.params}
-        return json.dumps({"error": {"code": err.code, "message": err.message, "params": params}},
-                          ensure_ascii=False) + "\n"
+        return (
+            json.dumps(
+                {"error": {"code": err.code, "message": err.message, "params": params}}, ensure_ascii=False
+            )
+            + "\n"
+        )
     lines = [f"vmctl: {err.code}: {err.message}"]
     for k, v in err.params:
         text = plain(v)

@@ -15,15 +15,31 @@ def build():
     from vmctl.cli.helptext import FAMILY_ORDER
     from vmctl.commands import load
 
-    app = typer.Typer(name="vmctl", add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
-                      help="An xe/ovs-vsctl-style virtualization manager. One invocation is one transaction; "
-                           "chain commands with [bold]--[/bold]. [bold]vmctl help COMMAND[/bold] for details.")
-    cmds = sorted(load().values(), key=lambda c: (FAMILY_ORDER.index(c.family) if c.family in FAMILY_ORDER else 99,
-                                                  c.name))
+    app = typer.Typer(
+        name="vmctl",
+        add_completion=False,
+        no_args_is_help=True,
+        rich_markup_mode="rich",
+        help="An xe/ovs-vsctl-style virtualization manager. One invocation is one transaction; "
+        "chain commands with [bold]--[/bold]. [bold]vmctl help COMMAND[/bold] for details.",
+    )
+    cmds = sorted(
+        load().values(),
+        key=lambda c: (FAMILY_ORDER.index(c.family) if c.family in FAMILY_ORDER else 99, c.name),
+    )
     for cmd in cmds:
-        app.command(name=cmd.name, help=cmd.help, short_help=cmd.help, rich_help_panel=cmd.family or "other",
-                    context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
-                                      "help_option_names": []}, add_help_option=False)(_forward(cmd.name))
+        app.command(
+            name=cmd.name,
+            help=cmd.help,
+            short_help=cmd.help,
+            rich_help_panel=cmd.family or "other",
+            context_settings={
+                "allow_extra_args": True,
+                "ignore_unknown_options": True,
+                "help_option_names": [],
+            },
+            add_help_option=False,
+        )(_forward(cmd.name))
     return app
 
 

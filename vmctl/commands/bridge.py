@@ -7,6 +7,17 @@ from vmctl.commands.table import Command, register
 from vmctl.ovs.commands import COMMANDS as OVS_COMMANDS  # the table only: no session code at start-up
 
 for _spec in OVS_COMMANDS.values():
-    register(Command(name=_spec.name, func=None, help=_spec.help, family="bridge", style="ovs",
-                     rw=not _spec.read_only, min_args=_spec.min_args, max_args=_spec.max_args,
-                     syntax=_spec.syntax, options=_spec.options))
+    register(
+        Command(
+            name=_spec.name,
+            func=None,
+            help=_spec.help,
+            family="bridge",
+            style="ovs",
+            rw=not _spec.read_only,
+            min_args=_spec.min_args,
+            max_args=_spec.max_args,
+            syntax=_spec.syntax,
+            options=_spec.options,
+        )
+    )

@@ -12,8 +12,13 @@ from vmctl.commands.table import Ctx, Text, command
 from vmctl.errors import VmctlError
 from vmctl.model import CLASSES
 
-SR_MAX = {"file": 16 * 1024**4, "ext": 16 * 1024**4, "nfs": 16 * 1024**4, "lvm": 2040 * 1024**3,
-          "iscsi": 2040 * 1024**3}
+SR_MAX = {
+    "file": 16 * 1024**4,
+    "ext": 16 * 1024**4,
+    "nfs": 16 * 1024**4,
+    "lvm": 2040 * 1024**3,
+    "iscsi": 2040 * 1024**3,
+}
 
 
 class World:
@@ -59,8 +64,12 @@ def check(txn) -> list[tuple[str, str, str, str]]:
             committed[v["resident-on"]] += capacity.vm_charge(v, policy.get(v["pool"], "none"))
     for h in hosts.values():
         if committed[h["uuid"]] > capacity.host_capacity(h):
-            bad("I2", "host", h["uuid"], f"memory committed {committed[h['uuid']]} exceeds capacity "
-                f"{capacity.host_capacity(h)}")
+            bad(
+                "I2",
+                "host",
+                h["uuid"],
+                f"memory committed {committed[h['uuid']]} exceeds capacity {capacity.host_capacity(h)}",
+            )
     for v in vms.values():
         m = [v["memory-static-min"], v["memory-dynamic-min"], v["memory-dynamic-max"], v["memory-static-max"]]
         if m != sorted(m) or v["memory-reservation"] > v["memory-dynamic-max"]:
@@ -179,7 +188,9 @@ def check(txn) -> list[tuple[str, str, str, str]]:
         got = sorted(pbds[s["uuid"]])
         want = sorted(members[s["pool"]]) if s["shared"] else [s["host"]]
         if got != want:
-            bad("I10", "sr", s["uuid"], "PBDs do not match its " + ("pool's hosts" if s["shared"] else "host"))
+            bad(
+                "I10", "sr", s["uuid"], "PBDs do not match its " + ("pool's hosts" if s["shared"] else "host")
+            )
     for v in vms.values():
         if bool(v["suspend-vdi"]) != (v["power-state"] == "suspended"):
             bad("I10", "vm", v["uuid"], "suspend-vdi set iff suspended is broken")
@@ -230,8 +241,13 @@ def check(txn) -> list[tuple[str, str, str, str]]:
                 bad("I13", "network", n["uuid"], f"bridge {n['bridge']} missing on host {h}")
     for vif in w["vif"].values():
         v = vms.get(vif["vm"])
-        if v and vif["plugged"] and v["power-state"] in ("running", "paused") and v["resident-on"] in hosts \
-                and not xenet.vif_attached(txn, vif):
+        if (
+            v
+            and vif["plugged"]
+            and v["power-state"] in ("running", "paused")
+            and v["resident-on"] in hosts
+            and not xenet.vif_attached(txn, vif)
+        ):
             bad("I13", "vif", vif["uuid"], f"port vif{v['domid']}.{vif['device']} missing")
     for pif in w["pif"].values():
         if pif["host"] not in hosts or pif["network"] not in w["network"] or not pif["plugged"]:
@@ -240,7 +256,11 @@ def check(txn) -> list[tuple[str, str, str, str]]:
         if kind is None or (kind == "physical" and xenet.bond_of(txn, pif["uuid"])):
             continue  # bond members, bonds and tunnel access PIFs are checked below
         if not xenet.pif_attached(txn, pif):
-            what = f"port {pif['device']}" if kind == "physical" else f"VLAN bridge {w['network'][pif['network']]['bridge']}"
+            what = (
+                f"port {pif['device']}"
+                if kind == "physical"
+                else f"VLAN bridge {w['network'][pif['network']]['bridge']}"
+            )
             bad("I13", "pif", pif["uuid"], f"{what} missing")
     for b in w["bond"].values():
         m = w["pif"].get(b["master"])
@@ -255,8 +275,11 @@ def check(txn) -> list[tuple[str, str, str, str]]:
         if not 0 <= vl["tag"] <= 4094:
             bad("I14", "vlan", vl["uuid"], f"tag {vl['tag']} out of range")
         tp = w["pif"].get(vl["tagged-pif"])
-        if tp is not None and (tp["vlan"] >= 0 or any(tp["uuid"] in b["slaves"] for b in w["bond"].values())
-                               or (not tp["physical"] and not any(b["master"] == tp["uuid"] for b in w["bond"].values()))):
+        if tp is not None and (
+            tp["vlan"] >= 0
+            or any(tp["uuid"] in b["slaves"] for b in w["bond"].values())
+            or (not tp["physical"] and not any(b["master"] == tp["uuid"] for b in w["bond"].values()))
+        ):
             bad("I14", "vlan", vl["uuid"], "tagged PIF is not a physical or bond PIF outside any bond")
     seen_tags = defaultdict(list)
     for vl in w["vlan"].values():
@@ -314,14 +337,27 @@ def fix(txn, problems) -> None:
                 continue
             c = CLASSES[cls]
             if cls in ("vbd", "pbd", "vif", "pif") and any(
-                    f.is_ref and r[f.name] and f.name in ("vm", "vdi", "sr", "host", "network")
-                    and txn.get(f.ref_class, r[f.name]) is None for f in c.stored_fields
-                    if not (cls == "vbd" and f.name == "vdi" and r["type"] == "cd")):
+                f.is_ref
+                and r[f.name]
+                and f.name in ("vm", "vdi", "sr", "host", "network")
+                and txn.get(f.ref_class, r[f.name]) is None
+                for f in c.stored_fields
+                if not (cls == "vbd" and f.name == "vdi" and r["type"] == "cd")
+            ):
                 txn.delete(cls, uuid)
                 continue
-            txn.update(cls, uuid, {f.name: "" for f in c.stored_fields
-                                   if f.is_ref and r[f.name] and f.name != "snapshot-of"
-                                   and txn.get(f.ref_class, r[f.name]) is None})
+            txn.update(
+                cls,
+                uuid,
+                {
+                    f.name: ""
+                    for f in c.stored_fields
+                    if f.is_ref
+                    and r[f.name]
+                    and f.name != "snapshot-of"
+                    and txn.get(f.ref_class, r[f.name]) is None
+                },
+            )
         elif inv == "I12":
             if txn.get("vbd", uuid):
                 txn.update("vbd", uuid, {"currently-attached": False})
@@ -355,8 +391,12 @@ def fix(txn, problems) -> None:
                 storage.merge_chain(txn, uuid)
 
 
-@command("db-check", "Verify the inventory invariants (model.md §4); --fix repairs I5, I11, I12, I13",
-         family="inventory", flags=("--fix",))
+@command(
+    "db-check",
+    "Verify the inventory invariants (model.md §4); --fix repairs I5, I11, I12, I13",
+    family="inventory",
+    flags=("--fix",),
+)
 def db_check(ctx: Ctx):
     txn = ctx.txn
     problems = check(txn)
@@ -406,4 +446,3 @@ def check_before_commit(txn) -> None:
                 used += capacity.vm_charge(v, pol.get(v["pool"], "none"))
         if used > capacity.host_capacity(host):
             raise VmctlError("INTERNAL_ERROR", params=[("invariant", "I2"), ("host", txn.ref("host", host))])
-

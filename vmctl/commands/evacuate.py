@@ -33,8 +33,10 @@ def _same_pool(txn, row: dict | None, cls: str, host: dict) -> None:
     from vmctl.errors import VmctlError
 
     if row is not None and row["pool"] != host["pool"]:
-        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref(cls, row)),
-                                                     ("pool", txn.ref("pool", host["pool"]))])
+        raise VmctlError(
+            "NOT_IN_SAME_POOL",
+            params=[("object", txn.ref(cls, row)), ("pool", txn.ref("pool", host["pool"]))],
+        )
 
 
 def _options(ctx: Ctx, host: dict) -> dict:
@@ -44,8 +46,11 @@ def _options(ctx: Ctx, host: dict) -> dict:
     sr = txn.resolve_one("sr", ctx.a["sr"]) if "sr" in ctx.a else None
     _same_pool(txn, network, "network", host)
     _same_pool(txn, sr, "sr", host)
-    return {"policy": ctx.a.get("policy"), "network": network["uuid"] if network else None,
-            "sr": sr["uuid"] if sr else None}
+    return {
+        "policy": ctx.a.get("policy"),
+        "network": network["uuid"] if network else None,
+        "sr": sr["uuid"] if sr else None,
+    }
 
 
 def plan_text(plan) -> str:
@@ -53,24 +58,51 @@ def plan_text(plan) -> str:
     from vmctl.commands.migrate import human, table
 
     head = ["wave", "vm", "name-label", "to", "memory", "bytes", "time", "downtime"]
-    rows = [[str(r["wave"]), r["vm"], r["name-label"], r["to"], human("memory", r["memory"]),
-             human("bytes", r["bytes"]), human("time", r["time"]), human("downtime", r["downtime"])]
-            for r in plan.rows()]
+    rows = [
+        [
+            str(r["wave"]),
+            r["vm"],
+            r["name-label"],
+            r["to"],
+            human("memory", r["memory"]),
+            human("bytes", r["bytes"]),
+            human("time", r["time"]),
+            human("downtime", r["downtime"]),
+        ]
+        for r in plan.rows()
+    ]
     return (table(head, rows) if rows else "") + plan.footer() + "\n"
 
 
-@command("host-evacuate", "Live-migrate every running or paused VM off a host, in waves under the "
-         "concurrency caps; refused with CANNOT_EVACUATE_HOST (nothing moves) when a VM has no target",
-         family="host",
-         args=(_HOST,
-               Arg("policy", "enum", values=("pack", "spread", "balanced"),
-                   help="placement policy for the plan (default the pool's placement-policy)"),
-               Arg("network", "ref:network", help="the migration network (default the pool's migration-network, "
-                   "else the management network)", complete="network"),
-               Arg("sr", "ref:sr", help="a shared SR: VMs with disks only this host reaches move them there "
-                   "(storage motion)", complete="sr")),
-         flags=("--explain",),
-         examples=("host-evacuate host=h3 --dry-run", "host-disable host=h3 -- host-evacuate host=h3"))
+@command(
+    "host-evacuate",
+    "Live-migrate every running or paused VM off a host, in waves under the "
+    "concurrency caps; refused with CANNOT_EVACUATE_HOST (nothing moves) when a VM has no target",
+    family="host",
+    args=(
+        _HOST,
+        Arg(
+            "policy",
+            "enum",
+            values=("pack", "spread", "balanced"),
+            help="placement policy for the plan (default the pool's placement-policy)",
+        ),
+        Arg(
+            "network",
+            "ref:network",
+            help="the migration network (default the pool's migration-network, else the management network)",
+            complete="network",
+        ),
+        Arg(
+            "sr",
+            "ref:sr",
+            help="a shared SR: VMs with disks only this host reaches move them there (storage motion)",
+            complete="sr",
+        ),
+    ),
+    flags=("--explain",),
+    examples=("host-evacuate host=h3 --dry-run", "host-disable host=h3 -- host-evacuate host=h3"),
+)
 def host_evacuate(ctx: Ctx):
     from vmctl.commands.migrate import record_of, relocate, storage_need
     from vmctl.engine.evacuate import plan_evacuation
@@ -90,27 +122,47 @@ def host_evacuate(ctx: Ctx):
         # engine.md §4.4 plans every VM that has a target; one predicted not to converge is not a
         # refusal (vm-migrate --force would move it too), but the operator should know
         if not m.converges:
-            ctx.warn(f"VM {m.name or m.vm} is predicted not to converge: downtime "
-                     f"{humanise_duration(m.downtime)} ({m.prediction.stop_reason})")
+            ctx.warn(
+                f"VM {m.name or m.vm} is predicted not to converge: downtime "
+                f"{humanise_duration(m.downtime)} ({m.prediction.stop_reason})"
+            )
     for m in plan.moves:  # wave order
-        vmap = {d: s for d, s in plan.storage_map.items()
-                if d in {v.uuid for v in ps.vms[m.vm].vdis}}
+        vmap = {d: s for d, s in plan.storage_map.items() if d in {v.uuid for v in ps.vms[m.vm].vdis}}
         pred = m.prediction.as_dict()
         pred.pop("hints", None)
         relocate(txn, m.vm, m.dst, vmap, {**record_of(m.src, m.dst, pred), "wave": m.wave}, quiet)
     if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
         # csv/tsv: the move rows in plain values (cli.md §3)
-        return Data(plan.as_json(), plan_text(plan), records=Records("evacuation", plan.rows(), list(_MOVE_FIELDS), minimal="vm"))
+        return Data(
+            plan.as_json(),
+            plan_text(plan),
+            records=Records("evacuation", plan.rows(), list(_MOVE_FIELDS), minimal="vm"),
+        )
     return None
 
 
-@command("host-get-vms-which-prevent-evacuation", "List the VMs that keep a host from being evacuated, "
-         "with the reason (CODE,param,...); nothing when it can be evacuated", family="host", rw=False,
-         args=(_HOST,
-               Arg("policy", "enum", values=("pack", "spread", "balanced"),
-                   help="placement policy to plan with (default the pool's placement-policy)"),
-               Arg("sr", "ref:sr", help="as host-evacuate sr=: a shared SR for disks only this host reaches",
-                   complete="sr")))
+@command(
+    "host-get-vms-which-prevent-evacuation",
+    "List the VMs that keep a host from being evacuated, "
+    "with the reason (CODE,param,...); nothing when it can be evacuated",
+    family="host",
+    rw=False,
+    args=(
+        _HOST,
+        Arg(
+            "policy",
+            "enum",
+            values=("pack", "spread", "balanced"),
+            help="placement policy to plan with (default the pool's placement-policy)",
+        ),
+        Arg(
+            "sr",
+            "ref:sr",
+            help="as host-evacuate sr=: a shared SR for disks only this host reaches",
+            complete="sr",
+        ),
+    ),
+)
 def host_get_vms_which_prevent_evacuation(ctx: Ctx):
     from vmctl.commands.migrate import table
     from vmctl.engine.evacuate import vms_preventing_evacuation
@@ -119,6 +171,9 @@ def host_get_vms_which_prevent_evacuation(ctx: Ctx):
     opts = _options(ctx, host)
     blockers = vms_preventing_evacuation(ps, host["uuid"], policy=opts["policy"], sr=opts["sr"])
     rows = [b.row() for b in blockers]
-    text = table(["uuid", "name-label", "reason"], [[r["uuid"], r["name-label"], r["reason"]] for r in rows]) \
-        if rows else ""
+    text = (
+        table(["uuid", "name-label", "reason"], [[r["uuid"], r["name-label"], r["reason"]] for r in rows])
+        if rows
+        else ""
+    )
     return Data(rows, text, records=Records("evacuation-blocker", rows, ["uuid", "name-label", "reason"]))

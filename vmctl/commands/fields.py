@@ -22,8 +22,10 @@ def parse_value(f: Field, text: str, txn=None, pool: str | None = None, arg: str
             return text
         row = txn.resolve_one(f.ref_class, text)
         if pool is not None and CLASSES[f.ref_class].pooled and row.get("pool") not in (pool, None):
-            raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref(f.ref_class, row)),
-                                                         ("pool", txn.ref("pool", pool))])
+            raise VmctlError(
+                "NOT_IN_SAME_POOL",
+                params=[("object", txn.ref(f.ref_class, row)), ("pool", txn.ref("pool", pool))],
+            )
         return row["uuid"]
     if f.kind == "set":
         items = [x.strip() for x in text.split(",") if x.strip()] if text else []
@@ -34,7 +36,9 @@ def parse_value(f: Field, text: str, txn=None, pool: str | None = None, arg: str
 
 
 def unknown_field(cls: str, name: str) -> VmctlError:
-    return VmctlError("UNKNOWN_FIELD", f"The class {cls} has no field {name}", [("class", cls), ("field", name)])
+    return VmctlError(
+        "UNKNOWN_FIELD", f"The class {cls} has no field {name}", [("class", cls), ("field", name)]
+    )
 
 
 def lookup_field(cls: str, name: str) -> Field:

@@ -50,7 +50,9 @@ def hidden_filter(view: str, ctx: Ctx, filters) -> callable:
         if ctx.flag("all"):
             return None
         show_t, show_s = "is-a-template" in names, "is-a-snapshot" in names
-        return lambda r: (show_t or not r["is-a-template"] or r["is-a-snapshot"]) and (show_s or not r["is-a-snapshot"])
+        return lambda r: (
+            (show_t or not r["is-a-template"] or r["is-a-snapshot"]) and (show_s or not r["is-a-snapshot"])
+        )
     if view == "template":
         return lambda r: r["is-a-template"] and not r["is-a-snapshot"]
     if view == "snapshot":
@@ -63,7 +65,11 @@ def hidden_filter(view: str, ctx: Ctx, filters) -> callable:
 def list_rows(ctx: Ctx, cls: str, view: str, default_columns) -> Records:
     txn = ctx.txn
     filters = ctx.filters
-    fields = parse_params(cls, ctx.a["params"], list(default_columns)) if "params" in ctx.a else list(default_columns)
+    fields = (
+        parse_params(cls, ctx.a["params"], list(default_columns))
+        if "params" in ctx.a
+        else list(default_columns)
+    )
     rows = txn.all(cls)
     keep = hidden_filter(view, ctx, filters)
     if keep is not None:
@@ -83,7 +89,11 @@ def _row(ctx: Ctx, cls: str) -> dict:
 
 def param_list(ctx: Ctx, cls: str) -> Records:
     row = _row(ctx, cls)
-    fields = parse_params(cls, ctx.a["params"], list(CLASSES[cls].fields)) if "params" in ctx.a else list(CLASSES[cls].fields)
+    fields = (
+        parse_params(cls, ctx.a["params"], list(CLASSES[cls].fields))
+        if "params" in ctx.a
+        else list(CLASSES[cls].fields)
+    )
     derived.fill(ctx.txn, cls, [row], [f for f in fields if not CLASSES[cls].fields[f].stored])
     return Records(cls, [row], fields, single=True)
 
@@ -132,8 +142,11 @@ def param_set(ctx: Ctx, cls: str) -> None:
         f = lookup_field(cls, key)
         _writable(cls, f)
         if f.kind == "set" or (f.kind == "map" and mkey is None):
-            raise VmctlError("FIELD_TYPE_ERROR", f"{f.name} cannot be set as a whole: use param-add/param-remove",
-                             [("field", f.name)])
+            raise VmctlError(
+                "FIELD_TYPE_ERROR",
+                f"{f.name} cannot be set as a whole: use param-add/param-remove",
+                [("field", f.name)],
+            )
         if f.kind == "map":
             m = dict(changes.get(f.name, row[f.name]))
             m[mkey] = text
@@ -145,8 +158,11 @@ def param_set(ctx: Ctx, cls: str) -> None:
             changes[f.name] = parse_value(f, text, ctx.txn, row.get("pool") if CLASSES[cls].pooled else None)
         except VmctlError as e:
             if e.code == "INVALID_VALUE":
-                raise VmctlError("FIELD_TYPE_ERROR", f"{text!r} is not a valid value for {f.name}",
-                                 [("field", f.name), ("value", text)]) from None
+                raise VmctlError(
+                    "FIELD_TYPE_ERROR",
+                    f"{text!r} is not a valid value for {f.name}",
+                    [("field", f.name), ("value", text)],
+                ) from None
             raise
     apply_changes(ctx, cls, row, changes)
     for key, text in special.items():
@@ -194,7 +210,8 @@ def param_remove(ctx: Ctx, cls: str) -> None:
         k = key
         if f.ref_class:
             hits = [i for i in items if i == key] or [
-                i for i in items if (ctx.txn.get(f.ref_class, i) or {}).get("name-label") == key]
+                i for i in items if (ctx.txn.get(f.ref_class, i) or {}).get("name-label") == key
+            ]
             k = hits[0] if hits else key
         if k not in items:
             raise VmctlError("MAP_KEY_NOT_FOUND", params=[("field", f.name), ("key", key)])
@@ -238,24 +255,97 @@ def _bind(fn, cls):
 def register_generic() -> None:
     for cls in CLASSES:
         fam = cls
-        register(Command(f"{cls}-list", _bind(lambda ctx, c: list_rows(ctx, c, c, CLASSES[c].columns), cls),
-                         f"List {cls} objects, filtered by field=value", family=fam, rw=False,
-                         args=(_PARAMS,), flags=("--all",) if cls in ("vm", "vdi") else (), list_of=cls))
-        register(Command(f"{cls}-param-list", _bind(param_list, cls), f"Show every field of one {cls}",
-                         family=fam, rw=False, args=(_UUID, _PARAMS)))
-        register(Command(f"{cls}-param-get", _bind(param_get, cls), f"Print one field of a {cls}",
-                         family=fam, rw=False, args=(_UUID, _PNAME, _PKEY)))
-        register(Command(f"{cls}-param-set", _bind(param_set, cls),
-                         f"Set writable fields of a {cls}: FIELD=VALUE, MAP:KEY=VALUE",
-                         family=fam, args=(_UUID,), fields_of=cls, syntax=f"{cls}-param-set uuid=UUID FIELD=VALUE... [MAP:KEY=VALUE...]"))
-        register(Command(f"{cls}-param-add", _bind(param_add, cls), f"Add a set element or map keys to a {cls} field",
-                         family=fam, args=(_UUID, _PNAME, _PKEY), fields_of="*",
-                         syntax=f"{cls}-param-add uuid=UUID param-name=FIELD [param-key=KEY | KEY=VALUE...]"))
-        register(Command(f"{cls}-param-remove", _bind(param_remove, cls), f"Remove a set element or map key of a {cls}",
-                         family=fam, args=(_UUID, _PNAME, Arg("param-key", "string", True, "the key or element"))))
-        register(Command(f"{cls}-param-clear", _bind(param_clear, cls), f"Empty a map, set, string or ref field of a {cls}",
-                         family=fam, args=(_UUID, _PNAME)))
-    register(Command("template-list", lambda ctx: list_rows(ctx, "vm", "template", TEMPLATE_COLUMNS),
-                     "List templates (not snapshots)", family="vm", rw=False, args=(_PARAMS,), list_of="vm"))
-    register(Command("snapshot-list", lambda ctx: list_rows(ctx, "vm", "snapshot", SNAPSHOT_COLUMNS),
-                     "List VM snapshots", family="snapshot", rw=False, args=(_PARAMS,), list_of="vm"))
+        register(
+            Command(
+                f"{cls}-list",
+                _bind(lambda ctx, c: list_rows(ctx, c, c, CLASSES[c].columns), cls),
+                f"List {cls} objects, filtered by field=value",
+                family=fam,
+                rw=False,
+                args=(_PARAMS,),
+                flags=("--all",) if cls in ("vm", "vdi") else (),
+                list_of=cls,
+            )
+        )
+        register(
+            Command(
+                f"{cls}-param-list",
+                _bind(param_list, cls),
+                f"Show every field of one {cls}",
+                family=fam,
+                rw=False,
+                args=(_UUID, _PARAMS),
+            )
+        )
+        register(
+            Command(
+                f"{cls}-param-get",
+                _bind(param_get, cls),
+                f"Print one field of a {cls}",
+                family=fam,
+                rw=False,
+                args=(_UUID, _PNAME, _PKEY),
+            )
+        )
+        register(
+            Command(
+                f"{cls}-param-set",
+                _bind(param_set, cls),
+                f"Set writable fields of a {cls}: FIELD=VALUE, MAP:KEY=VALUE",
+                family=fam,
+                args=(_UUID,),
+                fields_of=cls,
+                syntax=f"{cls}-param-set uuid=UUID FIELD=VALUE... [MAP:KEY=VALUE...]",
+            )
+        )
+        register(
+            Command(
+                f"{cls}-param-add",
+                _bind(param_add, cls),
+                f"Add a set element or map keys to a {cls} field",
+                family=fam,
+                args=(_UUID, _PNAME, _PKEY),
+                fields_of="*",
+                syntax=f"{cls}-param-add uuid=UUID param-name=FIELD [param-key=KEY | KEY=VALUE...]",
+            )
+        )
+        register(
+            Command(
+                f"{cls}-param-remove",
+                _bind(param_remove, cls),
+                f"Remove a set element or map key of a {cls}",
+                family=fam,
+                args=(_UUID, _PNAME, Arg("param-key", "string", True, "the key or element")),
+            )
+        )
+        register(
+            Command(
+                f"{cls}-param-clear",
+                _bind(param_clear, cls),
+                f"Empty a map, set, string or ref field of a {cls}",
+                family=fam,
+                args=(_UUID, _PNAME),
+            )
+        )
+    register(
+        Command(
+            "template-list",
+            lambda ctx: list_rows(ctx, "vm", "template", TEMPLATE_COLUMNS),
+            "List templates (not snapshots)",
+            family="vm",
+            rw=False,
+            args=(_PARAMS,),
+            list_of="vm",
+        )
+    )
+    register(
+        Command(
+            "snapshot-list",
+            lambda ctx: list_rows(ctx, "vm", "snapshot", SNAPSHOT_COLUMNS),
+            "List VM snapshots",
+            family="snapshot",
+            rw=False,
+            args=(_PARAMS,),
+            list_of="vm",
+        )
+    )

@@ -13,7 +13,9 @@ from vmctl.commands.pool import only_pool
 from vmctl.commands.table import Arg, Ctx, Data, command
 from vmctl.errors import VmctlError
 
-_POOL = Arg("pool", "ref:pool", help="the pool (may be omitted when the inventory holds one pool)", complete="pool")
+_POOL = Arg(
+    "pool", "ref:pool", help="the pool (may be omitted when the inventory holds one pool)", complete="pool"
+)
 
 
 def _state(txn, pool_uuid: str):
@@ -52,8 +54,13 @@ def check_touched_agility(txn, pools: set[str]) -> None:
                 vms.add(row["vm"])
     for u in sorted(vms):
         vm = txn.get("vm", u)
-        if (vm is not None and vm["pool"] in pools and vm["ha-restart-priority"] == "restart"
-                and vm["power-state"] in ("running", "paused") and not vm["is-a-template"]):
+        if (
+            vm is not None
+            and vm["pool"] in pools
+            and vm["ha-restart-priority"] == "restart"
+            and vm["power-state"] in ("running", "paused")
+            and not vm["is-a-template"]
+        ):
             check_agile(txn, vm)
 
 
@@ -91,8 +98,10 @@ def check_agile(txn, vm: dict) -> None:
             continue
         for h in hosts:
             if not xenet.network_available(txn, net, h["uuid"]):
-                raise VmctlError("HA_CONSTRAINT_VIOLATION_NETWORK_NOT_SHARED",
-                                 params=[("network", txn.ref("network", net))])
+                raise VmctlError(
+                    "HA_CONSTRAINT_VIOLATION_NETWORK_NOT_SHARED",
+                    params=[("network", txn.ref("network", net))],
+                )
 
 
 @param_hook("vm")
@@ -114,14 +123,20 @@ def _ha_pool_rules(ctx: Ctx, pool: dict, changes: dict) -> None:
         if n > pool["ha-host-failures-to-tolerate"]:
             admit(ctx.txn, pool["uuid"], target=n)
     if "ha-plan-exact-limit" in changes and changes["ha-plan-exact-limit"] < 1:
-        raise VmctlError("INVALID_VALUE", params=[("name", "ha-plan-exact-limit"),
-                                                  ("value", changes["ha-plan-exact-limit"])])
+        raise VmctlError(
+            "INVALID_VALUE",
+            params=[("name", "ha-plan-exact-limit"), ("value", changes["ha-plan-exact-limit"])],
+        )
 
 
 # --- enable / disable ----------------------------------------------------------------------------------------
-@command("pool-ha-enable", "Enable HA on a pool: every host live, at least 2 hosts, agile protected VMs and "
-         "a failover plan for ha-host-failures-to-tolerate", family="ha",
-         args=(_POOL, Arg("ha-host-failures-to-tolerate", "int", help="set the target number of host failures")))
+@command(
+    "pool-ha-enable",
+    "Enable HA on a pool: every host live, at least 2 hosts, agile protected VMs and "
+    "a failover plan for ha-host-failures-to-tolerate",
+    family="ha",
+    args=(_POOL, Arg("ha-host-failures-to-tolerate", "int", help="set the target number of host failures")),
+)
 def pool_ha_enable(ctx: Ctx):
     from vmctl.engine import ha
 
@@ -129,24 +144,38 @@ def pool_ha_enable(ctx: Ctx):
     pool = only_pool(txn, ctx.a.get("pool"))
     target = ctx.a.get("ha-host-failures-to-tolerate", pool["ha-host-failures-to-tolerate"])
     if target < 0:
-        raise VmctlError("INVALID_VALUE", params=[("name", "ha-host-failures-to-tolerate"), ("value", target)])
+        raise VmctlError(
+            "INVALID_VALUE", params=[("name", "ha-host-failures-to-tolerate"), ("value", target)]
+        )
     if pool["ha-enabled"]:
-        raise VmctlError("HA_IS_ENABLED", "HA is already enabled on this pool", [("pool", txn.ref("pool", pool))])
+        raise VmctlError(
+            "HA_IS_ENABLED", "HA is already enabled on this pool", [("pool", txn.ref("pool", pool))]
+        )
     hosts = sorted(txn.select("host", pool=pool["uuid"]), key=lambda h: (h["name-label"].encode(), h["uuid"]))
     for h in hosts:
         if not h["live"]:
             raise VmctlError("HOST_OFFLINE", params=[("host", txn.ref("host", h))])
     if len(hosts) < 2:
         raise VmctlError("HA_TOO_FEW_HOSTS", "HA needs at least 2 hosts", [("pool", txn.ref("pool", pool))])
-    for v in sorted(txn.select("vm", pool=pool["uuid"], ha_restart_priority="restart"), key=lambda v: v["uuid"]):
+    for v in sorted(
+        txn.select("vm", pool=pool["uuid"], ha_restart_priority="restart"), key=lambda v: v["uuid"]
+    ):
         if v["power-state"] in ("running", "paused"):
             check_agile(txn, v)
     if not pool["ha-allow-overcommit"]:
         err = ha.admission_error(_state(txn, pool["uuid"]), target)
         if err is not None:
             raise err
-    txn.update("pool", pool["uuid"], {"ha-enabled": True, "ha-host-failures-to-tolerate": target,
-                                      "ha-overcommitted": False, "ha-plan-exists-for": 0})
+    txn.update(
+        "pool",
+        pool["uuid"],
+        {
+            "ha-enabled": True,
+            "ha-host-failures-to-tolerate": target,
+            "ha-overcommitted": False,
+            "ha-plan-exists-for": 0,
+        },
+    )
     return None
 
 
@@ -164,9 +193,13 @@ def _max_result(res) -> Data:
     return Data(res.to_json(), f"{res.max}\n")
 
 
-@command("pool-ha-compute-max-host-failures-to-tolerate",
-         "Print the largest number of host failures the pool's protected VMs survive (engine.md §3.3)",
-         family="ha", rw=False, args=(_POOL,))
+@command(
+    "pool-ha-compute-max-host-failures-to-tolerate",
+    "Print the largest number of host failures the pool's protected VMs survive (engine.md §3.3)",
+    family="ha",
+    rw=False,
+    args=(_POOL,),
+)
 def pool_ha_compute_max(ctx: Ctx):
     from vmctl.engine import ha
 
@@ -174,12 +207,23 @@ def pool_ha_compute_max(ctx: Ctx):
     return _max_result(ha.max_failures(_state(ctx.txn, pool["uuid"])))
 
 
-@command("pool-ha-compute-hypothetical-max-host-failures-to-tolerate",
-         "The same as if the VMs had these restart priorities (vm-uuid= and restart-priority= pair by position)",
-         family="ha", rw=False,
-         args=(Arg("vm-uuid", "string", True, "a VM (repeatable)", repeat=True, complete="vm"),
-               Arg("restart-priority", "enum", True, "its hypothetical priority (repeatable)",
-                   values=("restart", "best-effort", "no-restart"), repeat=True)))
+@command(
+    "pool-ha-compute-hypothetical-max-host-failures-to-tolerate",
+    "The same as if the VMs had these restart priorities (vm-uuid= and restart-priority= pair by position)",
+    family="ha",
+    rw=False,
+    args=(
+        Arg("vm-uuid", "string", True, "a VM (repeatable)", repeat=True, complete="vm"),
+        Arg(
+            "restart-priority",
+            "enum",
+            True,
+            "its hypothetical priority (repeatable)",
+            values=("restart", "best-effort", "no-restart"),
+            repeat=True,
+        ),
+    ),
+)
 def pool_ha_compute_hypothetical(ctx: Ctx):
     from vmctl.engine import ha
 
@@ -187,12 +231,16 @@ def pool_ha_compute_hypothetical(ctx: Ctx):
     vms, prios = ctx.a["vm-uuid"], ctx.a["restart-priority"]
     if len(vms) != len(prios):
         missing = "restart-priority" if len(vms) > len(prios) else "vm-uuid"
-        raise VmctlError("MISSING_PARAMETER", "vm-uuid= and restart-priority= pair by position", [("name", missing)])
+        raise VmctlError(
+            "MISSING_PARAMETER", "vm-uuid= and restart-priority= pair by position", [("name", missing)]
+        )
     rows = [txn.resolve_one("vm", v) for v in vms]
     pools = {r["pool"] for r in rows}
     if len(pools) > 1:
-        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("vm", rows[-1])),
-                                                     ("pool", txn.ref("pool", rows[0]["pool"]))])
+        raise VmctlError(
+            "NOT_IN_SAME_POOL",
+            params=[("object", txn.ref("vm", rows[-1])), ("pool", txn.ref("pool", rows[0]["pool"]))],
+        )
     ps = _state(txn, rows[0]["pool"])
     prio = {}
     for r, p in zip(rows, prios):
@@ -213,9 +261,13 @@ def _table(head: list[str], lines: list[list[str]]) -> str:
 
 
 def _plan_text(rows: list[dict], target_key: str) -> str:
-    return _table(["vm", "name-label", "ha-restart-priority", "target/error"],
-                  [[r["vm"], r["name-label"], r["ha-restart-priority"], r.get(target_key) or r.get("error") or ""]
-                   for r in rows])
+    return _table(
+        ["vm", "name-label", "ha-restart-priority", "target/error"],
+        [
+            [r["vm"], r["name-label"], r["ha-restart-priority"], r.get(target_key) or r.get("error") or ""]
+            for r in rows
+        ],
+    )
 
 
 def _hosts_of_one_pool(txn, names: list[str], arg: str = "host") -> list[dict]:
@@ -223,8 +275,10 @@ def _hosts_of_one_pool(txn, names: list[str], arg: str = "host") -> list[dict]:
     for n in names:
         h = txn.resolve_one("host", n)
         if hosts and h["pool"] != hosts[0]["pool"]:
-            raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("host", h)),
-                                                         ("pool", txn.ref("pool", hosts[0]["pool"]))])
+            raise VmctlError(
+                "NOT_IN_SAME_POOL",
+                params=[("object", txn.ref("host", h)), ("pool", txn.ref("pool", hosts[0]["pool"]))],
+            )
         if h["uuid"] not in {x["uuid"] for x in hosts}:
             hosts.append(h)
     if not hosts:
@@ -232,18 +286,29 @@ def _hosts_of_one_pool(txn, names: list[str], arg: str = "host") -> list[dict]:
     return hosts
 
 
-@command("pool-ha-compute-vm-failover-plan",
-         "Show where the VMs of these hosts would restart if they failed together (scratch run of §3.5)",
-         family="ha", rw=False,
-         args=(Arg("host-uuids", "list", True, "the failing hosts, comma-separated", complete="host"),))
+@command(
+    "pool-ha-compute-vm-failover-plan",
+    "Show where the VMs of these hosts would restart if they failed together (scratch run of §3.5)",
+    family="ha",
+    rw=False,
+    args=(Arg("host-uuids", "list", True, "the failing hosts, comma-separated", complete="host"),),
+)
 def pool_ha_compute_vm_failover_plan(ctx: Ctx):
     from vmctl.engine import ha
 
     txn = ctx.txn
     hosts = _hosts_of_one_pool(txn, ctx.a["host-uuids"], "host-uuids")
     plan = ha.failover_plan(_state(txn, hosts[0]["pool"]), [h["uuid"] for h in hosts])
-    rows = [{"vm": r.vm, "name-label": r.name, "ha-restart-priority": r.priority,
-             "target": r.host, "error": r.code if r.host is None else None} for r in plan.rows]
+    rows = [
+        {
+            "vm": r.vm,
+            "name-label": r.name,
+            "ha-restart-priority": r.priority,
+            "target": r.host,
+            "error": r.code if r.host is None else None,
+        }
+        for r in plan.rows
+    ]
     return Data(rows, _plan_text(rows, "target"))
 
 
@@ -265,30 +330,56 @@ def fail(ctx: Ctx, hosts: list[dict]) -> Data | None:
     for r in plan.rows:
         if r.host is not None:
             boot(txn, txn.get("vm", r.vm), r.host)  # a restart is a cold boot (engine.md §2.1 filter 4)
-    rows = [{"vm": r.vm, "name-label": r.name, "priority": r.priority, "result": r.result,
-             "host": r.host, "code": r.code} for r in plan.rows]
+    rows = [
+        {
+            "vm": r.vm,
+            "name-label": r.name,
+            "priority": r.priority,
+            "result": r.result,
+            "host": r.host,
+            "code": r.code,
+        }
+        for r in plan.rows
+    ]
     if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
         # engine.md §3.5 report: vm, name-label, priority, result, then the host or the code
-        lines = [[x["vm"], x["name-label"], x["priority"], x["result"], x["host"] or x["code"] or ""] for x in rows]
-        return Data(rows, _table(["vm", "name-label", "priority", "result", "host/code"], lines) if rows else "")
+        lines = [
+            [x["vm"], x["name-label"], x["priority"], x["result"], x["host"] or x["code"] or ""] for x in rows
+        ]
+        return Data(
+            rows, _table(["vm", "name-label", "priority", "result", "host/code"], lines) if rows else ""
+        )
     return None
 
 
-@command("host-fail", "Simulate hosts failing together: not live, VMs halted, HA restarts (engine.md §3.5)",
-         family="ha", args=(Arg("host", "list", True, "the failing hosts, comma-separated", complete="host"),),
-         flags=("--explain",))
+@command(
+    "host-fail",
+    "Simulate hosts failing together: not live, VMs halted, HA restarts (engine.md §3.5)",
+    family="ha",
+    args=(Arg("host", "list", True, "the failing hosts, comma-separated", complete="host"),),
+    flags=("--explain",),
+)
 def host_fail(ctx: Ctx):
     return fail(ctx, _hosts_of_one_pool(ctx.txn, ctx.a["host"]))
 
 
-@command("host-declare-dead", "Declare a host dead (as host-fail for one host)", family="ha",
-         args=(Arg("uuid", "ref:host", True, "the host", complete="host"),), flags=("--explain",))
+@command(
+    "host-declare-dead",
+    "Declare a host dead (as host-fail for one host)",
+    family="ha",
+    args=(Arg("uuid", "ref:host", True, "the host", complete="host"),),
+    flags=("--explain",),
+)
 def host_declare_dead(ctx: Ctx):
     return fail(ctx, [ctx.txn.resolve_one("host", ctx.a["uuid"])])
 
 
-@command("host-recover", "Make a failed host live again (its former VMs do not move back)", family="ha",
-         args=(Arg("host", "ref:host", True, "the host", complete="host"),))
+@command(
+    "host-recover",
+    "Make a failed host live again (its former VMs do not move back)",
+    family="ha",
+    args=(Arg("host", "ref:host", True, "the host", complete="host"),),
+)
 def host_recover(ctx: Ctx):
     txn = ctx.txn
     h = txn.resolve_one("host", ctx.a["host"])

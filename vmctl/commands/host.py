@@ -13,7 +13,9 @@ from vmctl.units import generated_mac
 
 DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 VERSION_RE = re.compile(r"^\d+(\.\d+)*$")
-DNS_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+DNS_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
 
 
 def _invalid(name: str, value) -> VmctlError:
@@ -54,23 +56,31 @@ def homogeneity_checks(ctx: Ctx, host: dict, master: dict, force: bool) -> None:
         raise VmctlError("HOSTS_NOT_HOMOGENEOUS", params=[("reason", "CPUs differ")])
 
 
-@command("host-add", "Register a host with its hardware facts; print its uuid", family="host",
-         args=(Arg("name-label", required=True, help="the host's name"),
-               Arg("address", required=True, help="IPv4, IPv6 or DNS name; unique"),
-               Arg("cpu-count", "int", True, "logical CPUs"),
-               Arg("memory-total", "size", True, "physical memory"),
-               Arg("pool", "ref:pool", help="join this pool (else a new standalone pool)", complete="pool"),
-               Arg("cpu-vendor", help="GenuineIntel, AuthenticAMD, ..."),
-               Arg("cpu-model", help="CPU model name"), Arg("cpu-family", "int", help="CPU family number"),
-               Arg("cpu-flags", "list", help="comma-separated CPU feature flags"),
-               Arg("software-version", help="dot-separated integers, e.g. 8.2.1"),
-               Arg("network-backend", "enum", values=("openvswitch", "bridge"), help="openvswitch or bridge"),
-               Arg("memory-overhead", "size", help="memory kept by the hypervisor and control domain"),
-               Arg("pifs", "list", help="physical NIC devices, comma-separated (default eth0; empty: none)"),
-               Arg("management-device", help="the management NIC (default the first of pifs)"),
-               Arg("management-vlan", "int", help="tag the management interface with this VLAN"),
-               Arg("name-description", help="a description")),
-         flags=("--force", "--may-exist"), creates="host")
+@command(
+    "host-add",
+    "Register a host with its hardware facts; print its uuid",
+    family="host",
+    args=(
+        Arg("name-label", required=True, help="the host's name"),
+        Arg("address", required=True, help="IPv4, IPv6 or DNS name; unique"),
+        Arg("cpu-count", "int", True, "logical CPUs"),
+        Arg("memory-total", "size", True, "physical memory"),
+        Arg("pool", "ref:pool", help="join this pool (else a new standalone pool)", complete="pool"),
+        Arg("cpu-vendor", help="GenuineIntel, AuthenticAMD, ..."),
+        Arg("cpu-model", help="CPU model name"),
+        Arg("cpu-family", "int", help="CPU family number"),
+        Arg("cpu-flags", "list", help="comma-separated CPU feature flags"),
+        Arg("software-version", help="dot-separated integers, e.g. 8.2.1"),
+        Arg("network-backend", "enum", values=("openvswitch", "bridge"), help="openvswitch or bridge"),
+        Arg("memory-overhead", "size", help="memory kept by the hypervisor and control domain"),
+        Arg("pifs", "list", help="physical NIC devices, comma-separated (default eth0; empty: none)"),
+        Arg("management-device", help="the management NIC (default the first of pifs)"),
+        Arg("management-vlan", "int", help="tag the management interface with this VLAN"),
+        Arg("name-description", help="a description"),
+    ),
+    flags=("--force", "--may-exist"),
+    creates="host",
+)
 def host_add(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     address = check_address(a["address"])
@@ -106,12 +116,21 @@ def host_add(ctx: Ctx):
     if existing:
         if ctx.flag("may-exist"):
             return Value(existing[0]["uuid"])
-        raise VmctlError("HOST_ADDRESS_IN_USE", params=[("address", address), ("host", txn.ref("host", existing[0]))])
+        raise VmctlError(
+            "HOST_ADDRESS_IN_USE", params=[("address", address), ("host", txn.ref("host", existing[0]))]
+        )
     facts = {
-        "name-label": a["name-label"], "name-description": a.get("name-description", ""),
-        "address": address, "cpu-count": a["cpu-count"], "memory-total": total, "memory-overhead": overhead,
-        "cpu-vendor": a.get("cpu-vendor", "GenuineIntel"), "cpu-model": a.get("cpu-model", ""),
-        "cpu-family": a.get("cpu-family", 0), "cpu-flags": flags, "software-version": version,
+        "name-label": a["name-label"],
+        "name-description": a.get("name-description", ""),
+        "address": address,
+        "cpu-count": a["cpu-count"],
+        "memory-total": total,
+        "memory-overhead": overhead,
+        "cpu-vendor": a.get("cpu-vendor", "GenuineIntel"),
+        "cpu-model": a.get("cpu-model", ""),
+        "cpu-family": a.get("cpu-family", 0),
+        "cpu-flags": flags,
+        "software-version": version,
         "network-backend": a.get("network-backend", "openvswitch"),
     }
     if "pool" in a:
@@ -122,8 +141,10 @@ def host_add(ctx: Ctx):
         if master is not None:
             homogeneity_checks(ctx, facts, master, ctx.force)
             if tag != management_vlan(txn, master["uuid"]):
-                raise VmctlError("POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH",
-                                 params=[("local", tag), ("remote", management_vlan(txn, master["uuid"]))])
+                raise VmctlError(
+                    "POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH",
+                    params=[("local", tag), ("remote", management_vlan(txn, master["uuid"]))],
+                )
             if facts["network-backend"] != master["network-backend"]:
                 raise VmctlError("OPERATION_NOT_ALLOWED", params=[("reason", "Network backends differ")])
     else:
@@ -137,7 +158,9 @@ def host_add(ctx: Ctx):
     for net in txn.select("network", pool=pool["uuid"]):
         xenet.ensure_network_bridge(txn, net, host_uuid)
     for sr in txn.select("sr", pool=pool["uuid"], shared=True):
-        txn.insert("pbd", {"host": host_uuid, "sr": sr["uuid"], "pool": pool["uuid"], "currently-attached": True})
+        txn.insert(
+            "pbd", {"host": host_uuid, "sr": sr["uuid"], "pool": pool["uuid"], "currently-attached": True}
+        )
     return Value(host_uuid)
 
 
@@ -161,13 +184,22 @@ def network_for_bridge(txn, pool_uuid: str, bridge: str, label: str) -> dict:
 def _add_pifs(txn, pool: dict, host_uuid: str, devices, mgmt_dev, tag: int, address: str) -> None:
     used = pool_macs(txn, pool["uuid"])
     for d in devices:
-        net = network_for_bridge(txn, pool["uuid"], xenet.default_bridge_for_device(d),
-                                 f"Pool-wide network associated with {d}")
+        net = network_for_bridge(
+            txn, pool["uuid"], xenet.default_bridge_for_device(d), f"Pool-wide network associated with {d}"
+        )
         mac = generated_mac(f"{host_uuid}:{d}", used)
         used.add(mac)
         is_mgmt = d == mgmt_dev and tag < 0
-        pif = {"host": host_uuid, "network": net["uuid"], "device": d, "mac": mac, "physical": True,
-               "management": is_mgmt, "pool": pool["uuid"], "plugged": True}
+        pif = {
+            "host": host_uuid,
+            "network": net["uuid"],
+            "device": d,
+            "mac": mac,
+            "physical": True,
+            "management": is_mgmt,
+            "pool": pool["uuid"],
+            "plugged": True,
+        }
         if is_mgmt:
             pif.update({"ip-configuration-mode": "static", "ip": address})
         u = txn.insert("pif", pif)
@@ -175,9 +207,21 @@ def _add_pifs(txn, pool: dict, host_uuid: str, devices, mgmt_dev, tag: int, addr
         if d == mgmt_dev and tag >= 0:
             bridge = f"{net['bridge']}.{tag}"
             vnet = network_for_bridge(txn, pool["uuid"], bridge, f"VLAN {tag} on {d}")
-            vp = txn.insert("pif", {"host": host_uuid, "network": vnet["uuid"], "device": d, "mac": "fe:ff:ff:ff:ff:ff",
-                                    "vlan": tag, "physical": False, "management": True, "pool": pool["uuid"],
-                                    "ip-configuration-mode": "static", "ip": address})
+            vp = txn.insert(
+                "pif",
+                {
+                    "host": host_uuid,
+                    "network": vnet["uuid"],
+                    "device": d,
+                    "mac": "fe:ff:ff:ff:ff:ff",
+                    "vlan": tag,
+                    "physical": False,
+                    "management": True,
+                    "pool": pool["uuid"],
+                    "ip-configuration-mode": "static",
+                    "ip": address,
+                },
+            )
             txn.insert("vlan", {"tagged-pif": u, "untagged-pif": vp, "tag": tag, "pool": pool["uuid"]})
             s = txn.switch(host_uuid)
             if s.has_bridge(bridge):
@@ -189,7 +233,9 @@ def _add_pifs(txn, pool: dict, host_uuid: str, devices, mgmt_dev, tag: int, addr
 _HOST = Arg("host", "ref:host", True, "the host: uuid or name-label", complete="host")
 
 
-@command("host-enable", "Let a live host take new VMs (already enabled: no change)", family="host", args=(_HOST,))
+@command(
+    "host-enable", "Let a live host take new VMs (already enabled: no change)", family="host", args=(_HOST,)
+)
 def host_enable(ctx: Ctx):
     txn = ctx.txn
     h = txn.resolve_one("host", ctx.a["host"])
@@ -201,8 +247,12 @@ def host_enable(ctx: Ctx):
     return None
 
 
-@command("host-disable", "Stop a host from taking new VMs (under HA, refused if it breaks the failover plan)",
-         family="host", args=(_HOST,))
+@command(
+    "host-disable",
+    "Stop a host from taking new VMs (under HA, refused if it breaks the failover plan)",
+    family="host",
+    args=(_HOST,),
+)
 def host_disable(ctx: Ctx):
     from vmctl.commands.ha import admit
 
@@ -224,15 +274,34 @@ def _remove_pool_contents(txn, pool_uuid: str) -> None:
     """Forgetting a pool's only host removes the pool and all of its objects."""
     from vmctl.model import CLASSES
 
-    for cls in ("vbd", "vif", "vm", "vm-group", "pbd", "vdi", "sr", "vlan", "bond", "tunnel", "pif", "network"):
+    for cls in (
+        "vbd",
+        "vif",
+        "vm",
+        "vm-group",
+        "pbd",
+        "vdi",
+        "sr",
+        "vlan",
+        "bond",
+        "tunnel",
+        "pif",
+        "network",
+    ):
         if cls in CLASSES:
             for r in sorted(txn.select(cls, pool=pool_uuid), key=lambda r: r["uuid"]):
                 if txn.get(cls, r["uuid"]) is not None:
                     txn.delete(cls, r["uuid"])
 
 
-@command("host-forget", "Remove a disabled host without running VMs, with its PIFs, PBDs, bridges and local SRs",
-         family="host", args=(_HOST,), flags=("--force", "--if-exists"), confirm=True)
+@command(
+    "host-forget",
+    "Remove a disabled host without running VMs, with its PIFs, PBDs, bridges and local SRs",
+    family="host",
+    args=(_HOST,),
+    flags=("--force", "--if-exists"),
+    confirm=True,
+)
 def host_forget(ctx: Ctx):
     txn = ctx.txn
     h = ctx.unless_missing(lambda: txn.resolve_one("host", ctx.a["host"]))
@@ -247,8 +316,11 @@ def host_forget(ctx: Ctx):
         raise VmctlError("HOST_NOT_DISABLED", params=[("host", href)])
     _has_resident(txn, h)
     local_srs = sorted(s["uuid"] for s in txn.select("sr", host=h["uuid"]))
-    ctx.confirm([f"host {h['uuid']} ({h['name-label']})"] + [f"sr {s}" for s in local_srs]
-                + ([f"pool {pool['uuid']} and all of its objects"] if not others else []))
+    ctx.confirm(
+        [f"host {h['uuid']} ({h['name-label']})"]
+        + [f"sr {s}" for s in local_srs]
+        + ([f"pool {pool['uuid']} and all of its objects"] if not others else [])
+    )
     for s in local_srs:
         vdis = {d["uuid"] for d in txn.select("vdi", sr=s)}
         for v in txn.select("vm", power_state="suspended"):
@@ -264,8 +336,11 @@ def host_forget(ctx: Ctx):
             txn.delete("pbd", pbd["uuid"])
         txn.delete("sr", s)
     pifs = {p["uuid"] for p in txn.select("pif", host=h["uuid"])}
-    for cls, keys in (("vlan", ("tagged-pif", "untagged-pif")), ("bond", ("master",)),
-                      ("tunnel", ("access-pif", "transport-pif"))):
+    for cls, keys in (
+        ("vlan", ("tagged-pif", "untagged-pif")),
+        ("bond", ("master",)),
+        ("tunnel", ("access-pif", "transport-pif")),
+    ):
         for r in txn.select(cls, pool=pool["uuid"]):
             if any(r[k] in pifs for k in keys):
                 txn.delete(cls, r["uuid"])
@@ -283,8 +358,13 @@ def host_forget(ctx: Ctx):
     return None
 
 
-@command("host-compute-free-memory", "Print the memory a host can still commit to VMs (memory-free, bytes)",
-         family="host", rw=False, args=(_HOST,))
+@command(
+    "host-compute-free-memory",
+    "Print the memory a host can still commit to VMs (memory-free, bytes)",
+    family="host",
+    rw=False,
+    args=(_HOST,),
+)
 def host_compute_free_memory(ctx: Ctx):
     from vmctl import derived
 
@@ -293,15 +373,23 @@ def host_compute_free_memory(ctx: Ctx):
     return Value(h["memory-free"], "int")
 
 
-@command("host-update", "Record new hardware or software facts of a disabled host without running VMs",
-         family="host",
-         args=(_HOST, Arg("software-version", help="dot-separated integers"),
-               Arg("cpu-vendor", help="GenuineIntel, AuthenticAMD, ..."), Arg("cpu-model", help="CPU model name"),
-               Arg("cpu-family", "int", help="CPU family number"),
-               Arg("cpu-flags", "list", help="comma-separated CPU feature flags (replaces the set)"),
-               Arg("cpu-count", "int", help="logical CPUs"), Arg("memory-total", "size", help="physical memory"),
-               Arg("memory-overhead", "size", help="memory kept by the hypervisor and control domain")),
-         flags=("--force",))
+@command(
+    "host-update",
+    "Record new hardware or software facts of a disabled host without running VMs",
+    family="host",
+    args=(
+        _HOST,
+        Arg("software-version", help="dot-separated integers"),
+        Arg("cpu-vendor", help="GenuineIntel, AuthenticAMD, ..."),
+        Arg("cpu-model", help="CPU model name"),
+        Arg("cpu-family", "int", help="CPU family number"),
+        Arg("cpu-flags", "list", help="comma-separated CPU feature flags (replaces the set)"),
+        Arg("cpu-count", "int", help="logical CPUs"),
+        Arg("memory-total", "size", help="physical memory"),
+        Arg("memory-overhead", "size", help="memory kept by the hypervisor and control domain"),
+    ),
+    flags=("--force",),
+)
 def host_update(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     h = txn.resolve_one("host", a["host"])
@@ -372,8 +460,13 @@ def _host_capacity_rules(ctx: Ctx, host: dict, changes: dict) -> None:
         raise _invalid("other-config:memory-reserved", reserved)
     txn = ctx.txn
     policy = txn.get("pool", host["pool"])["memory-overcommit-policy"]
-    used = sum(capacity.vm_charge(v, policy) for st in capacity.RESIDENT
-               for v in txn.select("vm", resident_on=host["uuid"], power_state=st))
+    used = sum(
+        capacity.vm_charge(v, policy)
+        for st in capacity.RESIDENT
+        for v in txn.select("vm", resident_on=host["uuid"], power_state=st)
+    )
     available = capacity.host_capacity({**host, "other-config": oc})
     if used > available:
-        raise VmctlError("HOST_NOT_ENOUGH_FREE_MEMORY", params=[("needed", used), ("available", max(0, available))])
+        raise VmctlError(
+            "HOST_NOT_ENOUGH_FREE_MEMORY", params=[("needed", used), ("available", max(0, available))]
+        )

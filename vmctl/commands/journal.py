@@ -17,17 +17,26 @@ def _object_keys(txn, value: str) -> set[str]:
         if c.named:
             found |= {r["uuid"] for r in txn.select(cls, name_label=value)}
     if not found:
-        raise VmctlError("UUID_INVALID", f"No object has the uuid or name-label {value}",
-                         [("class", "object"), ("value", value)])
+        raise VmctlError(
+            "UUID_INVALID",
+            f"No object has the uuid or name-label {value}",
+            [("class", "object"), ("value", value)],
+        )
     return found
 
 
-@command("journal-list", "List committed transactions: time, user, command and the objects touched",
-         family="journal", rw=False,
-         args=(Arg("since", help="a sequence number or an ISO 8601 time"),
-               Arg("object", help="only entries touching this object (uuid or name-label)"),
-               Arg("limit", "int", help="only the last N entries"),
-               Arg("params", help="fields to show: a,b,c or all")))
+@command(
+    "journal-list",
+    "List committed transactions: time, user, command and the objects touched",
+    family="journal",
+    rw=False,
+    args=(
+        Arg("since", help="a sequence number or an ISO 8601 time"),
+        Arg("object", help="only entries touching this object (uuid or name-label)"),
+        Arg("limit", "int", help="only the last N entries"),
+        Arg("params", help="fields to show: a,b,c or all"),
+    ),
+)
 def journal_list(ctx: Ctx):
     from vmctl.store.txn import journal_rows
 
@@ -64,5 +73,3 @@ def journal_list(ctx: Ctx):
             if f not in JOURNAL.fields:
                 raise VmctlError("UNKNOWN_FIELD", params=[("class", "journal"), ("field", f)])
     return Records("journal", rows, fields)
-
-

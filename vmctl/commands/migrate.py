@@ -45,8 +45,12 @@ LIVE_STATES = ("running", "paused")
 COLD_STATES = ("halted", "suspended")
 RECORD_KEY = "last-migration"
 
-_VM = Arg("vm", "ref:vm", help="the VM: uuid or name-label (or select VMs with field filters and --multiple)",
-          complete="vm")
+_VM = Arg(
+    "vm",
+    "ref:vm",
+    help="the VM: uuid or name-label (or select VMs with field filters and --multiple)",
+    complete="vm",
+)
 
 
 # --- shared by host-evacuate and pool-rebalance ------------------------------------------------------------
@@ -78,8 +82,9 @@ def move_storage(txn, vm: dict, vdi_map: dict[str, str], quiet: bool = False) ->
         vdi = txn.get("vdi", vdi_uuid)
         if vdi is None or vdi["sr"] == sr_uuid:
             continue  # already there: nothing to copy
-        new = storage.copy_vdi(txn, vdi, txn.get("sr", sr_uuid), vdi["provisioning"],
-                               read_only=vdi["read-only"])
+        new = storage.copy_vdi(
+            txn, vdi, txn.get("sr", sr_uuid), vdi["provisioning"], read_only=vdi["read-only"]
+        )
         for b in sorted(txn.select("vbd", vdi=vdi_uuid), key=lambda b: b["uuid"]):
             txn.update("vbd", b["uuid"], {"vdi": new})
         if vm["suspend-vdi"] == vdi_uuid:
@@ -90,8 +95,14 @@ def move_storage(txn, vm: dict, vdi_map: dict[str, str], quiet: bool = False) ->
     return moved
 
 
-def relocate(txn, vm_uuid: str, dst: str, vdi_map: dict[str, str] | None = None, record: dict | None = None,
-             quiet: bool = False) -> dict:
+def relocate(
+    txn,
+    vm_uuid: str,
+    dst: str,
+    vdi_map: dict[str, str] | None = None,
+    record: dict | None = None,
+    quiet: bool = False,
+) -> dict:
     """Apply one migration to the inventory: leave the old host through the lifecycle hooks, move
     the mapped disks, record the new residence (resident-on, a free domid on the new host), become
     resident through the hooks, and record the prediction (``other-config:last-migration``).
@@ -106,8 +117,11 @@ def relocate(txn, vm_uuid: str, dst: str, vdi_map: dict[str, str] | None = None,
     vm = txn.get("vm", vm_uuid)
     changes: dict = {}
     if old and dst:
-        changes = {"resident-on": dst, "domid": vm["domid"] if dst == old else free_domid(txn, dst, vm_uuid),
-                   "scheduled-to-be-resident-on": ""}
+        changes = {
+            "resident-on": dst,
+            "domid": vm["domid"] if dst == old else free_domid(txn, dst, vm_uuid),
+            "scheduled-to-be-resident-on": "",
+        }
     if record is not None:
         rec = dict(record)
         if moved:
@@ -163,8 +177,20 @@ def table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
-_PRED_ORDER = ("rounds", "bytes", "storage-bytes", "total-time", "downtime", "converges", "stop-reason",
-               "dirty-rate-at-or-above-bandwidth", "rate", "memory", "dirty-rate", "downtime-target")
+_PRED_ORDER = (
+    "rounds",
+    "bytes",
+    "storage-bytes",
+    "total-time",
+    "downtime",
+    "converges",
+    "stop-reason",
+    "dirty-rate-at-or-above-bandwidth",
+    "rate",
+    "memory",
+    "dirty-rate",
+    "downtime-target",
+)
 _HINTS = ("required-bandwidth", "throttle-to", "cold-downtime", "post-copy")
 
 
@@ -198,11 +224,21 @@ def _plan_data(plans: list[dict], reports: list) -> Data:
             t = f"vm {p['vm']}\n" + t
         texts.append(t)
         data.append(d)
-    rows = [{"vm": p["vm"], "host": p["host"], **{k: p.get(k) for k in _PRED_ORDER},
-             **{k: (p.get("hints") or {}).get(k) for k in _HINTS}} for p in plans]
+    rows = [
+        {
+            "vm": p["vm"],
+            "host": p["host"],
+            **{k: p.get(k) for k in _PRED_ORDER},
+            **{k: (p.get("hints") or {}).get(k) for k in _HINTS},
+        }
+        for p in plans
+    ]
     # csv/tsv: one row per VM; --minimal: the destinations, as vm-start --dry-run prints them
-    return Data(data[0] if len(data) == 1 else data, "".join(texts),
-                records=Records("migration", rows, ["vm", "host", *_PRED_ORDER, *_HINTS], minimal="host"))
+    return Data(
+        data[0] if len(data) == 1 else data,
+        "".join(texts),
+        records=Records("migration", rows, ["vm", "host", *_PRED_ORDER, *_HINTS], minimal="host"),
+    )
 
 
 # --- checks -------------------------------------------------------------------------------------------------
@@ -212,8 +248,11 @@ def _resolve_map(ctx: Ctx) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, sr_text in sorted(ctx.maps.get("vdi", {}).items()):
         if not key or not sr_text:
-            raise VmctlError("INVALID_VALUE", "A storage map entry is vdi:<vdi-uuid>=<sr>",
-                             [("name", f"vdi:{key}"), ("value", sr_text)])
+            raise VmctlError(
+                "INVALID_VALUE",
+                "A storage map entry is vdi:<vdi-uuid>=<sr>",
+                [("name", f"vdi:{key}"), ("value", sr_text)],
+            )
         vdi = txn.resolve_one("vdi", key)
         sr = txn.resolve_one("sr", sr_text)
         out[vdi["uuid"]] = sr["uuid"]
@@ -231,34 +270,46 @@ def _check_map_members(txn, vm: dict, vdi_map: dict[str, str]) -> None:
     used = _vm_vdis(txn, vm)
     for vdi_uuid in sorted(vdi_map):
         if vdi_uuid not in used:
-            raise VmctlError("INVALID_VALUE", "The storage map names a VDI the VM does not use",
-                             [("name", f"vdi:{vdi_uuid}"), ("value", vdi_map[vdi_uuid])])
+            raise VmctlError(
+                "INVALID_VALUE",
+                "The storage map names a VDI the VM does not use",
+                [("name", f"vdi:{vdi_uuid}"), ("value", vdi_map[vdi_uuid])],
+            )
     from vmctl import storage
 
     for vdi_uuid, sr_uuid in sorted(vdi_map.items()):
         sr = txn.get("sr", sr_uuid)
         vdi = txn.get("vdi", vdi_uuid)
         if sr["pool"] != vm["pool"]:
-            raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("sr", sr)),
-                                                         ("pool", txn.ref("pool", vm["pool"]))])
+            raise VmctlError(
+                "NOT_IN_SAME_POOL",
+                params=[("object", txn.ref("sr", sr)), ("pool", txn.ref("pool", vm["pool"]))],
+            )
         if vdi["sr"] == sr_uuid:
             continue  # already there: nothing to copy
         # the copy is a vdi-copy to a new VDI: the same type and size rules (model.md §3.5)
         if (sr["content-type"] == "iso") != (vdi["type"] == "iso"):
-            raise VmctlError("VDI_INCOMPATIBLE_TYPE", "An ISO SR holds only iso VDIs, and only ISO SRs hold them",
-                             [("vdi", txn.ref("vdi", vdi)), ("type", vdi["type"])])
+            raise VmctlError(
+                "VDI_INCOMPATIBLE_TYPE",
+                "An ISO SR holds only iso VDIs, and only ISO SRs hold them",
+                [("vdi", txn.ref("vdi", vdi)), ("type", vdi["type"])],
+            )
         if vdi["virtual-size"] > storage.largest_vdi(sr):
-            raise VmctlError("VDI_TOO_LARGE", params=[("vdi", txn.ref("vdi", vdi)),
-                                                      ("maximum", storage.largest_vdi(sr))])
+            raise VmctlError(
+                "VDI_TOO_LARGE", params=[("vdi", txn.ref("vdi", vdi)), ("maximum", storage.largest_vdi(sr))]
+            )
         # another VM holding the disk would lose it when the old copy goes (vdi-copy's VDI_IN_USE)
         if storage.holders(txn, vdi_uuid, exclude=vm["uuid"]):
             raise storage.in_use(txn, vdi, "migrate")
 
 
 def _requires_sr(txn, vm: dict, sr_uuid: str) -> VmctlError:
-    return VmctlError("VM_REQUIRES_SR", f"The destination cannot reach SR {txn.ref('sr', sr_uuid).render()}: "
-                      f"move its disks with vdi:<vdi-uuid>=<sr>",
-                      [("vm", txn.ref("vm", vm)), ("sr", txn.ref("sr", sr_uuid))])
+    return VmctlError(
+        "VM_REQUIRES_SR",
+        f"The destination cannot reach SR {txn.ref('sr', sr_uuid).render()}: "
+        f"move its disks with vdi:<vdi-uuid>=<sr>",
+        [("vm", txn.ref("vm", vm)), ("sr", txn.ref("sr", sr_uuid))],
+    )
 
 
 def _unreachable(txn, vm: dict, vdi_map: dict[str, str], host: str | None) -> str | None:
@@ -291,13 +342,22 @@ def _cold_prediction(ps, vm_uuid: str, vdi_map: dict[str, str], network: str | N
     net = mg.resolve_network(ps, network)
     rate = mg.pool_stream_bandwidth(ps, net, bandwidth)
     sb = float(sum(d.physical_utilisation for d in v.vdis if d.uuid in vdi_map))
-    return {"memory": 0.0, "rate": rate, "rounds": 0, "bytes": 0.0, "storage-bytes": sb,
-            "total-time": sb / rate if rate > 0 else 0.0, "downtime": 0.0, "converges": True,
-            "stop-reason": "storage-only"}
+    return {
+        "memory": 0.0,
+        "rate": rate,
+        "rounds": 0,
+        "bytes": 0.0,
+        "storage-bytes": sb,
+        "total-time": sb / rate if rate > 0 else 0.0,
+        "downtime": 0.0,
+        "converges": True,
+        "stop-reason": "storage-only",
+    }
 
 
-def migrate_one(ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi_map: dict[str, str]
-                ) -> tuple[dict | None, object]:
+def migrate_one(
+    ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi_map: dict[str, str]
+) -> tuple[dict | None, object]:
     """Check and apply one vm-migrate; (plan or None for a no-op, explain report or None)."""
     from vmctl import storage
     from vmctl.commands.ha import admit
@@ -319,14 +379,21 @@ def migrate_one(ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi
     if not live and (not vdi_map or host is not None):
         raise bad_power_state(txn, vm, LIVE_STATES)
     if str(vm["platform"].get("nomigrate", "")).lower() == "true" and not force:
-        raise VmctlError("VM_IS_IMMOBILE", "The VM is marked platform:nomigrate=true (use --force)",
-                         [("vm", txn.ref("vm", vm))])
+        raise VmctlError(
+            "VM_IS_IMMOBILE",
+            "The VM is marked platform:nomigrate=true (use --force)",
+            [("vm", txn.ref("vm", vm))],
+        )
     if host is not None and host["pool"] != vm["pool"]:
-        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("host", host)),
-                                                     ("pool", txn.ref("pool", vm["pool"]))])
+        raise VmctlError(
+            "NOT_IN_SAME_POOL",
+            params=[("object", txn.ref("host", host)), ("pool", txn.ref("pool", vm["pool"]))],
+        )
     if network is not None and network["pool"] != vm["pool"]:
-        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("network", network)),
-                                                     ("pool", txn.ref("pool", vm["pool"]))])
+        raise VmctlError(
+            "NOT_IN_SAME_POOL",
+            params=[("object", txn.ref("network", network)), ("pool", txn.ref("pool", vm["pool"]))],
+        )
     net = network["uuid"] if network else None
     bandwidth = ctx.a.get("bandwidth")
     downtime = ctx.a.get("downtime")
@@ -372,8 +439,9 @@ def migrate_one(ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi
 
             report = explain_fn(ps, vm["uuid"], mode=MIGRATE, force=force, vdi_map=smap or None)
             if report.chosen is None:
-                raise sched.no_hosts_error(sched.request(ps.vms[vm["uuid"]], MIGRATE, force, smap or None),
-                                           (src,))
+                raise sched.no_hosts_error(
+                    sched.request(ps.vms[vm["uuid"]], MIGRATE, force, smap or None), (src,)
+                )
             dst = report.chosen
         else:
             dst = sched.place(vm["uuid"], mode=MIGRATE, force=force, vdi_map=smap or None).host
@@ -387,8 +455,16 @@ def migrate_one(ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi
     if dst == src and not moving:
         return None, None  # the same host and every disk already in place: a no-op
     # 4.–5. caps and convergence
-    _, pred = wv.admit_migration(ps, vm["uuid"], dst, network=net, bandwidth=bandwidth, downtime=downtime,
-                                 vdi_map=moving or None, force=force)
+    _, pred = wv.admit_migration(
+        ps,
+        vm["uuid"],
+        dst,
+        network=net,
+        bandwidth=bandwidth,
+        downtime=downtime,
+        vdi_map=moving or None,
+        force=force,
+    )
     # 6. HA admission
     if dst != src:
         admit(txn, vm["pool"], move={vm["uuid"]: dst})
@@ -397,21 +473,42 @@ def migrate_one(ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi
     return plan, report
 
 
-@command("vm-migrate", "Live-migrate running or paused VMs within their pool, or move disks (vdi:<vdi>=<sr>); "
-         "without host= the engine chooses the destination (engine.md §4)", family="vm",
-         args=(_VM,
-               Arg("host", "ref:host", help="the destination host (default: the engine chooses)", complete="host"),
-               Arg("network", "ref:network", help="the migration network (default: the pool's migration-network, "
-                   "else the management network)", complete="network"),
-               Arg("vdi", "map", help="storage motion: vdi:<vdi-uuid>=<sr> copies that disk to the SR "
-                   "(repeatable; halted and suspended VMs may only move disks)"),
-               Arg("downtime", "duration", help="downtime target (default the pool's migration-downtime, 300ms)"),
-               Arg("bandwidth", "rate", help="stream bandwidth B_s (default the network's, else the pool's "
-                   "migration-stream-bandwidth)"),
-               Arg("live", "bool", help="accepted for xe compatibility and ignored (migrations are live)")),
-         flags=("--force", "--multiple", "--explain"), selector="vm",
-         examples=("vm-migrate vm=web1 host=h2", "vm-migrate vm=web1 --dry-run",
-                   "vm-migrate vm=db1 host=h2 vdi:<vdi-uuid>=shared-sr"))
+@command(
+    "vm-migrate",
+    "Live-migrate running or paused VMs within their pool, or move disks (vdi:<vdi>=<sr>); "
+    "without host= the engine chooses the destination (engine.md §4)",
+    family="vm",
+    args=(
+        _VM,
+        Arg("host", "ref:host", help="the destination host (default: the engine chooses)", complete="host"),
+        Arg(
+            "network",
+            "ref:network",
+            help="the migration network (default: the pool's migration-network, else the management network)",
+            complete="network",
+        ),
+        Arg(
+            "vdi",
+            "map",
+            help="storage motion: vdi:<vdi-uuid>=<sr> copies that disk to the SR "
+            "(repeatable; halted and suspended VMs may only move disks)",
+        ),
+        Arg("downtime", "duration", help="downtime target (default the pool's migration-downtime, 300ms)"),
+        Arg(
+            "bandwidth",
+            "rate",
+            help="stream bandwidth B_s (default the network's, else the pool's migration-stream-bandwidth)",
+        ),
+        Arg("live", "bool", help="accepted for xe compatibility and ignored (migrations are live)"),
+    ),
+    flags=("--force", "--multiple", "--explain"),
+    selector="vm",
+    examples=(
+        "vm-migrate vm=web1 host=h2",
+        "vm-migrate vm=web1 --dry-run",
+        "vm-migrate vm=db1 host=h2 vdi:<vdi-uuid>=shared-sr",
+    ),
+)
 def vm_migrate(ctx: Ctx):
     from vmctl.commands.vm import select_vms
 
@@ -420,8 +517,11 @@ def vm_migrate(ctx: Ctx):
         if name in ctx.a and ctx.a[name] < 0:
             raise VmctlError("INVALID_VALUE", params=[("name", name), ("value", ctx.raw.get(name))])
     if "bandwidth" in ctx.a and ctx.a["bandwidth"] <= 0:
-        raise VmctlError("INVALID_VALUE", "bandwidth= must be positive",
-                         [("name", "bandwidth"), ("value", ctx.raw.get("bandwidth"))])
+        raise VmctlError(
+            "INVALID_VALUE",
+            "bandwidth= must be positive",
+            [("name", "bandwidth"), ("value", ctx.raw.get("bandwidth"))],
+        )
     vms = select_vms(ctx)
     host = txn.resolve_one("host", ctx.a["host"]) if "host" in ctx.a else None
     network = txn.resolve_one("network", ctx.a["network"]) if "network" in ctx.a else None
@@ -432,8 +532,11 @@ def vm_migrate(ctx: Ctx):
         used = set().union(*(_vm_vdis(txn, v) for v in vms))
         for vdi_uuid in sorted(vdi_map):
             if vdi_uuid not in used:
-                raise VmctlError("INVALID_VALUE", "The storage map names a VDI no selected VM uses",
-                                 [("name", f"vdi:{vdi_uuid}"), ("value", vdi_map[vdi_uuid])])
+                raise VmctlError(
+                    "INVALID_VALUE",
+                    "The storage map names a VDI no selected VM uses",
+                    [("name", f"vdi:{vdi_uuid}"), ("value", vdi_map[vdi_uuid])],
+                )
     plans, reports = [], []
     for vm in vms:
         mine = vdi_map

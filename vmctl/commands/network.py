@@ -65,8 +65,12 @@ def extra_fields(ctx: Ctx, cls: str, declared) -> dict:
 
 def check_mtu(value) -> None:
     if not isinstance(value, int) or not MTU_MIN <= value <= MTU_MAX:
-        raise err("INVALID_VALUE", ("name", "mtu"), ("value", value),
-                  message=f"The MTU must be an integer from {MTU_MIN} to {MTU_MAX}")
+        raise err(
+            "INVALID_VALUE",
+            ("name", "mtu"),
+            ("value", value),
+            message=f"The MTU must be an integer from {MTU_MIN} to {MTU_MAX}",
+        )
 
 
 def host_pif_on(txn, network_uuid: str, host_uuid: str) -> dict | None:
@@ -101,19 +105,35 @@ def network_checks(txn, network: dict, pif: dict) -> None:
     same_pool(txn, "network", network, pif["pool"])
     other = host_pif_on(txn, network["uuid"], pif["host"])
     if other is not None:
-        raise err("NETWORK_ALREADY_CONNECTED", ("host", txn.ref("host", pif["host"])), ("pif", txn.ref("pif", other)))
+        raise err(
+            "NETWORK_ALREADY_CONNECTED",
+            ("host", txn.ref("host", pif["host"])),
+            ("pif", txn.ref("pif", other)),
+        )
 
 
 # --- networks ---------------------------------------------------------------------------------------------
-@command("network-create", "Create a network; a managed one gets its bridge on every host of its pool; "
-         "print its uuid", family="network",
-         args=(Arg("name-label", required=True, help="the network's name"),
-               Arg("bridge", help="bridge name (1-15 of A-Za-z0-9_.-, not xen/xapi/vif/tap/eth...); "
-                   "default xapi<N>, the smallest N free in the pool"),
-               Arg("mtu", "int", help="68-9216 (default 1500; MTU= is accepted too)"),
-               Arg("managed", "bool", help="true (default): vmctl makes the bridges; false: made by hand with add-br"),
-               Arg("pool", "ref:pool", help="the pool (default: the only pool)", complete="pool")),
-         fields_of="network", flags=("--may-exist",), creates="network")
+@command(
+    "network-create",
+    "Create a network; a managed one gets its bridge on every host of its pool; print its uuid",
+    family="network",
+    args=(
+        Arg("name-label", required=True, help="the network's name"),
+        Arg(
+            "bridge",
+            help="bridge name (1-15 of A-Za-z0-9_.-, not xen/xapi/vif/tap/eth...); "
+            "default xapi<N>, the smallest N free in the pool",
+        ),
+        Arg("mtu", "int", help="68-9216 (default 1500; MTU= is accepted too)"),
+        Arg(
+            "managed", "bool", help="true (default): vmctl makes the bridges; false: made by hand with add-br"
+        ),
+        Arg("pool", "ref:pool", help="the pool (default: the only pool)", complete="pool"),
+    ),
+    fields_of="network",
+    flags=("--may-exist",),
+    creates="network",
+)
 def network_create(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     mtu = a.get("mtu", 1500)
@@ -136,8 +156,14 @@ def network_create(ctx: Ctx):
             raise err("BRIDGE_NAME_EXISTS", ("bridge", bridge), ("host", txn.ref("host", h)))
     else:
         bridge = xenet.next_bridge_name(txn, pool["uuid"])
-    values = {**extra, "name-label": name, "bridge": bridge, "mtu": mtu, "managed": a.get("managed", True),
-              "pool": pool["uuid"]}
+    values = {
+        **extra,
+        "name-label": name,
+        "bridge": bridge,
+        "mtu": mtu,
+        "managed": a.get("managed", True),
+        "pool": pool["uuid"],
+    }
     u = txn.insert("network", values)
     net = txn.get("network", u)
     for h in xenet.pool_hosts(txn, pool["uuid"]):
@@ -145,9 +171,13 @@ def network_create(ctx: Ctx):
     return Value(u)
 
 
-@command("network-destroy", "Destroy a network without PIFs or VIFs and remove its bridges from every host",
-         family="network", args=(Arg("uuid", "uuid", True, "the network", complete="network"),),
-         flags=("--if-exists",))
+@command(
+    "network-destroy",
+    "Destroy a network without PIFs or VIFs and remove its bridges from every host",
+    family="network",
+    args=(Arg("uuid", "uuid", True, "the network", complete="network"),),
+    flags=("--if-exists",),
+)
 def network_destroy(ctx: Ctx):
     txn = ctx.txn
     net = resolve_or_none(ctx, "network")
@@ -177,21 +207,29 @@ def _network_param_rules(ctx: Ctx, net: dict, changes: dict) -> None:
 def _ip(name: str, text: str, netmask: bool = False) -> str:
     try:
         if netmask:
-            return str(ipaddress.IPv4Network(f"0.0.0.0/{text}").netmask) if "." in text else \
-                str(ipaddress.IPv4Network(f"0.0.0.0/{int(text)}").netmask)
+            return (
+                str(ipaddress.IPv4Network(f"0.0.0.0/{text}").netmask)
+                if "." in text
+                else str(ipaddress.IPv4Network(f"0.0.0.0/{int(text)}").netmask)
+            )
         return str(ipaddress.ip_address(text))
     except ValueError:
         raise invalid(name, text) from None
 
 
-@command("pif-reconfigure-ip", "Set a PIF's IP configuration: none, dhcp, or static with IP= netmask= "
-         "[gateway=] [DNS=]", family="pif",
-         args=(Arg("uuid", "uuid", True, "the PIF", complete="pif"),
-               Arg("mode", "enum", True, "none, dhcp or static", values=("none", "dhcp", "static")),
-               Arg("ip", help="static: the IPv4 or IPv6 address (IP= is accepted too)"),
-               Arg("netmask", help="static: the netmask, dotted or a prefix length"),
-               Arg("gateway", help="static: the default gateway"),
-               Arg("dns", help="static: comma-separated name servers (DNS= is accepted too)")))
+@command(
+    "pif-reconfigure-ip",
+    "Set a PIF's IP configuration: none, dhcp, or static with IP= netmask= [gateway=] [DNS=]",
+    family="pif",
+    args=(
+        Arg("uuid", "uuid", True, "the PIF", complete="pif"),
+        Arg("mode", "enum", True, "none, dhcp or static", values=("none", "dhcp", "static")),
+        Arg("ip", help="static: the IPv4 or IPv6 address (IP= is accepted too)"),
+        Arg("netmask", help="static: the netmask, dotted or a prefix length"),
+        Arg("gateway", help="static: the default gateway"),
+        Arg("dns", help="static: comma-separated name servers (DNS= is accepted too)"),
+    ),
+)
 def pif_reconfigure_ip(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     mode = a["mode"]
@@ -218,8 +256,12 @@ def pif_reconfigure_ip(ctx: Ctx):
     return None
 
 
-@command("pif-plug", "Plug a PIF: its port (and its network's bridge if missing) on its host", family="pif",
-         args=(Arg("uuid", "uuid", True, "the PIF", complete="pif"),))
+@command(
+    "pif-plug",
+    "Plug a PIF: its port (and its network's bridge if missing) on its host",
+    family="pif",
+    args=(Arg("uuid", "uuid", True, "the PIF", complete="pif"),),
+)
 def pif_plug(ctx: Ctx):
     txn = ctx.txn
     pif = txn.resolve_one("pif", ctx.a["uuid"])
@@ -231,8 +273,12 @@ def pif_plug(ctx: Ctx):
     return None
 
 
-@command("pif-unplug", "Unplug a PIF: its port goes (not the management PIF)", family="pif",
-         args=(Arg("uuid", "uuid", True, "the PIF", complete="pif"),))
+@command(
+    "pif-unplug",
+    "Unplug a PIF: its port goes (not the management PIF)",
+    family="pif",
+    args=(Arg("uuid", "uuid", True, "the PIF", complete="pif"),),
+)
 def pif_unplug(ctx: Ctx):
     txn = ctx.txn
     pif = txn.resolve_one("pif", ctx.a["uuid"])
@@ -243,8 +289,13 @@ def pif_unplug(ctx: Ctx):
     return None
 
 
-@command("pif-forget", "Forget a physical, non-management PIF without VLANs, bond or tunnels; its port goes",
-         family="pif", args=(Arg("uuid", "uuid", True, "the PIF", complete="pif"),), flags=("--if-exists",))
+@command(
+    "pif-forget",
+    "Forget a physical, non-management PIF without VLANs, bond or tunnels; its port goes",
+    family="pif",
+    args=(Arg("uuid", "uuid", True, "the PIF", complete="pif"),),
+    flags=("--if-exists",),
+)
 def pif_forget(ctx: Ctx):
     txn = ctx.txn
     pif = resolve_or_none(ctx, "pif")
@@ -301,22 +352,41 @@ def vlan_checks(txn, pif: dict, network: dict, text) -> int:
 
 def create_vlan(txn, pif: dict, network: dict, tag: int) -> str:
     """The VLAN, its VLAN PIF, and the network's bridge on that host made the fake bridge."""
-    vp = txn.insert("pif", {"host": pif["host"], "network": network["uuid"], "device": pif["device"],
-                            "mac": "fe:ff:ff:ff:ff:ff", "vlan": tag, "physical": False, "management": False,
-                            "plugged": True, "pool": pif["pool"]})
+    vp = txn.insert(
+        "pif",
+        {
+            "host": pif["host"],
+            "network": network["uuid"],
+            "device": pif["device"],
+            "mac": "fe:ff:ff:ff:ff:ff",
+            "vlan": tag,
+            "physical": False,
+            "management": False,
+            "plugged": True,
+            "pool": pif["pool"],
+        },
+    )
     txn.insert("vlan", {"tagged-pif": pif["uuid"], "untagged-pif": vp, "tag": tag, "pool": pif["pool"]})
     xenet.ensure_network_bridge(txn, network, pif["host"])
     return vp
 
 
-_VLAN_ARGS = (Arg("pif-uuid", "uuid", True, "the tagged PIF (physical or bond)", complete="pif"),
-              Arg("vlan", "string", True, "the tag, 0-4094"),
-              Arg("network-uuid", "uuid", True, "the managed network the VLAN PIF joins", complete="network"))
+_VLAN_ARGS = (
+    Arg("pif-uuid", "uuid", True, "the tagged PIF (physical or bond)", complete="pif"),
+    Arg("vlan", "string", True, "the tag, 0-4094"),
+    Arg("network-uuid", "uuid", True, "the managed network the VLAN PIF joins", complete="network"),
+)
 
 
-@command("vlan-create", "Create a VLAN on a PIF; the network's bridge on that host becomes a fake "
-         "bridge; print the VLAN PIF's uuid", family="vlan", args=_VLAN_ARGS, flags=("--may-exist",),
-         creates="pif")
+@command(
+    "vlan-create",
+    "Create a VLAN on a PIF; the network's bridge on that host becomes a fake "
+    "bridge; print the VLAN PIF's uuid",
+    family="vlan",
+    args=_VLAN_ARGS,
+    flags=("--may-exist",),
+    creates="pif",
+)
 def vlan_create(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     pif = txn.resolve_one("pif", a["pif-uuid"])
@@ -329,8 +399,13 @@ def vlan_create(ctx: Ctx):
     return Value(create_vlan(txn, pif, network, tag))
 
 
-@command("pool-vlan-create", "Create the VLAN on the PIF of the same network on every host of the pool "
-         "(all or nothing); print the VLAN PIFs' uuids", family="vlan", args=_VLAN_ARGS)
+@command(
+    "pool-vlan-create",
+    "Create the VLAN on the PIF of the same network on every host of the pool "
+    "(all or nothing); print the VLAN PIFs' uuids",
+    family="vlan",
+    args=_VLAN_ARGS,
+)
 def pool_vlan_create(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     pif = txn.resolve_one("pif", a["pif-uuid"])
@@ -365,9 +440,14 @@ def _resolve_vlan(ctx: Ctx) -> dict | None:
     return row
 
 
-@command("vlan-destroy", "Destroy a VLAN (given as the VLAN or its VLAN PIF); the fake bridge becomes a "
-         "plain bridge and keeps its ports", family="vlan",
-         args=(Arg("uuid", "uuid", True, "the VLAN or its VLAN PIF", complete="vlan"),), flags=("--if-exists",))
+@command(
+    "vlan-destroy",
+    "Destroy a VLAN (given as the VLAN or its VLAN PIF); the fake bridge becomes a "
+    "plain bridge and keeps its ports",
+    family="vlan",
+    args=(Arg("uuid", "uuid", True, "the VLAN or its VLAN PIF", complete="vlan"),),
+    flags=("--if-exists",),
+)
 def vlan_destroy(ctx: Ctx):
     txn = ctx.txn
     vl = _resolve_vlan(ctx)
@@ -390,19 +470,29 @@ def vlan_destroy(ctx: Ctx):
 
 
 # --- bonds ------------------------------------------------------------------------------------------------
-@command("bond-create", "Bond 2-4 physical PIFs of one host into PIF bond<N> on a network; print the bond's "
-         "uuid", family="bond",
-         args=(Arg("network-uuid", "uuid", True, "the managed network of the bond PIF", complete="network"),
-               Arg("pif-uuids", "list", True, "the member PIFs, comma-separated; the first is the primary"),
-               Arg("mode", "enum", help="balance-slb (default), active-backup or lacp", values=BOND_MODES),
-               Arg("mac", help="the bond's MAC (default: the primary member's)")),
-         flags=("--may-exist",), creates="bond")
+@command(
+    "bond-create",
+    "Bond 2-4 physical PIFs of one host into PIF bond<N> on a network; print the bond's uuid",
+    family="bond",
+    args=(
+        Arg("network-uuid", "uuid", True, "the managed network of the bond PIF", complete="network"),
+        Arg("pif-uuids", "list", True, "the member PIFs, comma-separated; the first is the primary"),
+        Arg("mode", "enum", help="balance-slb (default), active-backup or lacp", values=BOND_MODES),
+        Arg("mac", help="the bond's MAC (default: the primary member's)"),
+    ),
+    flags=("--may-exist",),
+    creates="bond",
+)
 def bond_create(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     uuids = list(dict.fromkeys(a["pif-uuids"]))
     if len(uuids) > 4:
-        raise err("INVALID_VALUE", ("name", "pif-uuids"), ("value", ctx.raw["pif-uuids"]),
-                  message="A bond has at most 4 members")
+        raise err(
+            "INVALID_VALUE",
+            ("name", "pif-uuids"),
+            ("value", ctx.raw["pif-uuids"]),
+            message="A bond has at most 4 members",
+        )
     network = txn.resolve_one("network", a["network-uuid"])
     members = [txn.resolve_one("pif", u) for u in uuids]
     if ctx.flag("may-exist") and members:
@@ -434,26 +524,56 @@ def bond_create(ctx: Ctx):
     # A bond usually takes a member NIC's (globally administered) MAC: any valid unicast MAC
     mac = normalise_mac(a["mac"], force=True) if "mac" in a else primary["mac"]
     host = primary["host"]
-    values = {"host": host, "network": network["uuid"], "device": free_device(txn, host, "bond"), "mac": mac,
-              "physical": False, "vlan": -1, "plugged": True, "pool": primary["pool"],
-              "management": any(m["management"] for m in members)}
+    values = {
+        "host": host,
+        "network": network["uuid"],
+        "device": free_device(txn, host, "bond"),
+        "mac": mac,
+        "physical": False,
+        "vlan": -1,
+        "plugged": True,
+        "pool": primary["pool"],
+        "management": any(m["management"] for m in members),
+    }
     if configured:
         c = configured[0]
         values.update({k: c[k] for k in ("ip-configuration-mode", "ip", "netmask", "gateway", "dns")})
     master = txn.insert("pif", values)
     for m in members:
-        txn.update("pif", m["uuid"], {"management": False, "ip-configuration-mode": "none", "ip": "",
-                                      "netmask": "", "gateway": "", "dns": ""})
-    u = txn.insert("bond", {"master": master, "slaves": [m["uuid"] for m in members],
-                            "primary-slave": primary["uuid"], "mode": a.get("mode", "balance-slb"),
-                            "pool": primary["pool"]})
+        txn.update(
+            "pif",
+            m["uuid"],
+            {
+                "management": False,
+                "ip-configuration-mode": "none",
+                "ip": "",
+                "netmask": "",
+                "gateway": "",
+                "dns": "",
+            },
+        )
+    u = txn.insert(
+        "bond",
+        {
+            "master": master,
+            "slaves": [m["uuid"] for m in members],
+            "primary-slave": primary["uuid"],
+            "mode": a.get("mode", "balance-slb"),
+            "pool": primary["pool"],
+        },
+    )
     xenet.add_bond_port(txn, txn.get("bond", u))
     return Value(u)
 
 
-@command("bond-destroy", "Destroy a bond: its port goes, the members get their ports back and the primary "
-         "member its IP configuration and management role", family="bond",
-         args=(Arg("uuid", "uuid", True, "the bond", complete="bond"),), flags=("--if-exists",))
+@command(
+    "bond-destroy",
+    "Destroy a bond: its port goes, the members get their ports back and the primary "
+    "member its IP configuration and management role",
+    family="bond",
+    args=(Arg("uuid", "uuid", True, "the bond", complete="bond"),),
+    flags=("--if-exists",),
+)
 def bond_destroy(ctx: Ctx):
     txn = ctx.txn
     bond = resolve_or_none(ctx, "bond")
@@ -469,9 +589,14 @@ def bond_destroy(ctx: Ctx):
         txn.switch(master["host"]).del_port(master["device"])
         primary = txn.get("pif", bond["primary-slave"])
         if primary is not None:
-            txn.update("pif", primary["uuid"], {
-                "management": master["management"],
-                **{k: master[k] for k in ("ip-configuration-mode", "ip", "netmask", "gateway", "dns")}})
+            txn.update(
+                "pif",
+                primary["uuid"],
+                {
+                    "management": master["management"],
+                    **{k: master[k] for k in ("ip-configuration-mode", "ip", "netmask", "gateway", "dns")},
+                },
+            )
         txn.delete("pif", master["uuid"])
     members = [txn.get("pif", u) for u in bond["slaves"]]
     txn.delete("bond", bond["uuid"])
@@ -489,12 +614,19 @@ def _bond_param_rules(ctx: Ctx, bond: dict, changes: dict) -> None:
 
 
 # --- tunnels ----------------------------------------------------------------------------------------------
-@command("tunnel-create", "Create a tunnel on a network over a transport PIF: access PIF tunnel<N> and "
-         "gre/vxlan ports to every peer host; print the tunnel's uuid", family="tunnel",
-         args=(Arg("pif-uuid", "uuid", True, "the transport PIF (with IP configuration)", complete="pif"),
-               Arg("network-uuid", "uuid", True, "the managed network the tunnel carries", complete="network"),
-               Arg("protocol", "enum", help="gre (default) or vxlan", values=("gre", "vxlan"))),
-         flags=("--may-exist",), creates="tunnel")
+@command(
+    "tunnel-create",
+    "Create a tunnel on a network over a transport PIF: access PIF tunnel<N> and "
+    "gre/vxlan ports to every peer host; print the tunnel's uuid",
+    family="tunnel",
+    args=(
+        Arg("pif-uuid", "uuid", True, "the transport PIF (with IP configuration)", complete="pif"),
+        Arg("network-uuid", "uuid", True, "the managed network the tunnel carries", complete="network"),
+        Arg("protocol", "enum", help="gre (default) or vxlan", values=("gre", "vxlan")),
+    ),
+    flags=("--may-exist",),
+    creates="tunnel",
+)
 def tunnel_create(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     transport = txn.resolve_one("pif", a["pif-uuid"])
@@ -530,18 +662,40 @@ def tunnel_create(ctx: Ctx):
     device = free_device(txn, host, "tunnel")
     used_macs = {p["mac"] for p in txn.select("pif", pool=transport["pool"])}
     used_macs |= {v["mac"] for v in txn.select("vif", pool=transport["pool"])}
-    access = txn.insert("pif", {"host": host, "network": network["uuid"], "device": device,
-                                "mac": generated_mac(f"{host}:{device}", used_macs), "physical": False,
-                                "vlan": -1, "plugged": True, "pool": transport["pool"]})
-    u = txn.insert("tunnel", {"access-pif": access, "transport-pif": transport["uuid"], "protocol": protocol,
-                              "pool": transport["pool"]})
+    access = txn.insert(
+        "pif",
+        {
+            "host": host,
+            "network": network["uuid"],
+            "device": device,
+            "mac": generated_mac(f"{host}:{device}", used_macs),
+            "physical": False,
+            "vlan": -1,
+            "plugged": True,
+            "pool": transport["pool"],
+        },
+    )
+    u = txn.insert(
+        "tunnel",
+        {
+            "access-pif": access,
+            "transport-pif": transport["uuid"],
+            "protocol": protocol,
+            "pool": transport["pool"],
+        },
+    )
     xenet.ensure_network_bridge(txn, network, host)
     xenet.add_tunnel_ports(txn, txn.get("tunnel", u))
     return Value(u)
 
 
-@command("tunnel-destroy", "Destroy a tunnel, its access PIF and its ports here and on the peer hosts",
-         family="tunnel", args=(Arg("uuid", "uuid", True, "the tunnel", complete="tunnel"),), flags=("--if-exists",))
+@command(
+    "tunnel-destroy",
+    "Destroy a tunnel, its access PIF and its ports here and on the peer hosts",
+    family="tunnel",
+    args=(Arg("uuid", "uuid", True, "the tunnel", complete="tunnel"),),
+    flags=("--if-exists",),
+)
 def tunnel_destroy(ctx: Ctx):
     txn = ctx.txn
     t = resolve_or_none(ctx, "tunnel")

@@ -13,17 +13,26 @@ def only_pool(txn, value: str | None = None) -> dict:
         return txn.resolve_one("pool", value)
     pools = txn.all("pool")
     if len(pools) != 1:
-        raise VmctlError("POOL_REQUIRED", "Name the pool with pool=" if pools else "The inventory has no pool",
-                         [("pools", len(pools))])
+        raise VmctlError(
+            "POOL_REQUIRED",
+            "Name the pool with pool=" if pools else "The inventory has no pool",
+            [("pools", len(pools))],
+        )
     return pools[0]
 
 
-@command("pool-create", "Create an empty pool; with master=, join that host as its master",
-         family="pool", args=(Arg("name-label", required=True, help="the pool's name"),
-                              Arg("name-description", help="a description"),
-                              Arg("master", "ref:host", help="a standalone host to make this pool's master",
-                                  complete="host")),
-         flags=("--may-exist",), creates="pool")
+@command(
+    "pool-create",
+    "Create an empty pool; with master=, join that host as its master",
+    family="pool",
+    args=(
+        Arg("name-label", required=True, help="the pool's name"),
+        Arg("name-description", help="a description"),
+        Arg("master", "ref:host", help="a standalone host to make this pool's master", complete="host"),
+    ),
+    flags=("--may-exist",),
+    creates="pool",
+)
 def pool_create(ctx: Ctx):
     txn = ctx.txn
     name = ctx.a["name-label"]
@@ -38,8 +47,13 @@ def pool_create(ctx: Ctx):
     return Value(uuid)
 
 
-@command("pool-destroy", "Destroy a pool that holds no hosts, VMs, SRs or networks", family="pool",
-         args=(Arg("uuid", "uuid", True, "the pool", complete="pool"),), flags=("--if-exists",))
+@command(
+    "pool-destroy",
+    "Destroy a pool that holds no hosts, VMs, SRs or networks",
+    family="pool",
+    args=(Arg("uuid", "uuid", True, "the pool", complete="pool"),),
+    flags=("--if-exists",),
+)
 def pool_destroy(ctx: Ctx):
     txn = ctx.txn
     pool = ctx.unless_missing(lambda: txn.resolve_one("pool", ctx.a["uuid"]))
@@ -56,8 +70,12 @@ def pool_destroy(ctx: Ctx):
     return None
 
 
-@command("pool-designate-new-master", "Make another live member the pool master", family="pool",
-         args=(Arg("host", "ref:host", True, "the new master", complete="host"),))
+@command(
+    "pool-designate-new-master",
+    "Make another live member the pool master",
+    family="pool",
+    args=(Arg("host", "ref:host", True, "the new master", complete="host"),),
+)
 def pool_designate_new_master(ctx: Ctx):
     txn = ctx.txn
     h = txn.resolve_one("host", ctx.a["host"])
@@ -101,7 +119,9 @@ def join_checks(ctx: Ctx, h: dict, pool: dict, force: bool) -> None:
     held = {f"host:{h['uuid']}"} | {f"{c}:{r['uuid']}" for c, r in _pool_objects(txn, old["uuid"])}
     for t in sorted(txn.select("task", status="pending"), key=lambda r: r["uuid"]):  # 6
         if held & set(t["objects"]):
-            raise VmctlError("JOINING_HOST_CANNOT_HAVE_VMS_WITH_CURRENT_OPERATIONS", params=[("task", t["uuid"])])
+            raise VmctlError(
+                "JOINING_HOST_CANNOT_HAVE_VMS_WITH_CURRENT_OPERATIONS", params=[("task", t["uuid"])]
+            )
     master = txn.get("host", pool["master"]) if pool["master"] else None
     if master is None:
         return  # an empty pool: H becomes its master
@@ -122,7 +142,9 @@ def join_checks(ctx: Ctx, h: dict, pool: dict, force: bool) -> None:
                 raise VmctlError("POOL_JOINING_HOST_HAS_NON_MANAGEMENT_VLANS", params=[("vlan", v["uuid"])])
     local, remote = management_vlan(txn, h["uuid"]), management_vlan(txn, master["uuid"])
     if local != remote:  # 14
-        raise VmctlError("POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH", params=[("local", local), ("remote", remote)])
+        raise VmctlError(
+            "POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH", params=[("local", local), ("remote", remote)]
+        )
     if h["network-backend"] != master["network-backend"]:  # 15
         raise VmctlError("OPERATION_NOT_ALLOWED", params=[("reason", "Network backends differ")])
     theirs = {v["mac"]: v for v in txn.select("vif", pool=pool["uuid"])}
@@ -169,11 +191,17 @@ def join(ctx: Ctx, h: dict, pool: dict, force: bool = False) -> None:
     txn.delete("pool", old)
 
 
-@command("pool-join", "Join a standalone host to a pool (all of its objects move with it)", family="pool",
-         args=(Arg("host", "ref:host", True, "the joining standalone host", complete="host"),
-               Arg("pool", "ref:pool", help="the pool to join", complete="pool"),
-               Arg("master-address", help="name the pool by its master's address instead of pool=")),
-         flags=("--force",))
+@command(
+    "pool-join",
+    "Join a standalone host to a pool (all of its objects move with it)",
+    family="pool",
+    args=(
+        Arg("host", "ref:host", True, "the joining standalone host", complete="host"),
+        Arg("pool", "ref:pool", help="the pool to join", complete="pool"),
+        Arg("master-address", help="name the pool by its master's address instead of pool="),
+    ),
+    flags=("--force",),
+)
 def pool_join(ctx: Ctx):
     txn = ctx.txn
     if "pool" in ctx.a:
@@ -182,10 +210,15 @@ def pool_join(ctx: Ctx):
         hits = txn.select("host", address=ctx.a["master-address"].lower())
         pool = txn.get("pool", hits[0]["pool"]) if hits else None
         if pool is None or pool["master"] != hits[0]["uuid"]:
-            raise VmctlError("UUID_INVALID", "No pool master has that address",
-                             [("class", "pool"), ("value", ctx.a["master-address"])])
+            raise VmctlError(
+                "UUID_INVALID",
+                "No pool master has that address",
+                [("class", "pool"), ("value", ctx.a["master-address"])],
+            )
     else:
-        raise VmctlError("MISSING_PARAMETER", "Name the pool with pool= or master-address=", [("name", "pool")])
+        raise VmctlError(
+            "MISSING_PARAMETER", "Name the pool with pool= or master-address=", [("name", "pool")]
+        )
     join(ctx, txn.resolve_one("host", ctx.a["host"]), pool, ctx.force)
     return None
 
@@ -198,9 +231,15 @@ def _vm_vdis(txn, vm: dict) -> list[str]:
     return out
 
 
-@command("pool-eject", "Remove a host from its pool into a new standalone pool, with its local storage "
-         "and the VMs whose disks all lie there", family="pool",
-         args=(Arg("host", "ref:host", True, "the host to eject", complete="host"),), flags=("--force",), confirm=True)
+@command(
+    "pool-eject",
+    "Remove a host from its pool into a new standalone pool, with its local storage "
+    "and the VMs whose disks all lie there",
+    family="pool",
+    args=(Arg("host", "ref:host", True, "the host to eject", complete="host"),),
+    flags=("--force",),
+    confirm=True,
+)
 def pool_eject(ctx: Ctx):
     from vmctl import xenet
 
@@ -223,16 +262,22 @@ def pool_eject(ctx: Ctx):
         mine = _vm_vdis(txn, v)
         if mine and all(d in vdis_there for d in mine):
             going.append(v)
-            going += sorted(txn.select("vm", snapshot_of=v["uuid"], is_a_snapshot=True), key=lambda r: r["uuid"])
+            going += sorted(
+                txn.select("vm", snapshot_of=v["uuid"], is_a_snapshot=True), key=lambda r: r["uuid"]
+            )
     gone = {v["uuid"] for v in going}
     staying = [v for v in txn.select("vm", pool=pool["uuid"]) if v["uuid"] not in gone]
     if not ctx.force:
         for v in sorted(staying, key=lambda r: r["uuid"]):
             for d in _vm_vdis(txn, v):
                 if d in vdis_there:
-                    raise VmctlError("VDI_IN_USE", params=[("vdi", txn.ref("vdi", d)), ("operation", "pool-eject")])
-    ctx.confirm([f"host {h['uuid']} ({h['name-label']}) leaves pool {pool['uuid']}"]
-                + [f"vm {v['uuid']} ({v['name-label']}) moves with it" for v in going])
+                    raise VmctlError(
+                        "VDI_IN_USE", params=[("vdi", txn.ref("vdi", d)), ("operation", "pool-eject")]
+                    )
+    ctx.confirm(
+        [f"host {h['uuid']} ({h['name-label']}) leaves pool {pool['uuid']}"]
+        + [f"vm {v['uuid']} ({v['name-label']}) moves with it" for v in going]
+    )
     new = txn.insert("pool", {"name-label": ""})
     txn.update("pool", new, {"master": h["uuid"]})
     # staying VMs lose what moves (only reachable with --force)
@@ -250,11 +295,23 @@ def pool_eject(ctx: Ctx):
         net = txn.get("network", n)
         if net is None:
             continue
-        copies[n] = txn.insert("network", {"name-label": net["name-label"], "name-description": net["name-description"],
-                                           "bridge": net["bridge"], "mtu": net["mtu"], "managed": net["managed"],
-                                           "pool": new})
+        copies[n] = txn.insert(
+            "network",
+            {
+                "name-label": net["name-label"],
+                "name-description": net["name-description"],
+                "bridge": net["bridge"],
+                "mtu": net["mtu"],
+                "managed": net["managed"],
+                "pool": new,
+            },
+        )
     for x, cls in [(p, "pif") for p in pifs] + [(f, "vif") for f in vifs]:
-        txn.update(cls, x["uuid"], {"pool": new, **({"network": copies[x["network"]]} if x["network"] in copies else {})})
+        txn.update(
+            cls,
+            x["uuid"],
+            {"pool": new, **({"network": copies[x["network"]]} if x["network"] in copies else {})},
+        )
     pif_ids = {p["uuid"] for p in pifs}
     for cls, key in (("vlan", "tagged-pif"), ("bond", "master"), ("tunnel", "access-pif")):
         for r in txn.select(cls, pool=pool["uuid"]):
@@ -294,20 +351,33 @@ def _pool_rules(ctx: Ctx, pool: dict, changes: dict) -> None:
 
     txn = ctx.txn
     if "vcpu-allocation-ratio" in changes and not changes["vcpu-allocation-ratio"] > 0:
-        raise VmctlError("INVALID_VALUE", params=[("name", "vcpu-allocation-ratio"), ("value", changes["vcpu-allocation-ratio"])])
+        raise VmctlError(
+            "INVALID_VALUE",
+            params=[("name", "vcpu-allocation-ratio"), ("value", changes["vcpu-allocation-ratio"])],
+        )
     if changes.get("default-sr"):
         sr = txn.get("sr", changes["default-sr"])
         if sr is None:
             raise VmctlError("UUID_INVALID", params=[("class", "sr"), ("value", changes["default-sr"])])
         if sr["pool"] != pool["uuid"]:
-            raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("sr", sr)), ("pool", txn.ref("pool", pool))])
+            raise VmctlError(
+                "NOT_IN_SAME_POOL", params=[("object", txn.ref("sr", sr)), ("pool", txn.ref("pool", pool))]
+            )
         if sr["content-type"] != "user":
             raise VmctlError("INVALID_VALUE", params=[("name", "default-sr"), ("value", sr["uuid"])])
-    if changes.get("memory-overcommit-policy", pool["memory-overcommit-policy"]) != pool["memory-overcommit-policy"]:
+    if (
+        changes.get("memory-overcommit-policy", pool["memory-overcommit-policy"])
+        != pool["memory-overcommit-policy"]
+    ):
         policy = changes["memory-overcommit-policy"]
         for h in sorted(txn.select("host", pool=pool["uuid"]), key=lambda r: r["uuid"]):
-            used = sum(capacity.vm_charge(v, policy) for st in capacity.RESIDENT
-                       for v in txn.select("vm", resident_on=h["uuid"], power_state=st))
+            used = sum(
+                capacity.vm_charge(v, policy)
+                for st in capacity.RESIDENT
+                for v in txn.select("vm", resident_on=h["uuid"], power_state=st)
+            )
             if used > capacity.host_capacity(h):
-                raise VmctlError("HOST_NOT_ENOUGH_FREE_MEMORY",
-                                 params=[("needed", used), ("available", capacity.host_capacity(h))])
+                raise VmctlError(
+                    "HOST_NOT_ENOUGH_FREE_MEMORY",
+                    params=[("needed", used), ("available", capacity.host_capacity(h))],
+                )

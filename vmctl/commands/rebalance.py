@@ -29,8 +29,11 @@ def _max_moves(ctx: Ctx) -> int | None:
     except ValueError:
         n = -1
     if n < 0 or not text.lstrip("+").isdigit():
-        raise VmctlError("INVALID_VALUE", "max-moves= takes a number ≥ 0 or unlimited",
-                         [("name", "max-moves"), ("value", raw)])
+        raise VmctlError(
+            "INVALID_VALUE",
+            "max-moves= takes a number ≥ 0 or unlimited",
+            [("name", "max-moves"), ("value", raw)],
+        )
     return n
 
 
@@ -44,20 +47,50 @@ def plan_text(plan, names: dict[str, str]) -> str:
     from vmctl.commands.migrate import human, table
     from vmctl.units import humanise_duration, humanise_size
 
-    head = ["step", "vm", "name-label", "from", "to", "memory", "gain", "cost", "sigma-memory", "sigma-vcpu", "time"]
-    rows = [[str(r["step"]), r["vm"], r["name-label"], r["from"], r["to"], human("memory", r["memory"]),
-             f"{r['gain']:.4f}", f"{r['cost']:.4f}", f"{r['sigma-memory']:.4f}", f"{r['sigma-vcpu']:.4f}",
-             human("time", r["time"])] for r in plan.rows()]
+    head = [
+        "step",
+        "vm",
+        "name-label",
+        "from",
+        "to",
+        "memory",
+        "gain",
+        "cost",
+        "sigma-memory",
+        "sigma-vcpu",
+        "time",
+    ]
+    rows = [
+        [
+            str(r["step"]),
+            r["vm"],
+            r["name-label"],
+            r["from"],
+            r["to"],
+            human("memory", r["memory"]),
+            f"{r['gain']:.4f}",
+            f"{r['cost']:.4f}",
+            f"{r['sigma-memory']:.4f}",
+            f"{r['sigma-vcpu']:.4f}",
+            human("time", r["time"]),
+        ]
+        for r in plan.rows()
+    ]
     out = table(head, rows) if rows else ""
     n = len(plan.moves)
-    out += (f"sigma before: {_sigmas(plan.sigma_before)}; after: {_sigmas(plan.sigma_after)}; "
-            f"target {plan.target:.4f}\n" if plan.target != float("inf") else
-            f"sigma before: {_sigmas(plan.sigma_before)}; after: {_sigmas(plan.sigma_after)}; mandatory moves only\n")
+    out += (
+        f"sigma before: {_sigmas(plan.sigma_before)}; after: {_sigmas(plan.sigma_after)}; "
+        f"target {plan.target:.4f}\n"
+        if plan.target != float("inf")
+        else f"sigma before: {_sigmas(plan.sigma_before)}; after: {_sigmas(plan.sigma_after)}; mandatory moves only\n"
+    )
     swaps = len({m.step for m in plan.moves if m.exchange})
     in_swaps = f" ({swaps} exchange step{'s' if swaps != 1 else ''})" if swaps else ""
-    out += (f"{n} move{'s' if n != 1 else ''}{in_swaps}, {humanise_size(int(round(plan.bytes)))}, "
-            f"{plan.waves} wave{'s' if plan.waves != 1 else ''}, makespan {humanise_duration(plan.makespan)}; "
-            f"policy {plan.policy}, threshold {plan.threshold}; stopped: {plan.stop_reason}\n")
+    out += (
+        f"{n} move{'s' if n != 1 else ''}{in_swaps}, {humanise_size(int(round(plan.bytes)))}, "
+        f"{plan.waves} wave{'s' if plan.waves != 1 else ''}, makespan {humanise_duration(plan.makespan)}; "
+        f"policy {plan.policy}, threshold {plan.threshold}; stopped: {plan.stop_reason}\n"
+    )
     if plan.freed_hosts:
         out += "hosts freed: " + ", ".join(names.get(h, h) for h in plan.freed_hosts) + "\n"
     for vm, reason in plan.unresolved:
@@ -65,16 +98,30 @@ def plan_text(plan, names: dict[str, str]) -> str:
     return out
 
 
-@command("pool-rebalance", "Even out host loads by live migrations (engine.md §5); the plan is printed "
-         "with --dry-run or --explain and applied in order without --dry-run", family="pool",
-         args=(Arg("pool", "ref:pool", help="the pool (may be omitted when the inventory holds one pool)",
-                   complete="pool"),
-               Arg("threshold", "int", help="1 (mandatory moves only) to 5 (any qualifying move); default 3"),
-               Arg("policy", "enum", values=("spread", "balanced", "pack"),
-                   help="default the pool's rebalance-policy"),
-               Arg("max-moves", "string", help="at most N migrations, or unlimited (default 50)")),
-         flags=("--explain",),
-         examples=("pool-rebalance --dry-run", "pool-rebalance threshold=4 policy=balanced max-moves=unlimited"))
+@command(
+    "pool-rebalance",
+    "Even out host loads by live migrations (engine.md §5); the plan is printed "
+    "with --dry-run or --explain and applied in order without --dry-run",
+    family="pool",
+    args=(
+        Arg(
+            "pool",
+            "ref:pool",
+            help="the pool (may be omitted when the inventory holds one pool)",
+            complete="pool",
+        ),
+        Arg("threshold", "int", help="1 (mandatory moves only) to 5 (any qualifying move); default 3"),
+        Arg(
+            "policy",
+            "enum",
+            values=("spread", "balanced", "pack"),
+            help="default the pool's rebalance-policy",
+        ),
+        Arg("max-moves", "string", help="at most N migrations, or unlimited (default 50)"),
+    ),
+    flags=("--explain",),
+    examples=("pool-rebalance --dry-run", "pool-rebalance threshold=4 policy=balanced max-moves=unlimited"),
+)
 def pool_rebalance(ctx: Ctx):
     from vmctl.commands.migrate import record_of, relocate
     from vmctl.commands.pool import only_pool
@@ -84,7 +131,9 @@ def pool_rebalance(ctx: Ctx):
     txn = ctx.txn
     threshold = ctx.a.get("threshold", DEFAULT_THRESHOLD)
     if not 1 <= threshold <= 5:
-        raise VmctlError("INVALID_VALUE", "threshold= is 1 to 5", [("name", "threshold"), ("value", threshold)])
+        raise VmctlError(
+            "INVALID_VALUE", "threshold= is 1 to 5", [("name", "threshold"), ("value", threshold)]
+        )
     max_moves = _max_moves(ctx)
     pool = only_pool(txn, ctx.a.get("pool"))
     ps = pool_state(txn, pool["uuid"])
@@ -95,13 +144,37 @@ def pool_rebalance(ctx: Ctx):
         if vm["resident-on"] != m.src:
             # the plan was computed on this transaction's snapshot; a mismatch is a bug, never drift
             raise VmctlError("INTERNAL_ERROR", params=[("invariant", f"rebalance move {m.step} source")])
-        relocate(txn, m.vm, m.dst, None,
-                 {**record_of(m.src, m.dst, {"bytes": m.bytes, "total-time": m.time}), "step": m.step,
-                  "rebalance": plan.policy}, quiet)
+        relocate(
+            txn,
+            m.vm,
+            m.dst,
+            None,
+            {
+                **record_of(m.src, m.dst, {"bytes": m.bytes, "total-time": m.time}),
+                "step": m.step,
+                "rebalance": plan.policy,
+            },
+            quiet,
+        )
     if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
         names = {h.uuid: h.name or h.uuid for h in ps.hosts.values()}
         names.update({v.uuid: v.name or v.uuid for v in ps.vms.values()})
-        fields = ["step", "vm", "name-label", "from", "to", "memory", "gain", "cost", "sigma-memory", "sigma-vcpu",
-                  "time"]
-        return Data(plan.as_json(), plan_text(plan, names), records=Records("rebalance", plan.rows(), fields, minimal="vm"))
+        fields = [
+            "step",
+            "vm",
+            "name-label",
+            "from",
+            "to",
+            "memory",
+            "gain",
+            "cost",
+            "sigma-memory",
+            "sigma-vcpu",
+            "time",
+        ]
+        return Data(
+            plan.as_json(),
+            plan_text(plan, names),
+            records=Records("rebalance", plan.rows(), fields, minimal="vm"),
+        )
     return None

@@ -21,24 +21,49 @@ def _resolve_if_exists(ctx: Ctx, cls: str) -> dict | None:
     return ctx.unless_missing(lambda: ctx.txn.resolve_one(cls, ctx.a["uuid"]))
 
 
-_SR_CREATE_ARGS = {"name-label", "type", "physical-size", "shared", "host", "content-type",
-                   "default-provisioning", "pool", "device-config"}
+_SR_CREATE_ARGS = {
+    "name-label",
+    "type",
+    "physical-size",
+    "shared",
+    "host",
+    "content-type",
+    "default-provisioning",
+    "pool",
+    "device-config",
+}
 
 
-@command("sr-create", "Create a storage repository (shared, or local to host=) with its PBDs; print its uuid",
-         family="sr",
-         args=(Arg("name-label", required=True, help="the SR's name"),
-               Arg("type", "enum", True, "storage type: ext, lvm and file are local; nfs and iscsi may be shared",
-                   values=SR_TYPES),
-               Arg("physical-size", "size", True, "capacity of the storage, > 0"),
-               Arg("shared", "bool", help="nfs, iscsi: true unless host= is given; ext, lvm, file: always false"),
-               Arg("host", "ref:host", help="the host of a local SR (required unless shared)", complete="host"),
-               Arg("content-type", "enum", values=("user", "iso"), help="user (VM disks, default) or iso"),
-               Arg("default-provisioning", "enum", values=PROVISIONING,
-                   help="provisioning of new VDIs (default thin for ext, file, nfs; thick-lazy for lvm, iscsi)"),
-               Arg("pool", "ref:pool", help="the pool (default: the host's, else the only pool)", complete="pool"),
-               Arg("device-config", "map", help="device-config:KEY=VALUE, recorded on the PBDs, not interpreted")),
-         fields_of="sr", flags=("--may-exist",), creates="sr")
+@command(
+    "sr-create",
+    "Create a storage repository (shared, or local to host=) with its PBDs; print its uuid",
+    family="sr",
+    args=(
+        Arg("name-label", required=True, help="the SR's name"),
+        Arg(
+            "type",
+            "enum",
+            True,
+            "storage type: ext, lvm and file are local; nfs and iscsi may be shared",
+            values=SR_TYPES,
+        ),
+        Arg("physical-size", "size", True, "capacity of the storage, > 0"),
+        Arg("shared", "bool", help="nfs, iscsi: true unless host= is given; ext, lvm, file: always false"),
+        Arg("host", "ref:host", help="the host of a local SR (required unless shared)", complete="host"),
+        Arg("content-type", "enum", values=("user", "iso"), help="user (VM disks, default) or iso"),
+        Arg(
+            "default-provisioning",
+            "enum",
+            values=PROVISIONING,
+            help="provisioning of new VDIs (default thin for ext, file, nfs; thick-lazy for lvm, iscsi)",
+        ),
+        Arg("pool", "ref:pool", help="the pool (default: the host's, else the only pool)", complete="pool"),
+        Arg("device-config", "map", help="device-config:KEY=VALUE, recorded on the PBDs, not interpreted"),
+    ),
+    fields_of="sr",
+    flags=("--may-exist",),
+    creates="sr",
+)
 def sr_create(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     size = a["physical-size"]
@@ -53,7 +78,9 @@ def sr_create(ctx: Ctx):
     else:
         pool = only_pool(txn)
     if host is not None and host["pool"] != pool["uuid"]:
-        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("host", host)), ("pool", txn.ref("pool", pool))])
+        raise VmctlError(
+            "NOT_IN_SAME_POOL", params=[("object", txn.ref("host", host)), ("pool", txn.ref("pool", pool))]
+        )
     if sr_type in storage.SHAREABLE_TYPES:
         shared = a.get("shared", host is None)
     else:
@@ -83,18 +110,32 @@ def sr_create(ctx: Ctx):
             values.setdefault(base, {})[mkey] = text
         else:
             values[base] = parse_value(f, text, txn, pool["uuid"], arg=key)
-    values.update({
-        "name-label": name, "type": sr_type, "physical-size": size, "shared": shared,
-        "host": host["uuid"] if host else "", "pool": pool["uuid"],
-        "content-type": a.get("content-type", "user"),
-        "default-provisioning": a.get("default-provisioning", storage.DEFAULT_PROVISIONING[sr_type]),
-    })
+    values.update(
+        {
+            "name-label": name,
+            "type": sr_type,
+            "physical-size": size,
+            "shared": shared,
+            "host": host["uuid"] if host else "",
+            "pool": pool["uuid"],
+            "content-type": a.get("content-type", "user"),
+            "default-provisioning": a.get("default-provisioning", storage.DEFAULT_PROVISIONING[sr_type]),
+        }
+    )
     sr_uuid = txn.insert("sr", values)
     config = dict(ctx.maps.get("device-config", {}))
     hosts = txn.select("host", pool=pool["uuid"]) if shared else [host]
     for h in sorted(hosts, key=lambda r: r["uuid"]):
-        txn.insert("pbd", {"host": h["uuid"], "sr": sr_uuid, "pool": pool["uuid"], "device-config": config,
-                           "currently-attached": True})
+        txn.insert(
+            "pbd",
+            {
+                "host": h["uuid"],
+                "sr": sr_uuid,
+                "pool": pool["uuid"],
+                "device-config": config,
+                "currently-attached": True,
+            },
+        )
     return Value(sr_uuid)
 
 
@@ -120,8 +161,11 @@ def _removal_checks(ctx: Ctx, sr: dict, operation: str) -> list[dict]:
             raise storage.in_use(txn, vm["suspend-vdi"], operation)
     dangling = sorted(vbds, key=lambda b: b["uuid"])
     if dangling and not ctx.force:
-        raise VmctlError("SR_NOT_EMPTY", "VMs still have disks on this SR (use --force to drop their VBDs)",
-                         [("sr", txn.ref("sr", sr))])
+        raise VmctlError(
+            "SR_NOT_EMPTY",
+            "VMs still have disks on this SR (use --force to drop their VBDs)",
+            [("sr", txn.ref("sr", sr))],
+        )
     return dangling
 
 
@@ -139,8 +183,14 @@ def _remove_sr(txn, sr: dict, dangling: list[dict]) -> None:
     txn.delete("sr", sr["uuid"])
 
 
-@command("sr-destroy", "Destroy an SR with its PBDs and VDIs (asks for confirmation)", family="sr",
-         args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),), flags=("--force", "--if-exists"), confirm=True)
+@command(
+    "sr-destroy",
+    "Destroy an SR with its PBDs and VDIs (asks for confirmation)",
+    family="sr",
+    args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),),
+    flags=("--force", "--if-exists"),
+    confirm=True,
+)
 def sr_destroy(ctx: Ctx):
     sr = _resolve_if_exists(ctx, "sr")
     if sr is None:
@@ -148,14 +198,21 @@ def sr_destroy(ctx: Ctx):
     dangling = _removal_checks(ctx, sr, "sr-destroy")
     n = len(storage.sr_vdis(ctx.txn, sr["uuid"]))
     if not ctx.flag("yes"):  # --yes among the arguments, as well as before the command
-        ctx.confirm([f"SR {sr['uuid']} ({sr['name-label']}) with {n} VDI(s)"]
-                    + [f"VBD {b['uuid']} of VM {b['vm']}" for b in dangling])
+        ctx.confirm(
+            [f"SR {sr['uuid']} ({sr['name-label']}) with {n} VDI(s)"]
+            + [f"VBD {b['uuid']} of VM {b['vm']}" for b in dangling]
+        )
     _remove_sr(ctx.txn, sr, dangling)
     return None
 
 
-@command("sr-forget", "Forget an SR's records (the data counts as kept on the storage)", family="sr",
-         args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),), flags=("--force", "--if-exists"))
+@command(
+    "sr-forget",
+    "Forget an SR's records (the data counts as kept on the storage)",
+    family="sr",
+    args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),),
+    flags=("--force", "--if-exists"),
+)
 def sr_forget(ctx: Ctx):
     sr = _resolve_if_exists(ctx, "sr")
     if sr is None:
@@ -165,8 +222,12 @@ def sr_forget(ctx: Ctx):
     return None
 
 
-@command("sr-scan", "Apply the merge rule to every VDI chain of the SR", family="sr",
-         args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),))
+@command(
+    "sr-scan",
+    "Apply the merge rule to every VDI chain of the SR",
+    family="sr",
+    args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),),
+)
 def sr_scan(ctx: Ctx):
     txn = ctx.txn
     sr = txn.resolve_one("sr", ctx.a["uuid"])
@@ -176,8 +237,12 @@ def sr_scan(ctx: Ctx):
     return None
 
 
-@command("pbd-plug", "Attach a PBD: its SR becomes visible from its host", family="pbd",
-         args=(Arg("uuid", "uuid", True, "the PBD"),))
+@command(
+    "pbd-plug",
+    "Attach a PBD: its SR becomes visible from its host",
+    family="pbd",
+    args=(Arg("uuid", "uuid", True, "the PBD"),),
+)
 def pbd_plug(ctx: Ctx):
     txn = ctx.txn
     pbd = txn.resolve_one("pbd", ctx.a["uuid"])
@@ -186,8 +251,12 @@ def pbd_plug(ctx: Ctx):
     return None
 
 
-@command("pbd-unplug", "Detach a PBD (refused while a VM resident on its host holds a VDI of the SR)",
-         family="pbd", args=(Arg("uuid", "uuid", True, "the PBD"),))
+@command(
+    "pbd-unplug",
+    "Detach a PBD (refused while a VM resident on its host holds a VDI of the SR)",
+    family="pbd",
+    args=(Arg("uuid", "uuid", True, "the PBD"),),
+)
 def pbd_unplug(ctx: Ctx):
     txn = ctx.txn
     pbd = txn.resolve_one("pbd", ctx.a["uuid"])
@@ -218,8 +287,10 @@ def _user_sr(ctx: Ctx, field: str, sr_uuid: str, pool_uuid: str) -> None:
     if sr is None:
         raise VmctlError("UUID_INVALID", params=[("class", "sr"), ("value", sr_uuid)])
     if sr["pool"] != pool_uuid:
-        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", ctx.txn.ref("sr", sr)),
-                                                     ("pool", ctx.txn.ref("pool", pool_uuid))])
+        raise VmctlError(
+            "NOT_IN_SAME_POOL",
+            params=[("object", ctx.txn.ref("sr", sr)), ("pool", ctx.txn.ref("pool", pool_uuid))],
+        )
     if sr["content-type"] != "user":
         raise _invalid(field, sr_uuid)
 

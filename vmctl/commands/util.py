@@ -25,24 +25,58 @@ def _parser(prog: str):
 
 
 def _util(name: str, help: str, args: tuple[Arg, ...] = (), syntax: str = "") -> None:
-    register(Command(name=name, func=None, help=help, family="utility", style="util", rw=False,
-                     args=args, syntax=syntax))
+    register(
+        Command(
+            name=name,
+            func=None,
+            help=help,
+            family="utility",
+            style="util",
+            rw=False,
+            args=args,
+            syntax=syntax,
+        )
+    )
 
 
-_util("batch", "Run a YAML list of commands as one all-or-nothing transaction",
-      (Arg("FILE", help="the YAML file, or - for standard input"),
-       Arg("--continue-on-error", "bool", help="each item is its own transaction; exit 1 if any failed")),
-      "batch FILE|- [--continue-on-error] [--dry-run]")
-_util("demo", "Build a realistic datacenter into an empty inventory and print a summary",
-      (Arg("--pools", "int", help="number of pools (default 3)"), Arg("--hosts", "int", help="number of hosts (default 24)"),
-       Arg("--vms", "int", help="number of VMs (default 400)"), Arg("--seed", "int", help="the seed (default 1)")),
-      "demo [--pools P] [--hosts N] [--vms M] [--seed S]")
-_util("completion", "Print the shell completion script for bash, zsh or fish",
-      (Arg("SHELL", "enum", values=("bash", "zsh", "fish"), help="bash, zsh or fish"),), "completion bash|zsh|fish")
-_util("help", "Print the help of one command, or the list of commands", (Arg("COMMAND", help="a command name"),),
-      "help [COMMAND]")
-_util("bench", "Run the benchmark suite (source checkouts only; see bench/run.py --help)", (),
-      "bench [SUITE...] [--scenario ci|S1|S2|C96] [--seed N] ...")
+_util(
+    "batch",
+    "Run a YAML list of commands as one all-or-nothing transaction",
+    (
+        Arg("FILE", help="the YAML file, or - for standard input"),
+        Arg("--continue-on-error", "bool", help="each item is its own transaction; exit 1 if any failed"),
+    ),
+    "batch FILE|- [--continue-on-error] [--dry-run]",
+)
+_util(
+    "demo",
+    "Build a realistic datacenter into an empty inventory and print a summary",
+    (
+        Arg("--pools", "int", help="number of pools (default 3)"),
+        Arg("--hosts", "int", help="number of hosts (default 24)"),
+        Arg("--vms", "int", help="number of VMs (default 400)"),
+        Arg("--seed", "int", help="the seed (default 1)"),
+    ),
+    "demo [--pools P] [--hosts N] [--vms M] [--seed S]",
+)
+_util(
+    "completion",
+    "Print the shell completion script for bash, zsh or fish",
+    (Arg("SHELL", "enum", values=("bash", "zsh", "fish"), help="bash, zsh or fish"),),
+    "completion bash|zsh|fish",
+)
+_util(
+    "help",
+    "Print the help of one command, or the list of commands",
+    (Arg("COMMAND", help="a command name"),),
+    "help [COMMAND]",
+)
+_util(
+    "bench",
+    "Run the benchmark suite (source checkouts only; see bench/run.py --help)",
+    (),
+    "bench [SUITE...] [--scenario ci|S1|S2|C96] [--seed N] ...",
+)
 
 
 def run_utility(seg, opts, argv: list[str]) -> int:
@@ -62,8 +96,11 @@ def run_utility(seg, opts, argv: list[str]) -> int:
         from vmctl.cli import completion
 
         if len(args) != 1 or args[0] not in ("bash", "zsh", "fish"):
-            raise VmctlError("INVALID_VALUE", "Name one shell: bash, zsh or fish",
-                             [("name", "shell"), ("value", " ".join(args))])
+            raise VmctlError(
+                "INVALID_VALUE",
+                "Name one shell: bash, zsh or fish",
+                [("name", "shell"), ("value", " ".join(args))],
+            )
         sys.stdout.write(completion.script(args[0]))
         return 0
     if name == "bench":
@@ -126,8 +163,11 @@ def _bench(args: list[str]) -> int:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     script = os.path.join(root, "bench", "run.py")
     if not os.path.exists(script):
-        raise VmctlError("OPERATION_NOT_ALLOWED", "vmctl bench needs a source checkout (bench/run.py)",
-                         [("reason", "bench/run.py not found")])
+        raise VmctlError(
+            "OPERATION_NOT_ALLOWED",
+            "vmctl bench needs a source checkout (bench/run.py)",
+            [("reason", "bench/run.py not found")],
+        )
     import subprocess
 
     return subprocess.call([sys.executable, script, *args])
@@ -186,19 +226,27 @@ def load_items(path: str) -> list:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
     except OSError as e:
-        raise VmctlError("INVALID_VALUE", f"Cannot read the batch file: {e.strerror}", [("name", "file"), ("value", path)]) from None
+        raise VmctlError(
+            "INVALID_VALUE", f"Cannot read the batch file: {e.strerror}", [("name", "file"), ("value", path)]
+        ) from None
     except UnicodeDecodeError:
-        raise VmctlError("INVALID_VALUE", "The batch file is not UTF-8 text", [("name", "file"), ("value", path)]) from None
+        raise VmctlError(
+            "INVALID_VALUE", "The batch file is not UTF-8 text", [("name", "file"), ("value", path)]
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
-        raise VmctlError("INVALID_VALUE", f"The batch file is not valid YAML{line}", [("name", "file"), ("value", path)]) from None
+        raise VmctlError(
+            "INVALID_VALUE", f"The batch file is not valid YAML{line}", [("name", "file"), ("value", path)]
+        ) from None
     if data is None:
         data = []
     if not isinstance(data, list):
-        raise VmctlError("INVALID_VALUE", "A batch file is a YAML list of commands", [("name", "file"), ("value", path)])
+        raise VmctlError(
+            "INVALID_VALUE", "A batch file is a YAML list of commands", [("name", "file"), ("value", path)]
+        )
     return data
 
 
@@ -236,7 +284,9 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
         text = head + "".join("\n  " + shlex.join(w) for w, _ in per_item)
         results = Executor(opts, text, chained=True).run(chain)
         if opts.fmt == "json":
-            sys.stdout.write(json.dumps([output.result_data(r) for r in results], indent=2, ensure_ascii=False) + "\n")
+            sys.stdout.write(
+                json.dumps([output.result_data(r) for r in results], indent=2, ensure_ascii=False) + "\n"
+            )
         else:
             print_results(results, chain, opts)
         return 0
@@ -257,8 +307,15 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
             failed = True
             if opts.fmt == "json":
                 if isinstance(e, VmctlError):
-                    outputs.append({"error": {"code": e.code, "message": e.message,
-                                              "params": {k: output.jsonable(v) for k, v in e.params}}})
+                    outputs.append(
+                        {
+                            "error": {
+                                "code": e.code,
+                                "message": e.message,
+                                "params": {k: output.jsonable(v) for k, v in e.params},
+                            }
+                        }
+                    )
                 else:
                     code = "USAGE" if isinstance(e, UsageError) else "OVS_ERROR"
                     outputs.append({"error": {"code": code, "message": e.message, "params": {}}})

@@ -30,13 +30,17 @@ def check_device(txn, vm: dict, text) -> int:
         raise VmctlError("INVALID_DEVICE", "A device is an integer 0-15", [("device", text)])
     d = int(s)
     if txn.select("vbd", vm=vm["uuid"], device=d):
-        raise VmctlError("DEVICE_ALREADY_EXISTS", "The VM already has a device with that number", [("device", d)])
+        raise VmctlError(
+            "DEVICE_ALREADY_EXISTS", "The VM already has a device with that number", [("device", d)]
+        )
     return d
 
 
 def same_pool(txn, vm: dict, cls: str, row: dict) -> None:
     if row["pool"] != vm["pool"]:
-        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref(cls, row)), ("pool", txn.ref("pool", vm["pool"]))])
+        raise VmctlError(
+            "NOT_IN_SAME_POOL", params=[("object", txn.ref(cls, row)), ("pool", txn.ref("pool", vm["pool"]))]
+        )
 
 
 def plug(txn, vm: dict, vbd: dict, operation: str = "plug") -> None:
@@ -45,23 +49,35 @@ def plug(txn, vm: dict, vbd: dict, operation: str = "plug") -> None:
         vdi = txn.get("vdi", vbd["vdi"])
         if vdi is not None:
             if not storage.sr_visible(txn, vdi["sr"], vm["resident-on"]):
-                raise VmctlError("VM_REQUIRES_SR", "The VM's host cannot see the SR",
-                                 [("vm", txn.ref("vm", vm)), ("sr", txn.ref("sr", vdi["sr"]))])
+                raise VmctlError(
+                    "VM_REQUIRES_SR",
+                    "The VM's host cannot see the SR",
+                    [("vm", txn.ref("vm", vm)), ("sr", txn.ref("sr", vdi["sr"]))],
+                )
             if storage.vdi_conflict(txn, vdi["uuid"], vbd["mode"], vm["uuid"]):
                 raise storage.in_use(txn, vdi, operation)
     txn.update("vbd", vbd["uuid"], {"currently-attached": True})
 
 
-@command("vbd-create", "Connect a VDI (or an empty CD drive) to a VM, unplugged; print its uuid", family="vbd",
-         args=(Arg("vm-uuid", "uuid", True, "the VM", complete="vm"),
-               Arg("device", required=True, help="0-15, or autodetect for the lowest free"),
-               Arg("vdi-uuid", "uuid", help="the disk (required for type=disk; omit for an empty CD)"),
-               Arg("type", "enum", values=("disk", "cd"), help="disk (default) or cd"),
-               Arg("mode", "enum", values=("RW", "RO"), help="RW (default for disks) or RO (CDs are RO)"),
-               Arg("bootable", "bool", help="boot from it (default false)"),
-               Arg("unpluggable", "bool", help="may be unplugged while the VM runs (default true)"),
-               Arg("other-config", "map", help="other-config:KEY=VALUE (owner=true: vm-uninstall destroys the disk)")),
-         flags=("--may-exist",), creates="vbd")
+@command(
+    "vbd-create",
+    "Connect a VDI (or an empty CD drive) to a VM, unplugged; print its uuid",
+    family="vbd",
+    args=(
+        Arg("vm-uuid", "uuid", True, "the VM", complete="vm"),
+        Arg("device", required=True, help="0-15, or autodetect for the lowest free"),
+        Arg("vdi-uuid", "uuid", help="the disk (required for type=disk; omit for an empty CD)"),
+        Arg("type", "enum", values=("disk", "cd"), help="disk (default) or cd"),
+        Arg("mode", "enum", values=("RW", "RO"), help="RW (default for disks) or RO (CDs are RO)"),
+        Arg("bootable", "bool", help="boot from it (default false)"),
+        Arg("unpluggable", "bool", help="may be unplugged while the VM runs (default true)"),
+        Arg(
+            "other-config", "map", help="other-config:KEY=VALUE (owner=true: vm-uninstall destroys the disk)"
+        ),
+    ),
+    flags=("--may-exist",),
+    creates="vbd",
+)
 def vbd_create(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     vm = txn.resolve_one("vm", a["vm-uuid"])
@@ -87,10 +103,23 @@ def vbd_create(ctx: Ctx):
         # holding rule at plug time; creating is where the VM starts holding here).
         if vm["power-state"] == "running" and storage.vdi_conflict(txn, vdi["uuid"], mode, vm["uuid"]):
             raise storage.in_use(txn, vdi, "vbd-create")
-    return Value(txn.insert("vbd", {
-        "vm": vm["uuid"], "vdi": vdi["uuid"] if vdi else "", "device": device, "type": vtype, "mode": mode,
-        "bootable": a.get("bootable", False), "unpluggable": a.get("unpluggable", True), "pool": vm["pool"],
-        "other-config": dict(ctx.maps.get("other-config", {})), "currently-attached": False}))
+    return Value(
+        txn.insert(
+            "vbd",
+            {
+                "vm": vm["uuid"],
+                "vdi": vdi["uuid"] if vdi else "",
+                "device": device,
+                "type": vtype,
+                "mode": mode,
+                "bootable": a.get("bootable", False),
+                "unpluggable": a.get("unpluggable", True),
+                "pool": vm["pool"],
+                "other-config": dict(ctx.maps.get("other-config", {})),
+                "currently-attached": False,
+            },
+        )
+    )
 
 
 def _vbd_vm(ctx: Ctx) -> tuple[dict, dict]:
@@ -102,18 +131,24 @@ def _vbd_vm(ctx: Ctx) -> tuple[dict, dict]:
     return vbd, vm
 
 
-@command("vbd-plug", "Attach a VBD of a running VM", family="vbd", args=(Arg("uuid", "uuid", True, "the VBD"),))
+@command(
+    "vbd-plug", "Attach a VBD of a running VM", family="vbd", args=(Arg("uuid", "uuid", True, "the VBD"),)
+)
 def vbd_plug(ctx: Ctx):
     txn = ctx.txn
     vbd, vm = _vbd_vm(ctx)
     check_vm_operation(txn, vm, "vbd-plug", ("running",))
     if vbd["currently-attached"]:
-        raise VmctlError("DEVICE_ALREADY_ATTACHED", "The VBD is already attached", [("device", txn.ref("vbd", vbd))])
+        raise VmctlError(
+            "DEVICE_ALREADY_ATTACHED", "The VBD is already attached", [("device", txn.ref("vbd", vbd))]
+        )
     plug(txn, vm, vbd, "plug")
     return None
 
 
-@command("vbd-unplug", "Detach a VBD of a running VM", family="vbd", args=(Arg("uuid", "uuid", True, "the VBD"),))
+@command(
+    "vbd-unplug", "Detach a VBD of a running VM", family="vbd", args=(Arg("uuid", "uuid", True, "the VBD"),)
+)
 def vbd_unplug(ctx: Ctx):
     txn = ctx.txn
     vbd, vm = _vbd_vm(ctx)
@@ -124,15 +159,25 @@ def vbd_unplug(ctx: Ctx):
 
 def unplug(txn, vbd: dict) -> None:
     if not vbd["currently-attached"]:
-        raise VmctlError("DEVICE_ALREADY_DETACHED", "The VBD is not attached", [("device", txn.ref("vbd", vbd))])
+        raise VmctlError(
+            "DEVICE_ALREADY_DETACHED", "The VBD is not attached", [("device", txn.ref("vbd", vbd))]
+        )
     if not vbd["unpluggable"]:
-        raise VmctlError("VBD_NOT_UNPLUGGABLE", "The VBD cannot be unplugged while the VM runs",
-                         [("vbd", txn.ref("vbd", vbd))])
+        raise VmctlError(
+            "VBD_NOT_UNPLUGGABLE",
+            "The VBD cannot be unplugged while the VM runs",
+            [("vbd", txn.ref("vbd", vbd))],
+        )
     txn.update("vbd", vbd["uuid"], {"currently-attached": False})
 
 
-@command("vbd-destroy", "Remove a VBD (not while attached; not of a suspended VM)", family="vbd",
-         args=(Arg("uuid", "uuid", True, "the VBD"),), flags=("--if-exists",))
+@command(
+    "vbd-destroy",
+    "Remove a VBD (not while attached; not of a suspended VM)",
+    family="vbd",
+    args=(Arg("uuid", "uuid", True, "the VBD"),),
+    flags=("--if-exists",),
+)
 def vbd_destroy(ctx: Ctx):
     txn = ctx.txn
     found = ctx.unless_missing(lambda: _vbd_vm(ctx))

@@ -33,37 +33,71 @@ def _size_arg(ctx: Ctx, name: str) -> int:
     return v
 
 
-@command("vdi-create", "Create a virtual disk on an SR; print its uuid", family="vdi",
-         args=(Arg("sr-uuid", "uuid", True, "the SR", complete="sr"),
-               Arg("name-label", required=True, help="the disk's name"),
-               Arg("virtual-size", "size", True, "the size the guest sees, rounded up to a multiple of 2 MiB"),
-               Arg("type", "enum", values=("user", "system", "suspend", "iso"), help="user (default), system, suspend, iso"),
-               Arg("sharable", "bool", help="may be held read-write by several VMs (default false)"),
-               Arg("read-only", "bool", help="read-only disk (default false)"),
-               Arg("provisioning", "enum", values=PROVISIONING,
-                   help="thin (written bytes only), thick-lazy or thick-eager (reserve the whole size); "
-                        "default the SR's default-provisioning"),
-               Arg("name-description", help="a description")),
-         flags=("--may-exist",), creates="vdi")
+@command(
+    "vdi-create",
+    "Create a virtual disk on an SR; print its uuid",
+    family="vdi",
+    args=(
+        Arg("sr-uuid", "uuid", True, "the SR", complete="sr"),
+        Arg("name-label", required=True, help="the disk's name"),
+        Arg("virtual-size", "size", True, "the size the guest sees, rounded up to a multiple of 2 MiB"),
+        Arg(
+            "type",
+            "enum",
+            values=("user", "system", "suspend", "iso"),
+            help="user (default), system, suspend, iso",
+        ),
+        Arg("sharable", "bool", help="may be held read-write by several VMs (default false)"),
+        Arg("read-only", "bool", help="read-only disk (default false)"),
+        Arg(
+            "provisioning",
+            "enum",
+            values=PROVISIONING,
+            help="thin (written bytes only), thick-lazy or thick-eager (reserve the whole size); "
+            "default the SR's default-provisioning",
+        ),
+        Arg("name-description", help="a description"),
+    ),
+    flags=("--may-exist",),
+    creates="vdi",
+)
 def vdi_create(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     sr = txn.resolve_one("sr", a["sr-uuid"])
     if ctx.flag("may-exist"):
-        for d in sorted(txn.select("vdi", sr=sr["uuid"], name_label=a["name-label"]), key=lambda r: r["uuid"]):
+        for d in sorted(
+            txn.select("vdi", sr=sr["uuid"], name_label=a["name-label"]), key=lambda r: r["uuid"]
+        ):
             return Value(d["uuid"])
     size = a["virtual-size"]
     if isinstance(size, tuple):
         raise _invalid("virtual-size", ctx.raw["virtual-size"])
-    return Value(storage.create_vdi(
-        txn, sr, size, name_label=a["name-label"], provisioning=a.get("provisioning"), type=a.get("type", "user"),
-        sharable=a.get("sharable", False), read_only=a.get("read-only", False),
-        name_description=a.get("name-description", ""), quiet=_quiet(ctx)))
+    return Value(
+        storage.create_vdi(
+            txn,
+            sr,
+            size,
+            name_label=a["name-label"],
+            provisioning=a.get("provisioning"),
+            type=a.get("type", "user"),
+            sharable=a.get("sharable", False),
+            read_only=a.get("read-only", False),
+            name_description=a.get("name-description", ""),
+            quiet=_quiet(ctx),
+        )
+    )
 
 
-@command("vdi-resize", "Grow a virtual disk (disk-size=+N grows by N); shrinking is refused", family="vdi",
-         args=(Arg("uuid", "uuid", True, "the VDI"),
-               Arg("disk-size", "size", True, "the new size, or +N to grow by N (rounded up to 2 MiB)"),
-               Arg("online", "bool", help="grow while a running or paused VM holds it (ext, file, nfs only)")))
+@command(
+    "vdi-resize",
+    "Grow a virtual disk (disk-size=+N grows by N); shrinking is refused",
+    family="vdi",
+    args=(
+        Arg("uuid", "uuid", True, "the VDI"),
+        Arg("disk-size", "size", True, "the new size, or +N to grow by N (rounded up to 2 MiB)"),
+        Arg("online", "bool", help="grow while a running or paused VM holds it (ext, file, nfs only)"),
+    ),
+)
 def vdi_resize(ctx: Ctx):
     txn = ctx.txn
     vdi = _vdi(ctx)
@@ -76,20 +110,29 @@ def vdi_resize(ctx: Ctx):
     want = vdi["virtual-size"] + req[1] if isinstance(req, tuple) else req
     new = storage.round_size(want)
     if new < vdi["virtual-size"]:
-        raise VmctlError("SR_BACKEND_FAILURE_79", "VDI shrinking is not supported",
-                         [("reason", "VDI shrinking is not supported")])
+        raise VmctlError(
+            "SR_BACKEND_FAILURE_79",
+            "VDI shrinking is not supported",
+            [("reason", "VDI shrinking is not supported")],
+        )
     if new == vdi["virtual-size"]:
         return None
     if new > storage.largest_vdi(sr):
-        raise VmctlError("VDI_TOO_LARGE", "The VDI would be larger than the SR type allows",
-                         [("vdi", txn.ref("vdi", vdi)), ("maximum", storage.largest_vdi(sr))])
+        raise VmctlError(
+            "VDI_TOO_LARGE",
+            "The VDI would be larger than the SR type allows",
+            [("vdi", txn.ref("vdi", vdi)), ("maximum", storage.largest_vdi(sr))],
+        )
     online = ctx.a.get("online", False)
     hs = storage.holders(txn, vdi["uuid"])
     if any(vm["power-state"] == "suspended" for vm, _ in hs) or (hs and not online):
         raise storage.in_use(txn, vdi, "resize")
     if hs and sr["type"] not in storage.ONLINE_GROW:
-        raise VmctlError("SR_OPERATION_NOT_SUPPORTED", "This SR type cannot grow a disk online",
-                         [("sr", txn.ref("sr", sr))])
+        raise VmctlError(
+            "SR_OPERATION_NOT_SUPPORTED",
+            "This SR type cannot grow a disk online",
+            [("sr", txn.ref("sr", sr))],
+        )
     changes = {"virtual-size": new}
     if storage.is_thick(vdi["provisioning"]):
         storage.check_space(txn, {sr["uuid"]: new - vdi["virtual-size"]})
@@ -105,23 +148,33 @@ def _explain(ctx: Ctx, uuid: str, copies: list[dict]) -> Value | Data:
     if not ctx.opts.get("explain"):
         return Value(uuid)
     total = sum(c["bytes"] for c in copies)
-    lines = [uuid] + [f"# copy {c['source']} -> {c['target']}: {c['bytes']} bytes ({c['provisioning']})"
-                      for c in copies] + [f"# bytes to copy: {total}"]
+    lines = (
+        [uuid]
+        + [f"# copy {c['source']} -> {c['target']}: {c['bytes']} bytes ({c['provisioning']})" for c in copies]
+        + [f"# bytes to copy: {total}"]
+    )
     return Data({"uuid": uuid, "bytes-to-copy": total, "copies": copies}, "\n".join(lines) + "\n")
 
 
-@command("vdi-copy", "Full copy of a disk to an SR (new disk) or into an existing disk; print the target's uuid "
-         "(--explain: also the bytes copied: thick the size, thin the bytes written along the chain)",
-         family="vdi",
-         args=(Arg("uuid", "uuid", True, "the source VDI"),
-               Arg("sr-uuid", "uuid", help="copy to a new VDI on this SR", complete="sr"),
-               Arg("into-vdi-uuid", "uuid", help="overwrite this existing, writable, large enough VDI"),
-               Arg("provisioning", "enum", values=PROVISIONING, help="of the new copy (default the source's)")),
-         flags=("--explain",))
+@command(
+    "vdi-copy",
+    "Full copy of a disk to an SR (new disk) or into an existing disk; print the target's uuid "
+    "(--explain: also the bytes copied: thick the size, thin the bytes written along the chain)",
+    family="vdi",
+    args=(
+        Arg("uuid", "uuid", True, "the source VDI"),
+        Arg("sr-uuid", "uuid", help="copy to a new VDI on this SR", complete="sr"),
+        Arg("into-vdi-uuid", "uuid", help="overwrite this existing, writable, large enough VDI"),
+        Arg("provisioning", "enum", values=PROVISIONING, help="of the new copy (default the source's)"),
+    ),
+    flags=("--explain",),
+)
 def vdi_copy(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     if "sr-uuid" not in a and "into-vdi-uuid" not in a:
-        raise VmctlError("MISSING_PARAMETER", "Name the target: sr-uuid= or into-vdi-uuid=", [("name", "sr-uuid")])
+        raise VmctlError(
+            "MISSING_PARAMETER", "Name the target: sr-uuid= or into-vdi-uuid=", [("name", "sr-uuid")]
+        )
     if "sr-uuid" in a and "into-vdi-uuid" in a:
         raise _invalid("into-vdi-uuid", a["into-vdi-uuid"])
     src = _vdi(ctx)
@@ -134,14 +187,19 @@ def vdi_copy(ctx: Ctx):
         if into["uuid"] == src["uuid"]:
             raise _invalid("into-vdi-uuid", a["into-vdi-uuid"])
         if into["pool"] != src["pool"]:
-            raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("vdi", into)),
-                                                         ("pool", txn.ref("pool", src["pool"]))])
+            raise VmctlError(
+                "NOT_IN_SAME_POOL",
+                params=[("object", txn.ref("vdi", into)), ("pool", txn.ref("pool", src["pool"]))],
+            )
         storage.check_managed(txn, into)
         if into["read-only"]:
             raise VmctlError("VDI_READONLY", "The target VDI is read-only", [("vdi", txn.ref("vdi", into))])
         if into["virtual-size"] < src["virtual-size"]:
-            raise VmctlError("VDI_TOO_SMALL", "The target VDI is smaller than the source",
-                             [("vdi", txn.ref("vdi", into)), ("minimum", src["virtual-size"])])
+            raise VmctlError(
+                "VDI_TOO_SMALL",
+                "The target VDI is smaller than the source",
+                [("vdi", txn.ref("vdi", into)), ("minimum", src["virtual-size"])],
+            )
         if storage.vdi_held(txn, into["uuid"]):
             raise storage.in_use(txn, into, "copy")
         moved = storage.chain_bytes(txn, src)
@@ -152,18 +210,35 @@ def vdi_copy(ctx: Ctx):
             new_util = min(into["virtual-size"], max(into["physical-utilisation"], moved))
         storage.check_space(txn, {into["sr"]: new_util - into["physical-utilisation"]})
         txn.update("vdi", into["uuid"], {"physical-utilisation": new_util})
-        return _explain(ctx, into["uuid"], [{"source": src["uuid"], "target": into["uuid"], "bytes": moved,
-                                             "provisioning": into["provisioning"]}])
+        return _explain(
+            ctx,
+            into["uuid"],
+            [
+                {
+                    "source": src["uuid"],
+                    "target": into["uuid"],
+                    "bytes": moved,
+                    "provisioning": into["provisioning"],
+                }
+            ],
+        )
     if (target_sr["content-type"] == "iso") != (src["type"] == "iso"):
-        raise VmctlError("VDI_INCOMPATIBLE_TYPE", "An ISO SR holds only iso VDIs, and only ISO SRs hold them",
-                         [("vdi", txn.ref("vdi", src)), ("type", src["type"])])
+        raise VmctlError(
+            "VDI_INCOMPATIBLE_TYPE",
+            "An ISO SR holds only iso VDIs, and only ISO SRs hold them",
+            [("vdi", txn.ref("vdi", src)), ("type", src["type"])],
+        )
     if target_sr["pool"] != src["pool"]:
-        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("sr", target_sr)),
-                                                     ("pool", txn.ref("pool", src["pool"]))])
+        raise VmctlError(
+            "NOT_IN_SAME_POOL",
+            params=[("object", txn.ref("sr", target_sr)), ("pool", txn.ref("pool", src["pool"]))],
+        )
     storage.require_attached(txn, target_sr)
     if src["virtual-size"] > storage.largest_vdi(target_sr):
-        raise VmctlError("VDI_TOO_LARGE", params=[("vdi", txn.ref("vdi", src)),
-                                                  ("maximum", storage.largest_vdi(target_sr))])
+        raise VmctlError(
+            "VDI_TOO_LARGE",
+            params=[("vdi", txn.ref("vdi", src)), ("maximum", storage.largest_vdi(target_sr))],
+        )
     prov = a.get("provisioning", src["provisioning"])
     usage = storage.copy_usage(src, prov, txn)
     storage.check_space(txn, {target_sr["uuid"]: usage})
@@ -171,8 +246,18 @@ def vdi_copy(ctx: Ctx):
     # an ISO image stays read-only; any other copy is a writable disk
     u = storage.copy_vdi(txn, src, target_sr, prov, read_only=src["type"] == "iso" and src["read-only"])
     storage.overprovision_warning(txn, before, _quiet(ctx))
-    return _explain(ctx, u, [{"source": src["uuid"], "target": u, "bytes": storage.chain_bytes(txn, src)
-                              if not storage.is_thick(prov) else src["virtual-size"], "provisioning": prov}])
+    return _explain(
+        ctx,
+        u,
+        [
+            {
+                "source": src["uuid"],
+                "target": u,
+                "bytes": storage.chain_bytes(txn, src) if not storage.is_thick(prov) else src["virtual-size"],
+                "provisioning": prov,
+            }
+        ],
+    )
 
 
 def _chain_checks(ctx: Ctx, vdi: dict, snapshot: bool) -> None:
@@ -182,28 +267,41 @@ def _chain_checks(ctx: Ctx, vdi: dict, snapshot: bool) -> None:
     storage.check_space(txn, {vdi["sr"]: storage.clone_need(vdi, snapshot)})
 
 
-@command("vdi-clone", "Copy-on-write clone of a disk on its SR; print the clone's uuid", family="vdi",
-         args=(Arg("uuid", "uuid", True, "the source VDI"),
-               Arg("new-name-label", help="the clone's name (default the source's)"),
-               Arg("new-name-description", help="the clone's description (default the source's)")))
+@command(
+    "vdi-clone",
+    "Copy-on-write clone of a disk on its SR; print the clone's uuid",
+    family="vdi",
+    args=(
+        Arg("uuid", "uuid", True, "the source VDI"),
+        Arg("new-name-label", help="the clone's name (default the source's)"),
+        Arg("new-name-description", help="the clone's description (default the source's)"),
+    ),
+)
 def vdi_clone(ctx: Ctx):
     txn = ctx.txn
     vdi = _vdi(ctx)
     _chain_checks(ctx, vdi, False)
     before = storage.allocations(txn, [vdi["sr"]])
-    u = storage.clone_vdi(txn, vdi, name_label=ctx.a.get("new-name-label"),
-                          name_description=ctx.a.get("new-name-description"))
+    u = storage.clone_vdi(
+        txn, vdi, name_label=ctx.a.get("new-name-label"), name_description=ctx.a.get("new-name-description")
+    )
     storage.overprovision_warning(txn, before, _quiet(ctx))
     return Value(u)
 
 
-@command("vdi-snapshot", "Read-only copy-on-write snapshot of a disk; print the snapshot's uuid", family="vdi",
-         args=(Arg("uuid", "uuid", True, "the source VDI"),))
+@command(
+    "vdi-snapshot",
+    "Read-only copy-on-write snapshot of a disk; print the snapshot's uuid",
+    family="vdi",
+    args=(Arg("uuid", "uuid", True, "the source VDI"),),
+)
 def vdi_snapshot(ctx: Ctx):
     txn = ctx.txn
     vdi = _vdi(ctx)
     if vdi["sharable"]:
-        raise VmctlError("VDI_IS_SHARABLE", "A sharable VDI cannot be snapshotted", [("vdi", txn.ref("vdi", vdi))])
+        raise VmctlError(
+            "VDI_IS_SHARABLE", "A sharable VDI cannot be snapshotted", [("vdi", txn.ref("vdi", vdi))]
+        )
     _chain_checks(ctx, vdi, True)
     before = storage.allocations(txn, [vdi["sr"]])
     u = storage.clone_vdi(txn, vdi, snapshot=True)
@@ -211,8 +309,13 @@ def vdi_snapshot(ctx: Ctx):
     return Value(u)
 
 
-@command("vdi-destroy", "Destroy a disk (VBDs of halted VMs on it go too); chains then merge", family="vdi",
-         args=(Arg("uuid", "uuid", True, "the VDI"),), flags=("--if-exists",))
+@command(
+    "vdi-destroy",
+    "Destroy a disk (VBDs of halted VMs on it go too); chains then merge",
+    family="vdi",
+    args=(Arg("uuid", "uuid", True, "the VDI"),),
+    flags=("--if-exists",),
+)
 def vdi_destroy(ctx: Ctx):
     txn = ctx.txn
     vdi = ctx.unless_missing(lambda: _vdi(ctx))
@@ -228,26 +331,39 @@ def vdi_destroy(ctx: Ctx):
 # --- param-set rules -------------------------------------------------------------------------------------
 @param_hook("vdi")
 def _vdi_param_rules(ctx: Ctx, vdi: dict, changes: dict) -> None:
-    if "sharable" in changes and changes["sharable"] != vdi["sharable"] and storage.vdi_held(ctx.txn, vdi["uuid"]):
+    if (
+        "sharable" in changes
+        and changes["sharable"] != vdi["sharable"]
+        and storage.vdi_held(ctx.txn, vdi["uuid"])
+    ):
         raise storage.in_use(ctx.txn, vdi, "param-set")
 
 
-@param_setter("vdi", "physical-utilisation",
-              "physical-utilisation=N on a thin, managed, writable disk records guest writes "
-              "(0 to virtual-size; growth needs free space on the SR)")
+@param_setter(
+    "vdi",
+    "physical-utilisation",
+    "physical-utilisation=N on a thin, managed, writable disk records guest writes "
+    "(0 to virtual-size; growth needs free space on the SR)",
+)
 def _set_utilisation(ctx: Ctx, vdi: dict, text: str) -> None:
     """physical-utilisation on a thin, managed, writable VDI records guest writes (model.md §1.6)."""
     txn = ctx.txn
     if storage.is_thick(vdi["provisioning"]) or not vdi["managed"] or vdi["read-only"]:
-        raise VmctlError("FIELD_READ_ONLY", "physical-utilisation is settable only on thin, managed, writable VDIs",
-                         [("class", "vdi"), ("field", "physical-utilisation")])
+        raise VmctlError(
+            "FIELD_READ_ONLY",
+            "physical-utilisation is settable only on thin, managed, writable VDIs",
+            [("class", "vdi"), ("field", "physical-utilisation")],
+        )
     from vmctl.units import parse_size
 
     try:
         v = parse_size(text, "physical-utilisation")
     except VmctlError:
-        raise VmctlError("FIELD_TYPE_ERROR", f"{text!r} is not a valid value for physical-utilisation",
-                         [("field", "physical-utilisation"), ("value", text)]) from None
+        raise VmctlError(
+            "FIELD_TYPE_ERROR",
+            f"{text!r} is not a valid value for physical-utilisation",
+            [("field", "physical-utilisation"), ("value", text)],
+        ) from None
     if v > vdi["virtual-size"]:
         raise _invalid("physical-utilisation", text)
     storage.check_space(txn, {vdi["sr"]: v - vdi["physical-utilisation"]})

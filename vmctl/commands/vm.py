@@ -17,21 +17,26 @@ MEMORY = ("memory-static-min", "memory-dynamic-min", "memory-dynamic-max", "memo
 
 def bad_power_state(txn, vm: dict, allowed) -> VmctlError:
     expected = ", ".join(s for s in STATES if s in allowed)
-    return VmctlError("VM_BAD_POWER_STATE", f"The VM must be {expected.replace(', ', ' or ')} for this operation "
-                      f"(it is {vm['power-state']})",
-                      [("vm", txn.ref("vm", vm)), ("expected", expected), ("actual", vm["power-state"])])
+    return VmctlError(
+        "VM_BAD_POWER_STATE",
+        f"The VM must be {expected.replace(', ', ' or ')} for this operation (it is {vm['power-state']})",
+        [("vm", txn.ref("vm", vm)), ("expected", expected), ("actual", vm["power-state"])],
+    )
 
 
-def check_vm_operation(txn, vm: dict, op: str, allowed_states, templates: bool = False,
-                       snapshots: bool = False) -> None:
+def check_vm_operation(
+    txn, vm: dict, op: str, allowed_states, templates: bool = False, snapshots: bool = False
+) -> None:
     """model.md §0 check order (3) class, (4) blocked-operations, (6) power state."""
     if vm["is-a-snapshot"] and not snapshots:
         raise VmctlError("VM_IS_SNAPSHOT", params=[("vm", txn.ref("vm", vm)), ("operation", op)])
     if vm["is-a-template"] and not vm["is-a-snapshot"] and not templates:
         raise VmctlError("VM_IS_TEMPLATE", params=[("vm", txn.ref("vm", vm)), ("operation", op)])
     if op in vm["blocked-operations"]:
-        raise VmctlError("OPERATION_BLOCKED", params=[("vm", txn.ref("vm", vm)), ("operation", op),
-                                                      ("reason", vm["blocked-operations"][op])])
+        raise VmctlError(
+            "OPERATION_BLOCKED",
+            params=[("vm", txn.ref("vm", vm)), ("operation", op), ("reason", vm["blocked-operations"][op])],
+        )
     if vm["power-state"] not in allowed_states:
         raise bad_power_state(txn, vm, allowed_states)
 
@@ -50,8 +55,9 @@ def check_memory(txn, vm: dict) -> None:
         if vm[lo] > vm[hi]:
             raise VmctlError("MEMORY_CONSTRAINT_VIOLATION", params=[("constraint", f"{lo} <= {hi}")])
     if vm["memory-reservation"] > vm["memory-dynamic-max"]:
-        raise VmctlError("MEMORY_CONSTRAINT_VIOLATION",
-                         params=[("constraint", "memory-reservation <= memory-dynamic-max")])
+        raise VmctlError(
+            "MEMORY_CONSTRAINT_VIOLATION", params=[("constraint", "memory-reservation <= memory-dynamic-max")]
+        )
 
 
 def check_vcpus(txn, vm: dict) -> None:
@@ -68,11 +74,16 @@ def check_refs(txn, vm: dict) -> None:
     for g in vm["groups"]:
         grp = txn.get("vm-group", g)
         if grp is not None and grp["pool"] != pool:
-            raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("vm-group", grp)), ("pool", txn.ref("pool", pool))])
+            raise VmctlError(
+                "NOT_IN_SAME_POOL",
+                params=[("object", txn.ref("vm-group", grp)), ("pool", txn.ref("pool", pool))],
+            )
     if vm["affinity"]:
         h = txn.get("host", vm["affinity"])
         if h is not None and h["pool"] != pool:
-            raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("host", h)), ("pool", txn.ref("pool", pool))])
+            raise VmctlError(
+                "NOT_IN_SAME_POOL", params=[("object", txn.ref("host", h)), ("pool", txn.ref("pool", pool))]
+            )
 
 
 @param_hook("vm")
@@ -94,7 +105,9 @@ def _vm_param_rules(ctx: Ctx, vm: dict, changes: dict) -> None:
     if "vcpus" in changes:
         check_vcpus(txn, new)
     if changes.get("order", 0) < 0:
-        raise VmctlError("INVALID_VALUE", "order is an integer ≥ 0", [("name", "order"), ("value", changes["order"])])
+        raise VmctlError(
+            "INVALID_VALUE", "order is an integer ≥ 0", [("name", "order"), ("value", changes["order"])]
+        )
     if "groups" in changes or "affinity" in changes:
         check_refs(txn, new)
     hooks = txn.cache.get("vm-change-hooks", [])
@@ -128,11 +141,24 @@ def vm_field_values(ctx: Ctx, pool_uuid: str | None, skip=("name-label", "pool",
     return out
 
 
-@command("vm-create", "Create a halted VM without devices; print its uuid", family="vm",
-         args=(Arg("name-label", required=True, help="the VM's name"),
-               Arg("pool", "ref:pool", help="the pool (default: the affinity host's, else the only pool)", complete="pool"),
-               Arg("memory", "size", help="sets all four memory limits")),
-         fields_of="vm", flags=("--may-exist",), creates="vm")
+@command(
+    "vm-create",
+    "Create a halted VM without devices; print its uuid",
+    family="vm",
+    args=(
+        Arg("name-label", required=True, help="the VM's name"),
+        Arg(
+            "pool",
+            "ref:pool",
+            help="the pool (default: the affinity host's, else the only pool)",
+            complete="pool",
+        ),
+        Arg("memory", "size", help="sets all four memory limits"),
+    ),
+    fields_of="vm",
+    flags=("--may-exist",),
+    creates="vm",
+)
 def vm_create(ctx: Ctx):
     txn = ctx.txn
     if "pool" in ctx.a:
@@ -158,7 +184,9 @@ def vm_create(ctx: Ctx):
     check_memory(txn, row)
     check_refs(txn, row)
     if row["order"] < 0:
-        raise VmctlError("INVALID_VALUE", "order is an integer ≥ 0", [("name", "order"), ("value", row["order"])])
+        raise VmctlError(
+            "INVALID_VALUE", "order is an integer ≥ 0", [("name", "order"), ("value", row["order"])]
+        )
     for h in txn.cache.get("vm-create-hooks", []):
         h(ctx, row)
     return Value(txn.insert("vm", values))
@@ -179,8 +207,13 @@ def destroy_vm_records(txn, vm: dict) -> None:
     txn.delete("vm", vm["uuid"])
 
 
-@command("vm-destroy", "Remove a halted or suspended VM record (its disks stay)", family="vm",
-         args=(Arg("uuid", "uuid", True, "the VM", complete="vm"),), flags=("--if-exists",))
+@command(
+    "vm-destroy",
+    "Remove a halted or suspended VM record (its disks stay)",
+    family="vm",
+    args=(Arg("uuid", "uuid", True, "the VM", complete="vm"),),
+    flags=("--if-exists",),
+)
 def vm_destroy(ctx: Ctx):
     txn = ctx.txn
     vm = ctx.unless_missing(lambda: txn.resolve_one("vm", ctx.a["uuid"]))
@@ -207,11 +240,16 @@ def check_growth(txn, old: dict, new: dict) -> None:
     if added <= 0:
         return
     host = txn.get("host", host_uuid)
-    used = sum(capacity.vm_charge(v, policy) for st in capacity.RESIDENT
-               for v in txn.select("vm", resident_on=host_uuid, power_state=st))
+    used = sum(
+        capacity.vm_charge(v, policy)
+        for st in capacity.RESIDENT
+        for v in txn.select("vm", resident_on=host_uuid, power_state=st)
+    )
     free = capacity.host_capacity(host) - used
     if added > free:
-        raise VmctlError("HOST_NOT_ENOUGH_FREE_MEMORY", params=[("needed", added), ("available", max(0, free))])
+        raise VmctlError(
+            "HOST_NOT_ENOUGH_FREE_MEMORY", params=[("needed", added), ("available", max(0, free))]
+        )
     from vmctl.commands.ha import admit
     from vmctl.engine_adapter import vm_value
 
@@ -243,8 +281,12 @@ def _memory_change(ctx: Ctx, op: str, allowed, values: dict) -> None:
 _VMARG = Arg("vm", "ref:vm", True, "the VM: uuid or name-label", complete="vm")
 
 
-@command("vm-memory-set", "Set all four memory limits of a halted VM", family="vm",
-         args=(_VMARG, Arg("memory", "size", True, "static-min = dynamic-min = dynamic-max = static-max")))
+@command(
+    "vm-memory-set",
+    "Set all four memory limits of a halted VM",
+    family="vm",
+    args=(_VMARG, Arg("memory", "size", True, "static-min = dynamic-min = dynamic-max = static-max")),
+)
 def vm_memory_set(ctx: Ctx):
     m = ctx.a["memory"]
     if isinstance(m, tuple):  # a relative size (+N) is not accepted here
@@ -252,35 +294,78 @@ def vm_memory_set(ctx: Ctx):
     _memory_change(ctx, "memory-set", ("halted",), {f: m for f in MEMORY})
 
 
-@command("vm-memory-limits-set", "Set the four memory limits of a halted VM", family="vm",
-         args=(_VMARG, Arg("static-min", "size", True, "memory-static-min"),
-               Arg("dynamic-min", "size", True, "memory-dynamic-min"),
-               Arg("dynamic-max", "size", True, "memory-dynamic-max"),
-               Arg("static-max", "size", True, "memory-static-max")))
+@command(
+    "vm-memory-limits-set",
+    "Set the four memory limits of a halted VM",
+    family="vm",
+    args=(
+        _VMARG,
+        Arg("static-min", "size", True, "memory-static-min"),
+        Arg("dynamic-min", "size", True, "memory-dynamic-min"),
+        Arg("dynamic-max", "size", True, "memory-dynamic-max"),
+        Arg("static-max", "size", True, "memory-static-max"),
+    ),
+)
 def vm_memory_limits_set(ctx: Ctx):
     a = ctx.a
-    _memory_change(ctx, "memory-limits-set", ("halted",),
-                   {"memory-static-min": a["static-min"], "memory-dynamic-min": a["dynamic-min"],
-                    "memory-dynamic-max": a["dynamic-max"], "memory-static-max": a["static-max"]})
+    _memory_change(
+        ctx,
+        "memory-limits-set",
+        ("halted",),
+        {
+            "memory-static-min": a["static-min"],
+            "memory-dynamic-min": a["dynamic-min"],
+            "memory-dynamic-max": a["dynamic-max"],
+            "memory-static-max": a["static-max"],
+        },
+    )
 
 
-@command("vm-memory-static-range-set", "Set memory-static-min and -max of a halted VM", family="vm",
-         args=(_VMARG, Arg("min", "size", True, "memory-static-min"), Arg("max", "size", True, "memory-static-max")))
+@command(
+    "vm-memory-static-range-set",
+    "Set memory-static-min and -max of a halted VM",
+    family="vm",
+    args=(
+        _VMARG,
+        Arg("min", "size", True, "memory-static-min"),
+        Arg("max", "size", True, "memory-static-max"),
+    ),
+)
 def vm_memory_static_range_set(ctx: Ctx):
-    _memory_change(ctx, "memory-static-range-set", ("halted",),
-                   {"memory-static-min": ctx.a["min"], "memory-static-max": ctx.a["max"]})
+    _memory_change(
+        ctx,
+        "memory-static-range-set",
+        ("halted",),
+        {"memory-static-min": ctx.a["min"], "memory-static-max": ctx.a["max"]},
+    )
 
 
-@command("vm-memory-dynamic-range-set", "Set memory-dynamic-min and -max of a halted or running VM "
-         "(a running VM's added charge must fit its host)", family="vm",
-         args=(_VMARG, Arg("min", "size", True, "memory-dynamic-min"), Arg("max", "size", True, "memory-dynamic-max")))
+@command(
+    "vm-memory-dynamic-range-set",
+    "Set memory-dynamic-min and -max of a halted or running VM "
+    "(a running VM's added charge must fit its host)",
+    family="vm",
+    args=(
+        _VMARG,
+        Arg("min", "size", True, "memory-dynamic-min"),
+        Arg("max", "size", True, "memory-dynamic-max"),
+    ),
+)
 def vm_memory_dynamic_range_set(ctx: Ctx):
-    _memory_change(ctx, "memory-dynamic-range-set", ("halted", "running"),
-                   {"memory-dynamic-min": ctx.a["min"], "memory-dynamic-max": ctx.a["max"]})
+    _memory_change(
+        ctx,
+        "memory-dynamic-range-set",
+        ("halted", "running"),
+        {"memory-dynamic-min": ctx.a["min"], "memory-dynamic-max": ctx.a["max"]},
+    )
 
 
-@command("vm-vcpus-set", "Set the number of vCPUs of a halted VM (1-256)", family="vm",
-         args=(_VMARG, Arg("vcpus", "int", True, "vCPUs, 1 to 256")))
+@command(
+    "vm-vcpus-set",
+    "Set the number of vCPUs of a halted VM (1-256)",
+    family="vm",
+    args=(_VMARG, Arg("vcpus", "int", True, "vCPUs, 1 to 256")),
+)
 def vm_vcpus_set(ctx: Ctx):
     txn = ctx.txn
     vm = txn.resolve_one("vm", ctx.a["vm"])
@@ -302,23 +387,35 @@ def resolve_template(txn, text: str) -> dict:
             row = None
         if row is not None and row["is-a-template"] and not row["is-a-snapshot"]:
             return row
-        raise VmctlError("UUID_INVALID", f"No template is known as {text}", [("class", "template"), ("value", text)])
+        raise VmctlError(
+            "UUID_INVALID", f"No template is known as {text}", [("class", "template"), ("value", text)]
+        )
     rows = [r for r in txn.select("vm", name_label=text, is_a_template=True) if not r["is-a-snapshot"]]
     if not rows:
-        raise VmctlError("UUID_INVALID", f"No template is named {text}", [("class", "template"), ("value", text)])
+        raise VmctlError(
+            "UUID_INVALID", f"No template is named {text}", [("class", "template"), ("value", text)]
+        )
     if len(rows) > 1:
-        raise VmctlError("MULTIPLE_MATCHES", f"{len(rows)} templates are named {text}",
-                         [("class", "template"), ("value", text)])
+        raise VmctlError(
+            "MULTIPLE_MATCHES",
+            f"{len(rows)} templates are named {text}",
+            [("class", "template"), ("value", text)],
+        )
     return rows[0]
 
 
-@command("vm-install", "Create a VM from a template (a clone, or a copy onto sr-uuid); print its uuid",
-         family="vm",
-         args=(Arg("template", "string", True, "the template: uuid or unique name-label", complete="vm"),
-               Arg("new-name-label", "string", True, "the new VM's name"),
-               Arg("sr-uuid", "ref:sr", help="copy the disks onto this SR", complete="sr"),
-               Arg("new-name-description", "string", help="the new VM's description")),
-         creates="vm")
+@command(
+    "vm-install",
+    "Create a VM from a template (a clone, or a copy onto sr-uuid); print its uuid",
+    family="vm",
+    args=(
+        Arg("template", "string", True, "the template: uuid or unique name-label", complete="vm"),
+        Arg("new-name-label", "string", True, "the new VM's name"),
+        Arg("sr-uuid", "ref:sr", help="copy the disks onto this SR", complete="sr"),
+        Arg("new-name-description", "string", help="the new VM's description"),
+    ),
+    creates="vm",
+)
 def vm_install(ctx: Ctx):
     txn = ctx.txn
     tpl = resolve_template(txn, ctx.a["template"])
@@ -326,7 +423,9 @@ def vm_install(ctx: Ctx):
     disks = [b for b in txn.select("vbd", vm=tpl["uuid"]) if b["vdi"]]
     sr = txn.resolve_one("sr", ctx.a["sr-uuid"]) if "sr-uuid" in ctx.a else None
     if sr is not None and sr["pool"] != tpl["pool"]:
-        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("sr", sr)), ("pool", txn.ref("pool", tpl["pool"]))])
+        raise VmctlError(
+            "NOT_IN_SAME_POOL", params=[("object", txn.ref("sr", sr)), ("pool", txn.ref("pool", tpl["pool"]))]
+        )
     from vmctl.commands import vmstorage  # the storage layer's VM copies (vm-clone / vm-copy)
 
     disk_srs = {txn.get("vdi", b["vdi"])["sr"] for b in disks if txn.get("vdi", b["vdi"])}
@@ -352,11 +451,14 @@ def select_vms(ctx: Ctx) -> list[dict]:
     txn = ctx.txn
     text = ctx.a.get("vm")
     if text is None and not ctx.filters:
-        raise VmctlError("MISSING_PARAMETER", "Name the VM with vm= or select VMs with field filters",
-                         [("name", "vm")])
+        raise VmctlError(
+            "MISSING_PARAMETER", "Name the VM with vm= or select VMs with field filters", [("name", "vm")]
+        )
     filter_fields = {f for f, _, _ in ctx.filters}
-    shown = " ".join(([text] if text is not None else [])
-                     + [f"{k}={v}" for k, v in ctx.raw_pairs if k.split(":", 1)[0] in filter_fields])
+    shown = " ".join(
+        ([text] if text is not None else [])
+        + [f"{k}={v}" for k, v in ctx.raw_pairs if k.split(":", 1)[0] in filter_fields]
+    )
     if text is not None:
         rows = txn.resolve("vm", text, multiple=True)
     else:
@@ -372,6 +474,9 @@ def select_vms(ctx: Ctx) -> list[dict]:
     if not rows:
         raise VmctlError("UUID_INVALID", f"No VM matches {shown}", [("class", "vm"), ("value", shown)])
     if len(rows) > 1 and not ctx.flag("multiple"):
-        raise VmctlError("MULTIPLE_MATCHES", f"{len(rows)} VMs match {shown}; add --multiple to act on all of them",
-                         [("class", "vm"), ("value", shown)])
+        raise VmctlError(
+            "MULTIPLE_MATCHES",
+            f"{len(rows)} VMs match {shown}; add --multiple to act on all of them",
+            [("class", "vm"), ("value", shown)],
+        )
     return sorted(rows, key=lambda r: (r["name-label"].encode(), r["uuid"]))

@@ -49,8 +49,12 @@ def boot(txn, vm: dict, host_uuid: str, paused: bool = False, record_cpu: bool =
     from vmctl.engine_adapter import levelled_flags, sync_vm
 
     writes_before = txn.writes
-    changes: dict = {"power-state": "paused" if paused else "running", "resident-on": host_uuid,
-                     "domid": free_domid(txn, host_uuid, vm["uuid"]), "scheduled-to-be-resident-on": ""}
+    changes: dict = {
+        "power-state": "paused" if paused else "running",
+        "resident-on": host_uuid,
+        "domid": free_domid(txn, host_uuid, vm["uuid"]),
+        "scheduled-to-be-resident-on": "",
+    }
     if record_cpu:
         vendor, flags = levelled_flags(txn, vm, txn.get("host", host_uuid))
         changes.update({"last-boot-cpu-vendor": vendor, "last-boot-cpu-flags": flags})
@@ -68,8 +72,11 @@ def leave(txn, vm: dict, state: str) -> dict:
     writes_before = txn.writes
     if vm["resident-on"]:
         lifecycle.leaving_host(txn, vm, vm["resident-on"])
-    new = txn.update("vm", vm["uuid"], {"power-state": state, "resident-on": "", "domid": -1,
-                                        "scheduled-to-be-resident-on": ""})
+    new = txn.update(
+        "vm",
+        vm["uuid"],
+        {"power-state": state, "resident-on": "", "domid": -1, "scheduled-to-be-resident-on": ""},
+    )
     sync_vm(txn, new, writes_before)
     return new
 
@@ -111,8 +118,10 @@ def check_holding(txn, vm: dict, operation: str) -> None:
 
 def same_pool(txn, vm: dict, host: dict) -> None:
     if host["pool"] != vm["pool"]:
-        raise VmctlError("NOT_IN_SAME_POOL", params=[("object", txn.ref("host", host)),
-                                                     ("pool", txn.ref("pool", vm["pool"]))])
+        raise VmctlError(
+            "NOT_IN_SAME_POOL",
+            params=[("object", txn.ref("host", host)), ("pool", txn.ref("pool", vm["pool"]))],
+        )
 
 
 # --- plans and explain reports -----------------------------------------------------------------------------
@@ -124,7 +133,7 @@ def report_text(report, limit: int | None = None) -> str:
     """The §2.4 table: one row per host, then the footer."""
     from vmctl.units import humanise_size
 
-    rows, rest = (report.limited(limit) if limit is not None else (report.rows, []))
+    rows, rest = report.limited(limit) if limit is not None else (report.rows, [])
     head = ["host", "verdict", "tier", "mem", "vcpu", "base", "skew", "group", "master", "score"]
     lines = []
     for r in rows:
@@ -132,11 +141,23 @@ def report_text(report, limit: int | None = None) -> str:
         if r.verdict == "rejected":
             cells = [r.host, r.verdict, "", "", "", "", "", "", "", r.reason(humanise_size)]
         else:
-            cells = [r.host, r.verdict, str(r.tier), _num(t.get("mem")), _num(t.get("vcpu")), _num(t.get("base")),
-                     _num(t.get("skew")), _num(t.get("group")), _num(t.get("master")), _num(r.score)]
+            cells = [
+                r.host,
+                r.verdict,
+                str(r.tier),
+                _num(t.get("mem")),
+                _num(t.get("vcpu")),
+                _num(t.get("base")),
+                _num(t.get("skew")),
+                _num(t.get("group")),
+                _num(t.get("master")),
+                _num(r.score),
+            ]
         lines.append(cells)
     head[-1] = "score/reason"
-    widths = [max(len(head[i]), *(len(c[i]) for c in lines)) if lines else len(head[i]) for i in range(len(head))]
+    widths = [
+        max(len(head[i]), *(len(c[i]) for c in lines)) if lines else len(head[i]) for i in range(len(head))
+    ]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
     out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in lines]
     for key, n in rest:
@@ -164,8 +185,10 @@ def plan_result(plan: list[tuple[dict, str]], explains: list) -> Data | None:
     if len(plan) == 1:
         vm, host = plan[0]
         return Data({"vm": vm["uuid"], "host": host}, host + "\n")
-    return Data([{"vm": vm["uuid"], "host": host} for vm, host in plan],
-                "".join(f"{vm['uuid']} {host}\n" for vm, host in plan))
+    return Data(
+        [{"vm": vm["uuid"], "host": host} for vm, host in plan],
+        "".join(f"{vm['uuid']} {host}\n" for vm, host in plan),
+    )
 
 
 # --- engine calls --------------------------------------------------------------------------------------------
@@ -176,8 +199,15 @@ def _scheduler(txn, pool_uuid: str, policy: str | None = None, seed: int | None 
     return Scheduler(pool_state(txn, pool_uuid), policy, seed)
 
 
-def place_one(txn, vm: dict, mode: str, force: bool = False, explain: bool = False,
-              policy: str | None = None, seed: int | None = None):
+def place_one(
+    txn,
+    vm: dict,
+    mode: str,
+    force: bool = False,
+    explain: bool = False,
+    policy: str | None = None,
+    seed: int | None = None,
+):
     """(host uuid, explain report or None) for one VM: engine.md §2.2, NO_HOSTS_AVAILABLE."""
     sched = _scheduler(txn, vm["pool"], policy, seed)
     if explain:
@@ -266,14 +296,24 @@ class _PendingStarts:
 
 def deferrable(b) -> bool:
     """A bound command that joins a run of vm-starts placed together."""
-    return (b.cmd.name == "vm-start" and "on" not in b.raw and "explain" not in b.flags
-            and "multiple" not in b.flags)
+    return (
+        b.cmd.name == "vm-start"
+        and "on" not in b.raw
+        and "explain" not in b.flags
+        and "multiple" not in b.flags
+    )
 
 
 # --- commands ------------------------------------------------------------------------------------------------
-@command("vm-start", "Start halted VMs; without on= the engine chooses the host (engine.md §2)", family="vm",
-         args=(_VM, _ON), flags=("--force", "--paused", "--multiple", "--explain"), selector="vm",
-         examples=("vm-start vm=web1", "vm-start vm=web1 on=h2 --paused", "vm-start tags:contains=web --multiple"))
+@command(
+    "vm-start",
+    "Start halted VMs; without on= the engine chooses the host (engine.md §2)",
+    family="vm",
+    args=(_VM, _ON),
+    flags=("--force", "--paused", "--multiple", "--explain"),
+    selector="vm",
+    examples=("vm-start vm=web1", "vm-start vm=web1 on=h2 --paused", "vm-start tags:contains=web --multiple"),
+)
 def vm_start(ctx: Ctx):
     from vmctl.engine.placement import START
 
@@ -319,9 +359,14 @@ def vm_start(ctx: Ctx):
     return plan_result([(v, hosts[v["uuid"]]) for v in vms], []) if ctx.opts.get("dry_run") else None
 
 
-@command("vm-resume", "Resume suspended VMs; without on= the engine chooses the host", family="vm",
-         args=(_VM, Arg("on", "ref:host", help="resume on this host", complete="host")),
-         flags=("--force", "--paused", "--multiple", "--explain"), selector="vm")
+@command(
+    "vm-resume",
+    "Resume suspended VMs; without on= the engine chooses the host",
+    family="vm",
+    args=(_VM, Arg("on", "ref:host", help="resume on this host", complete="host")),
+    flags=("--force", "--paused", "--multiple", "--explain"),
+    selector="vm",
+)
 def vm_resume(ctx: Ctx):
     from vmctl.engine.placement import RESUME
 
@@ -362,8 +407,14 @@ def _resume_on(txn, vm: dict, host: str, paused: bool) -> None:
     discard_suspend_image(txn, new)
 
 
-@command("vm-shutdown", "Shut VMs down (clean from running; --force: hard, also from paused or suspended)",
-         family="vm", args=(_VM,), flags=("--force", "--multiple"), selector="vm")
+@command(
+    "vm-shutdown",
+    "Shut VMs down (clean from running; --force: hard, also from paused or suspended)",
+    family="vm",
+    args=(_VM,),
+    flags=("--force", "--multiple"),
+    selector="vm",
+)
 def vm_shutdown(ctx: Ctx):
     txn = ctx.txn
     vms = select_vms(ctx)
@@ -376,8 +427,14 @@ def vm_shutdown(ctx: Ctx):
     return None
 
 
-@command("vm-reboot", "Reboot VMs on the same host with the same domid (--force: hard, also from paused)",
-         family="vm", args=(_VM,), flags=("--force", "--multiple"), selector="vm")
+@command(
+    "vm-reboot",
+    "Reboot VMs on the same host with the same domid (--force: hard, also from paused)",
+    family="vm",
+    args=(_VM,),
+    flags=("--force", "--multiple"),
+    selector="vm",
+)
 def vm_reboot(ctx: Ctx):
     from vmctl.engine_adapter import levelled_flags
 
@@ -390,8 +447,11 @@ def vm_reboot(ctx: Ctx):
     for vm in vms:
         # a reboot is a new boot on the same host: CPU levelling is recorded again (engine.md §1)
         vendor, flags = levelled_flags(txn, vm, txn.get("host", vm["resident-on"]))
-        txn.update("vm", vm["uuid"], {"power-state": "running", "last-boot-cpu-vendor": vendor,
-                                      "last-boot-cpu-flags": flags})
+        txn.update(
+            "vm",
+            vm["uuid"],
+            {"power-state": "running", "last-boot-cpu-vendor": vendor, "last-boot-cpu-flags": flags},
+        )
     return None
 
 
@@ -400,8 +460,11 @@ def suspend_sr(txn, vm: dict) -> dict:
     u = vm["suspend-sr"] or txn.get("pool", vm["pool"])["default-sr"]
     sr = txn.get("sr", u) if u else None
     if sr is None:
-        raise VmctlError("VM_NO_SUSPEND_SR", "The VM has no suspend-sr and its pool no default-sr",
-                         [("vm", txn.ref("vm", vm))])
+        raise VmctlError(
+            "VM_NO_SUSPEND_SR",
+            "The VM has no suspend-sr and its pool no default-sr",
+            [("vm", txn.ref("vm", vm))],
+        )
     return sr
 
 
@@ -412,12 +475,25 @@ def create_suspend_vdi(txn, vm: dict, quiet: bool = False) -> str:
     from vmctl import storage
 
     sr = suspend_sr(txn, vm)
-    return storage.create_vdi(txn, sr, vm["memory-static-max"], name_label=f"Suspend image for {vm['name-label']}",
-                              provisioning="thick-lazy", type="suspend", quiet=quiet)
+    return storage.create_vdi(
+        txn,
+        sr,
+        vm["memory-static-max"],
+        name_label=f"Suspend image for {vm['name-label']}",
+        provisioning="thick-lazy",
+        type="suspend",
+        quiet=quiet,
+    )
 
 
-@command("vm-suspend", "Suspend running VMs to a suspend image on their suspend-sr (else the pool default-sr)",
-         family="vm", args=(_VM,), flags=("--multiple",), selector="vm")
+@command(
+    "vm-suspend",
+    "Suspend running VMs to a suspend image on their suspend-sr (else the pool default-sr)",
+    family="vm",
+    args=(_VM,),
+    flags=("--multiple",),
+    selector="vm",
+)
 def vm_suspend(ctx: Ctx):
     txn = ctx.txn
     vms = select_vms(ctx)
@@ -431,8 +507,14 @@ def vm_suspend(ctx: Ctx):
     return None
 
 
-@command("vm-pause", "Pause running VMs (their memory stays committed)", family="vm", args=(_VM,),
-         flags=("--multiple",), selector="vm")
+@command(
+    "vm-pause",
+    "Pause running VMs (their memory stays committed)",
+    family="vm",
+    args=(_VM,),
+    flags=("--multiple",),
+    selector="vm",
+)
 def vm_pause(ctx: Ctx):
     return _flip_power(ctx, "pause", "running", "paused")
 
@@ -453,8 +535,14 @@ def _flip_power(ctx: Ctx, operation: str, before: str, after: str) -> None:
     return None
 
 
-@command("vm-reset-powerstate", "Force the recorded power state of VMs to halted (needs --force)", family="vm",
-         args=(_VM,), flags=("--force", "--multiple"), selector="vm")
+@command(
+    "vm-reset-powerstate",
+    "Force the recorded power state of VMs to halted (needs --force)",
+    family="vm",
+    args=(_VM,),
+    flags=("--force", "--multiple"),
+    selector="vm",
+)
 def vm_reset_powerstate(ctx: Ctx):
     txn = ctx.txn
     vms = select_vms(ctx)
@@ -469,12 +557,22 @@ def vm_reset_powerstate(ctx: Ctx):
 
 
 def owner_vdis(txn, vm: dict) -> list[str]:
-    return [b["vdi"] for b in txn.select("vbd", vm=vm["uuid"])
-            if b["vdi"] and str(b["other-config"].get("owner", "")).lower() == "true"]
+    return [
+        b["vdi"]
+        for b in txn.select("vbd", vm=vm["uuid"])
+        if b["vdi"] and str(b["other-config"].get("owner", "")).lower() == "true"
+    ]
 
 
-@command("vm-uninstall", "Destroy VMs with their snapshots and owned disks (not halted: needs --force)",
-         family="vm", args=(_VM,), flags=("--force", "--multiple"), selector="vm", confirm=True)
+@command(
+    "vm-uninstall",
+    "Destroy VMs with their snapshots and owned disks (not halted: needs --force)",
+    family="vm",
+    args=(_VM,),
+    flags=("--force", "--multiple"),
+    selector="vm",
+    confirm=True,
+)
 def vm_uninstall(ctx: Ctx):
     from vmctl.commands.vm import destroy_vm_records
 
@@ -489,7 +587,9 @@ def vm_uninstall(ctx: Ctx):
     for vm in vms:
         doomed.append(vm)
         if not vm["is-a-snapshot"]:
-            doomed += sorted(txn.select("vm", snapshot_of=vm["uuid"], is_a_snapshot=True), key=lambda r: r["uuid"])
+            doomed += sorted(
+                txn.select("vm", snapshot_of=vm["uuid"], is_a_snapshot=True), key=lambda r: r["uuid"]
+            )
     gone = {v["uuid"] for v in doomed}
     vdis: list[str] = []
     for v in doomed:
@@ -508,13 +608,24 @@ def vm_uninstall(ctx: Ctx):
     return None
 
 
-@command("vm-place", "Print the host vm-start/vm-resume (halted, suspended) or vm-migrate (running) would choose",
-         family="vm", rw=False,
-         args=(Arg("vm", "ref:vm", True, "the VM", complete="vm"),
-               Arg("policy", "enum", values=("pack", "spread", "balanced"), help="override the pool's placement-policy"),
-               Arg("seed", "int", help="override the pool's placement-seed (tie keys)"),
-               Arg("limit", "int", help="--explain: keep this many rows, count the rest")),
-         flags=("--explain",))
+@command(
+    "vm-place",
+    "Print the host vm-start/vm-resume (halted, suspended) or vm-migrate (running) would choose",
+    family="vm",
+    rw=False,
+    args=(
+        Arg("vm", "ref:vm", True, "the VM", complete="vm"),
+        Arg(
+            "policy",
+            "enum",
+            values=("pack", "spread", "balanced"),
+            help="override the pool's placement-policy",
+        ),
+        Arg("seed", "int", help="override the pool's placement-seed (tie keys)"),
+        Arg("limit", "int", help="--explain: keep this many rows, count the rest"),
+    ),
+    flags=("--explain",),
+)
 def vm_place(ctx: Ctx):
     from vmctl.engine.placement import mode_for
     from vmctl.engine_adapter import vm_value
@@ -531,8 +642,9 @@ def vm_place(ctx: Ctx):
         from vmctl.engine.placement import explain as explain_fn
 
         sched = _scheduler(txn, vm["pool"])
-        rep = explain_fn(sched.pool, vm["uuid"], policy=ctx.a.get("policy"), seed=ctx.a.get("seed"), mode=mode)
+        rep = explain_fn(
+            sched.pool, vm["uuid"], policy=ctx.a.get("policy"), seed=ctx.a.get("seed"), mode=mode
+        )
         return explain_data(rep, limit)
     host, _ = place_one(txn, vm, mode, policy=ctx.a.get("policy"), seed=ctx.a.get("seed"))
     return Data({"vm": vm["uuid"], "host": host}, host + "\n")
-

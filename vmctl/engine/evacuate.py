@@ -47,8 +47,16 @@ class EvacuationMove:
     prediction: mg.Prediction
 
     def row(self) -> dict:
-        return {"wave": self.wave, "vm": self.vm, "name-label": self.name, "to": self.dst,
-                "memory": self.memory, "bytes": self.bytes, "time": self.time, "downtime": self.downtime}
+        return {
+            "wave": self.wave,
+            "vm": self.vm,
+            "name-label": self.name,
+            "to": self.dst,
+            "memory": self.memory,
+            "bytes": self.bytes,
+            "time": self.time,
+            "downtime": self.downtime,
+        }
 
 
 @dataclass(frozen=True)
@@ -91,14 +99,24 @@ class EvacuationPlan:
         from vmctl.units import humanise_duration, humanise_size
 
         n = len(self.moves)
-        return (f"{n} VM{'s' if n != 1 else ''}, {self.waves} wave{'s' if self.waves != 1 else ''} "
-                f"(width {self.width}), makespan {humanise_duration(self.makespan)}, "
-                f"{humanise_size(int(round(self.bytes)))}")
+        return (
+            f"{n} VM{'s' if n != 1 else ''}, {self.waves} wave{'s' if self.waves != 1 else ''} "
+            f"(width {self.width}), makespan {humanise_duration(self.makespan)}, "
+            f"{humanise_size(int(round(self.bytes)))}"
+        )
 
     def as_json(self) -> dict:
-        return {"host": self.host, "policy": self.policy, "moves": self.rows(), "vms": len(self.moves),
-                "waves": self.waves, "width": self.width, "makespan": self.makespan, "bytes": self.bytes,
-                "all-converge": self.schedule.all_converge}
+        return {
+            "host": self.host,
+            "policy": self.policy,
+            "moves": self.rows(),
+            "vms": len(self.moves),
+            "waves": self.waves,
+            "width": self.width,
+            "makespan": self.makespan,
+            "bytes": self.bytes,
+            "all-converge": self.schedule.all_converge,
+        }
 
 
 @dataclass(frozen=True)
@@ -144,6 +162,7 @@ def _human(key: str, v: Any) -> str:
 
 # --- step 1 ---------------------------------------------------------------------------------------
 
+
 def _sr_hosts(pool: PoolState, sr: str) -> frozenset[str]:
     s = pool.srs.get(sr)
     if s is not None:
@@ -159,8 +178,9 @@ def local_srs(pool: PoolState, vm: VMState, host: str) -> list[str]:
 def vms_to_move(pool: PoolState, host: str) -> list[VMState]:
     """Running or paused VMs resident on `host`, by uuid; halted and suspended VMs stay."""
     # the cheap field test first: this scans every VM of the pool
-    return sorted((v for v in pool.vms.values() if v.resident_on == host and v.holds_resources),
-                  key=lambda v: v.uuid)
+    return sorted(
+        (v for v in pool.vms.values() if v.resident_on == host and v.holds_resources), key=lambda v: v.uuid
+    )
 
 
 def _storage_target(pool: PoolState, sr: str | None) -> str | None:
@@ -168,8 +188,9 @@ def _storage_target(pool: PoolState, sr: str | None) -> str | None:
         return None
     s = pool.srs.get(sr)
     if s is None or not s.shared:
-        raise VmctlError("INVALID_VALUE", "sr= must name a shared SR of the pool",
-                         [("name", "sr"), ("value", sr)])
+        raise VmctlError(
+            "INVALID_VALUE", "sr= must name a shared SR of the pool", [("name", "sr"), ("value", sr)]
+        )
     return sr
 
 
@@ -190,8 +211,15 @@ def _check(pool: PoolState, host: str, target_sr: str | None) -> tuple[list[VMSt
             if target_sr is None or covered != set(local):
                 # without sr= (or for an SR whose VDIs are not described) it cannot leave
                 s = pool.srs.get(local[0])
-                blockers.append(Blocker("vm", vm.uuid, vm.name, "VM_REQUIRES_SR",
-                                        (("vm", ref), ("sr", Ref("sr", local[0], s.name if s and s.name else None)))))
+                blockers.append(
+                    Blocker(
+                        "vm",
+                        vm.uuid,
+                        vm.name,
+                        "VM_REQUIRES_SR",
+                        (("vm", ref), ("sr", Ref("sr", local[0], s.name if s and s.name else None))),
+                    )
+                )
                 continue
             for d in movable_vdis:
                 smap[d.uuid] = target_sr
@@ -200,6 +228,7 @@ def _check(pool: PoolState, host: str, target_sr: str | None) -> tuple[list[VMSt
 
 
 # --- steps 2-4 ------------------------------------------------------------------------------------
+
 
 def _ha_error(pool: PoolState, sched: Scheduler) -> VmctlError | None:
     if not sched.ha_active(True):
@@ -211,8 +240,9 @@ def _ha_error(pool: PoolState, sched: Scheduler) -> VmctlError | None:
     return ha.admission_error(pool)
 
 
-def _analyse(pool: PoolState, host: str, policy: str | None, sr: str | None, seed: int | None,
-             ha: bool) -> tuple[list[Blocker], dict[str, str], dict[str, str], PoolState]:
+def _analyse(
+    pool: PoolState, host: str, policy: str | None, sr: str | None, seed: int | None, ha: bool
+) -> tuple[list[Blocker], dict[str, str], dict[str, str], PoolState]:
     """Steps 1–3 on a scratch copy: (blockers, vm → destination, storage map, scratch pool)."""
     from vmctl.engine.placement import filters as F
     from vmctl.engine.placement.batch import place_batch
@@ -249,8 +279,13 @@ def _analyse(pool: PoolState, host: str, policy: str | None, sr: str | None, see
 
 
 def vms_preventing_evacuation(
-    pool: PoolState, host: str, *, policy: str | None = None, sr: str | None = None,
-    seed: int | None = None, ha: bool = True,
+    pool: PoolState,
+    host: str,
+    *,
+    policy: str | None = None,
+    sr: str | None = None,
+    seed: int | None = None,
+    ha: bool = True,
 ) -> list[Blocker]:
     """`host-get-vms-which-prevent-evacuation`: steps 1–3 only; empty when H can be evacuated. An HA
     refusal is one row naming the pool."""
@@ -264,13 +299,24 @@ def refusal(pool: PoolState, host: str, blockers: list[Blocker]) -> VmctlError:
     label = h.name or h.uuid
     params = [(b.name or b.uuid, b.line()) for b in blockers]
     n = len(blockers)
-    err = VmctlError(CANNOT_EVACUATE,
-                     f"host {label} cannot be evacuated: {n} VM{'s' if n != 1 else ''} without a target",
-                     params=params)
+    err = VmctlError(
+        CANNOT_EVACUATE,
+        f"host {label} cannot be evacuated: {n} VM{'s' if n != 1 else ''} without a target",
+        params=params,
+    )
     err.blockers = blockers  # type: ignore[attr-defined]
-    err.json_params = {"host": host, "vms": [  # type: ignore[attr-defined]
-        {"vm": b.uuid, "name-label": b.name, "code": b.code,
-         "params": {k: _plain(v) for k, v in b.params}} for b in blockers]}
+    err.json_params = {
+        "host": host,
+        "vms": [  # type: ignore[attr-defined]
+            {
+                "vm": b.uuid,
+                "name-label": b.name,
+                "code": b.code,
+                "params": {k: _plain(v) for k, v in b.params},
+            }
+            for b in blockers
+        ],
+    }
     return err
 
 
@@ -302,8 +348,17 @@ def plan_evacuation(
     for uuid in sorted(hosts):
         vm = pool.vms[uuid]
         vsm = {d.uuid: smap[d.uuid] for d in vm.vdis if d.uuid in smap}
-        specs.append(wv.move_spec(pool, vm, hosts[uuid], network=network, bandwidth=bandwidth,
-                                  downtime=downtime, storage_map=vsm))
+        specs.append(
+            wv.move_spec(
+                pool,
+                vm,
+                hosts[uuid],
+                network=network,
+                bandwidth=bandwidth,
+                downtime=downtime,
+                storage_map=vsm,
+            )
+        )
     # Longest first so the slowest moves overlap; uuid for determinism.
     solo = {s.vm: s.solo().total_time for s in specs}
     specs.sort(key=lambda s: (-round(solo[s.vm], 9), s.vm))
@@ -312,12 +367,29 @@ def plan_evacuation(
     for s, sm in zip(specs, sched.moves):
         vm = pool.vms[s.vm]
         p = sm.prediction
-        moves.append(EvacuationMove(
-            wave=sm.wave, vm=s.vm, name=vm.name, src=host, dst=s.dst, memory=pool.m(vm),
-            bytes=p.total_bytes, time=p.total_time, downtime=p.downtime, converges=p.converges,
-            storage_motion=s.storage_motion, prediction=p))
-    return EvacuationPlan(host=host, policy=policy or pool.policy, moves=tuple(moves), schedule=sched,
-                          storage_map=dict(sorted(smap.items())))
+        moves.append(
+            EvacuationMove(
+                wave=sm.wave,
+                vm=s.vm,
+                name=vm.name,
+                src=host,
+                dst=s.dst,
+                memory=pool.m(vm),
+                bytes=p.total_bytes,
+                time=p.total_time,
+                downtime=p.downtime,
+                converges=p.converges,
+                storage_motion=s.storage_motion,
+                prediction=p,
+            )
+        )
+    return EvacuationPlan(
+        host=host,
+        policy=policy or pool.policy,
+        moves=tuple(moves),
+        schedule=sched,
+        storage_map=dict(sorted(smap.items())),
+    )
 
 
 def apply_plan(pool: PoolState, plan: EvacuationPlan) -> None:
@@ -328,7 +400,8 @@ def apply_plan(pool: PoolState, plan: EvacuationPlan) -> None:
         if plan.storage_map and any(d.uuid in plan.storage_map for d in vm.vdis):
             from vmctl.engine.placement.scheduler import required_srs
 
-            vdis = tuple(replace(d, sr=plan.storage_map[d.uuid]) if d.uuid in plan.storage_map else d
-                         for d in vm.vdis)
+            vdis = tuple(
+                replace(d, sr=plan.storage_map[d.uuid]) if d.uuid in plan.storage_map else d for d in vm.vdis
+            )
             vm = replace(vm, srs=required_srs(vm, plan.storage_map), vdis=vdis)
         pool.set_vm(replace(vm, resident_on=m.dst, scheduled_on=None))

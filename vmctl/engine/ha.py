@@ -82,8 +82,11 @@ class Planner:
         self.mean_mem = mean_mem or 1.0
         self.mean_vcpu = mean_vcpu or 1.0
         # Strict groups (rules filter): which groups matter for restarts.
-        strict = {g.uuid: g.placement for g in pool.groups.values()
-                  if g.strict and g.placement in ("affinity", "anti-affinity")}
+        strict = {
+            g.uuid: g.placement
+            for g in pool.groups.values()
+            if g.strict and g.placement in ("affinity", "anti-affinity")
+        }
         self.strict = strict
         # Placement signatures (SRs, networks, vCPU count): host compatibility per signature.
         self._sig_ids: dict[tuple, int] = {}
@@ -124,8 +127,9 @@ class Planner:
         sid = self._sig_ids.get(key)
         if sid is None:
             sid = self._sig_ids[key] = len(self.sig_ok)
-            ok = [vm.srs <= h.srs and vm.networks <= h.networks and vm.vcpus <= h.cpu_count
-                  for h in self.hosts]
+            ok = [
+                vm.srs <= h.srs and vm.networks <= h.networks and vm.vcpus <= h.cpu_count for h in self.hosts
+            ]
             self.sig_ok.append(ok)
             if not all(ok):
                 self.all_agile = False
@@ -135,8 +139,12 @@ class Planner:
         dom = max(vm.m_st / self.mean_mem, vm.vcpus / self.mean_vcpu)
         return _VM(vm, dom, sid, groups)
 
-    def derive(self, add: Iterable[tuple[VMState, str]] = (), remove: Iterable[VMState] = (),
-               priorities: dict[str, str] | None = None) -> Planner:
+    def derive(
+        self,
+        add: Iterable[tuple[VMState, str]] = (),
+        remove: Iterable[VMState] = (),
+        priorities: dict[str, str] | None = None,
+    ) -> Planner:
         """A planner for a hypothetical state without rebuilding from the pool: ``remove`` VMs
         (their current load and protection go), then ``add`` (VM value, host) pairs — a start,
         or the arrival half of a migration. O(hosts) instead of O(VMs): admission control."""
@@ -278,8 +286,15 @@ class Planner:
             out[g] = {j: c for j, c in per.items() if j not in fset}
         return out
 
-    def _first_fit(self, merged: dict[tuple, list], grouped: list[_VM], surv: list[int], fset: set[int],
-                   assign: bool, usage: bool = False) -> PackResult:
+    def _first_fit(
+        self,
+        merged: dict[tuple, list],
+        grouped: list[_VM],
+        surv: list[int],
+        fset: set[int],
+        assign: bool,
+        usage: bool = False,
+    ) -> PackResult:
         """First fit in decreasing dominant share, then smallest uuid. Interchangeable VMs form one
         block placed in bulk (per-VM first fit fills the first host that fits, then the next), so
         a failure set costs O(blocks × survivors), not O(VMs × survivors)."""
@@ -296,8 +311,12 @@ class Planner:
                 x = payload
                 ok_sig = self.sig_ok[x.sig]
                 for h in surv:
-                    if ok_sig[h] and fm[h] >= x.mem and fv[h] >= x.vcpu and (
-                            gcount is None or self._groups_ok(x, h, gcount, fset)):
+                    if (
+                        ok_sig[h]
+                        and fm[h] >= x.mem
+                        and fv[h] >= x.vcpu
+                        and (gcount is None or self._groups_ok(x, h, gcount, fset))
+                    ):
                         fm[h] -= x.mem
                         fv[h] -= x.vcpu
                         if gcount is not None:
@@ -328,7 +347,7 @@ class Planner:
                 if b < cap:
                     cap = b
                 if order is not None:
-                    for x in order[count - left:count - left + cap]:
+                    for x in order[count - left : count - left + cap]:
                         out[x.uuid] = uuids[h]
                 fm[h] -= cap * mem
                 fv[h] -= cap * vcpu
@@ -420,7 +439,9 @@ class Planner:
             return False
 
         if rec(0):
-            return PackResult(True, {vms[k].uuid: self.uuids[h] for k, h in enumerate(assign)}, None, "search")
+            return PackResult(
+                True, {vms[k].uuid: self.uuids[h] for k, h in enumerate(assign)}, None, "search"
+            )
         return None
 
     # ---- per-failure-set plan cache (admission control) -----------------------------------------
@@ -514,8 +535,10 @@ class Planner:
         return True
 
     def _class_keys(self) -> list[tuple[int, int, int]]:
-        return sorted({(x.mem, x.vcpu, x.sig) for lst in self.prot for x in lst},
-                      key=lambda k: (-max(k[0] / self.mean_mem, k[1] / self.mean_vcpu), -k[0], -k[1], k[2]))
+        return sorted(
+            {(x.mem, x.vcpu, x.sig) for lst in self.prot for x in lst},
+            key=lambda k: (-max(k[0] / self.mean_mem, k[1] / self.mean_vcpu), -k[0], -k[1], k[2]),
+        )
 
     def _host_counts(self, h: int) -> dict[tuple[int, int, int], int]:
         c: dict[tuple[int, int, int], int] = {}
@@ -602,8 +625,16 @@ class Planner:
             if i in member_of_strict:
                 key: tuple = ("single", self.uuids[i])
             else:
-                key = (self.cap_mem[i], self.cap_vcpu[i], self.cpu_count[i], self.free_mem[i], self.free_vcpu[i],
-                       h.srs, h.networks, tuple(sorted((x.mem, x.vcpu, x.sig) for x in self.prot[i])))
+                key = (
+                    self.cap_mem[i],
+                    self.cap_vcpu[i],
+                    self.cpu_count[i],
+                    self.free_mem[i],
+                    self.free_vcpu[i],
+                    h.srs,
+                    h.networks,
+                    tuple(sorted((x.mem, x.vcpu, x.sig) for x in self.prot[i])),
+                )
             classes.setdefault(key, []).append(i)
         out = [sorted(c, key=lambda i: self.uuids[i]) for c in classes.values()]
         out.sort(key=lambda c: (-self.danger[c[0]], self.uuids[c[0]]))
@@ -622,7 +653,9 @@ class Planner:
             poly = new
         return poly[r]
 
-    def all_sets(self, classes: list[list[int]], r: int) -> list[tuple[float, tuple[str, ...], tuple[int, ...]]]:
+    def all_sets(
+        self, classes: list[list[int]], r: int
+    ) -> list[tuple[float, tuple[str, ...], tuple[int, ...]]]:
         """Every failure set of size r (one representative per class multiset), in danger order."""
         out: list[tuple[float, tuple[str, ...], tuple[int, ...]]] = []
         sizes = [len(c) for c in classes]
@@ -643,7 +676,7 @@ class Planner:
                         emit()
                     else:
                         rec(ci + 1, left - k)
-                    del chosen[len(chosen) - k:]
+                    del chosen[len(chosen) - k :]
 
         rec(0, r)
         out.sort()
@@ -744,16 +777,27 @@ def _incremental(pl: Planner, r: int, limit: int) -> PlanCheck | None:
                 redo.add(f)
     redo.update(f for f, u in usage.items() if u is None)
     ev0 = pl.evaluations
-    order = sorted(redo, key=lambda f: (-round(sum(pl.danger[i] for i in f), 12), sorted(pl.uuids[i] for i in f)))
+    order = sorted(
+        redo, key=lambda f: (-round(sum(pl.danger[i] for i in f), 12), sorted(pl.uuids[i] for i in f))
+    )
     for f in order:
         res = pl.pack(f)
         if not res.ok:
-            return PlanCheck(r, False, "exact", sorted(pl.uuids[i] for i in f), res.unplaced, pl.evaluations - ev0)
+            return PlanCheck(
+                r, False, "exact", sorted(pl.uuids[i] for i in f), res.unplaced, pl.evaluations - ev0
+            )
     return PlanCheck(r, True, "exact", evaluations=pl.evaluations - ev0)
 
 
-def plan_exists(pool: PoolState, r: int, *, planner: Planner | None = None, quick: bool = True,
-                limit: int | None = None, priorities: dict[str, str] | None = None) -> PlanCheck:
+def plan_exists(
+    pool: PoolState,
+    r: int,
+    *,
+    planner: Planner | None = None,
+    quick: bool = True,
+    limit: int | None = None,
+    priorities: dict[str, str] | None = None,
+) -> PlanCheck:
     """Does every failure set of ``r`` live enabled hosts have a plan? ``quick`` enables the
     necessary and sufficient tests (the benchmark disables them to time the enumeration). A
     planner made by :meth:`Planner.derive` reuses its base's per-failure-set plans (admission)."""
@@ -786,14 +830,21 @@ def plan_exists(pool: PoolState, r: int, *, planner: Planner | None = None, quic
         for _, _, hosts in pl.all_sets(classes, r):
             res = pl.pack(hosts)
             if not res.ok:
-                return PlanCheck(r, False, "exact", sorted(pl.uuids[i] for i in hosts), res.unplaced,
-                                 pl.evaluations - ev0)
+                return PlanCheck(
+                    r, False, "exact", sorted(pl.uuids[i] for i in hosts), res.unplaced, pl.evaluations - ev0
+                )
         return PlanCheck(r, True, "exact", evaluations=pl.evaluations - ev0)
     for hosts in pl.dangerous_sets(classes, r, limit):
         res = pl.pack(hosts)
         if not res.ok:
-            return PlanCheck(r, False, "approximate", sorted(pl.uuids[i] for i in hosts), res.unplaced,
-                             pl.evaluations - ev0)
+            return PlanCheck(
+                r,
+                False,
+                "approximate",
+                sorted(pl.uuids[i] for i in hosts),
+                res.unplaced,
+                pl.evaluations - ev0,
+            )
     # Never optimistic: without the sufficient test's proof there is no plan.
     return PlanCheck(r, suff, "approximate", evaluations=pl.evaluations - ev0)
 
@@ -812,10 +863,16 @@ class MaxFailures:
     checks: list[PlanCheck] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"max": self.max, "upper-bound": self.upper_bound,
-                "method": {str(r): ("exact" if m != "approximate" else "approximate")
-                           for r, m in sorted(self.method.items())},
-                "witness": list(self.witness), "evaluations": self.evaluations}
+        return {
+            "max": self.max,
+            "upper-bound": self.upper_bound,
+            "method": {
+                str(r): ("exact" if m != "approximate" else "approximate")
+                for r, m in sorted(self.method.items())
+            },
+            "witness": list(self.witness),
+            "evaluations": self.evaluations,
+        }
 
 
 def upper_bound(pool: PoolState, planner: Planner | None = None) -> int:
@@ -828,8 +885,14 @@ def upper_bound(pool: PoolState, planner: Planner | None = None) -> int:
     return pl.n - 1  # pragma: no cover
 
 
-def max_failures(pool: PoolState, *, priorities: dict[str, str] | None = None, quick: bool = True,
-                 limit: int | None = None, max_r: int | None = None) -> MaxFailures:
+def max_failures(
+    pool: PoolState,
+    *,
+    priorities: dict[str, str] | None = None,
+    quick: bool = True,
+    limit: int | None = None,
+    max_r: int | None = None,
+) -> MaxFailures:
     """Scan r = 1, 2, … until plan-exists(r) is false or unproven, or r reaches live hosts − 1.
     ``priorities`` (vm uuid → priority) answers the hypothetical question without changing
     ``pool``; ``max_r`` stops the scan early (a caller that only needs "at least k")."""
@@ -862,8 +925,9 @@ def admission_applies(pool: PoolState) -> bool:
     return pool.ha_enabled and not pool.ha_allow_overcommit and not pool.ha_overcommitted
 
 
-def admission_error(pool: PoolState, target: int | None = None, planner: Planner | None = None
-                    ) -> VmctlError | None:
+def admission_error(
+    pool: PoolState, target: int | None = None, planner: Planner | None = None
+) -> VmctlError | None:
     """Check the (hypothetical) state ``pool`` (or ``planner``, a derived planner of it): None when
     a plan for the target exists, else ``HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN`` with params
     failures-to-tolerate, failure-set (witness hosts) and vm (a protected VM left without a
@@ -882,10 +946,17 @@ def admission_error(pool: PoolState, target: int | None = None, planner: Planner
     return err
 
 
-def check_change(pool: PoolState, *, start: dict[str, str] | None = None, move: dict[str, str] | None = None,
-                 priorities: dict[str, str] | None = None, disable: Iterable[str] = (),
-                 vm_updates: Iterable[VMState] = (), target: int | None = None,
-                 planner: Planner | None = None) -> VmctlError | None:
+def check_change(
+    pool: PoolState,
+    *,
+    start: dict[str, str] | None = None,
+    move: dict[str, str] | None = None,
+    priorities: dict[str, str] | None = None,
+    disable: Iterable[str] = (),
+    vm_updates: Iterable[VMState] = (),
+    target: int | None = None,
+    planner: Planner | None = None,
+) -> VmctlError | None:
     """Admission check (§3.4) of a hypothetical change: ``start`` (vm → host: start or resume),
     ``move`` (vm → host: migration), ``priorities`` (vm → priority), ``disable`` (hosts leaving
     the survivors: host-disable, host-evacuate), ``vm_updates`` (replaced VM values, e.g. a grown
@@ -932,8 +1003,9 @@ def check_change(pool: PoolState, *, start: dict[str, str] | None = None, move: 
     return admission_error(pool, target, base.derive(add, remove, prio))
 
 
-def placement_rejection(pool: PoolState, vms: list[str], host: str, planner: Planner | None = None
-                        ) -> VmctlError | None:
+def placement_rejection(
+    pool: PoolState, vms: list[str], host: str, planner: Planner | None = None
+) -> VmctlError | None:
     """Filter 11 for the scheduler: would the plan survive these VMs starting (or moving) on host?"""
     if not admission_applies(pool):
         return None
@@ -977,12 +1049,22 @@ class FailoverPlan:
     state: PoolState  # the scratch state after the failure and the restarts
 
     def to_json(self) -> list[dict[str, Any]]:
-        return [{"vm": r.vm, "name-label": r.name, "ha-restart-priority": r.priority, "result": r.result,
-                 "target": r.host, "error": r.code} for r in self.rows]
+        return [
+            {
+                "vm": r.vm,
+                "name-label": r.name,
+                "ha-restart-priority": r.priority,
+                "result": r.result,
+                "target": r.host,
+                "error": r.code,
+            }
+            for r in self.rows
+        ]
 
 
-def fail_hosts(pool: PoolState, hosts: Iterable[str], restart: bool | None = None,
-               policy: str | None = None) -> FailoverPlan:
+def fail_hosts(
+    pool: PoolState, hosts: Iterable[str], restart: bool | None = None, policy: str | None = None
+) -> FailoverPlan:
     """Simulate hosts failing together on a scratch copy and, when HA is enabled (or ``restart``
     is true), run the restart procedure. The returned ``state`` is what host-fail commits."""
     from vmctl.engine.placement import RESTART as MODE_RESTART
@@ -990,8 +1072,9 @@ def fail_hosts(pool: PoolState, hosts: Iterable[str], restart: bool | None = Non
 
     failed = sorted(set(hosts))
     state = pool.copy()
-    victims = sorted((v for v in state.vms.values() if v.holds_resources and v.resident_on in failed),
-                     key=lambda v: v.uuid)
+    victims = sorted(
+        (v for v in state.vms.values() if v.holds_resources and v.resident_on in failed), key=lambda v: v.uuid
+    )
     planner = Planner(pool)
     findex = [planner.index[h] for h in failed if h in planner.index]
     for h in failed:
@@ -999,8 +1082,9 @@ def fail_hosts(pool: PoolState, hosts: Iterable[str], restart: bool | None = Non
     for v in victims:
         state.halt(v.uuid)
     do_restart = pool.ha_enabled if restart is None else restart
-    rows: dict[str, RestartRow] = {v.uuid: RestartRow(v.uuid, v.name, v.ha_restart_priority, "halted",
-                                                      code=None) for v in victims}
+    rows: dict[str, RestartRow] = {
+        v.uuid: RestartRow(v.uuid, v.name, v.ha_restart_priority, "halted", code=None) for v in victims
+    }
     if not do_restart:
         return FailoverPlan([rows[v.uuid] for v in victims], state)
     prot = [v for v in victims if v.ha_restart_priority == RESTART]
@@ -1021,8 +1105,9 @@ def fail_hosts(pool: PoolState, hosts: Iterable[str], restart: bool | None = Non
             if rows[v.uuid].result != "restarted":
                 rows[v.uuid].code = "NO_HOSTS_AVAILABLE"
     sched = Scheduler(state, policy)
-    order = sorted(best, key=lambda v: (v.order, -max(v.m_st / planner.mean_mem, v.vcpus / planner.mean_vcpu),
-                                        v.uuid))
+    order = sorted(
+        best, key=lambda v: (v.order, -max(v.m_st / planner.mean_mem, v.vcpus / planner.mean_vcpu), v.uuid)
+    )
     for v in order:
         p = sched.place_request(sched.request(v, MODE_RESTART), ha=False)
         if p is None:

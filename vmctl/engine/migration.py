@@ -170,7 +170,9 @@ def throttle_to(memory: float, dirty_rate: float, rate: float, limits: Limits = 
         return None
     if converges(memory, dirty_rate, rate, limits):
         return dirty_rate
-    return _converging_end(0.0, float(dirty_rate), lambda d: converges(memory, d, rate, limits), at_high=False)
+    return _converging_end(
+        0.0, float(dirty_rate), lambda d: converges(memory, d, rate, limits), at_high=False
+    )
 
 
 def _converging_end(lo: float, hi: float, ok, at_high: bool) -> float:
@@ -227,6 +229,7 @@ def predict(
 
 
 # --- settings from the inventory ------------------------------------------------------------------
+
 
 def _num(cfg: Mapping | None, key: str) -> float | None:
     """A numeric other-config value, or None when absent or unparsable (the command layer
@@ -315,6 +318,7 @@ def migration_rate(
 
 # --- the same, read from a pool snapshot --------------------------------------------------------
 
+
 def resolve_network(pool: PoolState, network: str | None = None) -> str | None:
     """The migration network: `network=`, else the pool's migration-network, else the management
     network (the smallest uuid among networks marked management, for determinism); None if none."""
@@ -373,8 +377,10 @@ def predict_vm(
     net = resolve_network(pool, network)
     rate = migration_rate(
         pool_stream_bandwidth(pool, net, bandwidth),
-        host_link_rate(pool, v.resident_on, net) if v.resident_on in pool.hosts else math.inf, k_src,
-        host_link_rate(pool, dst, net), k_dst,
+        host_link_rate(pool, v.resident_on, net) if v.resident_on in pool.hosts else math.inf,
+        k_src,
+        host_link_rate(pool, dst, net),
+        k_dst,
     )
     return predict(vm_memory(v), vm_dirty_rate(pool, v), rate, vm_limits(pool, downtime), storage_bytes)
 
@@ -387,11 +393,17 @@ def convergence_error(pred: Prediction) -> VmctlError | None:
     from vmctl.errors import VmctlError
 
     hints = pred.hints
-    required = hints.required_bandwidth if hints is not None else required_bandwidth(
-        pred.memory, pred.dirty_rate, Limits(downtime=pred.downtime_target))
+    required = (
+        hints.required_bandwidth
+        if hints is not None
+        else required_bandwidth(pred.memory, pred.dirty_rate, Limits(downtime=pred.downtime_target))
+    )
     return VmctlError(
         "MIGRATION_WOULD_NOT_CONVERGE",
         "The live migration is predicted not to converge within the downtime target",
-        [("predicted-downtime", pred.downtime), ("downtime-target", pred.downtime_target),
-         ("required-bandwidth", required)],
+        [
+            ("predicted-downtime", pred.downtime),
+            ("downtime-target", pred.downtime_target),
+            ("required-bandwidth", required),
+        ],
     )

@@ -104,10 +104,21 @@ class RebalanceMove:
 
     def as_dict(self) -> dict:
         return {
-            "step": self.step, "vm": self.vm, "name-label": self.name, "from": self.src, "to": self.dst,
-            "memory": self.memory, "bytes": self.bytes, "gain": self.gain, "cost": self.cost,
-            "mandatory": self.mandatory, "exchange": self.exchange, "sigma-memory": self.sigma_memory,
-            "sigma-vcpu": self.sigma_vcpu, "time": self.time, "wave": self.wave,
+            "step": self.step,
+            "vm": self.vm,
+            "name-label": self.name,
+            "from": self.src,
+            "to": self.dst,
+            "memory": self.memory,
+            "bytes": self.bytes,
+            "gain": self.gain,
+            "cost": self.cost,
+            "mandatory": self.mandatory,
+            "exchange": self.exchange,
+            "sigma-memory": self.sigma_memory,
+            "sigma-vcpu": self.sigma_vcpu,
+            "time": self.time,
+            "wave": self.wave,
         }
 
 
@@ -147,17 +158,31 @@ class RebalancePlan:
     def rows(self) -> list[dict]:
         """The plan table (engine.md §5), in order."""
         return [
-            {"step": m.step, "vm": m.vm, "name-label": m.name, "from": m.src, "to": m.dst,
-             "memory": m.memory, "gain": m.gain, "cost": m.cost, "sigma-memory": m.sigma_memory,
-             "sigma-vcpu": m.sigma_vcpu, "time": m.time}
+            {
+                "step": m.step,
+                "vm": m.vm,
+                "name-label": m.name,
+                "from": m.src,
+                "to": m.dst,
+                "memory": m.memory,
+                "gain": m.gain,
+                "cost": m.cost,
+                "sigma-memory": m.sigma_memory,
+                "sigma-vcpu": m.sigma_vcpu,
+                "time": m.time,
+            }
             for m in self.moves
         ]
 
     def summary(self) -> dict:
         return {
-            "sigma-before": dict(self.sigma_before), "sigma-after": dict(self.sigma_after),
-            "moves": len(self.moves), "bytes": self.bytes, "waves": self.waves,
-            "makespan": self.makespan, "freed-hosts": list(self.freed_hosts),
+            "sigma-before": dict(self.sigma_before),
+            "sigma-after": dict(self.sigma_after),
+            "moves": len(self.moves),
+            "bytes": self.bytes,
+            "waves": self.waves,
+            "makespan": self.makespan,
+            "freed-hosts": list(self.freed_hosts),
             "stop-reason": self.stop_reason,
         }
 
@@ -165,11 +190,17 @@ class RebalancePlan:
         """`-f json`: {policy, threshold, target, sigma-before, sigma-after, moves: [...]} plus the
         footer figures."""
         return {
-            "policy": self.policy, "threshold": self.threshold, "target": self.target,
-            "sigma-before": dict(self.sigma_before), "sigma-after": dict(self.sigma_after),
+            "policy": self.policy,
+            "threshold": self.threshold,
+            "target": self.target,
+            "sigma-before": dict(self.sigma_before),
+            "sigma-after": dict(self.sigma_after),
             "moves": [m.as_dict() for m in self.moves],
-            "bytes": self.bytes, "waves": self.waves, "makespan": self.makespan,
-            "freed-hosts": list(self.freed_hosts), "stop-reason": self.stop_reason,
+            "bytes": self.bytes,
+            "waves": self.waves,
+            "makespan": self.makespan,
+            "freed-hosts": list(self.freed_hosts),
+            "stop-reason": self.stop_reason,
             "unresolved": [{"vm": v, "reason": r} for v, r in self.unresolved],
         }
 
@@ -182,6 +213,7 @@ def target_sigma(threshold: int, n_hosts: int) -> float:
 
 
 # --- the metric -----------------------------------------------------------------------------------
+
 
 @dataclass
 class _Metric:
@@ -217,6 +249,7 @@ def metric(lm: Any, lc: Any, met: _Metric) -> float:
 
 
 # --- items and classes ----------------------------------------------------------------------------
+
 
 @dataclass
 class _Item:
@@ -261,8 +294,17 @@ def _class_key(pool: PoolState, vm: VMState) -> tuple:
     enter rebalancing, so only strict groups are part of the signature."""
     strict = tuple(g for g in vm.groups if (grp := pool.groups.get(g)) is not None and grp.strict)
     # frozensets are hashable and compare by content: keys are only hashed, never ordered
-    return (pool.m(vm), vm.vcpus, vm.memory_dynamic_max, vm.dirty_rate, vm.srs, vm.networks,
-            vm.last_boot_cpu_vendor, vm.last_boot_cpu_flags, strict)
+    return (
+        pool.m(vm),
+        vm.vcpus,
+        vm.memory_dynamic_max,
+        vm.dirty_rate,
+        vm.srs,
+        vm.networks,
+        vm.last_boot_cpu_vendor,
+        vm.last_boot_cpu_flags,
+        strict,
+    )
 
 
 @dataclass
@@ -295,9 +337,19 @@ class _Combos:
 
 # --- the planner ----------------------------------------------------------------------------------
 
+
 class _Planner:
-    def __init__(self, pool: PoolState, policy: str, threshold: int, max_moves: int | None,
-                 network: str | None, bandwidth: float | None, ha: bool, initial: tuple | None = None) -> None:
+    def __init__(
+        self,
+        pool: PoolState,
+        policy: str,
+        threshold: int,
+        max_moves: int | None,
+        network: str | None,
+        bandwidth: float | None,
+        ha: bool,
+        initial: tuple | None = None,
+    ) -> None:
         import numpy as np
 
         from vmctl.engine.placement.scheduler import Scheduler
@@ -378,9 +430,15 @@ class _Planner:
             self.by_host = {h: {k: list(v) for k, v in d.items()} for h, d in by_host.items()}
             return
         p = self.pool
-        movable = [v for v in p.vms.values()
-                   if v.power_state == RUNNING and v.resident_on in p.hosts and self.scope[self.t.index[v.resident_on]]
-                   and not v.immobile and v.scheduled_on in (None, v.resident_on)]
+        movable = [
+            v
+            for v in p.vms.values()
+            if v.power_state == RUNNING
+            and v.resident_on in p.hosts
+            and self.scope[self.t.index[v.resident_on]]
+            and not v.immobile
+            and v.scheduled_on in (None, v.resident_on)
+        ]
         comps = _strict_components(p, movable)
         self.items: dict[str, _Item] = {}  # lead uuid → item
         self.lead: dict[str, str] = {}  # member uuid → lead uuid
@@ -502,7 +560,10 @@ class _Planner:
         N = self.N
         new = None
         base = 0.0
-        for L, a, cap, w in ((lm, am, self.capm, self.met.weights[0]), (lc, ac, self.capc, self.met.weights[1])):
+        for L, a, cap, w in (
+            (lm, am, self.capm, self.met.weights[0]),
+            (lc, ac, self.capc, self.met.weights[1]),
+        ):
             e = L - float(L[self.sidx].mean())
             s2 = float((e[self.sidx] ** 2).sum())  # and Σ e over the scope is 0 by construction
             base += w * math.sqrt(max(0.0, s2 / N))
@@ -575,8 +636,15 @@ class _Planner:
         src = np.array([self.t.index[it.host] for it in items], dtype=np.int64)
         static[np.arange(K), src] = False  # a move needs another host
         static &= conv  # a move predicted not to converge would be refused by vm-migrate
-        return _Block(items, np.array([float(it.mem) for it in items]), np.array([float(it.vcpus) for it in items]),
-                      src, static, bytes_m, strict)
+        return _Block(
+            items,
+            np.array([float(it.mem) for it in items]),
+            np.array([float(it.vcpus) for it in items]),
+            src,
+            static,
+            bytes_m,
+            strict,
+        )
 
     def _host_block(self, h: str) -> _Block:
         """One representative per interchangeable class on h; cached until h's items change."""
@@ -618,10 +686,16 @@ class _Planner:
         K = len(b.items)
         idx = np.array([list(p) + [K] * (2 - len(p)) for p in picks], dtype=np.int64).reshape(len(picks), 2)
         kinds = np.array([self._kind(it.key) for it in b.items] + [-1], dtype=np.int64)[idx]
-        c = _Combos(self.t.index[h], [tuple(b.items[k] for k in p) for p in picks], idx, kinds,
-                    np.append(b.am, 0.0)[idx].sum(axis=1), np.append(b.ac, 0.0)[idx].sum(axis=1),
-                    np.vstack([b.bytes, np.zeros((1, self.t.n))]),
-                    np.vstack([b.static, np.ones((1, self.t.n), dtype=bool)]))
+        c = _Combos(
+            self.t.index[h],
+            [tuple(b.items[k] for k in p) for p in picks],
+            idx,
+            kinds,
+            np.append(b.am, 0.0)[idx].sum(axis=1),
+            np.append(b.ac, 0.0)[idx].sum(axis=1),
+            np.vstack([b.bytes, np.zeros((1, self.t.n))]),
+            np.vstack([b.static, np.ones((1, self.t.n), dtype=bool)]),
+        )
         self._combos[h] = (rows, c)
         return c
 
@@ -638,7 +712,10 @@ class _Planner:
         N = self.N
         new = 0.0
         base = 0.0
-        for L, d, cap, w in ((lm, dm, self.capm, self.met.weights[0]), (lc, dc, self.capc, self.met.weights[1])):
+        for L, d, cap, w in (
+            (lm, dm, self.capm, self.met.weights[0]),
+            (lc, dc, self.capc, self.met.weights[1]),
+        ):
             e = L - float(L[self.sidx].mean())
             s2 = float((e[self.sidx] ** 2).sum())
             base += w * math.sqrt(max(0.0, s2 / N))
@@ -651,8 +728,12 @@ class _Planner:
         if self.met.alpha:
             g = self.met.g
             sk = _skew(lm, lc, g)
-            dsk = (_skew(lm[s] - dm / self.capm[s], lc[s] - dc / self.capc[s], g) - sk[s]
-                   + _skew(lm[T] + dm / self.capm[T], lc[T] + dc / self.capc[T], g) - sk[T])
+            dsk = (
+                _skew(lm[s] - dm / self.capm[s], lc[s] - dc / self.capc[s], g)
+                - sk[s]
+                + _skew(lm[T] + dm / self.capm[T], lc[T] + dc / self.capc[T], g)
+                - sk[T]
+            )
             gain = gain - self.met.alpha * dsk / N
         return gain
 
@@ -665,9 +746,11 @@ class _Planner:
         zm = (lm - float(lm[self.sidx].mean())) / sm
         zc = (lc - float(lc[self.sidx].mean())) / sc
         # the sources that deviate most (in σ units); ties: uuid
-        order = sorted(sources, key=lambda h: (-round(float(zm[t.index[h]] ** 2 + zc[t.index[h]] ** 2), ROUND), h))
+        order = sorted(
+            sources, key=lambda h: (-round(float(zm[t.index[h]] ** 2 + zc[t.index[h]] ** 2), ROUND), h)
+        )
         for at in range(0, len(order), _SOURCES):
-            found = self._exchanges_from(order[at:at + _SOURCES], floor, zm, zc)
+            found = self._exchanges_from(order[at : at + _SOURCES], floor, zm, zc)
             if found or not widen:
                 return found
         return []
@@ -704,13 +787,17 @@ class _Planner:
             cs = [c for c in cs if c.picks]
             if not cs:
                 continue
-            columns.append((
-                np.concatenate([np.full(len(c.picks), c.host, dtype=np.int64) for c in cs]),
-                np.concatenate([c.am for c in cs]), np.concatenate([c.ac for c in cs]),
-                np.concatenate([c.kinds for c in cs]),
-                np.concatenate([c.bytes_pad[c.idx, s].sum(axis=1) for c in cs]),
-                np.concatenate([c.static_pad[c.idx, s].all(axis=1) for c in cs]),
-                [p for c in cs for p in c.picks]))
+            columns.append(
+                (
+                    np.concatenate([np.full(len(c.picks), c.host, dtype=np.int64) for c in cs]),
+                    np.concatenate([c.am for c in cs]),
+                    np.concatenate([c.ac for c in cs]),
+                    np.concatenate([c.kinds for c in cs]),
+                    np.concatenate([c.bytes_pad[c.idx, s].sum(axis=1) for c in cs]),
+                    np.concatenate([c.static_pad[c.idx, s].all(axis=1) for c in cs]),
+                    [p for c in cs for p in c.picks],
+                )
+            )
             for k in rows:
                 a_items.append(b.items[k])
                 a_pos.append(len(used))
@@ -728,7 +815,13 @@ class _Planner:
         for q, (T_, bm_, bc_, kinds_, by_, st_, _) in enumerate(columns):
             n_ = len(T_)
             T_q[q, :n_], bm_q[q, :n_], bc_q[q, :n_], kinds_q[q, :n_], by_q[q, :n_], st_q[q, :n_] = (
-                T_, bm_, bc_, kinds_, by_, st_)
+                T_,
+                bm_,
+                bc_,
+                kinds_,
+                by_,
+                st_,
+            )
         pos = np.array(a_pos, dtype=np.int64)
         S = np.array(used, dtype=np.int64)[pos][:, None]
         T, bm, bc, kinds, by, back_ok = T_q[pos], bm_q[pos], bc_q[pos], kinds_q[pos], by_q[pos], st_q[pos]
@@ -759,11 +852,23 @@ class _Planner:
             sc_ = score[ks, js]
             keep = sc_ >= np.partition(sc_, len(sc_) - _HEAD)[len(sc_) - _HEAD]
             ks, js = ks[keep], js[keep]
-        found = [(float(score[k, j]), float(gain[k, j]), float(cost[k, j]), float(nbytes[k, j]), a_items[k],
-                  int(T[k, j]), columns[a_pos[k]][6][j], used[a_pos[k]]) for k, j in zip(ks.tolist(), js.tolist())]
+        found = [
+            (
+                float(score[k, j]),
+                float(gain[k, j]),
+                float(cost[k, j]),
+                float(nbytes[k, j]),
+                a_items[k],
+                int(T[k, j]),
+                columns[a_pos[k]][6][j],
+                used[a_pos[k]],
+            )
+            for k, j in zip(ks.tolist(), js.tolist())
+        ]
         # largest score, then fewer bytes, then the uuids of A, t and the set
-        found.sort(key=lambda x: (-x[0], x[3], x[4].members[0], t.uuids[x[5]],
-                                  tuple(it.members[0] for it in x[6])))
+        found.sort(
+            key=lambda x: (-x[0], x[3], x[4].members[0], t.uuids[x[5]], tuple(it.members[0] for it in x[6]))
+        )
         return found
 
     def _try_exchange(self, x: tuple) -> bool:
@@ -841,16 +946,28 @@ class _Planner:
 
         def ordered(sel: Any) -> list[tuple]:
             # largest score, then fewer bytes, then VM uuid, then host uuid
-            rows = [(-float(sc[j]), float(bytes_m[ks[j], ts[j]]), items[int(ks[j])].members[0],
-                     t.uuids[int(ts[j])], int(ks[j]), int(ts[j])) for j in sel.tolist()]
+            rows = [
+                (
+                    -float(sc[j]),
+                    float(bytes_m[ks[j], ts[j]]),
+                    items[int(ks[j])].members[0],
+                    t.uuids[int(ts[j])],
+                    int(ks[j]),
+                    int(ts[j]),
+                )
+                for j in sel.tolist()
+            ]
             rows.sort()
-            return [(items[k], ti, float(gain[k, ti]), float(cost[k, ti]), float(bytes_m[k, ti]))
-                    for *_, k, ti in rows]
+            return [
+                (items[k], ti, float(gain[k, ti]), float(cost[k, ti]), float(bytes_m[k, ti]))
+                for *_, k, ti in rows
+            ]
 
         return ordered(top) + [lambda: ordered(rest)]
 
-    def _pick(self, items: list[_Item] | None, mandatory: str | None,
-              blocks: list[_Block] | None = None) -> tuple | None:
+    def _pick(
+        self, items: list[_Item] | None, mandatory: str | None, blocks: list[_Block] | None = None
+    ) -> tuple | None:
         """The best qualifying (item, destination index, gain, cost, bytes) that passes the
         scheduler's filters 1–11, or None."""
         if blocks is None:
@@ -867,8 +984,16 @@ class _Planner:
         return None
 
     # ---- applying -------------------------------------------------------------------------------------
-    def _apply(self, it: _Item, ti: int, gain: float, cost: float, mandatory: str | None,
-               step: int | None = None, exchange: bool = False) -> None:
+    def _apply(
+        self,
+        it: _Item,
+        ti: int,
+        gain: float,
+        cost: float,
+        mandatory: str | None,
+        step: int | None = None,
+        exchange: bool = False,
+    ) -> None:
         dst = self.t.uuids[ti]
         if step is None:
             step = (self.moves[-1].step + 1) if self.moves else 1
@@ -883,10 +1008,23 @@ class _Planner:
         sm, sc = self.sigma()
         for vm, spec in rows:
             solo = spec.solo()
-            self.moves.append(RebalanceMove(
-                step=step, vm=vm.uuid, name=vm.name, src=spec.src, dst=dst, memory=self.pool.m(vm),
-                bytes=solo.total_bytes, gain=gain, cost=cost, mandatory=mandatory,
-                sigma_memory=sm, sigma_vcpu=sc, exchange=exchange))
+            self.moves.append(
+                RebalanceMove(
+                    step=step,
+                    vm=vm.uuid,
+                    name=vm.name,
+                    src=spec.src,
+                    dst=dst,
+                    memory=self.pool.m(vm),
+                    bytes=solo.total_bytes,
+                    gain=gain,
+                    cost=cost,
+                    mandatory=mandatory,
+                    sigma_memory=sm,
+                    sigma_vcpu=sc,
+                    exchange=exchange,
+                )
+            )
         self._add_item(it.members, dst)
 
     def _undo_step(self, step: int) -> None:
@@ -917,7 +1055,9 @@ class _Planner:
                     lead = self._lead_of(u)
                     if lead is None:
                         # not movable by a rebalance: immobile, paused or already migrating
-                        self.unresolved.append((u, "VM_IS_IMMOBILE" if p.vms[u].immobile else "VM_BAD_POWER_STATE"))
+                        self.unresolved.append(
+                            (u, "VM_IS_IMMOBILE" if p.vms[u].immobile else "VM_BAD_POWER_STATE")
+                        )
                         continue
                     c = self._pick([self.items[lead]], "rule")
                     if c is None:
@@ -934,8 +1074,14 @@ class _Planner:
                 items = [self.items[lead] for lst in self.by_host.get(h, {}).values() for lead in lst[:1]]
                 c = self._pick(items, "overload")
                 if c is None:
-                    self.unresolved.append((h, "HOST_NOT_ENOUGH_FREE_MEMORY" if self.t.mem[i] > self.t.mem_cap[i]
-                                            else "HOST_NOT_ENOUGH_VCPUS"))
+                    self.unresolved.append(
+                        (
+                            h,
+                            "HOST_NOT_ENOUGH_FREE_MEMORY"
+                            if self.t.mem[i] > self.t.mem_cap[i]
+                            else "HOST_NOT_ENOUGH_VCPUS",
+                        )
+                    )
                     break
                 self._apply(c[0], c[1], c[2], c[3], "overload")
 
@@ -962,10 +1108,22 @@ class _Planner:
                     self.specs.append(spec)
                     self.sched.commit_move(m, h)
                     sm, sc = self.sigma()
-                    self.moves.append(RebalanceMove(
-                        step=step, vm=m, name=vm.name, src=spec.src, dst=h, memory=p.m(vm),
-                        bytes=spec.solo().total_bytes, gain=0.0, cost=0.0, mandatory="rule",
-                        sigma_memory=sm, sigma_vcpu=sc))
+                    self.moves.append(
+                        RebalanceMove(
+                            step=step,
+                            vm=m,
+                            name=vm.name,
+                            src=spec.src,
+                            dst=h,
+                            memory=p.m(vm),
+                            bytes=spec.solo().total_bytes,
+                            gain=0.0,
+                            cost=0.0,
+                            mandatory="rule",
+                            sigma_memory=sm,
+                            sigma_vcpu=sc,
+                        )
+                    )
                 gain = before - self.metric()
                 rows = range(len(self.moves) - len(movers), len(self.moves))
                 # reported for information: mandatory moves are exempt from the cost test
@@ -1025,8 +1183,7 @@ class _Planner:
         failed: set[str] = set()
         while self._budget_left():
             lm, lc = self.loads()
-            nonempty = [h for h in self.scope_hosts if self.t.count[self.t.index[h]] > 0
-                        and h not in failed]
+            nonempty = [h for h in self.scope_hosts if self.t.count[self.t.index[h]] > 0 and h not in failed]
             if len(nonempty) <= 1:
                 break
             nonempty.sort(key=lambda h: (round(max(lm[self.t.index[h]], lc[self.t.index[h]]), ROUND), h))
@@ -1184,7 +1341,11 @@ def plan_rebalance(
                 alt = _Planner(pool, policy, threshold, max_moves, network, bandwidth, ha, initial)
                 # what depends only on the classes and hosts carries over; the rest is freed
                 alt._static, alt._cost_rows, alt._pred_cache, alt._kinds = (
-                    pl._static, pl._cost_rows, pl._pred_cache, pl._kinds)
+                    pl._static,
+                    pl._cost_rows,
+                    pl._pred_cache,
+                    pl._kinds,
+                )
                 pl._blocks, pl._combos = {}, {}
                 alt.mandatory()
                 alt_stop = alt.greedy(exchanges=True)
@@ -1200,11 +1361,20 @@ def plan_rebalance(
         sched = wv.schedule(pl.specs, wv.caps_for(pool, network))
         moves = [_with(m, time=s.prediction.total_time, wave=s.wave) for m, s in zip(pl.moves, sched.moves)]
     return RebalancePlan(
-        policy=policy, threshold=threshold, target=pl.target, max_moves=max_moves,
-        sigma_before={"memory": sm0, "vcpu": sc0}, sigma_after={"memory": sm1, "vcpu": sc1},
-        metric_before=i0, metric_after=pl.metric() if pl.N else 0.0,
-        moves=tuple(moves), stop_reason=stop, schedule=sched, freed_hosts=tuple(freed),
-        unresolved=tuple(pl.unresolved), evaluations=pl.evaluations,
+        policy=policy,
+        threshold=threshold,
+        target=pl.target,
+        max_moves=max_moves,
+        sigma_before={"memory": sm0, "vcpu": sc0},
+        sigma_after={"memory": sm1, "vcpu": sc1},
+        metric_before=i0,
+        metric_after=pl.metric() if pl.N else 0.0,
+        moves=tuple(moves),
+        stop_reason=stop,
+        schedule=sched,
+        freed_hosts=tuple(freed),
+        unresolved=tuple(pl.unresolved),
+        evaluations=pl.evaluations,
     )
 
 
@@ -1218,9 +1388,11 @@ def imbalance(pool: PoolState, policy: str = "spread") -> dict[str, float]:
     loads = pool.loads()
     lm = np.array([loads[h.uuid].mem / (h.memory_capacity or 1) for h in hosts])
     lc = np.array([loads[h.uuid].vcpus / (h.vcpu_capacity(pool.vcpu_ratio) or 1) for h in hosts])
-    met = _Metric((pool.knob("rebalance-weight-memory", 1.0), pool.knob("rebalance-weight-vcpu", 1.0)),
-                  pool.knob("placement-skew-weight", DEFAULT_SKEW_WEIGHT) if policy == "balanced" else 0.0,
-                  _mix(lm, lc, hosts, pool))
+    met = _Metric(
+        (pool.knob("rebalance-weight-memory", 1.0), pool.knob("rebalance-weight-vcpu", 1.0)),
+        pool.knob("placement-skew-weight", DEFAULT_SKEW_WEIGHT) if policy == "balanced" else 0.0,
+        _mix(lm, lc, hosts, pool),
+    )
     sm, sc = sigmas(lm, lc)
     return {"memory": sm, "vcpu": sc, "metric": metric(lm, lc, met)}
 

@@ -257,8 +257,17 @@ class HostLoad:
     (HA, engine.md §3).
     """
 
-    __slots__ = ("mem", "mem_min", "mem_max", "mem_st", "vcpus", "count",
-                 "prot_mem_st", "prot_vcpus", "prot_count")
+    __slots__ = (
+        "mem",
+        "mem_min",
+        "mem_max",
+        "mem_st",
+        "vcpus",
+        "count",
+        "prot_mem_st",
+        "prot_vcpus",
+        "prot_count",
+    )
 
     def __init__(self) -> None:
         self.mem = self.mem_min = self.mem_max = self.mem_st = 0
@@ -267,14 +276,25 @@ class HostLoad:
 
     def copy(self) -> HostLoad:
         other = HostLoad.__new__(HostLoad)
-        other.mem, other.mem_min, other.mem_max, other.mem_st = self.mem, self.mem_min, self.mem_max, self.mem_st
+        other.mem, other.mem_min, other.mem_max, other.mem_st = (
+            self.mem,
+            self.mem_min,
+            self.mem_max,
+            self.mem_st,
+        )
         other.vcpus, other.count = self.vcpus, self.count
-        other.prot_mem_st, other.prot_vcpus, other.prot_count = self.prot_mem_st, self.prot_vcpus, self.prot_count
+        other.prot_mem_st, other.prot_vcpus, other.prot_count = (
+            self.prot_mem_st,
+            self.prot_vcpus,
+            self.prot_count,
+        )
         return other
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return (f"HostLoad(mem={self.mem}, mem_min={self.mem_min}, mem_max={self.mem_max}, "
-                f"mem_st={self.mem_st}, vcpus={self.vcpus}, count={self.count})")
+        return (
+            f"HostLoad(mem={self.mem}, mem_min={self.mem_min}, mem_max={self.mem_max}, "
+            f"mem_st={self.mem_st}, vcpus={self.vcpus}, count={self.count})"
+        )
 
 
 @dataclass(slots=True)
@@ -381,8 +401,10 @@ class PoolState:
 
     def resident_vms(self, host: str) -> list[VMState]:
         """Running or paused VMs resident on ``host``, sorted by uuid."""
-        return sorted((v for v in self.vms.values() if v.holds_resources and v.resident_on == host),
-                      key=lambda v: v.uuid)
+        return sorted(
+            (v for v in self.vms.values() if v.holds_resources and v.resident_on == host),
+            key=lambda v: v.uuid,
+        )
 
     # ---- capacity and loads (engine.md §1) --------------------------------------------------
     def mem_capacity(self, host: str) -> int:
@@ -475,17 +497,32 @@ class PoolState:
     def copy(self) -> PoolState:
         """A cheap independent copy: values are immutable, so only containers are copied."""
         other = PoolState(
-            uuid=self.uuid, name=self.name, master=self.master, policy=self.policy, seed=self.seed,
-            memory_policy=self.memory_policy, vcpu_ratio=self.vcpu_ratio, master_bias=self.master_bias,
-            cpu_levelling=self.cpu_levelling, ha_enabled=self.ha_enabled,
+            uuid=self.uuid,
+            name=self.name,
+            master=self.master,
+            policy=self.policy,
+            seed=self.seed,
+            memory_policy=self.memory_policy,
+            vcpu_ratio=self.vcpu_ratio,
+            master_bias=self.master_bias,
+            cpu_levelling=self.cpu_levelling,
+            ha_enabled=self.ha_enabled,
             ha_failures_to_tolerate=self.ha_failures_to_tolerate,
-            ha_allow_overcommit=self.ha_allow_overcommit, ha_overcommitted=self.ha_overcommitted,
-            ha_plan_exact_limit=self.ha_plan_exact_limit, ha_plan_exists_for=self.ha_plan_exists_for,
-            migration_network=self.migration_network, migration_downtime=self.migration_downtime,
+            ha_allow_overcommit=self.ha_allow_overcommit,
+            ha_overcommitted=self.ha_overcommitted,
+            ha_plan_exact_limit=self.ha_plan_exact_limit,
+            ha_plan_exists_for=self.ha_plan_exists_for,
+            migration_network=self.migration_network,
+            migration_downtime=self.migration_downtime,
             migration_stream_bandwidth=self.migration_stream_bandwidth,
-            default_dirty_rate=self.default_dirty_rate, rebalance_policy=self.rebalance_policy,
-            other_config=dict(self.other_config), hosts=dict(self.hosts), vms=dict(self.vms),
-            groups=dict(self.groups), srs=dict(self.srs), networks=dict(self.networks),
+            default_dirty_rate=self.default_dirty_rate,
+            rebalance_policy=self.rebalance_policy,
+            other_config=dict(self.other_config),
+            hosts=dict(self.hosts),
+            vms=dict(self.vms),
+            groups=dict(self.groups),
+            srs=dict(self.srs),
+            networks=dict(self.networks),
         )
         if self._loads is not None:
             # shared until one side changes a host's load (see _apply)

@@ -197,16 +197,20 @@ def in_flight_usage(pool: PoolState) -> dict[tuple[str, str], int]:
     for uuid in sorted(pool.vms):
         v = pool.vms[uuid]
         if v.holds_resources and v.scheduled_on and v.scheduled_on != v.resident_on:
-            spec = MoveSpec(vm=v.uuid, src=v.resident_on or "", dst=v.scheduled_on, memory=0.0,
-                            dirty_rate=0.0, held_srs=tuple(sorted(v.srs)))
+            spec = MoveSpec(
+                vm=v.uuid,
+                src=v.resident_on or "",
+                dst=v.scheduled_on,
+                memory=0.0,
+                dirty_rate=0.0,
+                held_srs=tuple(sorted(v.srs)),
+            )
             for r, c in spec.costs().items():
                 usage[r] = usage.get(r, 0) + c
     return usage
 
 
-def check_caps(
-    move: MoveSpec, caps: Caps, usage: Mapping[tuple[str, str], int] | None = None
-) -> None:
+def check_caps(move: MoveSpec, caps: Caps, usage: Mapping[tuple[str, str], int] | None = None) -> None:
     """Raise `TOO_MANY_MIGRATIONS` (resource, in-use, cap) if `move` cannot start now."""
     usage = usage or {}
     for r in sorted(move.costs()):
@@ -221,6 +225,7 @@ def check_caps(
 
 
 # --- waves ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ScheduledMove:
@@ -259,7 +264,9 @@ def cut(moves: Sequence[MoveSpec], width: int, caps: Caps) -> list[list[int]]:
     return _cut_from(_natural_ends(moves, _needs(costs, caps)), width)
 
 
-def _needs(costs: list[dict[tuple[str, str], int]], caps: Caps) -> list[list[tuple[tuple[str, str], int, int]]]:
+def _needs(
+    costs: list[dict[tuple[str, str], int]], caps: Caps
+) -> list[list[tuple[tuple[str, str], int, int]]]:
     """(resource, units, cap) per move, so that cutting is plain arithmetic."""
     return [[(r, n, caps.cap(r)) for r, n in c.items()] for c in costs]
 
@@ -277,8 +284,9 @@ def _natural_ends(moves: Sequence[MoveSpec], need: list[list[tuple[tuple[str, st
         k = j
         while k < n:
             mv = moves[k]
-            if k > j and (mv.dst in sources or mv.vm in vms
-                          or any(usage.get(r, 0) + u > cap for r, u, cap in need[k])):
+            if k > j and (
+                mv.dst in sources or mv.vm in vms or any(usage.get(r, 0) + u > cap for r, u, cap in need[k])
+            ):
                 break
             for r, u, _ in need[k]:
                 usage[r] = usage.get(r, 0) + u
@@ -306,8 +314,13 @@ def _rates(moves: Sequence[MoveSpec], wave: Sequence[int]) -> dict[int, float]:
         for h in {moves[i].src, moves[i].dst}:
             share[h] = share.get(h, 0) + 1
     return {
-        i: mg.migration_rate(moves[i].stream_bandwidth, moves[i].link_src, share[moves[i].src],
-                             moves[i].link_dst, share[moves[i].dst])
+        i: mg.migration_rate(
+            moves[i].stream_bandwidth,
+            moves[i].link_src,
+            share[moves[i].src],
+            moves[i].link_dst,
+            share[moves[i].dst],
+        )
         for i in wave
     }
 
@@ -337,8 +350,9 @@ def schedule(moves: Sequence[MoveSpec], caps: Caps | None = None, max_width: int
         p = cache[i].get(rate)
         if p is None:
             m = moves[i]
-            p = cache[i][rate] = mg.predict(m.memory, m.dirty_rate, rate, m.limits, m.storage_bytes,
-                                            with_hints=False)
+            p = cache[i][rate] = mg.predict(
+                m.memory, m.dirty_rate, rate, m.limits, m.storage_bytes, with_hints=False
+            )
         return p
 
     limit = max_width if max_width is not None else len(moves)
@@ -380,8 +394,9 @@ def schedule(moves: Sequence[MoveSpec], caps: Caps | None = None, max_width: int
     for i in range(len(moves)):
         n, rate = per[i]
         m = moves[i]
-        scheduled.append(ScheduledMove(i, n, rate, mg.predict(m.memory, m.dirty_rate, rate, m.limits,
-                                                              m.storage_bytes)))
+        scheduled.append(
+            ScheduledMove(i, n, rate, mg.predict(m.memory, m.dirty_rate, rate, m.limits, m.storage_bytes))
+        )
     return Schedule(
         width=w,
         waves=tuple(tuple(x) for x in waves),
@@ -394,6 +409,7 @@ def schedule(moves: Sequence[MoveSpec], caps: Caps | None = None, max_width: int
 
 
 # --- one migration (vm-migrate, checks 4 and 5 of engine.md §4.1) ---------------------------------
+
 
 def link_shares(pool: PoolState, host: str) -> int:
     """Migrations in flight on `host`'s migration link (as source or destination)."""
@@ -420,11 +436,17 @@ def admit_migration(
     migrations already in flight, then its prediction at the rate it would get now (sharing the
     links with them) and the convergence check (`MIGRATION_WOULD_NOT_CONVERGE`
     predicted-downtime, downtime-target, required-bandwidth), skipped with `force`."""
-    spec = move_spec(pool, pool.vms[vm], dst, network=network, bandwidth=bandwidth, downtime=downtime,
-                     storage_map=vdi_map)
+    spec = move_spec(
+        pool, pool.vms[vm], dst, network=network, bandwidth=bandwidth, downtime=downtime, storage_map=vdi_map
+    )
     check_caps(spec, caps_for(pool, network), in_flight_usage(pool))
-    rate = mg.migration_rate(spec.stream_bandwidth, spec.link_src, link_shares(pool, spec.src) + 1,
-                             spec.link_dst, link_shares(pool, dst) + 1)
+    rate = mg.migration_rate(
+        spec.stream_bandwidth,
+        spec.link_src,
+        link_shares(pool, spec.src) + 1,
+        spec.link_dst,
+        link_shares(pool, dst) + 1,
+    )
     pred = mg.predict(spec.memory, spec.dirty_rate, rate, spec.limits, spec.storage_bytes)
     if not force:
         err = mg.convergence_error(pred)

@@ -84,7 +84,7 @@ def _strtoll(s: str) -> tuple[int | None, int]:
     span = _number_span(s)
     if span is None:
         return None, 0
-    v = int(s[span[0]:span[1]])
+    v = int(s[span[0] : span[1]])
     if v < INT64_MIN or v > INT64_MAX:
         return None, span[1]
     return v, span[1]
@@ -95,7 +95,7 @@ def c_atoll(s: str) -> int:
     span = _number_span(s)
     if span is None:
         return 0
-    return max(INT64_MIN, min(INT64_MAX, int(s[span[0]:span[1]])))
+    return max(INT64_MIN, min(INT64_MAX, int(s[span[0] : span[1]])))
 
 
 def c_atoi(s: str) -> int:
@@ -130,7 +130,7 @@ def json_unescape(body: str) -> str:
         elif c == "u":
             cp, i = _unicode_escape(body, i)
             if 0xD800 <= cp <= 0xDBFF:
-                if body[i:i + 2] != "\\u":
+                if body[i : i + 2] != "\\u":
                     raise ValueError("malformed escaped surrogate pair")
                 lo, i = _unicode_escape(body, i + 2)
                 if not 0xDC00 <= lo <= 0xDFFF:
@@ -145,7 +145,7 @@ def json_unescape(body: str) -> str:
 def _unicode_escape(body: str, i: int) -> tuple[int, int]:
     if len(body) - i < 4:
         raise ValueError("quoted string ends within \\u escape")
-    h = body[i:i + 4]
+    h = body[i : i + 4]
     if not all(c in "0123456789abcdefABCDEF" for c in h):
         raise ValueError("malformed \\u escape")
     return int(h, 16), i + 4
@@ -219,8 +219,9 @@ def datum_bare(t: ColType, d: Datum) -> str:
 def _check_atom(base: Base, v: object) -> None:
     if base.enum is not None and v not in base.enum:
         allowed = ", ".join(atom_str("string", e) for e in base.enum)
-        raise OvsError(f"constraint violation: {atom_str(base.kind, v)} is not one of the allowed "
-                       f"values ([{allowed}])")
+        raise OvsError(
+            f"constraint violation: {atom_str(base.kind, v)} is not one of the allowed values ([{allowed}])"
+        )
     if base.kind == "integer" and (base.lo is not None or base.hi is not None):
         lo, hi = base.lo, base.hi
         if (lo is not None and v < lo) or (hi is not None and v > hi):  # type: ignore[operator]
@@ -240,7 +241,7 @@ def parse_atom(base: Base, s: str, allow_range: bool = False) -> list:
         if allow_range:
             start, end_i = _strtoll(s)
             if start is not None and end_i < len(s) and s[end_i] == "-":
-                end, k = _strtoll(s[end_i + 1:])
+                end, k = _strtoll(s[end_i + 1 :])
                 if end is not None and k == len(s) - end_i - 1:
                     if end < start:
                         raise OvsError(f'"{s}" is not a valid range. Range end cannot be before start.')

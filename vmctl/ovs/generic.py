@@ -61,8 +61,9 @@ def resolve_column(table: str, s: str) -> Column:
     best, tied = _best(cols, s)
     if best is None:
         if tied:
-            raise OvsError(f'{table} contains more than one column whose name matches "{s}": '
-                           + ", ".join(sorted(tied)))
+            raise OvsError(
+                f'{table} contains more than one column whose name matches "{s}": ' + ", ".join(sorted(tied))
+            )
         raise OvsError(f'{table} does not contain a column whose name matches "{s}"')
     return cols[best]
 

@@ -12,9 +12,25 @@ UNLIMITED = 2**32 - 1  # OVSDB's "unlimited" maximum, as the C code stores it
 
 # The 19 table names of the schema, in the order the generated IDL lists them (byte order).
 TABLE_NAMES = (
-    "AutoAttach", "Bridge", "CT_Timeout_Policy", "CT_Zone", "Controller", "Datapath",
-    "Flow_Sample_Collector_Set", "Flow_Table", "IPFIX", "Interface", "Manager", "Mirror",
-    "NetFlow", "Open_vSwitch", "Port", "QoS", "Queue", "SSL", "sFlow",
+    "AutoAttach",
+    "Bridge",
+    "CT_Timeout_Policy",
+    "CT_Zone",
+    "Controller",
+    "Datapath",
+    "Flow_Sample_Collector_Set",
+    "Flow_Table",
+    "IPFIX",
+    "Interface",
+    "Manager",
+    "Mirror",
+    "NetFlow",
+    "Open_vSwitch",
+    "Port",
+    "QoS",
+    "Queue",
+    "SSL",
+    "sFlow",
 )
 SUPPORTED = ("Bridge", "Port", "Interface")
 
@@ -113,8 +129,10 @@ COLUMNS: dict[str, dict[str, Column]] = {
         _c("netflow", _opt(UUID)),
         _c("other_config", _map(), "settable"),
         _c("ports", _set(UUID), "maintained"),
-        _c("protocols", _set(_enum("OpenFlow10", "OpenFlow11", "OpenFlow12", "OpenFlow13",
-                                   "OpenFlow14", "OpenFlow15"))),
+        _c(
+            "protocols",
+            _set(_enum("OpenFlow10", "OpenFlow11", "OpenFlow12", "OpenFlow13", "OpenFlow14", "OpenFlow15")),
+        ),
         _c("rstp_enable", _one(BOOL)),
         _c("rstp_status", _map()),
         _c("sflow", _opt(UUID)),
@@ -143,8 +161,11 @@ COLUMNS: dict[str, dict[str, Column]] = {
         _c("status", _map()),
         _c("tag", _opt(VLAN), "settable"),
         _c("trunks", _set(VLAN, 4096), "settable"),
-        _c("vlan_mode", _opt(_enum("trunk", "access", "native-tagged", "native-untagged",
-                                   "dot1q-tunnel")), "settable"),
+        _c(
+            "vlan_mode",
+            _opt(_enum("trunk", "access", "native-tagged", "native-untagged", "dot1q-tunnel")),
+            "settable",
+        ),
     ),
     "Interface": _table(
         _c("admin_state", _opt(UPDOWN)),

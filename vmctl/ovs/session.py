@@ -115,9 +115,16 @@ _MAPS = ("external_ids", "other_config", "options")
 class Session:
     """One host's switch inside one transaction."""
 
-    def __init__(self, host_uuid: str, records: dict[str, list[dict]],
-                 new_uuid: Callable[[], str], warn: Callable[[str], None], *,
-                 bare: bool = False, no_headings: bool = False):
+    def __init__(
+        self,
+        host_uuid: str,
+        records: dict[str, list[dict]],
+        new_uuid: Callable[[], str],
+        warn: Callable[[str], None],
+        *,
+        bare: bool = False,
+        no_headings: bool = False,
+    ):
         self.host_uuid = host_uuid
         self._new_uuid = new_uuid
         self._warn = warn
@@ -145,8 +152,16 @@ class Session:
 
     # ------------------------------------------------------------ public API
 
-    def run(self, name: str, options: dict[str, str | None], args: list[str], oneline: bool = False, *,
-            bare: bool | None = None, no_headings: bool | None = None) -> str:
+    def run(
+        self,
+        name: str,
+        options: dict[str, str | None],
+        args: list[str],
+        oneline: bool = False,
+        *,
+        bare: bool | None = None,
+        no_headings: bool | None = None,
+    ) -> str:
         """Run one command; return exactly its stdout text (possibly ""), or raise OvsError.
 
         `bare` and `no_headings` (the global --bare/--no-headings, which only `list` uses) may be
@@ -175,10 +190,15 @@ class Session:
             for row in final[key].values():
                 n = row["name"]
                 if n in seen:
-                    details = (f'Transaction causes multiple rows in "{table}" table to have identical '
-                               f'values ({atom_str("string", n)}) for index on column "name".')
-                    text = json.dumps({"details": details, "error": "constraint violation"},
-                                      separators=(",", ":"), ensure_ascii=False)
+                    details = (
+                        f'Transaction causes multiple rows in "{table}" table to have identical '
+                        f'values ({atom_str("string", n)}) for index on column "name".'
+                    )
+                    text = json.dumps(
+                        {"details": details, "error": "constraint violation"},
+                        separators=(",", ":"),
+                        ensure_ascii=False,
+                    )
                     raise OvsError("transaction error: " + text)
                 seen.add(n)
 
@@ -217,9 +237,17 @@ class Session:
     def del_bridge(self, name: str) -> None:
         self._cmd_del_br({"--if-exists": None}, [name])
 
-    def add_port(self, bridge: str, port: str, ifaces: list[str] | None = None, iface_type: str = "",
-                 options: dict[str, str] | None = None, external_ids: dict[str, str] | None = None,
-                 iface_external_ids: dict[str, str] | None = None, tag: int | None = None) -> None:
+    def add_port(
+        self,
+        bridge: str,
+        port: str,
+        ifaces: list[str] | None = None,
+        iface_type: str = "",
+        options: dict[str, str] | None = None,
+        external_ids: dict[str, str] | None = None,
+        iface_external_ids: dict[str, str] | None = None,
+        tag: int | None = None,
+    ) -> None:
         names = ifaces or [port]
         settings = [] if tag is None else [f"tag={tag}"]
         self._add_port(bridge, port, names, settings, {}, ["add-port", bridge, port], False, False)
@@ -260,14 +288,27 @@ class Session:
                 idx[row["name"]].remove(uuid)
 
     def _new_iface(self, name: str, type_: str = "") -> dict:
-        return self._insert("interface", {"name": name, "type": type_, "options": {},
-                                          "external_ids": {}, "other_config": {}})
+        return self._insert(
+            "interface", {"name": name, "type": type_, "options": {}, "external_ids": {}, "other_config": {}}
+        )
 
     def _new_port(self, name: str, ifaces: list[dict]) -> dict:
-        return self._insert("port", {
-            "name": name, "interfaces": dict.fromkeys(i["uuid"] for i in ifaces), "tag": None,
-            "trunks": [], "vlan_mode": None, "fake_bridge": False, "bond_fake_iface": False,
-            "bond_mode": None, "lacp": None, "external_ids": {}, "other_config": {}})
+        return self._insert(
+            "port",
+            {
+                "name": name,
+                "interfaces": dict.fromkeys(i["uuid"] for i in ifaces),
+                "tag": None,
+                "trunks": [],
+                "vlan_mode": None,
+                "fake_bridge": False,
+                "bond_fake_iface": False,
+                "bond_mode": None,
+                "lacp": None,
+                "external_ids": {},
+                "other_config": {},
+            },
+        )
 
     def _final_rows(self) -> dict[str, dict[str, dict]]:
         """The rows as committed: pending interface edits applied, unreferenced rows dropped."""
@@ -313,15 +354,18 @@ class Session:
         tag = p["tag"]
         return bool(p["fake_bridge"]) and tag is not None and 0 <= tag <= 4095
 
-    def _add_vbridge(self, v: _View, name: str, row: dict | None, parent: _VBridge | None,
-                     vlan: int) -> _VBridge:
+    def _add_vbridge(
+        self, v: _View, name: str, row: dict | None, parent: _VBridge | None, vlan: int
+    ) -> _VBridge:
         vb = _VBridge(name, row, parent, vlan)
         if parent is not None:
             other = parent.children.get(vlan)
             if other is not None:
                 self._exact = False
-                self._warn(f"vsctl|WARN|{parent.name}: bridge has multiple VLAN bridges ({name} and "
-                           f"{other.name}) for VLAN {vlan}, but only one is allowed")
+                self._warn(
+                    f"vsctl|WARN|{parent.name}: bridge has multiple VLAN bridges ({name} and "
+                    f"{other.name}) for VLAN {vlan}, but only one is allowed"
+                )
             else:
                 parent.children[vlan] = vb
         v.bridges[name] = vb
@@ -387,8 +431,10 @@ class Session:
                 vp = v.ports.get(p["name"])
                 if vp is not None:
                     if vp.row is p:
-                        self._log(f"vsctl|WARN|{p['name']}: port is in multiple bridges "
-                                   f"({vb.name} and {vp.bridge.name})")
+                        self._log(
+                            f"vsctl|WARN|{p['name']}: port is in multiple bridges "
+                            f"({vb.name} and {vp.bridge.name})"
+                        )
                     else:
                         self._log(f"vsctl|ERR|{p['name']}: database contains duplicate port name")
                     continue
@@ -405,8 +451,10 @@ class Session:
                     vi = v.ifaces.get(i["name"])
                     if vi is not None:
                         if vi.row is i:
-                            self._log(f"vsctl|WARN|{i['name']}: interface is in multiple ports "
-                                       f"({vi.port.row['name']} and {p['name']})")
+                            self._log(
+                                f"vsctl|WARN|{i['name']}: interface is in multiple ports "
+                                f"({vi.port.row['name']} and {p['name']})"
+                            )
                         else:
                             self._log(f"vsctl|ERR|{i['name']}: database contains duplicate interface name")
                         continue
@@ -451,8 +499,9 @@ class Session:
             raise OvsError(f"{prefix} because a port named {name} already exists on bridge {vp.bridge.name}")
         vi = v.ifaces.get(name)
         if vi is not None:
-            raise OvsError(f"{prefix} because an interface named {name} already exists on bridge "
-                           f"{vi.port.bridge.name}")
+            raise OvsError(
+                f"{prefix} because an interface named {name} already exists on bridge {vi.port.bridge.name}"
+            )
 
     @staticmethod
     def _real(vb: _VBridge) -> dict:
@@ -510,8 +559,9 @@ class Session:
             if vb is not None:
                 if parent_name is None:
                     if vb.parent is not None:
-                        raise OvsError(f'"--may-exist add-br {name}" but {name} is a VLAN bridge for VLAN '
-                                       f"{vb.vlan}")
+                        raise OvsError(
+                            f'"--may-exist add-br {name}" but {name} is a VLAN bridge for VLAN {vb.vlan}'
+                        )
                 else:
                     echo = f'"--may-exist add-br {name} {parent_name} {vlan}" but {name}'
                     if vb.parent is None:
@@ -526,9 +576,18 @@ class Session:
         if parent_name is None:
             iface = self._new_iface(name, "internal")
             port = self._new_port(name, [iface])
-            brow = self._insert("bridge", {"name": name, "ports": {port["uuid"]: None}, "controller": {},
-                                           "fail_mode": None, "datapath_type": "", "external_ids": {},
-                                           "other_config": {}})
+            brow = self._insert(
+                "bridge",
+                {
+                    "name": name,
+                    "ports": {port["uuid"]: None},
+                    "controller": {},
+                    "fail_mode": None,
+                    "datapath_type": "",
+                    "external_ids": {},
+                    "other_config": {},
+                },
+            )
             if self._exact:
                 vb = self._add_vbridge(v, name, brow, None, 0)
         else:
@@ -539,7 +598,9 @@ class Session:
                 raise OvsError(f"parent bridge {parent_name} does not exist")
             other = parent.children.get(vlan)
             if other is not None:
-                raise OvsError(f"bridge {parent_name} already has a child VLAN bridge {other.name} on VLAN {vlan}")
+                raise OvsError(
+                    f"bridge {parent_name} already has a child VLAN bridge {other.name} on VLAN {vlan}"
+                )
             iface = self._new_iface(name, "internal")
             port = self._new_port(name, [iface])
             port["fake_bridge"] = True
@@ -571,8 +632,7 @@ class Session:
         fake = "--fake" in o
         if not real and not fake:
             real = fake = True
-        names = [vb.name for vb in self._v().bridges.values()
-                 if (fake if vb.parent is not None else real)]
+        names = [vb.name for vb in self._v().bridges.values() if (fake if vb.parent is not None else real)]
         return "".join(n + "\n" for n in sorted(names))
 
     def _cmd_br_exists(self, o, a) -> str:
@@ -617,7 +677,7 @@ class Session:
         if len(a) > 1:
             val = ext.get(prefix + a[1])
             return "" if val is None else val + "\n"
-        return "".join(f"{k[len(prefix):]}={ext[k]}\n" for k in sorted(ext) if k.startswith(prefix))
+        return "".join(f"{k[len(prefix) :]}={ext[k]}\n" for k in sorted(ext) if k.startswith(prefix))
 
     def _cmd_list_ports(self, o, a) -> str:
         vb = self._find_bridge(a[0], True)
@@ -637,8 +697,9 @@ class Session:
                 break
         if n < 2:
             raise OvsError(f"add-bond requires at least 2 interfaces, but only {n} were specified")
-        self._add_port(a[0], a[1], a[2:2 + n], a[2 + n:], o, ["add-bond", *a], "--may-exist" in o,
-                       "--fake-iface" in o)
+        self._add_port(
+            a[0], a[1], a[2 : 2 + n], a[2 + n :], o, ["add-bond", *a], "--may-exist" in o, "--fake-iface" in o
+        )
         return ""
 
     @staticmethod
@@ -647,8 +708,17 @@ class Session:
         opts += [k for k in o if k not in ("--may-exist", "--fake-iface")]
         return _escape_words(opts + words)
 
-    def _add_port(self, br_name: str, port_name: str, ifaces: list[str], settings: list[str],
-                  o: dict, words: list[str], may_exist: bool, fake_iface: bool) -> None:
+    def _add_port(
+        self,
+        br_name: str,
+        port_name: str,
+        ifaces: list[str],
+        settings: list[str],
+        o: dict,
+        words: list[str],
+        may_exist: bool,
+        fake_iface: bool,
+    ) -> None:
         if not port_name:
             raise OvsError("port name must not be empty string")
         if any(not i for i in ifaces):
@@ -660,11 +730,15 @@ class Session:
                 want = sorted(ifaces)
                 have = sorted(self._all[u]["name"] for u in vp.row["interfaces"])
                 if vp.bridge.name != br_name:
-                    raise OvsError(f'"{self._echo(o, words)}" but {port_name} is actually attached to '
-                                   f"bridge {vp.bridge.name}")
+                    raise OvsError(
+                        f'"{self._echo(o, words)}" but {port_name} is actually attached to '
+                        f"bridge {vp.bridge.name}"
+                    )
                 if want != have:
-                    raise OvsError(f'"{self._echo(o, words)}" but {port_name} actually has interface(s) '
-                                   + ", ".join(have))
+                    raise OvsError(
+                        f'"{self._echo(o, words)}" but {port_name} actually has interface(s) '
+                        + ", ".join(have)
+                    )
                 return
         self._check_conflicts(port_name, f"cannot create a port named {port_name}")
         for i in ifaces:
@@ -697,8 +771,10 @@ class Session:
         vp: _VPort | None
         if self._find_bridge(target, False) is not None:
             if must:
-                raise OvsError(f"cannot delete port {target} because it is the local port for bridge "
-                               f"{target} (deleting this port requires deleting the entire bridge)")
+                raise OvsError(
+                    f"cannot delete port {target} because it is the local port for bridge "
+                    f"{target} (deleting this port requires deleting the entire bridge)"
+                )
             vp = None
         elif "--with-iface" not in o:
             vp = self._find_port(target, must)
@@ -716,8 +792,10 @@ class Session:
             vb = self._find_bridge(a[0], True)
             if vp.bridge is not vb:
                 if vp.bridge.parent is vb:
-                    raise OvsError(f"bridge {a[0]} does not have a port {a[1]} (although its child bridge "
-                                   f"{vp.bridge.name} does)")
+                    raise OvsError(
+                        f"bridge {a[0]} does not have a port {a[1]} (although its child bridge "
+                        f"{vp.bridge.name} does)"
+                    )
                 raise OvsError(f"bridge {a[0]} does not have a port {a[1]}")
         self._del_vport(vp)
         return ""
@@ -735,8 +813,10 @@ class Session:
             if vi is not None:
                 if vi.port is vp:
                     return ""
-                raise OvsError(f'"{self._echo(o, ["add-bond-iface", *a])}" but {name} is actually attached '
-                               f"to port {vi.port.row['name']}")
+                raise OvsError(
+                    f'"{self._echo(o, ["add-bond-iface", *a])}" but {name} is actually attached '
+                    f"to port {vi.port.row['name']}"
+                )
         self._check_conflicts(name, f"cannot create an interface named {name}")
         irow = self._new_iface(name)
         self._iface_ops.append((vp.row["uuid"], True, irow["uuid"]))
@@ -770,8 +850,12 @@ class Session:
     def _cmd_list_ifaces(self, o, a) -> str:
         vb = self._find_bridge(a[0], True)
         assert vb is not None
-        names = [vi.row["name"] for vp in vb.ports.values() for vi in vp.ifaces.values()
-                 if vi.row["name"] != vb.name]
+        names = [
+            vi.row["name"]
+            for vp in vb.ports.values()
+            for vi in vp.ifaces.values()
+            if vi.row["name"] != vb.name
+        ]
         return "".join(n + "\n" for n in sorted(names))
 
     def _cmd_iface_to_br(self, o, a) -> str:
@@ -805,8 +889,10 @@ class Session:
             kind, colon, _ = target.partition(":")
             if not colon or kind not in _TARGET_TYPES:
                 self._warn(f'vsctl|WARN|target type "{target}" is possibly erroneous')
-            c = self._insert("controller", {"target": target,
-                                            "inactivity_probe": None if probe is None else c_atoll(probe)})
+            c = self._insert(
+                "controller",
+                {"target": target, "inactivity_probe": None if probe is None else c_atoll(probe)},
+            )
             new[c["uuid"]] = None
         row["controller"] = new
         self._dirty = True
@@ -840,8 +926,10 @@ class Session:
         out = [self.host_uuid]
         for b in sorted(t["bridge"].values(), key=lambda r: r["name"]):
             out.append("    Bridge " + q(b["name"]))
-            ctls = sorted((t["controller"][u] for u in b["controller"] if u in t["controller"]),
-                          key=lambda r: r["target"])
+            ctls = sorted(
+                (t["controller"][u] for u in b["controller"] if u in t["controller"]),
+                key=lambda r: r["target"],
+            )
             out.extend("        Controller " + q(c["target"]) for c in ctls)
             if b["fail_mode"] is not None:
                 out.append("        fail_mode: " + q(b["fail_mode"]))
@@ -854,8 +942,10 @@ class Session:
                     out.append(f"            tag: {p['tag']}")
                 if p["trunks"]:
                     out.append("            trunks: [" + ", ".join(map(str, sorted(p["trunks"]))) + "]")
-                ifaces = sorted((t["interface"][u] for u in p["interfaces"] if u in t["interface"]),
-                                key=lambda r: r["name"])
+                ifaces = sorted(
+                    (t["interface"][u] for u in p["interfaces"] if u in t["interface"]),
+                    key=lambda r: r["name"],
+                )
                 for i in ifaces:
                     out.append("            Interface " + q(i["name"]))
                     if i["type"]:
@@ -893,8 +983,10 @@ class Session:
             for u, r in sorted(rows.items()):
                 if u.startswith(rid):
                     if row is not None:
-                        raise OvsError(f"{table} contains 2 or more rows whose UUIDs begin with {rid}: "
-                                       f"at least {row['uuid']} and {u}")
+                        raise OvsError(
+                            f"{table} contains 2 or more rows whose UUIDs begin with {rid}: "
+                            f"at least {row['uuid']} and {u}"
+                        )
                     row = r
         if row is None and must:
             raise OvsError(f'no row "{rid}" in table {table}')
@@ -942,7 +1034,7 @@ class Session:
             key, pos = parse_token(arg, pos + 1)
         if not (pos < len(arg) - 1 and arg[pos] == "="):
             raise OvsError(f'{arg}: argument does not end in "=" followed by a value.')
-        value = arg[pos + 1:]
+        value = arg[pos + 1 :]
         self._check_mutable(table, row, col)
         t = col.type
         if key is not None:
@@ -984,8 +1076,10 @@ class Session:
             if not col.mutable and row["uuid"] not in self._new:
                 raise OvsError(f"cannot modify read-only column {col.name} in table {table}")
             if col.type.n_min > 0:
-                raise OvsError(f'"clear" operation cannot be applied to column {col.name} of table {table}, '
-                               "which is not allowed to be empty")
+                raise OvsError(
+                    f'"clear" operation cannot be applied to column {col.name} of table {table}, '
+                    "which is not allowed to be empty"
+                )
             self._check_mutable(table, row, col)
             g.write_datum(col, row, ([], {} if col.type.is_map else None))  # type: ignore[arg-type]
             self._dirty = True
@@ -1000,7 +1094,9 @@ class Session:
         if spec is None:
             cols = [None, *allcols.values()]
         else:
-            cols = [None if w.lower() == "_uuid" else g.resolve_column(table, w) for w in g.split_columns(spec)]
+            cols = [
+                None if w.lower() == "_uuid" else g.resolve_column(table, w) for w in g.split_columns(spec)
+            ]
             if not cols:
                 raise OvsError("must specify at least one column name")
         must = "--if-exists" not in o

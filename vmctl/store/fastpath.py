@@ -38,7 +38,7 @@ def _split(argv: list[str]):
         i += 1
     if i >= len(argv):
         return None
-    return g, argv[i], argv[i + 1:]
+    return g, argv[i], argv[i + 1 :]
 
 
 def try_run(argv: list[str]) -> int | None:
@@ -183,7 +183,11 @@ def _list(conn, c, view, pairs, show_all, default, fmt, g) -> int | None:
     if view == "vm" and not show_all:
         names = {f for f, _, _ in filters}
         st, ss = "is-a-template" in names, "is-a-snapshot" in names
-        rows = [r for r in rows if (st or not r["is-a-template"] or r["is-a-snapshot"]) and (ss or not r["is-a-snapshot"])]
+        rows = [
+            r
+            for r in rows
+            if (st or not r["is-a-template"] or r["is-a-snapshot"]) and (ss or not r["is-a-snapshot"])
+        ]
     elif view == "template":
         rows = [r for r in rows if r["is-a-template"] and not r["is-a-snapshot"]]
     elif view == "snapshot":
@@ -291,8 +295,22 @@ def _ovs_read_only(argv: list[str]) -> int | None:
 
     inv = parse(argv)
     o = inv.opts
-    if not inv.segments or set(o) - {"db", "host", "oneline", "format", "minimal", "no-headings", "quiet", "bare",
-                                       "timeout", "no-wait", "retry", "no-syslog", "verbose", "log-file"}:
+    if not inv.segments or set(o) - {
+        "db",
+        "host",
+        "oneline",
+        "format",
+        "minimal",
+        "no-headings",
+        "quiet",
+        "bare",
+        "timeout",
+        "no-wait",
+        "retry",
+        "no-syslog",
+        "verbose",
+        "log-file",
+    }:
         return None
     # invalid global values: the normal path reports them
     if "timeout" in o and not (str(o["timeout"]).isdigit() and int(str(o["timeout"])) > 0):
@@ -319,17 +337,22 @@ def _ovs_read_only(argv: list[str]) -> int | None:
     try:
         name = o.get("host") or os.environ.get("VMCTL_HOST")
         if name:
-            hosts = conn.execute("SELECT uuid FROM host WHERE uuid = ?", (name,)).fetchall() or \
-                conn.execute("SELECT uuid FROM host WHERE name_label = ?", (name,)).fetchall()
+            hosts = (
+                conn.execute("SELECT uuid FROM host WHERE uuid = ?", (name,)).fetchall()
+                or conn.execute("SELECT uuid FROM host WHERE name_label = ?", (name,)).fetchall()
+            )
         else:
             hosts = conn.execute("SELECT uuid FROM host").fetchall()
         if len(hosts) != 1:
             return None
         host = hosts[0][0]
         records = {}
-        for table, js in (("bridge", ("ports", "controller", "external_ids", "other_config")),
-                          ("port", ("interfaces", "trunks", "external_ids", "other_config")),
-                          ("interface", ("options", "external_ids", "other_config")), ("controller", ())):
+        for table, js in (
+            ("bridge", ("ports", "controller", "external_ids", "other_config")),
+            ("port", ("interfaces", "trunks", "external_ids", "other_config")),
+            ("interface", ("options", "external_ids", "other_config")),
+            ("controller", ()),
+        ):
             cur = conn.execute(f"SELECT * FROM ovs_{table} WHERE host = ? ORDER BY uuid", (host,))
             cols = [d[0] for d in cur.description]
             rows = []
@@ -347,8 +370,17 @@ def _ovs_read_only(argv: list[str]) -> int | None:
         conn.close()
     warnings: list[str] = []
     session = ovs.Session(host, records, lambda: "", warnings.append)
-    outs = [session.run(seg.name, seg.options, seg.args, oneline=bool(o.get("oneline")), bare=bool(o.get("bare")),
-                        no_headings=bool(o.get("no-headings"))) for seg in inv.segments]
+    outs = [
+        session.run(
+            seg.name,
+            seg.options,
+            seg.args,
+            oneline=bool(o.get("oneline")),
+            bare=bool(o.get("bare")),
+            no_headings=bool(o.get("no-headings")),
+        )
+        for seg in inv.segments
+    ]
     for w in warnings:
         sys.stderr.write(w + "\n")
     sys.stdout.write("".join(outs))

@@ -305,7 +305,7 @@ class Txn:
             dels = list(self._deleted[c])
             if dels:
                 for i in range(0, len(dels), 500):
-                    self.conn.execute(t.delete().where(t.c.uuid.in_(dels[i:i + 500])))
+                    self.conn.execute(t.delete().where(t.c.uuid.in_(dels[i : i + 500])))
                 self._deleted[c].clear()
             news = list(self._new[c])
             if news:
@@ -341,7 +341,9 @@ class Txn:
                 row = self.get(cls, hit[1])
                 if row is not None:
                     return [row]
-            raise VmctlError("UUID_INVALID", f"No {label} is known as {value}", [("class", label), ("value", value)])
+            raise VmctlError(
+                "UUID_INVALID", f"No {label} is known as {value}", [("class", label), ("value", value)]
+            )
         if is_uuid(value):
             row = self.get(cls, value)
             if row is not None:
@@ -350,11 +352,17 @@ class Txn:
         if CLASSES[cls].named and value:
             rows = self.select(cls, name_label=value)
         if not rows:
-            raise VmctlError("UUID_INVALID", f"No {label} has the uuid or name-label {value}",
-                             [("class", label), ("value", value)])
+            raise VmctlError(
+                "UUID_INVALID",
+                f"No {label} has the uuid or name-label {value}",
+                [("class", label), ("value", value)],
+            )
         if len(rows) > 1 and not multiple:
-            raise VmctlError("MULTIPLE_MATCHES", f"{len(rows)} objects of class {label} are named {value}",
-                             [("class", label), ("value", value)])
+            raise VmctlError(
+                "MULTIPLE_MATCHES",
+                f"{len(rows)} objects of class {label} are named {value}",
+                [("class", label), ("value", value)],
+            )
         return sorted(rows, key=lambda r: r["uuid"])
 
     def resolve_one(self, cls: str, value: str, label: str | None = None) -> dict:
@@ -410,7 +418,7 @@ class Txn:
                 js = schema.OVS_JSON[name]
                 gone = [u for u in old if u not in new]
                 for i in range(0, len(gone), 500):
-                    self.conn.execute(t.delete().where(t.c.uuid.in_(gone[i:i + 500])))
+                    self.conn.execute(t.delete().where(t.c.uuid.in_(gone[i : i + 500])))
                 for u in gone:
                     self._record_switch(name, u, old[u], None)
                 ins, upd = [], []
@@ -465,14 +473,21 @@ class Txn:
     @property
     def dirty(self) -> bool:
         return bool(self.created or self.changed or self.destroyed) or any(
-            s is None or s.changed for s in self.switches.values())
+            s is None or s.changed for s in self.switches.values()
+        )
 
 
 class Store:
     """An opened inventory. `transaction()` yields a Txn; commit happens on success."""
 
-    def __init__(self, db: str | None = None, timeout: float = 30.0, dry_run: bool = False,
-                 uuids: UuidSource | None = None, on_warning=None):
+    def __init__(
+        self,
+        db: str | None = None,
+        timeout: float = 30.0,
+        dry_run: bool = False,
+        uuids: UuidSource | None = None,
+        on_warning=None,
+    ):
         self.db = db or default_db()
         self.timeout = float(timeout)
         self.dry_run = dry_run
@@ -489,7 +504,7 @@ class Store:
         if is_url(db):
             url = db
             if url.startswith("postgresql://"):
-                url = "postgresql+psycopg://" + url[len("postgresql://"):]
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
             if url.startswith("sqlite"):
                 eng = sa.create_engine(url)
                 self._sqlite_events(eng)
@@ -497,8 +512,11 @@ class Store:
             try:
                 return sa.create_engine(url, isolation_level="SERIALIZABLE", pool_pre_ping=False)
             except (SQLAlchemyError, ImportError, ValueError) as exc:
-                raise VmctlError("DATABASE_ERROR", "Cannot use that database URL",
-                                 [("db", db), ("reason", str(exc).splitlines()[0])]) from None
+                raise VmctlError(
+                    "DATABASE_ERROR",
+                    "Cannot use that database URL",
+                    [("db", db), ("reason", str(exc).splitlines()[0])],
+                ) from None
         path = Path(db)
         if path.is_dir():
             raise VmctlError("DATABASE_ERROR", "The inventory path is a directory", [("db", db)])
@@ -512,8 +530,11 @@ class Store:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise VmctlError("DATABASE_ERROR", "Cannot create the inventory directory",
-                                 [("db", db), ("reason", exc.strerror or str(exc))]) from None
+                raise VmctlError(
+                    "DATABASE_ERROR",
+                    "Cannot create the inventory directory",
+                    [("db", db), ("reason", exc.strerror or str(exc))],
+                ) from None
         eng = sa.create_engine(f"sqlite:///{path}")
         self._sqlite_events(eng)
         return eng
@@ -556,8 +577,10 @@ class Store:
         if version == schema.SCHEMA_VERSION:
             return
         if version > schema.SCHEMA_VERSION:
-            raise VmctlError("SCHEMA_TOO_NEW", params=[("db", self.db), ("schema-version", version),
-                                                       ("supported", schema.SCHEMA_VERSION)])
+            raise VmctlError(
+                "SCHEMA_TOO_NEW",
+                params=[("db", self.db), ("schema-version", version), ("supported", schema.SCHEMA_VERSION)],
+            )
         if self.dry_run and not self.memory:
             # Never upgrade (or create) the real file in a dry run: copy it to memory first.
             self._copy_to_memory()
@@ -654,19 +677,35 @@ class Store:
         last, prev = txn.journal_head()
         seq = last + 1
         entry = {
-            "seq": seq, "time": now_iso(micro=True), "user": current_user(), "command": command,
-            "created": sorted(txn.created), "changed": sorted(txn.changed),
-            "destroyed": sorted(txn.destroyed), "changes": txn.changes, "prev-hash": prev,
+            "seq": seq,
+            "time": now_iso(micro=True),
+            "user": current_user(),
+            "command": command,
+            "created": sorted(txn.created),
+            "changed": sorted(txn.changed),
+            "destroyed": sorted(txn.destroyed),
+            "changes": txn.changes,
+            "prev-hash": prev,
         }
         entry["hash"] = journal_hash(entry)
         txn.journal_entry = (seq, entry["hash"])
-        txn.conn.execute(t.insert(), [{
-            "seq": seq, "time": entry["time"], "user": entry["user"], "command": command,
-            "created": json.dumps(entry["created"]), "changed": json.dumps(entry["changed"]),
-            "destroyed": json.dumps(entry["destroyed"]),
-            "changes": json.dumps(txn.changes, sort_keys=True, separators=(",", ":"), default=str),
-            "prev_hash": prev, "hash": entry["hash"],
-        }])
+        txn.conn.execute(
+            t.insert(),
+            [
+                {
+                    "seq": seq,
+                    "time": entry["time"],
+                    "user": entry["user"],
+                    "command": command,
+                    "created": json.dumps(entry["created"]),
+                    "changed": json.dumps(entry["changed"]),
+                    "destroyed": json.dumps(entry["destroyed"]),
+                    "changes": json.dumps(txn.changes, sort_keys=True, separators=(",", ":"), default=str),
+                    "prev_hash": prev,
+                    "hash": entry["hash"],
+                }
+            ],
+        )
         return seq
 
     def dispose(self) -> None:
@@ -680,7 +719,9 @@ def journal_hash(entry: dict) -> str:
 
 
 def _is_serialization_failure(exc: DBAPIError) -> bool:
-    code = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(getattr(exc, "orig", None), "pgcode", None)
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(
+        getattr(exc, "orig", None), "pgcode", None
+    )
     return code in ("40001", "40P01", "55P03")
 
 
@@ -689,9 +730,14 @@ def journal_rows(conn: sa.Connection) -> Iterable[dict]:
     for rec in conn.execute(sa.select(t).order_by(t.c.seq)):
         d = dict(rec._mapping)
         yield {
-            "seq": d["seq"], "time": d["time"], "user": d["user"], "command": d["command"],
-            "created": json.loads(d["created"]), "changed": json.loads(d["changed"]),
-            "destroyed": json.loads(d["destroyed"]), "changes": json.loads(d["changes"]),
-            "prev-hash": d["prev_hash"], "hash": d["hash"],
+            "seq": d["seq"],
+            "time": d["time"],
+            "user": d["user"],
+            "command": d["command"],
+            "created": json.loads(d["created"]),
+            "changed": json.loads(d["changed"]),
+            "destroyed": json.loads(d["destroyed"]),
+            "changes": json.loads(d["changes"]),
+            "prev-hash": d["prev_hash"],
+            "hash": d["hash"],
         }
-

@@ -28,7 +28,25 @@ from vmctl.engine.placement.scheduler import (
 )
 
 __all__ = [
-    "FILTERS", "MIGRATE", "RESTART", "RESUME", "START", "BatchResult", "ExplainReport", "ExplainRow",
-    "Placement", "Request", "Scheduler", "batch_place", "check_target", "choose_host", "explain",
-    "fmt_size", "mode_for", "no_hosts_available", "place_batch", "reason_text", "required_srs",
+    "FILTERS",
+    "MIGRATE",
+    "RESTART",
+    "RESUME",
+    "START",
+    "BatchResult",
+    "ExplainReport",
+    "ExplainRow",
+    "Placement",
+    "Request",
+    "Scheduler",
+    "batch_place",
+    "check_target",
+    "choose_host",
+    "explain",
+    "fmt_size",
+    "mode_for",
+    "no_hosts_available",
+    "place_batch",
+    "reason_text",
+    "required_srs",
 ]

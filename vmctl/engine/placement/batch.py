@@ -94,14 +94,30 @@ def _items(sched: Scheduler, vms: list[VMState], mode: str, force: bool, ha_orde
         dom = max(req.mem / mean_mem, req.vcpus / mean_vcpu)
         prio = min(PRIORITY_RANK.get(v.ha_restart_priority, 2) for v in members) if ha_order else 0
         order = min(v.order for v in members)
-        items.append(_Item(tuple(members), req, (prio, order, -dom, members[0].uuid), dom,
-                           members[0].uuid, bool(req.soft_aff or req.soft_anti)))
+        items.append(
+            _Item(
+                tuple(members),
+                req,
+                (prio, order, -dom, members[0].uuid),
+                dom,
+                members[0].uuid,
+                bool(req.soft_aff or req.soft_anti),
+            )
+        )
     items.sort(key=lambda it: it.key)
     return items
 
 
-def place_batch(sched: Scheduler, vms: Iterable[str | VMState], *, mode: str = F.START, force: bool = False,
-                exclude: Iterable[str] = (), ha: bool = True, ha_order: bool = False) -> BatchResult:
+def place_batch(
+    sched: Scheduler,
+    vms: Iterable[str | VMState],
+    *,
+    mode: str = F.START,
+    force: bool = False,
+    exclude: Iterable[str] = (),
+    ha: bool = True,
+    ha_order: bool = False,
+) -> BatchResult:
     """Place the VMs together on ``sched``'s pool (mutated: every placement is committed, so the
     caller passes a scheduler over a scratch copy for a dry run). ``ha_order`` sorts by restart
     priority first (HA restarts). ``exclude``: hosts not to use (an evacuated host)."""
@@ -195,8 +211,9 @@ def _place_soft(sched: Scheduler, it: _Item, exclude: tuple[str, ...], res: Batc
     _commit(sched, it, t.uuids[sched.best(req, cand, terms)], res, mode)
 
 
-def _host_centric(sched: Scheduler, items: list[_Item], exclude: tuple[str, ...], res: BatchResult,
-                  mode: str) -> None:
+def _host_centric(
+    sched: Scheduler, items: list[_Item], exclude: tuple[str, ...], res: BatchResult, mode: str
+) -> None:
     import numpy as np
 
     t = sched.table
@@ -206,9 +223,18 @@ def _host_centric(sched: Scheduler, items: list[_Item], exclude: tuple[str, ...]
     for it in items:
         r = it.req
         v = r.vm
-        sig = (r.mem, r.mem_max, r.mem_st, r.vcpus, r.max_vcpus, r.srs, r.networks, v.affinity,
-               (v.last_boot_cpu_vendor, v.last_boot_cpu_flags) if r.cpu_applies else None,
-               r.source_version)
+        sig = (
+            r.mem,
+            r.mem_max,
+            r.mem_st,
+            r.vcpus,
+            r.max_vcpus,
+            r.srs,
+            r.networks,
+            v.affinity,
+            (v.last_boot_cpu_vendor, v.last_boot_cpu_flags) if r.cpu_applies else None,
+            r.source_version,
+        )
         if r.strict_anti or r.strict_aff or len(it.vms) > 1:
             sig = sig + (it.uuid,)  # rules depend on the members: keep such items apart
         classes.setdefault(sig, []).append(it)
@@ -242,8 +268,10 @@ def _host_centric(sched: Scheduler, items: list[_Item], exclude: tuple[str, ...]
     for i in range(t.n):
         if i in excl or not usable[i]:
             continue
-        ld = max(memload[i] / t.mem_cap_f[i] if t.mem_cap_f[i] > 0 else 1.0,
-                 t.vcpu[i] / t.vcpu_cap_f[i] if t.vcpu_cap_f[i] > 0 else 1.0)
+        ld = max(
+            memload[i] / t.mem_cap_f[i] if t.mem_cap_f[i] > 0 else 1.0,
+            t.vcpu[i] / t.vcpu_cap_f[i] if t.vcpu_cap_f[i] > 0 else 1.0,
+        )
         host_keys.append((-ld, -int(t.mem_cap[i]), -int(t.vcpu_cap[i]), t.uuids[i], i))
     host_keys.sort()
     order_hosts = [hk[-1] for hk in host_keys]
@@ -309,13 +337,29 @@ def _host_centric(sched: Scheduler, items: list[_Item], exclude: tuple[str, ...]
         open_load_mem -= float(memload[i])
         open_load_vcpu -= float(t.vcpu[i])
     for j, c in enumerate(reps):
-        for it in c[c_pos[j]:]:
+        for it in c[c_pos[j] :]:
             _fail(sched, it, exclude, res)
 
 
-def batch_place(pool: Any, vms: Iterable[str], *, policy: str | None = None, seed: int | None = None,
-                mode: str = F.START, force: bool = False, exclude: Iterable[str] = (), ha: bool = True,
-                ha_order: bool = False) -> BatchResult:
+def batch_place(
+    pool: Any,
+    vms: Iterable[str],
+    *,
+    policy: str | None = None,
+    seed: int | None = None,
+    mode: str = F.START,
+    force: bool = False,
+    exclude: Iterable[str] = (),
+    ha: bool = True,
+    ha_order: bool = False,
+) -> BatchResult:
     """Convenience: batch-place on ``pool`` itself (mutated). Pass ``pool.copy()`` for a dry run."""
-    return place_batch(Scheduler(pool, policy, seed), list(vms), mode=mode, force=force, exclude=exclude,
-                       ha=ha, ha_order=ha_order)
+    return place_batch(
+        Scheduler(pool, policy, seed),
+        list(vms),
+        mode=mode,
+        force=force,
+        exclude=exclude,
+        ha=ha,
+        ha_order=ha_order,
+    )

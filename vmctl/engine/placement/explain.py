@@ -36,8 +36,7 @@ def _param_text(v: Any) -> str:
     return str(v)
 
 
-def reason_text(code: str, params: list[tuple[str, Any]],
-                size: Callable[[int], str] = fmt_size) -> str:
+def reason_text(code: str, params: list[tuple[str, Any]], size: Callable[[int], str] = fmt_size) -> str:
     """``HOST_NOT_ENOUGH_FREE_MEMORY needed=16 GiB available=9.5 GiB``. Object refs (the host the
     row already names, the VM being placed) are left out except SRs, networks and groups."""
     parts = [code]
@@ -71,11 +70,18 @@ class ExplainRow:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "host": self.host, "host-uuid": self.host_uuid, "verdict": self.verdict,
+            "host": self.host,
+            "host-uuid": self.host_uuid,
+            "verdict": self.verdict,
             "filter": self.filter,
             "code": self.code,
-            "params": {k: (v.uuid if isinstance(v, Ref) else v) for k, v in self.params} if self.code else None,
-            "tier": self.tier, "terms": self.terms, "score": self.score, "rank": self.rank,
+            "params": {k: (v.uuid if isinstance(v, Ref) else v) for k, v in self.params}
+            if self.code
+            else None,
+            "tier": self.tier,
+            "terms": self.terms,
+            "score": self.score,
+            "rank": self.rank,
         }
 
 
@@ -130,15 +136,29 @@ class ExplainReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "vm": self.vm, "policy": self.policy, "seed": self.seed, "chosen": self.chosen,
-            "decided-by": self.decided_by, "margin": self.margin, "runner-up": self.runner_up,
+            "vm": self.vm,
+            "policy": self.policy,
+            "seed": self.seed,
+            "chosen": self.chosen,
+            "decided-by": self.decided_by,
+            "margin": self.margin,
+            "runner-up": self.runner_up,
             "hosts": [r.to_json() for r in self.rows],
         }
 
 
-def explain(pool: PoolState, vm: str, *, policy: str | None = None, seed: int | None = None,
-            mode: str | None = None, force: bool = False, vdi_map: dict[str, str] | None = None,
-            ha: bool = True, exclude: tuple[str, ...] | None = None) -> ExplainReport:
+def explain(
+    pool: PoolState,
+    vm: str,
+    *,
+    policy: str | None = None,
+    seed: int | None = None,
+    mode: str | None = None,
+    force: bool = False,
+    vdi_map: dict[str, str] | None = None,
+    ha: bool = True,
+    exclude: tuple[str, ...] | None = None,
+) -> ExplainReport:
     """Evaluate every host for ``vm`` and explain the decision (read-only on ``pool``)."""
     s = Scheduler(pool, policy, seed)
     t = s.table
@@ -175,16 +195,28 @@ def explain(pool: PoolState, vm: str, *, policy: str | None = None, seed: int | 
             break
 
     def terms_of(i: int) -> dict[str, float]:
-        return {"mem": round(float(terms.mem[i]), ROUND), "vcpu": round(float(terms.vcpu[i]), ROUND),
-                "base": round(float(terms.base[i]), ROUND), "skew": round(float(terms.skew[i]), ROUND),
-                "group": round(float(terms.group[i]), ROUND), "master": round(float(terms.master[i]), ROUND)}
+        return {
+            "mem": round(float(terms.mem[i]), ROUND),
+            "vcpu": round(float(terms.vcpu[i]), ROUND),
+            "base": round(float(terms.base[i]), ROUND),
+            "skew": round(float(terms.skew[i]), ROUND),
+            "group": round(float(terms.group[i]), ROUND),
+            "master": round(float(terms.master[i]), ROUND),
+        }
 
     ranked_rows: list[ExplainRow] = []
     rejected: list[tuple[int, str, str, ExplainRow]] = []
     for i in order:
         h = t.hosts[i]
-        row = ExplainRow(host=h.name or h.uuid, host_uuid=h.uuid, verdict="ok", tier=int(terms.tier[i]),
-                         terms=terms_of(i), score=round(float(terms.score[i]), ROUND), rank=rank_of[i])
+        row = ExplainRow(
+            host=h.name or h.uuid,
+            host_uuid=h.uuid,
+            verdict="ok",
+            tier=int(terms.tier[i]),
+            terms=terms_of(i),
+            score=round(float(terms.score[i]), ROUND),
+            rank=rank_of[i],
+        )
         if i in ha_fail:
             row.verdict, row.filter = "rejected", F.HA_FILTER_INDEX
             row.code, row.params = ha_fail[i]
@@ -201,8 +233,21 @@ def explain(pool: PoolState, vm: str, *, policy: str | None = None, seed: int | 
             continue
         h = t.hosts[i]
         code, params = F.FILTERS[fi - 1].reason(t, req, i)
-        rejected.append((fi, h.name or h.uuid, h.uuid, ExplainRow(
-            host=h.name or h.uuid, host_uuid=h.uuid, verdict="rejected", filter=fi, code=code, params=params)))
+        rejected.append(
+            (
+                fi,
+                h.name or h.uuid,
+                h.uuid,
+                ExplainRow(
+                    host=h.name or h.uuid,
+                    host_uuid=h.uuid,
+                    verdict="rejected",
+                    filter=fi,
+                    code=code,
+                    params=params,
+                ),
+            )
+        )
     rejected.sort(key=lambda x: (x[0], x[1], x[2]))
     rows = ranked_rows + [r for *_, r in rejected]
 
@@ -210,12 +255,23 @@ def explain(pool: PoolState, vm: str, *, policy: str | None = None, seed: int | 
     if chosen is not None:
         if runner is not None:
             decided = s.decided_by(s.rank_key(req, terms, chosen), s.rank_key(req, terms, runner))
-            margin = round(round(float(terms.score[chosen]), ROUND) - round(float(terms.score[runner]), ROUND),
-                           ROUND)
+            margin = round(
+                round(float(terms.score[chosen]), ROUND) - round(float(terms.score[runner]), ROUND), ROUND
+            )
             runner_uuid = t.uuids[runner]
         else:
             decided = "only-host"
     examined = t.n - len(excl & set(t.index))
-    return ExplainReport(vm=v.uuid, vm_name=v.name or v.uuid, policy=s.policy, seed=s.seed,
-                         chosen=t.uuids[chosen] if chosen is not None else None, decided_by=decided,
-                         margin=margin, runner_up=runner_uuid, feasible=n_ok, examined=examined, rows=rows)
+    return ExplainReport(
+        vm=v.uuid,
+        vm_name=v.name or v.uuid,
+        policy=s.policy,
+        seed=s.seed,
+        chosen=t.uuids[chosen] if chosen is not None else None,
+        decided_by=decided,
+        margin=margin,
+        runner_up=runner_uuid,
+        feasible=n_ok,
+        examined=examined,
+        rows=rows,
+    )

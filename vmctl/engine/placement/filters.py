@@ -130,7 +130,8 @@ class CpuFilter(Filter):
         vm = req.vm
         return table.cached_mask(
             ("cpu", vm.last_boot_cpu_vendor, vm.last_boot_cpu_flags),
-            lambda h: h.cpu_vendor == vm.last_boot_cpu_vendor and vm.last_boot_cpu_flags <= h.cpu_flags)
+            lambda h: h.cpu_vendor == vm.last_boot_cpu_vendor and vm.last_boot_cpu_flags <= h.cpu_flags,
+        )
 
     def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
         h = table.hosts[i]
@@ -243,15 +244,26 @@ class RulesFilter(Filter):
 
     def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
         if req.conflict is not None:
-            return self.code, [("vm", vm_ref(req.vm)), ("group", table.group_ref(req.conflict)),
-                               ("host", table.ref(i))]
+            return self.code, [
+                ("vm", vm_ref(req.vm)),
+                ("group", table.group_ref(req.conflict)),
+                ("host", table.ref(i)),
+            ]
         for g in req.strict_aff:
             counts = table.group_counts(g, req)
             if counts[i] != counts.sum():
-                return self.code, [("vm", vm_ref(req.vm)), ("group", table.group_ref(g)), ("host", table.ref(i))]
+                return self.code, [
+                    ("vm", vm_ref(req.vm)),
+                    ("group", table.group_ref(g)),
+                    ("host", table.ref(i)),
+                ]
         for g in req.strict_anti:
             if table.group_counts(g, req)[i] != 0:
-                return self.code, [("vm", vm_ref(req.vm)), ("group", table.group_ref(g)), ("host", table.ref(i))]
+                return self.code, [
+                    ("vm", vm_ref(req.vm)),
+                    ("group", table.group_ref(g)),
+                    ("host", table.ref(i)),
+                ]
         return self.code, [("vm", vm_ref(req.vm)), ("host", table.ref(i))]  # pragma: no cover
 
 
@@ -260,12 +272,30 @@ HA_CODE = "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"
 
 #: Filters 1–10 in table order.
 FILTERS: tuple[Filter, ...] = (
-    LiveFilter(), EnabledFilter(), EvacuationFilter(), CpuFilter(), VersionFilter(),
-    StorageFilter(), NetworkFilter(), VcpuFilter(), MemoryFilter(), RulesFilter(),
+    LiveFilter(),
+    EnabledFilter(),
+    EvacuationFilter(),
+    CpuFilter(),
+    VersionFilter(),
+    StorageFilter(),
+    NetworkFilter(),
+    VcpuFilter(),
+    MemoryFilter(),
+    RulesFilter(),
 )
 FILTER_NAMES = {f.index: f.name for f in FILTERS} | {HA_FILTER_INDEX: "ha"}
 #: The codes in filter order (for the NO_HOSTS_AVAILABLE grouping).
-CODE_ORDER = ("HOST_NOT_LIVE", "HOST_DISABLED", "HOST_EVACUATE_IN_PROGRESS", "VM_INCOMPATIBLE_WITH_THIS_HOST",
-              "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE", "VM_REQUIRES_SR", "VM_REQUIRES_NETWORK",
-              "HOST_NOT_ENOUGH_PCPUS", "HOST_NOT_ENOUGH_VCPUS", "HOST_NOT_ENOUGH_FREE_MEMORY",
-              "VM_GROUP_RULE_VIOLATED", HA_CODE)
+CODE_ORDER = (
+    "HOST_NOT_LIVE",
+    "HOST_DISABLED",
+    "HOST_EVACUATE_IN_PROGRESS",
+    "VM_INCOMPATIBLE_WITH_THIS_HOST",
+    "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE",
+    "VM_REQUIRES_SR",
+    "VM_REQUIRES_NETWORK",
+    "HOST_NOT_ENOUGH_PCPUS",
+    "HOST_NOT_ENOUGH_VCPUS",
+    "HOST_NOT_ENOUGH_FREE_MEMORY",
+    "VM_GROUP_RULE_VIOLATED",
+    HA_CODE,
+)

@@ -109,8 +109,11 @@ class HostTable:
         self.free_mem = self.mem_cap - self.mem
         self.free_vcpu = self.vcpu_cap - self.vcpu
         memload = self.mem_max if self.dynamic else self.mem
-        self.U0 = np.vstack([memload.astype(np.float64), self.vcpu.astype(np.float64)]) * self.INV \
-            if self.n else np.zeros((2, 0))
+        self.U0 = (
+            np.vstack([memload.astype(np.float64), self.vcpu.astype(np.float64)]) * self.INV
+            if self.n
+            else np.zeros((2, 0))
+        )
         self._masks: dict[Any, Any] = {}
         self._groups: dict[str, Any] = {}
         self._refresh_capacity_sums()
@@ -280,8 +283,13 @@ class Scheduler:
         self._ha_planner: Any = None  # HA planner of the current state, built on first use
 
     # ---- requests -----------------------------------------------------------------------------
-    def request(self, vms: VMState | Iterable[VMState], mode: str | None = None, force: bool = False,
-                vdi_map: dict[str, str] | None = None) -> F.Request:
+    def request(
+        self,
+        vms: VMState | Iterable[VMState],
+        mode: str | None = None,
+        force: bool = False,
+        vdi_map: dict[str, str] | None = None,
+    ) -> F.Request:
         """Build the filter request for one VM, or for the members of one batch item (summed)."""
         pool = self.pool
         if isinstance(vms, VMState) and not vms.groups and not vdi_map:
@@ -293,10 +301,21 @@ class Scheduler:
                 sv = pool.hosts[v.resident_on].software_version
             m_st = v.m_st
             m_min = v.m_min
-            return F.Request(vm=v, mode=mode, force=force, srs=v.srs, networks=v.networks,
-                             mem=m_st if pool.memory_policy == "none" else m_min, mem_min=m_min,
-                             mem_max=v.m_max, mem_st=m_st, vcpus=v.vcpus, max_vcpus=v.vcpus,
-                             members=(v.uuid,), source_version=sv)
+            return F.Request(
+                vm=v,
+                mode=mode,
+                force=force,
+                srs=v.srs,
+                networks=v.networks,
+                mem=m_st if pool.memory_policy == "none" else m_min,
+                mem_min=m_min,
+                mem_max=v.m_max,
+                mem_st=m_st,
+                vcpus=v.vcpus,
+                max_vcpus=v.vcpus,
+                members=(v.uuid,),
+                source_version=sv,
+            )
         members = [vms] if isinstance(vms, VMState) else sorted(vms, key=lambda v: v.uuid)
         lead = members[0]
         mode = mode or mode_for(lead)
@@ -332,15 +351,25 @@ class Scheduler:
             source_version = pool.hosts[lead.resident_on].software_version
         mp = pool.memory_policy
         return F.Request(
-            vm=lead, mode=mode, force=force, srs=frozenset(srs), networks=frozenset(nets),
-            mem=sum(v.m(mp) for v in members), mem_min=sum(v.m_min for v in members),
-            mem_max=sum(v.m_max for v in members), mem_st=sum(v.m_st for v in members),
-            vcpus=sum(v.vcpus for v in members), max_vcpus=max(v.vcpus for v in members),
+            vm=lead,
+            mode=mode,
+            force=force,
+            srs=frozenset(srs),
+            networks=frozenset(nets),
+            mem=sum(v.m(mp) for v in members),
+            mem_min=sum(v.m_min for v in members),
+            mem_max=sum(v.m_max for v in members),
+            mem_st=sum(v.m_st for v in members),
+            vcpus=sum(v.vcpus for v in members),
+            max_vcpus=max(v.vcpus for v in members),
             members=tuple(v.uuid for v in members),
-            strict_aff=tuple(sorted(aff)), strict_anti=tuple(sorted(anti)),
-            soft_aff=tuple(sorted(saff)), soft_anti=tuple(sorted(santi)),
+            strict_aff=tuple(sorted(aff)),
+            strict_anti=tuple(sorted(anti)),
+            soft_aff=tuple(sorted(saff)),
+            soft_anti=tuple(sorted(santi)),
             self_hosts={g: tuple(h) for g, h in self_hosts.items()},
-            source_version=source_version, conflict=conflict,
+            source_version=source_version,
+            conflict=conflict,
         )
 
     # ---- filters ------------------------------------------------------------------------------
@@ -420,8 +449,15 @@ class Scheduler:
     @staticmethod
     def decided_by(k1: tuple, k2: tuple) -> str:
         """Which rank component separated the winner from the runner-up."""
-        for pos, name in ((0, "affinity"), (1, "tier"), (2, "occupancy"), (3, "connectivity"), (4, "capacity"),
-                          (5, "capacity"), (6, "score")):
+        for pos, name in (
+            (0, "affinity"),
+            (1, "tier"),
+            (2, "occupancy"),
+            (3, "connectivity"),
+            (4, "capacity"),
+            (5, "capacity"),
+            (6, "score"),
+        ):
             if k1[pos] != k2[pos]:
                 return name
         return "tie-key"
@@ -483,8 +519,9 @@ class Scheduler:
         return idx[keys8.index(min(keys8))]
 
     # ---- decisions ----------------------------------------------------------------------------
-    def place_request(self, req: F.Request, exclude: Iterable[str] = (), ha: bool = True,
-                      margin: bool = False) -> Placement | None:
+    def place_request(
+        self, req: F.Request, exclude: Iterable[str] = (), ha: bool = True, margin: bool = False
+    ) -> Placement | None:
         """Choose a host for a request; None when no host passes every filter."""
         t = self.table
         import numpy as np
@@ -515,8 +552,9 @@ class Scheduler:
             return None
         return self._placement(req, terms, picks[0], picks[1] if len(picks) > 1 else None, n_ok, examined)
 
-    def _placement(self, req: F.Request, terms: W.Terms, win: int, second: int | None,
-                   n_ok: int, examined: int) -> Placement:
+    def _placement(
+        self, req: F.Request, terms: W.Terms, win: int, second: int | None, n_ok: int, examined: int
+    ) -> Placement:
         t = self.table
         s = round(float(terms.score[win]), ROUND)
         tier = int(terms.tier[win]) if terms.tier is not None else 0
@@ -530,9 +568,16 @@ class Scheduler:
             runner = t.uuids[second]
         return Placement(req.vm.uuid, t.uuids[win], s, tier, decided, margin, runner, n_ok, examined)
 
-    def place(self, vm: str | VMState, mode: str | None = None, force: bool = False,
-              vdi_map: dict[str, str] | None = None, exclude: Iterable[str] | None = None,
-              ha: bool = True, margin: bool = False) -> Placement:
+    def place(
+        self,
+        vm: str | VMState,
+        mode: str | None = None,
+        force: bool = False,
+        vdi_map: dict[str, str] | None = None,
+        exclude: Iterable[str] | None = None,
+        ha: bool = True,
+        margin: bool = False,
+    ) -> Placement:
         """Choose a host for one VM (``vm-start``/``vm-resume`` without ``on=``, ``vm-migrate``
         without ``host=``, ``vm-place``). Raises ``NO_HOSTS_AVAILABLE`` with the §2.5 summary.
         For a migration the current host is excluded unless ``exclude`` is given."""
@@ -545,8 +590,15 @@ class Scheduler:
             raise self.no_hosts_error(req, exclude, ha=ha)
         return res
 
-    def check_target(self, vm: str | VMState, host: str, mode: str | None = None, force: bool = False,
-                     vdi_map: dict[str, str] | None = None, ha: bool = True) -> None:
+    def check_target(
+        self,
+        vm: str | VMState,
+        host: str,
+        mode: str | None = None,
+        force: bool = False,
+        vdi_map: dict[str, str] | None = None,
+        ha: bool = True,
+    ) -> None:
         """Explicit target (``vm-start on=H``, ``vm-migrate host=H``): raise the code of the first
         filter that rejects H."""
         v = self.pool.vms[vm] if isinstance(vm, str) else vm
@@ -643,7 +695,9 @@ def summarize_hosts(pool: PoolState, hosts: list[str], shown: int = 3) -> str:
     return f"{n} host{'s' if n != 1 else ''} ({', '.join(names)}{more})"
 
 
-def no_hosts_available(pool: PoolState, vm: VMState, reasons: dict[str, list[str]], examined: int) -> VmctlError:
+def no_hosts_available(
+    pool: PoolState, vm: VMState, reasons: dict[str, list[str]], examined: int
+) -> VmctlError:
     """The ``NO_HOSTS_AVAILABLE`` error of engine.md §2.5.
 
     Text params: ``vm`` then one ``CODE: n hosts (names…)`` line per code in filter order.
@@ -654,25 +708,48 @@ def no_hosts_available(pool: PoolState, vm: VMState, reasons: dict[str, list[str
     params: list[tuple[str, Any]] = [("vm", Ref("vm", vm.uuid, vm.name or None))]
     for code, hosts in reasons.items():
         params.append((code, summarize_hosts(pool, hosts)))
-    err = VmctlError("NO_HOSTS_AVAILABLE",
-                     f"no host can run VM {label} ({examined} host{'s' if examined != 1 else ''} examined)",
-                     params=params)
+    err = VmctlError(
+        "NO_HOSTS_AVAILABLE",
+        f"no host can run VM {label} ({examined} host{'s' if examined != 1 else ''} examined)",
+        params=params,
+    )
     err.reasons = reasons  # type: ignore[attr-defined]
     err.hosts_examined = examined  # type: ignore[attr-defined]
-    err.json_params = {"vm": vm.uuid, "hosts-examined": examined,  # type: ignore[attr-defined]
-                       "reasons": {c: list(h) for c, h in reasons.items()}}
+    err.json_params = {
+        "vm": vm.uuid,
+        "hosts-examined": examined,  # type: ignore[attr-defined]
+        "reasons": {c: list(h) for c, h in reasons.items()},
+    }
     return err
 
 
-def choose_host(pool: PoolState, vm: str, *, policy: str | None = None, seed: int | None = None,
-                mode: str | None = None, force: bool = False, vdi_map: dict[str, str] | None = None,
-                ha: bool = True, margin: bool = False) -> Placement:
+def choose_host(
+    pool: PoolState,
+    vm: str,
+    *,
+    policy: str | None = None,
+    seed: int | None = None,
+    mode: str | None = None,
+    force: bool = False,
+    vdi_map: dict[str, str] | None = None,
+    ha: bool = True,
+    margin: bool = False,
+) -> Placement:
     """One decision on a snapshot (does not modify it)."""
-    return Scheduler(pool, policy, seed).place(vm, mode=mode, force=force, vdi_map=vdi_map, ha=ha,
-                                               margin=margin)
+    return Scheduler(pool, policy, seed).place(
+        vm, mode=mode, force=force, vdi_map=vdi_map, ha=ha, margin=margin
+    )
 
 
-def check_target(pool: PoolState, vm: str, host: str, *, mode: str | None = None, force: bool = False,
-                 vdi_map: dict[str, str] | None = None, ha: bool = True) -> None:
+def check_target(
+    pool: PoolState,
+    vm: str,
+    host: str,
+    *,
+    mode: str | None = None,
+    force: bool = False,
+    vdi_map: dict[str, str] | None = None,
+    ha: bool = True,
+) -> None:
     """Raise the first rejecting filter's error for an explicit target host."""
     Scheduler(pool).check_target(vm, host, mode=mode, force=force, vdi_map=vdi_map, ha=ha)
