@@ -12,7 +12,9 @@ from vmctl.commands import load
 
 def test_typer_app_has_every_command_and_forwards(tmp_path, monkeypatch):
     monkeypatch.setenv("VMCTL_DB", str(tmp_path / "t.db"))
-    app = typer_app.build()
+    from vmctl.cli.app import run_argv
+
+    app = typer_app.build(run_argv)
     runner = CliRunner()
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0

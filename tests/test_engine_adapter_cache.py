@@ -42,8 +42,8 @@ def _inventory(db, vms: int) -> list[str]:
 
 
 def test_memoized_snapshot_equals_a_fresh_one(tmp_path):
-    from vmctl.api import invoke
     from vmctl.engine_adapter import _build_pool_state, pool_state
+    from vmctl.runner import invoke
 
     db = tmp_path / "c.db"
     vms = _inventory(db, 8)
@@ -74,8 +74,8 @@ def test_snapshot_carried_to_the_next_transaction_while_the_journal_is_unchanged
     no other change was committed since (by this process or another), and never from one a
     failed or dry-run transaction changed."""
     from vmctl import engine_adapter as ea
-    from vmctl.api import invoke
     from vmctl.errors import VmctlError
+    from vmctl.runner import invoke
     from vmctl.store.txn import Store
 
     db = tmp_path / "carry.db"

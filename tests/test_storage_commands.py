@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from vmctl import lifecycle, storage
+from vmctl import hooks, storage
 from vmctl.errors import VmctlError
 
 MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
@@ -257,7 +257,7 @@ def _make_running(st: Inv, vm: str, host: str) -> None:
 
     def body(txn):
         row = txn.update("vm", vm, {"power-state": "running", "resident-on": host, "domid": 1})
-        lifecycle.became_resident(txn, row, host)
+        hooks.became_resident(txn, row, host)
         return None
 
     s.run(body, True, finish=lambda txn: s.append_journal(txn, "test"))
@@ -271,7 +271,7 @@ def _halt(st: Inv, vm: str, state: str = "halted") -> None:
 
     def body(txn):
         row = txn.get("vm", vm)
-        lifecycle.leaving_host(txn, row, row["resident-on"])
+        hooks.leaving_host(txn, row, row["resident-on"])
         txn.update("vm", vm, {"power-state": state, "resident-on": "", "domid": -1})
 
     s.run(body, True, finish=lambda txn: s.append_journal(txn, "test"))

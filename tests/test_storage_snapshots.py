@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from test_storage_commands import Inv, _halt, _make_running, _p
 
+from vmctl.copies import clone_vm, copy_vm
 from vmctl.errors import VmctlError
 
 MiB, GiB = 1024**2, 1024**3
@@ -353,7 +354,6 @@ def test_vm_copy_sql_statements_do_not_grow_with_disk_size(tmp_path):
 
 def test_vm_clone_api_is_reusable(vmd):
     """clone_vm / copy_vm run inside a caller's transaction (vm-install)."""
-    from vmctl.commands.vmstorage import clone_vm, copy_vm
     from vmctl.store.txn import Store
 
     st, d = vmd

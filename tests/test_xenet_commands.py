@@ -14,7 +14,7 @@ import sys
 import pytest
 
 import vmctl
-from vmctl import lifecycle
+from vmctl import hooks
 from vmctl.cli.bind import bind, lookup
 from vmctl.cli.grammar import Segment
 from vmctl.errors import OvsError, VmctlError
@@ -188,7 +188,7 @@ class Env:
         def fn(txn):
             v = txn.resolve_one("vm", vm)
             txn.update("vm", v["uuid"], {"power-state": "running", "resident-on": host, "domid": domid})
-            lifecycle.became_resident(txn, txn.get("vm", v["uuid"]), host)
+            hooks.became_resident(txn, txn.get("vm", v["uuid"]), host)
 
         Store(self.db).run(fn, write=True)
 
@@ -197,7 +197,7 @@ class Env:
 
         def fn(txn):
             v = txn.resolve_one("vm", vm)
-            lifecycle.leaving_host(txn, v, v["resident-on"])
+            hooks.leaving_host(txn, v, v["resident-on"])
             txn.update("vm", v["uuid"], {"power-state": "halted", "resident-on": "", "domid": -1})
 
         Store(self.db).run(fn, write=True)

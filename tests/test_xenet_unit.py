@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 import vmctl
-from vmctl import lifecycle, xenet
+from vmctl import hooks, xenet
 from vmctl.commands import load
 from vmctl.store.txn import Store
 
@@ -90,7 +90,7 @@ def test_vm_start_shutdown_ports(inv):
 
 def _start(txn, vm_uuid: str, host: str, domid: int) -> None:
     txn.update("vm", vm_uuid, {"power-state": "running", "resident-on": host, "domid": domid})
-    lifecycle.became_resident(txn, txn.get("vm", vm_uuid), host)
+    hooks.became_resident(txn, txn.get("vm", vm_uuid), host)
 
 
 def test_hooks_migration_keeps_unplugged_vifs_unplugged(inv):
@@ -104,9 +104,9 @@ def test_hooks_migration_keeps_unplugged_vifs_unplugged(inv):
     inv.run("vif-unplug", uuid=v1)
 
     def migrate(txn):
-        lifecycle.leaving_host(txn, txn.get("vm", vm), h1)
+        hooks.leaving_host(txn, txn.get("vm", vm), h1)
         txn.update("vm", vm, {"resident-on": h2, "domid": 9})
-        lifecycle.became_resident(txn, txn.get("vm", vm), h2)
+        hooks.became_resident(txn, txn.get("vm", vm), h2)
 
     in_txn(inv, migrate, write=True)
     assert ports(inv, "h1")["xapi0"] == []
@@ -115,7 +115,7 @@ def test_hooks_migration_keeps_unplugged_vifs_unplugged(inv):
     assert inv.run("vif-param-get", uuid=v1, **{"param-name": "plugged"}) is False
 
     def stop(txn):
-        lifecycle.leaving_host(txn, txn.get("vm", vm), h2)
+        hooks.leaving_host(txn, txn.get("vm", vm), h2)
         txn.update("vm", vm, {"power-state": "halted", "resident-on": "", "domid": -1})
 
     in_txn(inv, stop, write=True)
@@ -134,7 +134,7 @@ def test_leave_finds_port_without_domid(inv):
 
     def stop(txn):
         txn.update("vm", vm, {"power-state": "halted", "resident-on": "", "domid": -1})
-        lifecycle.leaving_host(txn, txn.get("vm", vm), h1)
+        hooks.leaving_host(txn, txn.get("vm", vm), h1)
 
     in_txn(inv, stop, write=True)
     assert ports(inv, "h1")["xapi0"] == []

@@ -1,35 +1,23 @@
 """The Python API: everything the CLI does, without the CLI.
 
-inv = vmctl.open("inv.db")
-uuid = inv.run("vm-create", **{"name-label": "web1", "memory": "2GiB"})
-rows = inv.run("vm-list", params="uuid,name-label")
+    inv = vmctl.open("inv.db")
+    uuid = inv.run("vm-create", name_label="web1", memory=2 * 1024**3)
+    rows = inv.run("vm-list", params="uuid,name-label")
+
+Commands go through the same runner as the command line (vmctl/runner.py): the same binding
+and checks of their arguments, the same context, the same transaction hooks and journal. Keyword
+arguments are typed values (an int for a size, True for a flag, a dict for a map); text is read as
+the command line reads it ("2GiB").
 """
 
 from __future__ import annotations
 
-from vmctl.cli.app import Executor, Options
-from vmctl.cli.bind import bind, lookup
-from vmctl.cli.grammar import Segment
 from vmctl.commands.table import Data, Records, Text, Value
-
-
-def words_for(name: str, args: tuple, kwargs: dict) -> list[str]:
-    words = [str(a) for a in args]
-    for k, v in kwargs.items():
-        key = k if "-" in k or ":" in k else k.replace("_", "-")
-        if isinstance(v, bool) and key.startswith("--"):
-            if v:
-                words.append(key)
-            continue
-        if isinstance(v, (list, tuple)):
-            v = ",".join(str(x) for x in v)
-        elif isinstance(v, bool):
-            v = "true" if v else "false"
-        words.append(f"{key}={v}")
-    return words
+from vmctl.runner import Options, Runner
 
 
 def plain_result(r):
+    """A command's result as plain Python data."""
     if isinstance(r, Value):
         return r.value
     if isinstance(r, Records):
@@ -46,34 +34,20 @@ class Inventory:
     def __init__(self, db: str | None = None, timeout: float = 30.0, host: str | None = None):
         self.opts = Options(db=db, timeout=timeout, host=host)
 
-    def run(self, name: str, *args, dry_run: bool = False, **kwargs):
-        """Run one command in its own transaction; return its result as plain data."""
+    def run(self, name: str, *args: str, dry_run: bool = False, **kwargs):
+        """Run one command in its own transaction; return its result as plain data. Positional
+        arguments are command-line words (ovs-style commands take theirs this way)."""
+        from vmctl.cli.bind import bind, bind_values, lookup
+        from vmctl.cli.grammar import Segment
+
         cmd = lookup(name)
-        seg = Segment(name=name, args=words_for(name, args, kwargs))
-        b = bind(cmd, seg)
+        if args and kwargs:
+            raise TypeError("give a command either words or keyword arguments, not both")
+        b = (
+            bind(cmd, Segment(name=name, args=list(args)))
+            if args or cmd.style == "ovs"
+            else bind_values(cmd, kwargs)
+        )
         opts = Options(**{**self.opts.__dict__, "dry_run": dry_run})
-        results = Executor(opts, f"api {name}").run([b])
+        results = Runner(opts, f"api {name}").run([b])
         return plain_result(results[0])
-
-
-def invoke(txn, name: str, args: list[str], opts: dict | None = None, chained: bool = True):
-    """Run one command inside an already open transaction (demo, batch helpers)."""
-    from vmctl.commands.table import Ctx
-
-    cmd = lookup(name)
-    b = bind(cmd, Segment(name=name, args=args))
-    ctx = Ctx(
-        txn=txn,
-        cmd=cmd,
-        a=dict(b.a),
-        raw=dict(b.raw),
-        raw_pairs=list(b.raw_pairs),
-        flags=set(b.flags),
-        maps=b.maps,
-        filters=b.filters,
-        opts=opts or {"yes": True},
-        chained=chained,
-    )
-    r = cmd.func(ctx)
-    txn.invalidate_views()
-    return r

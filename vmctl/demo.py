@@ -6,6 +6,7 @@ import random
 import sys
 
 from vmctl.errors import VmctlError
+from vmctl.vms import boot
 
 GiB = 1024**3
 
@@ -23,22 +24,15 @@ FLAVOURS = [(1, 2, 30), (2, 4, 30), (4, 8, 20), (8, 16, 12), (16, 64, 6), (32, 1
 
 
 def run(opts, pools: int, hosts: int, vms: int, seed: int, argv: list[str]) -> int:
-    from vmctl.api import invoke
-    from vmctl.cli.app import command_line
-    from vmctl.store.txn import Store
+    from vmctl.runner import Runner, command_line, invoke
     from vmctl.units import UuidSource
 
     if pools > hosts:
         raise VmctlError(
             "INVALID_VALUE", "A demo needs at least one host per pool", [("name", "pools"), ("value", pools)]
         )
-    store = Store(
-        opts.db,
-        timeout=opts.timeout,
-        dry_run=opts.dry_run,
-        uuids=UuidSource(f"demo:{seed}"),
-        on_warning=lambda line: sys.stderr.write(line + "\n"),
-    )
+    runner = Runner(opts, command_line(argv))
+    store = runner.open_store(UuidSource(f"demo:{seed}"))
     rng = random.Random(seed)
     summary: dict = {}
 
@@ -145,9 +139,10 @@ def run(opts, pools: int, hosts: int, vms: int, seed: int, argv: list[str]) -> i
         )
         return None
 
-    command = command_line(argv)
-    store.run(body, True, finish=lambda txn: store.append_journal(txn, command))
-    store.dispose()
+    try:
+        runner.transaction(body, True, store)
+    finally:
+        store.dispose()
     sys.stdout.write(
         f"demo (seed {seed}): {summary['pools']} pools, {summary['hosts']} hosts, {summary['vms']} VMs "
         f"({summary['running']} running), {summary['templates']} templates, {summary['srs']} SRs, "
@@ -158,7 +153,6 @@ def run(opts, pools: int, hosts: int, vms: int, seed: int, argv: list[str]) -> i
 
 def start_all(txn, pool_uuids: list[str]) -> int:
     """Batch-place and start every halted VM of the demo's pools; return how many run."""
-    from vmctl.commands.vmpower import boot
     from vmctl.engine.placement import START, Scheduler, place_batch
     from vmctl.engine_adapter import pool_state
 

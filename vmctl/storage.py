@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from vmctl import lifecycle
 from vmctl.errors import VmctlError
 
 MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
@@ -487,7 +486,7 @@ def create_vdi(
     return u
 
 
-# --- attachment (lifecycle hooks) ----------------------------------------------------------------------------
+# --- attachment (power-transition hooks, vmctl/hooks.py) ----------------------------------------------------------------------------
 def attach_vbds(txn, vm: dict, host_uuid: str) -> None:
     """Entering running or paused attaches every VBD whose SR is visible from the host (an
     empty CD drive has no SR and always attaches)."""
@@ -507,7 +506,58 @@ def detach_vbds(txn, vm: dict, host_uuid: str) -> None:
             txn.update("vbd", b["uuid"], {"currently-attached": False})
 
 
-if attach_vbds not in lifecycle.ON_RESIDENT:
-    lifecycle.ON_RESIDENT.append(attach_vbds)
-if detach_vbds not in lifecycle.ON_LEAVE:
-    lifecycle.ON_LEAVE.append(detach_vbds)
+MAX_DEVICE = 15
+
+
+def free_device(txn, vm_uuid: str) -> int | None:
+    used = {b["device"] for b in txn.select("vbd", vm=vm_uuid)}
+    return next((d for d in range(MAX_DEVICE + 1) if d not in used), None)
+
+
+def check_device(txn, vm: dict, text) -> int:
+    """`device=` 0-15 (`INVALID_DEVICE`) and free (`DEVICE_ALREADY_EXISTS`); `autodetect` or
+    None: the lowest free device."""
+    if text is None or str(text) == "autodetect":
+        d = free_device(txn, vm["uuid"])
+        if d is None:
+            raise VmctlError("INVALID_DEVICE", "The VM has no free device (0-15)", [("device", "autodetect")])
+        return d
+    s = str(text).strip()
+    if not s.isdigit() or not 0 <= int(s) <= MAX_DEVICE:
+        raise VmctlError("INVALID_DEVICE", "A device is an integer 0-15", [("device", text)])
+    d = int(s)
+    if txn.select("vbd", vm=vm["uuid"], device=d):
+        raise VmctlError(
+            "DEVICE_ALREADY_EXISTS", "The VM already has a device with that number", [("device", d)]
+        )
+    return d
+
+
+def plug(txn, vm: dict, vbd: dict, operation: str = "plug") -> None:
+    """Attach one VBD of a running VM: SR visible from its host (`VM_REQUIRES_SR`), holding rule."""
+    if vbd["vdi"]:
+        vdi = txn.get("vdi", vbd["vdi"])
+        if vdi is not None:
+            if not sr_visible(txn, vdi["sr"], vm["resident-on"]):
+                raise VmctlError(
+                    "VM_REQUIRES_SR",
+                    "The VM's host cannot see the SR",
+                    [("vm", txn.ref("vm", vm)), ("sr", txn.ref("sr", vdi["sr"]))],
+                )
+            if vdi_conflict(txn, vdi["uuid"], vbd["mode"], vm["uuid"]):
+                raise in_use(txn, vdi, operation)
+    txn.update("vbd", vbd["uuid"], {"currently-attached": True})
+
+
+def unplug(txn, vbd: dict) -> None:
+    if not vbd["currently-attached"]:
+        raise VmctlError(
+            "DEVICE_ALREADY_DETACHED", "The VBD is not attached", [("device", txn.ref("vbd", vbd))]
+        )
+    if not vbd["unpluggable"]:
+        raise VmctlError(
+            "VBD_NOT_UNPLUGGABLE",
+            "The VBD cannot be unplugged while the VM runs",
+            [("vbd", txn.ref("vbd", vbd))],
+        )
+    txn.update("vbd", vbd["uuid"], {"currently-attached": False})

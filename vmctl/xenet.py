@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 
-from vmctl import lifecycle
 from vmctl.errors import OvsError, VmctlError
 
 BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -533,7 +532,7 @@ def _moving_key(vm_uuid: str) -> tuple[str, str]:
     return ("xenet-plugged-before-leave", vm_uuid)
 
 
-def _on_resident(txn, vm: dict, host_uuid: str) -> None:
+def plug_vifs(txn, vm: dict, host_uuid: str) -> None:
     """A VM entering running/paused on a host: its VIFs are plugged (model.md §1.7) and get
     their ports. After a migration in the same transaction only the VIFs plugged before it."""
     vm = txn.get("vm", vm["uuid"]) or vm
@@ -549,9 +548,9 @@ def _on_resident(txn, vm: dict, host_uuid: str) -> None:
         plug_vif_port(txn, vif, vm, host_uuid)
 
 
-def _on_leave(txn, vm: dict, host_uuid: str) -> None:
+def unplug_vifs(txn, vm: dict, host_uuid: str) -> None:
     """A VM leaving a host (halt, suspend, migration away, host failure): its ports go and its
-    VIFs read unplugged; a migration re-plugs them on arrival (_on_resident)."""
+    VIFs read unplugged; a migration re-plugs them on arrival (plug_vifs)."""
     vm = txn.get("vm", vm["uuid"]) or vm
     plugged = set()
     for vif in txn.select("vif", vm=vm["uuid"]):
@@ -560,12 +559,6 @@ def _on_leave(txn, vm: dict, host_uuid: str) -> None:
             plugged.add(vif["uuid"])
             txn.update("vif", vif["uuid"], {"plugged": False})
     txn.cache[_moving_key(vm["uuid"])] = plugged
-
-
-if _on_resident not in lifecycle.ON_RESIDENT:
-    lifecycle.ON_RESIDENT.append(_on_resident)
-if _on_leave not in lifecycle.ON_LEAVE:
-    lifecycle.ON_LEAVE.append(_on_leave)
 
 
 # --- derived attachment and availability ----------------------------------------------------------------
@@ -623,3 +616,16 @@ def network_available(txn, network: dict, host_uuid: str) -> bool:
 def vif_networks(txn, vm: dict) -> set[str]:
     """The networks a VM's VIFs are on (for the placement adapter's network filter)."""
     return {v["network"] for v in txn.select("vif", vm=vm["uuid"]) if v["network"]}
+
+
+def err(code: str, *params, message: str | None = None) -> VmctlError:
+    return VmctlError(code, message, list(params))
+
+
+def invalid(name: str, value) -> VmctlError:
+    return err("INVALID_VALUE", ("name", name), ("value", value))
+
+
+def same_pool(txn, cls: str, row: dict, pool_uuid: str) -> None:
+    if row["pool"] != pool_uuid:
+        raise err("NOT_IN_SAME_POOL", ("object", txn.ref(cls, row)), ("pool", txn.ref("pool", pool_uuid)))

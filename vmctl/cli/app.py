@@ -1,43 +1,21 @@
-"""The runner: argv (or batch items) -> bound commands -> one transaction -> printed results.
+"""The command line: argv -> global options and a chain of bound commands -> the runner
+(vmctl/runner.py, one transaction) -> printed results, or one error line and an exit status.
 
-Phases (network.md §2.3): parse the whole chain; check (ovs get/set/clear/list table and
-column names); open and lock the inventory; run the commands in order on one in-transaction
-state; commit; print. The first failure anywhere ends everything with nothing committed and
-nothing on stdout.
+The first failure anywhere ends everything with nothing committed and nothing on stdout; no input
+gives a Python traceback.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vmctl.cli import output
-from vmctl.cli.bind import Bound, bind, lookup
-from vmctl.cli.grammar import Invocation, parse
-from vmctl.errors import ConfirmationNeeded, OvsError, UsageError, VmctlError
-
-UTILITY = ("batch", "demo", "completion", "help", "bench")
-
-
-@dataclass
-class Options:
-    db: str | None = None
-    host: str | None = None
-    fmt: str = "table"
-    minimal: bool = False
-    no_headings: bool = False
-    dry_run: bool = False
-    yes: bool = False
-    oneline: bool = False
-    quiet: bool = False
-    timeout: float = 30.0
-    explain: bool = False
-    bare: bool = False
-    seed: int | None = None  # demo: derive uuids from a seed
-    interactive: bool = False
-    extra: dict = field(default_factory=dict)
+from vmctl.cli.bind import lookup
+from vmctl.cli.grammar import FORMATS, parse
+from vmctl.errors import OvsError, UsageError, VmctlError
+from vmctl.runner import Options, Runner, build_chain, command_line
 
 
 def options_from(inv_opts: dict) -> Options:
@@ -45,7 +23,7 @@ def options_from(inv_opts: dict) -> Options:
     o.db = inv_opts.get("db") or os.environ.get("VMCTL_DB") or None  # type: ignore[assignment]
     o.host = inv_opts.get("host") or os.environ.get("VMCTL_HOST") or None  # type: ignore[assignment]
     fmt = inv_opts.get("format") or os.environ.get("VMCTL_FORMAT") or "table"
-    if fmt not in ("table", "json", "yaml", "csv", "tsv"):
+    if fmt not in FORMATS:
         raise VmctlError(
             "INVALID_VALUE",
             "The output format must be table, json, yaml, csv or tsv",
@@ -68,149 +46,9 @@ def options_from(inv_opts: dict) -> Options:
     return o
 
 
-class Executor:
-    """Runs a chain of bound commands as one transaction."""
-
-    def __init__(self, opts: Options, command_line: str, chained: bool | None = None):
-        self.opts = opts
-        self.command_line = command_line
-        self.chained = chained
-
-    def _open(self):
-        from vmctl.store.txn import Store
-        from vmctl.units import UuidSource
-
-        return Store(
-            self.opts.db,
-            timeout=self.opts.timeout,
-            dry_run=self.opts.dry_run,
-            uuids=UuidSource(self.opts.seed),
-            on_warning=_print_warning,
-        )
-
-    def run(self, chain: list[Bound], store=None) -> list:
-        from vmctl import ovs
-
-        # phase 2: ovs table/column checks for the whole chain before anything opens
-        for b in chain:
-            if b.cmd.style == "ovs":
-                ovs.check(b.cmd.name, b.seg.options, b.seg.args)
-        write = any(b.cmd.rw for b in chain)
-        own = store is None
-        store = store or self._open()
-        chained = self.chained if self.chained is not None else len(chain) > 1
-        confirmed = False
-        try:
-            while True:
-                try:
-                    results, _txn = store.run(
-                        lambda txn, c=confirmed: self._body(txn, chain, chained, c),
-                        write,
-                        finish=lambda txn: store.append_journal(txn, self.command_line),
-                    )
-                    return results
-                except ConfirmationNeeded as need:
-                    if not _ask(need.what):
-                        raise VmctlError("CONFIRMATION_REQUIRED", "Declined: nothing was changed") from None
-                    confirmed = True
-        finally:
-            if own:
-                store.dispose()
-
-    def _body(self, txn, chain: list[Bound], chained: bool, confirmed: bool) -> list:
-        from vmctl.commands.table import Ctx, Text, Value
-
-        results = []
-        host = None
-        # Deferred-work hook (engine.md §2.3, cli.md §2; vmctl/commands/vmpower.py): a command may
-        # leave a callable in txn.cache["deferred"]; it is called with the next bound command before
-        # that command runs, and with None at the end of the chain, so a run of consecutive
-        # vm-starts without on= is placed in one pass. "defer-ok" names the command the runner is
-        # running (a command invoked from inside another one must not defer).
-        for b in chain:
-            if txn.cache.get("deferred") is not None:
-                txn.cache["deferred"](b, results)
-            txn.cache["defer-ok"] = b.cmd
-            if b.cmd.style == "ovs":
-                if host is None:
-                    host = resolve_switch_host(txn, self.opts.host)
-                s = txn.switch(host)
-                results.append(
-                    Text(
-                        s.run(
-                            b.cmd.name,
-                            b.seg.options,
-                            b.seg.args,
-                            oneline=self.opts.oneline,
-                            bare=self.opts.bare,
-                            no_headings=self.opts.no_headings,
-                        )
-                    )
-                )
-                if b.cmd.rw:
-                    txn.writes += 1  # switch rows changed: memoized views (pool snapshots) are stale
-                continue
-            ctx = Ctx(
-                txn=txn,
-                cmd=b.cmd,
-                a=dict(b.a),
-                raw=dict(b.raw),
-                raw_pairs=list(b.raw_pairs),
-                flags=set(b.flags),
-                maps={k: dict(v) for k, v in b.maps.items()},
-                filters=list(b.filters),
-                opts=self._ctx_opts(b),
-                fmt=b.fmt or self.opts.fmt,
-                chained=chained,
-                confirmed=confirmed,
-            )
-            r = b.cmd.func(ctx)
-            txn.invalidate_views()
-            if b.ref_id and b.cmd.creates and isinstance(r, Value):
-                txn.refs[b.ref_id] = (b.cmd.creates, r.value)
-            results.append(r)
-        if txn.cache.get("deferred") is not None:
-            txn.cache["deferred"](None, results)
-        if txn.write and txn.dirty:
-            # HA status after every change while HA is enabled (engine.md §3.4; vmctl/commands/ha.py)
-            from vmctl.commands.ha import refresh_ha_status
-
-            refresh_ha_status(txn)
-        if not self.opts.dry_run:
-            for s in txn.switches.values():
-                if s is not None:
-                    s.commit_check()
-        if txn.write and txn.dirty:
-            from vmctl.commands.dbcheck import check_before_commit
-
-            check_before_commit(txn)
-        return results
-
-    def _ctx_opts(self, b: Bound) -> dict:
-        o = self.opts
-        return {
-            "dry_run": o.dry_run,
-            "yes": o.yes,
-            "quiet": o.quiet,
-            "explain": o.explain or "explain" in b.flags,
-            "interactive": o.interactive,
-            "seed": o.seed,
-            "db": o.db,
-            "timeout": o.timeout,
-        }
-
-
-def resolve_switch_host(txn, name: str | None) -> str:
-    if name:
-        return txn.resolve_one("host", name)["uuid"]
-    hosts = txn.all("host")
-    if len(hosts) == 1:
-        return hosts[0]["uuid"]
-    raise VmctlError(
-        "HOST_REQUIRED",
-        "Name the host whose bridges to use: --host=NAME or VMCTL_HOST",
-        [("hosts", len(hosts))],
-    )
+def runner(opts: Options, line: str, chained: bool | None = None) -> Runner:
+    """The runner as the command line uses it: it asks on the terminal before destroying."""
+    return Runner(opts, line, chained, ask=_ask if opts.interactive else None)
 
 
 def _ask(what: list[str]) -> bool:
@@ -226,12 +64,7 @@ def _ask(what: list[str]) -> bool:
     return answer.strip() == "yes"
 
 
-def _print_warning(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
-def print_results(results: list, chain: list[Bound], opts: Options) -> None:
+def print_results(results: list, chain: list, opts: Options) -> None:
     tty = output.stdout_isatty()
     chunks = []
     if (opts.fmt == "json") and len(results) > 1:
@@ -253,20 +86,6 @@ def print_results(results: list, chain: list[Bound], opts: Options) -> None:
             )
     sys.stdout.write("".join(chunks))
     sys.stdout.flush()
-
-
-def command_line(argv: list[str]) -> str:
-    return "vmctl " + shlex.join(argv) if argv else "vmctl"
-
-
-def build_chain(inv: Invocation) -> list[Bound]:
-    chain = []
-    for seg in inv.segments:
-        cmd = lookup(seg.name)
-        if cmd.style == "util" and cmd.name != "journal-list":
-            raise UsageError(f"'{seg.name}' cannot be part of a chain")
-        chain.append(bind(cmd, seg))
-    return chain
 
 
 def run_argv(argv: list[str]) -> int:
@@ -294,18 +113,16 @@ def run_argv(argv: list[str]) -> int:
             elif output.stdout_isatty():
                 from vmctl.cli import typer_app
 
-                return typer_app.print_help()
+                return typer_app.print_help(run_argv)
             else:
                 sys.stdout.write(helptext.general_help())
             return 0
-        first = inv.segments[0]
-        if first.name in UTILITY:
+        first = lookup(inv.segments[0].name)
+        if not first.chainable:
             if len(inv.segments) > 1:
                 raise UsageError(f"'{first.name}' cannot be part of a chain")
-            from vmctl.commands import util
-
-            return util.run_utility(first, opts, argv)
-        chain = build_chain(inv)
+            return run_utility(first, inv.segments[0], opts, argv)
+        chain = build_chain(inv.segments)
         helps = [b for b in chain if b.help]
         if helps:
             from vmctl.cli import helptext
@@ -315,7 +132,7 @@ def run_argv(argv: list[str]) -> int:
         if any(b.dry_run for b in chain):
             opts.dry_run = True
         opts.explain = any("explain" in b.flags for b in chain)
-        results = Executor(opts, command_line(argv)).run(chain)
+        results = runner(opts, command_line(argv)).run(chain)
         print_results(results, chain, opts)
         return max((getattr(r, "exit_code", 0) for r in results), default=0)
     except OvsError as e:
@@ -340,6 +157,29 @@ def run_argv(argv: list[str]) -> int:
             f"vmctl: INTERNAL_ERROR: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
         )
         return 1
+
+
+def run_utility(cmd, seg, opts: Options, argv: list[str]) -> int:
+    """A utility command runs outside any transaction (batch opens its own): its function gets
+    the invocation's options, its arguments bound from its table entry, and returns the exit
+    status."""
+    from vmctl.cli import helptext
+    from vmctl.cli.bind import bind_gnu
+
+    if cmd.name != "help" and ("--help" in seg.args or "-h" in seg.args):
+        sys.stdout.write(helptext.command_help(cmd.name))
+        return 0
+    return cmd.func(UtilityCall(cmd, bind_gnu(cmd, seg.args), opts, argv))
+
+
+@dataclass
+class UtilityCall:
+    """What a utility command's function gets."""
+
+    cmd: object
+    a: dict  # its arguments, bound from the table entry (see cli/bind.py bind_gnu)
+    opts: Options
+    argv: list[str]  # the whole command line, for the journal
 
 
 def _silence_stdout() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vmctl import units
-from vmctl.cli.grammar import Segment, check_arg_count, check_command_options, parse_xe_args
+from vmctl.cli.grammar import FORMATS, Segment, check_arg_count, check_command_options, parse_xe_args
 from vmctl.commands.table import Command
 from vmctl.errors import UsageError, VmctlError
 from vmctl.model import ALIASES, CLASSES
@@ -38,13 +38,14 @@ def parse_typed(arg, text: str) -> object:
     return units.parse_scalar(arg.type, text, arg.name, arg.values, allow_relative=True)
 
 
-def _journal_gnu(args: list[str]) -> list[str]:
-    """journal-list takes `--limit 20` and `--limit=20` as well as `limit=20` (cli.md §7)."""
+def _long_options(cmd: Command, args: list[str]) -> list[str]:
+    """`--limit 20` and `--limit=20` as `limit=20`, for the arguments a command also takes
+    GNU-style (its table entry's long_options; journal-list's, cli.md §7)."""
     out: list[str] = []
     i = 0
     while i < len(args):
         w = args[i]
-        for k in ("since", "object", "limit"):
+        for k in cmd.long_options:
             if w == f"--{k}" and i + 1 < len(args):
                 out.append(f"{k}={args[i + 1]}")
                 i += 2
@@ -73,7 +74,7 @@ def bind(cmd: Command, seg: Segment) -> Bound:
             b.ref_id = val
         elif key in cmd.flags:
             b.flags.add(key[2:])
-    args = _journal_gnu(seg.args) if cmd.name == "journal-list" else seg.args
+    args = _long_options(cmd, seg.args) if cmd.long_options else seg.args
     xa = parse_xe_args(args)
     b.fmt, b.minimal, b.no_headings, b.dry_run = xa.fmt, xa.minimal, xa.no_headings, xa.dry_run
     unknown: list[str] = []
@@ -86,10 +87,26 @@ def bind(cmd: Command, seg: Segment) -> Bound:
             continue
         if val is None or units.parse_bool(val, key):
             b.flags.add(key[2:])
+    _bind_values(b, xa.values, unknown)
+    if b.fmt is not None and b.fmt not in FORMATS:
+        raise VmctlError(
+            "INVALID_VALUE",
+            "The output format must be table, json, yaml, csv or tsv",
+            [("name", "format"), ("value", b.fmt)],
+        )
+    return b
+
+
+def _bind_values(b: Bound, values, unknown: list[str]) -> None:
+    """key=value pairs onto the bound command, in model.md §0's order: missing, unknown, then
+    invalid values. A value is text from the command line, or a typed Python value from the API
+    (vmctl/api.py), which a declared argument takes as it is once its type is checked."""
+    cmd = b.cmd
     pending: list[tuple] = []
-    for key, val in xa.values:
+    for key, val in values:
         key = ALIASES.get(key, key)
-        b.raw_pairs.append((key, val))
+        text = val if isinstance(val, str) else _text(val)
+        b.raw_pairs.append((key, text))
         mkey = None
         base = key
         if ":" in key:
@@ -97,17 +114,17 @@ def bind(cmd: Command, seg: Segment) -> Bound:
         arg = cmd.arg(base)
         if arg is not None and (mkey is None) == (arg.type != "map"):
             if arg.type == "map":
-                b.maps.setdefault(base, {})[mkey] = val
+                b.maps.setdefault(base, {})[mkey] = text
             else:
                 pending.append((arg, val))
-            b.raw[key] = val
+            b.raw[key] = text
         elif cmd.list_of or cmd.selector:
-            b.raw[key] = val
-            pending.append(("filter", key, val))
+            b.raw[key] = text
+            pending.append(("filter", key, text))
         elif cmd.fields_of:
             if cmd.fields_of != "*" and mkey is None and base not in CLASSES[cmd.fields_of].fields:
                 unknown.append(key)
-            b.raw[key] = val
+            b.raw[key] = text
         else:
             unknown.append(key)
     missing = [a.name for a in cmd.args if a.required and a.name not in b.raw and a.name not in b.maps]
@@ -125,21 +142,75 @@ def bind(cmd: Command, seg: Segment) -> Bound:
             filt_pairs.append((item[1], item[2]))
             continue
         arg, val = item
-        v = parse_typed(arg, val)
+        v = parse_typed(arg, val) if isinstance(val, str) else _typed(arg, val)
         if arg.repeat:
             b.a.setdefault(arg.name, []).append(v)
         else:
             b.a[arg.name] = v
     if filt_pairs:
-        from vmctl.commands.fields import parse_filters
+        from vmctl.fields import parse_filters
 
         b.filters = parse_filters(cmd.list_of or cmd.selector, filt_pairs)
-    if b.fmt is not None and b.fmt not in ("table", "json", "yaml", "csv", "tsv"):
+
+
+# The Python types a declared argument takes from the API, by argument type (else text).
+_PY_TYPES = {
+    "int": (int,),
+    "size": (int,),
+    "rate": (int, float),
+    "duration": (int, float),
+    "float": (int, float),
+    "bool": (bool,),
+    "list": (list, tuple),
+}
+
+
+def _typed(arg, value) -> object:
+    """A typed API value for a declared argument: checked, and converted only where the command
+    expects another Python type (a tuple for a list)."""
+    kinds = _PY_TYPES.get(arg.type, ())
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and arg.type != "bool")
+    if not ok:
         raise VmctlError(
-            "INVALID_VALUE",
-            "The output format must be table, json, yaml, csv or tsv",
-            [("name", "format"), ("value", b.fmt)],
+            "FIELD_TYPE_ERROR",
+            f"{arg.name} takes a {arg.type}, not a {type(value).__name__}",
+            [("name", arg.name), ("value", _text(value))],
         )
+    if arg.type == "list":
+        return [str(x) for x in value]
+    if arg.type in ("int", "size"):
+        return units.parse_scalar(arg.type, str(value), arg.name)  # the same range checks as text
+    return value
+
+
+def _text(value) -> str:
+    """A typed API value as it would be written on the command line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_text(x) for x in value)
+    return str(value)
+
+
+def bind_values(cmd: Command, values: dict) -> Bound:
+    """The Python API's binding: keyword arguments (name_label= or "name-label"=, maps as
+    {"other-config": {...}}, flags as force=True) onto the same Bound the command line makes."""
+    b = Bound(cmd, Segment(name=cmd.name, args=[]))
+    pairs: list[tuple[str, object]] = []
+    for k, v in values.items():
+        key = k if "-" in k or ":" in k else k.replace("_", "-")
+        flag = "--" + key.lstrip("-")
+        if flag in cmd.flags or flag in UNIVERSAL_FLAGS:
+            if not isinstance(v, bool):
+                raise VmctlError("FIELD_TYPE_ERROR", f"{flag} takes true or false", [("name", flag)])
+            if v:
+                b.flags.add(flag[2:])
+            continue
+        if isinstance(v, dict):
+            pairs.extend((f"{key}:{mk}", _text(mv)) for mk, mv in v.items())
+            continue
+        pairs.append((key, v))
+    _bind_values(b, pairs, [])
     return b
 
 
@@ -150,3 +221,68 @@ def lookup(name: str) -> Command:
     if cmd is None:
         raise UsageError(f"unknown command '{name}'; use --help for help")
     return cmd
+
+
+def bind_gnu(cmd: Command, args: list[str]) -> dict:
+    """A utility command's arguments, GNU-style, from its table entry: an Arg named `--x` is an
+    option (a flag when its type is bool, else it takes a value as `--x V` or `--x=V`), any other
+    Arg a positional argument in order, the last one taking all the words left when it repeats.
+    Messages follow argparse's, as scripts may match them."""
+    options = {a.name: a for a in cmd.args if a.name.startswith("--")}
+    positional = [a for a in cmd.args if not a.name.startswith("--")]
+    out: dict = {}
+    extra: list[str] = []
+    words = list(args)
+    npos = 0
+    i = 0
+    while i < len(words):
+        w = words[i]
+        name, eq, value = w.partition("=")
+        opt = options.get(name) if w.startswith("--") else None
+        if npos < len(positional) and positional[npos].repeat:
+            out[positional[npos].name] = words[i:]  # the rest, as written (bench passes it on)
+            break
+        if opt is None:
+            if npos < len(positional) and (w == "-" or not w.startswith("-")):
+                out[positional[npos].name] = _gnu_value(cmd, positional[npos], w)
+                npos += 1
+            else:
+                extra.append(w)
+            i += 1
+            continue
+        if opt.type == "bool":
+            if eq:
+                extra.append(w)
+            out[opt.name] = True
+            i += 1
+            continue
+        if not eq:
+            if i + 1 >= len(words):
+                raise UsageError(f"{cmd.name}: argument {opt.name}: expected one argument")
+            value = words[i + 1]
+            i += 1
+        out[opt.name] = _gnu_value(cmd, opt, value)
+        i += 1
+    if extra:
+        raise UsageError(f"{cmd.name}: unrecognized arguments: {' '.join(extra)}")
+    missing = [a.name for a in positional if a.required and a.name not in out]
+    if missing:
+        names = ", ".join(m.lower() for m in missing)
+        raise UsageError(f"{cmd.name}: the following arguments are required: {names}")
+    return out
+
+
+def _gnu_value(cmd: Command, arg, text: str) -> object:
+    if arg.type == "int":
+        what = arg.name if arg.name.startswith("--") else arg.name.lower()
+        try:
+            v = int(text)
+        except ValueError:
+            raise UsageError(
+                f"{cmd.name}: argument {arg.name}: {what} takes a whole number, not {text!r}"
+            ) from None
+        lo, hi = arg.bounds or (None, None)
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise UsageError(f"{cmd.name}: argument {arg.name}: {what} must be between {lo} and {hi}")
+        return v
+    return text

@@ -9,7 +9,9 @@ chains, xe-style `key=value` arguments or ovs-vsctl's option rules.
 from __future__ import annotations
 
 
-def build():
+def build(run):
+    """The typer app; each command forwards its words to run(argv) -> exit status (the
+    runner's command line, vmctl.cli.app.run_argv, which imports this module for --help)."""
     import typer
 
     from vmctl.cli.helptext import FAMILY_ORDER
@@ -39,16 +41,14 @@ def build():
                 "help_option_names": [],
             },
             add_help_option=False,
-        )(_forward(cmd.name))
+        )(_forward(cmd.name, run))
     return app
 
 
-def _forward(name: str):
+def _forward(name: str, run_argv):
     import typer
 
     def run(ctx) -> None:
-        from vmctl.cli.app import run_argv
-
         raise SystemExit(run_argv([name, *ctx.args]))
 
     # typer reads the annotation to inject the context; set it as an object, since this module's
@@ -58,9 +58,9 @@ def _forward(name: str):
     return run
 
 
-def print_help() -> int:
+def print_help(run) -> int:
     """`vmctl --help` on a terminal."""
-    app = build()
+    app = build(run)
     try:
         app(["--help"], prog_name="vmctl", standalone_mode=True)
     except SystemExit as e:

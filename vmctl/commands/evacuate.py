@@ -16,6 +16,7 @@ the host stays enabled when the evacuation is refused; ``host-enable host=H`` en
 from __future__ import annotations
 
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
+from vmctl.relocation import record_of, relocate, storage_need
 
 _MOVE_FIELDS = ("wave", "vm", "name-label", "to", "memory", "bytes", "time", "downtime")
 _HOST = Arg("host", "ref:host", True, "the host to empty: uuid or name-label", complete="host")
@@ -101,10 +102,8 @@ def plan_text(plan) -> str:
         ),
     ),
     flags=("--explain",),
-    examples=("host-evacuate host=h3 --dry-run", "host-disable host=h3 -- host-evacuate host=h3"),
 )
 def host_evacuate(ctx: Ctx):
-    from vmctl.commands.migrate import record_of, relocate, storage_need
     from vmctl.engine.evacuate import plan_evacuation
 
     txn = ctx.txn

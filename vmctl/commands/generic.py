@@ -4,62 +4,32 @@
 from __future__ import annotations
 
 from vmctl import derived
-from vmctl.commands.fields import lookup_field, matches, parse_params, parse_value
-from vmctl.commands.table import COMMANDS, Arg, Command, Ctx, Records, Value, register
+from vmctl.commands.table import Arg, Command, Ctx, Records, Value, register
 from vmctl.errors import VmctlError
+from vmctl.fields import (
+    PARAM_HOOKS,
+    PARAM_SETTERS,
+    hidden_filter,
+    lookup_field,
+    matches,
+    parse_params,
+    parse_value,
+)
 from vmctl.model import CLASSES, SNAPSHOT_COLUMNS, TEMPLATE_COLUMNS
 
 # Per-class checks param-set/add/remove/clear run before applying a change, so that a param
 # command enforces the same rules as the dedicated command. fn(ctx, row, changes) may raise.
-PARAM_HOOKS: dict[str, list] = {}
-
-
-def param_hook(cls: str):
-    def deco(fn):
-        PARAM_HOOKS.setdefault(cls, []).append(fn)
-        return fn
-
-    return deco
 
 
 # Read-only fields that <class>-param-set may still write under the class's own rule (a thin
 # disk's physical-utilisation records guest writes): (class, field) -> fn(ctx, row, text). They are
 # set after the plain fields of the same command, the last value given winning.
-PARAM_SETTERS: dict[tuple[str, str], object] = {}
-
-
-def param_setter(cls: str, field: str, help: str):
-    def deco(fn):
-        PARAM_SETTERS[(cls, field)] = fn
-        COMMANDS[f"{cls}-param-set"].help += "; " + help
-        return fn
-
-    return deco
 
 
 def sort_rows(rows: list[dict], cls: str) -> list[dict]:
     if CLASSES[cls].named:
         return sorted(rows, key=lambda r: (r["name-label"].encode(), r["uuid"]))
     return sorted(rows, key=lambda r: r["uuid"])
-
-
-def hidden_filter(view: str, ctx: Ctx, filters) -> callable:
-    """Templates and snapshots hide from vm-list, base copies from vdi-list, unless --all."""
-    names = {f for f, _, _ in filters}
-    if view == "vm":
-        if ctx.flag("all"):
-            return None
-        show_t, show_s = "is-a-template" in names, "is-a-snapshot" in names
-        return lambda r: (
-            (show_t or not r["is-a-template"] or r["is-a-snapshot"]) and (show_s or not r["is-a-snapshot"])
-        )
-    if view == "template":
-        return lambda r: r["is-a-template"] and not r["is-a-snapshot"]
-    if view == "snapshot":
-        return lambda r: r["is-a-snapshot"]
-    if view == "vdi" and not ctx.flag("all"):
-        return lambda r: r["managed"]
-    return None
 
 
 def list_rows(ctx: Ctx, cls: str, view: str, default_columns) -> Records:

@@ -6,9 +6,11 @@ import ipaddress
 import re
 
 from vmctl import xenet
-from vmctl.commands.generic import param_hook
+from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
+from vmctl.fields import param_hook
+from vmctl.pools import homogeneity_checks, major, management_vlan
 from vmctl.units import generated_mac
 
 DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -30,30 +32,6 @@ def check_address(text: str) -> str:
     if DNS_RE.match(text) and not text.replace(".", "").isdigit():
         return text.lower()
     raise _invalid("address", text)
-
-
-def version_tuple(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split("."))
-
-
-def major(v: str) -> int:
-    return version_tuple(v)[0]
-
-
-def management_vlan(txn, host_uuid: str) -> int:
-    for p in txn.select("pif", host=host_uuid, management=True):
-        return p["vlan"]
-    return -1
-
-
-def homogeneity_checks(ctx: Ctx, host: dict, master: dict, force: bool) -> None:
-    """pool-join checks 7-9 (host-add with pool=, host-update)."""
-    if major(host["software-version"]) != major(master["software-version"]):
-        raise VmctlError("HOSTS_NOT_COMPATIBLE", params=[("reason", "Major versions differ")])
-    if not force and host["software-version"] != master["software-version"]:
-        raise VmctlError("HOSTS_NOT_HOMOGENEOUS", params=[("reason", "Software version differs")])
-    if not force and host["cpu-vendor"] != master["cpu-vendor"]:
-        raise VmctlError("HOSTS_NOT_HOMOGENEOUS", params=[("reason", "CPUs differ")])
 
 
 @command(
@@ -254,7 +232,6 @@ def host_enable(ctx: Ctx):
     args=(_HOST,),
 )
 def host_disable(ctx: Ctx):
-    from vmctl.commands.ha import admit
 
     txn = ctx.txn
     h = txn.resolve_one("host", ctx.a["host"])
@@ -300,7 +277,6 @@ def _remove_pool_contents(txn, pool_uuid: str) -> None:
     family="host",
     args=(_HOST,),
     flags=("--force", "--if-exists"),
-    confirm=True,
 )
 def host_forget(ctx: Ctx):
     txn = ctx.txn

@@ -30,6 +30,7 @@ def _object_keys(txn, value: str) -> set[str]:
     "List committed transactions: time, user, command and the objects touched",
     family="journal",
     rw=False,
+    long_options=("since", "object", "limit"),
     args=(
         Arg("since", help="a sequence number or an ISO 8601 time"),
         Arg("object", help="only entries touching this object (uuid or name-label)"),

@@ -35,15 +35,11 @@ executor would add its measurements under the same key.
 
 from __future__ import annotations
 
-import json
-
-from vmctl import lifecycle
+from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
 from vmctl.errors import Ref, VmctlError
-
-LIVE_STATES = ("running", "paused")
-COLD_STATES = ("halted", "suspended")
-RECORD_KEY = "last-migration"
+from vmctl.relocation import COLD_STATES, LIVE_STATES, record_of, relocate, storage_need
+from vmctl.vms import bad_power_state, check_vm_operation, select_vms
 
 _VM = Arg(
     "vm",
@@ -54,96 +50,6 @@ _VM = Arg(
 
 
 # --- shared by host-evacuate and pool-rebalance ------------------------------------------------------------
-def storage_need(txn, vdi_map: dict[str, str]) -> dict[str, int]:
-    """Bytes each target SR must have free for the copies, counted as vdi-copy counts a new copy
-    (model.md §3.5: thick virtual-size, thin the bytes written along the chain)."""
-    from vmctl import storage
-
-    need: dict[str, int] = {}
-    for vdi_uuid, sr_uuid in sorted(vdi_map.items()):
-        vdi = txn.get("vdi", vdi_uuid)
-        if vdi is None or vdi["sr"] == sr_uuid:
-            continue
-        need[sr_uuid] = need.get(sr_uuid, 0) + storage.copy_usage(vdi, vdi["provisioning"], txn)
-    return need
-
-
-def move_storage(txn, vm: dict, vdi_map: dict[str, str], quiet: bool = False) -> dict[str, str]:
-    """Storage motion: each mapped VDI of the VM is copied to its target SR (as vdi-copy does, same
-    provisioning), every VBD on the old VDI is repointed to the copy (a suspend image is followed
-    too), and the old VDI is destroyed with the merge rule. Returns old → new VDI uuids. The
-    caller has checked the space (:func:`storage_need`)."""
-    from vmctl import storage
-
-    moved: dict[str, str] = {}
-    targets = sorted({s for s in vdi_map.values()})
-    before = storage.allocations(txn, targets)
-    for vdi_uuid, sr_uuid in sorted(vdi_map.items()):
-        vdi = txn.get("vdi", vdi_uuid)
-        if vdi is None or vdi["sr"] == sr_uuid:
-            continue  # already there: nothing to copy
-        new = storage.copy_vdi(
-            txn, vdi, txn.get("sr", sr_uuid), vdi["provisioning"], read_only=vdi["read-only"]
-        )
-        for b in sorted(txn.select("vbd", vdi=vdi_uuid), key=lambda b: b["uuid"]):
-            txn.update("vbd", b["uuid"], {"vdi": new})
-        if vm["suspend-vdi"] == vdi_uuid:
-            vm = txn.update("vm", vm["uuid"], {"suspend-vdi": new})
-        storage.destroy_vdi(txn, txn.get("vdi", vdi_uuid), "migrate", check=False)
-        moved[vdi_uuid] = new
-    storage.overprovision_warning(txn, before, quiet)
-    return moved
-
-
-def relocate(
-    txn,
-    vm_uuid: str,
-    dst: str,
-    vdi_map: dict[str, str] | None = None,
-    record: dict | None = None,
-    quiet: bool = False,
-) -> dict:
-    """Apply one migration to the inventory: leave the old host through the lifecycle hooks, move
-    the mapped disks, record the new residence (resident-on, a free domid on the new host), become
-    resident through the hooks, and record the prediction (``other-config:last-migration``).
-    A halted or suspended VM (``dst`` empty) only moves its disks."""
-    from vmctl.commands.vmpower import free_domid
-
-    vm = txn.get("vm", vm_uuid)
-    old = vm["resident-on"] if vm["power-state"] in LIVE_STATES else ""
-    if old:
-        lifecycle.leaving_host(txn, vm, old)
-    moved = move_storage(txn, vm, vdi_map, quiet) if vdi_map else {}
-    vm = txn.get("vm", vm_uuid)
-    changes: dict = {}
-    if old and dst:
-        changes = {
-            "resident-on": dst,
-            "domid": vm["domid"] if dst == old else free_domid(txn, dst, vm_uuid),
-            "scheduled-to-be-resident-on": "",
-        }
-    if record is not None:
-        rec = dict(record)
-        if moved:
-            rec["vdis"] = moved
-        oc = dict(vm["other-config"])
-        oc[RECORD_KEY] = json.dumps(rec, sort_keys=True, separators=(",", ":"))
-        changes["other-config"] = oc
-    if changes:
-        vm = txn.update("vm", vm_uuid, changes)
-    if old and dst:
-        lifecycle.became_resident(txn, vm, dst)
-    return vm
-
-
-def record_of(src: str, dst: str, pred: dict | None) -> dict:
-    """What the journal keeps of one migration: endpoints and the engine's prediction."""
-    rec = {"from": src, "to": dst}
-    if pred:
-        for k in ("rounds", "bytes", "storage-bytes", "total-time", "downtime", "stop-reason", "rate"):
-            if k in pred:
-                rec[k] = pred[k]
-    return rec
 
 
 # --- output -------------------------------------------------------------------------------------------------
@@ -360,8 +266,6 @@ def migrate_one(
 ) -> tuple[dict | None, object]:
     """Check and apply one vm-migrate; (plan or None for a no-op, explain report or None)."""
     from vmctl import storage
-    from vmctl.commands.ha import admit
-    from vmctl.commands.vm import bad_power_state, check_vm_operation
     from vmctl.engine import waves as wv
     from vmctl.engine.placement import MIGRATE
     from vmctl.engine_adapter import pool_state
@@ -503,14 +407,8 @@ def migrate_one(
     ),
     flags=("--force", "--multiple", "--explain"),
     selector="vm",
-    examples=(
-        "vm-migrate vm=web1 host=h2",
-        "vm-migrate vm=web1 --dry-run",
-        "vm-migrate vm=db1 host=h2 vdi:<vdi-uuid>=shared-sr",
-    ),
 )
 def vm_migrate(ctx: Ctx):
-    from vmctl.commands.vm import select_vms
 
     txn = ctx.txn
     for name in ("downtime",):

@@ -7,60 +7,23 @@ from __future__ import annotations
 import ipaddress
 
 from vmctl import xenet
-from vmctl.commands.fields import parse_value
-from vmctl.commands.generic import param_hook
-from vmctl.commands.pool import only_pool
 from vmctl.commands.table import Arg, Ctx, Data, Value, command
 from vmctl.errors import VmctlError
-from vmctl.model import CLASSES
+from vmctl.fields import extra_fields, param_hook
+from vmctl.pools import only_pool
 from vmctl.units import generated_mac, normalise_mac
+from vmctl.xenet import err, invalid
 
 MTU_MIN, MTU_MAX = 68, 9216
 BOND_MODES = ("balance-slb", "active-backup", "lacp")
 
 
 # --- shared helpers ---------------------------------------------------------------------------------------
-def err(code: str, *params, message: str | None = None) -> VmctlError:
-    return VmctlError(code, message, list(params))
-
-
-def invalid(name: str, value) -> VmctlError:
-    return err("INVALID_VALUE", ("name", name), ("value", value))
 
 
 def resolve_or_none(ctx: Ctx, cls: str, key: str = "uuid") -> dict | None:
     """resolve_one, except that --if-exists turns an unknown object into None."""
     return ctx.unless_missing(lambda: ctx.txn.resolve_one(cls, ctx.a[key]))
-
-
-def same_pool(txn, cls: str, row: dict, pool_uuid: str) -> None:
-    if row["pool"] != pool_uuid:
-        raise err("NOT_IN_SAME_POOL", ("object", txn.ref(cls, row)), ("pool", txn.ref("pool", pool_uuid)))
-
-
-def extra_fields(ctx: Ctx, cls: str, declared) -> dict:
-    """The RW fields given to a creating command as key=value beyond its own arguments
-    (model.md §0): name-description, tags, other-config:k=v..."""
-    out: dict = {}
-    c = CLASSES[cls]
-    for key, text in ctx.raw_pairs:
-        base, mkey = (key.split(":", 1) + [None])[:2] if ":" in key else (key, None)
-        if base in declared:
-            continue
-        f = c.fields.get(base)
-        if f is None:
-            raise err("UNKNOWN_PARAMETER", ("name", key))
-        if not f.writable:
-            raise err("FIELD_READ_ONLY", ("class", cls), ("field", base))
-        if f.kind == "map":
-            if mkey is None:
-                raise err("FIELD_TYPE_ERROR", ("field", base))
-            out.setdefault(base, {})[mkey] = text
-        elif mkey is not None:
-            raise err("FIELD_TYPE_ERROR", ("field", base))
-        else:
-            out[base] = parse_value(f, text, ctx.txn, None, arg=key)
-    return out
 
 
 def check_mtu(value) -> None:
@@ -102,7 +65,7 @@ def network_checks(txn, network: dict, pif: dict) -> None:
     """NETWORK_UNMANAGED, NOT_IN_SAME_POOL, NETWORK_ALREADY_CONNECTED, in that order (§3.6)."""
     if not network["managed"]:
         raise err("NETWORK_UNMANAGED", ("network", txn.ref("network", network)))
-    same_pool(txn, "network", network, pif["pool"])
+    xenet.same_pool(txn, "network", network, pif["pool"])
     other = host_pif_on(txn, network["uuid"], pif["host"])
     if other is not None:
         raise err(

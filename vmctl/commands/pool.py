@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from vmctl.commands.generic import param_hook
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
-
-
-def only_pool(txn, value: str | None = None) -> dict:
-    """`pool=` when given, else the only pool (POOL_REQUIRED when there are several or none)."""
-    if value:
-        return txn.resolve_one("pool", value)
-    pools = txn.all("pool")
-    if len(pools) != 1:
-        raise VmctlError(
-            "POOL_REQUIRED",
-            "Name the pool with pool=" if pools else "The inventory has no pool",
-            [("pools", len(pools))],
-        )
-    return pools[0]
+from vmctl.fields import param_hook
+from vmctl.pools import homogeneity_checks, management_vlan
 
 
 @command(
@@ -100,7 +87,6 @@ def _pool_objects(txn, pool_uuid: str, classes=None):
 
 def join_checks(ctx: Ctx, h: dict, pool: dict, force: bool) -> None:
     """The pre-checks of model.md §3.1, in order; the first failure wins."""
-    from vmctl.commands.host import homogeneity_checks, management_vlan
 
     txn = ctx.txn
     old = txn.get("pool", h["pool"])
@@ -238,7 +224,6 @@ def _vm_vdis(txn, vm: dict) -> list[str]:
     family="pool",
     args=(Arg("host", "ref:host", True, "the host to eject", complete="host"),),
     flags=("--force",),
-    confirm=True,
 )
 def pool_eject(ctx: Ctx):
     from vmctl import xenet

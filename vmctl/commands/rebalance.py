@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
 from vmctl.errors import VmctlError
+from vmctl.pools import only_pool
+from vmctl.relocation import record_of, relocate
 
 
 def _max_moves(ctx: Ctx) -> int | None:
@@ -120,11 +122,8 @@ def plan_text(plan, names: dict[str, str]) -> str:
         Arg("max-moves", "string", help="at most N migrations, or unlimited (default 50)"),
     ),
     flags=("--explain",),
-    examples=("pool-rebalance --dry-run", "pool-rebalance threshold=4 policy=balanced max-moves=unlimited"),
 )
 def pool_rebalance(ctx: Ctx):
-    from vmctl.commands.migrate import record_of, relocate
-    from vmctl.commands.pool import only_pool
     from vmctl.engine.rebalance import DEFAULT_THRESHOLD, plan_rebalance
     from vmctl.engine_adapter import pool_state
 

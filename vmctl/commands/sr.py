@@ -5,12 +5,11 @@ sr-list and the derived sr fields come from the generic commands and vmctl/deriv
 from __future__ import annotations
 
 from vmctl import storage
-from vmctl.commands.fields import parse_value
-from vmctl.commands.generic import param_hook
-from vmctl.commands.pool import only_pool
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
+from vmctl.fields import param_hook, parse_value
 from vmctl.model import CLASSES, PROVISIONING, SR_TYPES
+from vmctl.pools import only_pool
 
 
 def _invalid(name: str, value) -> VmctlError:
@@ -189,7 +188,6 @@ def _remove_sr(txn, sr: dict, dangling: list[dict]) -> None:
     family="sr",
     args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),),
     flags=("--force", "--if-exists"),
-    confirm=True,
 )
 def sr_destroy(ctx: Ctx):
     sr = _resolve_if_exists(ctx, "sr")

@@ -21,6 +21,7 @@ class Arg:
     values: tuple[str, ...] = ()  # enum members (also offered by completion)
     repeat: bool = False  # may be given several times (values kept in order)
     complete: str | None = None  # class whose names complete this argument
+    bounds: tuple[int, int] | None = None  # the range of an int argument of a utility command
 
 
 @dataclass
@@ -37,12 +38,20 @@ class Command:
     fields_of: str | None = None  # accepts any RW field of this class as key=value
     list_of: str | None = None  # a *-list: field filters, params=, --all
     selector: str | None = None  # "vm": vm= and/or field filters select the objects
-    confirm: bool = False
     min_args: int = 0  # ovs style
     max_args: int | None = 0
     syntax: str = ""  # ovs style synopsis, or an override for xe style
     options: str = ""  # ovs style option string
-    examples: tuple[str, ...] = ()
+    # xe-style arguments that may also be written GNU-style, `--limit 20` or `--limit=20`
+    long_options: tuple[str, ...] = ()
+    # called with the parsed segment before any transaction opens (ovs table/column names,
+    # network.md §2.3): a chain that names a bad column fails before it touches the inventory
+    precheck: Callable | None = None
+
+    @property
+    def chainable(self) -> bool:
+        """Utility commands run outside the chain's transaction (batch runs its own)."""
+        return self.style != "util"
 
     @property
     def option_string(self) -> str:
@@ -137,6 +146,15 @@ class Data:
 
 
 @dataclass
+class Deferred:
+    """A placeholder result: the command's work joined `run`, which settles it later in the
+    same transaction (see `Ctx.deferred`). `index` is its place among the run's commands."""
+
+    run: object
+    index: int
+
+
+@dataclass
 class Ctx:
     """What a command function gets: the open transaction and its parsed arguments."""
 
@@ -153,6 +171,13 @@ class Ctx:
     fmt: str = "table"
     chained: bool = False  # in a chain or a batch with other commands
     confirmed: bool = False
+    # A command run directly by the runner may defer its work to the end of a run of like
+    # commands (it returns a Deferred); `deferred` is the run still open when it is called. The
+    # run is an object with accepts(bound) -> bool (does the next command join it?) and
+    # settle() -> list of the results of its commands, in order.
+    may_defer: bool = False
+    deferred: object | None = None
+    seg: object | None = None  # the parsed segment: ovs-style commands read its options and words
 
     def flag(self, name: str) -> bool:
         return name in self.flags

@@ -12,154 +12,108 @@ from vmctl.commands.table import Arg, Command, register
 from vmctl.errors import OvsError, UsageError, VmctlError
 
 
-def _parser(prog: str):
-    """argparse (imported only for utility commands) that raises instead of exiting, so errors
-    get vmctl's one-line format."""
-    import argparse
+def _util(name: str, help: str, args: tuple[Arg, ...] = (), syntax: str = ""):
+    """Decorator registering a utility command: it runs outside any transaction, gets the
+    invocation (vmctl.cli.app.UtilityCall) and returns the exit status."""
 
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise UsageError(f"{self.prog}: {message}")
-
-    return Parser(prog=prog, add_help=False)
-
-
-def _util(name: str, help: str, args: tuple[Arg, ...] = (), syntax: str = "") -> None:
-    register(
-        Command(
-            name=name,
-            func=None,
-            help=help,
-            family="utility",
-            style="util",
-            rw=False,
-            args=args,
-            syntax=syntax,
+    def deco(fn):
+        register(
+            Command(
+                name=name,
+                func=fn,
+                help=help,
+                family="utility",
+                style="util",
+                rw=False,
+                args=args,
+                syntax=syntax,
+            )
         )
-    )
+        return fn
+
+    return deco
 
 
-_util(
+@_util(
     "batch",
     "Run a YAML list of commands as one all-or-nothing transaction",
     (
-        Arg("FILE", help="the YAML file, or - for standard input"),
+        Arg("FILE", required=True, help="the YAML file, or - for standard input"),
         Arg("--continue-on-error", "bool", help="each item is its own transaction; exit 1 if any failed"),
+        Arg("--dry-run", "bool", help="run everything, print what would be printed, then roll back"),
     ),
     "batch FILE|- [--continue-on-error] [--dry-run]",
 )
-_util(
+def batch(call) -> int:
+    if call.a.get("--dry-run"):
+        call.opts.dry_run = True
+    return run_batch(call.opts, call.a["FILE"], bool(call.a.get("--continue-on-error")), call.argv)
+
+
+@_util(
     "demo",
     "Build a realistic datacenter into an empty inventory and print a summary",
     (
-        Arg("--pools", "int", help="number of pools (default 3)"),
-        Arg("--hosts", "int", help="number of hosts (default 24)"),
-        Arg("--vms", "int", help="number of VMs (default 400)"),
-        Arg("--seed", "int", help="the seed (default 1)"),
+        Arg("--pools", "int", help="number of pools (default 3)", bounds=(1, 100000)),
+        Arg("--hosts", "int", help="number of hosts (default 24)", bounds=(1, 100000)),
+        Arg("--vms", "int", help="number of VMs (default 400)", bounds=(0, 1000000000)),
+        Arg("--seed", "int", help="the seed (default 1)", bounds=(0, 1000000000)),
     ),
     "demo [--pools P] [--hosts N] [--vms M] [--seed S]",
 )
-_util(
+def demo(call) -> int:
+    from vmctl import demo
+
+    a = call.a
+    return demo.run(
+        call.opts,
+        a.get("--pools", 3),
+        a.get("--hosts", 24),
+        a.get("--vms", 400),
+        a.get("--seed", 1),
+        call.argv,
+    )
+
+
+@_util(
     "completion",
     "Print the shell completion script for bash, zsh or fish",
     (Arg("SHELL", "enum", values=("bash", "zsh", "fish"), help="bash, zsh or fish"),),
     "completion bash|zsh|fish",
 )
-_util(
+def completion(call) -> int:
+    from vmctl.cli import completion
+
+    shell = call.a.get("SHELL", "")
+    if shell not in ("bash", "zsh", "fish"):
+        raise VmctlError(
+            "INVALID_VALUE", "Name one shell: bash, zsh or fish", [("name", "shell"), ("value", shell)]
+        )
+    sys.stdout.write(completion.script(shell))
+    return 0
+
+
+@_util(
     "help",
     "Print the help of one command, or the list of commands",
     (Arg("COMMAND", help="a command name"),),
     "help [COMMAND]",
 )
-_util(
+def help_(call) -> int:
+    from vmctl.cli import helptext
+
+    name = call.a.get("COMMAND")
+    sys.stdout.write(helptext.command_help(name) if name else helptext.general_help())
+    return 0
+
+
+@_util(
     "bench",
     "Run the benchmark suite (source checkouts only; see bench/run.py --help)",
-    (),
+    (Arg("ARGS", repeat=True, help="suites and options, passed on to bench/run.py"),),
     "bench [SUITE...] [--scenario ci|S1|S2|C96] [--seed N] ...",
 )
-
-
-def run_utility(seg, opts, argv: list[str]) -> int:
-    name = seg.name
-    args = list(seg.args)
-    if name == "help":
-        from vmctl.cli import helptext
-
-        sys.stdout.write(helptext.command_help(args[0]) if args else helptext.general_help())
-        return 0
-    if "--help" in args or "-h" in args:
-        from vmctl.cli import helptext
-
-        sys.stdout.write(helptext.command_help(name))
-        return 0
-    if name == "completion":
-        from vmctl.cli import completion
-
-        if len(args) != 1 or args[0] not in ("bash", "zsh", "fish"):
-            raise VmctlError(
-                "INVALID_VALUE",
-                "Name one shell: bash, zsh or fish",
-                [("name", "shell"), ("value", " ".join(args))],
-            )
-        sys.stdout.write(completion.script(args[0]))
-        return 0
-    if name == "bench":
-        return _bench(args)
-    if name == "demo":
-        from vmctl import demo
-
-        p = _parser("demo")
-        p.add_argument("--pools", type=_positive("pools"), default=3)
-        p.add_argument("--hosts", type=_positive("hosts"), default=24)
-        p.add_argument("--vms", type=_nonneg("vms"), default=400)
-        p.add_argument("--seed", type=_nonneg("seed"), default=1)
-        ns = p.parse_args(args)
-        return demo.run(opts, ns.pools, ns.hosts, ns.vms, ns.seed, argv)
-    if name == "batch":
-        p = _parser("batch")
-        p.add_argument("file")
-        p.add_argument("--continue-on-error", action="store_true")
-        p.add_argument("--dry-run", action="store_true")
-        ns = p.parse_args(args)
-        if ns.dry_run:
-            opts.dry_run = True
-        return run_batch(opts, ns.file, ns.continue_on_error, argv)
-    raise UsageError(f"unknown command '{name}'; use --help for help")
-
-
-def _type_error(text: str) -> Exception:
-    import argparse
-
-    return argparse.ArgumentTypeError(text)
-
-
-def _positive(name):
-    def conv(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise _type_error(f"--{name} takes a whole number, not {text!r}") from None
-        if v < 1 or v > 100000:
-            raise _type_error(f"--{name} must be between 1 and 100000")
-        return v
-
-    return conv
-
-
-def _nonneg(name):
-    def conv(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise _type_error(f"--{name} takes a whole number, not {text!r}") from None
-        if v < 0 or v > 10**9:
-            raise _type_error(f"--{name} must be between 0 and 1000000000")
-        return v
-
-    return conv
-
-
-def _bench(args: list[str]) -> int:
+def bench(call) -> int:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     script = os.path.join(root, "bench", "run.py")
     if not os.path.exists(script):
@@ -170,7 +124,7 @@ def _bench(args: list[str]) -> int:
         )
     import subprocess
 
-    return subprocess.call([sys.executable, script, *args])
+    return subprocess.call([sys.executable, script, *call.a.get("ARGS", [])])
 
 
 # --- batch -------------------------------------------------------------------------------------------------
@@ -260,8 +214,8 @@ def _segments(words: list[str]):
 
 def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
     from vmctl.cli import output
-    from vmctl.cli.app import Executor, build_chain, command_line, print_results
-    from vmctl.cli.grammar import Invocation
+    from vmctl.cli.app import print_results, runner
+    from vmctl.runner import build_chain, command_line
 
     items = load_items(path)
     per_item = []
@@ -269,7 +223,7 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
         # In continue mode a bad item is that item's failure only (each item is its own transaction).
         try:
             words = item_words(idx, item)
-            per_item.append((words, build_chain(Invocation({}, _segments(words), {}))))
+            per_item.append((words, build_chain(_segments(words))))
         except (VmctlError, OvsError) as e:
             if not continue_on_error:
                 raise
@@ -282,7 +236,7 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
         if any(b.dry_run for b in chain):
             opts.dry_run = True
         text = head + "".join("\n  " + shlex.join(w) for w, _ in per_item)
-        results = Executor(opts, text, chained=True).run(chain)
+        results = runner(opts, text, chained=True).run(chain)
         if opts.fmt == "json":
             sys.stdout.write(
                 json.dumps([output.result_data(r) for r in results], indent=2, ensure_ascii=False) + "\n"
@@ -298,7 +252,7 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
                 raise chain
             # an item's own --dry-run makes that item a dry run (cli.md §5: it acts as the global option)
             item_opts = dataclasses.replace(opts, dry_run=opts.dry_run or any(b.dry_run for b in chain))
-            results = Executor(item_opts, f"{head}\n  {shlex.join(words)}", chained=len(chain) > 1).run(chain)
+            results = runner(item_opts, f"{head}\n  {shlex.join(words)}", chained=len(chain) > 1).run(chain)
             if opts.fmt == "json":
                 outputs.extend(output.result_data(r) for r in results)
             else:

@@ -6,34 +6,9 @@ from __future__ import annotations
 
 from vmctl import storage
 from vmctl.commands.table import Arg, Ctx, Value, command
-from vmctl.commands.vm import bad_power_state, check_vm_operation
 from vmctl.errors import VmctlError
-
-MAX_DEVICE = 15
-
-
-def free_device(txn, vm_uuid: str) -> int | None:
-    used = {b["device"] for b in txn.select("vbd", vm=vm_uuid)}
-    return next((d for d in range(MAX_DEVICE + 1) if d not in used), None)
-
-
-def check_device(txn, vm: dict, text) -> int:
-    """`device=` 0-15 (`INVALID_DEVICE`) and free (`DEVICE_ALREADY_EXISTS`); `autodetect` or
-    None: the lowest free device."""
-    if text is None or str(text) == "autodetect":
-        d = free_device(txn, vm["uuid"])
-        if d is None:
-            raise VmctlError("INVALID_DEVICE", "The VM has no free device (0-15)", [("device", "autodetect")])
-        return d
-    s = str(text).strip()
-    if not s.isdigit() or not 0 <= int(s) <= MAX_DEVICE:
-        raise VmctlError("INVALID_DEVICE", "A device is an integer 0-15", [("device", text)])
-    d = int(s)
-    if txn.select("vbd", vm=vm["uuid"], device=d):
-        raise VmctlError(
-            "DEVICE_ALREADY_EXISTS", "The VM already has a device with that number", [("device", d)]
-        )
-    return d
+from vmctl.storage import check_device, plug, unplug
+from vmctl.vms import bad_power_state, check_vm_operation
 
 
 def same_pool(txn, vm: dict, cls: str, row: dict) -> None:
@@ -41,22 +16,6 @@ def same_pool(txn, vm: dict, cls: str, row: dict) -> None:
         raise VmctlError(
             "NOT_IN_SAME_POOL", params=[("object", txn.ref(cls, row)), ("pool", txn.ref("pool", vm["pool"]))]
         )
-
-
-def plug(txn, vm: dict, vbd: dict, operation: str = "plug") -> None:
-    """Attach one VBD of a running VM: SR visible from its host (`VM_REQUIRES_SR`), holding rule."""
-    if vbd["vdi"]:
-        vdi = txn.get("vdi", vbd["vdi"])
-        if vdi is not None:
-            if not storage.sr_visible(txn, vdi["sr"], vm["resident-on"]):
-                raise VmctlError(
-                    "VM_REQUIRES_SR",
-                    "The VM's host cannot see the SR",
-                    [("vm", txn.ref("vm", vm)), ("sr", txn.ref("sr", vdi["sr"]))],
-                )
-            if storage.vdi_conflict(txn, vdi["uuid"], vbd["mode"], vm["uuid"]):
-                raise storage.in_use(txn, vdi, operation)
-    txn.update("vbd", vbd["uuid"], {"currently-attached": True})
 
 
 @command(
@@ -155,20 +114,6 @@ def vbd_unplug(ctx: Ctx):
     check_vm_operation(txn, vm, "vbd-unplug", ("running",))
     unplug(txn, vbd)
     return None
-
-
-def unplug(txn, vbd: dict) -> None:
-    if not vbd["currently-attached"]:
-        raise VmctlError(
-            "DEVICE_ALREADY_DETACHED", "The VBD is not attached", [("device", txn.ref("vbd", vbd))]
-        )
-    if not vbd["unpluggable"]:
-        raise VmctlError(
-            "VBD_NOT_UNPLUGGABLE",
-            "The VBD cannot be unplugged while the VM runs",
-            [("vbd", txn.ref("vbd", vbd))],
-        )
-    txn.update("vbd", vbd["uuid"], {"currently-attached": False})
 
 
 @command(

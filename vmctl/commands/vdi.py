@@ -8,9 +8,9 @@ thick target, or the bytes written along the source's chain for a thin one."""
 from __future__ import annotations
 
 from vmctl import storage
-from vmctl.commands.generic import param_hook, param_setter
 from vmctl.commands.table import Arg, Ctx, Data, Value, command
 from vmctl.errors import VmctlError
+from vmctl.fields import param_hook, param_setter
 from vmctl.model import PROVISIONING
 
 

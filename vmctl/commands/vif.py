@@ -5,13 +5,13 @@ its network's bridge on the VM's host (network.md §8, vmctl.xenet)."""
 from __future__ import annotations
 
 from vmctl import derived, xenet
-from vmctl.commands.fields import matches, parse_params
-from vmctl.commands.network import err, extra_fields, resolve_or_none, same_pool
 from vmctl.commands.table import Arg, Ctx, Records, Value, command
-from vmctl.commands.vm import bad_power_state
 from vmctl.errors import VmctlError
+from vmctl.fields import extra_fields, matches, parse_params
 from vmctl.model import CLASSES
 from vmctl.units import generated_mac, normalise_mac
+from vmctl.vms import bad_power_state
+from vmctl.xenet import err
 
 MAX_DEVICE = 15
 
@@ -80,7 +80,7 @@ def vif_create(ctx: Ctx):
         raise err("VM_IS_SNAPSHOT", ("vm", txn.ref("vm", vm)), ("operation", "vif-create"))
     if vm["power-state"] not in ("halted", "running"):
         raise bad_power_state(txn, vm, ("halted", "running"))
-    same_pool(txn, "network", network, vm["pool"])
+    xenet.same_pool(txn, "network", network, vm["pool"])
     device = parse_device(a["device"])
     if txn.select("vif", vm=vm["uuid"], device=device):
         raise err("DEVICE_ALREADY_EXISTS", ("device", device))
@@ -126,7 +126,7 @@ def _attached(vm: dict | None, vif: dict) -> bool:
 )
 def vif_destroy(ctx: Ctx):
     txn = ctx.txn
-    vif = resolve_or_none(ctx, "vif")
+    vif = ctx.unless_missing(lambda: txn.resolve_one("vif", ctx.a["uuid"]))
     if vif is None:
         return None
     vm = _vif_vm(txn, vif)
@@ -190,7 +190,7 @@ def vif_move(ctx: Ctx):
     txn = ctx.txn
     vif = txn.resolve_one("vif", ctx.a["uuid"])
     net = txn.resolve_one("network", ctx.a["network-uuid"])
-    same_pool(txn, "network", net, vif["pool"])
+    xenet.same_pool(txn, "network", net, vif["pool"])
     if net["uuid"] == vif["network"]:
         return None
     vm = _vif_vm(txn, vif)

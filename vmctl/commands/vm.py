@@ -3,87 +3,24 @@ vm-param-set, and the power-state and class checks every VM operation runs in or
 
 from __future__ import annotations
 
-from vmctl.commands.fields import parse_value
-from vmctl.commands.generic import param_hook
-from vmctl.commands.pool import only_pool
 from vmctl.commands.table import Arg, Ctx, Value, command
+from vmctl.copies import clone_vm, copy_vm
 from vmctl.errors import VmctlError
+from vmctl.fields import param_hook, parse_value
 from vmctl.model import CLASSES
+from vmctl.pools import only_pool
+from vmctl.vms import (
+    MEMORY,
+    bad_power_state,
+    check_growth,
+    check_memory,
+    check_refs,
+    check_vcpus,
+    check_vm_operation,
+    destroy_vm_records,
+)
 
 MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
-STATES = ("halted", "running", "paused", "suspended")
-MEMORY = ("memory-static-min", "memory-dynamic-min", "memory-dynamic-max", "memory-static-max")
-
-
-def bad_power_state(txn, vm: dict, allowed) -> VmctlError:
-    expected = ", ".join(s for s in STATES if s in allowed)
-    return VmctlError(
-        "VM_BAD_POWER_STATE",
-        f"The VM must be {expected.replace(', ', ' or ')} for this operation (it is {vm['power-state']})",
-        [("vm", txn.ref("vm", vm)), ("expected", expected), ("actual", vm["power-state"])],
-    )
-
-
-def check_vm_operation(
-    txn, vm: dict, op: str, allowed_states, templates: bool = False, snapshots: bool = False
-) -> None:
-    """model.md §0 check order (3) class, (4) blocked-operations, (6) power state."""
-    if vm["is-a-snapshot"] and not snapshots:
-        raise VmctlError("VM_IS_SNAPSHOT", params=[("vm", txn.ref("vm", vm)), ("operation", op)])
-    if vm["is-a-template"] and not vm["is-a-snapshot"] and not templates:
-        raise VmctlError("VM_IS_TEMPLATE", params=[("vm", txn.ref("vm", vm)), ("operation", op)])
-    if op in vm["blocked-operations"]:
-        raise VmctlError(
-            "OPERATION_BLOCKED",
-            params=[("vm", txn.ref("vm", vm)), ("operation", op), ("reason", vm["blocked-operations"][op])],
-        )
-    if vm["power-state"] not in allowed_states:
-        raise bad_power_state(txn, vm, allowed_states)
-
-
-def check_memory(txn, vm: dict) -> None:
-    """model.md §1.3 limits: each in [16 MiB, 16 TiB], ordered, reservation ≤ dynamic-max."""
-    ref = txn.ref("vm", vm) if vm.get("uuid") else None
-    for f in MEMORY + ("memory-reservation",):
-        v = vm[f]
-        if f != "memory-reservation" and v < 16 * MiB:
-            raise VmctlError("VM_MEMORY_SIZE_TOO_LOW", params=[("vm", ref), ("field", f), ("value", v)])
-        if v > 16 * TiB:
-            raise VmctlError("INVALID_VALUE", "Memory limits are at most 16 TiB", [("name", f), ("value", v)])
-    pairs = list(zip(MEMORY, MEMORY[1:]))
-    for lo, hi in pairs:
-        if vm[lo] > vm[hi]:
-            raise VmctlError("MEMORY_CONSTRAINT_VIOLATION", params=[("constraint", f"{lo} <= {hi}")])
-    if vm["memory-reservation"] > vm["memory-dynamic-max"]:
-        raise VmctlError(
-            "MEMORY_CONSTRAINT_VIOLATION", params=[("constraint", "memory-reservation <= memory-dynamic-max")]
-        )
-
-
-def check_vcpus(txn, vm: dict) -> None:
-    ref = txn.ref("vm", vm) if vm.get("uuid") else None
-    if vm["vcpus"] < 1:
-        raise VmctlError("VM_NO_VCPUS", params=[("vm", ref)])
-    if vm["vcpus"] > 256:
-        raise VmctlError("VM_TOO_MANY_VCPUS", params=[("vm", ref)])
-
-
-def check_refs(txn, vm: dict) -> None:
-    """Groups and affinity of the VM's own pool (I15)."""
-    pool = vm["pool"]
-    for g in vm["groups"]:
-        grp = txn.get("vm-group", g)
-        if grp is not None and grp["pool"] != pool:
-            raise VmctlError(
-                "NOT_IN_SAME_POOL",
-                params=[("object", txn.ref("vm-group", grp)), ("pool", txn.ref("pool", pool))],
-            )
-    if vm["affinity"]:
-        h = txn.get("host", vm["affinity"])
-        if h is not None and h["pool"] != pool:
-            raise VmctlError(
-                "NOT_IN_SAME_POOL", params=[("object", txn.ref("host", h)), ("pool", txn.ref("pool", pool))]
-            )
 
 
 @param_hook("vm")
@@ -110,9 +47,6 @@ def _vm_param_rules(ctx: Ctx, vm: dict, changes: dict) -> None:
         )
     if "groups" in changes or "affinity" in changes:
         check_refs(txn, new)
-    hooks = txn.cache.get("vm-change-hooks", [])
-    for h in hooks:
-        h(ctx, vm, changes)
 
 
 def vm_field_values(ctx: Ctx, pool_uuid: str | None, skip=("name-label", "pool", "memory")) -> dict:
@@ -187,24 +121,7 @@ def vm_create(ctx: Ctx):
         raise VmctlError(
             "INVALID_VALUE", "order is an integer ≥ 0", [("name", "order"), ("value", row["order"])]
         )
-    for h in txn.cache.get("vm-create-hooks", []):
-        h(ctx, row)
     return Value(txn.insert("vm", values))
-
-
-def destroy_vm_records(txn, vm: dict) -> None:
-    """Remove the VM with its VBDs, VIFs and suspend VDI; keep its other VDIs and snapshots."""
-    for vbd in txn.select("vbd", vm=vm["uuid"]):
-        txn.delete("vbd", vbd["uuid"])
-    for vif in txn.select("vif", vm=vm["uuid"]):
-        txn.delete("vif", vif["uuid"])
-    if vm["suspend-vdi"]:
-        hooks = txn.cache.get("vdi-destroy")
-        if hooks:
-            hooks(txn, vm["suspend-vdi"])
-        else:
-            txn.delete("vdi", vm["suspend-vdi"])
-    txn.delete("vm", vm["uuid"])
 
 
 @command(
@@ -227,33 +144,6 @@ def vm_destroy(ctx: Ctx):
 
 
 # --- memory and vCPU commands (model.md §3.4, §3.9) ---------------------------------------------------------
-def check_growth(txn, old: dict, new: dict) -> None:
-    """A resident VM's added charge must fit its host (HOST_NOT_ENOUGH_FREE_MEMORY [needed,
-    available]); under HA, growing a running VM is admitted like a start (engine.md §3.4)."""
-    from vmctl import capacity
-
-    host_uuid = old["resident-on"]
-    if old["power-state"] not in ("running", "paused") or not host_uuid:
-        return
-    policy = txn.get("pool", old["pool"])["memory-overcommit-policy"]
-    added = capacity.vm_charge(new, policy) - capacity.vm_charge(old, policy)
-    if added <= 0:
-        return
-    host = txn.get("host", host_uuid)
-    used = sum(
-        capacity.vm_charge(v, policy)
-        for st in capacity.RESIDENT
-        for v in txn.select("vm", resident_on=host_uuid, power_state=st)
-    )
-    free = capacity.host_capacity(host) - used
-    if added > free:
-        raise VmctlError(
-            "HOST_NOT_ENOUGH_FREE_MEMORY", params=[("needed", added), ("available", max(0, free))]
-        )
-    from vmctl.commands.ha import admit
-    from vmctl.engine_adapter import vm_value
-
-    admit(txn, old["pool"], vm_updates=[vm_value({**new, "uuid": old["uuid"]})])
 
 
 @param_hook("vm")
@@ -426,57 +316,14 @@ def vm_install(ctx: Ctx):
         raise VmctlError(
             "NOT_IN_SAME_POOL", params=[("object", txn.ref("sr", sr)), ("pool", txn.ref("pool", tpl["pool"]))]
         )
-    from vmctl.commands import vmstorage  # the storage layer's VM copies (vm-clone / vm-copy)
 
     disk_srs = {txn.get("vdi", b["vdi"])["sr"] for b in disks if txn.get("vdi", b["vdi"])}
     if sr is not None and disks and disk_srs != {sr["uuid"]}:
-        new = vmstorage.copy_vm(txn, tpl, name, sr["uuid"], quiet=bool(ctx.opts.get("quiet")))
+        new = copy_vm(txn, tpl, name, sr["uuid"], quiet=bool(ctx.opts.get("quiet")))
     else:
-        new = vmstorage.clone_vm(txn, tpl, name, quiet=bool(ctx.opts.get("quiet")))
+        new = clone_vm(txn, tpl, name, quiet=bool(ctx.opts.get("quiet")))
     changes = {"is-a-template": False, "name-label": name}
     if "new-name-description" in ctx.a:
         changes["name-description"] = ctx.a["new-name-description"]
     txn.update("vm", new, changes)
     return Value(new)
-
-
-def select_vms(ctx: Ctx) -> list[dict]:
-    """cli.md §2 VM selectors: ``vm=`` and/or field filters, as xe selects VMs. Several matches
-    need ``--multiple`` (else MULTIPLE_MATCHES); none fails as an unknown ``vm=`` does
-    (UUID_INVALID). Shared by every command that takes a selector."""
-    from vmctl import derived
-    from vmctl.commands.fields import matches
-    from vmctl.commands.generic import hidden_filter
-
-    txn = ctx.txn
-    text = ctx.a.get("vm")
-    if text is None and not ctx.filters:
-        raise VmctlError(
-            "MISSING_PARAMETER", "Name the VM with vm= or select VMs with field filters", [("name", "vm")]
-        )
-    filter_fields = {f for f, _, _ in ctx.filters}
-    shown = " ".join(
-        ([text] if text is not None else [])
-        + [f"{k}={v}" for k, v in ctx.raw_pairs if k.split(":", 1)[0] in filter_fields]
-    )
-    if text is not None:
-        rows = txn.resolve("vm", text, multiple=True)
-    else:
-        rows = txn.all("vm")
-        keep = hidden_filter("vm", ctx, ctx.filters)
-        if keep is not None:
-            rows = [r for r in rows if keep(r)]
-    if ctx.filters:
-        need = {f for f in filter_fields if not CLASSES["vm"].fields[f].stored}
-        if need:
-            derived.fill(txn, "vm", rows, need)
-        rows = [r for r in rows if matches("vm", r, ctx.filters)]
-    if not rows:
-        raise VmctlError("UUID_INVALID", f"No VM matches {shown}", [("class", "vm"), ("value", shown)])
-    if len(rows) > 1 and not ctx.flag("multiple"):
-        raise VmctlError(
-            "MULTIPLE_MATCHES",
-            f"{len(rows)} VMs match {shown}; add --multiple to act on all of them",
-            [("class", "vm"), ("value", shown)],
-        )
-    return sorted(rows, key=lambda r: (r["name-label"].encode(), r["uuid"]))

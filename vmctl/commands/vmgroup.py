@@ -4,8 +4,8 @@ to be of the VM's pool by the vm param rules (I15)."""
 
 from __future__ import annotations
 
-from vmctl.commands.pool import only_pool
 from vmctl.commands.table import Arg, Ctx, Value, command
+from vmctl.pools import only_pool
 
 
 @command(

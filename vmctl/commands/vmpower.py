@@ -2,27 +2,32 @@
 vm-start, vm-shutdown, vm-reboot, vm-suspend, vm-resume, vm-pause, vm-unpause,
 vm-reset-powerstate, vm-uninstall and vm-place.
 
-Every transition into running or paused goes through :func:`boot` (resident-on, domid, CPU
-levelling, then the ``lifecycle.became_resident`` hooks that attach VBDs and plug VIFs); every
-transition out of a host goes through :func:`leave` (``lifecycle.leaving_host`` first). Migration,
+Every transition into running or paused goes through :func:`vmctl.vms.boot` (resident-on, domid, CPU
+levelling, then the ``hooks.became_resident`` hooks that attach VBDs and plug VIFs); every
+transition out of a host goes through :func:`vmctl.vms.leave` (``hooks.leaving_host`` first). Migration,
 evacuation and HA restarts reuse both.
 
 Host choice: an explicit ``on=`` runs the engine's filters on that host (first failing filter's
 code); otherwise the engine places. A run of consecutive ``vm-start``s without ``on=`` in one chain
-or batch is *deferred* and placed in one pass (engine.md §2.3) through the runner's hook
-(``txn.cache["deferred"]``, see ``Executor._body``).
+or batch is *deferred* and placed in one pass (engine.md §2.3): vm-start returns a
+``Deferred`` placeholder of a run the runner settles (``Ctx.deferred``, vmctl/runner.py).
 """
 
 from __future__ import annotations
 
-from vmctl import lifecycle
-from vmctl.commands.table import Arg, Ctx, Data, command
-from vmctl.commands.vm import (
-    bad_power_state,
-    check_vm_operation,
-    select_vms,  # noqa: E402,F401  (cli.md §2 selectors)
-)
+from vmctl.commands.table import Arg, Ctx, Data, Deferred, command
 from vmctl.errors import VmctlError
+from vmctl.vms import (
+    bad_power_state,
+    boot,
+    check_vm_operation,
+    destroy_vdi,
+    destroy_vm_records,
+    discard_suspend_image,
+    hard_halt,
+    leave,
+    select_vms,
+)
 
 _VM = Arg("vm", "ref:vm", help="the VM: uuid or name-label (or select with field filters)", complete="vm")
 _ON = Arg("on", "ref:host", help="start on this host instead of letting the engine choose", complete="host")
@@ -30,82 +35,6 @@ _ON = Arg("on", "ref:host", help="start on this host instead of letting the engi
 
 # --- selection (cli.md §2 VM selectors) -------------------------------------------------------------------
 # --- transitions --------------------------------------------------------------------------------------------
-def free_domid(txn, host_uuid: str, skip: str | None = None) -> int:
-    """The smallest integer ≥ 1 unused by the host's other resident VMs (model.md §1.3)."""
-    used = set()
-    for st in ("running", "paused"):
-        for v in txn.select("vm", resident_on=host_uuid, power_state=st):
-            if v["uuid"] != skip:
-                used.add(v["domid"])
-    d = 1
-    while d in used:
-        d += 1
-    return d
-
-
-def boot(txn, vm: dict, host_uuid: str, paused: bool = False, record_cpu: bool = True) -> dict:
-    """Make a halted or suspended VM resident on a host. A cold boot (start, HA restart) records
-    last-boot-cpu-vendor/-flags with CPU levelling (engine.md §1); a resume keeps them."""
-    from vmctl.engine_adapter import levelled_flags, sync_vm
-
-    writes_before = txn.writes
-    changes: dict = {
-        "power-state": "paused" if paused else "running",
-        "resident-on": host_uuid,
-        "domid": free_domid(txn, host_uuid, vm["uuid"]),
-        "scheduled-to-be-resident-on": "",
-    }
-    if record_cpu:
-        vendor, flags = levelled_flags(txn, vm, txn.get("host", host_uuid))
-        changes.update({"last-boot-cpu-vendor": vendor, "last-boot-cpu-flags": flags})
-    new = txn.update("vm", vm["uuid"], changes)
-    lifecycle.became_resident(txn, new, host_uuid)
-    sync_vm(txn, new, writes_before)
-    return new
-
-
-def leave(txn, vm: dict, state: str) -> dict:
-    """A running or paused VM leaves its host for halted or suspended: the hooks detach its VBDs
-    and VIF ports first, then resident-on clears and domid becomes −1 (model.md §2)."""
-    from vmctl.engine_adapter import sync_vm
-
-    writes_before = txn.writes
-    if vm["resident-on"]:
-        lifecycle.leaving_host(txn, vm, vm["resident-on"])
-    new = txn.update(
-        "vm",
-        vm["uuid"],
-        {"power-state": state, "resident-on": "", "domid": -1, "scheduled-to-be-resident-on": ""},
-    )
-    sync_vm(txn, new, writes_before)
-    return new
-
-
-def destroy_vdi(txn, vdi_uuid: str) -> None:
-    """Through the storage layer (VBDs on it go, chains merge, model.md §3.5)."""
-    from vmctl import storage
-
-    row = txn.get("vdi", vdi_uuid)
-    if row is not None:
-        storage.destroy_vdi(txn, row, check=False)
-
-
-def discard_suspend_image(txn, vm: dict) -> dict:
-    if vm["suspend-vdi"]:
-        vdi = vm["suspend-vdi"]
-        vm = txn.update("vm", vm["uuid"], {"suspend-vdi": ""})
-        destroy_vdi(txn, vdi)
-    return vm
-
-
-def hard_halt(txn, vm: dict) -> dict:
-    """vm-shutdown --force: from running, paused or suspended to halted."""
-    if vm["power-state"] in ("running", "paused"):
-        vm = leave(txn, vm, "halted")
-    elif vm["power-state"] == "suspended":
-        vm = txn.update("vm", vm["uuid"], {"power-state": "halted"})
-        vm = discard_suspend_image(txn, vm)
-    return vm
 
 
 # --- boot checks that are not engine filters ---------------------------------------------------------------
@@ -262,46 +191,42 @@ def check_on(txn, vms: list[dict], host: dict, mode: str, force: bool) -> None:
 
 # --- the deferred run of vm-starts (engine.md §2.3, cli.md §2) -----------------------------------------------
 class _PendingStarts:
-    """vm-starts without on= waiting to be placed together. The runner calls the instance before
-    each later command of the chain and at its end; it flushes when the run ends."""
+    """vm-starts without on= waiting to be placed together: a run the runner keeps open while the
+    next commands of the chain join it (`accepts`), then settles in one batch placement."""
 
     def __init__(self, txn, dry_run: bool) -> None:
         self.txn = txn
         self.dry_run = dry_run
-        self.items: list[tuple[object, list[dict], bool, bool]] = []  # (placeholder, vms, paused, force)
+        self.items: list[tuple[list[dict], bool, bool]] = []  # (vms, paused, force) per vm-start
 
     def pending(self) -> set[str]:
-        return {v["uuid"] for _, vms, _, _ in self.items for v in vms}
+        return {v["uuid"] for vms, _, _ in self.items for v in vms}
 
-    def __call__(self, nxt, results: list) -> None:
-        if nxt is not None and deferrable(nxt):
-            return
-        self.txn.cache.pop("deferred", None)
-        self.flush(results)
+    def add(self, vms: list[dict], paused: bool, force: bool) -> Deferred:
+        self.items.append((vms, paused, force))
+        return Deferred(self, len(self.items) - 1)
 
-    def flush(self, results: list) -> None:
+    def accepts(self, b) -> bool:
+        """A bound command that joins the run: a vm-start the engine places, alone."""
+        return (
+            b.cmd.name == "vm-start"
+            and "on" not in b.raw
+            and "explain" not in b.flags
+            and "multiple" not in b.flags
+        )
+
+    def settle(self) -> list:
         txn = self.txn
-        vms = [v for _, vs, _, _ in self.items for v in vs]
+        vms = [v for vs, _, _ in self.items for v in vs]
         force = any(f for *_, f in self.items)
         hosts = place_many(txn, [txn.get("vm", v["uuid"]) for v in vms], force)
-        for holder, vs, paused, _ in self.items:
+        out = []
+        for vs, paused, _ in self.items:
             for v in vs:
                 boot(txn, txn.get("vm", v["uuid"]), hosts[v["uuid"]], paused)
-            out = plan_result([(v, hosts[v["uuid"]]) for v in vs], []) if self.dry_run else None
-            for i, r in enumerate(results):
-                if r is holder:
-                    results[i] = out
+            out.append(plan_result([(v, hosts[v["uuid"]]) for v in vs], []) if self.dry_run else None)
         txn.invalidate_views()
-
-
-def deferrable(b) -> bool:
-    """A bound command that joins a run of vm-starts placed together."""
-    return (
-        b.cmd.name == "vm-start"
-        and "on" not in b.raw
-        and "explain" not in b.flags
-        and "multiple" not in b.flags
-    )
+        return out
 
 
 # --- commands ------------------------------------------------------------------------------------------------
@@ -312,7 +237,6 @@ def deferrable(b) -> bool:
     args=(_VM, _ON),
     flags=("--force", "--paused", "--multiple", "--explain"),
     selector="vm",
-    examples=("vm-start vm=web1", "vm-start vm=web1 on=h2 --paused", "vm-start tags:contains=web --multiple"),
 )
 def vm_start(ctx: Ctx):
     from vmctl.engine.placement import START
@@ -320,8 +244,8 @@ def vm_start(ctx: Ctx):
     txn = ctx.txn
     vms = select_vms(ctx)
     host = txn.resolve_one("host", ctx.a["on"]) if "on" in ctx.a else None  # resolution precedes state checks
-    waiting = txn.cache.get("deferred")
-    pend = waiting.pending() if isinstance(waiting, _PendingStarts) else set()
+    waiting = ctx.deferred if isinstance(ctx.deferred, _PendingStarts) else None
+    pend = waiting.pending() if waiting is not None else set()
     paused = ctx.flag("paused")
     for vm in vms:
         check_vm_operation(txn, vm, "start", ("halted",))
@@ -337,14 +261,11 @@ def vm_start(ctx: Ctx):
             boot(txn, txn.get("vm", vm["uuid"]), host["uuid"], paused)
         return None
     explain = bool(ctx.opts.get("explain"))
-    if len(vms) == 1 and not explain and txn.cache.get("defer-ok") is ctx.cmd:
+    if len(vms) == 1 and not explain and ctx.may_defer:
         # join (or open) the run of consecutive vm-starts placed in one pass at its end
-        if not isinstance(waiting, _PendingStarts):
+        if waiting is None:
             waiting = _PendingStarts(txn, bool(ctx.opts.get("dry_run")))
-            txn.cache["deferred"] = waiting
-        holder = object()
-        waiting.items.append((holder, vms, paused, ctx.force))
-        return holder
+        return waiting.add(vms, paused, ctx.force)
     if explain:
         plan, reports = [], []
         for vm in vms:
@@ -571,10 +492,8 @@ def owner_vdis(txn, vm: dict) -> list[str]:
     args=(_VM,),
     flags=("--force", "--multiple"),
     selector="vm",
-    confirm=True,
 )
 def vm_uninstall(ctx: Ctx):
-    from vmctl.commands.vm import destroy_vm_records
 
     txn = ctx.txn
     vms = select_vms(ctx)

@@ -143,7 +143,7 @@ def _decode(f, v):
 
 def _list(conn, c, view, pairs, show_all, default, fmt, g) -> int | None:
     from vmctl.cli.output import render_records
-    from vmctl.commands.fields import matches
+    from vmctl.fields import matches
 
     fields = list(default)
     filters = []

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vmctl import units
 from vmctl.errors import VmctlError
 from vmctl.model import CLASSES, Field
+
+if TYPE_CHECKING:
+    from vmctl.commands.table import Ctx
 
 
 def parse_value(f: Field, text: str, txn=None, pool: str | None = None, arg: str | None = None) -> object:
@@ -106,3 +111,72 @@ def matches(cls: str, row: dict, filters) -> bool:
         elif text != want:
             return False
     return True
+
+
+PARAM_HOOKS: dict[str, list] = {}
+
+
+def param_hook(cls: str):
+    def deco(fn):
+        PARAM_HOOKS.setdefault(cls, []).append(fn)
+        return fn
+
+    return deco
+
+
+PARAM_SETTERS: dict[tuple[str, str], object] = {}
+
+
+def param_setter(cls: str, field: str, help: str):
+    def deco(fn):
+        PARAM_SETTERS[(cls, field)] = fn
+        from vmctl.commands.table import COMMANDS
+
+        COMMANDS[f"{cls}-param-set"].help += "; " + help
+        return fn
+
+    return deco
+
+
+def hidden_filter(view: str, ctx: Ctx, filters) -> callable:
+    """Templates and snapshots hide from vm-list, base copies from vdi-list, unless --all."""
+    names = {f for f, _, _ in filters}
+    if view == "vm":
+        if ctx.flag("all"):
+            return None
+        show_t, show_s = "is-a-template" in names, "is-a-snapshot" in names
+        return lambda r: (
+            (show_t or not r["is-a-template"] or r["is-a-snapshot"]) and (show_s or not r["is-a-snapshot"])
+        )
+    if view == "template":
+        return lambda r: r["is-a-template"] and not r["is-a-snapshot"]
+    if view == "snapshot":
+        return lambda r: r["is-a-snapshot"]
+    if view == "vdi" and not ctx.flag("all"):
+        return lambda r: r["managed"]
+    return None
+
+
+def extra_fields(ctx: Ctx, cls: str, declared) -> dict:
+    """The RW fields given to a creating command as key=value beyond its own arguments
+    (model.md §0): name-description, tags, other-config:k=v..."""
+    out: dict = {}
+    c = CLASSES[cls]
+    for key, text in ctx.raw_pairs:
+        base, mkey = (key.split(":", 1) + [None])[:2] if ":" in key else (key, None)
+        if base in declared:
+            continue
+        f = c.fields.get(base)
+        if f is None:
+            raise VmctlError("UNKNOWN_PARAMETER", params=[("name", key)])
+        if not f.writable:
+            raise VmctlError("FIELD_READ_ONLY", params=[("class", cls), ("field", base)])
+        if f.kind == "map":
+            if mkey is None:
+                raise VmctlError("FIELD_TYPE_ERROR", params=[("field", base)])
+            out.setdefault(base, {})[mkey] = text
+        elif mkey is not None:
+            raise VmctlError("FIELD_TYPE_ERROR", params=[("field", base)])
+        else:
+            out[base] = parse_value(f, text, ctx.txn, None, arg=key)
+    return out
