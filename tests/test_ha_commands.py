@@ -143,14 +143,14 @@ def test_max_failures_equals_brute_force(tmp_path: Path, seed: int) -> None:
 
 
 def _hyp_api(inv, running: list[str]) -> int:
-    from vmctl.api import Executor, Options
     from vmctl.cli.bind import bind, lookup
     from vmctl.cli.grammar import Segment
+    from vmctl.runner import Options, Runner
 
     words = [w for u in running for w in (f"vm-uuid={u}", "restart-priority=restart")]
     name = "pool-ha-compute-hypothetical-max-host-failures-to-tolerate"
     b = bind(lookup(name), Segment(name=name, args=words))
-    return Executor(Options(db=inv.opts.db), "test").run([b])[0].data["max"]
+    return Runner(Options(db=inv.opts.db), "test").run([b])[0].data["max"]
 
 
 # --- enable, admission, failure ---------------------------------------------------------------------------------

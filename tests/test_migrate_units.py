@@ -102,8 +102,10 @@ def test_storage_motion_refuses_a_full_target_before_anything_moves(api):
     assert dict(e.value.params)["requested"] == 10 * GiB
 
 
-def test_renderers():
-    from vmctl.commands.migrate import human, plan_text, table
+def test_plan_views():
+    from vmctl.cli.views import aligned as table
+    from vmctl.cli.views import migration_plan as plan_text
+    from vmctl.cli.views import plan_value as human
 
     assert human("bytes", 17876.5 * MiB) == "17.5 GiB"
     assert human("downtime", 0.0972) == "97.2 ms"

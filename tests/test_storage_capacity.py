@@ -9,10 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmctl.cli.app import Executor, Options
 from vmctl.cli.bind import bind, lookup
 from vmctl.cli.grammar import Segment
 from vmctl.errors import VmctlError
+from vmctl.runner import Options
+from vmctl.runner import Runner as CommandRunner
 from vmctl.store.txn import Store
 
 MiB, GiB = 1024**2, 1024**3
@@ -27,7 +28,7 @@ class Runner:
 
     def run(self, name: str, *words: str):
         b = bind(lookup(name), Segment(name=name, args=list(words)))
-        return Executor(self.opts, f"test {name}").run([b], store=self.store)[0]
+        return CommandRunner(self.opts, f"test {name}").run([b], store=self.store)[0]
 
     def rows(self, cls: str) -> dict[str, dict]:
         r = self.run(f"{cls}-list", "params=all", *(["--all"] if cls in ("vdi", "vm") else []))

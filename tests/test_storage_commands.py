@@ -21,7 +21,7 @@ class Inv:
     plus the real executable for contract checks."""
 
     def __init__(self, db: str):
-        from vmctl.cli.app import Options
+        from vmctl.runner import Options
         from vmctl.store.txn import Store
 
         self.db = db
@@ -29,13 +29,12 @@ class Inv:
         self.store = Store(db)
 
     def __call__(self, name: str, **kw):
-        from vmctl.api import plain_result, words_for
-        from vmctl.cli.app import Executor
-        from vmctl.cli.bind import bind, lookup
-        from vmctl.cli.grammar import Segment
+        from vmctl.api import plain_result
+        from vmctl.cli.bind import bind_values, lookup
+        from vmctl.runner import Runner
 
-        b = bind(lookup(name), Segment(name=name, args=words_for(name, (), kw)))
-        return plain_result(Executor(self.opts, f"test {name}").run([b], store=self.store)[0])
+        b = bind_values(lookup(name), kw)
+        return plain_result(Runner(self.opts, f"test {name}").run([b], store=self.store)[0])
 
     def err(self, name: str, **kw) -> VmctlError:
         with pytest.raises(VmctlError) as ei:

@@ -310,9 +310,9 @@ def test_vm_copy_sql_statements_do_not_grow_with_disk_size(tmp_path):
     """vm-copy issues a bounded number of SQL statements, the same for 1 GiB and 1 TiB disks."""
     import sqlalchemy as sa
 
-    from vmctl.cli.app import Executor, Options
     from vmctl.cli.bind import bind, lookup
     from vmctl.cli.grammar import Segment
+    from vmctl.runner import Options, Runner
     from vmctl.store.txn import Store
 
     counts = {}
@@ -344,7 +344,7 @@ def test_vm_copy_sql_statements_do_not_grow_with_disk_size(tmp_path):
             store.engine, "before_cursor_execute", lambda *a, n=n, **k: n.__setitem__(0, n[0] + 1)
         )
         b = bind(lookup("vm-copy"), Segment(name="vm-copy", args=["vm=v", "new-name-label=c"]))
-        Executor(Options(db=st.db), "test").run([b], store=store)
+        Runner(Options(db=st.db), "test").run([b], store=store)
         store.dispose()
         counts[size] = n[0]
         assert len(st("vdi-list")) == 8

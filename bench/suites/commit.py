@@ -23,7 +23,7 @@ OPTS = {"yes": True, "quiet": True}
 
 
 def _build(store, hosts: int, demands, seed: int) -> list[str]:
-    from vmctl.api import invoke
+    from vmctl.runner import invoke
 
     def body(txn):
         invoke(txn, "pool-create", ["name-label=bench"], OPTS)
@@ -53,8 +53,8 @@ def _build(store, hosts: int, demands, seed: int) -> list[str]:
 
 def _start(store, vms: list[str]) -> tuple[int, int]:
     """Start the VMs in one transaction; return (started, refused)."""
-    from vmctl.api import invoke
     from vmctl.errors import VmctlError
+    from vmctl.runner import invoke
 
     def body(txn):
         ok = bad = 0

@@ -37,7 +37,7 @@ COMMANDS = [
 
 def build(db: str, hosts: int, vms: int, seed: int) -> float:
     """The inventory, built in one transaction through the command functions."""
-    from vmctl.api import invoke
+    from vmctl.runner import invoke
     from vmctl.store.txn import Store
     from vmctl.units import UuidSource
 

@@ -133,17 +133,9 @@ def render_records(
     cells = [[human(r.get(f), t) for f, t in zip(fields, types)] for r in rows]
     if tty and len(rows) <= 1000:
         return _rich_table(fields, cells, no_headings)
-    widths = [len(f) if not no_headings else 0 for f in fields]
-    for row in cells:
-        for i, c in enumerate(row):
-            if len(c) > widths[i]:
-                widths[i] = len(c)
-    out = []
-    if not no_headings:
-        out.append("  ".join(f.ljust(w) for f, w in zip(fields, widths)).rstrip())
-    for row in cells:
-        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    return "\n".join(out) + ("\n" if out else "")
+    from vmctl.cli.views import aligned
+
+    return aligned(fields, cells, headings=not no_headings)
 
 
 def _rich_table(fields: list[str], cells: list[list[str]], no_headings: bool) -> str:
@@ -218,7 +210,9 @@ def render_result(
             return render_records(r.cls, r.rows, [r.minimal or r.fields[0]], fmt, True)
         if r is not None and fmt in ("csv", "tsv"):
             return render_records(r.cls, r.rows, r.fields, fmt, minimal, no_headings)
-        return result.text
+        from vmctl.cli import views
+
+        return views.render(result)
     return str(result) + "\n"
 
 

@@ -54,27 +54,6 @@ def _options(ctx: Ctx, host: dict) -> dict:
     }
 
 
-def plan_text(plan) -> str:
-    """One row per move (wave, vm, name-label, to, memory, bytes, time, downtime), then the footer."""
-    from vmctl.commands.migrate import human, table
-
-    head = ["wave", "vm", "name-label", "to", "memory", "bytes", "time", "downtime"]
-    rows = [
-        [
-            str(r["wave"]),
-            r["vm"],
-            r["name-label"],
-            r["to"],
-            human("memory", r["memory"]),
-            human("bytes", r["bytes"]),
-            human("time", r["time"]),
-            human("downtime", r["downtime"]),
-        ]
-        for r in plan.rows()
-    ]
-    return (table(head, rows) if rows else "") + plan.footer() + "\n"
-
-
 @command(
     "host-evacuate",
     "Live-migrate every running or paused VM off a host, in waves under the "
@@ -134,7 +113,8 @@ def host_evacuate(ctx: Ctx):
         # csv/tsv: the move rows in plain values (cli.md §3)
         return Data(
             plan.as_json(),
-            plan_text(plan),
+            "evacuation-plan",
+            plan,
             records=Records("evacuation", plan.rows(), list(_MOVE_FIELDS), minimal="vm"),
         )
     return None
@@ -163,16 +143,14 @@ def host_evacuate(ctx: Ctx):
     ),
 )
 def host_get_vms_which_prevent_evacuation(ctx: Ctx):
-    from vmctl.commands.migrate import table
     from vmctl.engine.evacuate import vms_preventing_evacuation
 
     host, ps = _pool_and_host(ctx)
     opts = _options(ctx, host)
     blockers = vms_preventing_evacuation(ps, host["uuid"], policy=opts["policy"], sr=opts["sr"])
     rows = [b.row() for b in blockers]
-    text = (
-        table(["uuid", "name-label", "reason"], [[r["uuid"], r["name-label"], r["reason"]] for r in rows])
-        if rows
-        else ""
+    return Data(
+        rows,
+        "evacuation-blockers",
+        records=Records("evacuation-blocker", rows, ["uuid", "name-label", "reason"]),
     )
-    return Data(rows, text, records=Records("evacuation-blocker", rows, ["uuid", "name-label", "reason"]))

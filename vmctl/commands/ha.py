@@ -110,7 +110,7 @@ def pool_ha_disable(ctx: Ctx):
 
 # --- compute commands ----------------------------------------------------------------------------------------
 def _max_result(res) -> Data:
-    return Data(res.to_json(), f"{res.max}\n")
+    return Data(res.to_json(), "lines", [res.max])
 
 
 @command(
@@ -173,23 +173,6 @@ def pool_ha_compute_hypothetical(ctx: Ctx):
     return _max_result(ha.max_failures(scratch))
 
 
-def _table(head: list[str], lines: list[list[str]]) -> str:
-    widths = [max([len(head[i])] + [len(x[i]) for x in lines]) for i in range(len(head))]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
-    out += ["  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip() for x in lines]
-    return "\n".join(out) + "\n"
-
-
-def _plan_text(rows: list[dict], target_key: str) -> str:
-    return _table(
-        ["vm", "name-label", "ha-restart-priority", "target/error"],
-        [
-            [r["vm"], r["name-label"], r["ha-restart-priority"], r.get(target_key) or r.get("error") or ""]
-            for r in rows
-        ],
-    )
-
-
 def _hosts_of_one_pool(txn, names: list[str], arg: str = "host") -> list[dict]:
     hosts: list[dict] = []
     for n in names:
@@ -229,7 +212,7 @@ def pool_ha_compute_vm_failover_plan(ctx: Ctx):
         }
         for r in plan.rows
     ]
-    return Data(rows, _plan_text(rows, "target"))
+    return Data(rows, "ha-failover-plan")
 
 
 # --- failure and recovery (engine.md §3.5) -------------------------------------------------------------------
@@ -261,13 +244,7 @@ def fail(ctx: Ctx, hosts: list[dict]) -> Data | None:
         for r in plan.rows
     ]
     if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
-        # engine.md §3.5 report: vm, name-label, priority, result, then the host or the code
-        lines = [
-            [x["vm"], x["name-label"], x["priority"], x["result"], x["host"] or x["code"] or ""] for x in rows
-        ]
-        return Data(
-            rows, _table(["vm", "name-label", "priority", "result", "host/code"], lines) if rows else ""
-        )
+        return Data(rows, "ha-restarts")
     return None
 
 

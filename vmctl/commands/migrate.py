@@ -38,7 +38,15 @@ from __future__ import annotations
 from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
 from vmctl.errors import Ref, VmctlError
-from vmctl.relocation import COLD_STATES, LIVE_STATES, record_of, relocate, storage_need
+from vmctl.relocation import (
+    COLD_STATES,
+    HINT_FIELDS,
+    LIVE_STATES,
+    PREDICTION_FIELDS,
+    record_of,
+    relocate,
+    storage_need,
+)
 from vmctl.vms import bad_power_state, check_vm_operation, select_vms
 
 _VM = Arg(
@@ -53,97 +61,28 @@ _VM = Arg(
 
 
 # --- output -------------------------------------------------------------------------------------------------
-_SIZE_KEYS = {"memory", "bytes", "storage-bytes", "required-bandwidth", "throttle-to", "rate", "dirty-rate"}
-_TIME_KEYS = {"total-time", "downtime", "downtime-target", "cold-downtime", "time", "makespan"}
-_RATE_KEYS = {"required-bandwidth", "throttle-to", "rate", "dirty-rate"}
-
-
-def human(key: str, v) -> str:
-    """-f table rendering of a plan value (cli.md §3: binary suffixes, ms/s)."""
-    from vmctl.units import humanise_duration, humanise_size
-
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if key in _SIZE_KEYS and isinstance(v, (int, float)):
-        s = humanise_size(int(round(v)))
-        return s + "/s" if key in _RATE_KEYS else s
-    if key in _TIME_KEYS and isinstance(v, (int, float)):
-        return humanise_duration(float(v))
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
-
-
-def table(head: list[str], rows: list[list[str]]) -> str:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(out) + "\n"
-
-
-_PRED_ORDER = (
-    "rounds",
-    "bytes",
-    "storage-bytes",
-    "total-time",
-    "downtime",
-    "converges",
-    "stop-reason",
-    "dirty-rate-at-or-above-bandwidth",
-    "rate",
-    "memory",
-    "dirty-rate",
-    "downtime-target",
-)
-_HINTS = ("required-bandwidth", "throttle-to", "cold-downtime", "post-copy")
-
-
-def plan_text(plan: dict) -> str:
-    """The dry-run text: the destination's uuid on the first line (as vm-start and vm-place print
-    it), then one ``key: value`` line per prediction figure and hint."""
-    lines = [plan["host"] or "-"]
-    keys = [k for k in _PRED_ORDER if k in plan]
-    hints = plan.get("hints") or {}
-    width = max([len(k) for k in keys] + [len(k) for k in hints] + [0])
-    for k in keys:
-        lines.append(f"{k.ljust(width)}  {human(k, plan[k])}")
-    for k in _HINTS:
-        if k in hints:
-            v = hints[k]
-            lines.append(f"{k.ljust(width)}  {human(k, v) if v is not None else 'none'}")
-    return "\n".join(lines) + "\n"
-
-
 def _plan_data(plans: list[dict], reports: list) -> Data:
-    from vmctl.commands.vmpower import report_text
-
-    texts, data = [], []
+    data = []
     for p, rep in zip(plans, reports):
         d = dict(p)
-        t = plan_text(p)
         if rep is not None:
             d["explain"] = rep.to_json()
-            t = report_text(rep) + t
-        if len(plans) > 1:
-            t = f"vm {p['vm']}\n" + t
-        texts.append(t)
         data.append(d)
     rows = [
         {
             "vm": p["vm"],
             "host": p["host"],
-            **{k: p.get(k) for k in _PRED_ORDER},
-            **{k: (p.get("hints") or {}).get(k) for k in _HINTS},
+            **{k: p.get(k) for k in PREDICTION_FIELDS},
+            **{k: (p.get("hints") or {}).get(k) for k in HINT_FIELDS},
         }
         for p in plans
     ]
     # csv/tsv: one row per VM; --minimal: the destinations, as vm-start --dry-run prints them
     return Data(
         data[0] if len(data) == 1 else data,
-        "".join(texts),
-        records=Records("migration", rows, ["vm", "host", *_PRED_ORDER, *_HINTS], minimal="host"),
+        "migration-plans",
+        (plans, reports),
+        records=Records("migration", rows, ["vm", "host", *PREDICTION_FIELDS, *HINT_FIELDS], minimal="host"),
     )
 
 

@@ -385,7 +385,7 @@ def pool_vlan_create(ctx: Ctx):
     for p in targets:
         tag = vlan_checks(txn, p, network, a["vlan"])
         out.append(create_vlan(txn, p, network, tag))
-    return Data(out, "".join(u + "\n" for u in out))
+    return Data(out, "lines")
 
 
 def _resolve_vlan(ctx: Ctx) -> dict | None:

@@ -39,67 +39,6 @@ def _max_moves(ctx: Ctx) -> int | None:
     return n
 
 
-def _sigmas(d: dict) -> str:
-    return ", ".join(f"{k} {d[k]:.4f}" for k in ("memory", "vcpu") if k in d)
-
-
-def plan_text(plan, names: dict[str, str]) -> str:
-    """The ordered moves (step, vm, name-label, from, to, memory, gain, cost, σ after the step,
-    time), then σ before and after per resource, moves, bytes, waves and makespan."""
-    from vmctl.commands.migrate import human, table
-    from vmctl.units import humanise_duration, humanise_size
-
-    head = [
-        "step",
-        "vm",
-        "name-label",
-        "from",
-        "to",
-        "memory",
-        "gain",
-        "cost",
-        "sigma-memory",
-        "sigma-vcpu",
-        "time",
-    ]
-    rows = [
-        [
-            str(r["step"]),
-            r["vm"],
-            r["name-label"],
-            r["from"],
-            r["to"],
-            human("memory", r["memory"]),
-            f"{r['gain']:.4f}",
-            f"{r['cost']:.4f}",
-            f"{r['sigma-memory']:.4f}",
-            f"{r['sigma-vcpu']:.4f}",
-            human("time", r["time"]),
-        ]
-        for r in plan.rows()
-    ]
-    out = table(head, rows) if rows else ""
-    n = len(plan.moves)
-    out += (
-        f"sigma before: {_sigmas(plan.sigma_before)}; after: {_sigmas(plan.sigma_after)}; "
-        f"target {plan.target:.4f}\n"
-        if plan.target != float("inf")
-        else f"sigma before: {_sigmas(plan.sigma_before)}; after: {_sigmas(plan.sigma_after)}; mandatory moves only\n"
-    )
-    swaps = len({m.step for m in plan.moves if m.exchange})
-    in_swaps = f" ({swaps} exchange step{'s' if swaps != 1 else ''})" if swaps else ""
-    out += (
-        f"{n} move{'s' if n != 1 else ''}{in_swaps}, {humanise_size(int(round(plan.bytes)))}, "
-        f"{plan.waves} wave{'s' if plan.waves != 1 else ''}, makespan {humanise_duration(plan.makespan)}; "
-        f"policy {plan.policy}, threshold {plan.threshold}; stopped: {plan.stop_reason}\n"
-    )
-    if plan.freed_hosts:
-        out += "hosts freed: " + ", ".join(names.get(h, h) for h in plan.freed_hosts) + "\n"
-    for vm, reason in plan.unresolved:
-        out += f"unresolved: {names.get(vm, vm)}: {reason}\n"
-    return out
-
-
 @command(
     "pool-rebalance",
     "Even out host loads by live migrations (engine.md §5); the plan is printed "
@@ -173,7 +112,8 @@ def pool_rebalance(ctx: Ctx):
         ]
         return Data(
             plan.as_json(),
-            plan_text(plan, names),
+            "rebalance-plan",
+            (plan, names),
             records=Records("rebalance", plan.rows(), fields, minimal="vm"),
         )
     return None

@@ -138,10 +138,12 @@ class Text:
 
 @dataclass
 class Data:
-    """Structured data (plans, explain reports): `data` for JSON/YAML, `text` otherwise."""
+    """Structured data (plans, reports): `data` for JSON/YAML; in the text formats the view
+    named `view` (vmctl/cli/views.py) renders `source`, or `data` when there is none."""
 
     data: object
-    text: str
+    view: str
+    source: object = None
     records: Records | None = None
 
 

@@ -148,12 +148,7 @@ def _explain(ctx: Ctx, uuid: str, copies: list[dict]) -> Value | Data:
     if not ctx.opts.get("explain"):
         return Value(uuid)
     total = sum(c["bytes"] for c in copies)
-    lines = (
-        [uuid]
-        + [f"# copy {c['source']} -> {c['target']}: {c['bytes']} bytes ({c['provisioning']})" for c in copies]
-        + [f"# bytes to copy: {total}"]
-    )
-    return Data({"uuid": uuid, "bytes-to-copy": total, "copies": copies}, "\n".join(lines) + "\n")
+    return Data({"uuid": uuid, "bytes-to-copy": total, "copies": copies}, "vdi-copy-report")
 
 
 @command(

@@ -54,53 +54,12 @@ def same_pool(txn, vm: dict, host: dict) -> None:
 
 
 # --- plans and explain reports -----------------------------------------------------------------------------
-def _num(x) -> str:
-    return "" if x is None else f"{x:.3f}"
-
-
-def report_text(report, limit: int | None = None) -> str:
-    """The §2.4 table: one row per host, then the footer."""
-    from vmctl.units import humanise_size
-
-    rows, rest = report.limited(limit) if limit is not None else (report.rows, [])
-    head = ["host", "verdict", "tier", "mem", "vcpu", "base", "skew", "group", "master", "score"]
-    lines = []
-    for r in rows:
-        t = r.terms or {}
-        if r.verdict == "rejected":
-            cells = [r.host, r.verdict, "", "", "", "", "", "", "", r.reason(humanise_size)]
-        else:
-            cells = [
-                r.host,
-                r.verdict,
-                str(r.tier),
-                _num(t.get("mem")),
-                _num(t.get("vcpu")),
-                _num(t.get("base")),
-                _num(t.get("skew")),
-                _num(t.get("group")),
-                _num(t.get("master")),
-                _num(r.score),
-            ]
-        lines.append(cells)
-    head[-1] = "score/reason"
-    widths = [
-        max(len(head[i]), *(len(c[i]) for c in lines)) if lines else len(head[i]) for i in range(len(head))
-    ]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
-    out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in lines]
-    for key, n in rest:
-        out.append(f"… {n} more host{'s' if n != 1 else ''}: {key}")
-    out.append(report.footer())
-    return "\n".join(out) + "\n"
-
-
 def explain_data(report, limit: int | None = None) -> Data:
     data = report.to_json()
     if limit is not None:
         keep = {r.host_uuid for r in report.limited(limit)[0]}
         data["hosts"] = [h for h in data["hosts"] if h["host-uuid"] in keep]
-    return Data(data, report_text(report, limit))
+    return Data(data, "placement-report", (report, limit))
 
 
 def plan_result(plan: list[tuple[dict, str]], explains: list) -> Data | None:
@@ -109,14 +68,16 @@ def plan_result(plan: list[tuple[dict, str]], explains: list) -> Data | None:
     if explains:
         if len(explains) == 1:
             return explain_data(explains[0])
-        parts = [explain_data(r) for r in explains]
-        return Data([p.data for p in parts], "".join(p.text for p in parts))
+        return Data(
+            [explain_data(r).data for r in explains], "placement-reports", [(r, None) for r in explains]
+        )
     if len(plan) == 1:
         vm, host = plan[0]
-        return Data({"vm": vm["uuid"], "host": host}, host + "\n")
+        return Data({"vm": vm["uuid"], "host": host}, "lines", [host])
     return Data(
         [{"vm": vm["uuid"], "host": host} for vm, host in plan],
-        "".join(f"{vm['uuid']} {host}\n" for vm, host in plan),
+        "lines",
+        [f"{vm['uuid']} {host}" for vm, host in plan],
     )
 
 
@@ -566,4 +527,4 @@ def vm_place(ctx: Ctx):
         )
         return explain_data(rep, limit)
     host, _ = place_one(txn, vm, mode, policy=ctx.a.get("policy"), seed=ctx.a.get("seed"))
-    return Data({"vm": vm["uuid"], "host": host}, host + "\n")
+    return Data({"vm": vm["uuid"], "host": host}, "lines", [host])

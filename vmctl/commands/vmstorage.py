@@ -33,13 +33,7 @@ def _explain(ctx: Ctx, uuid: str, copies: list[dict]):
     if not ctx.opts.get("explain"):
         return Value(uuid)
     total = sum(c["bytes"] for c in copies)
-    lines = [uuid] + [
-        f"# device {c['device']}: {c['source']} -> {c.get('target', '')} on SR {c['sr']}: "
-        f"{c['bytes']} bytes ({c['provisioning']})"
-        for c in copies
-    ]
-    lines.append(f"# bytes to copy: {total}")
-    return Data({"uuid": uuid, "bytes-to-copy": total, "copies": copies}, "\n".join(lines) + "\n")
+    return Data({"uuid": uuid, "bytes-to-copy": total, "copies": copies}, "vm-copy-report")
 
 
 @command(
@@ -576,18 +570,4 @@ def vm_disk_list(ctx: Ctx):
                 "provisioning": d["provisioning"] if d else "",
             }
         )
-    lines = []
-    for row in data:
-        lines.append(
-            f"VBD {row['vbd']}: device {row['device']} {row['type']} {row['mode']}"
-            f"{' attached' if row['currently-attached'] else ''}"
-        )
-        if row["vdi"]:
-            lines.append(
-                f"    VDI {row['vdi']} ({row['name-label']}) on SR {row['sr']}: virtual-size "
-                f"{row['virtual-size']}, physical-utilisation {row['physical-utilisation']}, "
-                f"{row['provisioning']}"
-            )
-        else:
-            lines.append("    empty")
-    return Data(data, "".join(line + "\n" for line in lines))
+    return Data(data, "vm-disks")
