@@ -47,6 +47,16 @@ def memory_actual(host: dict, vms: list[dict], policy: str) -> dict[str, int]:
     }
 
 
+def committed_on(txn, host_uuid: str, policy: str) -> int:
+    """Σ charges of the VMs resident on one host, under the pool's policy (or the one a
+    change to it would set)."""
+    return sum(
+        vm_charge(v, policy)
+        for st in RESIDENT
+        for v in txn.select("vm", resident_on=host_uuid, power_state=st)
+    )
+
+
 def committed_by_host(txn, pool_policy: dict[str, str]) -> dict[str, int]:
     """Σ charges of resident VMs per host uuid (one query for the whole inventory)."""
     out: dict[str, int] = {}

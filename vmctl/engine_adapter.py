@@ -119,10 +119,34 @@ def vm_value(vm: dict, st: _Storage | None = None) -> VMState:
     )
 
 
+class _Memo:
+    """The engine's memo of one transaction (kept in txn.cache under this class): each pool's
+    snapshot with the write count it is valid for, and the journal head read before the first
+    snapshot (the stamp of the snapshots carried over)."""
+
+    def __init__(self) -> None:
+        self.snapshots: dict[str, tuple[PoolState, int]] = {}  # pool uuid -> (snapshot, txn.writes)
+        self.journal_head: tuple[int, str] | None = None
+        self.carry_registered = False
+
+    def current(self, txn, pool_uuid: str) -> PoolState | None:
+        """The memoized snapshot while nothing was written since it was made."""
+        hit = self.snapshots.get(pool_uuid)
+        return hit[0] if hit is not None and hit[1] == txn.writes else None
+
+
+def _memo(txn) -> _Memo:
+    memo = txn.cache.get(_Memo)
+    if memo is None:
+        memo = txn.cache[_Memo] = _Memo()
+    return memo  # type: ignore[return-value]
+
+
 # Snapshots carried from one transaction to the next within this process (a batch run item by
 # item, the Python API, a benchmark): (inventory, pool) -> (journal head, snapshot). Every
 # committed change appends a journal entry, by this process or any other, so a snapshot is
-# current exactly while the head it was stamped with is still the head.
+# current exactly while the head it was stamped with is still the head. It lives as long as the
+# process, across Store objects, because the API and batch open one per transaction.
 _CARRIED: dict[tuple[str, str], tuple[tuple[int, str], PoolState]] = {}
 
 
@@ -131,28 +155,27 @@ def pool_state(txn, pool_uuid: str) -> PoolState:
     transaction and kept while nothing else is written (txn.writes), so a run of vm-starts does
     not rebuild it per VM; carried over to the next transaction of this process when it is
     still current then. Callers get a copy they may change."""
-    key = ("pool-state", pool_uuid)
-    hit = txn.cache.get(key)
-    if hit is None or hit[1] != txn.writes:
+    memo = _memo(txn)
+    ps = memo.current(txn, pool_uuid)
+    if ps is None:
         ps = _carried(txn, pool_uuid)
         if ps is None:
             if not txn.writes and not txn.store.dry_run:
                 _head(txn)  # read before the rows, so the stamp is never newer than the snapshot
             ps = _build_pool_state(txn, pool_uuid)
         ps.loads()  # derive the per-host loads once: copies inherit them instead of recomputing
-        hit = (ps, txn.writes)
-        txn.cache[key] = hit
-        if "carry" not in txn.cache and not txn.store.dry_run:
-            txn.cache["carry"] = True
+        memo.snapshots[pool_uuid] = (ps, txn.writes)
+        if not memo.carry_registered and not txn.store.dry_run:
+            memo.carry_registered = True
             txn.on_commit.append(lambda: _carry_over(txn))
-    return hit[0].copy()
+    return ps.copy()
 
 
 def _head(txn) -> tuple[int, str]:
-    head = txn.cache.get("journal-head")
-    if head is None:
-        head = txn.cache["journal-head"] = txn.journal_head()
-    return head
+    memo = _memo(txn)
+    if memo.journal_head is None:
+        memo.journal_head = txn.journal_head()
+    return memo.journal_head
 
 
 def _carried(txn, pool_uuid: str) -> PoolState | None:
@@ -170,19 +193,21 @@ def _carry_over(txn) -> None:
     """After the transaction: keep its snapshots that are still valid, stamped with the journal
     head the inventory now has (the entry it appended, or the one it read); drop the others."""
     db = txn.store.db
+    memo = _memo(txn)
     if txn.journal_entry is not None:
         head = txn.journal_entry
-    elif not txn.dirty and "journal-head" in txn.cache:
-        head = txn.cache["journal-head"]
+    elif not txn.dirty and memo.journal_head is not None:
+        head = memo.journal_head
     else:  # changes committed without a journal entry, or rolled back: nothing is known
         head = None
     for k in [k for k in _CARRIED if k[0] == db]:
         del _CARRIED[k]
     if head is None or head[0] == 0:  # an empty journal identifies nothing: never carry on it
         return
-    for key, hit in txn.cache.items():
-        if isinstance(key, tuple) and key[0] == "pool-state" and hit[1] == txn.writes:
-            _CARRIED[(db, key[1])] = (head, hit[0])
+    for pool_uuid in memo.snapshots:
+        ps = memo.current(txn, pool_uuid)
+        if ps is not None:
+            _CARRIED[(db, pool_uuid)] = (head, ps)
 
 
 def sync_vm(txn, vm: dict, writes_before: int) -> None:
@@ -190,8 +215,8 @@ def sync_vm(txn, vm: dict, writes_before: int) -> None:
     memoized snapshot, when nothing else was written since it was last valid (`writes_before`):
     its disks, networks and groups are unchanged, so only its power state, host and boot CPU
     record move."""
-    key = ("pool-state", vm["pool"])
-    hit = txn.cache.get(key)
+    memo = _memo(txn)
+    hit = memo.snapshots.get(vm["pool"])
     if hit is None or hit[1] != writes_before:
         return
     ps = hit[0]
@@ -200,7 +225,7 @@ def sync_vm(txn, vm: dict, writes_before: int) -> None:
         return
     fresh = vm_value(vm)
     ps.set_vm(replace(fresh, srs=old.srs, networks=old.networks, vdis=old.vdis))
-    txn.cache[key] = (ps, txn.writes)
+    memo.snapshots[vm["pool"]] = (ps, txn.writes)
 
 
 def _build_pool_state(txn, pool_uuid: str) -> PoolState:
@@ -317,11 +342,11 @@ def levelled_flags(txn, vm: dict, host: dict) -> tuple[str, list[str]]:
     own = set(host["cpu-flags"])
     if not cpu_levelling(pool):
         return host["cpu-vendor"], sorted(own)
-    hit = txn.cache.get(("pool-state", pool["uuid"]))
-    if hit is not None and hit[1] == txn.writes and pool["master"] in hit[0].hosts:
+    ps = _memo(txn).current(txn, pool["uuid"])
+    if ps is not None and pool["master"] in ps.hosts:
         # the memoized snapshot is current: its hosts give the same intersection without
         # reading every host row (both take the master's vendor)
-        return host["cpu-vendor"], sorted(own & snapshot.pool_cpu_flags(hit[0]))
+        return host["cpu-vendor"], sorted(own & snapshot.pool_cpu_flags(ps))
     members = txn.select("host", pool=pool["uuid"])
     master = txn.get("host", pool["master"]) if pool["master"] else None
     return host["cpu-vendor"], sorted(own & set(pool_cpu_flags(members, master)))

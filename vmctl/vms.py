@@ -114,11 +114,7 @@ def check_growth(txn, old: dict, new: dict) -> None:
     if added <= 0:
         return
     host = txn.get("host", host_uuid)
-    used = sum(
-        capacity.vm_charge(v, policy)
-        for st in capacity.RESIDENT
-        for v in txn.select("vm", resident_on=host_uuid, power_state=st)
-    )
+    used = capacity.committed_on(txn, host_uuid, policy)
     free = capacity.host_capacity(host) - used
     if added > free:
         raise VmctlError(

@@ -7,7 +7,7 @@ import pkgutil
 from vmctl.commands.table import COMMANDS, Command, register
 
 _loaded = False
-_NOT_FAMILIES = {"table", "fields"}
+_NOT_FAMILIES = {"table"}
 
 
 def load() -> dict[str, Command]:

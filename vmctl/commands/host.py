@@ -436,11 +436,7 @@ def _host_capacity_rules(ctx: Ctx, host: dict, changes: dict) -> None:
         raise _invalid("other-config:memory-reserved", reserved)
     txn = ctx.txn
     policy = txn.get("pool", host["pool"])["memory-overcommit-policy"]
-    used = sum(
-        capacity.vm_charge(v, policy)
-        for st in capacity.RESIDENT
-        for v in txn.select("vm", resident_on=host["uuid"], power_state=st)
-    )
+    used = capacity.committed_on(txn, host["uuid"], policy)
     available = capacity.host_capacity({**host, "other-config": oc})
     if used > available:
         raise VmctlError(

@@ -356,11 +356,7 @@ def _pool_rules(ctx: Ctx, pool: dict, changes: dict) -> None:
     ):
         policy = changes["memory-overcommit-policy"]
         for h in sorted(txn.select("host", pool=pool["uuid"]), key=lambda r: r["uuid"]):
-            used = sum(
-                capacity.vm_charge(v, policy)
-                for st in capacity.RESIDENT
-                for v in txn.select("vm", resident_on=h["uuid"], power_state=st)
-            )
+            used = capacity.committed_on(txn, h["uuid"], policy)
             if used > capacity.host_capacity(h):
                 raise VmctlError(
                     "HOST_NOT_ENOUGH_FREE_MEMORY",

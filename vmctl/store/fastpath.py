@@ -93,7 +93,9 @@ def _try(argv: list[str]) -> int | None:
         else:
             return None
     fmt = g["fmt"] or os.environ.get("VMCTL_FORMAT") or "table"
-    if fmt not in ("table", "json", "yaml", "csv", "tsv") or fmt == "yaml":
+    from vmctl.cli.grammar import FORMATS
+
+    if fmt not in FORMATS or fmt == "yaml":
         return None
     if fmt == "table" and not g["minimal"] and sys.stdout.isatty():
         return None
@@ -290,7 +292,7 @@ def _ovs_read_only(argv: list[str]) -> int | None:
     sqlite3 and run the pure session. Any error falls back to the normal path, which produces
     the same message (warnings are held back until success for that reason)."""
     from vmctl import ovs
-    from vmctl.cli.grammar import check_arg_count, check_command_options, parse
+    from vmctl.cli.grammar import FORMATS, check_arg_count, check_command_options, parse
     from vmctl.ovs.commands import COMMANDS
 
     inv = parse(argv)
@@ -315,7 +317,7 @@ def _ovs_read_only(argv: list[str]) -> int | None:
     # invalid global values: the normal path reports them
     if "timeout" in o and not (str(o["timeout"]).isdigit() and int(str(o["timeout"])) > 0):
         return None
-    if "format" in o and o["format"] not in ("table", "json", "yaml", "csv", "tsv"):
+    if "format" in o and o["format"] not in FORMATS:
         return None
     for seg in inv.segments:
         spec = COMMANDS.get(seg.name)
