@@ -84,7 +84,7 @@ def relocate(
     record: dict | None = None,
     quiet: bool = False,
 ) -> dict:
-    """Apply one migration to the inventory: leave the old host through the lifecycle hooks, move
+    """Apply one migration to the inventory: leave the old host through the power-transition hooks, move
     the mapped disks, record the new residence (resident-on, a free domid on the new host), become
     resident through the hooks, and record the prediction (``other-config:last-migration``).
     A halted or suspended VM (``dst`` empty) only moves its disks."""

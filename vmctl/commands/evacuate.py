@@ -5,8 +5,8 @@ The plan is the engine's (:func:`vmctl.engine.evacuate.plan_evacuation`): batch 
 host's running and paused VMs onto the other hosts through filters 1–10, one HA admission check
 on the final state with the host removed from the survivors, and the schedule in waves under the
 concurrency caps. A refusal (``CANNOT_EVACUATE_HOST``, one line per blocking VM) moves nothing.
-Applying the plan moves every VM as vm-migrate does (:func:`vmctl.commands.migrate.relocate`:
-lifecycle hooks, storage motion for ``sr=``, the prediction recorded for the journal), in wave
+Applying the plan moves every VM as vm-migrate does (:func:`vmctl.relocation.relocate`:
+power-transition hooks, storage motion for ``sr=``, the prediction recorded for the journal), in wave
 order.
 
 Maintenance mode is the chain ``host-disable host=H -- host-evacuate host=H``: one transaction, so

@@ -1,6 +1,6 @@
-"""High availability (engine.md §3): pool-ha-enable/-disable, the compute commands, admission
-control helpers, the HA agility rules of ha-restart-priority, and host failure and recovery
-(host-fail, host-declare-dead, host-recover).
+"""High availability (engine.md §3): pool-ha-enable/-disable, the compute commands, the HA
+rules of ha-restart-priority and the pool's HA fields, and host failure and recovery (host-fail,
+host-declare-dead, host-recover). Admission control is the service's (vmctl/admission.py).
 
 The planning itself is the engine's (:mod:`vmctl.engine.ha`); these commands build the pool
 snapshot with :mod:`vmctl.engine_adapter`, ask, and apply the answer in the same transaction.
@@ -21,9 +21,7 @@ _POOL = Arg(
 )
 
 
-# --- status and admission (engine.md §3.4) ------------------------------------------------------------------
-
-
+# --- field rules (engine.md §3.1, §3.4) --------------------------------------------------------------------
 @param_hook("vm")
 def _ha_priority_rules(ctx: Ctx, vm: dict, changes: dict) -> None:
     """Setting restart: agility, and admission when the VM runs under HA (engine.md §3.1, §3.4)."""

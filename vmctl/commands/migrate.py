@@ -20,7 +20,8 @@ whose disks already sit on their target SRs. A halted or suspended VM has no des
 run prints ``-`` in place of the host uuid (``"host": ""`` in JSON), then the storage-only
 prediction (stop reason ``storage-only``: the disks copied at the stream rate, no downtime).
 
-Applying a move (also used by host-evacuate and pool-rebalance): the lifecycle hooks see the VM
+Applying a move (vmctl/relocation.py, also used by host-evacuate and pool-rebalance): the
+power-transition hooks see the VM
 leave its old host (VBDs detach, VIF ports go), storage motion copies every mapped disk to its
 target SR (a new VDI, the VM's VBDs repointed, the old VDI destroyed with the merge rule), the
 row records the new resident-on and domid, and the hooks see it become resident on the new host.
@@ -55,9 +56,6 @@ _VM = Arg(
     help="the VM: uuid or name-label (or select VMs with field filters and --multiple)",
     complete="vm",
 )
-
-
-# --- shared by host-evacuate and pool-rebalance ------------------------------------------------------------
 
 
 # --- output -------------------------------------------------------------------------------------------------

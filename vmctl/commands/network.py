@@ -19,8 +19,6 @@ BOND_MODES = ("balance-slb", "active-backup", "lacp")
 
 
 # --- shared helpers ---------------------------------------------------------------------------------------
-
-
 def resolve_or_none(ctx: Ctx, cls: str, key: str = "uuid") -> dict | None:
     """resolve_one, except that --if-exists turns an unknown object into None."""
     return ctx.unless_missing(lambda: ctx.txn.resolve_one(cls, ctx.a[key]))

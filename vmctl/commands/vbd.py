@@ -1,6 +1,6 @@
 """Virtual block devices (model.md §1.6, §3.5): vbd-create, vbd-plug, vbd-unplug, vbd-destroy.
-A VBD is currently-attached while its VM runs (or is paused) and it is plugged; the lifecycle
-hooks of vmctl/storage.py attach every VBD when the VM becomes resident."""
+A VBD is currently-attached while its VM runs (or is paused) and it is plugged; the power-transition
+hooks (vmctl/hooks.py) attach every VBD when the VM becomes resident."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""VMs (model.md §1.3, §2, §3.3): vm-create, vm-destroy, the VM field rules shared with
-vm-param-set, and the power-state and class checks every VM operation runs in order."""
+"""VMs (model.md §1.3, §2, §3.3): vm-create, vm-destroy, the memory and vCPU commands,
+vm-install, and the VM field rules vm-param-set applies. The checks every VM operation runs, in
+order, are the service's (vmctl/vms.py)."""
 
 from __future__ import annotations
 

@@ -33,10 +33,6 @@ _VM = Arg("vm", "ref:vm", help="the VM: uuid or name-label (or select with field
 _ON = Arg("on", "ref:host", help="start on this host instead of letting the engine choose", complete="host")
 
 
-# --- selection (cli.md §2 VM selectors) -------------------------------------------------------------------
-# --- transitions --------------------------------------------------------------------------------------------
-
-
 # --- boot checks that are not engine filters ---------------------------------------------------------------
 def check_holding(txn, vm: dict, operation: str) -> None:
     """model.md §3.5 holding rule (the storage layer's): VDI_IN_USE [vdi, operation]."""

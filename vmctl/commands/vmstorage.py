@@ -2,12 +2,9 @@
 vm-checkpoint, snapshot-revert, snapshot-destroy, snapshot-uninstall, vm-disk-add,
 vm-disk-remove, vm-disk-list.
 
-Reusable by vm-install: ``clone_vm(txn, vm, new_name, ...) -> uuid`` (copy-on-write disks on
-their own SRs) and ``copy_vm(txn, vm, new_name, sr_uuid=None, ...) -> uuid`` (full copies). Both
-run the disk checks (chain depth, SR_FULL for all disks at once, ISO target) before changing
-anything, and give the new VM owner VBDs and VIFs with new MACs. With ``--explain`` vm-clone and
-vm-copy also print the bytes each disk copy moves (a thin copy moves only the written bytes; a
-copy-on-write clone moves none)."""
+The copies themselves are the service's (vmctl/copies.py, shared with vm-install). With
+``--explain`` vm-clone and vm-copy also print the bytes each disk copy moves (a thin copy moves
+only the written bytes; a copy-on-write clone moves none)."""
 
 from __future__ import annotations
 
