@@ -118,10 +118,9 @@ class Executor:
                 store.dispose()
 
     def _body(self, txn, chain: list[Bound], chained: bool, confirmed: bool) -> list:
-        from vmctl.commands.table import Ctx, Text, Value
+        from vmctl.commands.table import Ctx, Value
 
         results = []
-        host = None
         # Deferred-work hook (engine.md §2.3, cli.md §2; vmctl/commands/vmpower.py): a command may
         # leave a callable in txn.cache["deferred"]; it is called with the next bound command before
         # that command runs, and with None at the end of the chain, so a run of consecutive
@@ -131,25 +130,6 @@ class Executor:
             if txn.cache.get("deferred") is not None:
                 txn.cache["deferred"](b, results)
             txn.cache["defer-ok"] = b.cmd
-            if b.cmd.style == "ovs":
-                if host is None:
-                    host = resolve_switch_host(txn, self.opts.host)
-                s = txn.switch(host)
-                results.append(
-                    Text(
-                        s.run(
-                            b.cmd.name,
-                            b.seg.options,
-                            b.seg.args,
-                            oneline=self.opts.oneline,
-                            bare=self.opts.bare,
-                            no_headings=self.opts.no_headings,
-                        )
-                    )
-                )
-                if b.cmd.rw:
-                    txn.writes += 1  # switch rows changed: memoized views (pool snapshots) are stale
-                continue
             ctx = Ctx(
                 txn=txn,
                 cmd=b.cmd,
@@ -163,9 +143,12 @@ class Executor:
                 fmt=b.fmt or self.opts.fmt,
                 chained=chained,
                 confirmed=confirmed,
+                options=b.seg.options,
+                args=b.seg.args,
             )
             r = b.cmd.func(ctx)
-            txn.invalidate_views()
+            if b.cmd.style != "ovs":  # an ovs-style command keeps its switch's view current itself
+                txn.invalidate_views()
             if b.ref_id and b.cmd.creates and isinstance(r, Value):
                 txn.refs[b.ref_id] = (b.cmd.creates, r.value)
             results.append(r)
@@ -197,20 +180,11 @@ class Executor:
             "seed": o.seed,
             "db": o.db,
             "timeout": o.timeout,
+            "host": o.host,  # ovs style: whose switch (Ctx.switch)
+            "oneline": o.oneline,
+            "bare": o.bare,
+            "no_headings": o.no_headings,
         }
-
-
-def resolve_switch_host(txn, name: str | None) -> str:
-    if name:
-        return txn.resolve_one("host", name)["uuid"]
-    hosts = txn.all("host")
-    if len(hosts) == 1:
-        return hosts[0]["uuid"]
-    raise VmctlError(
-        "HOST_REQUIRED",
-        "Name the host whose bridges to use: --host=NAME or VMCTL_HOST",
-        [("hosts", len(hosts))],
-    )
 
 
 def _ask(what: list[str]) -> bool:

@@ -1,5 +1,5 @@
 """The ovs-vsctl-style bridge and port commands (network.md), registered from vmctl.ovs's
-own table; the runner hands them to the host's switch session."""
+own table with their functions (each imported on its first call)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ for _spec in OVS_COMMANDS.values():
     register(
         Command(
             name=_spec.name,
-            func=None,
+            func=_spec.func,
             help=_spec.help,
             family="bridge",
             style="ovs",
