@@ -15,11 +15,10 @@ from collections.abc import Callable
 from vmctl.errors import OvsError
 from vmctl.ovs import generic as g
 from vmctl.ovs.datum import atom_str, is_uuid, parse_atom, parse_datum, parse_token
-from vmctl.ovs.schema import RECORD_KEY
+from vmctl.ovs.schema import MAP_COLUMNS, RECORD_KEY, SET_COLUMNS, UUID_SET_COLUMNS
 from vmctl.ovs.view import VBridge, View, VIface, VPort
 
 _TABLES = ("bridge", "port", "interface", "controller")
-_REFSETS = ("ports", "interfaces", "controller")
 
 
 def _escape_words(words: list[str]) -> str:
@@ -36,7 +35,7 @@ def _escape_words(words: list[str]) -> str:
 def _copy_row(row: dict) -> dict:
     r = dict(row)
     for k, v in r.items():
-        if k in _REFSETS:
+        if k in UUID_SET_COLUMNS:
             r[k] = dict.fromkeys(v)
         elif isinstance(v, dict):
             r[k] = dict(v)
@@ -47,17 +46,13 @@ def _copy_row(row: dict) -> dict:
 
 def _export_row(row: dict) -> dict:
     r = row.copy()
-    for k in _LISTS:
+    for k in SET_COLUMNS:
         if k in r:
             r[k] = list(r[k])
-    for k in _MAPS:
+    for k in MAP_COLUMNS:
         if k in r:
             r[k] = dict(r[k])
     return r
-
-
-_LISTS = (*_REFSETS, "trunks")
-_MAPS = ("external_ids", "other_config", "options")
 
 
 class Session:
