@@ -487,6 +487,7 @@ class Session:
 
     @staticmethod
     def echo(o: dict, words: list[str]) -> str:
+        """The command as --may-exist errors quote it: its options first, then its words."""
         opts = [k for k in ("--may-exist", "--fake-iface") if k in o]
         opts += [k for k in o if k not in ("--may-exist", "--fake-iface")]
         return _escape_words(opts + words)
@@ -502,6 +503,9 @@ class Session:
         may_exist: bool,
         fake_iface: bool,
     ) -> None:
+        """Port `port_name` on bridge `br_name` with the interfaces `ifaces` and the Port column
+        `settings` (COLUMN[:KEY]=VALUE), for add-port, add-bond and add_port; with `may_exist` an
+        identical existing port is left alone. `o` and `words` are the command, for messages."""
         if not port_name:
             raise OvsError("port name must not be empty string")
         if any(not i for i in ifaces):
