@@ -117,7 +117,15 @@ class Session:
         if spec is None:
             raise OvsError(f"unknown command '{name}'; use --help for help")
         self.set_display(bare, no_headings)
-        ctx = Ctx(txn=None, cmd=None, opts={"oneline": oneline}, options=options, args=args, session=self)  # type: ignore[arg-type]
+        # no transaction and no runner: ctx.switch() is this session, and nothing is marked written
+        ctx = Ctx(
+            txn=None,
+            cmd=None,  # type: ignore[arg-type]
+            opts={"oneline": oneline},
+            options=options,
+            args=args,
+            session=self,
+        )
         return spec.func(ctx).text
 
     def set_display(self, bare: bool | None, no_headings: bool | None) -> None:
