@@ -9,23 +9,6 @@ import json
 from vmctl import hooks
 from vmctl.vms import free_domid
 
-# A migration prediction's figures and hints (engine.md §4.2), in the order plans print them.
-PREDICTION_FIELDS = (
-    "rounds",
-    "bytes",
-    "storage-bytes",
-    "total-time",
-    "downtime",
-    "converges",
-    "stop-reason",
-    "dirty-rate-at-or-above-bandwidth",
-    "rate",
-    "memory",
-    "dirty-rate",
-    "downtime-target",
-)
-HINT_FIELDS = ("required-bandwidth", "throttle-to", "cold-downtime", "post-copy")
-
 LIVE_STATES = ("running", "paused")
 
 

@@ -139,7 +139,10 @@ class Runner:
                 run = None
             ctx = self.context(txn, b, chained, confirmed, run)
             r = b.cmd.func(ctx)
-            txn.invalidate_views()
+            if b.cmd.style != "ovs":
+                # xe commands may change what a switch's view shows; an ovs-style command keeps
+                # its switch's view current itself (dropping it would repeat its warnings)
+                txn.invalidate_views()
             if isinstance(r, Deferred):
                 run = r.run
             elif b.ref_id and b.cmd.creates and isinstance(r, Value):
@@ -181,7 +184,8 @@ class Runner:
             confirmed=confirmed,
             may_defer=True,
             deferred=run,
-            seg=b.seg,
+            options=b.seg.options,
+            args=b.seg.args,
         )
 
 
@@ -216,7 +220,8 @@ def invoke(txn, name: str, args: list[str], opts: dict | None = None, chained: b
         may_defer=False,
     )
     r = cmd.func(ctx)
-    txn.invalidate_views()
+    if cmd.style != "ovs":
+        txn.invalidate_views()
     return r
 
 

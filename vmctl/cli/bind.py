@@ -168,7 +168,9 @@ _PY_TYPES = {
 def _typed(arg, value) -> object:
     """A typed API value for a declared argument: checked, and converted only where the command
     expects another Python type (a tuple for a list)."""
-    kinds = _PY_TYPES.get(arg.type, ())
+    kinds = _PY_TYPES.get(arg.type)
+    if kinds is None:  # names, uuids, enums: read as the command line reads their text
+        return parse_typed(arg, _text(value))
     ok = isinstance(value, kinds) and not (isinstance(value, bool) and arg.type != "bool")
     if not ok:
         raise VmctlError(

@@ -116,7 +116,7 @@ def placement_reports(source: list) -> str:
 def migration_plan(plan: dict) -> str:
     """The dry-run text: the destination's uuid on the first line (as vm-start and vm-place print
     it), then one ``key: value`` line per prediction figure and hint."""
-    from vmctl.relocation import HINT_FIELDS, PREDICTION_FIELDS
+    from vmctl.engine.migration import HINT_FIELDS, PREDICTION_FIELDS
 
     lines = [plan["host"] or "-"]
     keys = [k for k in PREDICTION_FIELDS if k in plan]

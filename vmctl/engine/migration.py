@@ -40,6 +40,23 @@ STOP_CONVERGED = "converged"
 STOP_MAX_ROUNDS = "max-rounds"
 STOP_BYTE_CAP = "byte-cap"
 
+# A migration prediction's figures and hints (engine.md §4.2), in the order plans print them.
+PREDICTION_FIELDS = (
+    "rounds",
+    "bytes",
+    "storage-bytes",
+    "total-time",
+    "downtime",
+    "converges",
+    "stop-reason",
+    "dirty-rate-at-or-above-bandwidth",
+    "rate",
+    "memory",
+    "dirty-rate",
+    "downtime-target",
+)
+HINT_FIELDS = ("required-bandwidth", "throttle-to", "cold-downtime", "post-copy")
+
 
 @dataclass(frozen=True)
 class Limits:

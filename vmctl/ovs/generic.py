@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from vmctl.errors import OvsError
 from vmctl.ovs.datum import Datum, parse_token
-from vmctl.ovs.schema import COLUMNS, SUPPORTED, TABLE_NAMES, Column
+from vmctl.ovs.schema import COLUMNS, SUPPORTED, TABLE_NAMES, UUID_SET_COLUMNS, Column
 
 _BIG = 2**32  # an exact match beats every prefix score
 
@@ -139,7 +139,7 @@ def write_datum(col: Column, row: dict, d: Datum) -> None:
         row[col.name] = keys[0]
     elif t.n_max == 1:
         row[col.name] = keys[0] if keys else None
-    elif col.name in ("ports", "interfaces", "controller"):
+    elif col.name in UUID_SET_COLUMNS:
         row[col.name] = dict.fromkeys(keys)
     else:
         row[col.name] = list(keys)

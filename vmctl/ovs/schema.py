@@ -208,3 +208,16 @@ COLUMNS: dict[str, dict[str, Column]] = {
 
 # Record key (vmctl.store format) of each table.
 RECORD_KEY = {"Bridge": "bridge", "Port": "port", "Interface": "interface"}
+
+
+def _stored(shape) -> frozenset[str]:
+    return frozenset(
+        c.name for cols in COLUMNS.values() for c in cols.values() if c.access != "fixed" and shape(c.type)
+    )
+
+
+# The stored columns by the shape of their value in a row: sets (lists, except the uuid sets, which
+# vmctl.ovs.session holds as insertion-ordered dicts uuid -> None) and maps (dicts).
+SET_COLUMNS = _stored(lambda t: not t.is_map and t.n_max > 1)  # ports, interfaces, controller, trunks
+UUID_SET_COLUMNS = _stored(lambda t: not t.is_map and t.n_max > 1 and t.key.kind == "uuid")
+MAP_COLUMNS = _stored(lambda t: t.is_map)  # external_ids, other_config, options
