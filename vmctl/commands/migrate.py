@@ -38,12 +38,11 @@ from __future__ import annotations
 
 from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
+from vmctl.engine.migration import HINT_FIELDS, PREDICTION_FIELDS
 from vmctl.errors import Ref, VmctlError
 from vmctl.relocation import (
     COLD_STATES,
-    HINT_FIELDS,
     LIVE_STATES,
-    PREDICTION_FIELDS,
     record_of,
     relocate,
     storage_need,
