@@ -294,7 +294,7 @@ def _hosts_of_one_pool(txn, names: list[str], arg: str = "host") -> list[dict]:
     args=(Arg("host-uuids", "list", True, "the failing hosts, comma-separated", complete="host"),),
 )
 def pool_ha_compute_vm_failover_plan(ctx: Ctx):
-    from vmctl.engine import ha
+    from vmctl.engine import failover as ha
 
     txn = ctx.txn
     hosts = _hosts_of_one_pool(txn, ctx.a["host-uuids"], "host-uuids")
@@ -316,7 +316,7 @@ def pool_ha_compute_vm_failover_plan(ctx: Ctx):
 def fail(ctx: Ctx, hosts: list[dict]) -> Data | None:
     """Hosts fail together: not live, their VMs halted, then (HA enabled) the restart procedure."""
     from vmctl.commands.vmpower import boot, leave
-    from vmctl.engine import ha
+    from vmctl.engine import failover as ha
 
     txn = ctx.txn
     live = [h for h in hosts if h["live"]]

@@ -522,13 +522,13 @@ class _Planner:
         return row
 
     def _request(self, it: _Item):
-        from vmctl.engine.placement import filters as F
+        import vmctl.engine.placement.filters as F
 
         return self.sched.request([self.pool.vms[m] for m in it.members], mode=F.MIGRATE)
 
     def _static_mask(self, it: _Item) -> Any:
         """Filters 1–7 (host state, cpu, version, storage, network): fixed during the plan."""
-        from vmctl.engine.placement import filters as F
+        import vmctl.engine.placement.filters as F
 
         ck = (it.key, it.host)
         m = self._static.get(ck)
@@ -897,7 +897,7 @@ class _Planner:
         blocks = [b for b in blocks if b.items]
         if not blocks:
             return []
-        from vmctl.engine.placement import filters as F
+        import vmctl.engine.placement.filters as F
 
         if len(blocks) == 1:
             b = blocks[0]
@@ -1217,7 +1217,7 @@ class _Planner:
         """Best-fit every item of h onto the other non-empty hosts, every receiver staying at or
         below `limit`; None if one does not fit. Tried on a scratch copy so that a failed attempt
         leaves no trace."""
-        from vmctl.engine.placement import filters as F
+        import vmctl.engine.placement.filters as F
         from vmctl.engine.placement.scheduler import Scheduler
 
         np = self.np

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmctl.engine.placement import filters as F
+import vmctl.engine.placement.filters as F
 from vmctl.engine.placement.scheduler import Scheduler
 from vmctl.engine.snapshot import BEST_EFFORT, RESTART, VMState
 from vmctl.errors import VmctlError
@@ -191,7 +191,7 @@ def _place_soft(sched: Scheduler, it: _Item, exclude: tuple[str, ...], res: Batc
     the host holding most; ties by the §2.2 ranking."""
     import numpy as np
 
-    from vmctl.engine.placement import weighers as W
+    import vmctl.engine.placement.weighers as W
 
     t = sched.table
     req = it.req

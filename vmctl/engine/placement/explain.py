@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmctl.engine.placement import filters as F
-from vmctl.engine.placement import weighers as W
+import vmctl.engine.placement.filters as F
+import vmctl.engine.placement.weighers as W
 from vmctl.engine.placement.scheduler import ROUND, Scheduler
 from vmctl.engine.snapshot import PoolState
 from vmctl.errors import Ref

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from vmctl.engine.placement.filters import Request
-    from vmctl.engine.placement.scheduler import HostTable
+from vmctl.engine.placement.request import Request
+from vmctl.engine.placement.table import HostTable
 
 SQRT2 = math.sqrt(2.0)
 DEFAULT_SKEW_WEIGHT = 2.0  # α, other-config:placement-skew-weight
