@@ -535,7 +535,7 @@ class _Planner:
         if m is None:
             req = self._request(it)
             m = self.scope.copy()
-            for f in F.FILTERS[:7]:
+            for f in F.STATIC_FILTERS:
                 fm = f.mask(self.t, req)
                 if fm is not None:
                     m = m & fm
@@ -601,11 +601,13 @@ class _Planner:
         return gain
 
     def _capacity_ok(self, am: Any, ac: Any, maxv: Any) -> Any:
-        """Filters 8 and 9 for every candidate and host (the scheduler's rules, vectorised)."""
-        t = self.t
-        ok = (t.mem[None, :] + am[:, None].astype(self.np.int64)) <= t.mem_cap[None, :]
-        ok &= (t.vcpu[None, :] + ac[:, None].astype(self.np.int64)) <= t.vcpu_cap[None, :]
-        ok &= maxv[:, None] <= t.cpu_count[None, :]
+        """Filters 8 and 9 for every candidate and host (the filter units, one row each)."""
+        import vmctl.engine.placement.filters as F
+
+        np = self.np
+        ok = F.BY_NAME["memory"].rows(self.t, am.astype(np.int64))
+        ok &= F.BY_NAME["vcpu"].rows(self.t, ac.astype(np.int64))
+        ok &= F.BY_NAME["vcpu"].pcpu_rows(self.t, maxv)
         return ok
 
     def _verify(self, it: _Item, dst: str) -> bool:
@@ -620,6 +622,8 @@ class _Planner:
     def _block(self, items: list[_Item]) -> _Block:
         """The static part of scoring these items: demand, static masks (filters 1–7), the
         per-VM pCPU check, bytes and convergence over every destination."""
+        import vmctl.engine.placement.filters as F
+
         np = self.np
         K = len(items)
         bytes_m = np.empty((K, self.t.n))
@@ -632,7 +636,7 @@ class _Planner:
             if self._has_strict(it):
                 strict.append(k)
         maxv = np.array([max(self.pool.vms[m].vcpus for m in it.members) for it in items], dtype=np.int64)
-        static &= maxv[:, None] <= self.t.cpu_count[None, :]
+        static &= F.BY_NAME["vcpu"].pcpu_rows(self.t, maxv)
         src = np.array([self.t.index[it.host] for it in items], dtype=np.int64)
         static[np.arange(K), src] = False  # a move needs another host
         static &= conv  # a move predicted not to converge would be refused by vm-migrate
@@ -915,11 +919,11 @@ class _Planner:
                 strict.extend(off + k for k in b.strict)
                 off += len(b.items)
         t = self.t
-        # filters 8 and 9, exactly as the scheduler's masks (integer arithmetic)
-        ok &= am.astype(np.int64)[:, None] <= (t.mem_cap - t.mem)[None, :]
-        ok &= ac.astype(np.int64)[:, None] <= (t.vcpu_cap - t.vcpu)[None, :]
+        # filters 8 and 9 (their load halves: the per-VM pCPU check is in the static masks)
+        ok &= F.BY_NAME["memory"].rows(t, am.astype(np.int64))
+        ok &= F.BY_NAME["vcpu"].rows(t, ac.astype(np.int64))
         for k in strict:  # filter 10 depends on where the group's members are now
-            rm = F.FILTERS[9].mask(t, self._request(items[k]))
+            rm = F.BY_NAME["rules"].mask(t, self._request(items[k]))
             if rm is not None:
                 ok[k] &= rm
         self.evaluations += int(ok.sum())
@@ -1242,7 +1246,7 @@ class _Planner:
                 ok = self._capacity_ok(np.array([float(it.mem)]), np.array([float(it.vcpus)]), maxv)[0]
                 ok &= self._static_mask(it)
                 if self._has_strict(it):
-                    rm = F.FILTERS[9].mask(self.t, self._request(it))
+                    rm = F.BY_NAME["rules"].mask(self.t, self._request(it))
                     if rm is not None:
                         ok &= rm
                 um = (self.t.mem + it.mem) / self.capm

@@ -149,6 +149,16 @@ class VcpuFilter(Filter):
             ok &= table.cpu_count >= req.max_vcpus
         return ok
 
+    def rows(self, table: HostTable, vcpus: Any) -> Any:
+        """The load half of ``mask`` for K integer demands at once (K × n): what the planners
+        that score many candidates together use, so the rule stays here."""
+        return table.free_vcpu[None, :] >= vcpus[:, None]
+
+    def pcpu_rows(self, table: HostTable, max_vcpus: Any) -> Any:
+        """The per-VM half of ``mask`` (``vcpus ≤ cpu-count``) for K items at once (K × n): it
+        depends on no load, so planners compute it once per item."""
+        return table.cpu_count[None, :] >= max_vcpus[:, None]
+
     def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
         pcpus = int(table.cpu_count[i])
         if req.max_vcpus > pcpus:
@@ -164,6 +174,10 @@ class MemoryFilter(Filter):
 
     def mask(self, table: HostTable, req: Request) -> Any:
         return table.free_mem >= req.mem
+
+    def rows(self, table: HostTable, mem: Any) -> Any:
+        """``mask`` for K integer demands at once (K × n), for the planners (see VcpuFilter.rows)."""
+        return table.free_mem[None, :] >= mem[:, None]
 
     def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
         avail = max(0, int(table.mem_cap[i] - table.mem[i]))
@@ -234,6 +248,30 @@ FILTERS: tuple[Filter, ...] = (
     RulesFilter(),
 )
 FILTER_NAMES = {f.index: f.name for f in FILTERS} | {HA_FILTER_INDEX: "ha"}
+#: Each filter by its name (``live`` … ``rules``): how callers address one filter.
+BY_NAME: dict[str, Filter] = {f.name: f for f in FILTERS}
+#: Each filter by the number a rejection reports (``first_failures``, explain rows).
+BY_INDEX: dict[int, Filter] = {f.index: f for f in FILTERS}
+
+
+def named(*names: str) -> tuple[Filter, ...]:
+    return tuple(BY_NAME[n] for n in names)
+
+
+# Named groups, by what a filter depends on (and so how often its mask changes).
+#: The host's own state: folded into ``HostTable.base_ok``, never evaluated per request.
+HOST_STATE_FILTERS = named("live", "enabled", "evacuation")
+#: The VM's signature against fixed host properties: masks cached per signature.
+SIGNATURE_FILTERS = named("cpu", "version", "storage", "network")
+#: Fixed while a plan moves VMs around (evacuation, rebalancing): host state and signature.
+STATIC_FILTERS = HOST_STATE_FILTERS + SIGNATURE_FILTERS
+#: The hosts' current load.
+CAPACITY_FILTERS = named("vcpu", "memory")
+#: What a request adds to ``base_ok``: everything but the host state.
+REQUEST_FILTERS = SIGNATURE_FILTERS + CAPACITY_FILTERS + named("rules")
+assert STATIC_FILTERS + CAPACITY_FILTERS + named("rules") == FILTERS, (
+    "groups must cover filters 1–10 in order"
+)
 #: The codes in filter order (for the NO_HOSTS_AVAILABLE grouping).
 CODE_ORDER = (
     "HOST_NOT_LIVE",

@@ -192,7 +192,7 @@ class Scheduler:
         """Hosts passing filters 1–10 (and not excluded)."""
         t = self.table
         ok = t.base_ok.copy()
-        for f in F.FILTERS[3:]:
+        for f in F.REQUEST_FILTERS:  # the host-state filters are in base_ok
             m = f.mask(t, req)
             if m is not None:
                 ok &= m
@@ -481,7 +481,7 @@ class Scheduler:
                     if rej is not None:
                         by_code.setdefault(rej[1], []).append(i)
                 continue
-            code, _ = F.FILTERS[fi - 1].reason(t, req, i)
+            code, _ = F.BY_INDEX[fi].reason(t, req, i)
             by_code.setdefault(code, []).append(i)
         out: dict[str, list[str]] = {}
         for code in F.CODE_ORDER:

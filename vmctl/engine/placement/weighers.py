@@ -20,6 +20,11 @@ DEFAULT_MASTER_PENALTY = 0.1  # β, other-config:placement-master-penalty
 TINY = 1e-300  # keeps 0/0 finite without a NumPy error-state context (costly on the hot path)
 
 
+#: The weigher terms the ``--explain`` report shows, by name, in report order (fields of Terms):
+#: usage after placement (mem, vcpu), the policy's base weigher, skew, soft groups, master.
+TERM_NAMES = ("mem", "vcpu", "base", "skew", "group", "master")
+
+
 @dataclass(slots=True)
 class Terms:
     """Per-host arrays: usage after placement (mem, vcpu), base score, skew, group and master
