@@ -4,7 +4,7 @@ import random
 import pytest
 
 from tests.engine.helpers import GiB, group, pool, vm
-from vmctl.engine import ha
+from vmctl.engine import failover, ha
 from vmctl.engine.snapshot import PoolState
 
 
@@ -204,7 +204,7 @@ def test_failover_plan_restarts_protected_then_best_effort():
     p.add_vm(vm("b1", mem_gib=3, on="h0", ha_restart_priority="best-effort"))
     p.add_vm(vm("n1", mem_gib=1, on="h0"))
     p.add_vm(vm("x", mem_gib=7, on="h1"))
-    plan = ha.failover_plan(p, ["h0"])
+    plan = failover.failover_plan(p, ["h0"])
     rows = {r.vm: r for r in plan.rows}
     assert [r.vm for r in plan.rows] == ["p1", "b1", "n1"]
     assert rows["p1"].result == "restarted" and rows["p1"].host == "h2"
@@ -221,7 +221,7 @@ def test_failover_falls_back_to_packer():
     p.add_vm(vm("s1", mem_gib=3, on="h0", ha_restart_priority="restart"))
     p.add_vm(vm("s2", mem_gib=3, on="h0", ha_restart_priority="restart"))
     p.update_host("h0", memory_total=20 * GiB)
-    plan = ha.failover_plan(p, ["h0"])
+    plan = failover.failover_plan(p, ["h0"])
     assert all(r.result == "restarted" for r in plan.rows)
 
 
@@ -313,10 +313,10 @@ def test_recompute_status_and_fail_without_ha():
     assert over is True and exists_for == 1
     p.ha_failures_to_tolerate = 1
     assert ha.recompute_status(p) == (False, 1)
-    plan = ha.fail_hosts(p, ["h0"])  # HA disabled: nothing restarts
+    plan = failover.fail_hosts(p, ["h0"])  # HA disabled: nothing restarts
     assert [(r.vm, r.result) for r in plan.rows] == [("a0", "halted")]
     assert plan.state.vms["a0"].power_state == "halted" and plan.state.vms["a0"].resident_on is None
-    fp = ha.failover_plan(p, ["h0"]).to_json()
+    fp = failover.failover_plan(p, ["h0"]).to_json()
     assert fp[0]["result"] == "restarted" and fp[0]["target"] in ("h1", "h2")
 
 

@@ -209,10 +209,11 @@ def test_exchange_sets_stay_bounded_with_many_classes():
     lm, lc = pl.loads()
     zm, zc = lm - lm.mean(), lc - lc.mean()
     assert len(pl._host_block("h00").items) == 40
-    rows = pl._exchange_rows("h00", zm, zc)
+    rows = pl.exchange._rows("h00", zm, zc)
     assert len(rows) == rb._CLASSES and list(rows) == sorted(rows)
     k = rb._CLASSES
-    assert len(pl._host_combos("h00", rows).picks) == k + k * (k - 1) // 2  # one class each: no double
+    combos = pl.exchange._host_combos("h00", rows)
+    assert len(combos.picks) == k + k * (k - 1) // 2  # one class each: no double
     # the classes kept are those pointing most along the host's excess (memory here): the largest
     kept = sorted(pl._host_block("h00").items[r].mem for r in rows)
     assert kept == sorted(it.mem for it in pl._host_block("h00").items)[-k:]

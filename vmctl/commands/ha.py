@@ -195,11 +195,11 @@ def _hosts_of_one_pool(txn, names: list[str], arg: str = "host") -> list[dict]:
     args=(Arg("host-uuids", "list", True, "the failing hosts, comma-separated", complete="host"),),
 )
 def pool_ha_compute_vm_failover_plan(ctx: Ctx):
-    from vmctl.engine import ha
+    from vmctl.engine import failover
 
     txn = ctx.txn
     hosts = _hosts_of_one_pool(txn, ctx.a["host-uuids"], "host-uuids")
-    plan = ha.failover_plan(pool_state(txn, hosts[0]["pool"]), [h["uuid"] for h in hosts])
+    plan = failover.failover_plan(pool_state(txn, hosts[0]["pool"]), [h["uuid"] for h in hosts])
     rows = [
         {
             "vm": r.vm,
@@ -216,12 +216,12 @@ def pool_ha_compute_vm_failover_plan(ctx: Ctx):
 # --- failure and recovery (engine.md §3.5) -------------------------------------------------------------------
 def fail(ctx: Ctx, hosts: list[dict]) -> Data | None:
     """Hosts fail together: not live, their VMs halted, then (HA enabled) the restart procedure."""
-    from vmctl.engine import ha
+    from vmctl.engine import failover
 
     txn = ctx.txn
     live = [h for h in hosts if h["live"]]
     pool = txn.get("pool", hosts[0]["pool"])
-    plan = ha.fail_hosts(pool_state(txn, pool["uuid"]), [h["uuid"] for h in live])
+    plan = failover.fail_hosts(pool_state(txn, pool["uuid"]), [h["uuid"] for h in live])
     for h in live:
         txn.update("host", h["uuid"], {"live": False})
     for r in plan.rows:

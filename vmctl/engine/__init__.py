@@ -12,6 +12,8 @@ Where things are:
 * :mod:`vmctl.engine.placement` — filters (§2.1), weighers (§2.2), ``Scheduler`` (single
   decisions, explicit targets, ``NO_HOSTS_AVAILABLE``), ``place_batch`` (§2.3), ``explain`` (§2.4).
 * :mod:`vmctl.engine.ha` — failure sets, the restart packer, ``plan_exists``, ``max_failures``,
-  admission control (``check_change``, ``admission_error``), ``fail_hosts``/``failover_plan`` (§3).
+  admission control (``check_change``, ``admission_error``) (§3.1–3.4).
+* :mod:`vmctl.engine.failover` — ``fail_hosts``/``failover_plan``, the restart procedure through
+  the placement scheduler (§3.5).
 * :mod:`vmctl.engine.migration`, ``evacuate``, ``rebalance``, ``waves`` — §4–5.
 """

@@ -244,7 +244,7 @@ def _analyse(
     pool: PoolState, host: str, policy: str | None, sr: str | None, seed: int | None, ha: bool
 ) -> tuple[list[Blocker], dict[str, str], dict[str, str], PoolState]:
     """Steps 1–3 on a scratch copy: (blockers, vm → destination, storage map, scratch pool)."""
-    from vmctl.engine.placement import filters as F
+    import vmctl.engine.placement.filters as F
     from vmctl.engine.placement.batch import place_batch
     from vmctl.engine.placement.scheduler import Scheduler
 

@@ -320,21 +320,6 @@ class _Block:
     strict: list[int]  # rows whose rules filter must be evaluated on the current state
 
 
-@dataclass
-class _Combos:
-    """What a host can send back in an exchange: every set of one or two of its items (two of the
-    same class when it holds two), R of them, as rows of its block."""
-
-    host: int  # the host's index
-    picks: list[tuple[_Item, ...]]  # R sets of items (class representatives)
-    idx: Any  # R × 2: the sets' rows in the block (K, one past the last row, pads a set of one)
-    kinds: Any  # R × 2: the class ids of the set (-1 pads)
-    am: Any  # R: memory of the set
-    ac: Any  # R: vCPUs of the set
-    bytes_pad: Any  # (K + 1) × n: the block's bytes, plus a zero row for the padding index
-    static_pad: Any  # (K + 1) × n: the block's static masks, plus a True row
-
-
 # --- the planner ----------------------------------------------------------------------------------
 
 
@@ -399,8 +384,7 @@ class _Planner:
         self._static: dict[tuple, Any] = {}
         self._cost_rows: dict[tuple, tuple[Any, Any]] = {}
         self._blocks: dict[str, _Block] = {}
-        self._combos: dict[str, tuple[tuple[int, ...], _Combos]] = {}  # host → (rows, sets of them)
-        self._kinds: dict[tuple, int] = {}  # class key → small integer, for exchange masks
+        self.exchange = _ExchangeSteps(self)  # before the items: adding one tells it
         self._build_items(initial)
 
     # ---- state ----------------------------------------------------------------------------------
@@ -477,7 +461,7 @@ class _Planner:
     def _touch(self, host: str) -> None:
         """The items of `host` changed: drop what was derived from them."""
         self._blocks.pop(host, None)
-        self._combos.pop(host, None)
+        self.exchange.forget(host)
 
     def _remove_item(self, lead: str) -> _Item:
         it = self.items.pop(lead)
@@ -522,20 +506,20 @@ class _Planner:
         return row
 
     def _request(self, it: _Item):
-        from vmctl.engine.placement import filters as F
+        import vmctl.engine.placement.filters as F
 
         return self.sched.request([self.pool.vms[m] for m in it.members], mode=F.MIGRATE)
 
     def _static_mask(self, it: _Item) -> Any:
         """Filters 1–7 (host state, cpu, version, storage, network): fixed during the plan."""
-        from vmctl.engine.placement import filters as F
+        import vmctl.engine.placement.filters as F
 
         ck = (it.key, it.host)
         m = self._static.get(ck)
         if m is None:
             req = self._request(it)
             m = self.scope.copy()
-            for f in F.FILTERS[:7]:
+            for f in F.STATIC_FILTERS:
                 fm = f.mask(self.t, req)
                 if fm is not None:
                     m = m & fm
@@ -601,11 +585,13 @@ class _Planner:
         return gain
 
     def _capacity_ok(self, am: Any, ac: Any, maxv: Any) -> Any:
-        """Filters 8 and 9 for every candidate and host (the scheduler's rules, vectorised)."""
-        t = self.t
-        ok = (t.mem[None, :] + am[:, None].astype(self.np.int64)) <= t.mem_cap[None, :]
-        ok &= (t.vcpu[None, :] + ac[:, None].astype(self.np.int64)) <= t.vcpu_cap[None, :]
-        ok &= maxv[:, None] <= t.cpu_count[None, :]
+        """Filters 8 and 9 for every candidate and host (the filter units, one row each)."""
+        import vmctl.engine.placement.filters as F
+
+        np = self.np
+        ok = F.BY_NAME["memory"].rows(self.t, am.astype(np.int64))
+        ok &= F.BY_NAME["vcpu"].rows(self.t, ac.astype(np.int64))
+        ok &= F.BY_NAME["vcpu"].pcpu_rows(self.t, maxv)
         return ok
 
     def _verify(self, it: _Item, dst: str) -> bool:
@@ -620,6 +606,8 @@ class _Planner:
     def _block(self, items: list[_Item]) -> _Block:
         """The static part of scoring these items: demand, static masks (filters 1–7), the
         per-VM pCPU check, bytes and convergence over every destination."""
+        import vmctl.engine.placement.filters as F
+
         np = self.np
         K = len(items)
         bytes_m = np.empty((K, self.t.n))
@@ -632,7 +620,7 @@ class _Planner:
             if self._has_strict(it):
                 strict.append(k)
         maxv = np.array([max(self.pool.vms[m].vcpus for m in it.members) for it in items], dtype=np.int64)
-        static &= maxv[:, None] <= self.t.cpu_count[None, :]
+        static &= F.BY_NAME["vcpu"].pcpu_rows(self.t, maxv)
         src = np.array([self.t.index[it.host] for it in items], dtype=np.int64)
         static[np.arange(K), src] = False  # a move needs another host
         static &= conv  # a move predicted not to converge would be refused by vm-migrate
@@ -654,242 +642,6 @@ class _Planner:
             b = self._blocks[h] = self._block([self.items[lead] for lead in leads])
         return b
 
-    # ---- exchange steps ---------------------------------------------------------------------------
-    def _exchange_rows(self, h: str, zm: Any, zc: Any) -> tuple[int, ...]:
-        """The rows of h's block that take part in exchanges: no strict items, and at most
-        _CLASSES classes, those whose demand points most along h's excess (zm, zc), so that the
-        number of sets stays bounded however varied the VMs are. In block order."""
-        np = self.np
-        b = self._host_block(h)
-        strict = set(b.strict)
-        rows = [k for k in range(len(b.items)) if k not in strict]
-        if len(rows) > _CLASSES:
-            i = self.t.index[h]
-            xm, xc = b.am[rows] / self.capm[i], b.ac[rows] / self.capc[i]
-            cos = np.round((xm * zm[i] + xc * zc[i]) / np.maximum(np.hypot(xm, xc), 1e-300), ROUND)
-            rows = sorted(rows[j] for j in np.argsort(-cos, kind="stable")[:_CLASSES])
-        return tuple(rows)
-
-    def _host_combos(self, h: str, rows: tuple[int, ...]) -> _Combos:
-        """The sets of one or two of these rows' items (two of a class when h holds two of it)
-        that h can send back in an exchange; cached until h's items or the rows change."""
-        hit = self._combos.get(h)
-        if hit is not None and hit[0] == rows:
-            return hit[1]
-        np = self.np
-        b = self._host_block(h)
-        picks: list[tuple[int, ...]] = [(k,) for k in rows]
-        for x, k in enumerate(rows):
-            for j in rows[x:]:
-                if j != k or len(self.by_host[h][b.items[k].key]) >= 2:
-                    picks.append((k, j))
-        K = len(b.items)
-        idx = np.array([list(p) + [K] * (2 - len(p)) for p in picks], dtype=np.int64).reshape(len(picks), 2)
-        kinds = np.array([self._kind(it.key) for it in b.items] + [-1], dtype=np.int64)[idx]
-        c = _Combos(
-            self.t.index[h],
-            [tuple(b.items[k] for k in p) for p in picks],
-            idx,
-            kinds,
-            np.append(b.am, 0.0)[idx].sum(axis=1),
-            np.append(b.ac, 0.0)[idx].sum(axis=1),
-            np.vstack([b.bytes, np.zeros((1, self.t.n))]),
-            np.vstack([b.static, np.ones((1, self.t.n), dtype=bool)]),
-        )
-        self._combos[h] = (rows, c)
-        return c
-
-    def _kind(self, key: tuple) -> int:
-        return self._kinds.setdefault(key, len(self._kinds))
-
-    def _pair_gains(self, dm: Any, dc: Any, s: Any, T: Any) -> Any:
-        """ΔI for moving the net demand (dm, dc) from hosts s to hosts T (broadcasting arrays;
-        negative parts travel back), in closed form like _gains. _gains keeps its own
-        outer-product form: it is the single-move hot path, and the same sums taken in another
-        order round differently at the ninth digit, which would reorder tied candidates."""
-        np = self.np
-        lm, lc = self.loads()
-        N = self.N
-        new = 0.0
-        base = 0.0
-        for L, d, cap, w in (
-            (lm, dm, self.capm, self.met.weights[0]),
-            (lc, dc, self.capc, self.met.weights[1]),
-        ):
-            e = L - float(L[self.sidx].mean())
-            s2 = float((e[self.sidx] ** 2).sum())
-            base += w * math.sqrt(max(0.0, s2 / N))
-            xs = d / cap[s]
-            xt = d / cap[T]
-            s2p = s2 - 2.0 * e[s] * xs + xs * xs + xt * (2.0 * e[T] + xt)
-            s1p = (xt - xs) / N
-            new = new + w * np.sqrt(np.maximum(s2p / N - s1p * s1p, 0.0))
-        gain = base - new
-        if self.met.alpha:
-            g = self.met.g
-            sk = _skew(lm, lc, g)
-            dsk = (
-                _skew(lm[s] - dm / self.capm[s], lc[s] - dc / self.capc[s], g)
-                - sk[s]
-                + _skew(lm[T] + dm / self.capm[T], lc[T] + dc / self.capc[T], g)
-                - sk[T]
-            )
-            gain = gain - self.met.alpha * dsk / N
-        return gain
-
-    def _exchanges(self, sources: list[str], floor: float, widen: bool = False) -> list[tuple]:
-        """The best exchanges among the _SOURCES most deviating sources; with `widen`, the next
-        ones in turn while none qualifies (the loop would otherwise stop)."""
-        t = self.t
-        lm, lc = self.loads()
-        sm, sc = (max(x, 1e-12) for x in self.sigma())
-        zm = (lm - float(lm[self.sidx].mean())) / sm
-        zc = (lc - float(lc[self.sidx].mean())) / sc
-        # the sources that deviate most (in σ units); ties: uuid
-        order = sorted(
-            sources, key=lambda h: (-round(float(zm[t.index[h]] ** 2 + zc[t.index[h]] ** 2), ROUND), h)
-        )
-        for at in range(0, len(order), _SOURCES):
-            found = self._exchanges_from(order[at : at + _SOURCES], floor, zm, zc)
-            if found or not widen:
-                return found
-        return []
-
-    def _exchanges_from(self, sources: list[str], floor: float, zm: Any, zc: Any) -> list[tuple]:
-        """The best qualifying exchange steps scoring above `floor` (the _HEAD best, ties at the
-        cut included), best first, as (score, gain, cost, bytes, A, t, (B…), s): item A moves
-        from source s to t and one or two items B of t move back to s.
-
-        Each source is paired with the _PARTNERS hosts whose deviation (zm, zc, in σ units)
-        points most against its own: an exchange pays off between opposite hosts. Everything is
-        scored at once, one row per item A, one column per set its source's partners can send
-        back (see _exchange_rows for the bound on both)."""
-        np = self.np
-        t = self.t
-        part = np.array([t.index[h] for h in self.scope_hosts if self.by_host.get(h)], dtype=np.int64)
-        a_items: list[_Item] = []
-        a_pos: list[int] = []  # the row's source, as a position in `used`
-        a_rows: list[tuple[_Block, int]] = []
-        used: list[int] = []
-        columns: list[tuple] = []  # per used source: T, am, ac, kinds, bytes and static towards it, sets
-        for h in sources:
-            s = t.index[h]
-            b = self._host_block(h)
-            rows = self._exchange_rows(h, zm, zc)
-            if not rows:
-                continue
-            opposition = np.round(-(zm[s] * zm[part] + zc[s] * zc[part]), ROUND)
-            opposition[part == s] = -np.inf
-            near = np.argsort(-opposition, kind="stable")[:_PARTNERS]  # ties: host index
-            near = near[np.isfinite(opposition[near])]
-            mates = [t.uuids[int(part[k])] for k in near]
-            cs = [self._host_combos(u, self._exchange_rows(u, zm, zc)) for u in mates]
-            cs = [c for c in cs if c.picks]
-            if not cs:
-                continue
-            columns.append(
-                (
-                    np.concatenate([np.full(len(c.picks), c.host, dtype=np.int64) for c in cs]),
-                    np.concatenate([c.am for c in cs]),
-                    np.concatenate([c.ac for c in cs]),
-                    np.concatenate([c.kinds for c in cs]),
-                    np.concatenate([c.bytes_pad[c.idx, s].sum(axis=1) for c in cs]),
-                    np.concatenate([c.static_pad[c.idx, s].all(axis=1) for c in cs]),
-                    [p for c in cs for p in c.picks],
-                )
-            )
-            for k in rows:
-                a_items.append(b.items[k])
-                a_pos.append(len(used))
-                a_rows.append((b, k))
-            used.append(s)
-        if not a_items:
-            return []
-        # the columns of every source, padded to one width (padding is never ok)
-        W = max(len(col[0]) for col in columns)
-        Q = len(columns)
-        T_q = np.zeros((Q, W), dtype=np.int64)
-        bm_q, bc_q, by_q = np.zeros((Q, W)), np.zeros((Q, W)), np.zeros((Q, W))
-        kinds_q = np.full((Q, W, 2), -1, dtype=np.int64)
-        st_q = np.zeros((Q, W), dtype=bool)
-        for q, (T_, bm_, bc_, kinds_, by_, st_, _) in enumerate(columns):
-            n_ = len(T_)
-            T_q[q, :n_], bm_q[q, :n_], bc_q[q, :n_], kinds_q[q, :n_], by_q[q, :n_], st_q[q, :n_] = (
-                T_,
-                bm_,
-                bc_,
-                kinds_,
-                by_,
-                st_,
-            )
-        pos = np.array(a_pos, dtype=np.int64)
-        S = np.array(used, dtype=np.int64)[pos][:, None]
-        T, bm, bc, kinds, by, back_ok = T_q[pos], bm_q[pos], bc_q[pos], kinds_q[pos], by_q[pos], st_q[pos]
-        am = np.array([b.am[k] for b, k in a_rows])[:, None]
-        ac = np.array([b.ac[k] for b, k in a_rows])[:, None]
-        a_bytes = np.stack([b.bytes[k] for b, k in a_rows])
-        a_static = np.stack([b.static[k] for b, k in a_rows])
-        a_kind = np.array([self._kind(it.key) for it in a_items], dtype=np.int64)[:, None]
-        rows_ix = np.arange(len(a_items))[:, None]
-        ok = back_ok & a_static[rows_ix, T]
-        # sending back A's own class would only undo part of the step
-        ok &= (kinds[:, :, 0] != a_kind) & (kinds[:, :, 1] != a_kind)
-        # A fits on t before anything leaves t; the set fits on s once A has left it
-        free_m = t.mem_cap - t.mem
-        free_c = t.vcpu_cap - t.vcpu
-        ok &= am.astype(np.int64) <= free_m[T]
-        ok &= ac.astype(np.int64) <= free_c[T]
-        ok &= bm.astype(np.int64) <= free_m[S] + am.astype(np.int64)
-        ok &= bc.astype(np.int64) <= free_c[S] + ac.astype(np.int64)
-        self.evaluations += int(ok.sum())
-        gain = self._pair_gains(am - bm, ac - bc, S, T)
-        nbytes = a_bytes[rows_ix, T] + by
-        cost = nbytes * (self.kappa / self.sum_a)
-        score = np.round(gain - cost, ROUND)
-        ok &= (gain >= self.eps) & (gain > cost) & (score > floor)
-        ks, js = np.nonzero(ok)
-        if len(ks) > _HEAD:
-            sc_ = score[ks, js]
-            keep = sc_ >= np.partition(sc_, len(sc_) - _HEAD)[len(sc_) - _HEAD]
-            ks, js = ks[keep], js[keep]
-        found = [
-            (
-                float(score[k, j]),
-                float(gain[k, j]),
-                float(cost[k, j]),
-                float(nbytes[k, j]),
-                a_items[k],
-                int(T[k, j]),
-                columns[a_pos[k]][6][j],
-                used[a_pos[k]],
-            )
-            for k, j in zip(ks.tolist(), js.tolist())
-        ]
-        # largest score, then fewer bytes, then the uuids of A, t and the set
-        found.sort(
-            key=lambda x: (-x[0], x[3], x[4].members[0], t.uuids[x[5]], tuple(it.members[0] for it in x[6]))
-        )
-        return found
-
-    def _try_exchange(self, x: tuple) -> bool:
-        """Apply exchange x move by move, each passing the scheduler's filters 1–11 on the state
-        the previous ones left; on a refusal take the step back and report False."""
-        _, gain, cost, _, a, ti, back, si = x
-        step = (self.moves[-1].step + 1) if self.moves else 1
-        t_host, s_host = self.t.uuids[ti], self.t.uuids[si]
-        if not self._verify(a, t_host):
-            return False
-        self._apply(a, ti, gain, cost, None, step=step, exchange=True)
-        for b in back:
-            # the set names classes: send the class's current representative on t
-            lst = self.by_host.get(t_host, {}).get(b.key)
-            it = self.items[lst[0]] if lst else None  # never A: A's class is not in the set
-            if it is None or not self._verify(it, s_host):
-                self._undo_step(step)
-                return False
-            self._apply(it, si, gain, cost, None, step=step, exchange=True)
-        return True
-
     def _candidates(self, blocks: list[_Block], mandatory: str | None) -> list[tuple]:
         """Score every (item, destination); return the best qualifying pairs in order as
         (item, dst index, gain, cost, bytes), followed by a function giving the others in order."""
@@ -897,7 +649,7 @@ class _Planner:
         blocks = [b for b in blocks if b.items]
         if not blocks:
             return []
-        from vmctl.engine.placement import filters as F
+        import vmctl.engine.placement.filters as F
 
         if len(blocks) == 1:
             b = blocks[0]
@@ -915,11 +667,11 @@ class _Planner:
                 strict.extend(off + k for k in b.strict)
                 off += len(b.items)
         t = self.t
-        # filters 8 and 9, exactly as the scheduler's masks (integer arithmetic)
-        ok &= am.astype(np.int64)[:, None] <= (t.mem_cap - t.mem)[None, :]
-        ok &= ac.astype(np.int64)[:, None] <= (t.vcpu_cap - t.vcpu)[None, :]
+        # filters 8 and 9 (their load halves: the per-VM pCPU check is in the static masks)
+        ok &= F.BY_NAME["memory"].rows(t, am.astype(np.int64))
+        ok &= F.BY_NAME["vcpu"].rows(t, ac.astype(np.int64))
         for k in strict:  # filter 10 depends on where the group's members are now
-            rm = F.FILTERS[9].mask(t, self._request(items[k]))
+            rm = F.BY_NAME["rules"].mask(t, self._request(items[k]))
             if rm is not None:
                 ok[k] &= rm
         self.evaluations += int(ok.sum())
@@ -1160,20 +912,11 @@ class _Planner:
             muc = float(lc[self.sidx].mean())
             sources = [h for h in self.scope_hosts if lm[self.t.index[h]] > mum or lc[self.t.index[h]] > muc]
             c = self._pick(None, None, [self._host_block(h) for h in sources])
-            if exchanges and self._exchange_step(c, sources):
+            if exchanges and self.exchange.step(c, sources):
                 continue
             if c is None:
                 return STOP_NO_MOVE
             self._apply(c[0], c[1], c[2], c[3], None)
-
-    def _exchange_step(self, single: tuple | None, sources: list[str]) -> bool:
-        """Take the best exchange that scores above `single` (and fits in max-moves), if any."""
-        best = -math.inf if single is None else round(single[2] - single[3], ROUND)
-        left = math.inf if self.max_moves is None else self.max_moves - len(self.moves)
-        for x in self._exchanges(sources, best, widen=single is None):
-            if 1 + len(x[6]) <= left and self._try_exchange(x):
-                return True
-        return False
 
     def pack(self) -> tuple[str, list[str]]:
         """Consolidate: empty the least-loaded hosts whose items all fit elsewhere with every
@@ -1217,7 +960,7 @@ class _Planner:
         """Best-fit every item of h onto the other non-empty hosts, every receiver staying at or
         below `limit`; None if one does not fit. Tried on a scratch copy so that a failed attempt
         leaves no trace."""
-        from vmctl.engine.placement import filters as F
+        import vmctl.engine.placement.filters as F
         from vmctl.engine.placement.scheduler import Scheduler
 
         np = self.np
@@ -1242,7 +985,7 @@ class _Planner:
                 ok = self._capacity_ok(np.array([float(it.mem)]), np.array([float(it.vcpus)]), maxv)[0]
                 ok &= self._static_mask(it)
                 if self._has_strict(it):
-                    rm = F.FILTERS[9].mask(self.t, self._request(it))
+                    rm = F.BY_NAME["rules"].mask(self.t, self._request(it))
                     if rm is not None:
                         ok &= rm
                 um = (self.t.mem + it.mem) / self.capm
@@ -1267,6 +1010,293 @@ class _Planner:
             return plan
         finally:
             self.pool, self.sched, self.t = saved
+
+
+# --- exchange steps -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Combos:
+    """What a host can send back in an exchange: every set of one or two of its items (two of the
+    same class when it holds two), R of them, as rows of its block."""
+
+    host: int  # the host's index
+    picks: list[tuple[_Item, ...]]  # R sets of items (class representatives)
+    idx: Any  # R × 2: the sets' rows in the block (K, one past the last row, pads a set of one)
+    kinds: Any  # R × 2: the class ids of the set (-1 pads)
+    am: Any  # R: memory of the set
+    ac: Any  # R: vCPUs of the set
+    bytes_pad: Any  # (K + 1) × n: the block's bytes, plus a zero row for the padding index
+    static_pad: Any  # (K + 1) × n: the block's static masks, plus a True row
+
+
+class _ExchangeSteps:
+    """The exchange steps of one planner (see the module docstring): an item A out from a source s
+    to a host t and one or two of t's items back to s, scored like a single move. Reads the
+    planner's state and moves through it; keeps what it derives per host (the sets a host can
+    send back) until that host's items change (:meth:`forget`)."""
+
+    def __init__(self, planner: _Planner) -> None:
+        self.planner = planner
+        self._combos: dict[str, tuple[tuple[int, ...], _Combos]] = {}  # host → (rows, sets of them)
+        self._kinds: dict[tuple, int] = {}  # class key → small integer, for exchange masks
+
+    def forget(self, host: str) -> None:
+        """The items of `host` changed."""
+        self._combos.pop(host, None)
+
+    def step(self, single: tuple | None, sources: list[str]) -> bool:
+        """Take the best exchange that scores above `single` (and fits in max-moves), if any."""
+        pl = self.planner
+        best = -math.inf if single is None else round(single[2] - single[3], ROUND)
+        left = math.inf if pl.max_moves is None else pl.max_moves - len(pl.moves)
+        for x in self.best(sources, best, widen=single is None):
+            if 1 + len(x[6]) <= left and self._try(x):
+                return True
+        return False
+
+    def best(self, sources: list[str], floor: float, widen: bool = False) -> list[tuple]:
+        """The best exchanges among the _SOURCES most deviating sources; with `widen`, the next
+        ones in turn while none qualifies (the loop would otherwise stop)."""
+        pl = self.planner
+        t = pl.t
+        lm, lc = pl.loads()
+        sm, sc = (max(x, 1e-12) for x in pl.sigma())
+        zm = (lm - float(lm[pl.sidx].mean())) / sm
+        zc = (lc - float(lc[pl.sidx].mean())) / sc
+        # the sources that deviate most (in σ units); ties: uuid
+        order = sorted(
+            sources, key=lambda h: (-round(float(zm[t.index[h]] ** 2 + zc[t.index[h]] ** 2), ROUND), h)
+        )
+        for at in range(0, len(order), _SOURCES):
+            found = self._best_from(order[at : at + _SOURCES], floor, zm, zc)
+            if found or not widen:
+                return found
+        return []
+
+    def _best_from(self, sources: list[str], floor: float, zm: Any, zc: Any) -> list[tuple]:
+        """The best qualifying exchange steps scoring above `floor` (the _HEAD best, ties at the
+        cut included), best first, as (score, gain, cost, bytes, A, t, (B…), s): item A moves
+        from source s to t and one or two items B of t move back to s.
+
+        Each source is paired with the _PARTNERS hosts whose deviation (zm, zc, in σ units)
+        points most against its own: an exchange pays off between opposite hosts. Everything is
+        scored at once, one row per item A, one column per set its source's partners can send
+        back (see _rows for the bound on both)."""
+        pl = self.planner
+        np = pl.np
+        t = pl.t
+        part = np.array([t.index[h] for h in pl.scope_hosts if pl.by_host.get(h)], dtype=np.int64)
+        a_items: list[_Item] = []
+        a_pos: list[int] = []  # the row's source, as a position in `used`
+        a_rows: list[tuple[_Block, int]] = []
+        used: list[int] = []
+        columns: list[tuple] = []  # per used source: T, am, ac, kinds, bytes and static towards it, sets
+        for h in sources:
+            s = t.index[h]
+            b = pl._host_block(h)
+            rows = self._rows(h, zm, zc)
+            if not rows:
+                continue
+            opposition = np.round(-(zm[s] * zm[part] + zc[s] * zc[part]), ROUND)
+            opposition[part == s] = -np.inf
+            near = np.argsort(-opposition, kind="stable")[:_PARTNERS]  # ties: host index
+            near = near[np.isfinite(opposition[near])]
+            mates = [t.uuids[int(part[k])] for k in near]
+            cs = [self._host_combos(u, self._rows(u, zm, zc)) for u in mates]
+            cs = [c for c in cs if c.picks]
+            if not cs:
+                continue
+            columns.append(
+                (
+                    np.concatenate([np.full(len(c.picks), c.host, dtype=np.int64) for c in cs]),
+                    np.concatenate([c.am for c in cs]),
+                    np.concatenate([c.ac for c in cs]),
+                    np.concatenate([c.kinds for c in cs]),
+                    np.concatenate([c.bytes_pad[c.idx, s].sum(axis=1) for c in cs]),
+                    np.concatenate([c.static_pad[c.idx, s].all(axis=1) for c in cs]),
+                    [pick for c in cs for pick in c.picks],
+                )
+            )
+            for k in rows:
+                a_items.append(b.items[k])
+                a_pos.append(len(used))
+                a_rows.append((b, k))
+            used.append(s)
+        if not a_items:
+            return []
+        # the columns of every source, padded to one width (padding is never ok)
+        W = max(len(col[0]) for col in columns)
+        Q = len(columns)
+        T_q = np.zeros((Q, W), dtype=np.int64)
+        bm_q, bc_q, by_q = np.zeros((Q, W)), np.zeros((Q, W)), np.zeros((Q, W))
+        kinds_q = np.full((Q, W, 2), -1, dtype=np.int64)
+        st_q = np.zeros((Q, W), dtype=bool)
+        for q, (T_, bm_, bc_, kinds_, by_, st_, _) in enumerate(columns):
+            n_ = len(T_)
+            T_q[q, :n_], bm_q[q, :n_], bc_q[q, :n_], kinds_q[q, :n_], by_q[q, :n_], st_q[q, :n_] = (
+                T_,
+                bm_,
+                bc_,
+                kinds_,
+                by_,
+                st_,
+            )
+        pos = np.array(a_pos, dtype=np.int64)
+        S = np.array(used, dtype=np.int64)[pos][:, None]
+        T, bm, bc, kinds, by, back_ok = T_q[pos], bm_q[pos], bc_q[pos], kinds_q[pos], by_q[pos], st_q[pos]
+        am = np.array([b.am[k] for b, k in a_rows])[:, None]
+        ac = np.array([b.ac[k] for b, k in a_rows])[:, None]
+        a_bytes = np.stack([b.bytes[k] for b, k in a_rows])
+        a_static = np.stack([b.static[k] for b, k in a_rows])
+        a_kind = np.array([self._kind(it.key) for it in a_items], dtype=np.int64)[:, None]
+        rows_ix = np.arange(len(a_items))[:, None]
+        ok = back_ok & a_static[rows_ix, T]
+        # sending back A's own class would only undo part of the step
+        ok &= (kinds[:, :, 0] != a_kind) & (kinds[:, :, 1] != a_kind)
+        # A fits on t before anything leaves t; the set fits on s once A has left it
+        free_m = t.mem_cap - t.mem
+        free_c = t.vcpu_cap - t.vcpu
+        ok &= am.astype(np.int64) <= free_m[T]
+        ok &= ac.astype(np.int64) <= free_c[T]
+        ok &= bm.astype(np.int64) <= free_m[S] + am.astype(np.int64)
+        ok &= bc.astype(np.int64) <= free_c[S] + ac.astype(np.int64)
+        pl.evaluations += int(ok.sum())
+        gain = self._pair_gains(am - bm, ac - bc, S, T)
+        nbytes = a_bytes[rows_ix, T] + by
+        cost = nbytes * (pl.kappa / pl.sum_a)
+        score = np.round(gain - cost, ROUND)
+        ok &= (gain >= pl.eps) & (gain > cost) & (score > floor)
+        ks, js = np.nonzero(ok)
+        if len(ks) > _HEAD:
+            sc_ = score[ks, js]
+            keep = sc_ >= np.partition(sc_, len(sc_) - _HEAD)[len(sc_) - _HEAD]
+            ks, js = ks[keep], js[keep]
+        found = [
+            (
+                float(score[k, j]),
+                float(gain[k, j]),
+                float(cost[k, j]),
+                float(nbytes[k, j]),
+                a_items[k],
+                int(T[k, j]),
+                columns[a_pos[k]][6][j],
+                used[a_pos[k]],
+            )
+            for k, j in zip(ks.tolist(), js.tolist())
+        ]
+        # largest score, then fewer bytes, then the uuids of A, t and the set
+        found.sort(
+            key=lambda x: (-x[0], x[3], x[4].members[0], t.uuids[x[5]], tuple(it.members[0] for it in x[6]))
+        )
+        return found
+
+    def _try(self, x: tuple) -> bool:
+        """Apply exchange x move by move, each passing the scheduler's filters 1–11 on the state
+        the previous ones left; on a refusal take the step back and report False."""
+        pl = self.planner
+        _, gain, cost, _, a, ti, back, si = x
+        step = (pl.moves[-1].step + 1) if pl.moves else 1
+        t_host, s_host = pl.t.uuids[ti], pl.t.uuids[si]
+        if not pl._verify(a, t_host):
+            return False
+        pl._apply(a, ti, gain, cost, None, step=step, exchange=True)
+        for b in back:
+            # the set names classes: send the class's current representative on t
+            lst = pl.by_host.get(t_host, {}).get(b.key)
+            it = pl.items[lst[0]] if lst else None  # never A: A's class is not in the set
+            if it is None or not pl._verify(it, s_host):
+                pl._undo_step(step)
+                return False
+            pl._apply(it, si, gain, cost, None, step=step, exchange=True)
+        return True
+
+    def _rows(self, h: str, zm: Any, zc: Any) -> tuple[int, ...]:
+        """The rows of h's block that take part in exchanges: no strict items, and at most
+        _CLASSES classes, those whose demand points most along h's excess (zm, zc), so that the
+        number of sets stays bounded however varied the VMs are. In block order."""
+        pl = self.planner
+        np = pl.np
+        b = pl._host_block(h)
+        strict = set(b.strict)
+        rows = [k for k in range(len(b.items)) if k not in strict]
+        if len(rows) > _CLASSES:
+            i = pl.t.index[h]
+            xm, xc = b.am[rows] / pl.capm[i], b.ac[rows] / pl.capc[i]
+            cos = np.round((xm * zm[i] + xc * zc[i]) / np.maximum(np.hypot(xm, xc), 1e-300), ROUND)
+            rows = sorted(rows[j] for j in np.argsort(-cos, kind="stable")[:_CLASSES])
+        return tuple(rows)
+
+    def _host_combos(self, h: str, rows: tuple[int, ...]) -> _Combos:
+        """The sets of one or two of these rows' items (two of a class when h holds two of it)
+        that h can send back in an exchange; cached until h's items or the rows change."""
+        pl = self.planner
+        hit = self._combos.get(h)
+        if hit is not None and hit[0] == rows:
+            return hit[1]
+        np = pl.np
+        b = pl._host_block(h)
+        picks: list[tuple[int, ...]] = [(k,) for k in rows]
+        for x, k in enumerate(rows):
+            for j in rows[x:]:
+                if j != k or len(pl.by_host[h][b.items[k].key]) >= 2:
+                    picks.append((k, j))
+        K = len(b.items)
+        idx = np.array([list(pick) + [K] * (2 - len(pick)) for pick in picks], dtype=np.int64).reshape(
+            len(picks), 2
+        )
+        kinds = np.array([self._kind(it.key) for it in b.items] + [-1], dtype=np.int64)[idx]
+        c = _Combos(
+            pl.t.index[h],
+            [tuple(b.items[k] for k in pick) for pick in picks],
+            idx,
+            kinds,
+            np.append(b.am, 0.0)[idx].sum(axis=1),
+            np.append(b.ac, 0.0)[idx].sum(axis=1),
+            np.vstack([b.bytes, np.zeros((1, pl.t.n))]),
+            np.vstack([b.static, np.ones((1, pl.t.n), dtype=bool)]),
+        )
+        self._combos[h] = (rows, c)
+        return c
+
+    def _kind(self, key: tuple) -> int:
+        return self._kinds.setdefault(key, len(self._kinds))
+
+    def _pair_gains(self, dm: Any, dc: Any, s: Any, T: Any) -> Any:
+        """ΔI for moving the net demand (dm, dc) from hosts s to hosts T (broadcasting arrays;
+        negative parts travel back), in closed form like _gains. _gains keeps its own
+        outer-product form: it is the single-move hot path, and the same sums taken in another
+        order round differently at the ninth digit, which would reorder tied candidates."""
+        pl = self.planner
+        np = pl.np
+        lm, lc = pl.loads()
+        N = pl.N
+        new = 0.0
+        base = 0.0
+        for L, d, cap, w in (
+            (lm, dm, pl.capm, pl.met.weights[0]),
+            (lc, dc, pl.capc, pl.met.weights[1]),
+        ):
+            e = L - float(L[pl.sidx].mean())
+            s2 = float((e[pl.sidx] ** 2).sum())
+            base += w * math.sqrt(max(0.0, s2 / N))
+            xs = d / cap[s]
+            xt = d / cap[T]
+            s2p = s2 - 2.0 * e[s] * xs + xs * xs + xt * (2.0 * e[T] + xt)
+            s1p = (xt - xs) / N
+            new = new + w * np.sqrt(np.maximum(s2p / N - s1p * s1p, 0.0))
+        gain = base - new
+        if pl.met.alpha:
+            g = pl.met.g
+            sk = _skew(lm, lc, g)
+            dsk = (
+                _skew(lm[s] - dm / pl.capm[s], lc[s] - dc / pl.capc[s], g)
+                - sk[s]
+                + _skew(lm[T] + dm / pl.capm[T], lc[T] + dc / pl.capc[T], g)
+                - sk[T]
+            )
+            gain = gain - pl.met.alpha * dsk / N
+        return gain
 
 
 def _better(a: _Planner, b: _Planner) -> bool:
@@ -1340,13 +1370,9 @@ def plan_rebalance(
                 # exchange steps among the candidates; keep that plan if it ends lower.
                 alt = _Planner(pool, policy, threshold, max_moves, network, bandwidth, ha, initial)
                 # what depends only on the classes and hosts carries over; the rest is freed
-                alt._static, alt._cost_rows, alt._pred_cache, alt._kinds = (
-                    pl._static,
-                    pl._cost_rows,
-                    pl._pred_cache,
-                    pl._kinds,
-                )
-                pl._blocks, pl._combos = {}, {}
+                alt._static, alt._cost_rows, alt._pred_cache = pl._static, pl._cost_rows, pl._pred_cache
+                alt.exchange._kinds = pl.exchange._kinds
+                pl._blocks, pl.exchange._combos = {}, {}
                 alt.mandatory()
                 alt_stop = alt.greedy(exchanges=True)
                 alt.evaluations += pl.evaluations

@@ -1,5 +1,8 @@
 """Placement (engine.md §2): filters, weighers, single-VM scheduler, batch placement, explain.
 
+Modules, lowest first (each imports only those above it): ``request`` (modes, Request),
+``table`` (HostTable), ``filters``, ``weighers``, ``scheduler``, ``batch``, ``explain``.
+
 Public API::
 
     Scheduler(pool, policy=None, seed=None)          # arrays over one PoolState snapshot
@@ -16,7 +19,8 @@ Public API::
 
 from vmctl.engine.placement.batch import BatchResult, batch_place, place_batch
 from vmctl.engine.placement.explain import ExplainReport, ExplainRow, explain, fmt_size, reason_text
-from vmctl.engine.placement.filters import FILTERS, MIGRATE, RESTART, RESUME, START, Request
+from vmctl.engine.placement.filters import FILTERS
+from vmctl.engine.placement.request import MIGRATE, MODE_RESTART, RESUME, START, Request
 from vmctl.engine.placement.scheduler import (
     Placement,
     Scheduler,
@@ -30,7 +34,7 @@ from vmctl.engine.placement.scheduler import (
 __all__ = [
     "FILTERS",
     "MIGRATE",
-    "RESTART",
+    "MODE_RESTART",
     "RESUME",
     "START",
     "BatchResult",

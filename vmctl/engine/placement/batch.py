@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmctl.engine.placement import filters as F
+import vmctl.engine.placement.filters as F
 from vmctl.engine.placement.scheduler import Scheduler
 from vmctl.engine.snapshot import BEST_EFFORT, RESTART, VMState
 from vmctl.errors import VmctlError
@@ -180,7 +180,7 @@ def _fail(sched: Scheduler, it: _Item, exclude: tuple[str, ...], res: BatchResul
         code, params = "NO_HOSTS_AVAILABLE", [("vm", F.vm_ref(it.req.vm))]
     else:
         fi = max(sorted(counts), key=lambda k: len(counts[k]))
-        code, params = F.FILTERS[fi - 1].reason(t, it.req, counts[fi][0])
+        code, params = F.BY_INDEX[fi].reason(t, it.req, counts[fi][0])
         # Per VM, a capacity code is re-derived against one representative host; fine for a summary.
     for v in it.vms:
         res.failures[v.uuid] = (code, params)
@@ -191,7 +191,7 @@ def _place_soft(sched: Scheduler, it: _Item, exclude: tuple[str, ...], res: Batc
     the host holding most; ties by the §2.2 ranking."""
     import numpy as np
 
-    from vmctl.engine.placement import weighers as W
+    import vmctl.engine.placement.weighers as W
 
     t = sched.table
     req = it.req
@@ -254,7 +254,7 @@ def _host_centric(
     for j, c in enumerate(reps):
         r = c[0].req
         ok = t.base_ok.copy()
-        for f in F.FILTERS[3:7]:
+        for f in F.SIGNATURE_FILTERS:  # the host-state filters are in base_ok
             m = f.mask(t, r)
             if m is not None:
                 ok = ok & m
@@ -293,7 +293,7 @@ def _host_centric(
             if has_rules.any():
                 for j in np.nonzero(fit & has_rules)[0]:
                     r = reps[j][c_pos[j]].req
-                    rm = F.FILTERS[9].mask(t, r)
+                    rm = F.BY_NAME["rules"].mask(t, r)
                     if rm is not None and not rm[i]:
                         fit[j] = False
             cand = np.nonzero(fit)[0]

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmctl.engine.placement import filters as F
-from vmctl.engine.placement import weighers as W
+import vmctl.engine.placement.filters as F
+import vmctl.engine.placement.weighers as W
 from vmctl.engine.placement.scheduler import ROUND, Scheduler
 from vmctl.engine.snapshot import PoolState
 from vmctl.errors import Ref
@@ -195,14 +195,7 @@ def explain(
             break
 
     def terms_of(i: int) -> dict[str, float]:
-        return {
-            "mem": round(float(terms.mem[i]), ROUND),
-            "vcpu": round(float(terms.vcpu[i]), ROUND),
-            "base": round(float(terms.base[i]), ROUND),
-            "skew": round(float(terms.skew[i]), ROUND),
-            "group": round(float(terms.group[i]), ROUND),
-            "master": round(float(terms.master[i]), ROUND),
-        }
+        return {name: round(float(getattr(terms, name)[i]), ROUND) for name in W.TERM_NAMES}
 
     ranked_rows: list[ExplainRow] = []
     rejected: list[tuple[int, str, str, ExplainRow]] = []
@@ -232,7 +225,7 @@ def explain(
         if fi == 0 or t.uuids[i] in excl:
             continue
         h = t.hosts[i]
-        code, params = F.FILTERS[fi - 1].reason(t, req, i)
+        code, params = F.BY_INDEX[fi].reason(t, req, i)
         rejected.append(
             (
                 fi,

@@ -1,7 +1,8 @@
 """The ordered host filters of engine.md §2.1, one small unit each.
 
-Every filter works on a :class:`~vmctl.engine.placement.scheduler.HostTable` (per-host arrays) and a
-:class:`Request`, and offers two things:
+Every filter works on a :class:`~vmctl.engine.placement.table.HostTable` (per-host arrays) and a
+:class:`~vmctl.engine.placement.request.Request` (re-exported here with the modes), and offers two
+things:
 
 * ``mask(table, req)``: a NumPy bool array over all hosts, true where the host passes. The fast
   path of the scheduler ANDs these; the masks of the static filters are cached per signature
@@ -14,70 +15,20 @@ Filter 11 (HA) is not here: it is expensive and runs lazily in rank order (sched
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from vmctl.engine.ha import HA_CODE
+from vmctl.engine.placement.request import MIGRATE as MIGRATE
+from vmctl.engine.placement.request import MODE_RESTART as MODE_RESTART
+from vmctl.engine.placement.request import MODES as MODES
+from vmctl.engine.placement.request import RESUME as RESUME
+from vmctl.engine.placement.request import START as START
+from vmctl.engine.placement.request import Request
+from vmctl.engine.placement.table import HostTable
 from vmctl.engine.snapshot import VMState
 from vmctl.errors import Ref
 
-if TYPE_CHECKING:  # pragma: no cover
-    from vmctl.engine.placement.scheduler import HostTable
-
-# Modes: which optional filters apply (engine.md §2.1 rows 4 and 5).
-START = "start"  # cold boot: no cpu, no version filter
-RESUME = "resume"  # keeps CPU state: cpu filter
-MIGRATE = "migrate"  # live migration, evacuation, rebalancing: cpu and version filters
-RESTART = "restart"  # HA restart: a cold boot
-MODES = (START, RESUME, MIGRATE, RESTART)
-
 Params = list[tuple[str, Any]]
-
-
-@dataclass(slots=True)
-class Request:
-    """One VM to place, with what the filters need beyond the snapshot.
-
-    vm: the VM (its demand is summed with ``extra`` members for a batch item).
-    mode: START | RESUME | MIGRATE | RESTART. force: skip the cpu filter (``--force``).
-    srs: the SRs it needs (after a ``vdi:`` migration map), networks: its VIF networks.
-    mem, mem_min, mem_max, mem_st, vcpus: demand (summed over a batch item's members).
-    max_vcpus: the largest single VM's vcpus (``vcpus ≤ cpu-count`` is per VM).
-    members: uuids of the VMs placed together (one for a plain request).
-    strict_aff / strict_anti / soft_aff / soft_anti: group uuids by rule, sorted.
-    self_hosts: hosts where the members are currently counted (migration source); their own
-        contribution is removed from the group counts of the rules filter and soft weigher.
-    source_version: software version of the current host (version filter), or None.
-    conflict: a strict anti-affinity group that two members of this (strict affinity) item share:
-        the item can go nowhere.
-    """
-
-    vm: VMState
-    mode: str = START
-    force: bool = False
-    srs: frozenset[str] = frozenset()
-    networks: frozenset[str] = frozenset()
-    mem: int = 0
-    mem_min: int = 0
-    mem_max: int = 0
-    mem_st: int = 0
-    vcpus: int = 0
-    max_vcpus: int = 0
-    members: tuple[str, ...] = ()
-    strict_aff: tuple[str, ...] = ()
-    strict_anti: tuple[str, ...] = ()
-    soft_aff: tuple[str, ...] = ()
-    soft_anti: tuple[str, ...] = ()
-    self_hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    source_version: tuple[int, ...] | None = None
-    conflict: str | None = None  # a strict anti-affinity group holding two members of this item
-
-    @property
-    def cpu_applies(self) -> bool:
-        return self.mode in (RESUME, MIGRATE) and not self.force
-
-    @property
-    def version_applies(self) -> bool:
-        return self.mode == MIGRATE and self.source_version is not None
 
 
 def vm_ref(vm: VMState) -> Ref:
@@ -198,6 +149,16 @@ class VcpuFilter(Filter):
             ok &= table.cpu_count >= req.max_vcpus
         return ok
 
+    def rows(self, table: HostTable, vcpus: Any) -> Any:
+        """The load half of ``mask`` for K integer demands at once (K × n): what the planners
+        that score many candidates together use, so the rule stays here."""
+        return table.free_vcpu[None, :] >= vcpus[:, None]
+
+    def pcpu_rows(self, table: HostTable, max_vcpus: Any) -> Any:
+        """The per-VM half of ``mask`` (``vcpus ≤ cpu-count``) for K items at once (K × n): it
+        depends on no load, so planners compute it once per item."""
+        return table.cpu_count[None, :] >= max_vcpus[:, None]
+
     def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
         pcpus = int(table.cpu_count[i])
         if req.max_vcpus > pcpus:
@@ -213,6 +174,10 @@ class MemoryFilter(Filter):
 
     def mask(self, table: HostTable, req: Request) -> Any:
         return table.free_mem >= req.mem
+
+    def rows(self, table: HostTable, mem: Any) -> Any:
+        """``mask`` for K integer demands at once (K × n), for the planners (see VcpuFilter.rows)."""
+        return table.free_mem[None, :] >= mem[:, None]
 
     def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
         avail = max(0, int(table.mem_cap[i] - table.mem[i]))
@@ -268,7 +233,6 @@ class RulesFilter(Filter):
 
 
 HA_FILTER_INDEX = 11
-HA_CODE = "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"
 
 #: Filters 1–10 in table order.
 FILTERS: tuple[Filter, ...] = (
@@ -284,6 +248,30 @@ FILTERS: tuple[Filter, ...] = (
     RulesFilter(),
 )
 FILTER_NAMES = {f.index: f.name for f in FILTERS} | {HA_FILTER_INDEX: "ha"}
+#: Each filter by its name (``live`` … ``rules``): how callers address one filter.
+BY_NAME: dict[str, Filter] = {f.name: f for f in FILTERS}
+#: Each filter by the number a rejection reports (``first_failures``, explain rows).
+BY_INDEX: dict[int, Filter] = {f.index: f for f in FILTERS}
+
+
+def named(*names: str) -> tuple[Filter, ...]:
+    return tuple(BY_NAME[n] for n in names)
+
+
+# Named groups, by what a filter depends on (and so how often its mask changes).
+#: The host's own state: folded into ``HostTable.base_ok``, never evaluated per request.
+HOST_STATE_FILTERS = named("live", "enabled", "evacuation")
+#: The VM's signature against fixed host properties: masks cached per signature.
+SIGNATURE_FILTERS = named("cpu", "version", "storage", "network")
+#: Fixed while a plan moves VMs around (evacuation, rebalancing): host state and signature.
+STATIC_FILTERS = HOST_STATE_FILTERS + SIGNATURE_FILTERS
+#: The hosts' current load.
+CAPACITY_FILTERS = named("vcpu", "memory")
+#: What a request adds to ``base_ok``: everything but the host state.
+REQUEST_FILTERS = SIGNATURE_FILTERS + CAPACITY_FILTERS + named("rules")
+assert STATIC_FILTERS + CAPACITY_FILTERS + named("rules") == FILTERS, (
+    "groups must cover filters 1–10 in order"
+)
 #: The codes in filter order (for the NO_HOSTS_AVAILABLE grouping).
 CODE_ORDER = (
     "HOST_NOT_LIVE",

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from vmctl.engine.placement.filters import Request
-    from vmctl.engine.placement.scheduler import HostTable
+from vmctl.engine.placement.request import Request
+from vmctl.engine.placement.table import HostTable
 
 SQRT2 = math.sqrt(2.0)
 DEFAULT_SKEW_WEIGHT = 2.0  # α, other-config:placement-skew-weight
 DEFAULT_GROUP_WEIGHT = 0.5  # γ, other-config:placement-group-weight
 DEFAULT_MASTER_PENALTY = 0.1  # β, other-config:placement-master-penalty
 TINY = 1e-300  # keeps 0/0 finite without a NumPy error-state context (costly on the hot path)
+
+
+#: The weigher terms the ``--explain`` report shows, by name, in report order (fields of Terms):
+#: usage after placement (mem, vcpu), the policy's base weigher, skew, soft groups, master.
+TERM_NAMES = ("mem", "vcpu", "base", "skew", "group", "master")
 
 
 @dataclass(slots=True)
