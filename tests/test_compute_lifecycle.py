@@ -32,7 +32,7 @@ def dump(db: Path) -> dict:
 
 
 def db_problems(db: Path) -> list:
-    from vmctl.commands.dbcheck import check
+    from vmctl.invariants import check
 
     return with_txn(db, check, write=False)
 

@@ -130,7 +130,7 @@ def apply(inv, op: str, vm: str, host: str) -> None:
 
 def check_invariants(db: Path) -> None:
     from vmctl import capacity
-    from vmctl.commands.dbcheck import check
+    from vmctl.invariants import check
 
     def fn(t):
         hosts = {h["uuid"]: h for h in t.all("host")}

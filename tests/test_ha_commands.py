@@ -19,7 +19,7 @@ GiB, MiB = 1024**3, 1024**2
 
 
 def db_problems(db: Path) -> list:
-    from vmctl.commands.dbcheck import check
+    from vmctl.invariants import check
 
     return with_txn(db, check, write=False)
 

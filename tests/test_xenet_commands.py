@@ -213,7 +213,7 @@ class Env:
     def problems(self) -> list:
         """db-check's findings, in-process."""
         self.flush()
-        from vmctl.commands.dbcheck import check
+        from vmctl.invariants import check
 
         return Store(self.db).run(check, write=False)[0]
 
