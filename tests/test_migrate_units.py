@@ -102,7 +102,7 @@ def test_storage_motion_refuses_a_full_target_before_anything_moves(api):
     assert dict(e.value.params)["requested"] == 10 * GiB
 
 
-def test_renderers():
+def test_migration_renderers_format_units_and_plans():
     from vmctl.commands.migrate import human, plan_text, table
 
     assert human("bytes", 17876.5 * MiB) == "17.5 GiB"

@@ -225,7 +225,7 @@ def test_bond_member_attachment_reads_the_rows(inv):
     assert inv.run("pif-param-get", uuid=pifs["eth0"], **{"param-name": "currently-attached"}) is True
 
 
-def test_db_check_i6_i14(inv):
+def test_db_check_reports_bad_macs_bonds_and_vlans(inv):
     from vmctl.invariants import check
 
     vm = inv.run("vm-create", **{"name-label": "v", "memory": "1GiB"})
