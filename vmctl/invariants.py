@@ -82,14 +82,19 @@ def host_memory_within_capacity(w: World) -> Iterator[Violation]:
             )
 
 
+def memory_limits_ordered(v: dict) -> bool:
+    """static-min <= dynamic-min <= dynamic-max <= static-max and reservation <= dynamic-max (I3)."""
+    m = [v["memory-static-min"], v["memory-dynamic-min"], v["memory-dynamic-max"], v["memory-static-max"]]
+    return m == sorted(m) and v["memory-reservation"] <= v["memory-dynamic-max"]
+
+
 def vm_memory_limits_ordered_and_vcpus_fit(w: World) -> Iterator[Violation]:
     """I3: static-min <= dynamic-min <= dynamic-max <= static-max and reservation <= dynamic-max,
     and a resident VM has no more vCPUs than its host has CPUs: the bounds ballooning and the
     capacity charge are computed from."""
     hosts = w["host"]
     for v in w["vm"].values():
-        m = [v["memory-static-min"], v["memory-dynamic-min"], v["memory-dynamic-max"], v["memory-static-max"]]
-        if m != sorted(m) or v["memory-reservation"] > v["memory-dynamic-max"]:
+        if not memory_limits_ordered(v):
             yield "vm", v["uuid"], "memory limits out of order"
         h = hosts.get(v["resident-on"])
         if h is not None and v["power-state"] in LIVE and v["vcpus"] > h["cpu-count"]:
@@ -443,8 +448,7 @@ def check_before_commit(txn) -> None:
         v = txn.get("vm", u)
         if v is None:
             continue
-        m = [v["memory-static-min"], v["memory-dynamic-min"], v["memory-dynamic-max"], v["memory-static-max"]]
-        if m != sorted(m) or v["memory-reservation"] > v["memory-dynamic-max"]:
+        if not memory_limits_ordered(v):
             raise VmctlError("INTERNAL_ERROR", params=[("invariant", "I3"), ("vm", txn.ref("vm", v))])
         if v["power-state"] in LIVE:
             if not v["resident-on"]:
