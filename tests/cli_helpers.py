@@ -1,8 +1,17 @@
-"""Helpers for the contract tests: run the real `vmctl` executable against one inventory.
+"""The one way tests run the vmctl command line against an inventory:
+
+- `run_cli(db, *args)`: the real executable (`python -m vmctl`) in a subprocess, for contract
+  checks (exit codes, stdout/stderr, a fresh process);
+- `cli(db, *args)`: the same entry point (`run_argv`) in-process, fast, for setup and sequences;
+- `Inventory`: run_cli with assertions (`ok`, `fail`, `snapshot`) on one inventory file;
+- `with_txn(db, fn)`: one transaction of the Python store, for state reads and direct inserts.
+
 (A module of its own, since two conftest.py files exist and `import conftest` is ambiguous.)"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -46,17 +55,12 @@ class Inventory:
         self.db = db
 
     def env(self, extra: dict | None = None) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
-        env["VMCTL_DB"] = str(self.db)
-        env.update(extra or {})
-        return env
+        return cli_env(self.db, extra)
 
     def run(
         self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120
     ) -> Result:
-        p = subprocess.run(
-            [*VMCTL, *args], input=input, capture_output=True, text=True, env=self.env(env), timeout=timeout
-        )
+        p = run_cli(self.db, *args, input=input, env=env, timeout=timeout)
         assert "Traceback" not in p.stderr, p.stderr
         return Result(p.returncode, p.stdout, p.stderr)
 
@@ -96,23 +100,33 @@ def with_txn(db: Path, fn, write: bool = True):
         st.dispose()
 
 
-def run_cli(db: Path, *args: str) -> subprocess.CompletedProcess:
-    """The real executable against db."""
+def cli_env(db, extra: dict | None = None) -> dict:
+    """The environment for vmctl on inventory db: no inherited VMCTL_* settings, VMCTL_DB=db."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
     env["VMCTL_DB"] = str(db)
+    env.update(extra or {})
+    return env
+
+
+def run_cli(
+    db, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """The real executable against db, in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "vmctl", *args], capture_output=True, text=True, env=env, timeout=60
+        [*VMCTL, *args], input=input, capture_output=True, text=True, env=cli_env(db, env), timeout=timeout
     )
 
 
-def cli(db: Path, *args: str) -> subprocess.CompletedProcess:
+def cli(db, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
     """The same CLI entry point in-process (fast); run_cli keeps the real executable for contract checks."""
-    import contextlib
-    import io
-
     from vmctl.cli.app import run_argv
 
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = run_argv([f"--db={db}", *args])
+    old = sys.stdin
+    sys.stdin = io.StringIO(input or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = run_argv([f"--db={db}", *args])
+    finally:
+        sys.stdin = old
     return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,8 +19,15 @@ def inv(tmp_path) -> Inventory:
 
 
 @pytest.fixture
-def small(inv) -> Inventory:
-    """A pool with two hosts and two VMs."""
+def small(inv, small_template) -> Inventory:
+    """A pool with two hosts and two VMs (a copy of one built once per session)."""
+    shutil.copy(small_template, inv.db)
+    return inv
+
+
+@pytest.fixture(scope="session")
+def small_template(tmp_path_factory) -> Path:
+    inv = Inventory(tmp_path_factory.mktemp("small") / "inv.db")
     inv.ok(
         "pool-create",
         "name-label=p1",
@@ -48,4 +56,4 @@ def small(inv) -> Inventory:
         "memory=8GiB",
         "vcpus=4",
     )
-    return inv
+    return inv.db

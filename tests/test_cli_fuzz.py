@@ -3,14 +3,12 @@ or an INTERNAL_ERROR, a failure prints nothing on stdout, and the invariants sti
 
 from __future__ import annotations
 
-import contextlib
-import io
 import random
 import shutil
 
 import pytest
+from cli_helpers import cli
 
-from vmctl.cli.app import run_argv
 from vmctl.commands import load
 
 BAD_VALUES = [
@@ -37,19 +35,15 @@ BAD_VALUES = [
 ]
 
 
-def _run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = run_argv(argv)
-    return rc, out.getvalue(), err.getvalue()
+def _run(db, *words: str) -> tuple[int, str, str]:
+    r = cli(db, *words)
+    return r.returncode, r.stdout, r.stderr
 
 
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory):
     path = tmp_path_factory.mktemp("fuzz") / "demo.db"
-    rc, out, err = _run(
-        ["--db", str(path), "demo", "--pools", "2", "--hosts", "4", "--vms", "12", "--seed", "3"]
-    )
+    rc, out, err = _run(path, "demo", "--pools", "2", "--hosts", "4", "--vms", "12", "--seed", "3")
     assert rc == 0, err
     return path
 
@@ -62,8 +56,7 @@ def _refs(db) -> dict[str, list[str]]:
     for cls, c in CLASSES.items():
         field = "name-label" if c.named else "uuid"
         rc, text, _ = _run(
-            ["--db", str(db), f"{cls}-list", f"params={field}", "--minimal"]
-            + (["--all"] if cls in ("vm", "vdi") else [])
+            db, f"{cls}-list", f"params={field}", "--minimal", *(["--all"] if cls in ("vm", "vdi") else [])
         )
         vals = [x for x in text.strip().split(",") if x and "\\" not in x]
         rng = random.Random(len(vals))
@@ -116,6 +109,7 @@ def _argsets(cmd, rng, refs):
     return sets
 
 
+@pytest.mark.slow
 def test_every_command_survives_bad_input(demo_db, tmp_path):
     rng = random.Random(7)
     cmds = load()
@@ -131,7 +125,7 @@ def test_every_command_survives_bad_input(demo_db, tmp_path):
             continue
         for words in _argsets(cmd, rng, refs):
             argv = ["--db", str(db), "--yes", f"--host={host}", name, *words]
-            rc, out, err = _run(argv)
+            rc, out, err = _run(db, *argv[2:])
             outcomes[rc] = outcomes.get(rc, 0) + 1
             if "Traceback" in err or "INTERNAL_ERROR" in err or rc not in (0, 1, 2):
                 failures.append(f"{' '.join(argv[2:])}\n    rc={rc} {err.strip()[:300]}")
@@ -139,7 +133,7 @@ def test_every_command_survives_bad_input(demo_db, tmp_path):
                 failures.append(
                     f"{' '.join(argv[2:])}\n    failed (rc={rc}) but printed on stdout: {out[:100]!r}"
                 )
-    rc, out, err = _run(["--db", str(db), "db-check"])
+    rc, out, err = _run(db, "db-check")
     assert outcomes.get(0, 0) > 200, outcomes  # deep enough to change things, not just refuse
     assert not failures, f"{len(failures)} problems:\n" + "\n".join(failures[:40])
     assert rc == 0, out + err

@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-
-def run_cli(db: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
-    env["VMCTL_DB"] = str(db)
-    return subprocess.run(
-        [sys.executable, "-m", "vmctl", *args], capture_output=True, text=True, env=env, timeout=120
-    )
+from cli_helpers import run_cli
 
 
 def test_demo_places_every_vm_deterministically(tmp_path: Path) -> None:

@@ -4,14 +4,11 @@ commands through the real `vmctl` executable."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import with_txn
+from cli_helpers import cli, run_cli, with_txn
 
 import vmctl
 from vmctl.errors import VmctlError
@@ -32,7 +29,7 @@ def dump(db: Path) -> dict:
 
 
 def db_problems(db: Path) -> list:
-    from vmctl.commands.dbcheck import check
+    from vmctl.invariants import check
 
     return with_txn(db, check, write=False)
 
@@ -54,37 +51,6 @@ def add_shared_sr(db: Path, pool_name: str = "p1", size: int = 100 * GiB, defaul
         return sr
 
     return with_txn(db, fn)
-
-
-def run_cli(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
-    env["VMCTL_DB"] = str(db)
-    return subprocess.run(
-        [sys.executable, "-m", "vmctl", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        input=stdin,
-        timeout=60,
-    )
-
-
-def cli(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """The same CLI entry point in-process (fast); run_cli keeps the real executable for contract checks."""
-    import contextlib
-    import io
-
-    from vmctl.cli.app import run_argv
-
-    out, err = io.StringIO(), io.StringIO()
-    old = sys.stdin
-    sys.stdin = io.StringIO(stdin or "")
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = run_argv([f"--db={db}", *args])
-    finally:
-        sys.stdin = old
-    return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())
 
 
 def vm_row(db: Path, name: str) -> dict | None:
@@ -379,7 +345,7 @@ def test_chain_of_starts_is_one_batch_and_matches_dry_run(small: Path) -> None:
     hosts = dry.stdout.split()
     assert len(hosts) == 2
     batch = "- vm-start vm=web1\n- vm-start vm=web2\n"
-    r = cli(small, "batch", "-", stdin=batch)
+    r = cli(small, "batch", "-", input=batch)
     assert r.returncode == 0, r.stderr
     assert [vm_row(small, n)["resident-on"] for n in ("web1", "web2")] == hosts
     # the same VM twice in one run: the second sees it running

@@ -130,7 +130,7 @@ def apply(inv, op: str, vm: str, host: str) -> None:
 
 def check_invariants(db: Path) -> None:
     from vmctl import capacity
-    from vmctl.commands.dbcheck import check
+    from vmctl.invariants import check
 
     def fn(t):
         hosts = {h["uuid"]: h for h in t.all("host")}
@@ -154,13 +154,27 @@ def check_invariants(db: Path) -> None:
     assert with_txn(db, fn, write=False) == []
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(steps=st.lists(step, min_size=1, max_size=14))
+STEPS = st.lists(step, min_size=1, max_size=14)
+SETTINGS = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
+
+
+@pytest.mark.slow
+@settings(max_examples=30, **SETTINGS)
+@given(steps=STEPS)
 def test_random_lifecycle_sequences_keep_the_invariants(template: Path, steps) -> None:
+    _sequence_keeps_the_invariants(template, steps)
+
+
+@settings(max_examples=5, **SETTINGS)
+@given(steps=STEPS)
+def test_random_lifecycle_sequences_keep_the_invariants_few_examples(template: Path, steps) -> None:
+    _sequence_keeps_the_invariants(template, steps)
+
+
+def _sequence_keeps_the_invariants(template: Path, steps) -> None:
     with tempfile.TemporaryDirectory() as d:
         db = Path(d) / "x.db"
         shutil.copy(template, db)

@@ -98,6 +98,7 @@ def test_evacuation_empties_a_loaded_host_as_planned(big):
     assert inv.ok("host-evacuate", "host=h1", "--dry-run").startswith("0 VMs")
 
 
+@pytest.mark.slow
 def test_refusal_names_every_blocking_vm_and_changes_nothing(big):
     inv = big
     build(
@@ -130,6 +131,7 @@ def test_refusal_names_every_blocking_vm_and_changes_nothing(big):
     inv.fail("host-evacuate", "host=h1", "sr=loc1", code="INVALID_VALUE")  # sr= must be shared
 
 
+@pytest.mark.slow
 def test_maintenance_mode_is_all_or_nothing(big):
     inv = big
     build(

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import sqlite3
 
 import pytest
+from cli_helpers import Inventory
 
 from vmctl.model import CLASSES
 from vmctl.store import fastpath
@@ -22,7 +24,17 @@ def _capture(fn, argv):
 
 
 @pytest.fixture
-def rich_inv(small):
+def rich_inv(inv, rich_template):
+    """small, plus a name with a comma and a backslash, a non-ASCII name, a template and a tag
+    (a copy of one built once per module: the tests only read it)."""
+    shutil.copy(rich_template, inv.db)
+    return inv
+
+
+@pytest.fixture(scope="module")
+def rich_template(small_template, tmp_path_factory):
+    small = Inventory(tmp_path_factory.mktemp("rich") / "inv.db")
+    shutil.copy(small_template, small.db)
     small.ok(
         "vm-create",
         "name-label=a,b\\c",
@@ -41,7 +53,7 @@ def rich_inv(small):
         "param-name=tags",
         "param-key=x",
     )
-    return small
+    return small.db
 
 
 CASES = [

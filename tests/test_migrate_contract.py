@@ -268,6 +268,7 @@ def vec(inv):
     return inv
 
 
+@pytest.mark.slow
 def test_prediction_vectors_equal_the_engine(vec):
     from vmctl.engine import migration as mg
 

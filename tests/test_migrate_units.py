@@ -102,7 +102,7 @@ def test_storage_motion_refuses_a_full_target_before_anything_moves(api):
     assert dict(e.value.params)["requested"] == 10 * GiB
 
 
-def test_plan_views():
+def test_plan_views_format_units_and_plans():
     from vmctl.cli.views import aligned as table
     from vmctl.cli.views import migration_plan as plan_text
     from vmctl.cli.views import plan_value as human

@@ -38,7 +38,7 @@ def _residence(inv) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("policy", ["spread", "balanced"])
+@pytest.mark.parametrize("policy", ["spread", pytest.param("balanced", marks=pytest.mark.slow)])
 def test_apply_equals_the_dry_run_plan(skewed, policy):
     inv = skewed
     u = ids(inv)
@@ -147,6 +147,7 @@ def test_pack_frees_hosts(inv):
     inv.ok("db-check")
 
 
+@pytest.mark.slow
 def test_exchange_step_through_the_command(inv):
     """Two hosts whose loads point against each VM shape: no single move helps, one exchange
     (a 4 GiB VM out, a 24 GiB VM back) evens them; both moves are applied and journalled."""

@@ -174,10 +174,23 @@ def _apply(r: Runner, op: tuple, srs: dict, vdis: dict) -> int | None:
     raise AssertionError(kind)
 
 
+SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+
+
 @pytest.mark.slow
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, **SETTINGS)
 @given(seq=ops)
 def test_capacity_property(tmp_path_factory, seq):
+    _accounting_holds(tmp_path_factory, seq)
+
+
+@settings(max_examples=5, **SETTINGS)
+@given(seq=ops)
+def test_capacity_property_few_examples(tmp_path_factory, seq):
+    _accounting_holds(tmp_path_factory, seq)
+
+
+def _accounting_holds(tmp_path_factory, seq):
     db = str(tmp_path_factory.mktemp("cap") / "inv.db")
     r = _setup(db)
     srs, vdis, vbds, vms = r.rows("sr"), r.rows("vdi"), r.rows("vbd"), r.rows("vm")

@@ -4,11 +4,8 @@ executable; setup and state reads use the Python API in-process to stay fast."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+from cli_helpers import run_cli
 
 from vmctl import hooks, storage
 from vmctl.errors import VmctlError
@@ -42,16 +39,7 @@ class Inv:
         return ei.value
 
     def cli(self, *args: str, input: str | None = None):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
-        env["VMCTL_DB"] = self.db
-        p = subprocess.run(
-            [sys.executable, "-m", "vmctl", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            input=input,
-            timeout=60,
-        )
+        p = run_cli(self.db, *args, input=input)
         assert "Traceback" not in p.stderr, p.stderr
         return p
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 import sqlite3
-import subprocess
-import sys
 
 import pytest
+from cli_helpers import run_cli
 
 import vmctl
 from vmctl import hooks
@@ -19,8 +17,6 @@ from vmctl.cli.bind import bind, lookup
 from vmctl.cli.grammar import Segment
 from vmctl.errors import OvsError, VmctlError
 from vmctl.store.txn import Store
-
-VMCTL = [sys.executable, "-m", "vmctl"]
 
 
 class _Inv:
@@ -89,9 +85,7 @@ class Env:
 
     def run(self, *args, input=None):
         self.flush()
-        return subprocess.run(
-            VMCTL + list(args), capture_output=True, text=True, env=self._env(), input=input, timeout=60
-        )
+        return run_cli(self.db, *args, input=input)
 
     def ok(self, *args) -> str:
         """A command that must succeed, in-process; its stdout-like result as text."""
@@ -100,12 +94,6 @@ class Env:
 
     def fails(self, code: str, *args, params: dict | None = None) -> None:
         self.pending.append((code, args, params or {}))
-
-    def _env(self) -> dict:
-        env = dict(os.environ, VMCTL_DB=self.db)
-        env.pop("VMCTL_HOST", None)
-        env.pop("VMCTL_DEBUG", None)
-        return env
 
     def flush(self) -> None:
         if not self.pending:
@@ -132,14 +120,7 @@ class Env:
                 assert str(got.get(k)) == str(v), (args, k, got)
         if batched:
             items = "".join(f"- {json.dumps(shlex.join(a))}\n" for _c, a, _p in batched)
-            p = subprocess.run(
-                VMCTL + ["-f", "json", "batch", "--continue-on-error", "-"],
-                capture_output=True,
-                text=True,
-                env=self._env(),
-                input=items,
-                timeout=120,
-            )
+            p = run_cli(self.db, "-f", "json", "batch", "--continue-on-error", "-", input=items)
             assert p.returncode == 1, (p.stdout, p.stderr)
             assert "Traceback" not in p.stderr
             out = json.loads(p.stdout)
@@ -213,7 +194,7 @@ class Env:
     def problems(self) -> list:
         """db-check's findings, in-process."""
         self.flush()
-        from vmctl.commands.dbcheck import check
+        from vmctl.invariants import check
 
         return Store(self.db).run(check, write=False)[0]
 

@@ -85,7 +85,7 @@ def test_vm_start_shutdown_ports(inv):
     assert ports(inv, "h1")["xapi0"] == [f"vif{domid}.0"]
     inv.run("vm-shutdown", vm="web", **{"--force": True})
     assert ports(inv, "h1") == {"xapi0": [], "xenbr0": ["eth0"], "xenbr1": ["eth1"]}
-    assert in_txn(inv, __import__("vmctl.commands.dbcheck", fromlist=["check"]).check) == []
+    assert in_txn(inv, __import__("vmctl.invariants", fromlist=["check"]).check) == []
 
 
 def _start(txn, vm_uuid: str, host: str, domid: int) -> None:
@@ -225,8 +225,8 @@ def test_bond_member_attachment_reads_the_rows(inv):
     assert inv.run("pif-param-get", uuid=pifs["eth0"], **{"param-name": "currently-attached"}) is True
 
 
-def test_db_check_i6_i14(inv):
-    from vmctl.commands.dbcheck import check
+def test_db_check_reports_bad_macs_bonds_and_vlans(inv):
+    from vmctl.invariants import check
 
     vm = inv.run("vm-create", **{"name-label": "v", "memory": "1GiB"})
     w = inv.run("vm-create", **{"name-label": "w", "memory": "1GiB"})

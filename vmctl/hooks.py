@@ -41,6 +41,6 @@ def before_commit(txn, dry_run: bool) -> None:
             if s is not None:
                 s.commit_check()
     if txn.write and txn.dirty:
-        from vmctl.commands.dbcheck import check_before_commit
+        from vmctl.invariants import check_before_commit
 
         check_before_commit(txn)

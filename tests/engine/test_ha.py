@@ -320,16 +320,29 @@ def test_recompute_status_and_fail_without_ha():
     assert fp[0]["result"] == "restarted" and fp[0]["target"] in ("h1", "h2")
 
 
-@pytest.mark.parametrize("seed", range(60))
+def _class_slot_seeds(n: int = 60) -> list[int]:
+    """The first n seeds from 1000 whose pool has 1-9 protected VMs (few enough to brute-force)
+    and passes the class-slot test for one failure: the cases where its soundness claims
+    something. (It is sufficient, not necessary: where it fails nothing follows.)"""
+    seeds, seed = [], 1000
+    while len(seeds) < n:
+        p = _random_pool(seed)
+        if 0 < sum(1 for v in p.vms.values() if v.protected) <= 9 and ha.Planner(p).class_slots_hold(1):
+            seeds.append(seed)
+        seed += 1
+    return seeds
+
+
+@pytest.mark.parametrize("seed", _class_slot_seeds())
 def test_class_slot_test_is_sound(seed):
-    p = _random_pool(1000 + seed)
-    if sum(1 for v in p.vms.values() if v.protected) > 9:
-        pytest.skip("brute force too large")
+    """Whenever class_slots_hold(r) holds, every set of r failed hosts has a restart plan."""
+    p = _random_pool(seed)
     pl = ha.Planner(p)
     hosts = p.host_uuids()
-    for r in range(1, len(hosts)):
-        if pl.class_slots_hold(r):
-            assert all(_brute_plan(p, f) for f in itertools.combinations(hosts, r)), r
+    holding = [r for r in range(1, len(hosts)) if pl.class_slots_hold(r)]
+    assert 1 in holding
+    for r in holding:
+        assert all(_brute_plan(p, f) for f in itertools.combinations(hosts, r)), r
 
 
 @pytest.mark.parametrize("seed", range(30))

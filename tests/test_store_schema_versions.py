@@ -27,7 +27,7 @@ def v1(tmp_path):
     return path
 
 
-def test_upgrade_path(v1, tmp_path, monkeypatch):
+def test_schema_upgrade_runs_once_and_never_on_a_dry_run(v1, tmp_path, monkeypatch):
     def step2(conn):
         conn.exec_driver_sql("CREATE TABLE upgraded_marker (x INTEGER)")
 

@@ -3,8 +3,6 @@ killed mid-transaction, and random command sequences that must never break an in
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import signal
 import sqlite3
@@ -15,7 +13,7 @@ import time
 
 import pytest
 import yaml
-from cli_helpers import VMCTL
+from cli_helpers import VMCTL, cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pgserver import pg_db, pg_url  # noqa: F401  (fixtures)
@@ -108,6 +106,7 @@ def test_postgresql_chain_rollback_and_journal(pg_db):  # noqa: F811
     assert inv.ok("db-check", env=env) == ""
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_leaves_inventory_unchanged(small, tmp_path):
     before = small.snapshot()
     f = tmp_path / "big.yaml"
@@ -184,18 +183,29 @@ def command(draw):
     return [*draw(command()), "--", *draw(command())]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(command(), min_size=1, max_size=12))
-def test_random_sequences_never_trace_and_keep_invariants(tmp_path_factory, cmds):
-    from vmctl.cli.app import run_argv
+COMMANDS = st.lists(command(), min_size=1, max_size=12)
+SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
 
+
+@pytest.mark.slow
+@settings(max_examples=40, **SETTINGS)
+@given(COMMANDS)
+def test_random_sequences_never_trace_and_keep_invariants(tmp_path_factory, cmds):
+    _sequence_never_traces_and_keeps_invariants(tmp_path_factory, cmds)
+
+
+@settings(max_examples=8, **SETTINGS)
+@given(COMMANDS)
+def test_random_sequences_never_trace_and_keep_invariants_few_examples(tmp_path_factory, cmds):
+    _sequence_never_traces_and_keeps_invariants(tmp_path_factory, cmds)
+
+
+def _sequence_never_traces_and_keeps_invariants(tmp_path_factory, cmds):
     db = str(tmp_path_factory.mktemp("prop") / "p.db")
 
     def run(words):
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = run_argv(["--db", db, *words])
-        return rc, out.getvalue(), err.getvalue()
+        r = cli(db, *words)
+        return r.returncode, r.stdout, r.stderr
 
     run(["pool-create", "name-label=p"])
     for words in cmds:
