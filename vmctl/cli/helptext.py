@@ -33,7 +33,7 @@ def arg_lines(cmd) -> list[tuple[str, str]]:
 
 
 FLAG_HELP = {
-    "--force": "skip the checks --force may skip (model.md §0), and the confirmation",
+    "--force": "skip the checks this command lets you force (as xe --force does), and the confirmation",
     "--multiple": "act on every object the selector matches",
     "--may-exist": "succeed without change when the object already exists",
     "--if-exists": "succeed without change when the object does not exist",

@@ -77,7 +77,8 @@ def fix(txn, problems) -> None:
 
 @command(
     "db-check",
-    "Verify the inventory invariants (model.md §4); --fix repairs I5, I11, I12, I13",
+    "Verify the inventory invariants I1-I16 (residence, capacity, references, storage chains, switches, "
+    "the journal's hash chain); --fix repairs what can be derived again (I5, I11, I12, I13)",
     family="inventory",
     flags=("--fix",),
 )

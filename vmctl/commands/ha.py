@@ -113,7 +113,8 @@ def _max_result(res) -> Data:
 
 @command(
     "pool-ha-compute-max-host-failures-to-tolerate",
-    "Print the largest number of host failures the pool's protected VMs survive (engine.md §3.3)",
+    "Print the largest number of host failures the pool's protected VMs survive: every set of that "
+    "many failed hosts leaves room to restart them",
     family="ha",
     rw=False,
     args=(_POOL,),
@@ -248,7 +249,8 @@ def fail(ctx: Ctx, hosts: list[dict]) -> Data | None:
 
 @command(
     "host-fail",
-    "Simulate hosts failing together: not live, VMs halted, HA restarts (engine.md §3.5)",
+    "Simulate hosts failing together: they stop being live, their VMs halt, and with HA on the "
+    "protected VMs restart on the survivors in priority order",
     family="ha",
     args=(Arg("host", "list", True, "the failing hosts, comma-separated", complete="host"),),
     flags=("--explain",),

@@ -316,7 +316,7 @@ def migrate_one(
 @command(
     "vm-migrate",
     "Live-migrate running or paused VMs within their pool, or move disks (vdi:<vdi>=<sr>); "
-    "without host= the engine chooses the destination (engine.md §4)",
+    "without host= the engine chooses the destination (its placement filters and policy)",
     family="vm",
     args=(
         _VM,

@@ -41,7 +41,7 @@ def _max_moves(ctx: Ctx) -> int | None:
 
 @command(
     "pool-rebalance",
-    "Even out host loads by live migrations (engine.md §5); the plan is printed "
+    "Even out host loads by live migrations, each worth more load balance than its bytes cost; the plan is printed "
     "with --dry-run or --explain and applied in order without --dry-run",
     family="pool",
     args=(

@@ -189,7 +189,7 @@ class _PendingStarts:
 # --- commands ------------------------------------------------------------------------------------------------
 @command(
     "vm-start",
-    "Start halted VMs; without on= the engine chooses the host (engine.md §2)",
+    "Start halted VMs; without on= the engine chooses the host (its filters, then the pool's placement policy)",
     family="vm",
     args=(_VM, _ON),
     flags=("--force", "--paused", "--multiple", "--explain"),
