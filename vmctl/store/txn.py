@@ -332,15 +332,15 @@ class Txn:
         return Ref(cls, row["uuid"], row.get("name-label") if CLASSES[cls].named else None)
 
     def resolve(self, cls: str, value: str, multiple: bool = False, label: str | None = None) -> list[dict]:
-        """A uuid, a name-label or an @name -> rows (exactly one unless multiple)."""
+        """A uuid, a name-label or an @name -> rows (exactly one unless multiple). An @name the
+        chain defined (`--id=@name`) wins; any other is a name-label (an object named `@w`)."""
         label = label or cls
         value = str(value)
-        if value.startswith("@"):
-            hit = self.refs.get(value)
-            if hit and hit[0] == cls:
-                row = self.get(cls, hit[1])
-                if row is not None:
-                    return [row]
+        hit = self.refs.get(value) if value.startswith("@") else None
+        if hit is not None:
+            row = self.get(cls, hit[1]) if hit[0] == cls else None
+            if row is not None:
+                return [row]
             raise VmctlError(
                 "UUID_INVALID", f"No {label} is known as {value}", [("class", label), ("value", value)]
             )
