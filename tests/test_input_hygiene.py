@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_helpers import Inventory, cli
+from cli_helpers import Inventory, cli, with_txn
 
 import vmctl
 from vmctl.errors import VmctlError
@@ -82,6 +82,80 @@ def test_control_characters_refused_on_every_path(inv):
     ]
     # other fields keep their text (escaped on output, below)
     inv.ok("vm-param-set", f"uuid={u}", "other-config:k=a\tb")
+
+
+# --- 1. control characters: escaped on output -----------------------------------------------------
+def _plant(inv: Inventory) -> str:
+    """A VM whose name and other-config hold control characters, written past the checks (as an
+    older vmctl or another client would have)."""
+    u = _vm(inv)
+
+    def put(txn):
+        txn.update(
+            "vm",
+            u,
+            {
+                "name-label": f"a{ESC}\nb\x9b",
+                "name-description": "x\ry",
+                "other-config": {"k": "\x1b]0;title\x07"},
+            },
+        )
+
+    with_txn(inv.db, put)
+    return u
+
+
+def _clean(text: str) -> None:
+    for c in ("\x1b", "\r", "\x07", "\x9b"):
+        assert c not in text, repr(text)
+
+
+def test_stored_control_characters_escaped_in_text_outputs(inv):
+    u = _plant(inv)
+    for tail in ([], ["--", "pool-list"]):  # the fast path, then the normal one
+        table = inv.ok("vm-list", "params=name-label,other-config", *tail)
+        _clean(table)
+        assert "a\\x1b[31mred\\nb\\x9b" in table and "\\x1b]0;title\\x07" in table
+        assert table.splitlines()[1].startswith("a\\x1b")  # one line per VM
+        mini = inv.ok("vm-list", "params=name-label", "--minimal", *tail)
+        _clean(mini)
+        assert mini.splitlines()[0] == "a\\x1b[31mred\\nb\\x9b"
+        for fmt in ("csv", "tsv"):
+            out = inv.ok("vm-list", "params=name-label,name-description,other-config", "-f", fmt, *tail)
+            _clean(out)
+            assert len(out.splitlines()) == 2 + (len(tail) and 2), out
+            assert "x\\ry" in out
+        js = inv.ok("vm-list", "params=name-label,other-config", "-f", "json", *tail)
+        _clean(js)
+        assert "\\u009b" in js
+    assert json.loads(js.split("\n]\n")[0] + "\n]\n")[0]["name-label"] == f"a{ESC}\nb\x9b"
+    for cmd in (
+        ["vm-param-list", f"uuid={u}"],
+        ["vm-param-get", f"uuid={u}", "param-name=name-label"],
+        ["vm-param-get", f"uuid={u}", "param-name=other-config", "param-key=k"],
+        ["vm-param-get", f"uuid={u}", "param-name=name-label", "--", "pool-list"],
+        ["vm-param-get", f"uuid={u}", "param-name=name-label", "--minimal"],
+        ["vm-param-list", f"uuid={u}", "-f", "json"],
+        ["vm-list", "-f", "yaml"],
+        ["journal-list"],
+    ):
+        _clean(inv.ok(*cmd))
+    assert len(inv.ok("vm-param-get", f"uuid={u}", "param-name=name-label").splitlines()) == 1
+    # an error naming the object (its name in `uuid (name)`) and a failed lookup echoing its input
+    r = inv.fail("vm-start", f"vm={u}", "host=nowhere")
+    _clean(r.err)
+    r = inv.fail("vm-param-get", "uuid=\x1b[2J", "param-name=uuid", code="UUID_INVALID")
+    _clean(r.err)
+    assert "\\x1b[2J" in r.err
+    _clean(inv.fail("vm-param-get", "uuid=\x1b[2J", "param-name=uuid", "-f", "json").err)
+
+
+def test_terminal_table_escapes_and_takes_no_markup():
+    from vmctl.cli.output import render_records
+
+    out = render_records("vm", [{"name-label": f"[red]x{ESC}"}], ["name-label"], "table", tty=True)
+    assert "[red]x\\x1b[31mred" in out
+    assert "\x1b[31mred" not in out
 
 
 # --- 2. numbers and sizes ---------------------------------------------------------------------------
