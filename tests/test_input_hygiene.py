@@ -5,6 +5,7 @@ reachable, and a journal whose newest entry cannot vanish unnoticed."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 from cli_helpers import Inventory, cli, with_txn
@@ -249,3 +250,46 @@ def test_object_named_at_reachable_by_name(inv):
         code="UUID_INVALID",
     )
     inv.fail("vm-param-get", "uuid=@nope", "param-name=uuid", code="UUID_INVALID")
+
+
+# --- 3. the journal's newest entry --------------------------------------------------------------------
+def test_db_check_detects_deleted_newest_journal_entry(inv):
+    _vm(inv)
+    inv.ok("db-check")
+    con = sqlite3.connect(inv.db)
+    con.execute("DELETE FROM journal WHERE seq = (SELECT MAX(seq) FROM journal)")
+    con.commit()
+    con.close()
+    r = inv.run("db-check")
+    assert r.rc == 1 and "I16 journal 2: entries missing after 1" in r.out, r.out
+
+
+def test_db_check_detects_replaced_newest_journal_entry(inv):
+    _vm(inv)
+    con = sqlite3.connect(inv.db)
+    con.execute("DELETE FROM journal WHERE seq = 2")
+    con.execute("DELETE FROM journal WHERE seq = 1")
+    con.commit()
+    con.close()
+    r = inv.run("db-check")
+    assert r.rc == 1 and "I16 journal 2: entries missing after 0" in r.out, r.out
+
+
+def test_db_check_clean_on_fresh_and_older_inventories(tmp_path):
+    fresh = Inventory(tmp_path / "fresh.db")
+    assert fresh.ok("db-check") == ""
+    old = Inventory(tmp_path / "old.db")
+    old.ok("pool-create", "name-label=p")
+    con = sqlite3.connect(old.db)
+    con.execute("DELETE FROM meta WHERE key = 'journal-head'")  # as an older vmctl left it
+    con.commit()
+    con.close()
+    assert old.ok("db-check") == ""
+    old.ok("vm-create", "name-label=w")  # the next append records the head
+    assert old.ok("db-check") == ""
+    con = sqlite3.connect(old.db)
+    assert con.execute("SELECT value FROM meta WHERE key = 'journal-head'").fetchone()[0].startswith("2 ")
+    con.execute("DELETE FROM journal WHERE seq = 2")
+    con.commit()
+    con.close()
+    assert old.run("db-check").rc == 1

@@ -706,10 +706,29 @@ class Store:
                 }
             ],
         )
+        # the head, in the same transaction: deleting the newest entries leaves a valid shorter
+        # chain, which only a head kept elsewhere tells apart (db-check, I16)
+        m = schema.meta
+        txn.conn.execute(m.delete().where(m.c.key == JOURNAL_HEAD_KEY))
+        txn.conn.execute(m.insert(), [{"key": JOURNAL_HEAD_KEY, "value": f"{seq} {entry['hash']}"}])
         return seq
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+JOURNAL_HEAD_KEY = "journal-head"  # meta: "<seq> <hash>" of the newest journal entry
+
+
+def stored_journal_head(conn: sa.Connection) -> tuple[int, str] | None:
+    """The head append_journal recorded in meta; None in an inventory no vmctl with this
+    record has written to yet (fresh, or older)."""
+    m = schema.meta
+    v = conn.execute(sa.select(m.c.value).where(m.c.key == JOURNAL_HEAD_KEY)).scalar()
+    if v is None:
+        return None
+    seq, _, digest = str(v).partition(" ")
+    return (int(seq), digest) if seq.isascii() and seq.isdigit() else (-1, digest)
 
 
 def journal_hash(entry: dict) -> str:
