@@ -13,9 +13,18 @@ if TYPE_CHECKING:
     from vmctl.commands.table import Ctx
 
 
-def parse_value(f: Field, text: str, txn=None, pool: str | None = None, arg: str | None = None) -> object:
-    """Text -> the field's Python value. Refs are resolved (uuid, name-label or @name)."""
+def parse_value(
+    f: Field, text: str, txn=None, pool: str | None = None, arg: str | None = None, cls: str | None = None
+) -> object:
+    """Text -> the field's Python value. Refs are resolved (uuid, name-label or @name). A
+    name-label or name-description takes no control character, and a name-label of any class
+    but the pool (`cls`) is never empty."""
     name = arg or f.name
+    if f.name in units.TEXT_FIELDS:
+        text = units.parse_text(text, name)
+        if f.name == "name-label" and text == "" and cls != "pool":
+            raise units.empty_name(name)
+        return text
     if f.type in ("string", "time"):
         return text
     if f.kind == "scalar" and not f.is_ref:
@@ -178,5 +187,5 @@ def extra_fields(ctx: Ctx, cls: str, declared) -> dict:
         elif mkey is not None:
             raise VmctlError("FIELD_TYPE_ERROR", params=[("field", base)])
         else:
-            out[base] = parse_value(f, text, ctx.txn, None, arg=key)
+            out[base] = parse_value(f, text, ctx.txn, None, arg=key, cls=cls)
     return out

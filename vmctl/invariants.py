@@ -389,10 +389,15 @@ def vm_groups_and_affinity_in_pool(w: World) -> Iterator[Violation]:
 
 def journal_contiguous_and_chained(w: World) -> Iterator[Violation]:
     """I16: journal seq values run 1, 2, 3... without gaps and each entry's hash matches its content
-    and its predecessor's hash: the total order the inventory lock gives, made checkable."""
-    from vmctl.store.txn import journal_hash, journal_rows
+    and its predecessor's hash: the total order the inventory lock gives, made checkable. The
+    newest entry is the head recorded in meta with every append (so deleting the newest entries,
+    which leaves a valid shorter chain, is seen); an inventory without a recorded head (fresh, or
+    last written by an older vmctl) has nothing to compare until its next append. Entries after
+    the recorded head, appended by an older vmctl, are accepted: the chain vouches for them."""
+    from vmctl.store.txn import journal_hash, journal_rows, stored_journal_head
 
     expect, prev = 1, ""
+    hashes: dict[int, str] = {}
     for e in journal_rows(w.txn.conn):
         if e["seq"] != expect:
             yield "journal", str(e["seq"]), f"sequence gap: expected {expect}"
@@ -400,7 +405,17 @@ def journal_contiguous_and_chained(w: World) -> Iterator[Violation]:
         if e["prev-hash"] != prev or journal_hash(e) != e["hash"]:
             yield "journal", str(e["seq"]), "hash chain broken"
         prev = e["hash"]
+        hashes[e["seq"]] = e["hash"]
         expect += 1
+    head = stored_journal_head(w.txn.conn)
+    if head is None:
+        return
+    seq, digest = head
+    last = max(hashes, default=0)
+    if seq > last:
+        yield "journal", str(seq), f"entries missing after {last}: the recorded head is entry {seq}"
+    elif hashes.get(seq) != digest:
+        yield "journal", str(seq), "does not match the recorded head (entry replaced or head altered)"
 
 
 # model.md §4, in the order db-check reports them

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from vmctl.cli.bind import Bound, bind, lookup
 from vmctl.cli.grammar import Segment
 from vmctl.errors import ConfirmationNeeded, UsageError, VmctlError
+from vmctl.units import escape_controls
 
 
 @dataclass
@@ -226,5 +227,5 @@ def invoke(txn, name: str, args: list[str], opts: dict | None = None, chained: b
 
 
 def _print_warning(line: str) -> None:
-    sys.stderr.write(line + "\n")
+    sys.stderr.write(escape_controls(line) + "\n")
     sys.stderr.flush()

@@ -22,19 +22,20 @@ _SUFFIX = {
     "": 1,
     "b": 1,
     "k": KiB,
-    "kb": KiB,
     "kib": KiB,
     "m": MiB,
-    "mb": MiB,
     "mib": MiB,
     "g": GiB,
-    "gb": GiB,
     "gib": GiB,
     "t": TiB,
-    "tb": TiB,
     "tib": TiB,
 }
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]*)\s*$")
+# `4GB` means 4×10⁹ to some readers and 4×2³⁰ to others: refused, with the binary spelling to use
+_DECIMAL_SUFFIX = {"kb": "KiB", "mb": "MiB", "gb": "GiB", "tb": "TiB"}
+# ASCII digits only: `\d` would also take `٣` or `३`
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*([A-Za-z]*)\s*$")
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def invalid(name: str, value: object) -> VmctlError:
@@ -57,6 +58,14 @@ def parse_size(text: str, name: str = "size", allow_relative: bool = False) -> i
     if not m:
         raise invalid(name, s)
     num, suf = m.group(1), m.group(2).lower()
+    if suf in _DECIMAL_SUFFIX:
+        binary = _DECIMAL_SUFFIX[suf]
+        raise VmctlError(
+            "INVALID_VALUE",
+            f"{name}: {s.strip()} is ambiguous; write {num}{binary} (binary, {num}{binary[0]}) "
+            "or the plain number of bytes",
+            [("name", name), ("value", s)],
+        )
     if suf not in _SUFFIX:
         raise invalid(name, s)
     if "." in num:
@@ -74,6 +83,47 @@ def parse_size(text: str, name: str = "size", allow_relative: bool = False) -> i
     return value
 
 
+# --- names and descriptions --------------------------------------------------------------------
+# C0 controls, DEL and C1 controls: what a terminal may act on (ESC, CSI...) or what breaks a line
+CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+# The free-text fields refused control characters wherever they are set (also as new-name-label...)
+TEXT_FIELDS = ("name-label", "name-description")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """Control characters as `\\n`, `\\r`, `\\t` or `\\xHH`: what any text output prints, so that
+    no stored value can move the cursor, recolour a terminal or break a line."""
+    if not CONTROL_RE.search(text):
+        return text
+    return CONTROL_RE.sub(lambda m: _ESCAPES.get(m.group()) or f"\\x{ord(m.group()):02x}", text)
+
+
+def is_text_field(name: str) -> bool:
+    return name.removeprefix("new-") in TEXT_FIELDS
+
+
+def parse_text(text: object, name: str) -> str:
+    """A name-label or name-description: any text but control characters."""
+    s = str(text)
+    m = CONTROL_RE.search(s)
+    if m:
+        raise VmctlError(
+            "INVALID_VALUE",
+            f"{name} must not contain control characters ({escape_controls(m.group())} at position {m.start()})",
+            [("name", name), ("value", s)],
+        )
+    return s
+
+
+def empty_name(name: str) -> VmctlError:
+    return VmctlError(
+        "INVALID_VALUE",
+        f"{name} must not be empty (only a pool may be unnamed)",
+        [("name", name), ("value", "")],
+    )
+
+
 def parse_rate(text: str, name: str = "rate") -> int:
     """Sizes per second: `100M` or `100M/s` = 100 MiB/s (engine.md §0)."""
     s = str(text)
@@ -87,7 +137,7 @@ def parse_rate(text: str, name: str = "rate") -> int:
 def parse_duration(text: str, name: str = "duration") -> float:
     """`300ms`, `2s`, `1.5m`, or a bare number of seconds."""
     s = str(text).strip().lower()
-    m = re.match(r"^(\d+(?:\.\d+)?|\.\d+)(ms|s|m)?$", s)
+    m = re.match(r"^([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(ms|s|m)?$", s)
     if not m:
         raise invalid(name, text)
     v = float(m.group(1))
@@ -117,8 +167,12 @@ def parse_int(text: object, name: str = "value", lo: int | None = None, hi: int 
         v = text
     else:
         s = str(text).strip()
-        if not re.fullmatch(r"[+-]?\d+", s):
-            raise invalid(name, text)
+        if not _INT_RE.fullmatch(s):
+            raise VmctlError(
+                "INVALID_VALUE",
+                f"{name} must be a whole number written with the digits 0-9",
+                [("name", name), ("value", text)],
+            )
         v = int(s)
     if abs(v) > INT_MAX or (lo is not None and v < lo) or (hi is not None and v > hi):
         raise invalid(name, text)
@@ -129,6 +183,8 @@ def parse_float(text: object, name: str = "value", positive: bool = False) -> fl
     try:
         if isinstance(text, bool):
             raise ValueError
+        if not isinstance(text, (int, float)) and not _FLOAT_RE.fullmatch(str(text).strip()):
+            raise ValueError  # float() would take `٣`, `1_0`, `inf` and `nan`
         v = float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise invalid(name, text) from None
@@ -161,6 +217,8 @@ def parse_scalar(type_: str, text, name: str, values: tuple[str, ...] = (), allo
         return text
     if type_ == "list":
         return [x.strip() for x in str(text).split(",") if x.strip()]
+    if type_ == "string" and is_text_field(name):
+        return parse_text(text, name)
     return text
 
 

@@ -16,6 +16,7 @@ from vmctl.cli.bind import lookup
 from vmctl.cli.grammar import FORMATS, parse
 from vmctl.errors import OvsError, UsageError, VmctlError
 from vmctl.runner import Options, Runner, build_chain, command_line
+from vmctl.units import escape_controls
 
 
 def options_from(inv_opts: dict) -> Options:
@@ -40,7 +41,7 @@ def options_from(inv_opts: dict) -> Options:
     t = inv_opts.get("timeout") or os.environ.get("VMCTL_TIMEOUT")
     if t is not None:
         text = str(t)
-        if not text.isdigit() or int(text) <= 0:
+        if not (text.isascii() and text.isdigit()) or int(text) <= 0:
             raise UsageError(f"value {text} on -t or --timeout is invalid")
         o.timeout = float(int(text))
     return o
@@ -54,7 +55,7 @@ def runner(opts: Options, line: str, chained: bool | None = None) -> Runner:
 def _ask(what: list[str]) -> bool:
     sys.stderr.write("This will destroy:\n")
     for w in what:
-        sys.stderr.write(f"  {w}\n")
+        sys.stderr.write(f"  {escape_controls(w)}\n")
     sys.stderr.write("Type yes to continue: ")
     sys.stderr.flush()
     try:
@@ -71,7 +72,7 @@ def print_results(results: list, chain: list, opts: Options) -> None:
         import json
 
         data = [output.result_data(r) for r in results]
-        chunks.append(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        chunks.append(output.json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
     else:
         for r, b in zip(results, chain):
             fmt = b.fmt or opts.fmt

@@ -143,6 +143,8 @@ def _bind_values(b: Bound, values, unknown: list[str]) -> None:
             continue
         arg, val = item
         v = parse_typed(arg, val) if isinstance(val, str) else _typed(arg, val)
+        if v == "" and arg.name.endswith("name-label") and cmd.creates != "pool":
+            raise units.empty_name(arg.name)
         if arg.repeat:
             b.a.setdefault(arg.name, []).append(v)
         else:

@@ -222,6 +222,15 @@ def manpage() -> str:
             "transaction: the commands of a -- chain run in order and the first failure aborts the whole "
             "chain, committing nothing and printing nothing on standard output."
         ),
+        ".SH VALUES",
+        _roff(
+            "Sizes are plain bytes or take binary suffixes: 4G = 4GiB = 4*2^30 bytes; a decimal needs a "
+            "suffix (1.75GiB). 4GB (and KB, MB, TB) is refused as ambiguous: write 4GiB, or 4000000000 "
+            "for 4*10^9. Numbers take the ASCII digits 0-9 only. A name-label or name-description takes "
+            "no control character (C0, DEL, C1); a name-label is never empty, except a pool's. An object "
+            "named @w is found by that name unless the chain defined --id=@w. Text output prints control "
+            "characters in stored values as \\n, \\r, \\t or \\xHH."
+        ),
         ".SH GLOBAL OPTIONS",
     ]
     glob = [

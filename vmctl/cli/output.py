@@ -9,7 +9,7 @@ import sys
 
 from vmctl.errors import OvsError, Ref, VmctlError
 from vmctl.model import CLASSES, JOURNAL_FIELDS
-from vmctl.units import humanise_duration, humanise_size
+from vmctl.units import escape_controls, humanise_duration, humanise_size
 
 
 def field_type(cls: str, name: str) -> str:
@@ -37,6 +37,12 @@ def plain(value: object, ftype: str = "string") -> str:
     return str(value)
 
 
+def text(value: object, ftype: str = "string") -> str:
+    """`plain`, with control characters escaped: every value a text format prints (a stored
+    value, from an older inventory or a free-form field, never reaches a terminal raw)."""
+    return escape_controls(plain(value, ftype))
+
+
 def human(value: object, ftype: str) -> str:
     """Table cells: sizes humanised with binary suffixes, durations in ms/s."""
     if ftype in ("size",) and isinstance(value, int) and not isinstance(value, bool):
@@ -45,7 +51,16 @@ def human(value: object, ftype: str) -> str:
         return humanise_size(value) + "/s"
     if ftype == "duration" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return humanise_duration(float(value))
-    return plain(value, ftype)
+    return text(value, ftype)
+
+
+# DEL and the C1 controls: json.dumps(ensure_ascii=False) escapes only the C0 ones
+_JSON_C1 = {c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)}
+
+
+def json_safe(encoded: str) -> str:
+    """JSON text with DEL and C1 controls escaped too (they can only stand inside strings)."""
+    return encoded.translate(_JSON_C1)
 
 
 def jsonable(value: object) -> object:
@@ -68,11 +83,12 @@ def json_records(data: list[dict]) -> str:
     if not data:
         return "[]\n"
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-    return "[\n  " + ",\n  ".join(dumps(d) for d in data) + "\n]\n"
+    return json_safe("[\n  " + ",\n  ".join(dumps(d) for d in data) + "\n]\n")
 
 
 def escape_minimal(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,")
+    """--minimal's value: backslashes and commas escaped, then control characters."""
+    return escape_controls(text.replace("\\", "\\\\").replace(",", "\\,"))
 
 
 def render_records(
@@ -95,7 +111,7 @@ def render_records(
     if fmt == "json":
         data = records_data(cls, rows, fields)
         if single:
-            return json.dumps(data[0] if data else {}, indent=2, ensure_ascii=False) + "\n"
+            return json_safe(json.dumps(data[0] if data else {}, indent=2, ensure_ascii=False)) + "\n"
         return json_records(data)
     if fmt == "yaml":
         import yaml
@@ -116,7 +132,7 @@ def render_records(
             w.writerow(fields)
         types = [field_type(cls, f) for f in fields]
         for r in rows:
-            w.writerow([plain(r.get(f), t) for f, t in zip(fields, types)])
+            w.writerow([text(r.get(f), t) for f, t in zip(fields, types)])
         return buf.getvalue()
     # table
     types = [field_type(cls, f) for f in fields]
@@ -141,12 +157,13 @@ def render_records(
 def _rich_table(fields: list[str], cells: list[list[str]], no_headings: bool) -> str:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_header=not no_headings, header_style="bold cyan")
     for f in fields:
         table.add_column(f)
     for row in cells:
-        table.add_row(*row)
+        table.add_row(*(Text(c) for c in row))  # cells are text, never rich markup
     console = Console(file=io.StringIO(), force_terminal=True, width=_term_width())
     console.print(table)
     return console.file.getvalue()  # type: ignore[attr-defined]
@@ -194,16 +211,14 @@ def render_result(
     if isinstance(result, Text):
         return result.text
     if fmt == "json":
-        return json.dumps(result_data(result), indent=2, ensure_ascii=False) + "\n"
+        return json_safe(json.dumps(result_data(result), indent=2, ensure_ascii=False)) + "\n"
     if fmt == "yaml":
         import yaml
 
         return yaml.safe_dump(result_data(result), sort_keys=False, allow_unicode=True)
     if isinstance(result, Value):
-        text = plain(result.value, result.type)
-        if minimal:
-            text = escape_minimal(text)
-        return text + "\n"
+        value = plain(result.value, result.type)
+        return (escape_minimal(value) if minimal else escape_controls(value)) + "\n"
     if isinstance(result, Data):
         r = result.records
         if r is not None and minimal:
@@ -212,8 +227,13 @@ def render_result(
             return render_records(r.cls, r.rows, r.fields, fmt, minimal, no_headings)
         from vmctl.cli import views
 
-        return views.render(result)
+        return escape_lines(views.render(result))
     return str(result) + "\n"
+
+
+def escape_lines(text: str) -> str:
+    """A multi-line text view: control characters escaped, its own line breaks kept."""
+    return "\n".join(escape_controls(line) for line in text.split("\n"))
 
 
 def _access_label(cls: str, name: str) -> str:
@@ -234,15 +254,17 @@ def render_error(err: BaseException, fmt: str | None = None) -> str:
     if fmt == "json":
         params = {k: jsonable(v) for k, v in err.params}
         return (
-            json.dumps(
-                {"error": {"code": err.code, "message": err.message, "params": params}}, ensure_ascii=False
+            json_safe(
+                json.dumps(
+                    {"error": {"code": err.code, "message": err.message, "params": params}},
+                    ensure_ascii=False,
+                )
             )
             + "\n"
         )
-    lines = [f"vmctl: {err.code}: {err.message}"]
+    lines = [f"vmctl: {err.code}: {escape_controls(err.message)}"]
     for k, v in err.params:
-        text = plain(v)
-        lines.append(f"  {k}: {text}")
+        lines.append(f"  {k}: {text(v)}")
     return "\n".join(lines) + "\n"
 
 

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from vmctl import derived
+from vmctl import derived, units
 from vmctl.commands.table import Arg, Command, Ctx, Records, Value, register
-from vmctl.errors import VmctlError
+from vmctl.errors import MESSAGES, VmctlError
 from vmctl.fields import (
     PARAM_HOOKS,
     PARAM_SETTERS,
@@ -125,12 +125,15 @@ def param_set(ctx: Ctx, cls: str) -> None:
         if mkey is not None:
             raise VmctlError("FIELD_TYPE_ERROR", f"{f.name} is not a map", [("field", f.name)])
         try:
-            changes[f.name] = parse_value(f, text, ctx.txn, row.get("pool") if CLASSES[cls].pooled else None)
+            changes[f.name] = parse_value(
+                f, text, ctx.txn, row.get("pool") if CLASSES[cls].pooled else None, cls=cls
+            )
         except VmctlError as e:
             if e.code == "INVALID_VALUE":
+                specific = e.message != MESSAGES["INVALID_VALUE"]
                 raise VmctlError(
                     "FIELD_TYPE_ERROR",
-                    f"{text!r} is not a valid value for {f.name}",
+                    e.message if specific else f"{text!r} is not a valid value for {f.name}",
                     [("field", f.name), ("value", text)],
                 ) from None
             raise
@@ -207,6 +210,8 @@ def param_clear(ctx: Ctx, cls: str) -> None:
         value = []
     elif f.type == "string" or f.is_ref:
         value = ""
+        if f.name == "name-label" and cls != "pool":
+            raise units.empty_name(f.name)
     else:
         raise VmctlError("FIELD_TYPE_ERROR", f"{f.name} cannot be cleared", [("field", f.name)])
     apply_changes(ctx, cls, row, {f.name: value})

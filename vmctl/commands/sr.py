@@ -108,7 +108,7 @@ def sr_create(ctx: Ctx):
                 raise VmctlError("FIELD_TYPE_ERROR", params=[("field", base)])
             values.setdefault(base, {})[mkey] = text
         else:
-            values[base] = parse_value(f, text, txn, pool["uuid"], arg=key)
+            values[base] = parse_value(f, text, txn, pool["uuid"], arg=key, cls="sr")
     values.update(
         {
             "name-label": name,

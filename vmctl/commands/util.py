@@ -239,7 +239,10 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
         results = runner(opts, text, chained=True).run(chain)
         if opts.fmt == "json":
             sys.stdout.write(
-                json.dumps([output.result_data(r) for r in results], indent=2, ensure_ascii=False) + "\n"
+                output.json_safe(
+                    json.dumps([output.result_data(r) for r in results], indent=2, ensure_ascii=False)
+                )
+                + "\n"
             )
         else:
             print_results(results, chain, opts)
@@ -275,5 +278,5 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
                     outputs.append({"error": {"code": code, "message": e.message, "params": {}}})
             sys.stderr.write(output.render_error(e))
     if opts.fmt == "json":
-        sys.stdout.write(json.dumps(outputs, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(output.json_safe(json.dumps(outputs, indent=2, ensure_ascii=False)) + "\n")
     return 1 if failed else 0

@@ -72,7 +72,7 @@ def vm_field_values(ctx: Ctx, pool_uuid: str | None, skip=("name-label", "pool",
                 raise VmctlError("FIELD_TYPE_ERROR", params=[("field", base)])
             out.setdefault(base, {})[mkey] = text
         else:
-            out[base] = parse_value(f, text, txn, pool_uuid, arg=key)
+            out[base] = parse_value(f, text, txn, pool_uuid, arg=key, cls="vm")
     return out
 
 
@@ -271,7 +271,7 @@ def resolve_template(txn, text: str) -> dict:
     """A template by uuid or by a name-label unique among templates (not snapshots)."""
     from vmctl.units import is_uuid
 
-    if text.startswith("@") or is_uuid(text):
+    if text in txn.refs or is_uuid(text):
         try:
             row = txn.resolve_one("vm", text, label="template")
         except VmctlError:

@@ -217,7 +217,7 @@ _HIDDEN_SQL = {
 def _list_in_sql(conn, c, view, show_all, fields, fmt, g) -> int | None:
     """An unfiltered list: SQLite hides and orders the rows (its BINARY collation is byte order,
     the order sort_rows uses) and each tuple is rendered directly, without building row dicts."""
-    from vmctl.cli.output import escape_minimal, plain
+    from vmctl.cli.output import escape_minimal, json_safe, plain, text
 
     fobjs = [c.fields.get(n) for n in fields]
     if any(f is None or not f.stored for f in fobjs):
@@ -233,10 +233,10 @@ def _list_in_sql(conn, c, view, show_all, fields, fmt, g) -> int | None:
     if g["minimal"]:
         f0 = fobjs[0]
         if simple:
-            text = ",".join(escape_minimal(str(r[0])) for r in cur)
+            out = ",".join(escape_minimal(str(r[0])) for r in cur)
         else:
-            text = ",".join(escape_minimal(plain(_decode(f0, r[0]), f0.type)) for r in cur)
-        sys.stdout.write(text + "\n")
+            out = ",".join(escape_minimal(plain(_decode(f0, r[0]), f0.type)) for r in cur)
+        sys.stdout.write(out + "\n")
         return 0
     if fmt == "json":
         names = [f.name for f in fobjs]
@@ -245,7 +245,7 @@ def _list_in_sql(conn, c, view, show_all, fields, fmt, g) -> int | None:
             parts = [dumps(dict(zip(names, r))) for r in cur]
         else:
             parts = [dumps({f.name: _decode(f, v) for f, v in zip(fobjs, r)}) for r in cur]
-        sys.stdout.write("[\n  " + ",\n  ".join(parts) + "\n]\n" if parts else "[]\n")
+        sys.stdout.write(json_safe("[\n  " + ",\n  ".join(parts) + "\n]\n") if parts else "[]\n")
         return 0
     import csv
     import io
@@ -255,13 +255,13 @@ def _list_in_sql(conn, c, view, show_all, fields, fmt, g) -> int | None:
     if not g["no_headings"]:
         w.writerow(fields)
     for r in cur:
-        w.writerow([plain(_decode(f, v), f.type) for f, v in zip(fobjs, r)])
+        w.writerow([text(_decode(f, v), f.type) for f, v in zip(fobjs, r)])
     sys.stdout.write(buf.getvalue())
     return 0
 
 
 def _param_get(conn, c, args: dict, n: int) -> int | None:
-    from vmctl.cli.output import plain
+    from vmctl.cli.output import text
 
     if set(args) - {"uuid", "param-name", "param-key"} or n != len(args) or "uuid" not in args:
         return None
@@ -276,7 +276,7 @@ def _param_get(conn, c, args: dict, n: int) -> int | None:
         if f.kind != "map" or args["param-key"] not in value:
             return None
         value = value[args["param-key"]]
-    sys.stdout.write(plain(value, f.type) + "\n")
+    sys.stdout.write(text(value, f.type) + "\n")
     return 0
 
 

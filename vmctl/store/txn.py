@@ -332,15 +332,15 @@ class Txn:
         return Ref(cls, row["uuid"], row.get("name-label") if CLASSES[cls].named else None)
 
     def resolve(self, cls: str, value: str, multiple: bool = False, label: str | None = None) -> list[dict]:
-        """A uuid, a name-label or an @name -> rows (exactly one unless multiple)."""
+        """A uuid, a name-label or an @name -> rows (exactly one unless multiple). An @name the
+        chain defined (`--id=@name`) wins; any other is a name-label (an object named `@w`)."""
         label = label or cls
         value = str(value)
-        if value.startswith("@"):
-            hit = self.refs.get(value)
-            if hit and hit[0] == cls:
-                row = self.get(cls, hit[1])
-                if row is not None:
-                    return [row]
+        hit = self.refs.get(value) if value.startswith("@") else None
+        if hit is not None:
+            row = self.get(cls, hit[1]) if hit[0] == cls else None
+            if row is not None:
+                return [row]
             raise VmctlError(
                 "UUID_INVALID", f"No {label} is known as {value}", [("class", label), ("value", value)]
             )
@@ -706,10 +706,29 @@ class Store:
                 }
             ],
         )
+        # the head, in the same transaction: deleting the newest entries leaves a valid shorter
+        # chain, which only a head kept elsewhere tells apart (db-check, I16)
+        m = schema.meta
+        txn.conn.execute(m.delete().where(m.c.key == JOURNAL_HEAD_KEY))
+        txn.conn.execute(m.insert(), [{"key": JOURNAL_HEAD_KEY, "value": f"{seq} {entry['hash']}"}])
         return seq
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+JOURNAL_HEAD_KEY = "journal-head"  # meta: "<seq> <hash>" of the newest journal entry
+
+
+def stored_journal_head(conn: sa.Connection) -> tuple[int, str] | None:
+    """The head append_journal recorded in meta; None in an inventory no vmctl with this
+    record has written to yet (fresh, or older)."""
+    m = schema.meta
+    v = conn.execute(sa.select(m.c.value).where(m.c.key == JOURNAL_HEAD_KEY)).scalar()
+    if v is None:
+        return None
+    seq, _, digest = str(v).partition(" ")
+    return (int(seq), digest) if seq.isascii() and seq.isdigit() else (-1, digest)
 
 
 def journal_hash(entry: dict) -> str:
