@@ -193,7 +193,15 @@ def usage_report(e: OvsError, argv: list[str]) -> OvsError | VmctlError:
     cmd = load().get(name)
     if cmd is not None and cmd.style == "ovs":
         return e
+    if cmd is None and any(
+        w.split("=")[0] in _OVS_ONLY_OPTIONS for w in (argv[: argv.index(name)] if name in argv else [])
+    ):
+        return e  # `--columns list bridge`: an unknown name after ovs-vsctl's own options
     return e.xe_error()
+
+
+# command options only ovs-style commands take
+_OVS_ONLY_OPTIONS = {"--columns", "--inactivity-probe", "--real", "--fake", "--with-iface", "--fake-iface"}
 
 
 def run_utility(cmd, seg, opts: Options, argv: list[str]) -> int:
