@@ -54,7 +54,7 @@ def build_chain(segments: list[Segment]) -> list[Bound]:
     for seg in segments:
         cmd = lookup(seg.name)
         if not cmd.chainable:
-            raise UsageError(f"'{seg.name}' cannot be part of a chain")
+            raise UsageError(f"'{seg.name}' cannot be part of a chain", command=seg.name)
         chain.append(bind(cmd, seg))
     return chain
 

@@ -42,7 +42,11 @@ def options_from(inv_opts: dict) -> Options:
     if t is not None:
         text = str(t)
         if not (text.isascii() and text.isdigit()) or int(text) <= 0:
-            raise UsageError(f"value {text} on -t or --timeout is invalid")
+            raise UsageError(
+                f"value {text} on -t or --timeout is invalid",
+                params=[("name", "timeout"), ("value", text)],
+                hint="the timeout is a whole number of seconds, 1 or more",
+            )
         o.timeout = float(int(text))
     return o
 
@@ -91,8 +95,10 @@ def print_results(results: list, chain: list, opts: Options) -> None:
 
 def run_argv(argv: list[str]) -> int:
     fmt_for_errors = os.environ.get("VMCTL_FORMAT")
+    parsed = False
     try:
         inv = parse(argv)
+        parsed = True
         fmt_for_errors = str(inv.opts.get("format") or fmt_for_errors or "")
         opts = options_from(inv.opts)
         opts.interactive = output.isatty(sys.stdin) and output.isatty(sys.stderr)
@@ -121,7 +127,7 @@ def run_argv(argv: list[str]) -> int:
         first = lookup(inv.segments[0].name)
         if not first.chainable:
             if len(inv.segments) > 1:
-                raise UsageError(f"'{first.name}' cannot be part of a chain")
+                raise UsageError(f"'{first.name}' cannot be part of a chain", command=first.name)
             return run_utility(first, inv.segments[0], opts, argv)
         chain = build_chain(inv.segments)
         helps = [b for b in chain if b.help]
@@ -137,7 +143,12 @@ def run_argv(argv: list[str]) -> int:
         print_results(results, chain, opts)
         return max((getattr(r, "exit_code", 0) for r in results), default=0)
     except OvsError as e:
-        sys.stderr.write(output.render_error(e))
+        shown = usage_report(e, argv)
+        if isinstance(shown, VmctlError):
+            fmt = fmt_for_errors if parsed else grammar_sketch(argv)[1] or fmt_for_errors
+            sys.stderr.write(output.render_error(shown, "json" if fmt == "json" else None))
+        else:
+            sys.stderr.write(output.render_error(e))
         return e.exit_code
     except VmctlError as e:
         sys.stderr.write(output.render_error(e, "json" if fmt_for_errors == "json" else None))
@@ -158,6 +169,40 @@ def run_argv(argv: list[str]) -> int:
             f"vmctl: INTERNAL_ERROR: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
         )
         return 1
+
+
+def grammar_sketch(argv: list[str]) -> tuple[str | None, str | None]:
+    from vmctl.cli.grammar import sketch
+
+    return sketch(argv)
+
+
+def usage_report(e: OvsError, argv: list[str]) -> OvsError | VmctlError:
+    """How a failure of the command line `argv` is shown: a usage error keeps ovs-vsctl's exact
+    form for an ovs-vsctl-style command (and when no command is named, as ovs-vsctl's getopt
+    layer does, unless -f json asks for JSON); for any other command, or a name that is no
+    command, it is an xe-style error with a stable code. Other ovs errors stay as they are."""
+    if not isinstance(e, UsageError):
+        return e
+    from vmctl.commands import load
+
+    name, fmt = grammar_sketch(argv)
+    name = e.command or name
+    if name is None:
+        json_asked = (fmt or os.environ.get("VMCTL_FORMAT")) == "json"
+        return e.xe_error() if json_asked else e
+    cmd = load().get(name)
+    if cmd is not None and cmd.style == "ovs":
+        return e
+    if cmd is None and any(
+        w.split("=")[0] in _OVS_ONLY_OPTIONS for w in (argv[: argv.index(name)] if name in argv else [])
+    ):
+        return e  # `--columns list bridge`: an unknown name after ovs-vsctl's own options
+    return e.xe_error()
+
+
+# command options only ovs-style commands take
+_OVS_ONLY_OPTIONS = {"--columns", "--inactivity-probe", "--real", "--fake", "--with-iface", "--fake-iface"}
 
 
 def run_utility(cmd, seg, opts: Options, argv: list[str]) -> int:

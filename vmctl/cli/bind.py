@@ -78,16 +78,21 @@ def bind(cmd: Command, seg: Segment) -> Bound:
     xa = parse_xe_args(args)
     b.fmt, b.minimal, b.no_headings, b.dry_run = xa.fmt, xa.minimal, xa.no_headings, xa.dry_run
     unknown: list[str] = []
+    values = list(xa.values)
     for key, val in xa.flags.items():
         if key == "--id" and cmd.creates:
             b.ref_id = val
             continue
         if key not in cmd.flags and key not in UNIVERSAL_FLAGS:
-            unknown.append(key)
+            arg = cmd.arg(key[2:])
+            if arg is not None and arg.type == "bool":  # cli.md §1: --flag is flag=true
+                values.append((arg.name, "true" if val is None else val))
+            else:
+                unknown.append(key)
             continue
         if val is None or units.parse_bool(val, key):
             b.flags.add(key[2:])
-    _bind_values(b, xa.values, unknown)
+    _bind_values(b, values, unknown)
     if b.fmt is not None and b.fmt not in FORMATS:
         raise VmctlError(
             "INVALID_VALUE",
@@ -223,8 +228,34 @@ def lookup(name: str) -> Command:
 
     cmd = load().get(name)
     if cmd is None:
-        raise UsageError(f"unknown command '{name}'; use --help for help")
+        raise unknown_command(name)
     return cmd
+
+
+def unknown_command(name: str) -> UsageError:
+    """ovs-vsctl's message, and for the xe form UNKNOWN_COMMAND with the closest names."""
+    import difflib
+
+    from vmctl.commands import load
+
+    def score(other: str) -> float:
+        return difflib.SequenceMatcher(None, name, other).ratio()
+
+    close = difflib.get_close_matches(name, list(load()), n=3, cutoff=0.6)
+    close = [c for c in close if score(c) >= score(close[0]) - 0.1]  # only the near-best
+    if close:
+        guess = " or ".join([", ".join(close[:-1]), close[-1]] if len(close) > 1 else close)
+        hint = f"did you mean {guess}? (vmctl --help lists every command)"
+    else:
+        hint = "vmctl --help lists every command"
+    params = [("name", name)] + ([("did-you-mean", ",".join(close))] if close else [])
+    return UsageError(
+        f"unknown command '{name}'; use --help for help",
+        code="UNKNOWN_COMMAND",
+        params=params,
+        hint=hint,
+        xe_message=f"There is no command {name!r}",
+    )
 
 
 def bind_gnu(cmd: Command, args: list[str]) -> dict:
@@ -262,17 +293,17 @@ def bind_gnu(cmd: Command, args: list[str]) -> dict:
             continue
         if not eq:
             if i + 1 >= len(words):
-                raise UsageError(f"{cmd.name}: argument {opt.name}: expected one argument")
+                raise UsageError(f"{cmd.name}: argument {opt.name}: expected one argument", command=cmd.name)
             value = words[i + 1]
             i += 1
         out[opt.name] = _gnu_value(cmd, opt, value)
         i += 1
     if extra:
-        raise UsageError(f"{cmd.name}: unrecognized arguments: {' '.join(extra)}")
+        raise UsageError(f"{cmd.name}: unrecognized arguments: {' '.join(extra)}", command=cmd.name)
     missing = [a.name for a in positional if a.required and a.name not in out]
     if missing:
         names = ", ".join(m.lower() for m in missing)
-        raise UsageError(f"{cmd.name}: the following arguments are required: {names}")
+        raise UsageError(f"{cmd.name}: the following arguments are required: {names}", command=cmd.name)
     return out
 
 
@@ -283,10 +314,13 @@ def _gnu_value(cmd: Command, arg, text: str) -> object:
             v = int(text)
         except ValueError:
             raise UsageError(
-                f"{cmd.name}: argument {arg.name}: {what} takes a whole number, not {text!r}"
+                f"{cmd.name}: argument {arg.name}: {what} takes a whole number, not {text!r}",
+                command=cmd.name,
             ) from None
         lo, hi = arg.bounds or (None, None)
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise UsageError(f"{cmd.name}: argument {arg.name}: {what} must be between {lo} and {hi}")
+            raise UsageError(
+                f"{cmd.name}: argument {arg.name}: {what} must be between {lo} and {hi}", command=cmd.name
+            )
         return v
     return text

@@ -240,7 +240,7 @@ def manpage() -> str:
         ("--minimal", "only the first field of every record, comma-separated"),
         ("--no-headings", "no header row"),
         ("--dry-run", "run, print, then roll back"),
-        ("--yes", "answer yes to confirmations"),
+        ("--yes", "answer yes to confirmations (also among an xe-style command's arguments)"),
         ("--oneline", "one line per ovs-style command output"),
         ("-q, --quiet", "no warnings"),
         ("-t, --timeout=SECS", "wait at most SECS for the inventory lock"),
@@ -274,6 +274,13 @@ def manpage() -> str:
         ".TP",
         "75",
         _roff("the inventory stayed locked past the timeout; retrying is safe"),
+        ".SH DIAGNOSTICS",
+        _roff(
+            "An xe-style failure is one line vmctl: CODE: message (what is wrong and what to do) plus "
+            'key: value lines; with -f json it is {"error": {...}} on standard error. Usage errors '
+            "have the codes USAGE and UNKNOWN_COMMAND (with the closest command names); for "
+            "ovs-style commands they print exactly ovs-vsctl's message."
+        ),
         ".SH ENVIRONMENT",
     ]
     for var, desc in (

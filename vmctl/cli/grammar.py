@@ -125,7 +125,11 @@ def parse_global(argv: list[str]) -> tuple[dict[str, object], dict[str, str | No
             else:
                 matches = [x for x in names if x.startswith(key)]
             if not matches:
-                raise UsageError(f"unrecognized option '{w}'")
+                raise UsageError(
+                    f"unrecognized option '{w}'",
+                    params=[("option", w)],
+                    hint="global options come before the command; vmctl --help lists them",
+                )
             if len(matches) > 1:
                 poss = " ".join(f"'--{m}'" for m in matches)
                 raise UsageError(f"option '--{key}' is ambiguous; possibilities: {poss}")
@@ -153,7 +157,11 @@ def parse_global(argv: list[str]) -> tuple[dict[str, object], dict[str, str | No
             ch = w[j]
             spec = SHORT_OPTIONS.get(ch)
             if spec is None:
-                raise UsageError(f"invalid option -- '{ch}'")
+                raise UsageError(
+                    f"invalid option -- '{ch}'",
+                    params=[("option", f"-{ch}")],
+                    hint="global options come before the command; vmctl --help lists them",
+                )
             name, kind = spec
             rest = w[j + 1 :]
             if kind == NO:
@@ -231,33 +239,79 @@ def check_command_options(seg: Segment, option_string: str) -> None:
                 break
             start = pos + 1
         if follow is None:
-            raise UsageError(f"'{seg.name}' command has no '{key}' option")
+            raise UsageError(f"'{seg.name}' command has no '{key}' option", command=seg.name)
         if follow == "=" and val is None:
-            raise UsageError(f"missing argument to '{key}' option on '{seg.name}' command")
+            raise UsageError(f"missing argument to '{key}' option on '{seg.name}' command", command=seg.name)
         if follow != "=" and val is not None:
-            raise UsageError(f"'{key}' option on '{seg.name}' does not accept an argument")
+            raise UsageError(f"'{key}' option on '{seg.name}' does not accept an argument", command=seg.name)
 
 
 def check_arg_count(seg: Segment, lo: int, hi: int | None) -> None:
     n = len(seg.args)
     if n < lo:
-        raise UsageError(f"'{seg.name}' command requires at least {lo} arguments")
+        raise UsageError(f"'{seg.name}' command requires at least {lo} arguments", command=seg.name)
     if hi is not None and n > hi:
         msg = f"'{seg.name}' command takes at most {hi} arguments"
         if any(a.startswith("-") for a in seg.args):
             msg += ' (note that options must precede command names and follow a "--" argument)'
-        raise UsageError(msg)
+        raise UsageError(msg, command=seg.name)
 
 
 def parse(argv: list[str]) -> Invocation:
-    for w in argv:
+    for n, w in enumerate(argv, 1):
         # bytes that are not UTF-8 arrive as lone surrogates (PEP 383)
         if any("\udc80" <= ch <= "\udcff" for ch in w):
-            raise UsageError("argument is not valid UTF-8")
+            shown = w.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise UsageError(
+                "argument is not valid UTF-8",
+                xe_message=f"Argument {n} is not valid UTF-8",
+                code="INVALID_VALUE",
+                params=[("name", f"argument {n}"), ("value", shown)],
+                hint="write arguments as UTF-8 text",
+            )
     opts, cmdopts, rest = parse_global(argv)
     if not rest and (opts.get("version") or opts.get("help") or opts.get("commands")):
         return Invocation(opts, [], cmdopts)
     return Invocation(opts, split_segments(rest, cmdopts), cmdopts)
+
+
+def sketch(argv: list[str]) -> tuple[str | None, str | None]:
+    """The first command name and the global output format an argv gives, read tolerantly:
+    for reporting an error found before or while parsing it (see vmctl.cli.app.usage_report)."""
+    kinds = dict(LONG_OPTIONS)
+    fmt = None
+    i = 0
+    while i < len(argv):
+        w = argv[i]
+        if w == "--" or w == "-" or not w.startswith("-"):
+            if w not in ("--", "-"):
+                return w, fmt
+            i += 1
+            continue
+        if w.startswith("--"):
+            key, eq, val = w[2:].partition("=")
+            names = [key] if key in kinds else [x for x in kinds if x.startswith(key)]
+            if len(names) == 1 and kinds[names[0]] == REQ and not eq:
+                val = argv[i + 1] if i + 1 < len(argv) else ""
+                i += 1
+            if names == ["format"]:
+                fmt = val
+            i += 1
+            continue
+        for j in range(1, len(w)):
+            name, kind = SHORT_OPTIONS.get(w[j], ("", NO))
+            if kind == REQ:
+                val = w[j + 1 :]
+                if not val:
+                    val = argv[i + 1] if i + 1 < len(argv) else ""
+                    i += 1
+                if name == "format":
+                    fmt = val
+                break
+            if kind == OPT:
+                break
+        i += 1
+    return None, fmt
 
 
 # --- xe-style arguments ------------------------------------------------------------------------------

@@ -50,9 +50,9 @@ FLAG_HELP = {
 def command_help(name: str) -> str:
     cmd = load().get(name)
     if cmd is None:
-        from vmctl.errors import UsageError
+        from vmctl.cli.bind import unknown_command
 
-        raise UsageError(f"unknown command '{name}'; use --help for help")
+        raise unknown_command(name)
     lines = [f"usage: vmctl {cmd.synopsis}", "", cmd.help]
     al = arg_lines(cmd)
     if al:

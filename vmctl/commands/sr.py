@@ -195,11 +195,10 @@ def sr_destroy(ctx: Ctx):
         return None
     dangling = _removal_checks(ctx, sr, "sr-destroy")
     n = len(storage.sr_vdis(ctx.txn, sr["uuid"]))
-    if not ctx.flag("yes"):  # --yes among the arguments, as well as before the command
-        ctx.confirm(
-            [f"SR {sr['uuid']} ({sr['name-label']}) with {n} VDI(s)"]
-            + [f"VBD {b['uuid']} of VM {b['vm']}" for b in dangling]
-        )
+    ctx.confirm(
+        [f"SR {sr['uuid']} ({sr['name-label']}) with {n} VDI(s)"]
+        + [f"VBD {b['uuid']} of VM {b['vm']}" for b in dangling]
+    )
     _remove_sr(ctx.txn, sr, dangling)
     return None
 

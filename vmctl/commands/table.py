@@ -222,10 +222,11 @@ class Ctx:
             raise
 
     def confirm(self, what: list[str]) -> None:
-        """model.md §0 Confirmation: --force / --yes skip; no terminal or a chain fails."""
+        """model.md §0 Confirmation: --force / --yes (before the command or among its arguments)
+        skip; no terminal or a chain fails."""
         from vmctl.errors import ConfirmationNeeded, VmctlError
 
-        if self.force or self.opts.get("yes") or self.confirmed:
+        if self.force or self.opts.get("yes") or self.flag("yes") or self.confirmed:
             return
         if self.chained or not self.opts.get("interactive"):
             raise VmctlError("CONFIRMATION_REQUIRED", params=[("command", self.cmd.name)])

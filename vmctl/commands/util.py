@@ -38,7 +38,11 @@ def _util(name: str, help: str, args: tuple[Arg, ...] = (), syntax: str = ""):
     "batch",
     "Run a YAML list of commands as one all-or-nothing transaction",
     (
-        Arg("FILE", required=True, help="the YAML file, or - for standard input"),
+        Arg(
+            "FILE",
+            required=True,
+            help="the YAML file, or - for standard input; a value keeps its text (0x1F, 012, yes stay as written)",
+        ),
         Arg("--continue-on-error", "bool", help="each item is its own transaction; exit 1 if any failed"),
         Arg("--dry-run", "bool", help="run everything, print what would be printed, then roll back"),
     ),
@@ -160,14 +164,63 @@ def item_words(idx: int, item) -> list[str]:
         if not isinstance(pos, list):
             raise _bad_item(idx, "args must be a list")
         for k, v in item.items():
-            if isinstance(v, bool):
-                v = "true" if v else "false"
-            elif isinstance(v, (list, dict)) or v is None:
+            text = _scalar_text(v)
+            if text is None:
                 raise _bad_item(idx, f"{k} must be a scalar")
-            words.append(f"{k}={v}")
+            words.append(f"{k}={text}")
         words.extend(str(a) for a in pos)
         return words
     raise _bad_item(idx, "an item is a command string or a mapping")
+
+
+def _scalar_text(value) -> str | None:
+    """A mapping value as command-line text. Plain scalars arrive as their source text (see
+    BatchLoader); an explicitly tagged bool, int or float is written as the command line writes
+    it; anything else (a list, a mapping, !!null, !!binary, !!timestamp) is not a value."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return None
+
+
+# A batch needs three levels (a list of mappings holding option and argument lists); deeper
+# input is refused before the parser's recursion could run out.
+MAX_DEPTH = 64
+
+
+def _loader():
+    """A YAML SafeLoader that keeps every plain scalar's source text: YAML 1.1's implicit types
+    would turn `name-label: 0x1F` into 31, `012` into 10, `12:30:00` into 45000, `yes` into
+    true and a MAC address into an integer, while every value becomes `key=value` text anyway.
+    Quoted scalars and explicit tags (`!!int 12`) mean what they say; merge keys still merge.
+    Nesting deeper than MAX_DEPTH is refused with a clear error."""
+    import yaml
+
+    class BatchLoader(yaml.SafeLoader):
+        yaml_implicit_resolvers = {
+            first: [(tag, rx) for tag, rx in resolvers if tag == "tag:yaml.org,2002:merge"]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+        depth = 0
+
+        def compose_node(self, parent, index):
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH:
+                    raise _TooDeep(self.peek_event().start_mark)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return BatchLoader
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark):
+        self.mark = mark
 
 
 def load_items(path: str) -> list:
@@ -188,7 +241,18 @@ def load_items(path: str) -> list:
             "INVALID_VALUE", "The batch file is not UTF-8 text", [("name", "file"), ("value", path)]
         ) from None
     try:
-        data = yaml.safe_load(text)
+        loader = _loader()(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except _TooDeep as e:
+        raise VmctlError(
+            "INVALID_VALUE",
+            f"The batch file is nested more than {MAX_DEPTH} levels deep at line {e.mark.line + 1}; "
+            "a batch is a list of command lines or mappings",
+            [("name", "file"), ("value", path), ("line", e.mark.line + 1)],
+        ) from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
@@ -214,7 +278,7 @@ def _segments(words: list[str]):
 
 def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
     from vmctl.cli import output
-    from vmctl.cli.app import print_results, runner
+    from vmctl.cli.app import print_results, runner, usage_report
     from vmctl.runner import build_chain, command_line
 
     items = load_items(path)
@@ -262,6 +326,7 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
                 print_results(results, chain, opts)
         except (VmctlError, OvsError) as e:
             failed = True
+            e = usage_report(e, words)
             if opts.fmt == "json":
                 if isinstance(e, VmctlError):
                     outputs.append(
@@ -274,7 +339,7 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
                         }
                     )
                 else:
-                    code = "USAGE" if isinstance(e, UsageError) else "OVS_ERROR"
+                    code = e.code if isinstance(e, UsageError) else "OVS_ERROR"
                     outputs.append({"error": {"code": code, "message": e.message, "params": {}}})
             sys.stderr.write(output.render_error(e))
     if opts.fmt == "json":

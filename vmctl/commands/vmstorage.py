@@ -415,11 +415,10 @@ def snapshot_uninstall(ctx: Ctx):
             others = [x for x in txn.select("vbd", vdi=d["uuid"]) if x["vm"] != snap["uuid"]]
             if not others:
                 owned.append(d)
-    if not ctx.flag("yes"):  # --yes among the arguments, as well as before the command
-        ctx.confirm(
-            [f"snapshot {snap['uuid']} ({snap['name-label']})"]
-            + [f"VDI {d['uuid']} ({d['name-label']})" for d in owned]
-        )
+    ctx.confirm(
+        [f"snapshot {snap['uuid']} ({snap['name-label']})"]
+        + [f"VDI {d['uuid']} ({d['name-label']})" for d in owned]
+    )
     _drop_snapshot(txn, snap)
     for d in owned:
         cur = txn.get("vdi", d["uuid"])

@@ -565,7 +565,17 @@ class Store:
         if not insp.has_table("meta"):
             return 0
         v = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "schema-version")).scalar()
-        return int(v) if v is not None else 0
+        if v is None:
+            return 0
+        text = str(v)
+        if not (text.isascii() and text.isdigit()):
+            raise VmctlError(
+                "DATABASE_ERROR",
+                "The inventory's schema version is not a number: the file was not written by vmctl "
+                "or is damaged; restore it from a backup or use another inventory (--db PATH)",
+                [("db", self.db), ("schema-version", text)],
+            )
+        return int(text)
 
     def _ensure_schema(self) -> None:
         try:
