@@ -42,7 +42,7 @@ FLAG_HELP = {
     "--paused": "end in the paused state",
     "--explain": (
         "print how the decision was made: each host's verdict for a placement, the plan of a "
-        "migration, evacuation or rebalance, the bytes a copy moves"
+        "migration, evacuation or rebalance, the bytes a copy moves; changes nothing (implies --dry-run)"
     ),
 }
 
