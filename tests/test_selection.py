@@ -166,3 +166,88 @@ def test_fast_path_leaves_bad_filter_values_to_the_normal_path(lab: Inventory) -
 
     for argv in (["vm-list", "power-state=bogus"], ["vm-list", "resident-on=nohost"], ["vdi-list", "sr=@x"]):
         assert fastpath.try_run(["--db", str(lab.db), *argv]) is None, argv
+
+
+# --- selector keys: the class key and uuid= ------------------------------------------------------------
+# {k} is the key naming the command's object; each line runs once as the class key, once as uuid=.
+SPELLED = [
+    ("vm", "vm-start {k}=web1 --dry-run"),
+    ("vm", "vm-shutdown {k}=db1 --force --dry-run"),
+    ("vm", "vm-migrate {k}=db1 host=h2 --dry-run"),
+    ("vm", "vm-clone {k}=web1 new-name-label=c --dry-run"),
+    ("vm", "vm-destroy {k}=web1 --dry-run"),
+    ("vm", "vm-param-get {k}=web1 param-name=vcpus"),
+    ("vm", "vm-param-set {k}=web1 vcpus=3 --dry-run"),
+    ("vm", "vm-memory-set {k}=web1 memory=1GiB --dry-run"),
+    ("host", "host-disable {k}=h2 --dry-run"),
+    ("host", "host-evacuate {k}=h1 --dry-run"),
+    ("host", "host-declare-dead {k}=h2 --dry-run"),
+    ("host", "host-param-get {k}=h1 param-name=address"),
+    ("pool", "pool-rebalance {k}=p1 --dry-run"),
+    ("pool", "pool-param-get {k}=p1 param-name=default-sr"),
+    ("sr", "sr-scan {k}=nfs --dry-run"),
+    ("sr", "sr-param-list {k}=lvm2 params=name-label,type"),
+    ("vdi", "vdi-resize {k}=d1 disk-size=2GiB --dry-run"),
+    ("vdi", "vdi-copy {k}=d1 sr-uuid=lvm2 --dry-run"),
+    ("vdi", "vdi-destroy {k}=d2 --dry-run"),
+]
+
+
+@pytest.mark.parametrize("cls,line", SPELLED, ids=[line.split()[0] for _, line in SPELLED])
+def test_single_object_commands_take_the_class_key_and_uuid(lab: Inventory, cls: str, line: str) -> None:
+    import re
+
+    from cli_helpers import cli
+
+    uuid_re = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    outs = []
+    for key in (cls, "uuid"):
+        r = cli(lab.db, *line.format(k=key).split())
+        assert r.returncode == 0, f"{line.format(k=key)}: {r.stderr}"
+        outs.append(uuid_re.sub("UUID", r.stdout))  # a dry-run clone's new uuid differs
+    assert outs[0] == outs[1]
+
+
+def test_the_real_executable_takes_both_spellings(lab: Inventory) -> None:
+    lab.ok("vm-start", "uuid=web1")
+    lab.ok("vdi-resize", "vdi=d1", "disk-size=2GiB")
+    assert lab.ok("vm-param-get", "vm=web1", "param-name=power-state").strip() == "running"
+    assert lab.ok("vdi-param-get", "vdi=d1", "param-name=virtual-size").strip() == str(2 * 1024**3)
+    lab.ok("vm-shutdown", "uuid=web1", "--force", "--", "vm-destroy", "vm=web1")
+    assert lab.ok("vm-list", "name-label=web1", "--minimal").strip() == ""
+
+
+def test_both_spellings_at_once_fail(lab: Inventory) -> None:
+    before = lab.snapshot()
+    r = lab.fail("vm-start", "vm=web1", "uuid=web1", code="DUPLICATE_PARAMETER")
+    assert r.err.splitlines()[0] == (
+        "vmctl: DUPLICATE_PARAMETER: vm-start takes vm= or uuid=, not both: they name the same object"
+    )
+    lab.fail("vm-destroy", "uuid=web1", "vm=web1", code="DUPLICATE_PARAMETER")
+    lab.fail("vdi-resize", "vdi=d1", "uuid=d2", "disk-size=2GiB", code="DUPLICATE_PARAMETER")
+    assert lab.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "line,key",
+    [
+        ("vm-start host=h1", "host"),
+        ("vm-start sr=nfs", "sr"),
+        ("vm-shutdown vm=db1 bogus=1", "bogus"),
+        ("vm-destroy sr=nfs", "sr"),
+        ("vdi-resize vm=web1 disk-size=2GiB", "vm"),
+        ("host-disable vm=web1", "vm"),
+        ("vm-param-get host=h1 param-name=vcpus", "host"),
+    ],
+)
+def test_a_wrong_key_is_an_unknown_parameter(lab: Inventory, line: str, key: str) -> None:
+    r = lab.fail(*line.split(), code="UNKNOWN_PARAMETER")
+    assert r.err.splitlines()[0] == f"vmctl: UNKNOWN_PARAMETER: {line.split()[0]} does not take {key}"
+
+
+def test_help_lists_both_spellings(lab: Inventory) -> None:
+    assert lab.ok("help", "vm-start").splitlines()[0].startswith("usage: vmctl vm-start [vm=VM|uuid=VM]")
+    assert (
+        lab.ok("help", "vm-destroy").splitlines()[0].startswith("usage: vmctl vm-destroy uuid=UUID|vm=UUID")
+    )
+    assert "  uuid=|vdi=" in lab.ok("vdi-resize", "--help")

@@ -89,10 +89,11 @@ def completion_data() -> str:
             for a in c.args:
                 if a.type == "map":
                     continue
-                keys.append(a.name + "=")
                 kind = _value_kind(c, a)
-                if kind:
-                    values[a.name] = kind
+                for key in [a.name] + [k for k, v in c.aliases.items() if v == a.name]:
+                    keys.append(key + "=")
+                    if kind:
+                        values[key] = kind
             cls = c.list_of or c.selector or (c.fields_of if c.fields_of not in (None, "*") else None)
             if cls:
                 for f in CLASSES[cls].fields.values():
