@@ -89,11 +89,14 @@ def completion_data() -> str:
             for a in c.args:
                 if a.type == "map":
                     continue
+                keys.append(a.name + "=")
                 kind = _value_kind(c, a)
-                for key in [a.name] + [k for k, v in c.aliases.items() if v == a.name]:
-                    keys.append(key + "=")
-                    if kind:
-                        values[key] = kind
+                if kind:
+                    values[a.name] = kind
+            for alias, target in c.aliases.items():  # the other spelling, after the declared ones
+                keys.append(alias + "=")
+                if target in values:
+                    values[alias] = values[target]
             cls = c.list_of or c.selector or (c.fields_of if c.fields_of not in (None, "*") else None)
             if cls:
                 for f in CLASSES[cls].fields.values():
