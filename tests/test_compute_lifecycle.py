@@ -367,7 +367,9 @@ def test_vm_place_explain_and_limit(small: Path) -> None:
     assert lines[-1].startswith("chosen ") and "policy balanced; seed 0; 2 of 2 hosts feasible" in lines[-1]
     r = cli(small, "vm-start", "vm=web1", "--explain")
     assert r.returncode == 0 and r.stdout.splitlines()[-1].startswith("chosen ")
-    assert vm_row(small, "web1")["resident-on"] == host
+    assert vm_row(small, "web1")["resident-on"] == ""  # --explain only explains
+    r = cli(small, "vm-start", "vm=web1")
+    assert r.returncode == 0 and vm_row(small, "web1")["resident-on"] == host
     r = cli(small, "vm-place", "vm=big")
     assert r.returncode == 1 and "NO_HOSTS_AVAILABLE" in r.stderr
 

@@ -313,6 +313,9 @@ def test_host_fail_without_ha_halts_everything(ha3: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].split() == ["vm", "name-label", "priority", "result", "host/code"]
     assert all(line.split()[3] == "halted" for line in r.stdout.splitlines()[1:])
+    assert all(vm(ha3, n)["power-state"] == "running" for n in "abce")  # --explain only explains
+    r = cli(ha3, "host-fail", "host=h1,h2")
+    assert r.returncode == 0 and r.stdout == "", r.stderr
     assert all(vm(ha3, n)["power-state"] == "halted" for n in "abce")
     assert vm(ha3, "d")["power-state"] == "running"
     assert db_problems(ha3) == []

@@ -35,6 +35,7 @@ class Ref:
 MESSAGES: dict[str, str] = {
     "MISSING_PARAMETER": "A required parameter is missing",
     "UNKNOWN_PARAMETER": "The command does not take this parameter; vmctl help COMMAND lists its parameters",
+    "DUPLICATE_PARAMETER": "The same parameter is given under two names; give it once",
     "INVALID_VALUE": "The value given is invalid",
     "UUID_INVALID": "No object of that class has this uuid or name-label",
     "MULTIPLE_MATCHES": "The name matches several objects; use a uuid or --multiple",

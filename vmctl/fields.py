@@ -78,7 +78,8 @@ def parse_params(cls: str, text: str, default: list[str]) -> list[str]:
 
 
 def parse_filters(cls: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str | None, str]]:
-    """`field=value`, `map:key=value`, `tags:contains=x` -> (field, key, value)."""
+    """`field=value`, `map:key=value`, `tags:contains=x` -> (field, key, value). An enum field's
+    value must be one of its members (INVALID_VALUE lists them)."""
     out = []
     for k, v in pairs:
         key = None
@@ -87,8 +88,37 @@ def parse_filters(cls: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str
         f = lookup_field(cls, k)
         if key is not None and f.kind == "scalar":
             raise unknown_field(cls, f"{k}:{key}")
+        if f.type == "enum" and key is None:
+            units.parse_scalar("enum", v, f.name, f.values)
         out.append((f.name, key, v))
     return out
+
+
+def ref_filter(f: Field, key: str | None, value: object) -> bool:
+    """Does this filter name objects of f's class: `ref=NAME` or `set-of-refs:contains=NAME`?"""
+    if not isinstance(value, str) or value == "" or f.ref_class is None:
+        return False
+    return (f.is_ref and key is None) or (f.kind == "set" and key == "contains")
+
+
+def resolve_filters(cls: str, filters, lookup) -> list:
+    """Filters on reference fields name objects as any object argument does (uuid, name-label or
+    @name): their value becomes the frozenset of the uuids it names, from lookup(class, text), which
+    fails (UUID_INVALID) when it names nothing. A name several objects share selects rows
+    referring to any of them. `ref=` (empty) still selects rows that refer to nothing."""
+    out = []
+    for name, key, want in filters:
+        if ref_filter(CLASSES[cls].fields[name], key, want):
+            want = frozenset(lookup(CLASSES[cls].fields[name].ref_class, want))
+        out.append((name, key, want))
+    return out
+
+
+def txn_filters(txn, cls: str, filters) -> list:
+    """resolve_filters with the transaction's resolution (uuid, name-label, @name)."""
+    return resolve_filters(
+        cls, filters, lambda rc, text: [r["uuid"] for r in txn.resolve(rc, text, multiple=True)]
+    )
 
 
 def matches(cls: str, row: dict, filters) -> bool:
@@ -98,6 +128,10 @@ def matches(cls: str, row: dict, filters) -> bool:
     for name, key, want in filters:
         f = c.fields[name]
         have = row.get(name)
+        if isinstance(want, frozenset):  # a resolved reference filter
+            if not (want.intersection(have) if f.kind == "set" else have in want):
+                return False
+            continue
         if key is not None:
             if f.kind == "set":
                 if key != "contains" or want not in have:

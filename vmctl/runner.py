@@ -9,6 +9,7 @@ journal entry. The first failure anywhere ends everything with nothing committed
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from collections.abc import Callable
@@ -91,6 +92,9 @@ class Runner:
         for b in chain:
             if b.cmd.precheck is not None:
                 b.cmd.precheck(b.seg)
+        if self.opts.explain or any("explain" in b.flags for b in chain):
+            # --explain only explains: the chain runs as a dry run, rolled back, no journal entry
+            self.opts = dataclasses.replace(self.opts, explain=True, dry_run=True)
         write = any(b.cmd.rw for b in chain)
         chained = self.chained if self.chained is not None else len(chain) > 1
         confirmed = False

@@ -11,7 +11,7 @@ from vmctl import hooks
 from vmctl.admission import admit
 from vmctl.commands.table import Ctx
 from vmctl.errors import VmctlError
-from vmctl.fields import hidden_filter, matches
+from vmctl.fields import hidden_filter, matches, txn_filters
 from vmctl.model import CLASSES
 
 MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
@@ -153,7 +153,8 @@ def select_vms(ctx: Ctx) -> list[dict]:
         need = {f for f in filter_fields if not CLASSES["vm"].fields[f].stored}
         if need:
             derived.fill(txn, "vm", rows, need)
-        rows = [r for r in rows if matches("vm", r, ctx.filters)]
+        filters = txn_filters(txn, "vm", ctx.filters)
+        rows = [r for r in rows if matches("vm", r, filters)]
     if not rows:
         raise VmctlError("UUID_INVALID", f"No VM matches {shown}", [("class", "vm"), ("value", shown)])
     if len(rows) > 1 and not ctx.flag("multiple"):

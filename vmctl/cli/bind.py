@@ -108,8 +108,15 @@ def _bind_values(b: Bound, values, unknown: list[str]) -> None:
     (vmctl/api.py), which a declared argument takes as it is once its type is checked."""
     cmd = b.cmd
     pending: list[tuple] = []
+    spelled: dict[str, str] = {}  # argument -> the first name it was given under
+    twice: list[tuple[str, str]] = []
     for key, val in values:
         key = ALIASES.get(key, key)
+        if key in cmd.aliases or (cmd.aliases and key in cmd.aliases.values()):
+            name = cmd.aliases.get(key, key)
+            if spelled.setdefault(name, key) != key:
+                twice.append((spelled[name], key))
+            key = name
         text = val if isinstance(val, str) else _text(val)
         b.raw_pairs.append((key, text))
         mkey = None
@@ -123,7 +130,7 @@ def _bind_values(b: Bound, values, unknown: list[str]) -> None:
             else:
                 pending.append((arg, val))
             b.raw[key] = text
-        elif cmd.list_of or cmd.selector:
+        elif cmd.list_of or (cmd.selector and _is_field(cmd.selector, base)):
             b.raw[key] = text
             pending.append(("filter", key, text))
         elif cmd.fields_of:
@@ -133,6 +140,8 @@ def _bind_values(b: Bound, values, unknown: list[str]) -> None:
         else:
             unknown.append(key)
     missing = [a.name for a in cmd.args if a.required and a.name not in b.raw and a.name not in b.maps]
+    if missing and unknown and missing[0] in cmd.aliases.values():
+        missing = []  # the object named with a key the command does not take: say so (below)
     if missing:
         raise VmctlError(
             "MISSING_PARAMETER", f"The parameter {missing[0]} is required", [("name", missing[0])]
@@ -140,6 +149,13 @@ def _bind_values(b: Bound, values, unknown: list[str]) -> None:
     if unknown:
         raise VmctlError(
             "UNKNOWN_PARAMETER", f"{cmd.name} does not take {unknown[0]}", [("name", unknown[0])]
+        )
+    if twice:
+        first, second = twice[0]
+        raise VmctlError(
+            "DUPLICATE_PARAMETER",
+            f"{cmd.name} takes {first}= or {second}=, not both: they name the same object",
+            [("name", second), ("same-as", first)],
         )
     filt_pairs = []
     for item in pending:
@@ -158,6 +174,11 @@ def _bind_values(b: Bound, values, unknown: list[str]) -> None:
         from vmctl.fields import parse_filters
 
         b.filters = parse_filters(cmd.list_of or cmd.selector, filt_pairs)
+
+
+def _is_field(cls: str, name: str) -> bool:
+    """Is name a field of cls (a selector's filter), not a word the command does not take?"""
+    return ALIASES.get(name, name) in CLASSES[cls].fields
 
 
 # The Python types a declared argument takes from the API, by argument type (else text).

@@ -93,6 +93,10 @@ def completion_data() -> str:
                 kind = _value_kind(c, a)
                 if kind:
                     values[a.name] = kind
+            for alias, target in c.aliases.items():  # the other spelling, after the declared ones
+                keys.append(alias + "=")
+                if target in values:
+                    values[alias] = values[target]
             cls = c.list_of or c.selector or (c.fields_of if c.fields_of not in (None, "*") else None)
             if cls:
                 for f in CLASSES[cls].fields.values():

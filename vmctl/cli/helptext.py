@@ -16,6 +16,7 @@ def arg_lines(cmd) -> list[tuple[str, str]]:
             out.append((a.name, a.help))
             continue
         term = f"{a.name}:KEY=VALUE" if a.type == "map" else f"{a.name}="
+        term += "".join(f"|{k}=" for k, v in cmd.aliases.items() if v == a.name)
         req = "required" if a.required else "optional"
         desc = a.help or ""
         if a.values:
@@ -42,7 +43,7 @@ FLAG_HELP = {
     "--paused": "end in the paused state",
     "--explain": (
         "print how the decision was made: each host's verdict for a placement, the plan of a "
-        "migration, evacuation or rebalance, the bytes a copy moves"
+        "migration, evacuation or rebalance, the bytes a copy moves; changes nothing (implies --dry-run)"
     ),
 }
 
@@ -131,6 +132,7 @@ def commands_json() -> str:
                     "style": c.style,
                     "required": [a.name for a in c.args if a.required],
                     "optional": [a.name for a in c.args if not a.required],
+                    "aliases": dict(c.aliases),
                     "flags": list(c.flags) if c.style != "ovs" else [o for o in c.options.split(",") if o],
                 }
             )

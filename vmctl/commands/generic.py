@@ -14,6 +14,7 @@ from vmctl.fields import (
     matches,
     parse_params,
     parse_value,
+    txn_filters,
 )
 from vmctl.model import CLASSES, SNAPSHOT_COLUMNS, TEMPLATE_COLUMNS
 
@@ -34,7 +35,7 @@ def sort_rows(rows: list[dict], cls: str) -> list[dict]:
 
 def list_rows(ctx: Ctx, cls: str, view: str, default_columns) -> Records:
     txn = ctx.txn
-    filters = ctx.filters
+    filters = txn_filters(txn, cls, ctx.filters)
     fields = (
         parse_params(cls, ctx.a["params"], list(default_columns))
         if "params" in ctx.a

@@ -47,6 +47,10 @@ class Command:
     # called with the parsed segment before any transaction opens (ovs table/column names,
     # network.md §2.3): a chain that names a bad column fails before it touches the inventory
     precheck: Callable | None = None
+    # other spellings of an argument: {"uuid": "vm"} (vm-start) or {"vm": "uuid"} (vm-destroy).
+    # Filled in by register(): a command acting on one object of its class takes the class key
+    # and uuid= for it; giving both fails DUPLICATE_PARAMETER.
+    aliases: dict[str, str] = field(default_factory=dict)
 
     @property
     def chainable(self) -> bool:
@@ -80,6 +84,8 @@ class Command:
                 w = f"{a.name}:KEY=VALUE..."
             else:
                 w = f"{a.name}={v}"
+            for alias in (k for k, v in self.aliases.items() if v == a.name):
+                w += f"|{alias}={v}"
             words.append(w if a.required else f"[{w}]")
         if self.fields_of:
             words.append("[FIELD=VALUE...]")
@@ -105,7 +111,31 @@ def command(name: str, help: str, **kw) -> Callable:
 def register(cmd: Command) -> None:
     if cmd.name in COMMANDS:
         raise ValueError(f"command {cmd.name} declared twice")
+    if cmd.style == "xe" and not cmd.list_of:
+        cmd.aliases = {**object_aliases(cmd), **cmd.aliases}
     COMMANDS[cmd.name] = cmd
+
+
+def object_class(name: str) -> str | None:
+    """The class a command is named after: `vm-group` for vm-group-destroy, `vm` for vm-start."""
+    from vmctl.model import CLASSES
+
+    hits = [c for c in CLASSES if name.startswith(c + "-")]
+    return max(hits, key=len) if hits else None
+
+
+def object_aliases(cmd: Command) -> dict[str, str]:
+    """The other spelling of the argument naming the one object of its class a command acts on:
+    the class key for `uuid=`, `uuid=` for the class key (cli.md §2: `vm-destroy vm=` and
+    `vm-start uuid=` as well as `vm-destroy uuid=` and `vm-start vm=`)."""
+    cls = object_class(cmd.name)
+    if cls is None:
+        return {}
+    for a in cmd.args:
+        if a.name in ("uuid", cls) and a.type in ("uuid", f"ref:{cls}"):
+            other = cls if a.name == "uuid" else "uuid"
+            return {} if cmd.arg(other) is not None else {other: a.name}
+    return {}
 
 
 # --- results ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 from vmctl import derived, xenet
 from vmctl.commands.table import Arg, Ctx, Records, Value, command
 from vmctl.errors import VmctlError
-from vmctl.fields import extra_fields, matches, parse_params
+from vmctl.fields import extra_fields, matches, parse_params, txn_filters
 from vmctl.model import CLASSES
 from vmctl.units import generated_mac, normalise_mac
 from vmctl.vms import bad_power_state
@@ -224,6 +224,7 @@ def vm_vif_list(ctx: Ctx):
     rows = txn.select("vif", vm=vm["uuid"])
     if ctx.filters:
         derived.fill(txn, "vif", rows, {f for f, _, _ in ctx.filters if not CLASSES["vif"].fields[f].stored})
-        rows = [r for r in rows if matches("vif", r, ctx.filters)]
+        filters = txn_filters(txn, "vif", ctx.filters)
+        rows = [r for r in rows if matches("vif", r, filters)]
     derived.fill(txn, "vif", rows, [f for f in fields if not CLASSES["vif"].fields[f].stored])
     return Records("vif", sorted(rows, key=lambda r: (r["device"], r["uuid"])), fields)

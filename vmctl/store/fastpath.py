@@ -158,6 +158,9 @@ def _list(conn, c, view, pairs, show_all, default, fmt, g) -> int | None:
         if ":" in k:
             return None
         filters.append((k, None, v))
+    filters = _resolve(conn, c, filters)
+    if filters is None:
+        return None
     if g["minimal"]:
         fields = fields[:1]  # --minimal prints only the first field: derived later ones do not matter
     if not filters and fmt in ("json", "csv", "tsv") or (not filters and g["minimal"]):
@@ -204,6 +207,33 @@ def _list(conn, c, view, pairs, show_all, default, fmt, g) -> int | None:
         rows.sort(key=lambda r: r["uuid"])
     sys.stdout.write(render_records(c.name, rows, fields, fmt, g["minimal"], g["no_headings"]))
     return 0
+
+
+def _resolve(conn, c, filters):
+    """Filters as the normal path checks and resolves them (fields.parse_filters and
+    resolve_filters), or None when only the normal path can: an unknown field, an enum value that
+    is not a member (the error), a reference naming nothing (the error) or an @name."""
+    from vmctl.fields import resolve_filters
+    from vmctl.model import CLASSES
+
+    for name, _, v in filters:
+        f = c.fields.get(name)
+        if f is None or (f.type == "enum" and v not in f.values) or (f.is_ref and v.startswith("@")):
+            return None
+
+    def lookup(cls: str, text: str) -> list[str]:
+        rc = CLASSES[cls]
+        hits = conn.execute(f'SELECT uuid FROM "{rc.table}" WHERE uuid = ?', (text,)).fetchall()
+        if not hits and rc.named:
+            hits = conn.execute(f'SELECT uuid FROM "{rc.table}" WHERE name_label = ?', (text,)).fetchall()
+        if not hits:
+            raise LookupError(text)
+        return [h[0] for h in hits]
+
+    try:
+        return resolve_filters(c.name, filters, lookup)
+    except LookupError:
+        return None
 
 
 _HIDDEN_SQL = {
