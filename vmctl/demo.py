@@ -41,7 +41,7 @@ def run(opts, pools: int, hosts: int, vms: int, seed: int, argv: list[str]) -> i
             raise VmctlError(
                 "INVENTORY_NOT_EMPTY",
                 "The inventory already holds pools; use --db PATH for a new file",
-                [("db", store.db)],
+                [("db", store.shown_db)],
             )
         o = {"yes": True, "quiet": True}
         pool_uuids = []

@@ -44,8 +44,11 @@ class Options:
 
 
 def command_line(argv: list[str]) -> str:
-    """What the journal records as the command line."""
-    return "vmctl " + shlex.join(argv) if argv else "vmctl"
+    """What the journal records as the command line: credentials in a database URL (an
+    argument of --db or any other word) are replaced by `***` (vmctl/redact.py)."""
+    from vmctl.redact import redact_words
+
+    return "vmctl " + shlex.join(redact_words(argv)) if argv else "vmctl"
 
 
 def build_chain(segments: list[Segment]) -> list[Bound]:

@@ -248,24 +248,41 @@ def _access_label(cls: str, name: str) -> str:
 
 # --- errors ----------------------------------------------------------------------------------------------
 def render_error(err: BaseException, fmt: str | None = None) -> str:
+    """The error as printed; credentials of any URL in it are replaced by `***`
+    (vmctl/redact.py: never print a password, whoever raised the error)."""
+    from vmctl.redact import redact
+
     if isinstance(err, OvsError):
-        return "" if err.message is None else f"vmctl: {err.message}\n"
+        return "" if err.message is None else f"vmctl: {redact(err.message)}\n"
     assert isinstance(err, VmctlError)
     if fmt == "json":
-        params = {k: jsonable(v) for k, v in err.params}
+        params = {k: redacted_data(jsonable(v)) for k, v in err.params}
         return (
             json_safe(
                 json.dumps(
-                    {"error": {"code": err.code, "message": err.message, "params": params}},
+                    {"error": {"code": err.code, "message": redact(err.message), "params": params}},
                     ensure_ascii=False,
                 )
             )
             + "\n"
         )
-    lines = [f"vmctl: {err.code}: {escape_controls(err.message)}"]
+    lines = [f"vmctl: {err.code}: {escape_controls(redact(err.message))}"]
     for k, v in err.params:
-        lines.append(f"  {k}: {text(v)}")
+        lines.append(f"  {k}: {redact(text(v))}")
     return "\n".join(lines) + "\n"
+
+
+def redacted_data(v):
+    """JSON data with the credentials of every URL in its strings replaced."""
+    from vmctl.redact import redact
+
+    if isinstance(v, str):
+        return redact(v)
+    if isinstance(v, list):
+        return [redacted_data(x) for x in v]
+    if isinstance(v, dict):
+        return {k: redacted_data(x) for k, x in v.items()}
+    return v
 
 
 def isatty(stream) -> bool:

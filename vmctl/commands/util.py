@@ -279,6 +279,7 @@ def _segments(words: list[str]):
 def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
     from vmctl.cli import output
     from vmctl.cli.app import print_results, runner, usage_report
+    from vmctl.redact import redact_words
     from vmctl.runner import build_chain, command_line
 
     items = load_items(path)
@@ -299,7 +300,7 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
             return 0
         if any(b.dry_run for b in chain):
             opts.dry_run = True
-        text = head + "".join("\n  " + shlex.join(w) for w, _ in per_item)
+        text = head + "".join("\n  " + shlex.join(redact_words(w)) for w, _ in per_item)
         results = runner(opts, text, chained=True).run(chain)
         if opts.fmt == "json":
             sys.stdout.write(
@@ -319,7 +320,9 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
                 raise chain
             # an item's own --dry-run makes that item a dry run (cli.md §5: it acts as the global option)
             item_opts = dataclasses.replace(opts, dry_run=opts.dry_run or any(b.dry_run for b in chain))
-            results = runner(item_opts, f"{head}\n  {shlex.join(words)}", chained=len(chain) > 1).run(chain)
+            results = runner(
+                item_opts, f"{head}\n  {shlex.join(redact_words(words))}", chained=len(chain) > 1
+            ).run(chain)
             if opts.fmt == "json":
                 outputs.extend(output.result_data(r) for r in results)
             else:
@@ -330,17 +333,21 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
             if opts.fmt == "json":
                 if isinstance(e, VmctlError):
                     outputs.append(
-                        {
-                            "error": {
-                                "code": e.code,
-                                "message": e.message,
-                                "params": {k: output.jsonable(v) for k, v in e.params},
+                        output.redacted_data(
+                            {
+                                "error": {
+                                    "code": e.code,
+                                    "message": e.message,
+                                    "params": {k: output.jsonable(v) for k, v in e.params},
+                                }
                             }
-                        }
+                        )
                     )
                 else:
                     code = e.code if isinstance(e, UsageError) else "OVS_ERROR"
-                    outputs.append({"error": {"code": code, "message": e.message, "params": {}}})
+                    outputs.append(
+                        output.redacted_data({"error": {"code": code, "message": e.message, "params": {}}})
+                    )
             sys.stderr.write(output.render_error(e))
     if opts.fmt == "json":
         sys.stdout.write(output.json_safe(json.dumps(outputs, indent=2, ensure_ascii=False)) + "\n")

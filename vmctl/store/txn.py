@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from vmctl.errors import BusyError, Ref, VmctlError
 from vmctl.model import CLASSES, ObjClass
+from vmctl.redact import redact, redact_word
 from vmctl.store import schema
 from vmctl.units import UuidSource, is_uuid
 
@@ -54,7 +55,10 @@ def current_user() -> str:
 
 
 def _db_error(exc: BaseException, db: str) -> VmctlError:
+    """A database failure as DATABASE_ERROR (or BusyError); `db` is the inventory as it may be
+    printed (credentials masked, see Store.shown_db), and so is the driver's message."""
     msg = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    msg = redact(msg)
     low = msg.lower()
     if "locked" in low or "lock timeout" in low or "canceling statement due to lock timeout" in low:
         return BusyError(0)
@@ -458,6 +462,7 @@ class Txn:
         self.warn_raw(f"vmctl: warning: {text}")
 
     def warn_raw(self, line: str) -> None:
+        line = redact(line)
         self.warnings.append(line)
         cb = self.store.on_warning
         if cb is not None:
@@ -489,6 +494,7 @@ class Store:
         on_warning=None,
     ):
         self.db = db or default_db()
+        self.shown_db = redact_word(self.db)  # the inventory as printed: never a password
         self.timeout = float(timeout)
         self.dry_run = dry_run
         self.uuids = uuids or UuidSource()
@@ -505,21 +511,21 @@ class Store:
             url = db
             if url.startswith("postgresql://"):
                 url = "postgresql+psycopg://" + url[len("postgresql://") :]
-            if url.startswith("sqlite"):
-                eng = sa.create_engine(url)
-                self._sqlite_events(eng)
-                return eng
             try:
+                if url.startswith("sqlite"):
+                    eng = sa.create_engine(url)
+                    self._sqlite_events(eng)
+                    return eng
                 return sa.create_engine(url, isolation_level="SERIALIZABLE", pool_pre_ping=False)
             except (SQLAlchemyError, ImportError, ValueError) as exc:
                 raise VmctlError(
                     "DATABASE_ERROR",
                     "Cannot use that database URL",
-                    [("db", db), ("reason", str(exc).splitlines()[0])],
+                    [("db", self.shown_db), ("reason", redact(str(exc).splitlines()[0]))],
                 ) from None
         path = Path(db)
         if path.is_dir():
-            raise VmctlError("DATABASE_ERROR", "The inventory path is a directory", [("db", db)])
+            raise VmctlError("DATABASE_ERROR", "The inventory path is a directory", [("db", self.shown_db)])
         if not path.exists():
             if self.dry_run:
                 # A dry run never creates the inventory file: work on an empty in-memory one.
@@ -533,7 +539,7 @@ class Store:
                 raise VmctlError(
                     "DATABASE_ERROR",
                     "Cannot create the inventory directory",
-                    [("db", db), ("reason", exc.strerror or str(exc))],
+                    [("db", self.shown_db), ("reason", exc.strerror or str(exc))],
                 ) from None
         eng = sa.create_engine(f"sqlite:///{path}")
         self._sqlite_events(eng)
@@ -573,7 +579,7 @@ class Store:
                 "DATABASE_ERROR",
                 "The inventory's schema version is not a number: the file was not written by vmctl "
                 "or is damaged; restore it from a backup or use another inventory (--db PATH)",
-                [("db", self.db), ("schema-version", text)],
+                [("db", self.shown_db), ("schema-version", text)],
             )
         return int(text)
 
@@ -583,13 +589,17 @@ class Store:
                 version = self._schema_version(conn)
                 conn.rollback()
         except SQLAlchemyError as exc:
-            raise _db_error(exc, self.db) from None
+            raise _db_error(exc, self.shown_db) from None
         if version == schema.SCHEMA_VERSION:
             return
         if version > schema.SCHEMA_VERSION:
             raise VmctlError(
                 "SCHEMA_TOO_NEW",
-                params=[("db", self.db), ("schema-version", version), ("supported", schema.SCHEMA_VERSION)],
+                params=[
+                    ("db", self.shown_db),
+                    ("schema-version", version),
+                    ("supported", schema.SCHEMA_VERSION),
+                ],
             )
         if self.dry_run and not self.memory:
             # Never upgrade (or create) the real file in a dry run: copy it to memory first.
@@ -619,7 +629,7 @@ class Store:
             try:
                 conn = self.engine.connect()
             except SQLAlchemyError as exc:
-                raise _db_error(exc, self.db) from None
+                raise _db_error(exc, self.shown_db) from None
             try:
                 if self.dialect == "sqlite":
                     conn.info["vmctl_begin"] = "BEGIN IMMEDIATE" if write else "BEGIN"
@@ -633,7 +643,7 @@ class Store:
                 break
             except DBAPIError as exc:
                 conn.close()
-                err = _db_error(exc, self.db)
+                err = _db_error(exc, self.shown_db)
                 if isinstance(err, BusyError):
                     if time.monotonic() >= deadline:
                         raise BusyError(self.timeout) from None
@@ -657,7 +667,7 @@ class Store:
             try:
                 return self._run_once(fn, write, finish)
             except DBAPIError as exc:
-                err = _db_error(exc, self.db)
+                err = _db_error(exc, self.shown_db)
                 retryable = isinstance(err, BusyError) or _is_serialization_failure(exc)
                 if retryable and time.monotonic() < deadline:
                     time.sleep(0.05)
@@ -684,6 +694,9 @@ class Store:
     # --- journal -----------------------------------------------------------------------------------
     def append_journal(self, txn: Txn, command: str) -> int:
         t = schema.journal
+        command = redact(
+            command
+        )  # callers mask each word already (runner.command_line); never store a password
         last, prev = txn.journal_head()
         seq = last + 1
         entry = {
