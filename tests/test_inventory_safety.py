@@ -1,5 +1,6 @@
 """Inventory safety: credentials in a database URL are never stored (journal) nor printed
-(errors, text and JSON)."""
+(errors, text and JSON); a read never creates, upgrades or adopts an inventory, and a database
+of another application is refused."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import socket
 import sqlite3
 
 import pytest
-from cli_helpers import Inventory
+from cli_helpers import Inventory, cli, run_cli
 from pgserver import pg_db, pg_url  # noqa: F401  (fixtures)
 
 SECRET = "s3cr3t-Pw"
@@ -124,3 +125,169 @@ def test_postgresql_password_is_neither_journaled_nor_printed(pg_db):  # noqa: F
     r = inv.fail("-f", "json", f"--db={bad}", "vm-list", env={"VMCTL_DB": bad})
     _no_secret(r.err)
     assert json.loads(r.err)["error"]["code"] == "DATABASE_ERROR"
+
+
+# --- reads never create, upgrade or adopt ----------------------------------------------------------------
+def _foreign(path) -> bytes:
+    with sqlite3.connect(path) as c:
+        c.execute("CREATE TABLE foo (x)")
+        c.execute("INSERT INTO foo VALUES (1)")
+    c.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["vm-list"],
+        ["vm-list", "--minimal"],  # served by the plain-sqlite3 fast path when it can
+        ["vm-list", "-f", "json"],
+        ["vm-param-get", "uuid=x", "param-name=vcpus"],
+        ["journal-list"],
+        ["list-br"],
+        ["pool-create", "name-label=p"],
+        ["--dry-run", "pool-create", "name-label=p"],
+    ],
+)
+def test_another_applications_sqlite_file_is_refused_and_left_alone(tmp_path, command):
+    other = tmp_path / "other.db"
+    before = _foreign(other)
+    inv = Inventory(other)
+    r = inv.fail(*command, code="DATABASE_ERROR")
+    assert r.err.splitlines()[0] == "vmctl: DATABASE_ERROR: The database is not a vmctl inventory"
+    assert "reason: it holds other tables (foo) and no vmctl schema" in r.err
+    assert other.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
+
+
+@pytest.mark.parametrize(
+    "command, out",
+    [
+        (["vm-list"], "uuid  name-label  power-state  resident-on  vcpus  memory-static-max\n"),
+        (["vm-list", "--minimal"], "\n"),
+        (["vm-list", "-f", "json"], "[]\n"),
+        (["host-list", "-f", "csv", "params=uuid"], "uuid\n"),
+        (["journal-list", "--minimal"], "\n"),
+        (["db-check"], ""),
+        (["--dry-run", "pool-create", "name-label=p", "--", "pool-list", "params=name-label"], None),
+    ],
+)
+def test_a_read_of_a_missing_inventory_creates_neither_file_nor_directory(tmp_path, command, out):
+    db = tmp_path / "new" / "dir" / "x.db"
+    r = run_cli(db, f"--db={db}", *command)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    if out is not None:
+        assert r.stdout == out
+    assert not (tmp_path / "new").exists()
+    r = run_cli(db, "vm-param-get", "uuid=x", "param-name=vcpus")  # VMCTL_DB
+    assert r.returncode == 1 and r.stderr.startswith("vmctl: UUID_INVALID:")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_write_creates_the_inventory_and_its_directory(tmp_path):
+    db = tmp_path / "new" / "dir" / "x.db"
+    inv = Inventory(db)
+    inv.ok("pool-create", "name-label=p")
+    assert db.is_file()
+    assert inv.ok("pool-list", "params=name-label", "--minimal") == "p\n"
+
+
+def test_an_empty_file_reads_as_an_empty_inventory_until_a_write(tmp_path):
+    db = tmp_path / "empty.db"
+    db.write_bytes(b"")
+    inv = Inventory(db)
+    assert inv.ok("vm-list", "--minimal") == "\n"
+    assert inv.ok("vm-list", "-f", "json") == "[]\n"
+    assert db.read_bytes() == b""
+    inv.ok("pool-create", "name-label=p")
+    assert inv.ok("pool-list", "params=name-label", "--minimal") == "p\n"
+
+
+@pytest.fixture
+def older_schema(tmp_path, monkeypatch):
+    """An inventory of schema version 1 while this vmctl's is 2 (a made-up upgrade step)."""
+    from vmctl.store import migrate, schema, schema_version
+
+    db = tmp_path / "v1.db"
+    assert cli(db, "pool-create", "name-label=p").returncode == 0
+
+    def step2(conn):
+        conn.exec_driver_sql("CREATE TABLE upgraded_marker (x INTEGER)")
+
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema_version, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(migrate.STEPS, 2, step2)
+    return db
+
+
+def _version(db) -> int:
+    with sqlite3.connect(db) as c:
+        return int(c.execute("SELECT value FROM meta WHERE key='schema-version'").fetchone()[0])
+
+
+def test_a_read_of_an_older_schema_does_not_upgrade_it(older_schema):
+    r = cli(older_schema, "pool-list", "params=name-label", "--minimal")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "p\n", "")
+    assert _version(older_schema) == 1
+    r = cli(older_schema, "vm-create", "name-label=a")  # any write upgrades it
+    assert r.returncode == 0, r.stderr
+    assert _version(older_schema) == 2
+
+
+def test_a_write_refuses_a_foreign_file_checked_under_the_lock(tmp_path):
+    """The Python store, as the API and the runner open it, refuses the same way."""
+    from vmctl.errors import VmctlError
+    from vmctl.store.txn import Store
+
+    other = tmp_path / "other.db"
+    before = _foreign(other)
+    for read_only in (True, False):
+        with pytest.raises(VmctlError) as e:
+            Store(str(other), read_only=read_only)
+        assert e.value.code == "DATABASE_ERROR" and "not a vmctl inventory" in e.value.message
+    assert other.read_bytes() == before
+
+
+@pytest.mark.postgres
+def test_postgresql_database_without_vmctl_tables(pg_db, monkeypatch):  # noqa: F811
+    import psycopg
+
+    inv = Inventory(pg_db)
+    env = {"VMCTL_DB": pg_db}
+
+    def tables() -> list[str]:
+        with psycopg.connect(pg_db) as c:
+            return sorted(
+                r[0] for r in c.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            )
+
+    r = inv.fail("vm-list", env=env, code="DATABASE_ERROR")
+    assert "not a vmctl inventory" in r.err and "any write command creates them" in r.err
+    assert inv.ok("--dry-run", "pool-create", "name-label=p", env=env).strip()
+    assert tables() == []  # neither the read nor the dry run created anything
+    with psycopg.connect(pg_db) as c:
+        c.execute("CREATE TABLE foo (x int)")
+    for command in (["vm-list"], ["pool-create", "name-label=p"]):
+        r = inv.fail(*command, env=env, code="DATABASE_ERROR")
+        assert "reason: it holds other tables (foo) and no vmctl schema" in r.err
+    assert tables() == ["foo"]
+    with psycopg.connect(pg_db) as c:
+        c.execute("DROP TABLE foo")
+    inv.ok("pool-create", "name-label=p", env=env)  # a write creates the schema
+    assert inv.ok("pool-list", "params=name-label", "--minimal", env=env) == "p\n"
+
+    # an older schema: a read cannot go through an in-memory copy here, it says what to do
+    from vmctl.errors import VmctlError
+    from vmctl.store import migrate, schema, schema_version
+    from vmctl.store.txn import Store
+
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema_version, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(migrate.STEPS, 2, lambda conn: None)
+    for kw in ({"read_only": True}, {"dry_run": True}):
+        with pytest.raises(VmctlError) as e:
+            Store(pg_db, **kw)
+        assert e.value.code == "SCHEMA_TOO_OLD"
+    Store(pg_db).dispose()  # a writer upgrades it
+    Store(pg_db, read_only=True).dispose()

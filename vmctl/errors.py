@@ -82,6 +82,7 @@ MESSAGES: dict[str, str] = {
     "DATABASE_ERROR": "The inventory database cannot be used",
     "INVENTORY_BUSY": "The inventory stayed locked past the timeout; retrying is safe",
     "SCHEMA_TOO_NEW": "The inventory was written by a newer vmctl",
+    "SCHEMA_TOO_OLD": "The inventory's schema is older than this vmctl's; run any write command to upgrade it",
     "NO_HOSTS_AVAILABLE": "No host can run the VM",
     "BRIDGE_NAME_EXISTS": "A bridge with this name already exists",
     "OVS_ERROR": "The bridge command failed; see the message for what ovs-vsctl would say",

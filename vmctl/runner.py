@@ -79,7 +79,8 @@ class Runner:
         # asked when a destructive command needs a confirmation and a person is there to give it
         self.ask = ask
 
-    def open_store(self, uuids=None):
+    def open_store(self, uuids=None, write: bool = True):
+        """The inventory; a store opened for reading only never creates or upgrades it."""
         from vmctl.store.txn import Store
         from vmctl.units import UuidSource
 
@@ -87,6 +88,7 @@ class Runner:
             self.opts.db,
             timeout=self.opts.timeout,
             dry_run=self.opts.dry_run,
+            read_only=not write,
             uuids=uuids or UuidSource(self.opts.seed),
             on_warning=_print_warning,
         )
@@ -98,7 +100,7 @@ class Runner:
         if self.opts.explain or any("explain" in b.flags for b in chain):
             # --explain only explains: the chain runs as a dry run, rolled back, no journal entry
             self.opts = dataclasses.replace(self.opts, explain=True, dry_run=True)
-        write = any(b.cmd.rw for b in chain)
+        write = any(b.cmd.writes(b.flags) for b in chain)
         chained = self.chained if self.chained is not None else len(chain) > 1
         confirmed = False
         while True:
@@ -117,7 +119,7 @@ class Runner:
         from vmctl import hooks
 
         own = store is None
-        store = store or self.open_store()
+        store = store or self.open_store(write=write)
 
         def with_hooks(txn):
             result = body(txn)

@@ -238,7 +238,11 @@ def manpage() -> str:
         ".SH GLOBAL OPTIONS",
     ]
     glob = [
-        ("--db=URL|PATH", "the inventory: an SQLite path or an SQLAlchemy URL (postgresql://...)"),
+        (
+            "--db=URL|PATH",
+            "the inventory: an SQLite path or an SQLAlchemy URL (postgresql://...); a password in the URL "
+            "is never stored in the journal nor printed (shown as ***)",
+        ),
         ("--host=H", "the host whose bridges the ovs-style commands act on"),
         ("-f, --format=FMT", "table, json, yaml, csv or tsv"),
         ("--minimal", "only the first field of every record, comma-separated"),
@@ -298,7 +302,12 @@ def manpage() -> str:
         ".SH FILES",
         ".TP",
         "\\fI~/.local/share/vmctl/inventory.db\\fR",
-        _roff("the default inventory (under $XDG_DATA_HOME when set)"),
+        _roff(
+            "the default inventory (under $XDG_DATA_HOME when set), created with its directory by the "
+            "first command that writes; a read of a missing inventory prints an empty result and creates "
+            "nothing, and a file of another application is refused (DATABASE_ERROR: The database is not "
+            "a vmctl inventory)"
+        ),
         ".SH EXAMPLES",
         ".nf",
     ]

@@ -81,6 +81,7 @@ def fix(txn, problems) -> None:
     "the journal's hash chain); --fix repairs what can be derived again (I5, I11, I12, I13)",
     family="inventory",
     flags=("--fix",),
+    writes_with="--fix",
 )
 def db_check(ctx: Ctx):
     txn = ctx.txn

@@ -34,6 +34,9 @@ class Command:
     args: tuple[Arg, ...] = ()
     flags: tuple[str, ...] = ()  # e.g. ("--force", "--multiple")
     rw: bool = True
+    # a command that reads unless given this flag (db-check --fix): its plain runs never open
+    # the inventory for writing, so they never create or upgrade it
+    writes_with: str | None = None
     creates: str | None = None  # class of the object it creates (accepts --id=@name)
     fields_of: str | None = None  # accepts any RW field of this class as key=value
     list_of: str | None = None  # a *-list: field filters, params=, --all
@@ -51,6 +54,12 @@ class Command:
     # Filled in by register(): a command acting on one object of its class takes the class key
     # and uuid= for it; giving both fails DUPLICATE_PARAMETER.
     aliases: dict[str, str] = field(default_factory=dict)
+
+    def writes(self, flags) -> bool:
+        """Whether a run with these flags (names without dashes) may write."""
+        if self.writes_with is not None:
+            return self.writes_with[2:] in flags
+        return self.rw
 
     @property
     def chainable(self) -> bool:

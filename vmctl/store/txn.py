@@ -483,7 +483,15 @@ class Txn:
 
 
 class Store:
-    """An opened inventory. `transaction()` yields a Txn; commit happens on success."""
+    """An opened inventory. `transaction()` yields a Txn; commit happens on success.
+
+    Only a writing store (the default; the runner opens one for a chain with a writing command)
+    creates or upgrades an inventory. A read-only store (`read_only=True`) and a dry run never
+    create, change or upgrade it: a missing or empty SQLite inventory reads as an empty one (in
+    memory, neither file nor directory is created), an older schema is read through an upgraded
+    in-memory copy. A database holding other tables and no vmctl schema is refused by every
+    command (DATABASE_ERROR "not a vmctl inventory"), and on PostgreSQL, where a database is
+    always named explicitly, a read of a database without vmctl's tables is refused likewise."""
 
     def __init__(
         self,
@@ -492,17 +500,25 @@ class Store:
         dry_run: bool = False,
         uuids: UuidSource | None = None,
         on_warning=None,
+        read_only: bool = False,
     ):
         self.db = db or default_db()
         self.shown_db = redact_word(self.db)  # the inventory as printed: never a password
         self.timeout = float(timeout)
         self.dry_run = dry_run
+        self.read_only = read_only
         self.uuids = uuids or UuidSource()
         self.on_warning = on_warning
         self.memory = False
+        self._wal = False  # set WAL mode on connect: once the file is known to be vmctl's (or new)
         self.engine = self._make_engine()
         self.dialect = self.engine.dialect.name
         self._ensure_schema()
+
+    @property
+    def may_create(self) -> bool:
+        """Whether this store may create or upgrade the inventory (a writing, real run)."""
+        return not (self.read_only or self.dry_run)
 
     # --- engine and schema -----------------------------------------------------------------------
     def _make_engine(self) -> sa.Engine:
@@ -513,6 +529,9 @@ class Store:
                 url = "postgresql+psycopg://" + url[len("postgresql://") :]
             try:
                 if url.startswith("sqlite"):
+                    path = _sqlite_file(url)
+                    if path is not None and not path.exists() and not self.may_create:
+                        return self._memory_engine()
                     eng = sa.create_engine(url)
                     self._sqlite_events(eng)
                     return eng
@@ -527,12 +546,10 @@ class Store:
         if path.is_dir():
             raise VmctlError("DATABASE_ERROR", "The inventory path is a directory", [("db", self.shown_db)])
         if not path.exists():
-            if self.dry_run:
-                # A dry run never creates the inventory file: work on an empty in-memory one.
-                self.memory = True
-                eng = sa.create_engine("sqlite://")
-                self._sqlite_events(eng)
-                return eng
+            if not self.may_create:
+                # A read or a dry run never creates the inventory file (nor its directory): it
+                # works on an empty in-memory one.
+                return self._memory_engine()
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -545,6 +562,13 @@ class Store:
         self._sqlite_events(eng)
         return eng
 
+    def _memory_engine(self) -> sa.Engine:
+        self.memory = True
+        self._wal = True
+        eng = sa.create_engine("sqlite://")
+        self._sqlite_events(eng)
+        return eng
+
     def _sqlite_events(self, eng: sa.Engine) -> None:
         timeout_ms = int(self.timeout * 1000)
 
@@ -554,10 +578,8 @@ class Store:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-            try:
-                cur.execute("PRAGMA journal_mode = WAL")
-            except Exception:  # read-only file: keep whatever mode it has
-                pass
+            if self._wal:
+                _set_wal(dbapi_conn)
             cur.execute("PRAGMA synchronous = NORMAL")
             cur.close()
 
@@ -566,30 +588,59 @@ class Store:
             mode = conn.info.get("vmctl_begin", "BEGIN")
             conn.exec_driver_sql(mode)
 
-    def _schema_version(self, conn: sa.Connection) -> int:
+    def _inspect(self, conn: sa.Connection) -> tuple[int | None, list[str]]:
+        """(schema version, tables): version 0 for an empty database, None for one that holds
+        other tables and no vmctl schema (its `meta` table with a schema-version)."""
         insp = sa.inspect(conn)
-        if not insp.has_table("meta"):
-            return 0
-        v = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "schema-version")).scalar()
-        if v is None:
-            return 0
-        text = str(v)
-        if not (text.isascii() and text.isdigit()):
-            raise VmctlError(
-                "DATABASE_ERROR",
-                "The inventory's schema version is not a number: the file was not written by vmctl "
-                "or is damaged; restore it from a backup or use another inventory (--db PATH)",
-                [("db", self.shown_db), ("schema-version", text)],
-            )
-        return int(text)
+        tables = sorted(insp.get_table_names())
+        if "meta" in tables and {"key", "value"} <= {c["name"] for c in insp.get_columns("meta")}:
+            v = conn.execute(
+                sa.select(schema.meta.c.value).where(schema.meta.c.key == "schema-version")
+            ).scalar()
+            if v is not None:
+                text = str(v)
+                if not (text.isascii() and text.isdigit()):
+                    raise VmctlError(
+                        "DATABASE_ERROR",
+                        "The inventory's schema version is not a number: the file was not written by vmctl "
+                        "or is damaged; restore it from a backup or use another inventory (--db PATH)",
+                        [("db", self.shown_db), ("schema-version", text)],
+                    )
+                return int(text), tables
+        return (0 if not tables else None), tables
+
+    def _schema_version(self, conn: sa.Connection) -> int:
+        version, tables = self._inspect(conn)
+        if version is None:
+            raise self._not_an_inventory(tables)
+        return version
+
+    def _not_an_inventory(self, tables: list[str]) -> VmctlError:
+        if tables:
+            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            reason = f"it holds other tables ({shown}) and no vmctl schema"
+        else:
+            reason = "it has no vmctl tables; any write command creates them"
+        return VmctlError(
+            "DATABASE_ERROR",
+            "The database is not a vmctl inventory",
+            [("db", self.shown_db), ("reason", reason)],
+        )
 
     def _ensure_schema(self) -> None:
         try:
             with self.engine.connect() as conn:
-                version = self._schema_version(conn)
+                version, tables = self._inspect(conn)
                 conn.rollback()
+                # WAL mode on vmctl's own files only; never even a header into an empty file we only read
+                if self.dialect == "sqlite" and not self.memory and version is not None:
+                    if version or self.may_create:
+                        _set_wal(conn.connection.driver_connection)
         except SQLAlchemyError as exc:
             raise _db_error(exc, self.shown_db) from None
+        if version is None:
+            raise self._not_an_inventory(tables)
+        self._wal = True
         if version == schema.SCHEMA_VERSION:
             return
         if version > schema.SCHEMA_VERSION:
@@ -601,24 +652,41 @@ class Store:
                     ("supported", schema.SCHEMA_VERSION),
                 ],
             )
-        if self.dry_run and not self.memory:
-            # Never upgrade (or create) the real file in a dry run: copy it to memory first.
-            self._copy_to_memory()
+        if not self.may_create and not self.memory:
+            # Never create or upgrade the real inventory in a read or a dry run.
+            if version == 0 and self.read_only and self.dialect != "sqlite":
+                raise self._not_an_inventory([])
+            if version == 0:
+                self.engine.dispose()  # an empty database: an empty inventory in memory
+                self.engine = self._memory_engine()
+                self.dialect = "sqlite"
+            else:
+                self._copy_to_memory(version)  # an older schema: read through an upgraded copy
         from vmctl.store.migrate import upgrade
 
         with self._locked_connection(write=True) as conn:
             upgrade(conn, self._schema_version(conn))
 
-    def _copy_to_memory(self) -> None:
+    def _copy_to_memory(self, version: int) -> None:
         import sqlite3
 
-        src = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
-        eng = sa.create_engine("sqlite://")
-        self._sqlite_events(eng)
+        path = _sqlite_file(self.db) if is_url(self.db) else Path(self.db)
+        if self.dialect != "sqlite" or path is None:
+            raise VmctlError(
+                "SCHEMA_TOO_OLD",
+                params=[
+                    ("db", self.shown_db),
+                    ("schema-version", version),
+                    ("supported", schema.SCHEMA_VERSION),
+                ],
+            )
+        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        self.engine.dispose()
+        eng = self._memory_engine()
         raw = eng.raw_connection()
         src.backup(raw.driver_connection)
         src.close()
-        self.engine, self.memory = eng, True
+        self.engine, self.dialect = eng, "sqlite"
         self._mem_raw = raw  # keep the single in-memory connection alive
 
     # --- transactions ------------------------------------------------------------------------------
@@ -752,6 +820,26 @@ def stored_journal_head(conn: sa.Connection) -> tuple[int, str] | None:
         return None
     seq, _, digest = str(v).partition(" ")
     return (int(seq), digest) if seq.isascii() and seq.isdigit() else (-1, digest)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file a plain `sqlite:///PATH` URL names; None for memory, a `file:` URI or options."""
+    try:
+        u = sa.engine.make_url(url)
+    except (SQLAlchemyError, ValueError):
+        return None
+    if u.username or u.password or u.host or u.port or u.query:
+        return None  # not a plain file URL: create_engine decides (and refuses what it cannot use)
+    if not u.database or u.database == ":memory:" or u.database.startswith("file:"):
+        return None
+    return Path(u.database)
+
+
+def _set_wal(dbapi_conn) -> None:
+    try:
+        dbapi_conn.execute("PRAGMA journal_mode = WAL")
+    except Exception:  # read-only file: keep whatever mode it has
+        pass
 
 
 def journal_hash(entry: dict) -> str:
