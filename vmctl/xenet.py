@@ -711,7 +711,7 @@ class SwitchOwners:
         if m is not None:
             vm = self._vm_by_domid(int(m.group(1)))
             if vm is not None:
-                for vif in txn.select("vif", vm=vm["uuid"], device=int(m.group(2))):
+                for vif in txn.select("vif", vm=vm["uuid"], device=int(m.group(2)), plugged=True):
                     return (
                         f"the port of VIF {vif['uuid']} of VM {_named(vm)}, {vm['power-state']} on this host",
                         "vif-unplug or vm-shutdown",
