@@ -102,7 +102,7 @@ def test_sr_create_shared_and_local(st):
         **{"name-label": "h3", "address": "10.0.0.3", "cpu-count": 8, "memory-total": "64GiB", "pool": "p1"},
     )
     assert len([p for p in st("pbd-list") if p["sr"] == nfs]) == 3
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
     # --may-exist: same name in the pool
     assert (
         st("sr-create", **{"name-label": "nfs", "type": "nfs", "physical-size": "1GiB", "--may-exist": True})
@@ -432,7 +432,7 @@ def test_vdi_clone_snapshot_destroy_merge(st, disks):
     st("vdi-destroy", uuid=c)
     assert used() == 4 * GiB and st.get("vdi", b, "parent") == ""
     assert st("vdi-list", **{"--all": True, "sr": lvm, "params": "uuid"}) == [{"uuid": b}]
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
     assert st("vdi-destroy", uuid=c, **{"--if-exists": True}) is None
 
 
@@ -449,7 +449,7 @@ def test_chain_limit(st):
     assert p.returncode == 1 and p.stderr.startswith("vmctl: SR_BACKEND_FAILURE_109:")
     assert "reason: VDI chain deeper than 30" in p.stderr
     assert st.cli("vdi-clone", f"uuid={v}").returncode == 1
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
 
 
 def test_vdi_copy(st, disks):
@@ -483,7 +483,7 @@ def test_vdi_copy(st, disks):
     assert e.code == "VDI_IN_USE" and _p(e)["operation"] == "copy"
     e = st.err("vdi-copy", uuid=c, **{"into-vdi-uuid": a})
     assert e.code == "VDI_IN_USE"
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
 
 
 def test_vdi_param_rules(st, disks):
@@ -635,7 +635,12 @@ def test_db_check_storage_invariants_and_fix(st, disks):
     assert f"I11 vdi {base}: base copy with 1 children" in p.stdout
     assert "I12 vbd " in p.stdout and "SR is not visible" in p.stdout
     p = st.cli("db-check", "--fix")
-    assert p.returncode == 0 and p.stdout == "", p.stdout
+    assert p.returncode == 0, p.stdout
+    lines = p.stdout.splitlines()
+    assert lines[-1] == "db-check: all 16 invariants hold", p.stdout
+    assert f"fixed I11 vdi {base}: merged the lone base copy into its child" in lines
+    assert any(x.startswith("fixed I12 vbd ") and x.endswith(": marked it detached") for x in lines)
+    assert len(lines) == 3, p.stdout
     assert st.get("vdi", a, "parent") == "" and st.get("vdi", a, "physical-utilisation") == GiB
 
 
@@ -676,7 +681,7 @@ def test_sr_forget_scan_dry_run_and_selectors(st):
     assert p.returncode == 1 and p.stderr.startswith("vmctl: SR_NOT_EMPTY:")
     assert st.cli("sr-forget", f"uuid={sr}", "--force").returncode == 0
     assert st("sr-list") == [] and st("vdi-list", **{"--all": True}) == [] and st("vbd-list") == []
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
 
 
 def test_param_set_physical_utilisation_with_other_fields(st):

@@ -76,7 +76,7 @@ def test_vm_snapshot_record(vmd):
     assert st.get("sr", d["lvm"], "physical-utilisation") == 8 * GiB
     s2 = st("vm-snapshot", vm="v", **{"new-name-label": "s2", "ignore-vdi-uuids": d["b"]})
     assert sorted(_vbds(st, s2)) == [0, 3] and st.get("vm", s2, "parent") == s
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
     # sharable disks cannot be snapshotted; snapshots and templates cannot be snapshotted
     st("vdi-param-set", uuid=d["a"], sharable="true")
     e = st.err("vm-snapshot", vm="v", **{"new-name-label": "x"})
@@ -118,7 +118,7 @@ def test_revert_restores_disks_and_config(vmd):
     assert st("vdi-list", params="uuid", uuid=extra) == [{"uuid": extra}]
     assert st("vbd-list", params="uuid", vdi=extra) == []
     assert len(st("vif-list", vm=vm)) == 1
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
     e = st.err("snapshot-revert", **{"snapshot-uuid": vm})
     assert e.code == "REVERT_ONLY_ALLOWED_ON_SNAPSHOT" and _p(e) == {"vm": vm}
 
@@ -138,13 +138,13 @@ def test_snapshot_tree_middle_destroy_and_revert(vmd):
     assert [st.get("vm", s, "parent") for s in snaps] == ["", s1, s2]
     st("snapshot-destroy", **{"snapshot-uuid": s2})
     assert st.get("vm", s3, "parent") == s1 and st.get("vm", vm, "parent") == s3
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
     # s2's disks stay (snapshot-destroy keeps VDIs)
     for s in (s3, s1):
         st("snapshot-revert", uuid=s)
         assert _chain(st, _vbds(st, vm)[0]["vdi"]) == sizes[s]
         assert st.get("vm", vm, "parent") == s
-        assert st("db-check") == ""
+        assert st("db-check") == "db-check: all 16 invariants hold\n"
     assert a not in {v["uuid"] for v in st("vdi-list", **{"--all": True}, params="uuid")}
 
 
@@ -171,7 +171,7 @@ def test_revert_recreates_destroyed_vm(vmd):
     row = st("vm-param-list", uuid=d["vm"])
     assert row["is-a-snapshot"] is False and row["is-a-template"] is False and row["parent"] == s
     assert sorted(_vbds(st, d["vm"])) == [0, 1, 3]
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
 
 
 def test_checkpoint_and_revert_to_it(vmd):
@@ -189,13 +189,13 @@ def test_checkpoint_and_revert_to_it(vmd):
         and image["virtual-size"] == 2 * GiB
         and image["physical-utilisation"] == 2 * GiB
     )
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
     st("snapshot-revert", uuid=c)  # hard-shuts-down the running VM first
     row = st("vm-param-list", uuid=vm)
     assert row["power-state"] == "suspended" and row["resident-on"] == "" and row["suspend-vdi"]
     assert row["suspend-vdi"] != st.get("vm", c, "suspend-vdi")
     assert not any(b["currently-attached"] for b in st("vbd-list", params="all", vm=vm))
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
 
 
 def test_chain_limit_via_vm_snapshot(vmd):
@@ -209,7 +209,7 @@ def test_chain_limit_via_vm_snapshot(vmd):
     e = st.err("vm-snapshot", vm="v", **{"new-name-label": "one-too-many"})
     assert e.code == "SR_BACKEND_FAILURE_109" and _p(e) == {"reason": "VDI chain deeper than 30"}
     assert st.state() == before
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
 
 
 def test_vm_clone_and_copy(vmd):
@@ -243,7 +243,7 @@ def test_vm_clone_and_copy(vmd):
     st("vdi-param-set", uuid=d["a"], **{"physical-utilisation": "1GiB"})
     p = st.cli("vm-copy", "vm=v", "new-name-label=e", "--explain")
     assert p.returncode == 0 and p.stdout.splitlines()[-1] == f"# bytes to copy: {GiB + 4 * GiB}"
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
 
 
 def test_vm_copy_and_clone_refusals(vmd):
@@ -303,7 +303,7 @@ def test_vm_disk_add_remove_list(vmd):
     _halt(st, vm)
     e = st.err("vm-disk-add", vm="v", **{"disk-size": "1GiB"})
     assert e.code == "DEFAULT_SR_NOT_FOUND"
-    assert st("db-check") == ""
+    assert st("db-check") == "db-check: all 16 invariants hold\n"
 
 
 def test_vm_copy_sql_statements_do_not_grow_with_disk_size(tmp_path):

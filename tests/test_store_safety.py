@@ -103,7 +103,7 @@ def test_postgresql_chain_rollback_and_journal(pg_db):  # noqa: F811
     assert inv.ok("vm-list", "params=name-label", "--minimal", env=env) == "a\n"
     assert inv.ok("--dry-run", "vm-create", "name-label=d", env=env).strip()
     assert json.loads(inv.ok("journal-list", "-f", "json", env=env))[-1]["seq"] == 1
-    assert inv.ok("db-check", env=env) == ""
+    assert inv.ok("db-check", env=env) == "db-check: all 16 invariants hold\n"
 
 
 @pytest.mark.slow
@@ -119,7 +119,7 @@ def test_sigkill_mid_batch_leaves_inventory_unchanged(small, tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert small.snapshot() == before
-    assert small.ok("db-check") == ""
+    assert small.ok("db-check") == "db-check: all 16 invariants hold\n"
     small.ok("vm-create", "name-label=after")  # and the inventory is still usable
 
 
@@ -215,4 +215,4 @@ def _sequence_never_traces_and_keeps_invariants(tmp_path_factory, cmds):
         if rc == 1:
             assert out == "" and err.startswith("vmctl: "), (words, out, err)
     rc, out, err = run(["db-check"])
-    assert rc == 0 and out == "", out + err
+    assert rc == 0 and out == "db-check: all 16 invariants hold\n", out + err

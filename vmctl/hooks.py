@@ -9,7 +9,8 @@ Before commit (the runner calls `before_commit` after the last command of a tran
 1. HA status after every change while HA is enabled (engine.md §3.4);
 2. each switch's commit-time checks (ovs-vsctl's, network.md §2.3), except on a dry run;
 3. the inventory invariants on what the transaction touched (model.md §4): a command whose
-   result breaks one fails instead of committing it.
+   result breaks one fails instead of committing it; I13 on the switches that read-write
+   ovs-style commands changed (only those hosts).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def before_commit(txn, dry_run: bool) -> None:
             if s is not None:
                 s.commit_check()
     if txn.write and txn.dirty:
-        from vmctl.invariants import check_before_commit
+        from vmctl.invariants import check_before_commit, check_switches_before_commit
 
         check_before_commit(txn)
+        check_switches_before_commit(txn)

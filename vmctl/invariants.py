@@ -3,7 +3,8 @@
 Each rule reads a `World` (every row of every class) and yields its violations as
 `(class, uuid, text)`; `INVARIANTS` lists them in the order db-check reports them, and `check`
 runs them all. `check_before_commit` is the cheaper re-check of I1-I3 that the runner makes on
-what a transaction touched, before it commits."""
+what a transaction touched, before it commits, and `check_switches_before_commit` that of I13 on
+the switches ovs-style commands changed."""
 
 from __future__ import annotations
 
@@ -294,47 +295,116 @@ def attached_vbds_have_running_vm_and_visible_sr(w: World) -> Iterator[Violation
 def switches_have_bridges_and_ports(w: World) -> Iterator[Violation]:
     """I13: each host's switch has the bridges and ports the xe layer expects (§1.8): a managed
     network's bridge on every host of its pool, and the ports of every plugged PIF, bond, tunnel
-    and plugged VIF of a running VM. Reported only: ovs-style commands may break it."""
+    and plugged VIF of a running VM. ovs-style commands refuse to break it (vmctl.ovs.owned), and
+    the runner re-checks the hosts whose switches they changed before commit."""
+    txn, hosts, vms, networks, pifs = w.txn, w["host"], w["vm"], w["network"], w["pif"]
+    for n in networks.values():
+        for h in w.members[n["pool"]]:
+            yield from _network_bridge_problem(txn, n, h)
+    for vif in w["vif"].values():
+        yield from _vif_port_problem(txn, vif, vms.get(vif["vm"]), hosts)
+    for pif in pifs.values():
+        yield from _pif_port_problem(txn, pif, hosts, networks)
+    for b in w["bond"].values():
+        yield from _bond_port_problem(txn, b, pifs.get(b["master"]), hosts)
+    for t in w["tunnel"].values():
+        yield from _tunnel_ports_problem(txn, t, pifs.get(t["access-pif"]), hosts)
+
+
+def _network_bridge_problem(txn, n: dict, h: str) -> Iterator[Violation]:
+    if n["managed"] and not txn.switch(h).has_bridge(n["bridge"]):
+        yield "network", n["uuid"], f"bridge {n['bridge']} missing on host {h}"
+
+
+def _vif_port_problem(txn, vif: dict, v: dict | None, hosts) -> Iterator[Violation]:
     from vmctl import xenet
 
-    txn, hosts, vms = w.txn, w["host"], w["vm"]
-    for n in w["network"].values():
-        if not n["managed"]:
-            continue
-        for h in w.members[n["pool"]]:
-            if not txn.switch(h).has_bridge(n["bridge"]):
-                yield "network", n["uuid"], f"bridge {n['bridge']} missing on host {h}"
-    for vif in w["vif"].values():
-        v = vms.get(vif["vm"])
-        if (
-            v
-            and vif["plugged"]
-            and v["power-state"] in LIVE
-            and v["resident-on"] in hosts
-            and not xenet.vif_attached(txn, vif)
-        ):
-            yield "vif", vif["uuid"], f"port vif{v['domid']}.{vif['device']} missing"
-    for pif in w["pif"].values():
-        if pif["host"] not in hosts or pif["network"] not in w["network"] or not pif["plugged"]:
-            continue
-        kind = "physical" if pif["physical"] else "vlan" if pif["vlan"] >= 0 else None
-        if kind is None or (kind == "physical" and xenet.bond_of(txn, pif["uuid"])):
-            continue  # bond members, bonds and tunnel access PIFs are checked below
-        if not xenet.pif_attached(txn, pif):
-            what = (
-                f"port {pif['device']}"
-                if kind == "physical"
-                else f"VLAN bridge {w['network'][pif['network']]['bridge']}"
-            )
-            yield "pif", pif["uuid"], f"{what} missing"
-    for b in w["bond"].values():
-        m = w["pif"].get(b["master"])
-        if m is not None and m["plugged"] and m["host"] in hosts and not xenet.bond_port_ok(txn, b):
-            yield "bond", b["uuid"], f"port {m['device']} missing or without its member interfaces"
-    for t in w["tunnel"].values():
-        a = w["pif"].get(t["access-pif"])
-        if a is not None and a["host"] in hosts and not xenet.tunnel_ports_ok(txn, t):
-            yield "tunnel", t["uuid"], "a port to a peer host is missing or wrong"
+    if (
+        v
+        and vif["plugged"]
+        and v["power-state"] in LIVE
+        and v["resident-on"] in hosts
+        and not xenet.vif_attached(txn, vif)
+    ):
+        yield "vif", vif["uuid"], f"port vif{v['domid']}.{vif['device']} missing"
+
+
+def _pif_port_problem(txn, pif: dict, hosts, networks) -> Iterator[Violation]:
+    from vmctl import xenet
+
+    if pif["host"] not in hosts or pif["network"] not in networks or not pif["plugged"]:
+        return
+    kind = "physical" if pif["physical"] else "vlan" if pif["vlan"] >= 0 else None
+    if kind is None or (kind == "physical" and xenet.bond_of(txn, pif["uuid"])):
+        return  # bond members, bonds and tunnel access PIFs are checked with their bond or tunnel
+    if not xenet.pif_attached(txn, pif):
+        what = (
+            f"port {pif['device']}"
+            if kind == "physical"
+            else f"VLAN bridge {networks[pif['network']]['bridge']}"
+        )
+        yield "pif", pif["uuid"], f"{what} missing"
+
+
+def _bond_port_problem(txn, b: dict, m: dict | None, hosts) -> Iterator[Violation]:
+    from vmctl import xenet
+
+    if m is not None and m["plugged"] and m["host"] in hosts and not xenet.bond_port_ok(txn, b):
+        yield "bond", b["uuid"], f"port {m['device']} missing or without its member interfaces"
+
+
+def _tunnel_ports_problem(txn, t: dict, a: dict | None, hosts) -> Iterator[Violation]:
+    from vmctl import xenet
+
+    if a is not None and a["host"] in hosts and not xenet.tunnel_ports_ok(txn, t):
+        yield "tunnel", t["uuid"], "a port to a peer host is missing or wrong"
+
+
+class _Present:
+    """`x in hosts` / `x in networks` for the per-host check, by cheap lookups."""
+
+    def __init__(self, txn, cls: str):
+        self.txn, self.cls = txn, cls
+
+    def __contains__(self, uuid) -> bool:
+        return bool(uuid) and self.txn.get(self.cls, uuid) is not None
+
+    def __getitem__(self, uuid) -> dict:
+        row = self.txn.get(self.cls, uuid)
+        if row is None:
+            raise KeyError(uuid)
+        return row
+
+
+def host_switch_violations(txn, host_uuid: str) -> list[Violation]:
+    """I13 for one host's switch, read from that host's rows only (its pool's networks, its PIFs,
+    bonds and tunnels, the VMs running on it): what the runner checks before it commits a change
+    an ovs-style command made to that switch. The ports a tunnel on another host has here are
+    that host's tunnel's: its peer tunnel on this host covers the same pair."""
+    host = txn.get("host", host_uuid)
+    if host is None or txn.switches.get(host_uuid, True) is None:
+        return []
+    from vmctl import xenet
+
+    hosts, networks = _Present(txn, "host"), _Present(txn, "network")
+    out: list[Violation] = []
+    for n in sorted(txn.select("network", pool=host["pool"]), key=lambda r: r["uuid"]):
+        out += _network_bridge_problem(txn, n, host_uuid)
+    for st in LIVE:
+        for v in sorted(txn.select("vm", resident_on=host_uuid, power_state=st), key=lambda r: r["uuid"]):
+            for vif in sorted(txn.select("vif", vm=v["uuid"]), key=lambda r: r["uuid"]):
+                out += _vif_port_problem(txn, vif, v, hosts)
+    pifs = sorted(txn.select("pif", host=host_uuid), key=lambda r: r["uuid"])
+    for pif in pifs:
+        out += _pif_port_problem(txn, pif, hosts, networks)
+    for pif in pifs:
+        if not pif["physical"]:
+            b = xenet.bond_of(txn, pif["uuid"], as_member=False)
+            if b is not None:
+                out += _bond_port_problem(txn, b, pif, hosts)
+            for t in sorted(txn.select("tunnel", access_pif=pif["uuid"]), key=lambda r: r["uuid"]):
+                out += _tunnel_ports_problem(txn, t, pif, hosts)
+    return out
 
 
 def vlans_and_bonds_well_formed(w: World) -> Iterator[Violation]:
@@ -443,6 +513,28 @@ def check(txn) -> list[Problem]:
     """Every violation of every invariant in the inventory, as (ID, class, uuid, text)."""
     w = World(txn)
     return [(inv, cls, uuid, text) for inv, rule in INVARIANTS for cls, uuid, text in rule(w)]
+
+
+def check_switches_before_commit(txn) -> None:
+    """I13 on the hosts whose switches a read-write ovs-style command of the transaction changed
+    (only those): a violation that was not there before the first such command on the host fails
+    the transaction (the ovs-style commands refuse what they know to break; this is the net)."""
+    baselines = txn.cache.get("ovs-switch-baselines")
+    if not baselines:
+        return
+    from vmctl.errors import OvsError
+
+    for h, before in baselines.items():
+        s = txn.switches.get(h)
+        if s is None or not s.changed:
+            continue
+        for cls, uuid, text in host_switch_violations(txn, h):
+            if (cls, uuid, text) not in before:
+                host = txn.get("host", h)
+                raise OvsError(
+                    f"transaction refused: it would leave host {host['name-label']} ({h}) without "
+                    f"what XAPI expects on its switch (I13 {cls} {uuid}: {text}); nothing was changed"
+                )
 
 
 def check_before_commit(txn) -> None:

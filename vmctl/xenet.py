@@ -618,6 +618,121 @@ def vif_networks(txn, vm: dict) -> set[str]:
     return {v["network"] for v in txn.select("vif", vm=vm["uuid"]) if v["network"]}
 
 
+# --- what the xe layer owns on a host's switch ------------------------------------------------------
+# The ovs-style commands a user issues refuse to delete, move or edit these, and to take their names
+# (vmctl.ovs.owned); the xe layer itself changes them through Session.run, outside those checks.
+VIF_PORT_RE = re.compile(r"^vif(\d+)\.(\d+)$")
+OVS_RW_COMMANDS = "ovs-rw-commands"  # txn.cache: how many read-write ovs-style commands ran
+
+
+def _row_writes(txn) -> int:
+    """Writes to inventory rows so far (txn.writes less the bumps of ovs-style commands)."""
+    return txn.writes - txn.cache.get(OVS_RW_COMMANDS, 0)
+
+
+class SwitchOwners:
+    """The names the xe layer owns on one host's switch, read from that host's rows only: the
+    bridges of its pool's managed networks and of its VLAN PIFs, its PIFs' devices, the ports of
+    its tunnels, and (looked up by name) the ports vif<domid>.<device> of the VMs running there."""
+
+    def __init__(self, txn, host_uuid: str):
+        self.txn, self.host = txn, host_uuid
+        self.bridges: dict[str, tuple[dict, dict | None]] = {}  # name -> (network, VLAN PIF or None)
+        self.devices: dict[str, dict] = {}  # device -> PIF (a physical or bond PIF before a VLAN one)
+        self.tunnel_ports: dict[str, tuple[dict, str]] = {}  # port -> (tunnel, peer host uuid)
+        self._vms: dict[int, dict] | None = None  # domid -> VM running or paused here
+        host = txn.get("host", host_uuid)
+        if host is None:
+            return
+        for n in txn.select("network", pool=host["pool"]):
+            if n["managed"]:
+                self.bridges.setdefault(n["bridge"], (n, None))
+        for p in sorted(txn.select("pif", host=host_uuid), key=lambda p: (p["vlan"] >= 0, p["uuid"])):
+            self.devices.setdefault(p["device"], p)
+            if p["physical"]:
+                continue
+            if p["vlan"] >= 0:
+                net = txn.get("network", p["network"])
+                if net is not None:
+                    self.bridges[net["bridge"]] = (net, p)
+                continue
+            for t in txn.select("tunnel", access_pif=p["uuid"]):
+                for peer in tunnel_peers(txn, t):
+                    spec = _tunnel_port(txn, t, peer)
+                    if spec is not None:
+                        self.tunnel_ports[spec[1]] = (t, _tunnel_host(txn, peer) or "")
+
+    def _vm_by_domid(self, domid: int) -> dict | None:
+        if self._vms is None:
+            self._vms = {}
+            for st in RESIDENT:
+                for vm in self.txn.select("vm", resident_on=self.host, power_state=st):
+                    self._vms[vm["domid"]] = vm
+        return self._vms.get(domid)
+
+    def owner(self, name: str) -> tuple[str, str] | None:
+        """(what `name` is to the xe layer, the xe commands that change it), or None when the
+        xe layer does not own that name on this host."""
+        txn = self.txn
+        hit = self.bridges.get(name)
+        if hit is not None:
+            net, vpif = hit
+            label = f"network {_named(net)}"
+            if vpif is not None:
+                return f"the VLAN {vpif['vlan']} bridge of {label}", "vlan-destroy"
+            return f"the bridge of {label}", "network-destroy"
+        pif = self.devices.get(name)
+        if pif is not None:
+            host = txn.get("host", self.host)
+            what = f"PIF {pif['uuid']} on host {host['name-label'] or host['uuid']}"
+            if not pif["physical"]:
+                b = bond_of(txn, pif["uuid"], as_member=False)
+                if b is not None:
+                    return (
+                        f"the port of bond {b['uuid']}, the device of {what}",
+                        "bond-create or bond-destroy",
+                    )
+                if pif["vlan"] < 0:
+                    return f"the device of tunnel access {what}", "tunnel-create or tunnel-destroy"
+                return f"the device of VLAN {what}", "vlan-create or vlan-destroy"
+            b = bond_of(txn, pif["uuid"])
+            if b is not None:
+                return f"the device of {what}, a member of bond {b['uuid']}", "bond-create or bond-destroy"
+            return f"the device of {what}", "pif-plug or pif-unplug"
+        tp = self.tunnel_ports.get(name)
+        if tp is not None:
+            t, peer = tp
+            ph = txn.get("host", peer)
+            return (
+                f"the port of tunnel {t['uuid']} to host {_named(ph) if ph else peer}",
+                "tunnel-create or tunnel-destroy",
+            )
+        m = VIF_PORT_RE.match(name)
+        if m is not None:
+            vm = self._vm_by_domid(int(m.group(1)))
+            if vm is not None:
+                for vif in txn.select("vif", vm=vm["uuid"], device=int(m.group(2)), plugged=True):
+                    return (
+                        f"the port of VIF {vif['uuid']} of VM {_named(vm)}, {vm['power-state']} on this host",
+                        "vif-unplug or vm-shutdown",
+                    )
+        return None
+
+
+def _named(row: dict) -> str:
+    return f"{row['name-label']} ({row['uuid']})" if row.get("name-label") else row["uuid"]
+
+
+def switch_owners(txn, host_uuid: str) -> SwitchOwners:
+    """SwitchOwners of a host, kept for the transaction until an inventory row is written."""
+    key = ("xenet-switch-owners", host_uuid)
+    hit = txn.cache.get(key)
+    stamp = _row_writes(txn)
+    if hit is None or hit[0] != stamp:
+        hit = txn.cache[key] = (stamp, SwitchOwners(txn, host_uuid))
+    return hit[1]
+
+
 def err(code: str, *params, message: str | None = None) -> VmctlError:
     return VmctlError(code, message, list(params))
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from vmctl.commands.table import Ctx, Text
 from vmctl.errors import OvsError
+from vmctl.ovs import owned
 from vmctl.ovs.datum import c_atoi
 from vmctl.ovs.reply import reply
 
@@ -48,6 +49,7 @@ def add_br(ctx: Ctx) -> Text:
                 if vb.vlan != vlan:
                     raise OvsError(f"{echo} is a VLAN bridge for the wrong VLAN {vb.vlan}")
             return reply(ctx, "")
+    owned.check_new_name(ctx, s, "bridge", name)
     s.check_conflicts(name, f"cannot create a bridge named {name}")
     v = s.view()
     if parent_name is None:
@@ -105,6 +107,7 @@ def del_br(ctx: Ctx) -> Text:
     a = ctx.args
     vb = s.find_bridge(a[0], "--if-exists" not in o)
     if vb is not None:
+        owned.check_delete_bridge(ctx, s, vb)
         s.del_vbridge(vb)
     return reply(ctx, "")
 

@@ -362,4 +362,13 @@ def selected_switch(txn, name: str | None, write: bool):
     s = txn.switch(host)
     if write:
         txn.writes += 1
+        # vmctl.xenet keeps what it derives from the inventory rows while only these bumps happened
+        txn.cache["ovs-rw-commands"] = txn.cache.get("ovs-rw-commands", 0) + 1
+        baselines = txn.cache.setdefault("ovs-switch-baselines", {})
+        if host not in baselines:
+            # what I13 finds wrong on this switch before the user's commands touch it: the check
+            # before commit refuses only what they add (vmctl.invariants.check_switches_before_commit)
+            from vmctl.invariants import host_switch_violations
+
+            baselines[host] = set(host_switch_violations(txn, host))
     return s

@@ -6,6 +6,7 @@ from __future__ import annotations
 from vmctl.commands.table import Ctx, Text
 from vmctl.errors import OvsError
 from vmctl.ovs import generic as g
+from vmctl.ovs import owned
 from vmctl.ovs.datum import atom_str, datum_bare, datum_str, parse_atom, parse_token
 from vmctl.ovs.reply import reply
 from vmctl.ovs.schema import COLUMNS
@@ -57,6 +58,7 @@ def set_(ctx: Ctx) -> Text:
     row = s.get_row(table, a[1], "--if-exists" not in o)
     if row is None:
         return reply(ctx, "")
+    owned.check_edit_row(ctx, s, table, row)
     tags = row.get("tag") if table == "Port" else None
     for arg in a[2:]:
         s.set_column(table, row, arg)
@@ -73,6 +75,7 @@ def clear(ctx: Ctx) -> Text:
     row = s.get_row(table, a[1], "--if-exists" not in o)
     if row is None:
         return reply(ctx, "")
+    owned.check_edit_row(ctx, s, table, row)
     tags = row.get("tag") if table == "Port" else None
     for arg in a[2:]:
         col = g.resolve_column(table, arg)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from vmctl.commands.table import Ctx, Text
 from vmctl.errors import OvsError
+from vmctl.ovs import owned
 from vmctl.ovs.reply import reply
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ def add_port(ctx: Ctx) -> Text:
     s = ctx.switch()
     o = ctx.options
     a = ctx.args
+    if "--may-exist" not in o or s.find_port(a[1], False) is None:
+        owned.check_new_name(ctx, s, "port", a[1])
     s.create_port(a[0], a[1], [a[1]], a[2:], o, ["add-port", *a], "--may-exist" in o, False)
     return reply(ctx, "")
 
@@ -41,6 +44,10 @@ def add_bond(ctx: Ctx) -> Text:
             break
     if n < 2:
         raise OvsError(f"add-bond requires at least 2 interfaces, but only {n} were specified")
+    if "--may-exist" not in o or s.find_port(a[1], False) is None:
+        owned.check_new_name(ctx, s, "port", a[1])
+        for i in a[2 : 2 + n]:
+            owned.check_new_name(ctx, s, "interface", i)
     s.create_port(
         a[0], a[1], a[2 : 2 + n], a[2 + n :], o, ["add-bond", *a], "--may-exist" in o, "--fake-iface" in o
     )
@@ -82,6 +89,7 @@ def del_port(ctx: Ctx) -> Text:
                     f"{vp.bridge.name} does)"
                 )
             raise OvsError(f"bridge {a[0]} does not have a port {a[1]}")
+    owned.check_change_port(ctx, s, "delete", vp)
     s.del_vport(vp)
     return reply(ctx, "")
 
@@ -109,6 +117,8 @@ def add_bond_iface(ctx: Ctx) -> Text:
                 f'"{s.echo(o, ["add-bond-iface", *a])}" but {name} is actually attached '
                 f"to port {vi.port.row['name']}"
             )
+    owned.check_change_port(ctx, s, "change", vp)
+    owned.check_new_name(ctx, s, "interface", name)
     s.check_conflicts(name, f"cannot create an interface named {name}")
     irow = s.new_iface(name)
     s.iface_ops.append((vp.row["uuid"], True, irow["uuid"]))
@@ -133,6 +143,7 @@ def del_bond_iface(ctx: Ctx) -> Text:
     port = vi.port
     if len(port.ifaces) <= 1:
         raise OvsError(f"cannot delete last interface from port {port.row['name']}")
+    owned.check_change_port(ctx, s, "change", port)
     s.iface_ops.append((port.row["uuid"], False, vi.row["uuid"]))
     s.exact = False
     s.dirty = True
