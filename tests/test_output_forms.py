@@ -1,0 +1,72 @@
+"""The forms of vmctl's output (README "Output"): whole byte counts, one JSON layout for every
+document, ovs-vsctl's JSON for `list -f json`, terminal tables that never cut a uuid, a readable
+`journal-list params=all`, the copy report of vm-clone --explain, and the Python API's journal
+entries with their arguments."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cli_helpers import Inventory, cli
+
+GiB = 1024**3
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+BYTE_KEYS = ("memory", "bytes", "storage-bytes", "dirty-rate", "rate", "bytes-to-copy")
+
+
+def _ok(db, *args: str, input: str | None = None) -> str:
+    p = cli(db, *args, input=input)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def _batch(db, lines: list[str]) -> None:
+    _ok(db, "batch", "-", input="".join(f"- {json.dumps(x)}\n" for x in lines))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> Path:
+    """Three hosts; db1 (16 GiB, a disk on the shared SR) runs on h1, web1 on h3; db2 halted."""
+    db = tmp_path_factory.mktemp("forms") / "inv.db"
+    _batch(
+        db,
+        [
+            "pool-create name-label=lab",
+            *(
+                f"host-add name-label=h{i} address=10.0.0.{i} cpu-count=32 memory-total=256GiB pool=lab pifs=eth0"
+                for i in (1, 2, 3)
+            ),
+            "sr-create name-label=nfs type=nfs physical-size=4TiB pool=lab",
+            "vm-create name-label=web1 memory=4GiB vcpus=2",
+            "-- --id=@d vm-create name-label=db1 memory=16GiB vcpus=4",
+            "vm-disk-add vm=@d disk-size=40GiB sr-uuid=nfs",
+            "-- --id=@h vm-create name-label=db2 memory=2GiB vcpus=1",
+            "vm-disk-add vm=@h disk-size=8GiB sr-uuid=nfs",
+        ],
+    )
+    _ok(db, "vm-start", "vm=web1", "on=h3", "--", "vm-start", "vm=db1", "on=h1")
+    return db
+
+
+# --- vm-clone --explain ----------------------------------------------------------------------------------------
+def test_vm_clone_explain_shows_source_disk_then_clone(lab):
+    inv = Inventory(lab)
+    vm = _ok(lab, "vm-list", "name-label=db2", "--minimal").strip()
+    src = _ok(lab, "vbd-list", f"vm={vm}", "type=disk", "params=vdi", "--minimal").strip()
+    assert UUID.fullmatch(src)
+    text = inv.ok("vm-clone", "vm=db2", "new-name-label=db2c", "--explain", "--dry-run")
+    new_vm, line, total = text.splitlines()
+    assert UUID.fullmatch(new_vm) and total == "# bytes to copy: 0"
+    m = re.fullmatch(
+        rf"# device 0: ({UUID.pattern}) -> ({UUID.pattern}) on SR .*: 0 bytes \(copy-on-write\)", line
+    )
+    assert m, line
+    assert m.group(1) == src and m.group(2) != src
+    data = json.loads(
+        inv.ok("vm-clone", "vm=db2", "new-name-label=db2c", "--explain", "--dry-run", "-f", "json")
+    )
+    (c,) = data["copies"]
+    assert c["source"] == src and c["target"] not in ("", src)
