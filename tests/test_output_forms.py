@@ -70,3 +70,29 @@ def test_vm_clone_explain_shows_source_disk_then_clone(lab):
     )
     (c,) = data["copies"]
     assert c["source"] == src and c["target"] not in ("", src)
+
+
+# --- the Python API's journal entries -----------------------------------------------------------------------------
+def test_api_journal_entry_records_the_arguments(tmp_path):
+    import vmctl
+
+    db = str(tmp_path / "api.db")
+    inv = vmctl.open(db)
+    inv.run("pool-create", name_label="lab")
+    inv.run("vm-create", name_label="web 3", memory=2 * GiB, vcpus=2)
+    inv.run("vm-param-set", uuid="web 3", other_config={"owner": "ops"})
+    inv.run(
+        "sr-create",
+        name_label="s",
+        type="nfs",
+        physical_size="1TiB",
+        device_config={"server": "x", "password": "hunter2"},
+    )
+    commands = [r["command"] for r in inv.run("journal-list", params="command")]
+    assert commands == [
+        "api pool-create name-label=lab",
+        "api vm-create 'name-label=web 3' memory=2147483648 vcpus=2",
+        "api vm-param-set 'uuid=web 3' other-config:owner=ops",
+        "api sr-create name-label=s type=nfs physical-size=1TiB device-config:server=x 'device-config:password=***'",
+    ]
+    assert not any("hunter2" in c for c in commands)
