@@ -72,6 +72,47 @@ def test_vm_clone_explain_shows_source_disk_then_clone(lab):
     assert c["source"] == src and c["target"] not in ("", src)
 
 
+# --- one JSON layout -------------------------------------------------------------------------------------------
+def _layout_ok(text: str) -> None:
+    """README: an array one element a line, an object one key a line, an object inside an array
+    whole on its line; empty containers as [] and {}."""
+    doc = json.loads(text)
+    from vmctl.cli.output import json_document
+
+    assert text == json_document(doc)
+
+
+def test_plans_chains_and_batches_share_the_list_layout(lab):
+    inv = Inventory(lab)
+    plan = inv.ok("host-evacuate", "host=h1", "--dry-run", "-f", "json")
+    _layout_ok(plan)
+    lines = plan.splitlines()
+    i = lines.index('  "moves": [')
+    assert lines[i + 1].startswith('    {"wave": 1, "vm": ') and lines[i + 1].endswith("}")  # a move a line
+    for words in (("vm-migrate", "vm=db1", "--dry-run"), ("pool-rebalance", "--dry-run")):
+        _layout_ok(inv.ok(*words, "-f", "json"))
+    chain = inv.ok(
+        "-f", "json", "--dry-run", "--", "vm-migrate", "vm=db1", "--", "vm-list", "params=uuid,name-label"
+    )
+    _layout_ok(chain)
+    lines = chain.splitlines()
+    assert lines[0] == "[" and lines[1].startswith('  {"vm": ') and lines[2] == "  ["
+    assert lines[3].startswith('    {"uuid": ') and lines[-1] == "]"
+    batch = inv.ok(
+        "-f", "json", "batch", "-", "--dry-run", input='- vm-migrate vm=db1\n- "vm-list params=name-label"\n'
+    )
+    _layout_ok(batch)
+    assert batch.splitlines()[1].startswith('  {"vm": ')
+    cont = inv.ok(
+        "-f", "json", "batch", "-", "--dry-run", "--continue-on-error", input="- vm-migrate vm=db1\n"
+    )
+    _layout_ok(cont)
+    assert len(cont.splitlines()) == 3
+    # lists and param-list keep their forms
+    _layout_ok(inv.ok("vm-list", "-f", "json"))
+    _layout_ok(inv.ok("vm-param-list", "uuid=db1", "-f", "json"))
+
+
 # --- the Python API's journal entries -----------------------------------------------------------------------------
 def test_api_journal_entry_records_the_arguments(tmp_path):
     import vmctl

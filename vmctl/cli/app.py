@@ -68,10 +68,7 @@ def print_results(results: list, chain: list, opts: Options) -> None:
     tty = output.stdout_isatty()
     chunks = []
     if (opts.fmt == "json") and len(results) > 1:
-        import json
-
-        data = [output.result_data(r) for r in results]
-        chunks.append(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        chunks.append(output.json_document([output.result_data(r) for r in results]))
     else:
         for r, b in zip(results, chain):
             fmt = b.fmt or opts.fmt

@@ -71,6 +71,33 @@ def json_records(data: list[dict]) -> str:
     return "[\n  " + ",\n  ".join(dumps(d) for d in data) + "\n]\n"
 
 
+def json_document(value: object) -> str:
+    """Every JSON document vmctl prints, in one layout (README "Output"): an array puts each
+    element on a line of its own, an object each of its keys, two spaces deeper per level; an
+    object that is an element of an array stands whole (compact) on its line; empty arrays and
+    objects print as [] and {}. A list of records is therefore one record per line, a plan one
+    key per line with one move per line, a chain or batch one line per command that prints an
+    object."""
+    return _layout(value, "") + "\n"
+
+
+def _layout(value: object, indent: str) -> str:
+    dumps = _encoder().encode
+    if isinstance(value, list) and value:
+        inner = indent + "  "
+        parts = [dumps(v) if isinstance(v, dict) else _layout(v, inner) for v in value]
+        return "[\n" + ",\n".join(inner + p for p in parts) + "\n" + indent + "]"
+    if isinstance(value, dict) and value:
+        inner = indent + "  "
+        parts = [f"{dumps(str(k))}: {_layout(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(inner + p for p in parts) + "\n" + indent + "}"
+    return dumps(value)
+
+
+def _encoder() -> json.JSONEncoder:
+    return json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
 def escape_minimal(text: str) -> str:
     return text.replace("\\", "\\\\").replace(",", "\\,")
 
@@ -95,7 +122,7 @@ def render_records(
     if fmt == "json":
         data = records_data(cls, rows, fields)
         if single:
-            return json.dumps(data[0] if data else {}, indent=2, ensure_ascii=False) + "\n"
+            return json_document(data[0] if data else {})
         return json_records(data)
     if fmt == "yaml":
         import yaml
@@ -194,7 +221,7 @@ def render_result(
     if isinstance(result, Text):
         return result.text
     if fmt == "json":
-        return json.dumps(result_data(result), indent=2, ensure_ascii=False) + "\n"
+        return json_document(result_data(result))
     if fmt == "yaml":
         import yaml
 
