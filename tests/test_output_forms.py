@@ -5,11 +5,14 @@ entries with their arguments."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from pathlib import Path
 
 import pytest
+import yaml
 from cli_helpers import Inventory, cli
 
 GiB = 1024**3
@@ -70,6 +73,42 @@ def test_vm_clone_explain_shows_source_disk_then_clone(lab):
     )
     (c,) = data["copies"]
     assert c["source"] == src and c["target"] not in ("", src)
+
+
+# --- byte counts -----------------------------------------------------------------------------------------------
+def _walk_bytes(value, key=None):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not k.startswith("sigma"):  # a rebalancing plan's sigmas are ratios
+                yield from _walk_bytes(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk_bytes(v, key)
+    elif key in BYTE_KEYS:
+        yield key, value
+
+
+def test_plan_byte_counts_are_whole_numbers_in_every_format(lab):
+    inv = Inventory(lab)
+    plans = [
+        ("vm-migrate", "vm=db1", "--dry-run"),
+        ("vm-migrate", "vm=db1", "host=h2", "bandwidth=1190M", "--dry-run"),
+        ("host-evacuate", "host=h1", "--dry-run"),
+        ("pool-rebalance", "--dry-run"),
+    ]
+    for words in plans:
+        for fmt, load in (("json", json.loads), ("yaml", yaml.safe_load)):
+            found = list(_walk_bytes(load(inv.ok(*words, "-f", fmt))))
+            assert found, words
+            for key, v in found:
+                assert v is None or type(v) is int, (words, fmt, key, v)
+    sigma = json.loads(inv.ok("pool-rebalance", "--dry-run", "-f", "json"))["sigma-before"]
+    assert 0 < sigma["memory"] < 1  # a ratio keyed memory is no byte count
+    rows = list(csv.DictReader(io.StringIO(inv.ok("vm-migrate", "vm=db1", "--dry-run", "-f", "csv"))))
+    for key in ("bytes", "storage-bytes", "memory", "rate", "dirty-rate"):
+        assert rows[0][key].isdigit(), (key, rows[0][key])
+    rows = list(csv.DictReader(io.StringIO(inv.ok("host-evacuate", "host=h1", "--dry-run", "-f", "csv"))))
+    assert rows and all(r["bytes"].isdigit() and r["memory"].isdigit() for r in rows)
 
 
 # --- one JSON layout -------------------------------------------------------------------------------------------

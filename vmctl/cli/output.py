@@ -98,6 +98,34 @@ def _encoder() -> json.JSONEncoder:
     return json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
 
 
+# Byte counts and byte rates in plans and reports, by key: whole numbers in every format.
+BYTE_KEYS = frozenset(
+    {
+        "memory",
+        "bytes",
+        "storage-bytes",
+        "bytes-to-copy",
+        "dirty-rate",
+        "rate",
+        "required-bandwidth",
+        "throttle-to",
+    }
+)
+
+
+def whole_bytes(value: object, key: str | None = None) -> object:
+    """A plan's or report's data with every byte count (BYTE_KEYS) a whole number, rounded as
+    the text views round them. The standard deviations of a rebalancing plan (`sigma-before`,
+    `sigma-after`: per resource, keyed `memory` too) are ratios, left as they are."""
+    if isinstance(value, dict):
+        return {k: v if k.startswith("sigma") else whole_bytes(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_bytes(v, key) for v in value]
+    if key in BYTE_KEYS and isinstance(value, float) and value == value and abs(value) != float("inf"):
+        return int(round(value))
+    return value
+
+
 def escape_minimal(text: str) -> str:
     return text.replace("\\", "\\\\").replace(",", "\\,")
 
@@ -200,7 +228,7 @@ def result_data(result: object) -> object:
     if isinstance(result, Text):
         return result.text
     if isinstance(result, Data):
-        return jsonable(result.data)
+        return whole_bytes(jsonable(result.data))
     return result
 
 
@@ -236,7 +264,8 @@ def render_result(
         if r is not None and minimal:
             return render_records(r.cls, r.rows, [r.minimal or r.fields[0]], fmt, True)
         if r is not None and fmt in ("csv", "tsv"):
-            return render_records(r.cls, r.rows, r.fields, fmt, minimal, no_headings)
+            rows = whole_bytes(r.rows)
+            return render_records(r.cls, rows, r.fields, fmt, minimal, no_headings)  # type: ignore[arg-type]
         from vmctl.cli import views
 
         return views.render(result)
