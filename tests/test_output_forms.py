@@ -152,6 +152,35 @@ def test_plans_chains_and_batches_share_the_list_layout(lab):
     _layout_ok(inv.ok("vm-param-list", "uuid=db1", "-f", "json"))
 
 
+# --- terminal tables ---------------------------------------------------------------------------------------------
+def _strip(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+@pytest.mark.parametrize("columns", [200, 100, 80, 60, 40])
+def test_terminal_table_never_cuts_a_uuid(monkeypatch, columns):
+    from vmctl.cli import output
+    from vmctl.commands.table import Records
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("LINES", "24")
+    a, b = "f00000e9-0e64-4125-b464-222674df824b", "0b7d6a2c-95f1-4f55-9d54-6a3c8c1e1f42"
+    rows = [
+        {
+            "uuid": a,
+            "name-label": "a rather long name label " * 3,
+            "power-state": "halted",
+            "resident-on": b,
+            "other-config": {"owner": "ops" * 20},
+        }
+    ]
+    fields = ["uuid", "name-label", "power-state", "resident-on", "other-config"]
+    text = _strip(output.render_result(Records("vm", rows, fields), "table", tty=True))
+    assert a in text and b in text, text
+    assert "…" not in text, text
+    assert max(len(line) for line in text.splitlines()) <= columns or not text.startswith("┏"), text
+
+
 # --- the Python API's journal entries -----------------------------------------------------------------------------
 def test_api_journal_entry_records_the_arguments(tmp_path):
     import vmctl

@@ -187,22 +187,110 @@ def render_records(
         return "\n".join(lines[:-1]) + "\n" if lines else ""
     cells = [[human(r.get(f), t) for f, t in zip(fields, types)] for r in rows]
     if tty and len(rows) <= 1000:
-        return _rich_table(fields, cells, no_headings)
+        text = _rich_table(fields, cells, no_headings)
+        if text is not None:
+            return text
     from vmctl.cli.views import aligned
 
     return aligned(fields, cells, headings=not no_headings)
 
 
-def _rich_table(fields: list[str], cells: list[list[str]], no_headings: bool) -> str:
+_UUID_LEN = 36
+
+
+def _has_uuid(cells: list[str]) -> bool:
+    from vmctl.units import is_uuid
+
+    return any(is_uuid(w) for c in cells for w in c.replace(";", " ").replace(":", " ").split())
+
+
+_UUID_LEN = 36
+
+
+def _has_uuid(cells: list[str]) -> bool:
+    from vmctl.units import is_uuid
+
+    return any(is_uuid(w) for c in cells for w in c.replace(";", " ").replace(":", " ").split())
+
+
+def _journal_blocks(rows: list[dict], fields: list[str], types: list[str]) -> str:
+    """journal-list with its sets or its changes in a table: xe's param-list layout per entry,
+    entries a blank line apart; a set lists one object a line, `changes` one changed field a
+    line (`cls:uuid field: before -> after`), continuation lines aligned under the first."""
+    width = max(len(f) for f in fields)
+    pad = " " * (width + 8)
+    out = []
+    for r in rows:
+        lines = []
+        for f, t in zip(fields, types):
+            v = r.get(f)
+            if t == "set":
+                items = [plain(x) for x in v or []]
+            elif t == "map":
+                items = [
+                    f"{obj} {name}: {_change(change)}"
+                    for obj, fields_changed in (v or {}).items()
+                    for name, change in (fields_changed.items() if isinstance(fields_changed, dict) else [])
+                ]
+            else:
+                items = [human(v, t)]
+            acc = {"set": "SRO", "map": "MRO"}.get(t, "RO")
+            head = f"{f:>{width}} ({acc:>3}): "
+            lines.append((head + (items[0] if items else "")).rstrip())
+            lines.extend(pad + x for x in items[1:])
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
+
+
+def _change(change: object) -> str:
+    if isinstance(change, (list, tuple)) and len(change) == 2:
+        before, after = change
+        return f"{_json_cell(before)} -> {_json_cell(after)}"
+    return _json_cell(change)
+
+
+def _json_cell(v: object) -> str:
+    """A changed field's value: strings as they are (an empty one as ""), others as JSON."""
+    if isinstance(v, str):
+        return v if v else '""'
+    return _encoder().encode(jsonable(v))
+
+
+def _rich_table(fields: list[str], cells: list[list[str]], no_headings: bool) -> str | None:
+    """The boxed table. A column holding uuids is never narrower than a uuid, so none is ever
+    cut; other columns give up room and fold their text (never an ellipsis). None when the
+    terminal is too narrow even for that (the caller prints the plain aligned table)."""
     from rich.console import Console
     from rich.table import Table
 
+    width = _term_width()
+    n = len(fields)
+    natural = [max([len(fields[i]) if not no_headings else 1] + [len(r[i]) for r in cells]) for i in range(n)]
+    least = [_UUID_LEN if _has_uuid([r[i] for r in cells]) else min(natural[i], 4) for i in range(n)]
+    room = width - (3 * n + 1)  # each column: padding (2) and a border (1), one more border
+    if sum(least) > room:
+        return None
+    widths = list(natural)
+    if sum(natural) > room:
+        # every column its least, then the rest shared evenly among the columns still short of
+        # their natural width (a narrow column gets all it needs, wide ones share what is left)
+        widths = list(least)
+        spare = room - sum(least)
+        while spare > 0:
+            short = [i for i in range(n) if widths[i] < natural[i]]
+            if not short:
+                break
+            share = max(spare // len(short), 1)
+            for i in short:
+                give = min(share, natural[i] - widths[i], spare)
+                widths[i] += give
+                spare -= give
     table = Table(show_header=not no_headings, header_style="bold cyan")
-    for f in fields:
-        table.add_column(f)
+    for f, w in zip(fields, widths):
+        table.add_column(f, width=w, overflow="fold")
     for row in cells:
         table.add_row(*row)
-    console = Console(file=io.StringIO(), force_terminal=True, width=_term_width())
+    console = Console(file=io.StringIO(), force_terminal=True, width=width)
     console.print(table)
     return console.file.getvalue()  # type: ignore[attr-defined]
 
