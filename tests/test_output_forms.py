@@ -181,6 +181,26 @@ def test_terminal_table_never_cuts_a_uuid(monkeypatch, columns):
     assert max(len(line) for line in text.splitlines()) <= columns or not text.startswith("┏"), text
 
 
+# --- journal-list params=all ------------------------------------------------------------------------------------
+def test_journal_params_all_table_is_one_block_per_entry(lab):
+    inv = Inventory(lab)
+    text = inv.ok("journal-list", "params=all", "limit=2")
+    blocks = text.split("\n\n")
+    assert len(blocks) == 2
+    for block in blocks:
+        lines = block.splitlines()
+        assert lines[0].strip().startswith("seq ( RO): ")
+        assert any(line.strip().startswith("changes (MRO):") for line in lines)
+    last = blocks[-1].splitlines()
+    # each changed field on a line of its own: object, field, before -> after
+    assert any(re.search(r"vm:\S+ power-state: halted -> running$", line) for line in last), blocks[-1]
+    width = len(next(line for line in last if "changes (MRO): " in line).split(": ", 1)[0]) + 2
+    cont = [line for line in last if line.startswith(" " * width) and line.strip()]
+    assert cont and all(UUID.search(line) for line in cont)
+    # the default columns stay a table
+    assert inv.ok("journal-list", "limit=1").splitlines()[0].split() == ["seq", "time", "user", "command"]
+
+
 # --- the Python API's journal entries -----------------------------------------------------------------------------
 def test_api_journal_entry_records_the_arguments(tmp_path):
     import vmctl

@@ -185,6 +185,8 @@ def render_records(
                 lines.append(f"{f:>{width}} ({acc:>3}): {human(r.get(f), t)}")
             lines.append("")
         return "\n".join(lines[:-1]) + "\n" if lines else ""
+    if cls == "journal" and any(t in ("set", "map") for t in types):
+        return _journal_blocks(rows, fields, types)
     cells = [[human(r.get(f), t) for f, t in zip(fields, types)] for r in rows]
     if tty and len(rows) <= 1000:
         text = _rich_table(fields, cells, no_headings)
@@ -193,15 +195,6 @@ def render_records(
     from vmctl.cli.views import aligned
 
     return aligned(fields, cells, headings=not no_headings)
-
-
-_UUID_LEN = 36
-
-
-def _has_uuid(cells: list[str]) -> bool:
-    from vmctl.units import is_uuid
-
-    return any(is_uuid(w) for c in cells for w in c.replace(";", " ").replace(":", " ").split())
 
 
 _UUID_LEN = 36
