@@ -30,6 +30,47 @@ def plain_result(r):
     return r
 
 
+# Arguments whose values are never written to the journal (a key containing one of these words).
+SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "private-key")
+
+
+def _secret(key: str) -> bool:
+    k = key.lower().replace("_", "-")
+    return any(w in k for w in SECRET_WORDS)
+
+
+def _word_text(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return ",".join(_word_text(x) for x in v)
+    return "" if v is None else str(v)
+
+
+def api_line(name: str, args: tuple, kwargs: dict) -> str:
+    """What the journal records for an API call: `api NAME` and its arguments in the command
+    line's form (`key=value`, `map:key=value`, a flag as `flag=true`; words as given), quoted as a shell
+    would need; the value of a credential-like argument (password, secret, token...) is never
+    recorded, only `key=***`."""
+    import shlex
+
+    words: list[str] = []
+    for w in args:
+        key, eq, _ = str(w).partition("=")
+        words.append(f"{key}=***" if eq and _secret(key) else str(w))
+    for k, v in kwargs.items():
+        key = k if "-" in k or ":" in k else k.replace("_", "-")
+        if isinstance(v, dict):
+            for mk, mv in v.items():
+                full = f"{key}:{mk}"
+                words.append(
+                    f"{full}=***" if _secret(key) or _secret(str(mk)) else f"{full}={_word_text(mv)}"
+                )
+        else:
+            words.append(f"{key}=***" if _secret(key) else f"{key}={_word_text(v)}")
+    return shlex.join(["api", name, *words])
+
+
 class Inventory:
     def __init__(self, db: str | None = None, timeout: float = 30.0, host: str | None = None):
         self.opts = Options(db=db, timeout=timeout, host=host)
@@ -49,5 +90,5 @@ class Inventory:
             else bind_values(cmd, kwargs)
         )
         opts = Options(**{**self.opts.__dict__, "dry_run": dry_run})
-        results = Runner(opts, f"api {name}").run([b])
+        results = Runner(opts, api_line(name, args, kwargs)).run([b])
         return plain_result(results[0])

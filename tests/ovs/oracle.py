@@ -177,6 +177,11 @@ def _parse(argv: list[str]):
         key, eq, val = w.partition("=")
         if key in GLOBAL_FLAGS:
             glob.add(key)
+        elif key in ("--format", "-f"):  # the output format: "--format=FMT" in the global set
+            if not eq and i < len(argv):
+                val = argv[i]
+                i += 1
+            glob.add("--format=" + val)
         else:
             first[key] = val if eq else None
     segs: list[list[str]] = [[]]
@@ -281,7 +286,8 @@ def run_vmctl(argv: list[str], state: VmctlState) -> tuple[int, str, str]:
             bare="--bare" in glob,
             no_headings="--no-headings" in glob,
         )
-        outs = [s.run(name, opts, args, oneline="--oneline" in glob) for name, opts, args in cmds]
+        fmt = next((g.partition("=")[2] for g in glob if g.startswith("--format=")), None)
+        outs = [s.run(name, opts, args, oneline="--oneline" in glob, fmt=fmt) for name, opts, args in cmds]
         if "--dry-run" not in glob:
             s.commit_check()
             if s.changed:
@@ -299,6 +305,7 @@ _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 _U = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # a set of several uuids is printed in uuid order, which differs between the sides
 _UUID_SET = re.compile(rf"\[{_U}(?:, {_U})+\]")
+_JSON_UUID_SET = re.compile(rf'\["set",\[\["uuid","{_U}"\](?:,\["uuid","{_U}"\])+\]\]')
 _TXN_DETAIL = re.compile(r'\.  First row, with UUID [^"]*?(?=","error")')
 
 
@@ -312,11 +319,16 @@ class Canon:
         words = [a for a in argv if not a.startswith("-")]
         if words == ["show"]:
             out = sort_tree(out)
+        elif out.startswith('{"data":'):
+            out = sort_json_tables(out)
         elif len(words) == 2 and words[0] == "list" and "--" not in argv and rc == 0:
             out = sort_list(argv, out)
         err = "".join(line + "\n" for line in err.splitlines() if not line.startswith("ovsdb_idl|WARN|"))
         err = _TXN_DETAIL.sub(".", err).replace("ovs-vsctl: ", "vmctl: ")
         out = _UUID_SET.sub(lambda m: "[" + ", ".join(["<u>"] * (m.group(0).count(",") + 1)) + "]", out)
+        out = _JSON_UUID_SET.sub(
+            lambda m: '["set",[' + ",".join(["<u>"] * m.group(0).count('"uuid"')) + "]]", out
+        )
         out = _UUID.sub(lambda m: self.map.setdefault(m.group(0), f"<{len(self.map)}>"), out)
         err = _UUID.sub(lambda m: self.map.setdefault(m.group(0), f"<{len(self.map)}>"), err)
         return rc, out, err
@@ -339,6 +351,21 @@ def sort_list(argv: list[str], out: str) -> str:
         i += k
     recs.sort(key=lambda r: _UUID.sub("", r))
     return "".join(r + "\n\n" for r in recs)
+
+
+def sort_json_tables(out: str) -> str:
+    """`list --format=json` lines, their rows sorted (ovs-vsctl lists rows in uuid order). A line
+    is re-encoded only when that gives back exactly its bytes, so the canonical form hides no
+    difference of encoding."""
+    lines = []
+    for line in out.split("\n"):
+        if line.startswith('{"data":'):
+            doc = json.loads(line)
+            if json.dumps(doc, separators=(",", ":"), ensure_ascii=False) == line:
+                doc["data"].sort(key=lambda r: _UUID.sub("", json.dumps(r, ensure_ascii=False)))
+                line = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def sort_tree(text: str) -> str:

@@ -72,11 +72,10 @@ def _ask(what: list[str]) -> bool:
 def print_results(results: list, chain: list, opts: Options) -> None:
     tty = output.stdout_isatty()
     chunks = []
-    if (opts.fmt == "json") and len(results) > 1:
-        import json
-
-        data = [output.result_data(r) for r in results]
-        chunks.append(output.json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
+    # a chain of ovs-style commands only prints as ovs-vsctl does, whatever the format
+    ovs_only = all(b.cmd.style == "ovs" for b in chain)
+    if (opts.fmt == "json") and len(results) > 1 and not ovs_only:
+        chunks.append(output.json_document([output.result_data(r) for r in results]))
     else:
         for r, b in zip(results, chain):
             fmt = b.fmt or opts.fmt

@@ -86,6 +86,61 @@ def json_records(data: list[dict]) -> str:
     return json_safe("[\n  " + ",\n  ".join(dumps(d) for d in data) + "\n]\n")
 
 
+def json_document(value: object) -> str:
+    """Every JSON document vmctl prints, in one layout (README "Output"): an array puts each
+    element on a line of its own, an object each of its keys, two spaces deeper per level; an
+    object that is an element of an array stands whole (compact) on its line; empty arrays and
+    objects print as [] and {}. A list of records is therefore one record per line, a plan one
+    key per line with one move per line, a chain or batch one line per command that prints an
+    object. DEL and C1 controls are escaped too (json_safe)."""
+    return json_safe(_layout(value, "")) + "\n"
+
+
+def _layout(value: object, indent: str) -> str:
+    dumps = _encoder().encode
+    if isinstance(value, list) and value:
+        inner = indent + "  "
+        parts = [dumps(v) if isinstance(v, dict) else _layout(v, inner) for v in value]
+        return "[\n" + ",\n".join(inner + p for p in parts) + "\n" + indent + "]"
+    if isinstance(value, dict) and value:
+        inner = indent + "  "
+        parts = [f"{dumps(str(k))}: {_layout(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(inner + p for p in parts) + "\n" + indent + "}"
+    return dumps(value)
+
+
+def _encoder() -> json.JSONEncoder:
+    return json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
+# Byte counts and byte rates in plans and reports, by key: whole numbers in every format.
+BYTE_KEYS = frozenset(
+    {
+        "memory",
+        "bytes",
+        "storage-bytes",
+        "bytes-to-copy",
+        "dirty-rate",
+        "rate",
+        "required-bandwidth",
+        "throttle-to",
+    }
+)
+
+
+def whole_bytes(value: object, key: str | None = None) -> object:
+    """A plan's or report's data with every byte count (BYTE_KEYS) a whole number, rounded as
+    the text views round them. The standard deviations of a rebalancing plan (`sigma-before`,
+    `sigma-after`: per resource, keyed `memory` too) are ratios, left as they are."""
+    if isinstance(value, dict):
+        return {k: v if k.startswith("sigma") else whole_bytes(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_bytes(v, key) for v in value]
+    if key in BYTE_KEYS and isinstance(value, float) and value == value and abs(value) != float("inf"):
+        return int(round(value))
+    return value
+
+
 def escape_minimal(text: str) -> str:
     """--minimal's value: backslashes and commas escaped, then control characters."""
     return escape_controls(text.replace("\\", "\\\\").replace(",", "\\,"))
@@ -111,7 +166,7 @@ def render_records(
     if fmt == "json":
         data = records_data(cls, rows, fields)
         if single:
-            return json_safe(json.dumps(data[0] if data else {}, indent=2, ensure_ascii=False)) + "\n"
+            return json_document(data[0] if data else {})
         return json_records(data)
     if fmt == "yaml":
         import yaml
@@ -146,25 +201,106 @@ def render_records(
                 lines.append(f"{f:>{width}} ({acc:>3}): {human(r.get(f), t)}")
             lines.append("")
         return "\n".join(lines[:-1]) + "\n" if lines else ""
+    if cls == "journal" and any(t in ("set", "map") for t in types):
+        return _journal_blocks(rows, fields, types)
     cells = [[human(r.get(f), t) for f, t in zip(fields, types)] for r in rows]
     if tty and len(rows) <= 1000:
-        return _rich_table(fields, cells, no_headings)
+        text = _rich_table(fields, cells, no_headings)
+        if text is not None:
+            return text
     from vmctl.cli.views import aligned
 
     return aligned(fields, cells, headings=not no_headings)
 
 
-def _rich_table(fields: list[str], cells: list[list[str]], no_headings: bool) -> str:
+_UUID_LEN = 36
+
+
+def _has_uuid(cells: list[str]) -> bool:
+    from vmctl.units import is_uuid
+
+    return any(is_uuid(w) for c in cells for w in c.replace(";", " ").replace(":", " ").split())
+
+
+def _journal_blocks(rows: list[dict], fields: list[str], types: list[str]) -> str:
+    """journal-list with its sets or its changes in a table: xe's param-list layout per entry,
+    entries a blank line apart; a set lists one object a line, `changes` one changed field a
+    line (`cls:uuid field: before -> after`), continuation lines aligned under the first."""
+    width = max(len(f) for f in fields)
+    pad = " " * (width + 8)
+    out = []
+    for r in rows:
+        lines = []
+        for f, t in zip(fields, types):
+            v = r.get(f)
+            if t == "set":
+                items = [plain(x) for x in v or []]
+            elif t == "map":
+                items = [
+                    f"{obj} {name}: {_change(change)}"
+                    for obj, fields_changed in (v or {}).items()
+                    for name, change in (fields_changed.items() if isinstance(fields_changed, dict) else [])
+                ]
+            else:
+                items = [human(v, t)]
+            acc = {"set": "SRO", "map": "MRO"}.get(t, "RO")
+            head = f"{f:>{width}} ({acc:>3}): "
+            lines.append((head + (items[0] if items else "")).rstrip())
+            lines.extend(pad + x for x in items[1:])
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
+
+
+def _change(change: object) -> str:
+    if isinstance(change, (list, tuple)) and len(change) == 2:
+        before, after = change
+        return f"{_json_cell(before)} -> {_json_cell(after)}"
+    return _json_cell(change)
+
+
+def _json_cell(v: object) -> str:
+    """A changed field's value: strings as they are (an empty one as ""), others as JSON."""
+    if isinstance(v, str):
+        return v if v else '""'
+    return _encoder().encode(jsonable(v))
+
+
+def _rich_table(fields: list[str], cells: list[list[str]], no_headings: bool) -> str | None:
+    """The boxed table. A column holding uuids is never narrower than a uuid, so none is ever
+    cut; other columns give up room and fold their text (never an ellipsis). None when the
+    terminal is too narrow even for that (the caller prints the plain aligned table)."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    width = _term_width()
+    n = len(fields)
+    natural = [max([len(fields[i]) if not no_headings else 1] + [len(r[i]) for r in cells]) for i in range(n)]
+    least = [_UUID_LEN if _has_uuid([r[i] for r in cells]) else min(natural[i], 4) for i in range(n)]
+    room = width - (3 * n + 1)  # each column: padding (2) and a border (1), one more border
+    if sum(least) > room:
+        return None
+    widths = list(natural)
+    if sum(natural) > room:
+        # every column its least, then the rest shared evenly among the columns still short of
+        # their natural width (a narrow column gets all it needs, wide ones share what is left)
+        widths = list(least)
+        spare = room - sum(least)
+        while spare > 0:
+            short = [i for i in range(n) if widths[i] < natural[i]]
+            if not short:
+                break
+            share = max(spare // len(short), 1)
+            for i in short:
+                give = min(share, natural[i] - widths[i], spare)
+                widths[i] += give
+                spare -= give
     table = Table(show_header=not no_headings, header_style="bold cyan")
-    for f in fields:
-        table.add_column(f)
+    for f, w in zip(fields, widths):
+        table.add_column(f, width=w, overflow="fold")
     for row in cells:
         table.add_row(*(Text(c) for c in row))  # cells are text, never rich markup
-    console = Console(file=io.StringIO(), force_terminal=True, width=_term_width())
+    console = Console(file=io.StringIO(), force_terminal=True, width=width)
     console.print(table)
     return console.file.getvalue()  # type: ignore[attr-defined]
 
@@ -190,7 +326,7 @@ def result_data(result: object) -> object:
     if isinstance(result, Text):
         return result.text
     if isinstance(result, Data):
-        return jsonable(result.data)
+        return whole_bytes(jsonable(result.data))
     return result
 
 
@@ -211,7 +347,7 @@ def render_result(
     if isinstance(result, Text):
         return result.text
     if fmt == "json":
-        return json_safe(json.dumps(result_data(result), indent=2, ensure_ascii=False)) + "\n"
+        return json_document(result_data(result))
     if fmt == "yaml":
         import yaml
 
@@ -224,7 +360,8 @@ def render_result(
         if r is not None and minimal:
             return render_records(r.cls, r.rows, [r.minimal or r.fields[0]], fmt, True)
         if r is not None and fmt in ("csv", "tsv"):
-            return render_records(r.cls, r.rows, r.fields, fmt, minimal, no_headings)
+            rows = whole_bytes(r.rows)
+            return render_records(r.cls, rows, r.fields, fmt, minimal, no_headings)  # type: ignore[arg-type]
         from vmctl.cli import views
 
         return escape_lines(views.render(result))

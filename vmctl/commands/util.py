@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shlex
 import sys
@@ -303,12 +302,7 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
         text = head + "".join("\n  " + shlex.join(redact_words(w)) for w, _ in per_item)
         results = runner(opts, text, chained=True).run(chain)
         if opts.fmt == "json":
-            sys.stdout.write(
-                output.json_safe(
-                    json.dumps([output.result_data(r) for r in results], indent=2, ensure_ascii=False)
-                )
-                + "\n"
-            )
+            sys.stdout.write(output.json_document([output.result_data(r) for r in results]))
         else:
             print_results(results, chain, opts)
         return 0
@@ -350,5 +344,5 @@ def run_batch(opts, path: str, continue_on_error: bool, argv: list[str]) -> int:
                     )
             sys.stderr.write(output.render_error(e))
     if opts.fmt == "json":
-        sys.stdout.write(output.json_safe(json.dumps(outputs, indent=2, ensure_ascii=False)) + "\n")
+        sys.stdout.write(output.json_document(outputs))
     return 1 if failed else 0

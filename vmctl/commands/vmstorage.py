@@ -47,10 +47,12 @@ def vm_clone(ctx: Ctx):
     u = clone_vm(
         txn, vm, ctx.a["new-name-label"], ctx.a.get("new-name-description"), quiet=bool(ctx.opts.get("quiet"))
     )
+    # the clone's disks pair with the source VM's by device
+    sources = {b["device"]: b["vdi"] for b in txn.select("vbd", vm=vm["uuid"])}
     copies = [
         {
             "device": b["device"],
-            "source": b["vdi"],
+            "source": sources.get(b["device"], ""),
             "target": b["vdi"],
             "sr": (txn.get("vdi", b["vdi"]) or {}).get("sr", ""),
             "bytes": 0,

@@ -7,7 +7,7 @@ from vmctl.commands.table import Ctx, Text
 from vmctl.errors import OvsError
 from vmctl.ovs import generic as g
 from vmctl.ovs import owned
-from vmctl.ovs.datum import atom_str, datum_bare, datum_str, parse_atom, parse_token
+from vmctl.ovs.datum import atom_str, datum_bare, datum_json, datum_str, json_quote, parse_atom, parse_token
 from vmctl.ovs.reply import reply
 from vmctl.ovs.schema import COLUMNS
 
@@ -113,6 +113,10 @@ def list_(ctx: Ctx) -> Text:
         rows = [r for r in (s.get_row(table, rid, must) for rid in a[1:]) if r is not None]
     else:
         rows = sorted(s.rows_of(table).values(), key=lambda r: (r["name"], r["uuid"]))
+    if ctx.fmt == "json":
+        # ovs-vsctl --format=json: one object a table, whatever --no-headings says (--bare prints text)
+        if not s.bare:
+            return Text(_list_json(table, cols, rows))
     out: list[str] = []
     if s.tables_printed:
         out.append("\n")
@@ -131,3 +135,18 @@ def list_(ctx: Ctx) -> Text:
                 out.append(f"{name:<20}: ")
             out.append(text + "\n")
     return Text("".join(out))  # tables are printed as they are, also with --oneline
+
+
+def _list_json(table: str, cols: list, rows: list[dict]) -> str:
+    """`list` as ovs-vsctl --format=json prints it: {"data":[[...],...],"headings":[...]}."""
+    data = []
+    for row in rows:
+        cells = []
+        for col in cols:
+            if col is None:
+                cells.append(f'["uuid",{json_quote(row["uuid"])}]')
+            else:
+                cells.append(datum_json(col.type, g.read_datum(col, row)))
+        data.append("[" + ",".join(cells) + "]")
+    heads = ",".join(json_quote("_uuid" if c is None else c.name) for c in cols)
+    return '{"data":[' + ",".join(data) + '],"headings":[' + heads + "]}\n"

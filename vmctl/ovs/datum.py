@@ -213,6 +213,31 @@ def datum_bare(t: ColType, d: Datum) -> str:
     return " ".join(atom_bare(kk, k) for k in keys)
 
 
+def atom_json(kind: str, v: object) -> str:
+    """An atom in OVSDB's JSON encoding (RFC 7047 §5.1): a uuid as ["uuid","..."]."""
+    if kind == "uuid":
+        return f'["uuid",{json_quote(v)}]'  # type: ignore[arg-type]
+    if kind == "string":
+        return json_quote(v)  # type: ignore[arg-type]
+    if kind == "boolean":
+        return "true" if v else "false"
+    return str(v)
+
+
+def datum_json(t: ColType, d: Datum) -> str:
+    """A datum as ovs-vsctl --format=json prints it: a map as ["map",[[k,v],...]], a set of one
+    element as that element, any other set as ["set",[...]]."""
+    keys, values = d
+    kk = t.key.kind
+    if values is not None:
+        vk = t.value.kind  # type: ignore[union-attr]
+        pairs = ",".join(f"[{atom_json(kk, k)},{atom_json(vk, v)}]" for k, v in zip(keys, values))
+        return f'["map",[{pairs}]]'
+    if len(keys) == 1:
+        return atom_json(kk, keys[0])
+    return '["set",[' + ",".join(atom_json(kk, k) for k in keys) + "]]"
+
+
 # ---------------------------------------------------------------- parsing
 
 

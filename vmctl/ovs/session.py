@@ -104,9 +104,11 @@ class Session:
         *,
         bare: bool | None = None,
         no_headings: bool | None = None,
+        fmt: str | None = None,
     ) -> str:
         """Run one command on this switch outside the runner (the xe layer, the read-only fast path,
         tests); return exactly its stdout text (possibly ""), or raise OvsError.
+        `fmt` is the output format (`list` prints ovs-vsctl's JSON for "json").
 
         `bare` and `no_headings` (the global --bare/--no-headings, which only `list` uses) may be
         given here or once to the constructor."""
@@ -122,6 +124,7 @@ class Session:
             txn=None,
             cmd=None,  # type: ignore[arg-type]
             opts={"oneline": oneline},
+            fmt=fmt or "table",
             options=options,
             args=args,
             session=self,

@@ -410,6 +410,7 @@ def _ovs_read_only(argv: list[str]) -> int | None:
             oneline=bool(o.get("oneline")),
             bare=bool(o.get("bare")),
             no_headings=bool(o.get("no-headings")),
+            fmt=str(o.get("format") or os.environ.get("VMCTL_FORMAT") or "table"),
         )
         for seg in inv.segments
     ]
