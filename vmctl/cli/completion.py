@@ -173,12 +173,23 @@ def _switch_names(g: dict, kind: str) -> list[str]:
 
 
 # --- candidates --------------------------------------------------------------------------------------
+# Global options whose values completion offers: the inventory's hosts, the output formats.
+_GLOBAL_VALUES = {"--host=": "host", "--format=": "format"}
+
+
 def candidates(words: list[str], cur: str) -> list[str]:
     from vmctl.cli import _completion_data as data
 
     g, seg = _globals(words)
     cmd_words = [w for w in seg if not w.startswith("-")]
-    if not cmd_words:  # completing the command name or a global option
+    if not cmd_words:  # completing the command name or a global option (or its value)
+        for option, pool in _GLOBAL_VALUES.items():
+            if cur.startswith(option):
+                if pool == "host":
+                    values = _names(g, "host")
+                else:
+                    from vmctl.cli.grammar import FORMATS as values
+                return [option + v for v in values if (option + v).startswith(cur)]
         if cur.startswith("-"):
             return [o for o in data.GLOBAL_OPTIONS if o.startswith(cur)]
         return [c for c in data.COMMANDS if c.startswith(cur)]
@@ -230,6 +241,10 @@ def candidates(words: list[str], cur: str) -> list[str]:
     return [f"{key}={p}" for p in pool if p.startswith(partial)]
 
 
+# COMP_WORDBREAKS' default characters that end a word and stand as words of their own.
+_BASH_BREAKS = "=:><;|&("
+
+
 def _bash_escape(word: str) -> str:
     out = []
     for ch in word:
@@ -255,6 +270,10 @@ def fast_complete(args: list[str]) -> int:
         # bash replaces only its own current word, which stops at COMP_WORDBREAKS (= and :):
         # hand back each candidate minus the part bash keeps, escaped for its line.
         bash_cur = args[2] if len(args) > 2 else cur
+        if bash_cur and all(ch in _BASH_BREAKS for ch in bash_cur):
+            # right after `=` or `:` COMP_WORDS holds the break itself as the word, but readline
+            # replaces only what follows it (nothing yet): keep the break on the line
+            bash_cur = ""
         try:
             plain_cur = shlex.split(bash_cur)[0] if bash_cur.strip() else bash_cur
         except ValueError:
