@@ -277,16 +277,16 @@ def test_db_check_detects_replaced_newest_journal_entry(inv):
 
 def test_db_check_clean_on_fresh_and_older_inventories(tmp_path):
     fresh = Inventory(tmp_path / "fresh.db")
-    assert fresh.ok("db-check") == ""
+    assert fresh.ok("db-check") == "db-check: all 16 invariants hold\n"
     old = Inventory(tmp_path / "old.db")
     old.ok("pool-create", "name-label=p")
     con = sqlite3.connect(old.db)
     con.execute("DELETE FROM meta WHERE key = 'journal-head'")  # as an older vmctl left it
     con.commit()
     con.close()
-    assert old.ok("db-check") == ""
+    assert old.ok("db-check") == "db-check: all 16 invariants hold\n"
     old.ok("vm-create", "name-label=w")  # the next append records the head
-    assert old.ok("db-check") == ""
+    assert old.ok("db-check") == "db-check: all 16 invariants hold\n"
     con = sqlite3.connect(old.db)
     assert con.execute("SELECT value FROM meta WHERE key = 'journal-head'").fetchone()[0].startswith("2 ")
     con.execute("DELETE FROM journal WHERE seq = 2")

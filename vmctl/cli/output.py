@@ -205,9 +205,9 @@ def render_records(
         return _journal_blocks(rows, fields, types)
     cells = [[human(r.get(f), t) for f, t in zip(fields, types)] for r in rows]
     if tty and len(rows) <= 1000:
-        text = _rich_table(fields, cells, no_headings)
-        if text is not None:
-            return text
+        boxed = _rich_table(fields, cells, no_headings)
+        if boxed is not None:
+            return boxed
     from vmctl.cli.views import aligned
 
     return aligned(fields, cells, headings=not no_headings)
