@@ -10,6 +10,8 @@ import re
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from vmctl.errors import MESSAGES
 
 
@@ -69,6 +71,7 @@ def test_schema_version_that_is_not_a_number(small):
 
 
 # --- 3. flags among an xe-style command's arguments ---------------------------------------------------
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_yes_among_the_arguments_confirms(small):
     small.fail("vm-uninstall", "vm=web1", code="CONFIRMATION_REQUIRED")
     small.ok("vm-uninstall", "vm=web1", "--yes")

@@ -45,6 +45,7 @@ def _complete(fd: int, typed: str) -> str:
     return line[-1][2:-2]
 
 
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_tab_after_key_equals_in_a_real_bash(tmp_path):
     inv = Inventory(tmp_path / "inv.db")
     inv.ok(

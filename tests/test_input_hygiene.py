@@ -47,6 +47,7 @@ def test_control_characters_refused_in_create_names(inv, c):
     assert json.loads(inv.ok("vm-list", "-f", "json")) == []
 
 
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_control_characters_refused_on_every_path(inv):
     u = _vm(inv)
     for cmd in (
@@ -111,6 +112,7 @@ def _clean(text: str) -> None:
         assert c not in text, repr(text)
 
 
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_stored_control_characters_escaped_in_text_outputs(inv):
     u = _plant(inv)
     for tail in ([], ["--", "pool-list"]):  # the fast path, then the normal one
@@ -196,6 +198,7 @@ def test_binary_size_suffixes_unchanged(inv):
 
 
 # --- 2. empty names -----------------------------------------------------------------------------------
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_empty_name_label_refused_except_on_pools(inv):
     u = _vm(inv)
     for cmd in (
@@ -220,6 +223,7 @@ def test_empty_name_label_refused_except_on_pools(inv):
 
 
 # --- 2. names beginning with @ ------------------------------------------------------------------------
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_object_named_at_reachable_by_name(inv):
     u = inv.ok("vm-create", "name-label=@w").strip()
     assert inv.ok("vm-param-get", "uuid=@w", "param-name=uuid") == f"{u}\n"
@@ -275,6 +279,7 @@ def test_db_check_detects_replaced_newest_journal_entry(inv):
     assert r.rc == 1 and "I16 journal 2: entries missing after 0" in r.out, r.out
 
 
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_db_check_clean_on_fresh_and_older_inventories(tmp_path):
     fresh = Inventory(tmp_path / "fresh.db")
     assert fresh.ok("db-check") == "db-check: all 16 invariants hold\n"

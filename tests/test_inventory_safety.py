@@ -27,6 +27,7 @@ def _no_secret(*texts: str) -> None:
 
 
 # --- credentials --------------------------------------------------------------------------------------
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 @pytest.mark.parametrize(
     "url, shown",
     [
@@ -80,6 +81,7 @@ def _journal_texts(inv: Inventory) -> list[str]:
     return [shown, *raw]
 
 
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_journal_never_stores_a_password_given_on_the_command_line(tmp_path):
     inv = Inventory(tmp_path / "inv.db")
     db_url = f"sqlite:///{inv.db}?password={SECRET}"

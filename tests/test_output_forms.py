@@ -89,6 +89,7 @@ def _walk_bytes(value, key=None):
         yield key, value
 
 
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_plan_byte_counts_are_whole_numbers_in_every_format(lab):
     inv = Inventory(lab)
     plans = [
@@ -122,6 +123,7 @@ def _layout_ok(text: str) -> None:
     assert text == json_document(doc)
 
 
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_plans_chains_and_batches_share_the_list_layout(lab):
     inv = Inventory(lab)
     plan = inv.ok("host-evacuate", "host=h1", "--dry-run", "-f", "json")

@@ -110,6 +110,7 @@ def test_del_br_of_management_network_refused(inv):
     assert inv.ok("db-check") == ALL_HOLD
 
 
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_del_port_of_running_vm_refused(inv):
     inv, ids = inv
     port = f"vif{ids['domid']}.0"
@@ -123,6 +124,7 @@ def test_del_port_of_running_vm_refused(inv):
     assert inv.ok("db-check") == ALL_HOLD
 
 
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_add_port_named_like_a_pif_device_refused(inv):
     inv, ids = inv
     err = refused(inv, "add-port", "xenbr1", "eth0")
@@ -136,6 +138,7 @@ def test_add_port_named_like_a_pif_device_refused(inv):
     assert inv.ok("db-check") == ALL_HOLD
 
 
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_pif_bond_vlan_tunnel_rows_refused(inv):
     inv, ids = inv
     vlan_bridge, tunnel_bridge = ids["bridges"]["vn"], ids["bridges"]["tn"]
@@ -153,6 +156,7 @@ def test_pif_bond_vlan_tunnel_rows_refused(inv):
     assert inv.ok("db-check") == ALL_HOLD
 
 
+@pytest.mark.slow  # many runs of the real executable; the fast tier keeps the quick cases
 def test_what_the_xe_layer_does_not_own_still_works(inv):
     inv, ids = inv
     inv.ok("--host=h1", "add-port", "xenbr1", "p1", "--", "set", "port", "p1", "tag=3")
