@@ -48,6 +48,7 @@ def _hosts(inv) -> dict[str, dict]:
     return {r["name-label"]: r for r in rows}
 
 
+@pytest.mark.slow  # a large scenario through the real executable
 def test_evacuation_empties_a_loaded_host_as_planned(big):
     inv = big
     u = ids(inv)

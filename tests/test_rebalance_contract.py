@@ -86,6 +86,7 @@ def _residence_after(before_res: dict[str, str], moves: list[dict]) -> dict[str,
     return out
 
 
+@pytest.mark.slow  # a large scenario through the real executable
 def test_limits_thresholds_and_arguments(skewed):
     inv = skewed
     one = json.loads(inv.ok("pool-rebalance", "max-moves=1", "--dry-run", "-f", "json"))
