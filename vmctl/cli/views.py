@@ -149,7 +149,9 @@ def migration_plans(source) -> str:
 @view("evacuation-plan")
 def evacuation_plan(plan) -> str:
     """One row per move (wave, vm, name-label, to, memory, bytes, time, downtime), then the footer."""
-    head = ["wave", "vm", "name-label", "to", "memory", "bytes", "time", "downtime"]
+    from vmctl.engine.evacuate import MOVE_FIELDS
+
+    head = list(MOVE_FIELDS)
     rows = [
         [
             str(r["wave"]),
@@ -184,20 +186,10 @@ def rebalance_plan(source) -> str:
     """(plan, host names): the ordered moves (step, vm, name-label, from, to, memory, gain, cost,
     σ after the step, time), then σ before and after per resource, moves, bytes, waves and
     makespan."""
+    from vmctl.engine.rebalance import MOVE_FIELDS
+
     plan, names = source
-    head = [
-        "step",
-        "vm",
-        "name-label",
-        "from",
-        "to",
-        "memory",
-        "gain",
-        "cost",
-        "sigma-memory",
-        "sigma-vcpu",
-        "time",
-    ]
+    head = list(MOVE_FIELDS)
     rows = [
         [
             str(r["step"]),

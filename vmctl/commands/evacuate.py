@@ -18,7 +18,6 @@ from __future__ import annotations
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
 from vmctl.relocation import record_of, relocate, storage_need
 
-_MOVE_FIELDS = ("wave", "vm", "name-label", "to", "memory", "bytes", "time", "downtime")
 _HOST = Arg("host", "ref:host", True, "the host to empty: uuid or name-label", complete="host")
 
 
@@ -83,7 +82,7 @@ def _options(ctx: Ctx, host: dict) -> dict:
     flags=("--explain",),
 )
 def host_evacuate(ctx: Ctx):
-    from vmctl.engine.evacuate import plan_evacuation
+    from vmctl.engine.evacuate import MOVE_FIELDS, plan_evacuation
 
     txn = ctx.txn
     host, ps = _pool_and_host(ctx)
@@ -115,7 +114,7 @@ def host_evacuate(ctx: Ctx):
             plan.as_json(),
             "evacuation-plan",
             plan,
-            records=Records("evacuation", plan.rows(), list(_MOVE_FIELDS), minimal="vm"),
+            records=Records("evacuation", plan.rows(), list(MOVE_FIELDS), minimal="vm"),
         )
     return None
 

@@ -63,7 +63,7 @@ def _max_moves(ctx: Ctx) -> int | None:
     flags=("--explain",),
 )
 def pool_rebalance(ctx: Ctx):
-    from vmctl.engine.rebalance import DEFAULT_THRESHOLD, plan_rebalance
+    from vmctl.engine.rebalance import DEFAULT_THRESHOLD, MOVE_FIELDS, plan_rebalance
     from vmctl.engine_adapter import pool_state
 
     txn = ctx.txn
@@ -97,23 +97,10 @@ def pool_rebalance(ctx: Ctx):
     if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
         names = {h.uuid: h.name or h.uuid for h in ps.hosts.values()}
         names.update({v.uuid: v.name or v.uuid for v in ps.vms.values()})
-        fields = [
-            "step",
-            "vm",
-            "name-label",
-            "from",
-            "to",
-            "memory",
-            "gain",
-            "cost",
-            "sigma-memory",
-            "sigma-vcpu",
-            "time",
-        ]
         return Data(
             plan.as_json(),
             "rebalance-plan",
             (plan, names),
-            records=Records("rebalance", plan.rows(), fields, minimal="vm"),
+            records=Records("rebalance", plan.rows(), list(MOVE_FIELDS), minimal="vm"),
         )
     return None

@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from vmctl.engine.placement.scheduler import Scheduler
 
 CANNOT_EVACUATE = "CANNOT_EVACUATE_HOST"
+# The fields of a plan's rows (EvacuationPlan.rows()), in the order tables and CSV show them.
+MOVE_FIELDS = ("wave", "vm", "name-label", "to", "memory", "bytes", "time", "downtime")
 _SIZE_PARAMS = {"needed", "available", "requested", "maximum"}
 
 

@@ -62,6 +62,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from vmctl.engine.placement.scheduler import Scheduler
 
 ROUND = 9
+# The fields of a plan's rows (RebalancePlan.rows()), in the order tables and CSV show them.
+MOVE_FIELDS = (
+    "step",
+    "vm",
+    "name-label",
+    "from",
+    "to",
+    "memory",
+    "gain",
+    "cost",
+    "sigma-memory",
+    "sigma-vcpu",
+    "time",
+)
 _HEAD = 16  # candidates materialised per step; the rest is only walked when filter 11 refuses
 _SOURCES = 8  # sources tried at once in exchange steps (the most deviating ones)
 _PARTNERS = 8  # hosts paired with each of them
