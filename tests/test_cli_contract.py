@@ -7,6 +7,7 @@ import io
 import json
 import re
 
+import pytest
 import yaml
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -60,6 +61,7 @@ def test_minimal_escaping(inv):
     assert inv.ok("vm-list", "params=name-label", "--minimal") == "a\\,b\\\\c,zz\n"
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_param_commands(small):
     vm = small.ok("vm-list", "name-label=web1", "--minimal").strip()
     small.ok("vm-param-set", f"uuid={vm}", "name-description=front end", "other-config:owner=ops", "vcpus=3")
@@ -157,6 +159,7 @@ def test_dry_run_changes_nothing_and_never_creates_the_file(inv, tmp_path):
     assert inv.snapshot() == before
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_batch_all_or_nothing_and_continue(inv, tmp_path):
     f = tmp_path / "b.yaml"
     f.write_text(
@@ -264,6 +267,7 @@ def test_vm_create_needs_a_pool(inv):
     inv.ok("vm-create", "name-label=x", "pool=b")
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_journal(small):
     rows = json.loads(small.ok("journal-list", "-f", "json"))
     assert [r["seq"] for r in rows] == [1]

@@ -172,6 +172,7 @@ def test_maintenance_mode_is_all_or_nothing(big):
     assert any(m["to"] == u["h1"] for m in plan["moves"])
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_ha_refusal_is_reported_on_the_pool_row(inv):
     build(
         inv,

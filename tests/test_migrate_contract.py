@@ -233,6 +233,7 @@ def test_refusals_changed_nothing(refusals):
     assert inv.snapshot() == before
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_force_skips_cpu_immobility_and_convergence_only(refusals, tmp_path):
     inv, u, _ = refusals
     # --force skips the cpu filter, platform:nomigrate and convergence...
@@ -343,6 +344,7 @@ def test_downtime_argument_sets_the_target(vec):
     assert d["rounds"] == 3  # 16 GiB·λ² / R = 97 ms > 50 ms, λ³ gives 8 ms
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_prediction_in_csv_tsv_and_minimal(vec):
     """The machine formats carry the same figures as JSON: one row per VM; --minimal prints the
     destination, as vm-start --dry-run does."""
@@ -423,6 +425,7 @@ def test_live_migration_moves_residence_ports_and_journal(moving):
     assert len(json.loads(inv.ok("journal-list", f"object={u['web']}", "-f", "json"))) == len(j) + 1
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_storage_motion_accounts_like_vdi_copy(moving):
     inv = moving
     u = ids(inv)
@@ -449,6 +452,7 @@ def test_storage_motion_accounts_like_vdi_copy(moving):
     inv.ok("db-check")
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_halted_vm_moves_storage_only(moving):
     inv = moving
     u = ids(inv)
@@ -465,6 +469,7 @@ def test_halted_vm_moves_storage_only(moving):
     inv.ok("db-check")
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_chain_and_multiple(moving):
     inv = moving
     u = ids(inv)

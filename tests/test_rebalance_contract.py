@@ -117,6 +117,7 @@ def test_limits_thresholds_and_arguments(skewed):
         inv.fail("pool-rebalance", *args, code=code)
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_pack_frees_hosts(inv):
     build(
         inv,

@@ -218,6 +218,7 @@ def test_single_object_commands_take_the_class_key_and_uuid(lab: Inventory, cls:
     assert outs[0] == outs[1]
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_the_real_executable_takes_both_spellings(lab: Inventory) -> None:
     lab.ok("vm-start", "uuid=web1")
     lab.ok("vdi-resize", "vdi=d1", "disk-size=2GiB")

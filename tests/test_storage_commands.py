@@ -197,6 +197,7 @@ def test_pool_default_sr_rule(st):
     assert st.err("pool-param-set", uuid="p1", **{"default-sr": other}).code == "NOT_IN_SAME_POOL"
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_sr_destroy_rules(st):
     sr = st("sr-create", **{"name-label": "s", "type": "nfs", "physical-size": "10GiB"})
     st("pool-param-set", uuid="p1", **{"default-sr": sr})
@@ -644,6 +645,7 @@ def test_db_check_storage_invariants_and_fix(st, disks):
     assert st.get("vdi", a, "parent") == "" and st.get("vdi", a, "physical-utilisation") == GiB
 
 
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_sr_forget_scan_dry_run_and_selectors(st):
     sr = st("sr-create", **{"name-label": "s", "type": "nfs", "physical-size": "10GiB"})
     v = st("vdi-create", **{"sr-uuid": sr, "name-label": "d", "virtual-size": "1GiB"})

@@ -359,6 +359,7 @@ def test_pif_reconfigure_ip(env):
 
 
 # --- VLANs ----------------------------------------------------------------------------------------------
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_vlan_create_checks_in_order(env):
     eth1, eth2, eth3 = (env.pif(env.h1, d) for d in ("eth1", "eth2", "eth3"))
     un = env.ok("network-create", "name-label=u", "bridge=bru", "managed=false").strip()
@@ -474,6 +475,7 @@ def test_pool_vlan_create(env):
 
 
 # --- bonds ----------------------------------------------------------------------------------------------
+@pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_bond_create_checks(env):
     e = {d: env.pif(env.h1, d) for d in ("eth0", "eth1", "eth2", "eth3")}
     bn = env.ok("network-create", "name-label=bn").strip()
