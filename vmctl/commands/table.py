@@ -221,7 +221,7 @@ class Ctx:
     # ovs style (network.md): the segment as getopt left it, and the switch the command works on
     options: dict = field(default_factory=dict)  # the command's options: {"--may-exist": None}
     args: list = field(default_factory=list)  # its positional arguments
-    session: object = None  # the switch (vmctl.ovs.Session) once known; see switch()
+    session: object = None  # the switch (vmctl.ovs.Session) once known; see vmctl.ovs.selection
 
     def flag(self, name: str) -> bool:
         return name in self.flags
@@ -232,16 +232,6 @@ class Ctx:
     @property
     def force(self) -> bool:
         return "force" in self.flags
-
-    def switch(self):
-        """ovs style: the switch session (vmctl.ovs.Session) of the host the invocation selects
-        (opts["host"], from --host or VMCTL_HOST, else the only host), resolved once per chain; a
-        read-write command marks the transaction written (vmctl.ovs.commands.selected_switch)."""
-        if self.session is None:
-            from vmctl.ovs.commands import selected_switch
-
-            self.session = selected_switch(self.txn, self.opts.get("host"), self.cmd.rw)
-        return self.session
 
     def warn(self, text: str) -> None:
         if not self.opts.get("quiet"):

@@ -10,6 +10,7 @@ from vmctl.errors import OvsError
 from vmctl.ovs import owned
 from vmctl.ovs.datum import c_atoi
 from vmctl.ovs.reply import reply
+from vmctl.ovs.selection import switch
 
 if TYPE_CHECKING:
     from vmctl.ovs.session import Session
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def add_br(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     o = ctx.options
     a = ctx.args
     name = a[0]
@@ -102,7 +103,7 @@ def add_br(ctx: Ctx) -> Text:
 
 
 def del_br(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     o = ctx.options
     a = ctx.args
     vb = s.find_bridge(a[0], "--if-exists" not in o)
@@ -113,7 +114,7 @@ def del_br(ctx: Ctx) -> Text:
 
 
 def list_br(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     o = ctx.options
     real = "--real" in o
     fake = "--fake" in o
@@ -124,7 +125,7 @@ def list_br(ctx: Ctx) -> Text:
 
 
 def br_exists(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     if s.find_bridge(a[0], False) is None:
         raise OvsError(None, 2)
@@ -132,14 +133,14 @@ def br_exists(ctx: Ctx) -> Text:
 
 
 def br_to_vlan(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     vb = s.find_bridge(a[0], True)
     return reply(ctx, f"{vb.vlan}\n")  # type: ignore[union-attr]
 
 
 def br_to_parent(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     vb = s.find_bridge(a[0], True)
     assert vb is not None
@@ -147,7 +148,7 @@ def br_to_parent(ctx: Ctx) -> Text:
 
 
 def br_set_external_id(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     vb = s.find_bridge(a[0], True)
     assert vb is not None
@@ -162,7 +163,7 @@ def br_set_external_id(ctx: Ctx) -> Text:
 
 
 def br_get_external_id(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     vb = s.find_bridge(a[0], True)
     assert vb is not None

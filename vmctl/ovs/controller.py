@@ -7,12 +7,13 @@ from vmctl.commands.table import Ctx, Text
 from vmctl.errors import OvsError
 from vmctl.ovs.datum import c_atoll
 from vmctl.ovs.reply import reply
+from vmctl.ovs.selection import switch
 
 _TARGET_TYPES = ("tcp", "ssl", "unix", "ptcp", "pssl", "punix")
 
 
 def get_controller(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     vb = s.find_bridge(a[0], True)
     assert vb is not None
@@ -23,7 +24,7 @@ def get_controller(ctx: Ctx) -> Text:
 
 
 def del_controller(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     row = s.real(s.find_real_bridge(a[0]))
     if row["controller"]:
@@ -35,7 +36,7 @@ def del_controller(ctx: Ctx) -> Text:
 
 
 def set_controller(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     o = ctx.options
     a = ctx.args
     row = s.real(s.find_real_bridge(a[0]))
@@ -58,7 +59,7 @@ def set_controller(ctx: Ctx) -> Text:
 
 
 def get_fail_mode(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     vb = s.find_bridge(a[0], True)
     assert vb is not None
@@ -67,7 +68,7 @@ def get_fail_mode(ctx: Ctx) -> Text:
 
 
 def del_fail_mode(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     row = s.real(s.find_real_bridge(a[0]))
     row["fail_mode"] = None
@@ -76,7 +77,7 @@ def del_fail_mode(ctx: Ctx) -> Text:
 
 
 def set_fail_mode(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     row = s.real(s.find_real_bridge(a[0]))
     if a[1] not in ("standalone", "secure"):

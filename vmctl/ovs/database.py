@@ -10,10 +10,11 @@ from vmctl.ovs import owned
 from vmctl.ovs.datum import atom_str, datum_bare, datum_json, datum_str, json_quote, parse_atom, parse_token
 from vmctl.ovs.reply import reply
 from vmctl.ovs.schema import COLUMNS
+from vmctl.ovs.selection import switch
 
 
 def get(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     o = ctx.options
     a = ctx.args
     must = "--if-exists" not in o
@@ -51,7 +52,7 @@ def get(ctx: Ctx) -> Text:
 
 
 def set_(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     o = ctx.options
     a = ctx.args
     table = g.resolve_table(a[0])
@@ -68,7 +69,7 @@ def set_(ctx: Ctx) -> Text:
 
 
 def clear(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     o = ctx.options
     a = ctx.args
     table = g.resolve_table(a[0])
@@ -94,7 +95,7 @@ def clear(ctx: Ctx) -> Text:
 
 
 def list_(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     s.set_display(ctx.opts.get("bare"), ctx.opts.get("no_headings"))
     o = ctx.options
     a = ctx.args

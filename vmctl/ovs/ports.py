@@ -9,13 +9,14 @@ from vmctl.commands.table import Ctx, Text
 from vmctl.errors import OvsError
 from vmctl.ovs import owned
 from vmctl.ovs.reply import reply
+from vmctl.ovs.selection import switch
 
 if TYPE_CHECKING:
     from vmctl.ovs.view import VPort
 
 
 def list_ports(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     vb = s.find_bridge(a[0], True)
     assert vb is not None
@@ -24,7 +25,7 @@ def list_ports(ctx: Ctx) -> Text:
 
 
 def add_port(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     o = ctx.options
     a = ctx.args
     if "--may-exist" not in o or s.find_port(a[1], False) is None:
@@ -34,7 +35,7 @@ def add_port(ctx: Ctx) -> Text:
 
 
 def add_bond(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     o = ctx.options
     a = ctx.args
     n = len(a) - 2
@@ -55,7 +56,7 @@ def add_bond(ctx: Ctx) -> Text:
 
 
 def del_port(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     o = ctx.options
     a = ctx.args
     must = "--if-exists" not in o
@@ -95,14 +96,14 @@ def del_port(ctx: Ctx) -> Text:
 
 
 def port_to_br(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     vp = s.find_port(a[0], True)
     return reply(ctx, vp.bridge.name + "\n")  # type: ignore[union-attr]
 
 
 def add_bond_iface(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     o = ctx.options
     a = ctx.args
     vp = s.find_port(a[0], True)
@@ -128,7 +129,7 @@ def add_bond_iface(ctx: Ctx) -> Text:
 
 
 def del_bond_iface(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     o = ctx.options
     a = ctx.args
     name = a[-1]
@@ -156,7 +157,7 @@ def del_bond_iface(ctx: Ctx) -> Text:
 
 
 def list_ifaces(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     vb = s.find_bridge(a[0], True)
     assert vb is not None
@@ -167,7 +168,7 @@ def list_ifaces(ctx: Ctx) -> Text:
 
 
 def iface_to_br(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     a = ctx.args
     vi = s.find_iface(a[0], True)
     return reply(ctx, vi.port.bridge.name + "\n")  # type: ignore[union-attr]

@@ -119,7 +119,7 @@ class Session:
         if spec is None:
             raise OvsError(f"unknown command '{name}'; use --help for help")
         self.set_display(bare, no_headings)
-        # no transaction and no runner: ctx.switch() is this session, and nothing is marked written
+        # no transaction and no runner: switch(ctx) is this session, and nothing is marked written
         ctx = Ctx(
             txn=None,
             cmd=None,  # type: ignore[arg-type]

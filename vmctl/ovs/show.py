@@ -5,15 +5,16 @@ from __future__ import annotations
 from vmctl.commands.table import Ctx, Text
 from vmctl.ovs.datum import atom_str
 from vmctl.ovs.reply import reply
+from vmctl.ovs.selection import switch
 
 
 def init(ctx: Ctx) -> Text:
-    ctx.switch()  # the host is resolved and its switch loaded for every command
+    switch(ctx)  # the host is resolved and its switch loaded for every command
     return reply(ctx, "")
 
 
 def show(ctx: Ctx) -> Text:
-    s = ctx.switch()
+    s = switch(ctx)
     t = s.tables
     q = _q
     out = [s.host_uuid]
