@@ -52,46 +52,44 @@ def get(ctx: Ctx) -> Text:
 
 
 def set_(ctx: Ctx) -> Text:
+    return _edit_columns(ctx, lambda s, table, row, arg: s.set_column(table, row, arg))
+
+
+def clear(ctx: Ctx) -> Text:
+    return _edit_columns(ctx, _clear_column)
+
+
+def _edit_columns(ctx: Ctx, edit) -> Text:
+    """set and clear: the row named by the first two arguments (none with --if-exists: nothing
+    to do), refused when the xe layer owns it, then edit(session, table, row, arg) for each
+    further argument."""
     s = switch(ctx)
-    o = ctx.options
     a = ctx.args
     table = g.resolve_table(a[0])
-    row = s.get_row(table, a[1], "--if-exists" not in o)
+    row = s.get_row(table, a[1], "--if-exists" not in ctx.options)
     if row is None:
         return reply(ctx, "")
     owned.check_edit_row(ctx, s, table, row)
     tags = row.get("tag") if table == "Port" else None
     for arg in a[2:]:
-        s.set_column(table, row, arg)
+        edit(s, table, row, arg)
     # of the settable columns only Port.tag shapes the view
     s.discard_view(table == "Port" and row["tag"] != tags)
     return reply(ctx, "")
 
 
-def clear(ctx: Ctx) -> Text:
-    s = switch(ctx)
-    o = ctx.options
-    a = ctx.args
-    table = g.resolve_table(a[0])
-    row = s.get_row(table, a[1], "--if-exists" not in o)
-    if row is None:
-        return reply(ctx, "")
-    owned.check_edit_row(ctx, s, table, row)
-    tags = row.get("tag") if table == "Port" else None
-    for arg in a[2:]:
-        col = g.resolve_column(table, arg)
-        if not col.mutable and row["uuid"] not in s.inserted:
-            raise OvsError(f"cannot modify read-only column {col.name} in table {table}")
-        if col.type.n_min > 0:
-            raise OvsError(
-                f'"clear" operation cannot be applied to column {col.name} of table {table}, '
-                "which is not allowed to be empty"
-            )
-        s.check_mutable(table, row, col)
-        g.write_datum(col, row, ([], {} if col.type.is_map else None))  # type: ignore[arg-type]
-        s.dirty = True
-    s.discard_view(table == "Port" and row["tag"] != tags)
-    return reply(ctx, "")
+def _clear_column(s, table: str, row: dict, arg: str) -> None:
+    col = g.resolve_column(table, arg)
+    if not col.mutable and row["uuid"] not in s.inserted:
+        raise OvsError(f"cannot modify read-only column {col.name} in table {table}")
+    if col.type.n_min > 0:
+        raise OvsError(
+            f'"clear" operation cannot be applied to column {col.name} of table {table}, '
+            "which is not allowed to be empty"
+        )
+    s.check_mutable(table, row, col)
+    g.write_datum(col, row, ([], {} if col.type.is_map else None))  # type: ignore[arg-type]
+    s.dirty = True
 
 
 def list_(ctx: Ctx) -> Text:
