@@ -43,3 +43,11 @@ def homogeneity_checks(ctx: Ctx, host: dict, master: dict, force: bool) -> None:
         raise VmctlError("HOSTS_NOT_HOMOGENEOUS", params=[("reason", "Software version differs")])
     if not force and host["cpu-vendor"] != master["cpu-vendor"]:
         raise VmctlError("HOSTS_NOT_HOMOGENEOUS", params=[("reason", "CPUs differ")])
+
+
+def same_pool(txn, cls: str, row: dict, pool_uuid: str) -> None:
+    """An object given to a command must be of the pool it acts in (NOT_IN_SAME_POOL)."""
+    if row["pool"] != pool_uuid:
+        raise VmctlError(
+            "NOT_IN_SAME_POOL", params=[("object", txn.ref(cls, row)), ("pool", txn.ref("pool", pool_uuid))]
+        )

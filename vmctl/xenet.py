@@ -739,8 +739,3 @@ def err(code: str, *params, message: str | None = None) -> VmctlError:
 
 def invalid(name: str, value) -> VmctlError:
     return err("INVALID_VALUE", ("name", name), ("value", value))
-
-
-def same_pool(txn, cls: str, row: dict, pool_uuid: str) -> None:
-    if row["pool"] != pool_uuid:
-        raise err("NOT_IN_SAME_POOL", ("object", txn.ref(cls, row)), ("pool", txn.ref("pool", pool_uuid)))

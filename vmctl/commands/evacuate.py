@@ -16,6 +16,7 @@ the host stays enabled when the evacuation is refused; ``host-enable host=H`` en
 from __future__ import annotations
 
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
+from vmctl.pools import same_pool
 from vmctl.relocation import record_of, relocate, storage_need
 
 _HOST = Arg("host", "ref:host", True, "the host to empty: uuid or name-label", complete="host")
@@ -29,23 +30,14 @@ def _pool_and_host(ctx: Ctx):
     return host, pool_state(txn, host["pool"])
 
 
-def _same_pool(txn, row: dict | None, cls: str, host: dict) -> None:
-    from vmctl.errors import VmctlError
-
-    if row is not None and row["pool"] != host["pool"]:
-        raise VmctlError(
-            "NOT_IN_SAME_POOL",
-            params=[("object", txn.ref(cls, row)), ("pool", txn.ref("pool", host["pool"]))],
-        )
-
-
 def _options(ctx: Ctx, host: dict) -> dict:
     """policy=, network=, sr= resolved to what the engine takes."""
     txn = ctx.txn
     network = txn.resolve_one("network", ctx.a["network"]) if "network" in ctx.a else None
     sr = txn.resolve_one("sr", ctx.a["sr"]) if "sr" in ctx.a else None
-    _same_pool(txn, network, "network", host)
-    _same_pool(txn, sr, "sr", host)
+    for cls, row in (("network", network), ("sr", sr)):
+        if row is not None:
+            same_pool(txn, cls, row, host["pool"])
     return {
         "policy": ctx.a.get("policy"),
         "network": network["uuid"] if network else None,

@@ -10,7 +10,7 @@ from vmctl import xenet
 from vmctl.commands.table import Arg, Ctx, Data, Value, command
 from vmctl.errors import VmctlError
 from vmctl.fields import extra_fields, param_hook
-from vmctl.pools import only_pool
+from vmctl.pools import only_pool, same_pool
 from vmctl.units import generated_mac, normalise_mac
 from vmctl.xenet import err, invalid
 
@@ -63,7 +63,7 @@ def network_checks(txn, network: dict, pif: dict) -> None:
     """NETWORK_UNMANAGED, NOT_IN_SAME_POOL, NETWORK_ALREADY_CONNECTED, in that order (§3.6)."""
     if not network["managed"]:
         raise err("NETWORK_UNMANAGED", ("network", txn.ref("network", network)))
-    xenet.same_pool(txn, "network", network, pif["pool"])
+    same_pool(txn, "network", network, pif["pool"])
     other = host_pif_on(txn, network["uuid"], pif["host"])
     if other is not None:
         raise err(

@@ -7,15 +7,9 @@ from __future__ import annotations
 from vmctl import storage
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
+from vmctl.pools import same_pool
 from vmctl.storage import check_device, plug, unplug
 from vmctl.vms import bad_power_state, check_vm_operation
-
-
-def same_pool(txn, vm: dict, cls: str, row: dict) -> None:
-    if row["pool"] != vm["pool"]:
-        raise VmctlError(
-            "NOT_IN_SAME_POOL", params=[("object", txn.ref(cls, row)), ("pool", txn.ref("pool", vm["pool"]))]
-        )
 
 
 @command(
@@ -43,7 +37,7 @@ def vbd_create(ctx: Ctx):
     vdi = txn.resolve_one("vdi", a["vdi-uuid"]) if a.get("vdi-uuid") else None
     check_vm_operation(txn, vm, "vbd-create", ("halted", "running"), templates=True)
     if vdi is not None:
-        same_pool(txn, vm, "vdi", vdi)
+        same_pool(txn, "vdi", vdi, vm["pool"])
     if ctx.flag("may-exist") and str(a["device"]).strip().isdigit():
         for b in txn.select("vbd", vm=vm["uuid"], device=int(str(a["device"]).strip())):
             return Value(b["uuid"])

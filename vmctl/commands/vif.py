@@ -9,6 +9,7 @@ from vmctl.commands.table import Arg, Ctx, Records, Value, command
 from vmctl.errors import VmctlError
 from vmctl.fields import extra_fields, matches, parse_params, txn_filters
 from vmctl.model import CLASSES
+from vmctl.pools import same_pool
 from vmctl.units import generated_mac, normalise_mac
 from vmctl.vms import bad_power_state
 from vmctl.xenet import err
@@ -80,7 +81,7 @@ def vif_create(ctx: Ctx):
         raise err("VM_IS_SNAPSHOT", ("vm", txn.ref("vm", vm)), ("operation", "vif-create"))
     if vm["power-state"] not in ("halted", "running"):
         raise bad_power_state(txn, vm, ("halted", "running"))
-    xenet.same_pool(txn, "network", network, vm["pool"])
+    same_pool(txn, "network", network, vm["pool"])
     device = parse_device(a["device"])
     if txn.select("vif", vm=vm["uuid"], device=device):
         raise err("DEVICE_ALREADY_EXISTS", ("device", device))
@@ -190,7 +191,7 @@ def vif_move(ctx: Ctx):
     txn = ctx.txn
     vif = txn.resolve_one("vif", ctx.a["uuid"])
     net = txn.resolve_one("network", ctx.a["network-uuid"])
-    xenet.same_pool(txn, "network", net, vif["pool"])
+    same_pool(txn, "network", net, vif["pool"])
     if net["uuid"] == vif["network"]:
         return None
     vm = _vif_vm(txn, vif)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from vmctl.commands.table import Arg, Ctx, Data, Deferred, command
 from vmctl.errors import VmctlError
+from vmctl.pools import same_pool
 from vmctl.vms import (
     bad_power_state,
     boot,
@@ -39,14 +40,6 @@ def check_holding(txn, vm: dict, operation: str) -> None:
     from vmctl import storage
 
     storage.check_holding(txn, vm, operation)
-
-
-def same_pool(txn, vm: dict, host: dict) -> None:
-    if host["pool"] != vm["pool"]:
-        raise VmctlError(
-            "NOT_IN_SAME_POOL",
-            params=[("object", txn.ref("host", host)), ("pool", txn.ref("pool", vm["pool"]))],
-        )
 
 
 # --- plans and explain reports -----------------------------------------------------------------------------
@@ -212,7 +205,7 @@ def vm_start(ctx: Ctx):
         check_holding(txn, vm, "start")
     if host is not None:
         for vm in vms:
-            same_pool(txn, vm, host)
+            same_pool(txn, "host", host, vm["pool"])
         check_on(txn, vms, host, START, ctx.force)
         for vm in vms:
             boot(txn, txn.get("vm", vm["uuid"]), host["uuid"], paused)
@@ -259,7 +252,7 @@ def vm_resume(ctx: Ctx):
     plan, reports = [], []
     if host is not None:
         for vm in vms:
-            same_pool(txn, vm, host)
+            same_pool(txn, "host", host, vm["pool"])
         check_on(txn, vms, host, RESUME, ctx.force)
         targets = [(vm, host["uuid"]) for vm in vms]
     else:
