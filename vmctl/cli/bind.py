@@ -285,6 +285,7 @@ def bind_gnu(cmd: Command, args: list[str]) -> dict:
     Arg a positional argument in order, the last one taking all the words left when it repeats.
     Messages follow argparse's, as scripts may match them."""
     options = {a.name: a for a in cmd.args if a.name.startswith("--")}
+    shorts = {a.short: a for a in options.values() if a.short}
     positional = [a for a in cmd.args if not a.name.startswith("--")]
     out: dict = {}
     extra: list[str] = []
@@ -295,6 +296,9 @@ def bind_gnu(cmd: Command, args: list[str]) -> dict:
         w = words[i]
         name, eq, value = w.partition("=")
         opt = options.get(name) if w.startswith("--") else None
+        if opt is None and w[:2] in shorts and not w.startswith("--"):
+            # `-f json` or `-fjson`, as getopt reads a short option taking a value
+            opt, eq, value = shorts[w[:2]], "=" if w[2:] else "", w[2:]
         if npos < len(positional) and positional[npos].repeat:
             out[positional[npos].name] = words[i:]  # the rest, as written (bench passes it on)
             break
