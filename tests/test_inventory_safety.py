@@ -12,6 +12,10 @@ import pytest
 from cli_helpers import Inventory, cli, run_cli
 from pgserver import pg_db, pg_url  # noqa: F401  (fixtures)
 
+from vmctl.store.schema_version import SCHEMA_VERSION as CURRENT
+
+NEXT = CURRENT + 1  # a made-up next version, with a made-up upgrade step
+
 SECRET = "s3cr3t-Pw"
 
 
@@ -208,7 +212,7 @@ def test_an_empty_file_reads_as_an_empty_inventory_until_a_write(tmp_path):
 
 @pytest.fixture
 def older_schema(tmp_path, monkeypatch):
-    """An inventory of schema version 1 while this vmctl's is 2 (a made-up upgrade step)."""
+    """An inventory of the current schema while this vmctl's is the next (a made-up upgrade step)."""
     from vmctl.store import migrate, schema, schema_version
 
     db = tmp_path / "v1.db"
@@ -217,9 +221,9 @@ def older_schema(tmp_path, monkeypatch):
     def step2(conn):
         conn.exec_driver_sql("CREATE TABLE upgraded_marker (x INTEGER)")
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(schema_version, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(migrate.STEPS, 2, step2)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
+    monkeypatch.setattr(schema_version, "SCHEMA_VERSION", NEXT)
+    monkeypatch.setitem(migrate.STEPS, NEXT, step2)
     return db
 
 
@@ -231,10 +235,10 @@ def _version(db) -> int:
 def test_a_read_of_an_older_schema_does_not_upgrade_it(older_schema):
     r = cli(older_schema, "pool-list", "params=name-label", "--minimal")
     assert (r.returncode, r.stdout, r.stderr) == (0, "p\n", "")
-    assert _version(older_schema) == 1
+    assert _version(older_schema) == CURRENT
     r = cli(older_schema, "vm-create", "name-label=a")  # any write upgrades it
     assert r.returncode == 0, r.stderr
-    assert _version(older_schema) == 2
+    assert _version(older_schema) == NEXT
 
 
 def test_a_write_refuses_a_foreign_file_checked_under_the_lock(tmp_path):
@@ -284,9 +288,9 @@ def test_postgresql_database_without_vmctl_tables(pg_db, monkeypatch):  # noqa: 
     from vmctl.store import migrate, schema, schema_version
     from vmctl.store.txn import Store
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(schema_version, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(migrate.STEPS, 2, lambda conn: None)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
+    monkeypatch.setattr(schema_version, "SCHEMA_VERSION", NEXT)
+    monkeypatch.setitem(migrate.STEPS, NEXT, lambda conn: None)
     for kw in ({"read_only": True}, {"dry_run": True}):
         with pytest.raises(VmctlError) as e:
             Store(pg_db, **kw)

@@ -32,7 +32,7 @@ def leaving_host(txn, vm: dict, host_uuid: str) -> None:
     storage.detach_vbds(txn, vm, host_uuid)
 
 
-def before_commit(txn, dry_run: bool) -> None:
+def before_commit(txn, dry_run: bool, command: str = "") -> None:
     if txn.write and txn.dirty:
         from vmctl.admission import refresh_ha_status
 
@@ -46,3 +46,7 @@ def before_commit(txn, dry_run: bool) -> None:
 
         check_before_commit(txn)
         check_switches_before_commit(txn)
+    # last: act on the hosts of real pools (a dry run drops the queue); nothing may fail after it
+    from vmctl import drivers
+
+    drivers.perform(txn, dry_run, command)

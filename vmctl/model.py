@@ -116,6 +116,7 @@ def _cls(name: str, fields: list[Field], columns: str, named: bool = True, poole
 
 
 POLICIES = ("pack", "spread", "balanced")
+DRIVERS = ("sim", "libvirt")  # drivers.md §2: what acts on a pool's hosts (sim: the inventory is the world)
 
 CLASSES: dict[str, ObjClass] = {}
 
@@ -129,6 +130,14 @@ _register(
         "pool",
         [
             Field("master", "ref:host", RO, help="the pool master: the first host to join"),
+            Field(
+                "driver",
+                "enum",
+                RO,
+                "sim",
+                DRIVERS,
+                help="sim (records only) or libvirt (real hosts); fixed at pool-create",
+            ),
             Field("hosts", "set:host", D),
             Field("host-count", "int", D),
             Field("default-sr", "ref:sr", RW, "", help="default SR for new disks and suspend images"),
@@ -166,6 +175,8 @@ _register(
             Field("enabled", "bool", RO, True),
             Field("live", "bool", RO, True),
             Field("current-operations", "set", RO),
+            Field("driver-uri", "string", RO, "", help="libvirt pools: the host's libvirt URI"),
+            Field("ovsdb", "string", RO, "", help="libvirt pools: the host's Open vSwitch database remote"),
             Field("cpu-vendor", "string", RO, "GenuineIntel"),
             Field("cpu-model", "string", RO, ""),
             Field("cpu-family", "int", RO, 0),
@@ -189,6 +200,7 @@ _register(
 
 _VM_FIELDS = [
     Field("power-state", "enum", RO, "halted", ("halted", "running", "paused", "suspended")),
+    Field("current-operations", "set", RO, help="operations a pending task is running on the VM"),
     Field("pool", "ref:pool", RO),
     Field("is-a-template", "bool", RWh, False),
     Field("is-default-template", "bool", RO, False),
@@ -291,6 +303,7 @@ _register(
             Field("is-a-snapshot", "bool", RO, False),
             Field("snapshot-of", "ref:vdi", RO, ""),
             Field("snapshot-time", "time", RO, ""),
+            Field("current-operations", "set", RO, help="operations a pending task is running on the disk"),
         ],
         "uuid name-label sr virtual-size physical-utilisation provisioning read-only",
     )

@@ -123,17 +123,33 @@ class Runner:
 
         def with_hooks(txn):
             result = body(txn)
-            hooks.before_commit(txn, dry_run=self.opts.dry_run)
+            hooks.before_commit(txn, dry_run=self.opts.dry_run, command=self.command_line)
             return result
 
         try:
-            result, _txn = store.run(
+            result, txn = store.run(
                 with_hooks, write, finish=lambda txn: store.append_journal(txn, self.command_line)
             )
+            self._finish_long(store, txn)
             return result
         finally:
             if own:
                 store.dispose()
+
+    def _finish_long(self, store, decided) -> None:
+        """A transaction that started a task (long actions on real hosts, vmctl/drivers): act with
+        the lock released, then close the task in a short transaction of its own."""
+        from vmctl import drivers
+
+        q = drivers.pending(decided)
+        if q is None or not q.task:
+            return
+
+        def close(body) -> None:
+            line = f"{self.command_line}  # task {q.task}"
+            store.run(body, True, finish=lambda txn: store.append_journal(txn, line))
+
+        drivers.finish_long(q, decided, close)
 
     def _commands(self, txn, chain: list[Bound], chained: bool, confirmed: bool) -> list:
         from vmctl.commands.table import Deferred, Value

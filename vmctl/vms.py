@@ -31,7 +31,8 @@ def bad_power_state(txn, vm: dict, allowed) -> VmctlError:
 def check_vm_operation(
     txn, vm: dict, op: str, allowed_states, templates: bool = False, snapshots: bool = False
 ) -> None:
-    """model.md §0 check order (3) class, (4) blocked-operations, (6) power state."""
+    """model.md §0 check order (3) class, (4) blocked-operations, (5) pending operations,
+    (6) power state."""
     if vm["is-a-snapshot"] and not snapshots:
         raise VmctlError("VM_IS_SNAPSHOT", params=[("vm", txn.ref("vm", vm)), ("operation", op)])
     if vm["is-a-template"] and not vm["is-a-snapshot"] and not templates:
@@ -41,6 +42,7 @@ def check_vm_operation(
             "OPERATION_BLOCKED",
             params=[("vm", txn.ref("vm", vm)), ("operation", op), ("reason", vm["blocked-operations"][op])],
         )
+    txn.check_not_held("vm", vm["uuid"])
     if vm["power-state"] not in allowed_states:
         raise bad_power_state(txn, vm, allowed_states)
 

@@ -36,13 +36,13 @@ def check_address(text: str) -> str:
 
 @command(
     "host-add",
-    "Register a host with its hardware facts; print its uuid",
+    "Register a host with its hardware facts (read from the host itself in a libvirt pool); print its uuid",
     family="host",
     args=(
         Arg("name-label", required=True, help="the host's name"),
         Arg("address", required=True, help="IPv4, IPv6 or DNS name; unique"),
-        Arg("cpu-count", "int", True, "logical CPUs"),
-        Arg("memory-total", "size", True, "physical memory"),
+        Arg("cpu-count", "int", help="logical CPUs (required unless the pool is a libvirt pool)"),
+        Arg("memory-total", "size", help="physical memory (required unless the pool is a libvirt pool)"),
         Arg("pool", "ref:pool", help="join this pool (else a new standalone pool)", complete="pool"),
         Arg("cpu-vendor", help="GenuineIntel, AuthenticAMD, ..."),
         Arg("cpu-model", help="CPU model name"),
@@ -55,6 +55,11 @@ def check_address(text: str) -> str:
         Arg("management-device", help="the management NIC (default the first of pifs)"),
         Arg("management-vlan", "int", help="tag the management interface with this VLAN"),
         Arg("name-description", help="a description"),
+        Arg("driver-uri", help="libvirt pools: the host's libvirt URI [qemu+ssh://root@ADDRESS/system]"),
+        Arg(
+            "ovsdb",
+            help="libvirt pools: the host's OVSDB remote, unix:PATH|tcp:IP:PORT|ssl:IP:PORT [tcp:ADDRESS:6640]",
+        ),
     ),
     flags=("--force", "--may-exist"),
     creates="host",
@@ -62,6 +67,24 @@ def check_address(text: str) -> str:
 def host_add(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
     address = check_address(a["address"])
+    pool = txn.resolve_one("pool", a["pool"]) if "pool" in a else None
+    if pool is None and "driver-uri" in a:
+        driver = "libvirt"  # a standalone real host: its own pool drives it
+    else:
+        driver = pool["driver"] if pool else "sim"
+    if driver != "sim":
+        a.update(probe_hardware(ctx, address, driver))
+    else:
+        for name in ("driver-uri", "ovsdb"):
+            if name in a:
+                raise VmctlError(
+                    "INVALID_VALUE",
+                    f"Only a host of a libvirt pool has {name}=; create the pool with driver=libvirt",
+                    [("name", name), ("value", a[name])],
+                )
+        for name in ("cpu-count", "memory-total"):
+            if name not in a:
+                raise VmctlError("MISSING_PARAMETER", params=[("name", name)])
     if a["cpu-count"] < 1 or a["cpu-count"] > 65536:
         raise _invalid("cpu-count", a["cpu-count"])
     total = a["memory-total"]
@@ -101,6 +124,8 @@ def host_add(ctx: Ctx):
         "name-label": a["name-label"],
         "name-description": a.get("name-description", ""),
         "address": address,
+        "driver-uri": a.get("driver-uri", ""),
+        "ovsdb": a.get("ovsdb", ""),
         "cpu-count": a["cpu-count"],
         "memory-total": total,
         "memory-overhead": overhead,
@@ -111,8 +136,7 @@ def host_add(ctx: Ctx):
         "software-version": version,
         "network-backend": a.get("network-backend", "openvswitch"),
     }
-    if "pool" in a:
-        pool = txn.resolve_one("pool", a["pool"])
+    if pool is not None:
         if pool["ha-enabled"]:
             raise VmctlError("HA_IS_ENABLED")
         master = txn.get("host", pool["master"]) if pool["master"] else None
@@ -126,7 +150,7 @@ def host_add(ctx: Ctx):
             if facts["network-backend"] != master["network-backend"]:
                 raise VmctlError("OPERATION_NOT_ALLOWED", params=[("reason", "Network backends differ")])
     else:
-        pool = txn.get("pool", txn.insert("pool", {"name-label": ""}))
+        pool = txn.get("pool", txn.insert("pool", {"name-label": "", "driver": driver}))
     facts["pool"] = pool["uuid"]
     host_uuid = txn.insert("host", facts)
     if not pool["master"]:
@@ -140,6 +164,62 @@ def host_add(ctx: Ctx):
             "pbd", {"host": host_uuid, "sr": sr["uuid"], "pool": pool["uuid"], "currently-attached": True}
         )
     return Value(host_uuid)
+
+
+HARDWARE = (
+    "cpu-count",
+    "memory-total",
+    "cpu-vendor",
+    "cpu-model",
+    "cpu-family",
+    "cpu-flags",
+    "software-version",
+)
+OVSDB_RE = re.compile(r"^(unix:/\S+|(tcp|ssl):(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.-]+):\d{1,5})$")
+
+
+def probe_hardware(ctx: Ctx, address: str, driver: str) -> dict:
+    """A real host's hardware, as it reports it (drivers.md §2): given on the command line it
+    would only be a second, possibly wrong, source of truth."""
+    from vmctl import drivers
+
+    a = ctx.a
+    for name in HARDWARE:
+        if name in a:
+            raise VmctlError(
+                "INVALID_VALUE",
+                f"A host of a libvirt pool reports its own hardware; remove {name}=",
+                [("name", name), ("value", ctx.raw.get(name, a[name]))],
+            )
+    uri = a.get("driver-uri") or drivers.default_uri(address)
+    if not URI_RE.match(uri):
+        raise _invalid("driver-uri", uri)
+    remote = a.get("ovsdb") or drivers.default_ovsdb(address)
+    if not OVSDB_RE.match(remote):
+        raise _invalid("ovsdb", remote)
+    target = drivers.HostTarget("", a["name-label"], address, uri, remote)
+    try:
+        f = drivers.driver_named(driver).probe(target)  # type: ignore[union-attr]
+    except drivers.DriverFault as e:
+        raise VmctlError(
+            e.code if e.code != "DRIVER_ERROR" else "HOST_OFFLINE",
+            f"Cannot reach the host at {uri}: {' '.join(e.message.split())}",
+            [("uri", uri), ("reason", " ".join(e.message.split()))],
+        ) from None
+    return {
+        "driver-uri": uri,
+        "ovsdb": remote,
+        "cpu-count": f.cpu_count,
+        "memory-total": f.memory_total,
+        "cpu-vendor": f.cpu_vendor,
+        "cpu-model": f.cpu_model,
+        "cpu-family": f.cpu_family,
+        "cpu-flags": list(f.cpu_flags),
+        "software-version": f.software_version,
+    }
+
+
+URI_RE = re.compile(r"^[a-z][a-z0-9+]*:///?[^\s]*$")
 
 
 def pool_macs(txn, pool_uuid: str) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
 from vmctl.fields import param_hook
+from vmctl.model import DRIVERS
 from vmctl.pools import homogeneity_checks, management_vlan
 
 
@@ -16,6 +17,7 @@ from vmctl.pools import homogeneity_checks, management_vlan
         Arg("name-label", required=True, help="the pool's name"),
         Arg("name-description", help="a description"),
         Arg("master", "ref:host", help="a standalone host to make this pool's master", complete="host"),
+        Arg("driver", "enum", values=DRIVERS, help="sim (records only, the default) or libvirt (real hosts)"),
     ),
     flags=("--may-exist",),
     creates="pool",
@@ -27,7 +29,11 @@ def pool_create(ctx: Ctx):
         hit = txn.select("pool", name_label=name)
         if hit:
             return Value(sorted(h["uuid"] for h in hit)[0])
-    values = {"name-label": name, "name-description": ctx.a.get("name-description", "")}
+    values = {
+        "name-label": name,
+        "name-description": ctx.a.get("name-description", ""),
+        "driver": ctx.a.get("driver", "sim"),
+    }
     uuid = txn.insert("pool", values)
     if "master" in ctx.a:
         join(ctx, txn.resolve_one("host", ctx.a["master"]), txn.get("pool", uuid))
@@ -93,6 +99,13 @@ def join_checks(ctx: Ctx, h: dict, pool: dict, force: bool) -> None:
     href = txn.ref("host", h)
     if h["pool"] == pool["uuid"]:  # 1
         raise VmctlError("OPERATION_NOT_ALLOWED", params=[("reason", "Host is already part of this pool")])
+    if old["driver"] != pool["driver"]:  # a simulated host cannot join real ones, nor the reverse
+        raise VmctlError(
+            "OPERATION_NOT_ALLOWED",
+            params=[
+                ("reason", f"The host's pool uses the {old['driver']} driver, this pool {pool['driver']}")
+            ],
+        )
     if pool["ha-enabled"] or old["ha-enabled"]:  # 2
         raise VmctlError("HA_IS_ENABLED", "HA must be disabled on both pools")
     if txn.count("host", pool=old["uuid"]) > 1:  # 3

@@ -1,0 +1,251 @@
+"""Drivers: how a decided change reaches the hosts (drivers.md §3–§4).
+
+A pool's `driver` says who acts on its hosts: `sim` (the default: the inventory is the world,
+nothing else happens) or `libvirt` (real hosts). The service layer queues what must happen on a
+host as an `Action` (base.py) while the transaction decides; the queue is carried out when the
+transaction has passed every check, just before it commits:
+
+* **short actions** (create a volume, start a domain) run under the inventory lock; if one
+  fails, the ones already done are undone in reverse order and the transaction rolls back;
+* **long actions** (a copy, a shutdown that waits for the guest) run without the lock: the
+  decision commits first together with a pending `task` holding the objects (their
+  `current-operations` name the operation, and other commands fail
+  `OTHER_OPERATION_IN_PROGRESS`); the actions run; a short closing transaction then finishes the
+  task, or, on failure or Ctrl-C, undoes the actions and restores the records as they were,
+  both journalled;
+* a dry run (and `--explain`) queues nothing real: the queue is dropped unread.
+
+Reads that change nothing (probing a host's hardware) are done at once through `driver_for`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vmctl.drivers.base import Action, Driver, DriverFault, Hold, HostTarget
+from vmctl.errors import VmctlError
+
+__all__ = ["Action", "DriverFault", "Hold", "HostTarget", "driver_for", "host_target", "queue", "real"]
+
+_drivers: dict[str, Driver] = {}  # one per process: it keeps its connections, once per host
+
+
+def driver_named(name: str) -> Driver | None:
+    """The driver object for a pool's `driver` value; None for sim."""
+    if name == "sim":
+        return None
+    d = _drivers.get(name)
+    if d is None:
+        if name != "libvirt":
+            raise VmctlError("INVALID_VALUE", params=[("name", "driver"), ("value", name)])
+        from vmctl.drivers.libvirt import LibvirtDriver
+
+        d = _drivers[name] = LibvirtDriver()
+    return d
+
+
+def driver_for(txn, pool_uuid: str) -> Driver | None:
+    """The driver acting on a pool's hosts, or None when the pool is simulated."""
+    pool = txn.get("pool", pool_uuid) if pool_uuid else None
+    return driver_named(pool["driver"]) if pool else None
+
+
+def real(txn, pool_uuid: str) -> bool:
+    pool = txn.get("pool", pool_uuid) if pool_uuid else None
+    return bool(pool) and pool["driver"] != "sim"
+
+
+def default_uri(address: str) -> str:
+    return f"qemu+ssh://root@{_bracketed(address)}/system"
+
+
+def default_ovsdb(address: str) -> str:
+    return f"tcp:{_bracketed(address)}:6640"
+
+
+def _bracketed(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def host_target(host: dict) -> HostTarget:
+    address = host["address"]
+    return HostTarget(
+        uuid=host["uuid"],
+        name=host["name-label"],
+        address=address,
+        uri=host["driver-uri"] or default_uri(address),
+        ovsdb=host["ovsdb"] or default_ovsdb(address),
+    )
+
+
+# --- the queue -------------------------------------------------------------------------------------
+@dataclass
+class _Queue:
+    actions: list[Action] = field(default_factory=list)
+    done: list[tuple[Action, object]] = field(default_factory=list)
+    task: str = ""  # the pending task of a long run, once the decision committed
+
+
+def _queue(txn) -> _Queue:
+    q = txn.cache.get(_Queue)
+    if q is None:
+        q = txn.cache[_Queue] = _Queue()
+        txn.on_abort.append(lambda: undo_done(q))
+    return q
+
+
+def queue(txn, action: Action) -> None:
+    """Queue one change to a host; it happens only if the transaction commits."""
+    _queue(txn).actions.append(action)
+
+
+def pending(txn) -> _Queue | None:
+    return txn.cache.get(_Queue)
+
+
+def perform(txn, dry_run: bool, command: str = "") -> None:
+    """The last step before commit (vmctl/hooks.py): carry out the short queue, or, when it holds
+    a long action, turn the transaction into the start of a task named after the command."""
+    q = txn.cache.get(_Queue)
+    if q is None or not q.actions:
+        return
+    if dry_run:
+        q.actions.clear()
+        return
+    if any(a.long for a in q.actions):
+        q.task = _start_task(txn, q.actions, command)
+        return
+    for a in q.actions:
+        result = run_action(a, q)
+        if a.then is not None:
+            a.then(txn, result)
+
+
+def run_action(a: Action, q: _Queue) -> object:
+    """Do one action; on failure undo the ones already done and report the failing one."""
+    try:
+        result = a.do()
+    except DriverFault as f:
+        undo_done(q)
+        raise _fault_error(a, f) from None
+    except KeyboardInterrupt:
+        undo_done(q)
+        raise
+    q.done.append((a, result))
+    return result
+
+
+def undo_done(q: _Queue) -> list[str]:
+    """Undo what was done, newest first; what cannot be undone is reported, not hidden."""
+    problems = []
+    while q.done:
+        a, _ = q.done.pop()
+        if a.undo is None:
+            continue
+        try:
+            a.undo()
+        except Exception as e:  # the host keeps it: say so, host-sync will find it
+            problems.append(f"could not undo '{a.what}' on {a.host}: {e}")
+    for p in problems:
+        import sys
+
+        sys.stderr.write(f"vmctl: warning: {p}\n")
+    return problems
+
+
+def _fault_error(a: Action, f: DriverFault) -> VmctlError:
+    msg = " ".join(str(f.message).split()) or type(f).__name__
+    params: list[tuple[str, object]] = [("action", a.what), ("host", f.host or a.host), ("reason", msg)]
+    params += list(f.params.items())
+    if f.code != "DRIVER_ERROR":
+        return VmctlError(f.code, params=params)
+    return VmctlError("DRIVER_ERROR", f"{a.what} failed on {f.host or a.host}: {msg}", params)
+
+
+# --- long runs: decide and mark, act without the lock, close -----------------------------------------
+def _start_task(txn, actions: list[Action], command: str) -> str:
+    from vmctl.store.txn import now_iso
+
+    holds = [h for a in actions for h in a.holds]
+    task = txn.new_uuid()
+    txn.own_task = task  # its objects are busy to everyone else, not to this transaction
+    txn.insert(
+        "task",
+        {
+            "uuid": task,
+            "name-label": command or "vmctl",
+            "status": "pending",
+            "created": now_iso(),
+            "objects": sorted({f"{h.cls}:{h.uuid}" for h in holds}),
+            "other-config": {
+                "pid": str(os.getpid()),
+                "node": socket.gethostname(),
+                "actions": "; ".join(f"{a.what} on {a.host}" for a in actions),
+            },
+        },
+    )
+    for h in holds:
+        row = txn.get(h.cls, h.uuid)
+        if row is not None and "current-operations" in row:
+            txn.update(
+                h.cls, h.uuid, {"current-operations": sorted({*row["current-operations"], h.operation})}
+            )
+    return task
+
+
+def finish_long(q: _Queue, decided, close: Callable[[Callable], None]) -> None:
+    """After the decision committed: do every queued action without the lock, then close the task
+    in one short transaction (`close(body)` runs body(txn) as a transaction). On a failure or
+    Ctrl-C the actions done are undone and the decided records restored."""
+    results: list[tuple[Action, object]] = []
+    try:
+        for a in q.actions:
+            results.append((a, run_action(a, q)))
+    except BaseException as e:  # a failure, Ctrl-C, or a fault of ours: the records follow the hosts
+        error = e
+        close(lambda txn: _revert(txn, q.task, decided, error))
+        raise
+
+    def succeed(txn):
+        txn.own_task = q.task
+        for a, result in results:
+            if a.then is not None:
+                a.then(txn, result)
+        _close_task(txn, q.task, "success")
+
+    close(succeed)
+
+
+def _close_task(txn, task: str, status: str, error: VmctlError | None = None) -> None:
+    from vmctl.store.txn import now_iso
+
+    t = txn.get("task", task)
+    if t is None:
+        return
+    for key in t["objects"]:
+        cls, uuid = key.split(":", 1)
+        row = txn.get(cls, uuid)
+        if row is not None and row.get("current-operations"):
+            txn.update(cls, uuid, {"current-operations": []})
+    values: dict = {
+        "status": status,
+        "finished": now_iso(),
+        "progress": 1.0 if status == "success" else t["progress"],
+    }
+    if error is not None:
+        values["error-code"] = error.code
+        values["error-params"] = {k: str(v) for k, v in error.params}
+    txn.update("task", task, values)
+
+
+def _revert(txn, task: str, decided, error: BaseException) -> None:
+    """Put back every record the deciding transaction changed (its journal record), then close
+    its task as failed or cancelled."""
+    txn.own_task = task
+    created = [k for k in decided.created if not k.startswith("task:")]
+    txn.restore(created, list(decided.destroyed), list(decided.changed), decided.changes)
+    err = error if isinstance(error, VmctlError) else None
+    _close_task(txn, task, "failure" if err is not None else "cancelled", err)

@@ -7,8 +7,41 @@ import sqlalchemy as sa
 
 from vmctl.store import schema
 
+
+def _add_columns(*fields: tuple[str, str]):
+    """An upgrade step adding (class, field) columns, every existing row taking the field's
+    empty value (its default), as a new row would."""
+
+    def step(conn: sa.Connection) -> None:
+        import json
+
+        from vmctl.model import CLASSES
+
+        for cls, name in fields:
+            f = CLASSES[cls].fields[name]
+            column = schema.TABLES[cls].c[f.column]
+            value = f.empty()
+            if f.kind != "scalar":
+                value = json.dumps(value, sort_keys=True, separators=(",", ":"))
+            ddl_type = column.type.compile(dialect=conn.dialect)
+            table = CLASSES[cls].table
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {f.column} {ddl_type} NOT NULL DEFAULT ''")
+            conn.execute(sa.update(schema.TABLES[cls]).values({f.column: value}))
+
+    return step
+
+
 # version -> function(conn) upgrading from version-1. Version 1 is the first release's schema.
-STEPS: dict[int, object] = {}
+STEPS: dict[int, object] = {
+    # 2: real hosts (drivers.md §2): pool driver, host driver-uri and ovsdb, pending operations
+    2: _add_columns(
+        ("pool", "driver"),
+        ("host", "driver-uri"),
+        ("host", "ovsdb"),
+        ("vm", "current-operations"),
+        ("vdi", "current-operations"),
+    ),
+}
 
 
 def upgrade(conn: sa.Connection, current: int) -> None:

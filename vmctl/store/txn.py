@@ -30,6 +30,8 @@ from vmctl.redact import redact, redact_word
 from vmctl.store import schema
 from vmctl.units import UuidSource, is_uuid
 
+HOLDABLE = frozenset(("vm", "vdi", "host", "sr"))  # classes a long operation can hold (drivers.md §4)
+
 PG_LOCK_KEY = 0x766D63746C  # "vmctl": the advisory lock all writers of one database share
 
 
@@ -129,6 +131,9 @@ class Txn:
         # views of the inventory, such as the engine's pool snapshots, are valid while it is unchanged
         self.writes = 0
         self.on_commit: list = []  # called once it ended without error (committed, or read only or dry run)
+        self.on_abort: list = []  # called if it fails after the hosts were acted on (vmctl/drivers)
+        self.own_task = ""  # the pending task this transaction closes: its objects are not busy to it
+        self._held: dict[str, dict] | None = None  # "class:uuid" -> the pending task holding it
         self.journal_entry: tuple[int, str] | None = None  # (seq, hash) this transaction appended
         # totals kept current by insert/update/delete: (cls, field, by, only) -> {by value: sum}
         self._sums: dict[tuple, dict] = {}
@@ -252,6 +257,8 @@ class Txn:
         if row is None:
             raise KeyError(f"{cls} {uuid} does not exist")
         key = f"{cls}:{uuid}"
+        if cls in HOLDABLE:
+            self.check_not_held(cls, uuid)
         rec = self.changes.setdefault(key, {})
         touched = False
         if self._sums:
@@ -286,6 +293,8 @@ class Txn:
         if row is None:
             return
         key = f"{cls}:{uuid}"
+        if cls in HOLDABLE:
+            self.check_not_held(cls, uuid)
         self.writes += 1
         if self._sums:
             self._account(cls, row, -1)
@@ -302,6 +311,79 @@ class Txn:
         self.destroyed[key] = None
         before = self.changes.get(key, {})
         self.changes[key] = {k: [before.get(k, [v])[0], None] for k, v in row.items()}
+
+    # --- pending operations (drivers.md §4) -------------------------------------------------------
+    def held_by(self, cls: str, uuid: str) -> dict | None:
+        """The pending task holding an object, unless it is the one this transaction closes."""
+        if self._held is None:
+            self._held = {}
+            for t in self.select("task", status="pending"):
+                for key in t["objects"]:
+                    self._held[key] = t
+        t = self._held.get(f"{cls}:{uuid}")
+        return None if t is None or t["uuid"] == self.own_task else t
+
+    def check_not_held(self, cls: str, uuid: str) -> None:
+        """model.md §0 check (5): an object a pending task holds is changed by that task only."""
+        t = self.held_by(cls, uuid)
+        if t is not None:
+            row = self.get(cls, uuid)
+            raise VmctlError(
+                "OTHER_OPERATION_IN_PROGRESS",
+                params=[
+                    ("class", cls),
+                    ("object", self.ref(cls, row or uuid)),
+                    ("operation", ", ".join(row.get("current-operations", [])) if row else ""),
+                    ("task", t["uuid"]),
+                ],
+            )
+
+    def restore(self, created, destroyed, changed, changes: dict) -> None:
+        """Put back what an earlier transaction did, from its journal record: what it created
+        goes, what it destroyed comes back, changed fields take their old values. Switch rows
+        are written here directly; this transaction must not have loaded those switches."""
+        self.flush()
+        for key in created:
+            table, uuid = key.split(":", 1)
+            if table in CLASSES:
+                self.delete(table, uuid)
+            elif table in schema.OVS_TABLES:
+                t = schema.OVS_TABLES[table]
+                self.conn.execute(t.delete().where(t.c.uuid == uuid))
+                self._record_switch(
+                    table, uuid, changes[key] and {k: v[1] for k, v in changes[key].items()}, None
+                )
+        for key in destroyed:
+            table, uuid = key.split(":", 1)
+            before = {k: v[0] for k, v in changes[key].items()}
+            if table in CLASSES:
+                self.insert(table, {k: v for k, v in before.items() if k in CLASSES[table].fields})
+            elif table in schema.OVS_TABLES:
+                self._write_switch_row(table, before, insert=True)
+                self._record_switch(table, uuid, None, before)
+        for key in changed:
+            table, uuid = key.split(":", 1)
+            before = {k: v[0] for k, v in changes[key].items()}
+            if table in CLASSES:
+                if self.get(table, uuid) is not None:
+                    self.update(table, uuid, before)
+            elif table in schema.OVS_TABLES:
+                self._write_switch_row(table, {"uuid": uuid, **before}, insert=False)
+                self.changed[key] = None
+                self.changes[key] = {k: [v[1], v[0]] for k, v in changes[key].items()}
+
+    def _write_switch_row(self, table: str, row: dict, insert: bool) -> None:
+        t = schema.OVS_TABLES[table]
+        d = dict(row)
+        for k in schema.OVS_JSON[table]:
+            if k in d:
+                d[k] = json.dumps(d[k], sort_keys=True, separators=(",", ":"))
+        if insert:
+            self.conn.execute(t.insert(), [d])
+        else:
+            u = d.pop("uuid")
+            if d:
+                self.conn.execute(t.update().where(t.c.uuid == u).values(d))
 
     def flush(self, cls: str | None = None) -> None:
         for c in [cls] if cls else list(CLASSES):
@@ -745,16 +827,23 @@ class Store:
                 raise err from None
 
     def _run_once(self, fn, write, finish):
-        with self._locked_connection(write) as conn:
-            txn = Txn(self, conn, write, self.uuids)
-            result = fn(txn)
-            if write and not self.dry_run and txn.dirty:
-                txn.flush()
-                txn._flush_switches()
-                if finish is not None:
-                    finish(txn)
-            else:
-                conn.rollback()
+        txn = None
+        try:
+            with self._locked_connection(write) as conn:
+                txn = Txn(self, conn, write, self.uuids)
+                result = fn(txn)
+                if write and not self.dry_run and txn.dirty:
+                    txn.flush()
+                    txn._flush_switches()
+                    if finish is not None:
+                        finish(txn)
+                else:
+                    conn.rollback()
+        except BaseException:
+            # the hosts were acted on for a transaction that did not commit: undo that too
+            for callback in txn.on_abort if txn is not None else ():
+                callback()
+            raise
         for callback in txn.on_commit:
             callback()
         return result, txn
