@@ -161,6 +161,13 @@ MESSAGES: dict[str, str] = {
     "VM_NO_SUSPEND_SR": "The VM has no suspend SR and its pool no default SR; set the VM's suspend SR or the pool's default SR",
     "REVERT_ONLY_ALLOWED_ON_SNAPSHOT": "Only a snapshot can be reverted to; name a snapshot",
     "VM_IS_NOT_A_SNAPSHOT": "The VM is not a snapshot; name a snapshot",
+    # The lab of real hosts (drivers.md §5)
+    "LAB_PACKAGES_MISSING": "The lab needs packages that are not installed; the message gives the apt-get line",
+    "LAB_NEEDS_ROOT": "Root is needed for vmctl lab up and down (namespaces, links and mounts)",
+    "LAB_ALREADY_UP": "A lab is already up on this machine; vmctl lab down removes it",
+    "LAB_NOT_UP": "No lab is up; vmctl lab up builds one",
+    "LAB_POOL_EXISTS": "The inventory already has a pool named lab; destroy it or use another inventory",
+    "LAB_FAILED": "A step of the lab failed; what it had made is undone (the message names the step)",
 }
 
 

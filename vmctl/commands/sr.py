@@ -47,7 +47,12 @@ _SR_CREATE_ARGS = {
             values=SR_TYPES,
         ),
         Arg("physical-size", "size", True, "capacity of the storage, > 0"),
-        Arg("shared", "bool", help="nfs, iscsi: true unless host= is given; ext, lvm, file: always false"),
+        Arg(
+            "shared",
+            "bool",
+            help="nfs, iscsi: true unless host= is given; file: false unless true is given in a "
+            "libvirt pool (one cluster filesystem on every host); ext, lvm: always false",
+        ),
         Arg("host", "ref:host", help="the host of a local SR (required unless shared)", complete="host"),
         Arg("content-type", "enum", values=("user", "iso"), help="user (VM disks, default) or iso"),
         Arg(
@@ -82,6 +87,9 @@ def sr_create(ctx: Ctx):
         )
     if sr_type in storage.SHAREABLE_TYPES:
         shared = a.get("shared", host is None)
+    elif sr_type == "file" and pool["driver"] == "libvirt":
+        # a directory at one path of a cluster filesystem every host mounts (drivers.md §3)
+        shared = a.get("shared", False)
     else:
         if a.get("shared") is True:
             raise _invalid("shared", "true")

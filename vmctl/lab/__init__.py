@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import sys
 import time
 
@@ -55,8 +56,8 @@ def check_dir(given: str) -> str:
 def up(opts, count: int, dir_: str | None, argv: list[str]) -> int:
     from vmctl.lab import hosts
 
-    programs = prereq.programs()
     d = check_dir(dir_) if dir_ else default_dir()
+    programs = prereq.programs()
     _check_not_up(d)
     db, owner = registry.inventory(opts)
     registry.check_free(opts, db, argv)
@@ -90,10 +91,11 @@ def up(opts, count: int, dir_: str | None, argv: list[str]) -> int:
             sys.stderr.write(f"vmctl: lab up failed and could not undo: {'; '.join(left)}\n")
         raise
     if not opts.quiet:
-        sys.stdout.write(
-            f"lab: {count} host{'s' if count > 1 else ''} up in {time.monotonic() - t0:.1f} s, "
-            f"pool {registry.POOL} in {lab.inventory['db']} (directory {d})\n"
-        )
+        if opts.fmt == "table":  # the other formats print the rows alone, as status does
+            sys.stdout.write(
+                f"lab: {count} host{'s' if count > 1 else ''} up in {time.monotonic() - t0:.1f} s, "
+                f"pool {registry.POOL} in {lab.inventory['db']} (directory {d})\n"
+            )
         _write_rows(opts, [h.row() for h in lab.hosts], opts.fmt)
     return 0
 
@@ -122,12 +124,30 @@ def _check_not_up(d: str) -> None:
             "The directory holds a lab's state: vmctl lab down --dir DIR removes what is left of it",
             [("dir", d)],
         )
+    _check_reachable(d)
     if os.path.isdir(d) and os.listdir(d):
         raise VmctlError(
             "INVALID_VALUE",
             "The lab directory must be new or empty: everything in it belongs to the lab",
             [("name", "--dir"), ("value", d)],
         )
+
+
+def _check_reachable(d: str) -> None:
+    """QEMU runs as an unprivileged user in the hosts (as on real ones) and opens the disks on
+    the shared SR under DIR: every directory above must let others through."""
+    path = d
+    while True:
+        if os.path.isdir(path) and not os.stat(path).st_mode & stat.S_IXOTH:
+            raise VmctlError(
+                "INVALID_VALUE",
+                f"QEMU in the lab's hosts runs unprivileged and cannot reach {path} (mode "
+                f"{stat.S_IMODE(os.stat(path).st_mode):04o}): choose another --dir, or chmod o+x {path}",
+                [("name", "--dir"), ("value", d)],
+            )
+        if path == "/":
+            return
+        path = os.path.dirname(path)
 
 
 def _make_mount_points(lab: LabState) -> None:

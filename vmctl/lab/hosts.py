@@ -264,14 +264,16 @@ class Starting:
         return int(kids[0]) if kids else None
 
     def _gone(self) -> str | None:
-        """Why the host will never be ready: its init ended (the last line of its log)."""
+        """Why the host will never be ready: its init ended (the last words of its latest log)."""
         if self.proc.poll() is None and (self.host.pid == 0 or read_stat(self.host.pid) is not None):
             return None
+        logs = [p for p in (self.log_path, self.log_path.with_name("libvirtd.log")) if p.exists()]
+        latest = max(logs, key=lambda p: p.stat().st_mtime_ns, default=self.log_path)
         try:
-            words = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+            words = latest.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         except OSError:
             words = []
-        return f"the host's init ended: {words[-1] if words else 'no output'} (log: {self.log_path})"
+        return f"the host's init ended: {words[-1] if words else 'no output'}"
 
     def go(self) -> None:
         """eth0 is in the namespace: the init script goes on up to libvirtd."""

@@ -17,7 +17,6 @@ BRIDGE = "vmctl-lab"
 PREFIX = "10.201.0"
 GATEWAY = f"{PREFIX}.1"
 PREFIX_LEN = 24
-MAX_HOSTS = 32
 
 
 def host_address(index: int) -> str:

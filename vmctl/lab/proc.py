@@ -12,7 +12,7 @@ from vmctl.errors import VmctlError
 
 
 def failed(step: str, detail: str) -> VmctlError:
-    return VmctlError("LAB_FAILED", f"lab: {step}: {detail}")
+    return VmctlError("LAB_FAILED", f"{step}: {detail}")
 
 
 def run(cmd: list[str], input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:

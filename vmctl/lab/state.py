@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 STATE_FILE = "lab.json"
+# an inventory URL with credentials: kept apart, readable by root only (lab.json is everyone's)
+SECRET_DB_FILE = "inventory-url"
 FORMAT = 1
 
 
@@ -95,7 +97,16 @@ class LabState:
         return Path(self.dir) / STATE_FILE
 
     def save(self) -> None:
+        from vmctl.redact import redact_word
+
         data = {"format": FORMAT, **asdict(self)}
+        db = self.inventory.get("db")
+        if db and redact_word(db) != db:
+            secret = Path(self.dir) / SECRET_DB_FILE
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(db)
+            data["inventory"] = {**self.inventory, "db": redact_word(db)}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, self.path)
@@ -127,4 +138,8 @@ def load(dir_: str) -> LabState | None:
     lab = LabState(**{k: v for k, v in data.items() if k not in ("procs", "hosts")})
     lab.procs = [Proc(**p) for p in data.get("procs", [])]
     lab.hosts = [HostRecord(**h) for h in data.get("hosts", [])]
+    try:
+        lab.inventory["db"] = (Path(dir_) / SECRET_DB_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        pass
     return lab
