@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -162,25 +163,54 @@ def test_down_needs_root_when_there_is_a_lab(inv, tmp_path, monkeypatch):
     assert load(str(tmp_path)) is not None  # nothing touched
 
 
+@pytest.fixture
+def open_dir():
+    """A directory other users may pass through (pytest's own is private to its user)."""
+    d = Path(tempfile.mkdtemp(prefix="vmctl-lab-test-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d)
+
+
 @pytest.mark.skipif(not ROOT, reason="the lab's checks run after its root check")
-def test_a_pool_named_lab_is_refused_before_anything_starts(inv, tmp_path):
+def test_the_lab_checks_its_directory_and_inventory_before_anything_starts(inv, tmp_path, open_dir):
     _programs_or_skip()
     if net.anchored_dir() or net.link_exists(net.BRIDGE):
         pytest.skip("a lab is up on this machine")
-    lab_cli(inv, "pool-create", "name-label=lab")
-    before = lab_cli(inv, "-f", "json", "pool-list", "--", "journal-list").stdout
-    lab_dir = tmp_path / "lab"
-    r = lab_cli(inv, "lab", "up", "--dir", str(lab_dir))
-    assert r.returncode == 1 and r.stderr.startswith("vmctl: LAB_POOL_EXISTS: ") and "--db PATH" in r.stderr
-    assert not lab_dir.exists() and not net.link_exists(net.BRIDGE)
-    assert lab_cli(inv, "-f", "json", "pool-list", "--", "journal-list").stdout == before
+
+    def refused(lab_dir: Path, code: str) -> str:
+        r = lab_cli(inv, "lab", "up", "--dir", str(lab_dir))
+        assert r.returncode == 1 and r.stdout == "" and r.stderr.startswith(f"vmctl: {code}: "), r.stderr
+        assert not net.link_exists(net.BRIDGE)
+        return r.stderr
+
+    # QEMU runs unprivileged in the hosts: DIR must be reachable by others
+    private = tmp_path / "lab"
+    tmp_path.chmod(0o700)
+    assert f"cannot reach {tmp_path} (mode 0700)" in refused(private, "INVALID_VALUE")
+    assert not private.exists()
     # a directory that is not empty belongs to something else
-    busy = tmp_path / "busy"
+    busy = open_dir / "busy"
     busy.mkdir()
     (busy / "keep").write_text("mine")
-    r = lab_cli(inv, "lab", "up", "--dir", str(busy))
-    assert r.returncode == 1 and r.stderr.startswith("vmctl: INVALID_VALUE: ")
+    refused(busy, "INVALID_VALUE")
     assert [p.name for p in busy.iterdir()] == ["keep"]
+    # every check passes: a dry run shows what up would build, and starts nothing
+    r = lab_cli(inv, "--dry-run", "-f", "json", "lab", "up", "--hosts", "3", "--dir", str(open_dir / "lab"))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [(h["name"], h["address"], h["pid"]) for h in rows] == [
+        ("lab1", "10.201.0.11", 0),
+        ("lab2", "10.201.0.12", 0),
+        ("lab3", "10.201.0.13", 0),
+    ]
+    assert not (open_dir / "lab").exists() and not net.link_exists(net.BRIDGE) and not inv.db.exists()
+    # the inventory already has a pool named lab
+    lab_cli(inv, "pool-create", "name-label=lab")
+    before = lab_cli(inv, "-f", "json", "pool-list", "--", "journal-list").stdout
+    assert "--db PATH" in refused(open_dir / "lab", "LAB_POOL_EXISTS")
+    assert not (open_dir / "lab").exists()
+    assert lab_cli(inv, "-f", "json", "pool-list", "--", "journal-list").stdout == before
 
 
 # --- pieces -----------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ COMMANDS = {
     'iface-to-br': ('ovs', [], [], {}, ['iface']),
     'init': ('ovs', [], [], {}, []),
     'journal-list': ('xe', ['since=', 'object=', 'limit=', 'params='], [], {}, []),
+    'lab': ('util', [], [], {}, []),
     'list': ('ovs', [], ['--if-exists', '--columns='], {}, ['table', 'record']),
     'list-br': ('ovs', [], ['--real', '--fake'], {}, []),
     'list-ifaces': ('ovs', [], [], {}, ['bridge']),

@@ -61,9 +61,9 @@ def up(opts, count: int, dir_: str | None, argv: list[str]) -> int:
     _check_not_up(d)
     db, owner = registry.inventory(opts)
     registry.check_free(opts, db, argv)
-    lab = LabState(dir=d)
-    if opts.dry_run:
-        _write_rows(opts, [h.row() for h in _planned(lab, count)], opts.fmt)
+    lab = LabState(dir=d, hosts=hosts.plan(count))
+    if opts.dry_run:  # every check passed: what up would build, and nothing started
+        _write_rows(opts, [h.row() for h in lab.hosts], opts.fmt)
         return 0
     t0 = time.monotonic()
     lab.made_dir = not os.path.exists(d)
@@ -73,7 +73,6 @@ def up(opts, count: int, dir_: str | None, argv: list[str]) -> int:
         net.make_bridge(lab, programs["ip"])
         _make_mount_points(lab)
         shared.mount(lab, programs)
-        hosts.plan(lab, count)
         for i, h in enumerate(lab.hosts):
             hosts.prepare(lab, h, programs, first=i == 0)
         hosts.start_all(lab, programs)
@@ -86,6 +85,11 @@ def up(opts, count: int, dir_: str | None, argv: list[str]) -> int:
         lab.ready = True
         lab.save()
     except BaseException:
+        if lab.inventory.get("pool"):  # registered, then something failed: the records go too
+            try:
+                registry.unregister(lab, opts, argv)
+            except VmctlError as e:
+                sys.stderr.write(f"vmctl: lab up failed; the pool lab stays in the inventory: {e.message}\n")
         left = teardown(lab)
         if left:
             sys.stderr.write(f"vmctl: lab up failed and could not undo: {'; '.join(left)}\n")
@@ -98,16 +102,6 @@ def up(opts, count: int, dir_: str | None, argv: list[str]) -> int:
             )
         _write_rows(opts, [h.row() for h in lab.hosts], opts.fmt)
     return 0
-
-
-def _planned(lab: LabState, count: int):
-    from vmctl.lab import hosts
-
-    save, lab.save = lab.save, lambda: None  # a dry run writes no state
-    try:
-        return hosts.plan(lab, count)
-    finally:
-        lab.save = save  # type: ignore[method-assign]
 
 
 def _check_not_up(d: str) -> None:

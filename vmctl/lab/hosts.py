@@ -47,12 +47,12 @@ READY_TIMEOUT = 60.0
 BASE_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
-def plan(lab: LabState, count: int) -> list[HostRecord]:
-    """The hosts' names, addresses, host uuids and endpoints, recorded in the state."""
-    lab.hosts = []
+def plan(count: int) -> list[HostRecord]:
+    """The hosts' names, addresses, host uuids and endpoints."""
+    hosts = []
     for i in range(1, count + 1):
         address = net.host_address(i)
-        lab.hosts.append(
+        hosts.append(
             HostRecord(
                 name=f"lab{i}",
                 address=address,
@@ -62,8 +62,7 @@ def plan(lab: LabState, count: int) -> list[HostRecord]:
                 veth=net.veth_name(i),
             )
         )
-    lab.save()
-    return lab.hosts
+    return hosts
 
 
 def host_dir(lab: LabState, host: HostRecord) -> Path:
@@ -209,7 +208,7 @@ class Starting:
     """A host whose namespaces exist and whose init script runs."""
 
     def __init__(self, lab: LabState, host: HostRecord, programs: dict[str, str]):
-        self.lab, self.host, self.programs = lab, host, programs
+        self.lab, self.host = lab, host
         d = host_dir(lab, host)
         self.log_path = d / "log/init.log"
         paths = dict.fromkeys([*(os.path.dirname(p) for p in programs.values()), *BASE_PATH])

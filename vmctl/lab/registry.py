@@ -154,9 +154,9 @@ def unregister(lab: LabState, opts, argv: list[str]) -> None:
     which removes the pool with all its objects. A pool already gone is fine."""
     from vmctl.runner import invoke
 
-    pool_uuid = lab.inventory.get("pool")
-    if not pool_uuid:
-        return
+    pool_uuid, db = lab.inventory.get("pool"), lab.inventory.get("db")
+    if not pool_uuid or (db and "://" not in db and not os.path.exists(db)):
+        return  # never registered, or the inventory file is gone (opening it would make a new one)
 
     def body(txn):
         pool = txn.get("pool", pool_uuid)
@@ -176,7 +176,7 @@ def unregister(lab: LabState, opts, argv: list[str]) -> None:
             invoke(txn, "host-disable", [f"host={h['uuid']}"], _QUIET)
             invoke(txn, "host-forget", [f"host={h['uuid']}", "--force"], _QUIET)
 
-    runner(opts, lab.inventory.get("db"), argv).transaction(body, True)
+    runner(opts, db, argv).transaction(body, True)
 
 
 def filesystem_size(path: str) -> int:
