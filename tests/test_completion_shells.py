@@ -257,17 +257,13 @@ LISTINGS = [
 ]
 
 
-def test_ambiguous_tab_lists_the_candidates(shell):
+@pytest.mark.parametrize("typed, shown, hidden", LISTINGS)
+def test_ambiguous_tab_lists_the_candidates(shell, typed, shown, hidden):
     tabs = 2 if shell.name == "bash" else 1  # bash lists on the second TAB
-    for typed, shown, hidden in LISTINGS:
-        _, screen = shell.tab(typed, tabs, listing=True)
-        assert all(s in screen for s in shown) and not any(h in screen for h in hidden), (
-            shell.name,
-            typed,
-            screen,
-        )
-        if typed.endswith("=") and shell.name != "fish":  # the values alone, after the key on the line
-            assert "vm=web1" not in screen, (shell.name, screen)
+    _, screen = shell.tab(typed, tabs, listing=True)
+    assert all(s in screen for s in shown) and not any(h in screen for h in hidden), (shell.name, screen)
+    if typed.endswith("=") and shell.name != "fish":  # the values alone, the key kept on the line
+        assert "vm=web1" not in screen, (shell.name, screen)
 
 
 @pytest.mark.parametrize("install", ["file", "source"])
