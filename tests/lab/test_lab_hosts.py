@@ -6,17 +6,21 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import signal
 import stat
 import subprocess
 import textwrap
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from cli_helpers import VMCTL
 from lab_helpers import leftovers
 
 from vmctl.lab import prereq
+from vmctl.lab.state import LabState, load
 
 pytestmark = pytest.mark.lab
 
@@ -102,29 +106,31 @@ def test_the_shared_sr_is_one_directory_every_host_sees(lab):
 
 
 def test_the_lab_is_registered_in_the_inventory(lab):
-    def rows(cls: str, *args: str) -> list[dict]:
-        return json.loads(lab.inv.ok("-f", "json", f"{cls}-list", "params=all", *args))
-
-    (pool,) = rows("pool", "name-label=lab")
+    classes = ("pool", "host", "sr", "pbd", "network", "vm", "vdi", "vif")
+    words = ["-f", "json"]
+    for cls in classes:  # one chained invocation: one read of the whole inventory
+        words += [f"{cls}-list", "params=all", *(["--all"] if cls in ("vm", "vdi") else []), "--"]
+    inv = dict(zip(classes, json.loads(lab.inv.ok(*words[:-1]))))
+    (pool,) = [p for p in inv["pool"] if p["name-label"] == "lab"]
     assert pool["driver"] == "libvirt"
-    hosts = sorted(rows("host", f"pool={pool['uuid']}"), key=lambda h: h["name-label"])
+    hosts = sorted((h for h in inv["host"] if h["pool"] == pool["uuid"]), key=lambda h: h["name-label"])
     assert [h["name-label"] for h in hosts] == ["lab1", "lab2"]
     for h, rec in zip(hosts, lab.state.hosts):
         assert (h["address"], h["driver-uri"], h["ovsdb"]) == (rec.address, rec.driver_uri, rec.ovsdb)
         assert h["cpu-count"] == os.cpu_count() and h["memory-total"] > 0  # read from the host itself
-    srs = {s["name-label"]: s for s in rows("sr", f"pool={pool['uuid']}")}
+    srs = {s["name-label"]: s for s in inv["sr"] if s["pool"] == pool["uuid"]}
     assert pool["default-sr"] == srs["lab-shared"]["uuid"] and srs["lab-shared"]["shared"] is True
     assert srs["lab-shared"]["type"] == "file"
     assert {n for n, s in srs.items() if not s["shared"]} == {"lab1-local", "lab2-local"}
-    pbds = rows("pbd", f"sr={srs['lab-shared']['uuid']}")
+    pbds = [p for p in inv["pbd"] if p["sr"] == srs["lab-shared"]["uuid"]]
     assert {p["device-config"]["path"] for p in pbds} == {f"{lab.state.dir}/shared"} and len(pbds) == 2
-    (net,) = rows("network", "name-label=lab-net")
+    (net,) = [n for n in inv["network"] if n["name-label"] == "lab-net"]
     assert net["bridge"] == "lab-net"
-    (tiny,) = rows("vm", "name-label=tiny", "--all")
+    (tiny,) = [v for v in inv["vm"] if v["name-label"] == "tiny"]
     assert tiny["is-a-template"] is True and tiny["vcpus"] == 1 and tiny["memory-static-max"] == 128 * 1024**2
-    (disk,) = rows("vdi", f"sr={srs['lab-shared']['uuid']}", "--all")
+    (disk,) = [d for d in inv["vdi"] if d["sr"] == srs["lab-shared"]["uuid"]]
     assert disk["virtual-size"] == 1024**3 and disk["provisioning"] == "thin"
-    (vif,) = rows("vif", f"vm={tiny['uuid']}")
+    (vif,) = [v for v in inv["vif"] if v["vm"] == tiny["uuid"]]
     assert vif["network"] == net["uuid"]
 
 
@@ -189,7 +195,7 @@ def test_a_guest_migrates_live_between_lab_hosts(lab):
 
 def test_down_leaves_nothing_and_a_failed_up_undoes_itself(lab, tmp_path):
     """down stops and removes everything up made; an up that fails half-way (here: a libvirtd
-    that cannot start) undoes what it made and says why. The lab comes up again at the end."""
+    that cannot start) or is interrupted undoes what it made. The lab comes up again at the end."""
     state = lab.state
     r = lab.down()
     assert r.rc == 0 and r.out.startswith("lab: down in "), r.err
@@ -214,6 +220,26 @@ def test_down_leaves_nothing_and_a_failed_up_undoes_itself(lab, tmp_path):
     assert not lab.dir.exists()
     assert leftovers(state, lab.before) == []
     assert processes_mentioning(str(lab.dir)) == []
+    assert json.loads(lab.inv.ok("-f", "json", "pool-list")) == []
+
+    # Ctrl-C (or a termination) once the hosts run: what was made is undone
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        p = subprocess.Popen(
+            [*VMCTL, "lab", "up", "--dir", str(lab.dir)],
+            env=lab.inv.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not any(h.pid for h in (load(str(lab.dir)) or LabState(dir="")).hosts):
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.02)
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=60)
+        assert (p.returncode, out, err) == (130, "", "vmctl: interrupted; nothing was changed\n")
+        assert not lab.dir.exists() and processes_mentioning(str(lab.dir)) == []
+        assert leftovers(state, lab.before) == []
     assert json.loads(lab.inv.ok("-f", "json", "pool-list")) == []
 
     r = lab.up()

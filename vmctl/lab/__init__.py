@@ -66,6 +66,8 @@ def up(opts, count: int, dir_: str | None, argv: list[str]) -> int:
         _write_rows(opts, [h.row() for h in lab.hosts], opts.fmt)
         return 0
     t0 = time.monotonic()
+    # a termination or a closed terminal undoes what was made, as Ctrl-C does
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     lab.made_dir = not os.path.exists(d)
     os.makedirs(d, mode=0o755, exist_ok=True)
     lab.save()
@@ -85,6 +87,8 @@ def up(opts, count: int, dir_: str | None, argv: list[str]) -> int:
         lab.ready = True
         lab.save()
     except BaseException:
+        for sig in (signal.SIGINT, *previous):  # the undoing itself is not interrupted
+            signal.signal(sig, signal.SIG_IGN)
         if lab.inventory.get("pool"):  # registered, then something failed: the records go too
             try:
                 registry.unregister(lab, opts, argv)
@@ -94,6 +98,9 @@ def up(opts, count: int, dir_: str | None, argv: list[str]) -> int:
         if left:
             sys.stderr.write(f"vmctl: lab up failed and could not undo: {'; '.join(left)}\n")
         raise
+    finally:
+        for sig, handler in {signal.SIGINT: signal.default_int_handler, **previous}.items():
+            signal.signal(sig, handler)
     if not opts.quiet:
         if opts.fmt == "table":  # the other formats print the rows alone, as status does
             sys.stdout.write(
@@ -102,6 +109,10 @@ def up(opts, count: int, dir_: str | None, argv: list[str]) -> int:
             )
         _write_rows(opts, [h.row() for h in lab.hosts], opts.fmt)
     return 0
+
+
+def _interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _check_not_up(d: str) -> None:
