@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from vmctl.drivers.base import Action, Driver, DriverFault, Hold, HostTarget
+from vmctl.drivers.base import Action, Driver, DriverFault, Hold, HostTarget, SrTarget
 from vmctl.errors import VmctlError
 
 __all__ = ["Action", "DriverFault", "Hold", "HostTarget", "driver_for", "host_target", "queue", "real"]
@@ -81,12 +82,28 @@ def host_target(host: dict) -> HostTarget:
     )
 
 
+def sr_target(txn, sr: dict, host_uuid: str) -> SrTarget:
+    """An SR as it exists on one host: its device-config is the host's PBD's."""
+    pbd = txn.one_or_none("pbd", sr=sr["uuid"], host=host_uuid)
+    cfg = pbd["device-config"] if pbd else {}
+    return SrTarget(
+        uuid=sr["uuid"],
+        name=sr["name-label"],
+        type=sr["type"],
+        shared=sr["shared"],
+        path=cfg.get("path", ""),
+        server=cfg.get("server", ""),
+        serverpath=cfg.get("serverpath", ""),
+    )
+
+
 # --- the queue -------------------------------------------------------------------------------------
 @dataclass
 class _Queue:
     actions: list[Action] = field(default_factory=list)
     done: list[tuple[Action, object]] = field(default_factory=list)
     task: str = ""  # the pending task of a long run, once the decision committed
+    records_only: int = 0  # > 0 while the records are made to follow the hosts (host-sync --fix)
 
 
 def _queue(txn) -> _Queue:
@@ -99,7 +116,21 @@ def _queue(txn) -> _Queue:
 
 def queue(txn, action: Action) -> None:
     """Queue one change to a host; it happens only if the transaction commits."""
-    _queue(txn).actions.append(action)
+    q = _queue(txn)
+    if not q.records_only:
+        q.actions.append(action)
+
+
+@contextmanager
+def records_only(txn):
+    """Inside, the service layer changes records without acting on any host: the records are
+    being made to describe what the hosts already are (host-sync --fix)."""
+    q = _queue(txn)
+    q.records_only += 1
+    try:
+        yield
+    finally:
+        q.records_only -= 1
 
 
 def pending(txn) -> _Queue | None:

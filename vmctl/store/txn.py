@@ -323,6 +323,12 @@ class Txn:
         t = self._held.get(f"{cls}:{uuid}")
         return None if t is None or t["uuid"] == self.own_task else t
 
+    def release(self, task_uuid: str) -> None:
+        """Treat a pending task's objects as free in this transaction (a task whose process is
+        gone, being closed by host-sync --fix)."""
+        self.held_by("task", "")
+        self._held = {k: t for k, t in (self._held or {}).items() if t["uuid"] != task_uuid}
+
     def check_not_held(self, cls: str, uuid: str) -> None:
         """model.md §0 check (5): an object a pending task holds is changed by that task only."""
         t = self.held_by(cls, uuid)
