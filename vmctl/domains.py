@@ -19,36 +19,20 @@ without /dev/kvm).
 from __future__ import annotations
 
 from vmctl import drivers
-from vmctl.drivers.base import DiskSpec, DomainSpec, NicSpec, SrTarget, VolumeSpec
+from vmctl.drivers.base import DiskSpec, DomainSpec, NicSpec, VolumeSpec
 
 # The time a clean shutdown waits for the guest to power off, unless vm-shutdown says timeout=.
 SHUTDOWN_TIMEOUT = 60.0
 
 
 # --- the records as a domain -------------------------------------------------------------------------
-def sr_target(txn, sr: dict, host_uuid: str) -> SrTarget:
-    """An SR as one host sees it: its device-config from that host's PBD (else any PBD)."""
-    pbds = txn.select("pbd", sr=sr["uuid"])
-    mine = [p for p in pbds if p["host"] == host_uuid] or sorted(pbds, key=lambda p: p["uuid"])
-    config = mine[0]["device-config"] if mine else {}
-    return SrTarget(
-        uuid=sr["uuid"],
-        name=sr["name-label"],
-        type=sr["type"],
-        shared=sr["shared"],
-        path=str(config.get("path", "")),
-        server=str(config.get("server", "")),
-        serverpath=str(config.get("serverpath", "")),
-    )
-
-
 def volume_spec(txn, vdi: dict, host_uuid: str) -> VolumeSpec:
     """A VDI as a volume, with the chain of read-only bases it overlays."""
     parent = txn.get("vdi", vdi["parent"]) if vdi["parent"] else None
     return VolumeSpec(
         uuid=vdi["uuid"],
         name=vdi["name-label"],
-        sr=sr_target(txn, txn.get("sr", vdi["sr"]), host_uuid),
+        sr=drivers.sr_target(txn, txn.get("sr", vdi["sr"]), host_uuid),
         virtual_size=vdi["virtual-size"],
         provisioning=vdi["provisioning"],
         parent=volume_spec(txn, parent, host_uuid) if parent is not None else None,
