@@ -108,3 +108,39 @@ def test_completion_stays_light(small):
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=small.env())
     assert p.stderr.strip() == "[]" and "web1" in p.stdout.split()
+
+
+@pytest.mark.parametrize(
+    "words, cur, expected",
+    [
+        (["vmctl", "--db", "{db}", "vm-start"], "vm=w", ["vm=web1"]),  # --db as its own word
+        (["vmctl", "-t", "5", "vm-list"], "power-state=ha", ["power-state=halted"]),  # not the command
+        (["vmctl", "-qf"], "y", ["yaml"]),  # the value of the last option of a cluster
+        (["vmctl", "--form"], "c", ["csv"]),  # an abbreviation, as getopt_long takes it
+        (["vmctl", "--fo"], "co", ["completion"]),  # ambiguous (--format, --force): not an option value
+        (["vmctl", "vm-list", "--format"], "t", ["table", "tsv"]),  # among an xe command's arguments
+    ],
+)
+def test_completion_reads_global_options_as_getopt_long_does(small, monkeypatch, words, cur, expected):
+    from vmctl.cli import completion
+
+    monkeypatch.delenv("VMCTL_DB", raising=False)  # the inventory is the one --db names
+    words = [w.replace("{db}", str(small.db)) for w in words]
+    if "--db" not in words:
+        words.insert(1, f"--db={small.db}")
+    assert completion.candidates(words, cur) == expected
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("vmctl vm-start vm='my v", (["vmctl", "vm-start"], "vm=my v")),
+        ('vmctl vm-start "vm=it', (["vmctl", "vm-start"], "vm=it")),
+        ("vmctl vm-start vm=my\\ v", (["vmctl", "vm-start"], "vm=my v")),
+        ("vmctl 'my vm' ", (["vmctl", "my vm"], "")),
+    ],
+)
+def test_completion_reads_an_open_quote_as_the_shell_does(line, expected):
+    from vmctl.cli import completion
+
+    assert completion.split_line(line) == expected

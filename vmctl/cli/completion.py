@@ -1,5 +1,5 @@
 """Shell completion (cli.md §6): the scripts for bash, zsh and fish call back
-`vmctl __complete SHELL LINE [CUR]`, answered here from the generated table data
+`vmctl __complete SHELL ...` (see `fast_complete`), answered here from the generated table data
 (`_completion_data.py`) and, for values, plain sqlite3 reads of the inventory. No typer, rich,
 yaml or SQLAlchemy: a TAB press must cost little more than starting Python."""
 
@@ -27,38 +27,82 @@ SENTINEL = "\x01"
 
 def split_line(line: str) -> tuple[list[str], str]:
     """Words before the cursor, and the (unquoted) word being completed. A sentinel appended to
-    the line marks the cursor, so escaped spaces and open quotes are read as the shell reads them."""
-    lex = shlex.shlex(line + SENTINEL, posix=True)
-    lex.whitespace_split = True
-    lex.commenters = ""
-    words: list[str] = []
-    try:
-        for w in lex:
-            words.append(w)
-    except ValueError:  # an open quote: the last whitespace-separated piece, quotes removed
-        last = line.split()[-1] if line.split() else ""
-        done = line.split()[:-1]
-        return done, last.replace("'", "").replace('"', "").replace("\\", "")
-    if not words or not words[-1].endswith(SENTINEL):
-        return words, ""
-    return words[:-1], words[-1][:-1]
+    the line marks the cursor, so escaped spaces and open quotes are read as the shell reads them:
+    a quote left open at the cursor is closed there, as the user will close it."""
+    for closing in ("", "'", '"'):
+        lex = shlex.shlex(line + SENTINEL + closing, posix=True)
+        lex.whitespace_split = True
+        lex.commenters = ""
+        try:
+            words = list(lex)
+        except ValueError:  # a quote left open, or not that one
+            continue
+        if not words or not words[-1].endswith(SENTINEL):
+            return words, ""
+        return words[:-1], words[-1][:-1]
+    # not readable as a shell line (a quote open before the cursor's word): whitespace-separated
+    pieces = line.split()
+    if line[-1:].isspace():
+        pieces.append("")
+    return pieces[:-1], pieces[-1] if pieces else ""
 
 
-def _globals(words: list[str]) -> tuple[dict, list[str]]:
-    """Pull --db/--host out of the words; return the words of the current command segment."""
-    g: dict = {}
-    seg: list[str] = []
+def _long_option(key: str) -> str | None:
+    """The global long option `--key` names, as getopt_long reads it (a unique prefix will do)."""
+    from vmctl.cli.grammar import LONG_OPTIONS
+
+    names = [n for n, _ in LONG_OPTIONS]
+    if key in names:
+        return key
+    matches = [n for n in names if n.startswith(key)] if key else []
+    return matches[0] if len(matches) == 1 else None
+
+
+def _read_globals(words: list[str]) -> tuple[dict, list[str], str | None]:
+    """Read the words before the cursor as getopt_long reads the global options (`--db=F` and
+    `--db F`, `--ho=h1`, `-f json`, `-fjson`): the options given, the words of the command segment
+    the cursor is in, and the option whose value the current word is when it stands as a word of
+    its own (`-f <TAB>`, `--host <TAB>`), else None."""
+    from vmctl.cli.grammar import LONG_OPTIONS, OPT, REQ, SHORT_OPTIONS
+
+    kinds = dict(LONG_OPTIONS)
+    given: dict = {}
     i = 1 if words and os.path.basename(words[0]).startswith("vmctl") else 0
+    while i < len(words) and words[i].startswith("-") and words[i] not in ("-", "--"):
+        w = words[i]
+        i += 1
+        if w.startswith("--"):
+            key, eq, val = w[2:].partition("=")
+            name = _long_option(key)
+            if name is None:
+                continue
+            if kinds[name] == REQ and not eq:
+                if i == len(words):
+                    return given, [], name
+                val = words[i]
+                i += 1
+            given[name] = val
+            continue
+        for j in range(1, len(w)):  # a cluster of short options: -qt5, -f json
+            name, kind = SHORT_OPTIONS.get(w[j], ("", OPT))
+            if kind == OPT:  # -v's optional value is the rest of the word; unknown: skip the word
+                break
+            if kind == REQ:
+                val = w[j + 1 :]
+                if not val:
+                    if i == len(words):
+                        return given, [], name
+                    val = words[i]
+                    i += 1
+                given[name] = val
+                break
+    segment: list[str] = []
     for w in words[i:]:
-        if w.startswith("--db="):
-            g["db"] = w[5:]
-        elif w.startswith("--host="):
-            g["host"] = w[7:]
         if w == "--":
-            seg = []
+            segment = []
         else:
-            seg.append(w)
-    return g, seg
+            segment.append(w)
+    return given, segment, None
 
 
 # --- inventory values --------------------------------------------------------------------------------
@@ -173,23 +217,30 @@ def _switch_names(g: dict, kind: str) -> list[str]:
 
 
 # --- candidates --------------------------------------------------------------------------------------
-# Global options whose values completion offers: the inventory's hosts, the output formats.
-_GLOBAL_VALUES = {"--host=": "host", "--format=": "format"}
+def _option_values(g: dict, option: str) -> list[str]:
+    """The values completion offers for a global option: the inventory's hosts, the output formats."""
+    if option == "host":
+        return _names(g, "host")
+    if option == "format":
+        from vmctl.cli.grammar import FORMATS
+
+        return list(FORMATS)
+    return []
 
 
 def candidates(words: list[str], cur: str) -> list[str]:
     from vmctl.cli import _completion_data as data
 
-    g, seg = _globals(words)
+    g, seg, pending = _read_globals(words)
+    if pending:  # the value of a global option given as the next word: `-f <TAB>`
+        return [v for v in _option_values(g, pending) if v.startswith(cur)]
     cmd_words = [w for w in seg if not w.startswith("-")]
     if not cmd_words:  # completing the command name or a global option (or its value)
-        for option, pool in _GLOBAL_VALUES.items():
-            if cur.startswith(option):
-                if pool == "host":
-                    values = _names(g, "host")
-                else:
-                    from vmctl.cli.grammar import FORMATS as values
-                return [option + v for v in values if (option + v).startswith(cur)]
+        if cur.startswith("--") and "=" in cur:
+            key, _, partial = cur[2:].partition("=")
+            option = _long_option(key)
+            values = _option_values(g, option) if option else []
+            return [f"--{key}={v}" for v in values if v.startswith(partial)]
         if cur.startswith("-"):
             return [o for o in data.GLOBAL_OPTIONS if o.startswith(cur)]
         return [c for c in data.COMMANDS if c.startswith(cur)]
@@ -198,6 +249,11 @@ def candidates(words: list[str], cur: str) -> list[str]:
     if spec is None:
         return []
     style, keys, flags, values, positional = spec
+    if style == "xe":  # the output options an xe-style command takes among its arguments
+        if seg[-1] in ("-f", "--format"):
+            return [v for v in _option_values(g, "format") if v.startswith(cur)]
+        if cur.startswith("--format="):
+            return [f"--format={v}" for v in _option_values(g, "format") if v.startswith(cur[9:])]
     if cur.startswith("-"):
         return [f for f in flags if f.startswith(cur)]
     if style == "ovs":
@@ -245,40 +301,54 @@ def candidates(words: list[str], cur: str) -> list[str]:
 _BASH_BREAKS = "=:><;|&("
 
 
-def _bash_escape(word: str) -> str:
-    out = []
-    for ch in word:
-        if ch in " \t\n\\'\"$`!&;|<>()*?[]{}#~":
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
+def _bash_quote(word: str, quote: str) -> str:
+    """A candidate as bash's line needs it: after an open quote readline puts the candidate inside
+    that quote (and closes it), elsewhere the characters special to bash are escaped."""
+    if quote == "'":
+        return word.replace("'", "'\\''")
+    if quote == '"':
+        return "".join("\\" + ch if ch in '"$`\\' else ch for ch in word)
+    return "".join("\\" + ch if ch in " \t\n\\'\"$`!&;|<>()*?[]{}#~" else ch for ch in word)
+
+
+def _bash_candidates(cands: list[str], cur: str, bash_cur: str) -> list[str]:
+    """bash replaces only its own current word, which stops at COMP_WORDBREAKS (= and :): each
+    candidate minus the part bash keeps on the line, quoted for it."""
+    if bash_cur and all(ch in _BASH_BREAKS for ch in bash_cur):
+        # right after `=` or `:` COMP_WORDS holds the break itself as the word, but readline
+        # replaces only what follows it (nothing yet): keep the break on the line
+        bash_cur = ""
+    quote = ""
+    try:
+        plain_cur = shlex.split(bash_cur)[0] if bash_cur.strip() else bash_cur
+    except ValueError:  # a quote still open: readline completes inside it
+        quote = bash_cur[:1] if bash_cur[:1] in "'\"" else ""
+        plain_cur = split_line(bash_cur)[1]
+    keep = cur[: len(cur) - len(plain_cur)] if cur.endswith(plain_cur) else ""
+    return [_bash_quote(c[len(keep) :], quote) for c in cands if c.startswith(keep)]
 
 
 def fast_complete(args: list[str]) -> int:
-    """`vmctl __complete SHELL LINE [CUR]` -> candidates, one per line."""
+    """Print the candidates for the word at the cursor, one per line. Each shell hands over what
+    it knows in the form it knows best:
+
+    * `vmctl __complete bash LINE CUR`: the line up to the cursor and bash's current word, which
+      stops at `=` (COMP_WORDBREAKS); the candidates come back cut and quoted for bash's line.
+    * `vmctl __complete zsh|fish WORD... CUR`: the words before the cursor's word and that word up
+      to the cursor, the shell's quoting removed; the candidates come back plain (zsh and fish
+      quote what they insert)."""
     if not args:
         return 1
     shell = args[0]
-    line = args[1] if len(args) > 1 else ""
-    words, cur = split_line(line)
+    if shell == "bash":
+        words, cur = split_line(args[1] if len(args) > 1 else "")
+    else:
+        words, cur = args[1:-1], (args[-1] if len(args) > 1 else "")
     try:
         cands = candidates(words, cur)
     except Exception:
         return 0
     if shell == "bash":
-        # bash replaces only its own current word, which stops at COMP_WORDBREAKS (= and :):
-        # hand back each candidate minus the part bash keeps, escaped for its line.
-        bash_cur = args[2] if len(args) > 2 else cur
-        if bash_cur and all(ch in _BASH_BREAKS for ch in bash_cur):
-            # right after `=` or `:` COMP_WORDS holds the break itself as the word, but readline
-            # replaces only what follows it (nothing yet): keep the break on the line
-            bash_cur = ""
-        try:
-            plain_cur = shlex.split(bash_cur)[0] if bash_cur.strip() else bash_cur
-        except ValueError:
-            plain_cur = bash_cur.lstrip("'\"")
-        keep = cur[: len(cur) - len(plain_cur)] if cur.endswith(plain_cur) else ""
-        cands = [_bash_escape(c[len(keep) :]) for c in cands if c.startswith(keep)]
+        cands = _bash_candidates(cands, cur, args[2] if len(args) > 2 else cur)
     sys.stdout.write("".join(c + "\n" for c in cands))
     return 0
