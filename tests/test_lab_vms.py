@@ -102,6 +102,19 @@ def test_start_paused(lab):
     assert (domstate(uri, vm), power(inv, vm)) == ("paused", "paused")
 
 
+def test_every_vm_of_a_chain_of_starts_runs(lab):
+    inv, uri, vm = lab
+    vm2 = inv.ok("vm-create", "name-label=t2", "memory=128MiB", "vcpus=1").strip()
+    try:
+        inv.ok("vm-start", "vm=t1", "--", "vm-start", "vm=t2")  # placed in one pass
+        assert (domstate(uri, vm), domstate(uri, vm2)) == ("running", "running")
+        inv.ok("vm-shutdown", "power-state=running", "--multiple", "--force")
+        assert not {vm, vm2} & all_domains(uri)
+    finally:
+        virsh(uri, "destroy", vm2)
+        virsh(uri, "undefine", vm2)
+
+
 def test_suspend_writes_the_state_file_and_resume_restores_it(lab, scratch_dir):
     inv, uri, vm = lab
     inv.ok("vm-start", "vm=t1")
