@@ -27,6 +27,7 @@ from vmctl.engine.snapshot import (
     VMState,
     parse_version,
 )
+from vmctl.pools import CPU_VERDICT
 
 
 def _float(text, default: float | None) -> float | None:
@@ -319,6 +320,9 @@ def _build_pool_state(txn, pool_uuid: str) -> PoolState:
                 pif_speeds=tuple(sorted(speeds.get(h["uuid"], []), key=lambda x: (x[0], x[1] or 0))),
                 is_master=h["uuid"] == p["master"],
                 other_config=tuple(sorted((str(k), str(v)) for k, v in h["other-config"].items())),
+                cpu_compatible=None
+                if p["driver"] == "sim"
+                else h["other-config"].get(CPU_VERDICT) != "false",
             )
         )
     for g in txn.select("vm-group", pool=pool_uuid):

@@ -68,6 +68,7 @@ MESSAGES: dict[str, str] = {
     "OTHER_OPERATION_IN_PROGRESS": "Another operation is in progress on this object; wait for its task to finish (task-list)",
     "DRIVER_ERROR": "A host refused or failed the action; nothing was changed (the message gives the host's reason)",
     "DRIVER_UNAVAILABLE": "The driver this pool needs is not installed",
+    "VM_SHUTDOWN_TIMEOUT": "The guest did not shut down in time and still runs; vm-shutdown --force halts it at once",
     "HOST_NOT_ENOUGH_FREE_MEMORY": "The host does not have enough free memory",
     "HOST_OFFLINE": "The host is offline",
     "HOST_NOT_LIVE": "The host is not live",

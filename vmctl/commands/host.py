@@ -10,7 +10,7 @@ from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
 from vmctl.fields import param_hook
-from vmctl.pools import homogeneity_checks, major, management_vlan
+from vmctl.pools import homogeneity_checks, major, management_vlan, record_cpu_verdict
 from vmctl.units import generated_mac
 
 DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -141,7 +141,9 @@ def host_add(ctx: Ctx):
             raise VmctlError("HA_IS_ENABLED")
         master = txn.get("host", pool["master"]) if pool["master"] else None
         if master is not None:
-            homogeneity_checks(ctx, facts, master, ctx.force)
+            verdict = homogeneity_checks(ctx, facts, master, ctx.force)
+            if verdict is False:
+                facts["other-config"] = record_cpu_verdict(facts, verdict)
             if tag != management_vlan(txn, master["uuid"]):
                 raise VmctlError(
                     "POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH",
