@@ -113,28 +113,58 @@ class Runner:
                     raise VmctlError("CONFIRMATION_REQUIRED", "Declined: nothing was changed") from None
                 confirmed = True
 
-    def transaction(self, body: Callable, write: bool = True, store=None):
+    def transaction(self, body: Callable, write: bool = True, store=None, line: str | None = None):
         """body(txn) in one transaction with every transaction hook, committed with its journal
-        entry (or rolled back on a dry run or a failure); returns what body returned."""
-        from vmctl import hooks
+        entry (or rolled back on a dry run or a failure); returns what body returned. Long
+        actions on real hosts finish after the commit, then the steps it queued run, each a
+        transaction of its own (vmctl/drivers)."""
+        from vmctl import drivers, hooks
 
         own = store is None
         store = store or self.open_store(write=write)
+        line = line or self.command_line
 
         def with_hooks(txn):
             result = body(txn)
-            hooks.before_commit(txn, dry_run=self.opts.dry_run, command=self.command_line)
+            hooks.before_commit(txn, dry_run=self.opts.dry_run, command=line)
             return result
 
         try:
-            result, txn = store.run(
-                with_hooks, write, finish=lambda txn: store.append_journal(txn, self.command_line)
-            )
-            self._finish_long(store, txn)
+            result, txn = store.run(with_hooks, write, finish=lambda txn: store.append_journal(txn, line))
+            rest = drivers.steps(txn)
+            try:
+                self._finish_long(store, txn)
+            except VmctlError as e:
+                raise (drivers.step_failed(e, None, rest) if rest else e) from None
+            self._steps(store, rest)
             return result
         finally:
             if own:
                 store.dispose()
+
+    def _steps(self, store, steps: list) -> None:
+        """Run the steps a transaction queued, in order; the first failure ends them."""
+        from vmctl import drivers
+        from vmctl.errors import Interrupted
+
+        for i, s in enumerate(steps):
+            try:
+                self.transaction(s.body, True, store, line=f"{self.command_line}  # {s.what}")
+            except VmctlError as e:
+                raise drivers.step_failed(e, s, steps[i + 1 :]) from None
+            except Interrupted:
+                raise
+            except KeyboardInterrupt:
+                rest = len(steps) - i - 1
+                raise Interrupted(
+                    f"interrupted: {s.what} did not happen"
+                    + f"; the {s.kind}s before it are done and committed"
+                    + (
+                        f"; the {rest} {s.kind}{'s' if rest > 1 else ''} after it not attempted"
+                        if rest
+                        else ""
+                    )
+                ) from None
 
     def _finish_long(self, store, decided) -> None:
         """A transaction that started a task (long actions on real hosts, vmctl/drivers): act with

@@ -29,6 +29,7 @@ class Finding:
     uuid: str
     text: str
     repair: object = None  # callable(txn) -> str, what it did
+    migrating: bool = False  # a live migration holds the VM: nothing about it is repaired yet
 
     def line(self) -> str:
         return f"{self.cls} {self.uuid}: {self.text}"
@@ -86,23 +87,33 @@ def _set_live(txn, host_uuid: str, live: bool) -> str:
 
 
 def _state(libvirt_state: str) -> str:
-    return libvirt_state if libvirt_state in ("running", "paused") else "halted"
+    return libvirt_state if libvirt_state in ("running", "paused", MIGRATING) else "halted"
+
+
+MIGRATING = "migrating"  # a live migration holds the domain paused: its outcome is not known yet
 
 
 def _compare_domains(txn, host: dict, domains: dict[str, str]) -> list[Finding]:
     out: list[Finding] = []
     name = host["name-label"]
     resident = {v["uuid"]: v for v in txn.select("vm", resident_on=host["uuid"])}
+    for uuid in sorted(set(domains)):
+        if _state(domains[uuid]) == MIGRATING:
+            # neither end is the truth yet: nothing is repaired until the migration ends
+            text = f"a live migration is in progress on {name} (not changed: host-sync again once it ends)"
+            out.append(Finding("vm" if txn.get("vm", uuid) else "domain", uuid, text, migrating=True))
     for uuid in sorted(resident):
         vm = resident[uuid]
         real = _state(domains.get(uuid, "halted"))
+        if real == MIGRATING:
+            continue
         if real == vm["power-state"]:
             continue
         text = f"inventory says {vm['power-state']} on {name}, the host has it {real}"
         out.append(Finding("vm", uuid, text, lambda t, u=uuid, s=real: _follow_state(t, u, s, host["uuid"])))
     for uuid in sorted(domains):
         real = _state(domains[uuid])
-        if uuid in resident or real == "halted":
+        if uuid in resident or real in ("halted", MIGRATING):
             continue
         vm = txn.get("vm", uuid)
         if vm is None:
@@ -119,6 +130,11 @@ def _follow_state(txn, vm_uuid: str, state: str, host_uuid: str) -> str:
     from vmctl import vms
 
     vm = txn.get("vm", vm_uuid)
+    if state == "halted" and vm["resident-on"] != host_uuid:
+        # a repair before this one (the guest found running on another host, e.g. after a
+        # migration whose vmctl was killed) already moved it there: this host has nothing of it
+        where = txn.get("host", vm["resident-on"]) if vm["resident-on"] else None
+        return f"left it {vm['power-state']}" + (f" on {where['name-label']}" if where else "")
     if state == "halted":
         if vm["power-state"] == "suspended":
             return "left it suspended (its image is not on a host)"
@@ -227,6 +243,9 @@ def _close_interrupted(txn, task_uuid: str) -> str:
         row = txn.get(cls, uuid)
         if row is not None and row.get("current-operations"):
             txn.update(cls, uuid, {"current-operations": []})
+        if cls == "vm" and row is not None and row["scheduled-to-be-resident-on"] and row["resident-on"]:
+            # a migration that was in flight: the VM is where the comparison above found it
+            txn.update(cls, uuid, {"scheduled-to-be-resident-on": ""})
     txn.update(
         "task",
         task_uuid,
@@ -241,6 +260,12 @@ def run(txn, hosts: list[dict], fix: bool) -> tuple[list[str], bool]:
     findings = stale_tasks(txn)
     for h in hosts:
         findings += compare_host(txn, h)
+    # a task whose VM is still migrating stays open: its outcome is not known yet
+    migrating = {f"vm:{f.uuid}" for f in findings if f.migrating}
+    for f in findings:
+        if f.cls == "task" and migrating & set(txn.get("task", f.uuid)["objects"]):
+            f.repair = None
+            f.text += " (its VM is still migrating: not closed)"
     lines: list[str] = []
     left = False
     if fix:

@@ -36,6 +36,9 @@ executor would add its measurements under the same key.
 
 from __future__ import annotations
 
+import dataclasses
+
+from vmctl import drivers, moves
 from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
 from vmctl.engine.migration import HINT_FIELDS, PREDICTION_FIELDS
@@ -80,6 +83,17 @@ def _plan_data(plans: list[dict], reports: list) -> Data:
         "migration-plans",
         (plans, reports),
         records=Records("migration", rows, ["vm", "host", *PREDICTION_FIELDS, *HINT_FIELDS], minimal="host"),
+    )
+
+
+def shown_data(shown: moves.Shown, single: bool) -> Data:
+    """The moves made on a real pool, predicted and measured side by side; filled in as each
+    move commits, printed at the end (also used by host-evacuate and pool-rebalance)."""
+    return Data(
+        lambda: shown.data(single),
+        "migration-results",
+        shown,
+        records=Records("migration", shown.rows, list(moves.ROW_FIELDS), minimal="to"),
     )
 
 
@@ -198,9 +212,15 @@ def _cold_prediction(ps, vm_uuid: str, vdi_map: dict[str, str], network: str | N
 
 
 def migrate_one(
-    ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi_map: dict[str, str]
+    ctx: Ctx,
+    vm: dict,
+    host: dict | None,
+    network: dict | None,
+    vdi_map: dict[str, str],
+    shown: moves.Shown | None = None,
 ) -> tuple[dict | None, object]:
-    """Check and apply one vm-migrate; (plan or None for a no-op, explain report or None)."""
+    """Check and apply one vm-migrate; (plan or None for a no-op, explain report or None). On a
+    libvirt pool the move is a real live migration (vmctl/moves.py), reported into `shown`."""
     from vmctl import storage
     from vmctl.engine import waves as wv
     from vmctl.engine.placement import MIGRATE
@@ -234,6 +254,8 @@ def migrate_one(
             "NOT_IN_SAME_POOL",
             params=[("object", txn.ref("network", network)), ("pool", txn.ref("pool", vm["pool"]))],
         )
+    if vdi_map and drivers.real(txn, vm["pool"]):
+        moves.refuse_storage_motion(txn, vm)
     net = network["uuid"] if network else None
     bandwidth = ctx.a.get("bandwidth")
     downtime = ctx.a.get("downtime")
@@ -309,7 +331,22 @@ def migrate_one(
     if dst != src:
         admit(txn, vm["pool"], move={vm["uuid"]: dst})
     plan = {"vm": vm["uuid"], "host": dst, **pred.as_dict()}
-    relocate(txn, vm["uuid"], dst, moving, record_of(src, dst, plan), bool(ctx.opts.get("quiet")))
+    quiet = bool(ctx.opts.get("quiet"))
+    if moving:  # storage motion: simulated pools only (refused above on real ones)
+        relocate(txn, vm["uuid"], dst, moving, record_of(src, dst, plan), quiet)
+        return plan, report
+    prediction = pred.as_dict()
+    prediction.pop("hints", None)
+    move = moves.Move(
+        vm["uuid"],
+        src,
+        dst,
+        prediction,
+        record_of(src, dst, plan),
+        moves.label(txn, vm["uuid"], src, dst),
+        net,
+    )
+    moves.carry_out(txn, move, bool(ctx.opts.get("dry_run")), quiet, shown)
     return plan, report
 
 
@@ -372,15 +409,45 @@ def vm_migrate(ctx: Ctx):
                     [("name", f"vdi:{vdi_uuid}"), ("value", vdi_map[vdi_uuid])],
                 )
     plans, reports = [], []
-    for vm in vms:
+    real = moves.real_run(txn, vms[0]["pool"], bool(ctx.opts.get("dry_run"))) if vms else False
+    shown = moves.Shown() if real else None
+    for i, vm in enumerate(vms):
         mine = vdi_map
         if len(vms) > 1:
             own = _vm_vdis(txn, vm)
             mine = {k: v for k, v in vdi_map.items() if k in own}
-        plan, rep = migrate_one(ctx, txn.get("vm", vm["uuid"]), host, network, mine)
+        if real and moves.must_step(txn):
+            # one migration per transaction (vmctl/moves.py): this VM's is checked and made in a
+            # step of its own, once the one before it committed
+            drivers.step(
+                txn,
+                drivers.Step(
+                    f"VM {vm['name-label'] or vm['uuid']} ({i + 1} of {len(vms)})",
+                    lambda t, u=vm["uuid"], m=mine: _migrate_in_step(ctx, t, u, host, network, m, shown),
+                    kind="migration",
+                ),
+            )
+            continue
+        plan, rep = migrate_one(ctx, txn.get("vm", vm["uuid"]), host, network, mine, shown)
         if plan is not None:
             plans.append(plan)
             reports.append(rep)
     if plans and (ctx.opts.get("dry_run") or ctx.opts.get("explain")):
         return _plan_data(plans, reports)
+    if shown is not None and (plans or drivers.steps(txn)):
+        return shown_data(shown, single=len(vms) == 1)
     return None
+
+
+def _migrate_in_step(
+    ctx: Ctx, txn, vm_uuid: str, host: dict | None, network: dict | None, vdi_map, shown
+) -> None:
+    """One VM of vm-migrate --multiple on a real pool, in its own transaction: every check again
+    on the inventory as it is now."""
+    step_ctx = dataclasses.replace(ctx, txn=txn)
+    h = txn.get("host", host["uuid"]) if host is not None else None
+    n = txn.get("network", network["uuid"]) if network is not None else None
+    vm = txn.get("vm", vm_uuid)
+    if vm is None:
+        raise VmctlError("UUID_INVALID", "The VM no longer exists", [("class", "vm"), ("uuid", vm_uuid)])
+    migrate_one(step_ctx, vm, h, n, vdi_map, shown)

@@ -179,12 +179,17 @@ class Text:
 @dataclass
 class Data:
     """Structured data (plans, reports): `data` for JSON/YAML; in the text formats the view
-    named `view` (vmctl/cli/views.py) renders `source`, or `data` when there is none."""
+    named `view` (vmctl/cli/views.py) renders `source`, or `data` when there is none. `data`
+    may be a function returning it, called when the result is printed: what real hosts
+    measured after the command returned (the moves of later steps, vmctl/moves.py)."""
 
     data: object
     view: str
     source: object = None
     records: Records | None = None
+
+    def value(self) -> object:
+        return self.data() if callable(self.data) else self.data
 
 
 @dataclass

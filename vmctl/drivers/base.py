@@ -149,6 +149,12 @@ class Driver(Protocol):
     def domain_undefine(self, host: HostTarget, uuid: str) -> None: ...
     def domains(self, host: HostTarget) -> dict[str, str]: ...  # uuid -> power state
 
+    # migration: the domain moves live from src to dst; Ctrl-C aborts it (KeyboardInterrupt, the
+    # guest still running on src)
+    def domain_migrate(
+        self, src: HostTarget, dst: HostTarget, spec: MigrationSpec, progress: Progress | None
+    ) -> MigrationFigures: ...
+
 
 class DriverFault(Exception):
     """A driver operation failed on a host: `message` is the hypervisor's own words."""
@@ -187,3 +193,42 @@ class Action:
     then: Callable[[object, object], None] | None = None
     long: bool = False
     holds: list[Hold] = field(default_factory=list)
+    # what cannot be undone once done (a finished live migration): it runs after every other
+    # action of its transaction, so that nothing that can still fail comes after it
+    final: bool = False
+
+
+# --- live migration (drivers.md §3) -------------------------------------------------------------------
+@dataclass(frozen=True)
+class MigrationSpec:
+    """One live migration as the engine decided it: the domain, and the engine's parameters."""
+
+    uuid: str  # the domain (the VM's uuid)
+    title: str  # the VM's name-label, for messages
+    bandwidth: float  # bytes/s the memory stream may use (the engine's rate); 0: no limit
+    downtime: float  # seconds: the downtime target
+    uri: str = ""  # the migration stream's URI (tcp://ADDRESS); empty: the destination's own choice
+
+
+@dataclass(frozen=True)
+class MigrationFigures:
+    """What a finished migration measured (libvirt's completed-job statistics)."""
+
+    total_time: float  # seconds from the start of the job to its end
+    downtime: float | None  # seconds the guest was paused (None: the hypervisor does not say)
+    bytes: int  # bytes sent over the stream
+    memory: int  # bytes of guest memory the job covered
+    rounds: int  # pre-copy iterations
+    rate: float  # bytes/s at the end of the job
+    wall_time: float  # seconds vmctl waited for the migration, connection set-up included
+
+    def as_dict(self) -> dict:
+        return {
+            "total-time": self.total_time,
+            "downtime": self.downtime,
+            "bytes": self.bytes,
+            "memory": self.memory,
+            "rounds": self.rounds,
+            "rate": self.rate,
+            "wall-time": self.wall_time,
+        }

@@ -1,0 +1,266 @@
+"""How a decided live migration happens, shared by vm-migrate, host-evacuate and pool-rebalance:
+on a simulated pool a change of records, on a libvirt pool a real migration that commits alone
+(drivers.md §3–§4).
+
+The commands decide every move as on a simulated pool (every check, the engine's prediction);
+`carry_out` then makes one decided move happen:
+
+* on a simulated pool, and in any dry run, the records move at once in the command's
+  transaction (:func:`vmctl.relocation.relocate`);
+* on a libvirt pool the move is one long action (vmctl/drivers). Its deciding transaction
+  records the VM as migrating, `scheduled-to-be-resident-on` = the destination, so that the
+  engine counts it on both hosts and against the migration caps meanwhile (engine.md §1), and
+  holds it under a pending task (`current-operations` pool_migrate). The live migration runs
+  with the lock released. The closing transaction records the move (relocate: the
+  power-transition hooks, resident-on, domid) and `other-config:last-migration`: the engine's
+  prediction with libvirt's measured figures next to it (`measured`). On a failure or Ctrl-C the
+  framework puts the deciding records back: the VM runs on its source, as the driver made sure.
+
+A finished migration cannot be undone, so each one commits alone:
+
+* its action is `final`: it runs after every other action of its transaction, so nothing that
+  can still fail comes after it;
+* a transaction holds one migration. Every further move (the moves after the first of an
+  evacuation or a rebalance, the VMs after the first of `vm-migrate --multiple`, a second
+  vm-migrate in a chain) is a step (vmctl/drivers): a transaction of its own, run once the move
+  before it committed, that re-checks its move against the inventory as it is then (the lock
+  was released meanwhile: the VM must still run on the planned source, the destination must
+  still pass the placement filters and the caps), decides it and migrates.
+
+So the first move shares the command's transaction: a refusal there changes nothing, and the
+maintenance chain `host-disable -- host-evacuate` stays one decision (a failure of its first
+migration puts the host back as it was). When a later move fails, the moves before it stay
+committed and journalled (each with its own decision and closing entries), the moves after it
+are not attempted, and vmctl exits 1 naming the step, the VM and the reason. The moves run one
+at a time, in the plan's order (wave by wave, so within the caps by construction); the
+prediction recorded for each is the engine's for that move made alone, at the moment it starts.
+
+What a command prints of the moves it made on a real pool (`Shown`) is filled in by their
+closing transactions, and printed once the last one committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vmctl import drivers
+from vmctl.errors import VmctlError
+from vmctl.relocation import LIVE_STATES, relocate
+
+# what `last-migration`, the JSON and the table keep of the engine's prediction
+PREDICTED_FIELDS = ("total-time", "downtime", "bytes", "rounds", "rate", "stop-reason")
+MEASURED_FIELDS = ("total-time", "downtime", "bytes", "memory", "rounds", "rate", "wall-time")
+ROW_FIELDS = (
+    "vm",
+    "name-label",
+    "from",
+    "to",
+    "predicted-total-time",
+    "measured-total-time",
+    "predicted-downtime",
+    "measured-downtime",
+    "predicted-bytes",
+    "measured-bytes",
+)
+
+
+@dataclass
+class Move:
+    """One decided live migration."""
+
+    vm: str
+    src: str
+    dst: str
+    prediction: dict  # the engine's figures (Prediction.as_dict()): rate and downtime target included
+    record: dict  # what other-config:last-migration keeps (relocation.record_of and the plan's extras)
+    label: str  # the action in errors and in the task: "move 2 of 3 (VM web from h1 to h2)"
+    network: str | None = None  # the migration network's uuid, None: the pool's
+
+
+@dataclass
+class Shown:
+    """What a command prints of the moves it made on a real pool, appended by each move's closing
+    transaction: `moves` for JSON and the text view (predicted and measured figures side by
+    side), `rows` flat for csv/tsv and --minimal. Printed once the last step committed."""
+
+    moves: list[dict] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+
+    def add(self, vm: dict, src: dict, dst: dict, prediction: dict, measured: dict) -> None:
+        predicted = {k: prediction.get(k) for k in PREDICTED_FIELDS}
+        self.moves.append(
+            {
+                "vm": vm["uuid"],
+                "name-label": vm["name-label"],
+                "from": src["uuid"],
+                "from-name": src["name-label"],
+                "to": dst["uuid"],
+                "to-name": dst["name-label"],
+                "predicted": predicted,
+                "measured": {k: measured.get(k) for k in MEASURED_FIELDS},
+            }
+        )
+        row = {"vm": vm["uuid"], "name-label": vm["name-label"], "from": src["uuid"], "to": dst["uuid"]}
+        for k in ("total-time", "downtime", "bytes"):
+            row[f"predicted-{k}"] = predicted.get(k)
+            row[f"measured-{k}"] = measured.get(k)
+        if predicted.get("bytes") is not None:  # whole bytes, as the JSON prints them
+            row["predicted-bytes"] = int(round(predicted["bytes"]))
+        self.rows.append(row)
+
+    def data(self, single: bool) -> object:
+        """JSON: one VM's move as an object (vm-migrate of one VM), else the list."""
+        return self.moves[0] if single and len(self.moves) == 1 else list(self.moves)
+
+
+def real_run(txn, pool: str, dry_run: bool) -> bool:
+    """Whether moves in `pool` are real migrations now (a libvirt pool, not a dry run)."""
+    return not dry_run and drivers.real(txn, pool)
+
+
+def refuse_storage_motion(txn, vm: dict) -> None:
+    """Storage motion on a libvirt pool needs the disks' volumes copied by the host, which this
+    release does not do yet: refused before anything is decided."""
+    raise VmctlError(
+        "OPERATION_NOT_ALLOWED",
+        "Storage motion (vdi:<vdi>=<sr>, sr=) is not available on a libvirt pool yet: migrate "
+        "without moving disks (shared storage), or copy the disks with vdi-copy while the VM is halted",
+        [("vm", txn.ref("vm", vm)), ("pool", txn.ref("pool", vm["pool"]))],
+    )
+
+
+def must_step(txn) -> bool:
+    """Whether a further move must wait for a step of its own (this transaction already holds
+    a migration)."""
+    return drivers.has_final(txn)
+
+
+def carry_out(txn, m: Move, dry_run: bool, quiet: bool, shown: Shown | None = None) -> None:
+    """Make the decided move `m` happen: records at once (simulated pool, dry run), or a real
+    live migration committed by its own closing (see the module docstring)."""
+    vm = txn.get("vm", m.vm)
+    if not real_run(txn, vm["pool"], dry_run):
+        relocate(txn, m.vm, m.dst, None, m.record, quiet)
+        return
+    from vmctl.drivers.base import MigrationSpec
+
+    driver = drivers.driver_for(txn, vm["pool"])
+    src_host, dst_host = txn.get("host", m.src), txn.get("host", m.dst)
+    src, dst = drivers.host_target(src_host), drivers.host_target(dst_host)
+    spec = MigrationSpec(
+        uuid=m.vm,
+        title=vm["name-label"],
+        bandwidth=float(m.prediction.get("rate") or 0),
+        downtime=float(m.prediction.get("downtime-target") or 0.3),
+        uri=migration_uri(txn, vm["pool"], m.dst, m.network),
+    )
+    txn.update("vm", m.vm, {"scheduled-to-be-resident-on": m.dst})
+
+    def migrate():
+        from vmctl import progress
+
+        bar = progress.bar(m.label, quiet)
+        try:
+            return driver.domain_migrate(src, dst, spec, bar)
+        finally:
+            if bar is not None:
+                bar.end()
+
+    def commit(t, figures) -> None:
+        measured = figures.as_dict()
+        record = {**m.record, "measured": measured}
+        moved = relocate(t, m.vm, m.dst, None, record, quiet)
+        if shown is not None:
+            shown.add(moved, src_host, dst_host, m.prediction, measured)
+
+    drivers.queue(
+        txn,
+        drivers.Action(
+            m.label,
+            src_host["name-label"],
+            migrate,
+            then=commit,
+            long=True,
+            holds=[drivers.Hold("vm", m.vm, "pool_migrate")],
+            final=True,
+        ),
+    )
+
+
+def migration_uri(txn, pool: str, dst: str, network: str | None) -> str:
+    """The migration stream's URI: the destination's address on the migration network (its PIF's
+    IP there); empty when it has none, and libvirt uses the destination's own choice."""
+    if network is None:
+        p = txn.get("pool", pool)
+        network = p.get("migration-network") or None
+    nets = (
+        [network] if network else [n["uuid"] for n in txn.select("network", pool=pool) if _management(txn, n)]
+    )
+    for net in nets:
+        for pif in txn.select("pif", host=dst, network=net):
+            if pif["ip"]:
+                return f"tcp://{pif['ip']}"
+    return ""
+
+
+def _management(txn, network: dict) -> bool:
+    return any(p["management"] for p in txn.select("pif", network=network["uuid"]))
+
+
+# --- moves decided ahead, made later: host-evacuate, pool-rebalance --------------------------------
+def recheck(txn, m: Move) -> Move:
+    """A planned move about to be made in a step of its own: the VM must still run or be paused on
+    the planned source, free to move, and the destination must still pass the placement filters
+    and the migration caps. Returns the move with the engine's prediction for it now."""
+    from vmctl.engine import waves as wv
+    from vmctl.engine.placement import MIGRATE, Scheduler
+    from vmctl.engine_adapter import pool_state
+    from vmctl.vms import check_vm_operation
+
+    vm = txn.get("vm", m.vm)
+    if vm is None:
+        raise VmctlError("UUID_INVALID", "The VM no longer exists", [("class", "vm"), ("uuid", m.vm)])
+    check_vm_operation(txn, vm, "pool-migrate", LIVE_STATES)
+    if vm["resident-on"] != m.src:
+        raise VmctlError(
+            "OPERATION_NOT_ALLOWED",
+            f"VM {vm['name-label'] or vm['uuid']} no longer runs on the planned source host",
+            [("vm", txn.ref("vm", vm)), ("host", txn.ref("host", m.src))],
+        )
+    ps = pool_state(txn, vm["pool"])
+    Scheduler(ps).check_target(m.vm, m.dst, mode=MIGRATE, ha=False)
+    _, pred = wv.admit_migration(ps, m.vm, m.dst, network=m.network, force=True)
+    prediction = pred.as_dict()
+    prediction.pop("hints", None)
+    record = {**m.record, **{k: v for k, v in prediction.items() if k in m.record}}
+    return Move(m.vm, m.src, m.dst, prediction, record, m.label, m.network)
+
+
+def carry_out_plan(
+    txn, moves: list[Move], dry_run: bool, quiet: bool, shown: Shown | None, kind: str = "move"
+) -> None:
+    """Make a plan's moves happen in order: every move in this transaction on a simulated pool
+    or a dry run; on a real pool the first here and each further one as a step of its own, each
+    re-checked (and predicted alone) as it starts."""
+    for m in moves:
+        if not real_run(txn, txn.get("vm", m.vm)["pool"], dry_run):
+            carry_out(txn, m, dry_run, quiet, shown)
+        elif not must_step(txn):
+            carry_out(txn, recheck(txn, m), dry_run, quiet, shown)
+        else:
+            drivers.step(
+                txn,
+                drivers.Step(
+                    m.label, lambda t, m=m: carry_out(t, recheck(t, m), False, quiet, shown), kind=kind
+                ),
+            )
+
+
+def label(txn, vm: str, src: str, dst: str, index: int | None = None, count: int | None = None) -> str:
+    """How a move is named in errors, tasks and the progress line."""
+    v = txn.get("vm", vm)
+    name = v["name-label"] or vm
+    where = f"from {txn.get('host', src)['name-label']} to {txn.get('host', dst)['name-label']}"
+    if index is None:
+        return f"migrate VM {name} {where}"
+    return f"move {index} of {count} (VM {name} {where})"
