@@ -30,8 +30,14 @@ Journal: the transaction's journal entry already records the VM's resident-on ch
 engine's prediction is recorded next to it in the VM's ``other-config:last-migration`` (a compact
 JSON object: from, to, rounds, bytes, storage-bytes, total-time, downtime, stop-reason and the
 VDIs moved), so every migration — a storage-only move of a halted VM included — changes the VM row
-and shows up in ``journal-list object=<vm>`` with the prediction as the field's new value. A real
-executor would add its measurements under the same key.
+and shows up in ``journal-list object=<vm>`` with the prediction as the field's new value.
+
+On a libvirt pool the move is a real live migration (vmctl/moves.py): the VM is held and recorded
+as migrating while libvirt moves it with the lock released, the closing transaction records the
+move with libvirt's measured figures under ``measured`` in the same key, and vm-migrate prints the
+prediction and the measurement side by side (JSON: ``predicted`` and ``measured`` objects).
+Several VMs (``--multiple``) migrate one after another, each committed alone. Storage motion is
+refused there for now (``OPERATION_NOT_ALLOWED``).
 """
 
 from __future__ import annotations

@@ -60,6 +60,10 @@ class MigrationMixin:
         libvirt = load()
         with self.on(src) as sconn:
             dom = _required(sconn, spec.uuid, src)
+            if not dom.isActive():  # destroyed behind vmctl's back, or crashed
+                raise DriverFault(
+                    f"VM {spec.title} does not run on {src.name} (host-sync reports it)", host=src.name
+                )
             was_running = dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
             need = dom.maxMemory() * 1024  # KiB
             desc = ET.fromstring(dom.XMLDesc(0))

@@ -1,0 +1,226 @@
+"""Live migration between the lab's real hosts (drivers.md §3, §6 tier 2): vm-migrate,
+host-evacuate and the maintenance chain moving firmware-only guests for real, and the failure
+paths (a destination whose libvirtd was stopped, Ctrl-C, a killed vmctl, an evacuation that fails
+half-way). Every outcome is checked with virsh on both hosts, independently of vmctl, and
+against the inventory."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+from cli_helpers import VMCTL
+
+pytestmark = pytest.mark.lab
+
+MiB = 1024**2
+
+
+def running_on(lab, host: str) -> set[str]:
+    """The domains `virsh list` shows running on a host (the paused ones apart)."""
+    return set(lab.virsh(host, "list", "--state-running", "--name").stdout.split())
+
+
+def on_hosts(lab, name: str) -> dict[str, str]:
+    """Where a domain is, by virsh on every lab host: host name -> its state."""
+    out = {}
+    for h in ("lab1", "lab2"):
+        r = lab.virsh(h, "domstate", name, check=False)
+        if r.returncode == 0:
+            out[h] = r.stdout.strip()
+    return out
+
+
+def vm_row(lab, vm: str) -> dict:
+    return json.loads(lab.inv.ok("-f", "json", "vm-list", f"uuid={vm}", "params=all"))[0]
+
+
+def host_uuid(lab, name: str) -> str:
+    return lab.inv.ok("host-list", f"name-label={name}", "--minimal").strip()
+
+
+@pytest.fixture
+def guests(lab):
+    """Makes running guests on lab1 (no disk, a NIC on lab-net) and removes them afterwards,
+    whatever happened."""
+    made: list[str] = []
+    net = lab.inv.ok("network-list", "name-label=lab-net", "--minimal").strip()
+
+    def make(memory: str = "128MiB", host: str = "lab1") -> str:
+        name = f"m{uuid.uuid4().hex[:6]}"
+        out = lab.inv.ok(
+            *("--", "--id=@g", "vm-create", f"name-label={name}", f"memory={memory}", "pool=lab"),
+            *("--", "vif-create", "vm-uuid=@g", f"network-uuid={net}", "device=0"),
+            *("--", "vm-start", "vm=@g", f"on={host}"),
+        )
+        made.append(out.split()[0])
+        return made[-1]
+
+    yield make
+    if made:  # one invocation for all (each costs a second on a busy machine)
+        words = [w for vm in made for w in ("--", "vm-uninstall", f"vm={vm}", "--force")]
+        if lab.inv.run(*words).rc != 0:
+            for vm in made:
+                lab.inv.run("vm-uninstall", f"vm={vm}", "--force")
+    for h in ("lab1", "lab2"):  # whatever a failure left behind
+        for vm in set(lab.virsh(h, "list", "--all", "--name").stdout.split()) & set(made):
+            lab.virsh(h, "destroy", vm, check=False)
+            lab.virsh(h, "undefine", vm, check=False)
+
+
+def test_vm_migrate_moves_a_running_guest_from_lab1_to_lab2(lab, guests):
+    vm = guests()
+    assert on_hosts(lab, vm) == {"lab1": "running"}
+    data = json.loads(lab.inv.ok("-f", "json", "vm-migrate", f"vm={vm}", "host=lab2"))
+    assert on_hosts(lab, vm) == {"lab2": "running"}
+    assert vm in running_on(lab, "lab2") and vm not in running_on(lab, "lab1")
+    row = vm_row(lab, vm)
+    assert (row["resident-on"], row["scheduled-to-be-resident-on"], row["current-operations"]) == (
+        host_uuid(lab, "lab2"),
+        "",
+        [],
+    )
+    # prediction and measurement side by side, as recorded
+    assert (data["from-name"], data["to-name"]) == ("lab1", "lab2")
+    measured = data["measured"]
+    assert 0 < measured["downtime"] < measured["total-time"] <= measured["wall-time"]
+    assert measured["memory"] >= 128 * MiB and 0 < measured["bytes"] and measured["rounds"] >= 1
+    assert data["predicted"]["bytes"] >= 128 * MiB  # the engine counts every page; libvirt skips zeros
+    assert json.loads(row["other-config"]["last-migration"])["measured"] == measured
+    # the guest's port went with it: lab-net on lab2 has it, on lab1 nothing is left
+    ports = {
+        h: set(lab.in_host(h, "ovs-vsctl", "list-ports", "lab-net").stdout.split()) for h in ("lab1", "lab2")
+    }
+    assert len(ports["lab2"]) == 1 and ports["lab1"] == set()
+
+
+def test_a_destination_whose_libvirtd_was_stopped_is_refused_and_nothing_moves(lab, guests):
+    vm = guests()
+    before = vm_row(lab, vm)
+    lab.stop_libvirtd("lab2")
+    try:
+        r = lab.inv.fail("vm-migrate", f"vm={vm}", "host=lab2", code="HOST_OFFLINE")
+        first = r.err.splitlines()[0]
+        assert first.startswith(
+            f"vmctl: HOST_OFFLINE: migrate VM {before['name-label']} from lab1 to lab2 failed on lab2: "
+        )
+        assert "10.201.0.12" in first
+        assert on_hosts(lab, vm) == {"lab1": "running"}
+        after = vm_row(lab, vm)
+        assert (after["resident-on"], after["scheduled-to-be-resident-on"], after["current-operations"]) == (
+            before["resident-on"],
+            "",
+            [],
+        )
+    finally:
+        lab.restart_host("lab2")
+    assert lab.virsh("lab2", "list", "--all").returncode == 0
+
+
+def start_slow_migration(lab, vm: str) -> subprocess.Popen:
+    """vm-migrate of a 1 GiB guest at 1 MiB/s (zero pages still cost ~9 bytes each: about three
+    seconds of stream), returned once its job moves data on lab1."""
+    p = subprocess.Popen(
+        [*VMCTL, "vm-migrate", f"vm={vm}", "host=lab2", "bandwidth=1MiB/s", "--force"],
+        env=lab.inv.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        info = lab.virsh("lab1", "domjobinfo", vm, check=False).stdout
+        if "Unbounded" in info and "Data processed" in info and " 0.000 B" not in info:
+            return p
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.05)
+
+
+def test_ctrl_c_aborts_the_migration_and_the_guest_runs_on_lab1(lab, guests):
+    vm = guests("1GiB")
+    before = vm_row(lab, vm)
+    p = start_slow_migration(lab, vm)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert (p.returncode, out, err) == (130, "", "vmctl: interrupted; nothing was changed\n")
+    assert on_hosts(lab, vm) == {"lab1": "running"}
+    after = vm_row(lab, vm)
+    for k in ("resident-on", "scheduled-to-be-resident-on", "current-operations", "domid", "other-config"):
+        assert after[k] == before[k], k
+    tasks = json.loads(lab.inv.ok("-f", "json", "task-list", "params=all"))
+    assert [t["status"] for t in tasks if t["objects"] == [f"vm:{vm}"]][-1:] == ["cancelled"]
+    # and it still migrates afterwards
+    lab.inv.ok("vm-migrate", f"vm={vm}", "host=lab2")
+    assert on_hosts(lab, vm) == {"lab2": "running"}
+
+
+def test_kill_9_mid_migration_then_pool_sync_fix_agrees_with_the_hosts(lab, guests):
+    from vmctl.drivers.libvirt import LibvirtDriver
+
+    if not hasattr(LibvirtDriver, "volumes"):
+        pytest.skip("pool-sync reads the SRs' volumes: it needs the libvirt storage driver")
+    vm = guests("1GiB")
+    p = start_slow_migration(lab, vm)
+    p.kill()
+    p.communicate(timeout=60)
+    row = vm_row(lab, vm)  # what the killed vmctl left: the VM migrating, held by a pending task
+    assert row["scheduled-to-be-resident-on"] == host_uuid(lab, "lab2") and row["current-operations"] == [
+        "pool_migrate"
+    ]
+    # libvirt goes on without vmctl: wait for the migration to end, one way or the other
+    deadline = time.monotonic() + 60
+    while not (len(where := on_hosts(lab, vm)) == 1 and "running" in where.values()):
+        assert time.monotonic() < deadline, where
+        time.sleep(0.1)
+    (host,) = where
+    lab.inv.ok("pool-sync", "--fix")
+    assert lab.inv.run("pool-sync").rc == 0
+    row = vm_row(lab, vm)
+    assert (row["power-state"], row["resident-on"]) == ("running", host_uuid(lab, host))
+    assert (row["scheduled-to-be-resident-on"], row["current-operations"]) == ("", [])
+    assert on_hosts(lab, vm) == {host: "running"}  # exactly once, on one host
+
+
+def test_the_maintenance_chain_evacuates_lab1_for_real(lab, guests):
+    vms = [guests(), guests()]
+    try:
+        out = lab.inv.ok("host-disable", "host=lab1", "--", "host-evacuate", "host=lab1")
+        for vm in vms:
+            assert on_hosts(lab, vm) == {"lab2": "running"}
+            assert vm_row(lab, vm)["resident-on"] == host_uuid(lab, "lab2")
+            assert vm in out
+        assert out.count("predicted  measured") == 2
+        assert (
+            json.loads(lab.inv.ok("-f", "json", "host-list", "name-label=lab1", "params=enabled"))[0][
+                "enabled"
+            ]
+            is False
+        )
+    finally:
+        lab.inv.ok("host-enable", "host=lab1")
+
+
+def test_an_evacuation_that_fails_half_way_keeps_what_moved_and_stops(lab, guests):
+    vms = [guests(), guests(), guests()]
+    plan = json.loads(lab.inv.ok("-f", "json", "--dry-run", "host-evacuate", "host=lab1"))["moves"]
+    order = [m["vm"] for m in plan]
+    assert sorted(order) == sorted(vms)
+    second = vm_row(lab, order[1])["name-label"]
+    # the second guest's domain goes away behind vmctl's back: its migration cannot happen
+    lab.virsh("lab1", "destroy", order[1])
+    r = lab.inv.fail("host-evacuate", "host=lab1", code="DRIVER_ERROR")
+    first = r.err.splitlines()[0]
+    assert first.startswith(
+        f"vmctl: DRIVER_ERROR: move 2 of 3 (VM {second} from lab1 to lab2) failed on lab1: "
+    )
+    assert first.endswith("the moves before it are done and committed; the 1 move after it was not attempted")
+    assert on_hosts(lab, order[0]) == {"lab2": "running"}
+    assert on_hosts(lab, order[2]) == {"lab1": "running"}
+    assert vm_row(lab, order[0])["resident-on"] == host_uuid(lab, "lab2")
+    for vm in order[1:]:
+        row = vm_row(lab, vm)
+        assert (row["resident-on"], row["scheduled-to-be-resident-on"]) == (host_uuid(lab, "lab1"), "")
