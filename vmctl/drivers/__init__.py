@@ -85,6 +85,7 @@ def host_target(host: dict) -> HostTarget:
 @dataclass
 class _Queue:
     actions: list[Action] = field(default_factory=list)
+    last: list[Action] = field(default_factory=list)  # destroys: after everything that can fail
     done: list[tuple[Action, object]] = field(default_factory=list)
     task: str = ""  # the pending task of a long run, once the decision committed
 
@@ -97,9 +98,12 @@ def _queue(txn) -> _Queue:
     return q
 
 
-def queue(txn, action: Action) -> None:
-    """Queue one change to a host; it happens only if the transaction commits."""
-    _queue(txn).actions.append(action)
+def queue(txn, action: Action, last: bool = False) -> None:
+    """Queue one change to a host; it happens only if the transaction commits. `last` (what
+    cannot be undone, such as deleting a volume) runs after every other action, in its own
+    queueing order, so that nothing that can still fail comes after it."""
+    q = _queue(txn)
+    (q.last if last else q.actions).append(action)
 
 
 def pending(txn) -> _Queue | None:
@@ -110,7 +114,11 @@ def perform(txn, dry_run: bool, command: str = "") -> None:
     """The last step before commit (vmctl/hooks.py): carry out the short queue, or, when it holds
     a long action, turn the transaction into the start of a task named after the command."""
     q = txn.cache.get(_Queue)
-    if q is None or not q.actions:
+    if q is None:
+        return
+    q.actions += q.last
+    q.last.clear()
+    if not q.actions:
         return
     if dry_run:
         q.actions.clear()
