@@ -4,7 +4,7 @@ sr-list and the derived sr fields come from the generic commands and vmctl/deriv
 
 from __future__ import annotations
 
-from vmctl import storage
+from vmctl import storage, volumes
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
 from vmctl.fields import param_hook, parse_value
@@ -123,6 +123,7 @@ def sr_create(ctx: Ctx):
     )
     sr_uuid = txn.insert("sr", values)
     config = dict(ctx.maps.get("device-config", {}))
+    volumes.check_sr(txn, txn.get("sr", sr_uuid), config)
     hosts = txn.select("host", pool=pool["uuid"]) if shared else [host]
     for h in sorted(hosts, key=lambda r: r["uuid"]):
         txn.insert(
@@ -135,6 +136,7 @@ def sr_create(ctx: Ctx):
                 "currently-attached": True,
             },
         )
+    volumes.attach_sr(txn, txn.get("sr", sr_uuid), [h["uuid"] for h in hosts])
     return Value(sr_uuid)
 
 
@@ -168,10 +170,19 @@ def _removal_checks(ctx: Ctx, sr: dict, operation: str) -> list[dict]:
     return dangling
 
 
-def _remove_sr(txn, sr: dict, dangling: list[dict]) -> None:
+def _remove_sr(txn, sr: dict, dangling: list[dict], data: bool) -> None:
+    """The SR's records go; on a real pool its pools are detached from the hosts, and with
+    `data` (sr-destroy) its volumes are deleted first, deepest in a chain first."""
     for b in dangling:
         txn.delete("vbd", b["uuid"])
-    for d in storage.sr_vdis(txn, sr["uuid"]):
+    vdis = storage.sr_vdis(txn, sr["uuid"])
+    if data:
+        depth = {d["uuid"]: len(storage.ancestors(txn, d)) for d in vdis}
+        for d in sorted(vdis, key=lambda r: (-depth[r["uuid"]], r["uuid"])):
+            volumes.destroyed(txn, d)
+    attached = [p["host"] for p in txn.select("pbd", sr=sr["uuid"]) if p["currently-attached"]]
+    volumes.detach_sr(txn, sr, attached, last=data)
+    for d in vdis:
         txn.delete("vdi", d["uuid"])
     for p in txn.select("pbd", sr=sr["uuid"]):
         txn.delete("pbd", p["uuid"])
@@ -199,7 +210,7 @@ def sr_destroy(ctx: Ctx):
         [f"SR {sr['uuid']} ({sr['name-label']}) with {n} VDI(s)"]
         + [f"VBD {b['uuid']} of VM {b['vm']}" for b in dangling]
     )
-    _remove_sr(ctx.txn, sr, dangling)
+    _remove_sr(ctx.txn, sr, dangling, data=True)
     return None
 
 
@@ -215,7 +226,7 @@ def sr_forget(ctx: Ctx):
     if sr is None:
         return None
     dangling = _removal_checks(ctx, sr, "sr-forget")
-    _remove_sr(ctx.txn, sr, dangling)
+    _remove_sr(ctx.txn, sr, dangling, data=False)
     return None
 
 
@@ -245,6 +256,7 @@ def pbd_plug(ctx: Ctx):
     pbd = txn.resolve_one("pbd", ctx.a["uuid"])
     if not pbd["currently-attached"]:
         txn.update("pbd", pbd["uuid"], {"currently-attached": True})
+        volumes.attach_sr(txn, txn.get("sr", pbd["sr"]), [pbd["host"]])
     return None
 
 
@@ -264,6 +276,7 @@ def pbd_unplug(ctx: Ctx):
             if vm["power-state"] in storage.RESIDENT_STATES and vm["resident-on"] == pbd["host"]:
                 raise storage.in_use(txn, d, "pbd-unplug")
     txn.update("pbd", pbd["uuid"], {"currently-attached": False})
+    volumes.detach_sr(txn, txn.get("sr", pbd["sr"]), [pbd["host"]])
     return None
 
 
