@@ -53,9 +53,7 @@ def start(root: Path) -> tuple[subprocess.Popen, str]:
         for src, dst in zip(("etc", "run", "lib", "cache", "log"), PRIVATE, strict=True)
         if os.path.isdir(dst)
     )
-    script = (
-        f"{mounts} && virtlogd -d -p /run/libvirt/virtlogd.pid && exec libvirtd -f /etc/libvirt/libvirtd.conf"
-    )
+    script = f"{mounts} && virtlogd -d -p /run/libvirt/virtlogd.pid && exec libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid"
     log = open(root / "libvirtd.log", "w")  # noqa: SIM115 (kept open for the daemon's lifetime)
     proc = subprocess.Popen(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
