@@ -61,8 +61,7 @@ class FakeDriver:
     def volume_delete(self, host, vol, chain=True):
         self._call("volume_delete", host.name, vol.file_name, chain)
 
-    def volume_state(self, host, vol):
-        self._call("volume_state", host.name, vol.file_name)
+    def volume_state(self, host, vol):  # a read: not recorded among the changes
         return VolumeState(vol.virtual_size, self.used)
 
     def volumes(self, host, sr):
@@ -524,3 +523,34 @@ def test_no_progress_line_without_a_terminal_or_with_quiet(monkeypatch):
     monkeypatch.setattr("sys.stderr", Tty())
     assert progress.bar("x", quiet=True) is None
     assert isinstance(progress.bar("x", quiet=False), progress.Bar)
+
+
+def test_vm_snapshot_and_revert_keep_files_and_chains_in_step(real, fake):
+    db, sr = real
+    vm = ok(db, "vm-create", "name-label=v", "memory=64MiB", "vcpus=1", "pool=lp")
+    d = ok(db, "vm-disk-add", "vm=v", "disk-size=1GiB", f"sr-uuid={sr}")
+    snap = ok(db, "vm-snapshot", "vm=v", "new-name-label=s")
+    s_disk = with_txn(db, lambda t: t.select("vbd", vm=snap)[0]["vdi"], write=False)
+    d_file, s_file = row(db, "vdi", d)["location"], row(db, "vdi", s_disk)["location"]
+    fake.calls.clear()
+    ok(db, "snapshot-revert", f"snapshot-uuid={snap}")
+    # the snapshot's disk is cloned for the VM (two overlays on the snapshot's file), then the
+    # VM's old disk is deleted, last
+    assert fake.ops() == ["volume_create", "volume_create", "volume_delete"]
+    assert fake.calls[0][3] == fake.calls[1][3] == s_file
+    assert fake.calls[2] == ("volume_delete", "h1", d_file, True)
+    new_disk = with_txn(db, lambda t: t.select("vbd", vm=vm)[0]["vdi"], write=False)
+    assert fake.calls[1][2] == row(db, "vdi", new_disk)["location"] == f"{new_disk}.qcow2"
+    assert row(db, "vdi", s_disk)["location"] == fake.calls[0][2]
+
+
+def test_vm_clone_of_a_template_makes_one_overlay_pair_per_disk(real, fake):
+    db, sr = real
+    ok(db, "vm-create", "name-label=t", "memory=64MiB", "vcpus=1", "pool=lp", "is-a-template=true")
+    ok(db, "vm-disk-add", "vm=t", "disk-size=1GiB", f"sr-uuid={sr}")
+    ok(db, "vm-disk-add", "vm=t", "disk-size=2GiB", f"sr-uuid={sr}")
+    fake.calls.clear()
+    ok(db, "vm-clone", "vm=t", "new-name-label=c")
+    assert fake.ops() == ["volume_create"] * 4
+    # each pair reads through the same base file: the template disk's file before the clone
+    assert fake.calls[0][3] == fake.calls[1][3] != fake.calls[2][3] == fake.calls[3][3]

@@ -111,8 +111,8 @@ def _state(vol) -> VolumeState:
     return VolumeState(capacity=int(capacity), allocation=int(allocation))
 
 
-def _missing(e, code_name: str) -> bool:
-    return e.get_error_code() == getattr(_libvirt(), code_name)
+def _missing(e, code: int) -> bool:
+    return e.get_error_code() == code
 
 
 def _host_message(e) -> str:
@@ -271,7 +271,7 @@ class StorageMixin:
         try:
             return conn.storagePoolLookupByName(sr.uuid)
         except _libvirt().libvirtError as e:
-            if _missing(e, "VIR_ERR_NO_STORAGE_POOL"):
+            if _missing(e, _libvirt().VIR_ERR_NO_STORAGE_POOL):
                 return None
             raise
 
@@ -307,7 +307,7 @@ def _volume_or_none(pool, name: str):
     try:
         v = pool.storageVolLookupByName(name)
     except _libvirt().libvirtError as e:
-        if _missing(e, "VIR_ERR_NO_STORAGE_VOL"):
+        if _missing(e, _libvirt().VIR_ERR_NO_STORAGE_VOL):
             return None
         raise
     # libvirt keeps a volume whose file went behind its back until the pool is refreshed
@@ -324,7 +324,7 @@ def _running_domain(conn, name: str | None):
     try:
         dom = conn.lookupByName(name)
     except _libvirt().libvirtError as e:
-        if _missing(e, "VIR_ERR_NO_DOMAIN"):
+        if _missing(e, _libvirt().VIR_ERR_NO_DOMAIN):
             return None
         raise
     return dom if dom.isActive() else None
