@@ -165,6 +165,8 @@ def test_a_copy_is_identical_and_stands_alone(h, tmp_path):
     sra, srb = h.sr("a", a), h.sr("b", b)
     d = h.ok("vdi-create", f"sr-uuid={sra}", "name-label=d", "virtual-size=128MiB")
     write(a / f"{d}.qcow2", 0x5A, "1M", "20M")
+    h.ok("sr-scan", f"uuid={sra}")  # what the guest wrote, read back
+    assert int(h.param(d, "physical-utilisation")) == info(a / f"{d}.qcow2")["actual-size"]
     h.ok("vdi-snapshot", f"uuid={d}")  # the copy reads through the chain
     src = a / h.param(d, "location")
     write(src, 0x6B, "10M", "4M")

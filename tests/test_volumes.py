@@ -554,3 +554,16 @@ def test_vm_clone_of_a_template_makes_one_overlay_pair_per_disk(real, fake):
     assert fake.ops() == ["volume_create"] * 4
     # each pair reads through the same base file: the template disk's file before the clone
     assert fake.calls[0][3] == fake.calls[1][3] != fake.calls[2][3] == fake.calls[3][3]
+
+
+def test_sr_scan_reads_every_disk_s_utilisation_back_from_the_host(real, fake):
+    db, sr = real
+    d = ok(db, "vdi-create", f"sr-uuid={sr}", "name-label=d", "virtual-size=1GiB")
+    t = ok(db, "vdi-create", f"sr-uuid={sr}", "name-label=t", "virtual-size=1GiB", "provisioning=thick-lazy")
+    fake.volumes = lambda host, s: {
+        f"{d}.qcow2": VolumeState(GiB, 300 * MiB),
+        f"{t}.img": VolumeState(GiB, 5 * MiB),
+    }
+    ok(db, "sr-scan", f"uuid={sr}")
+    assert row(db, "vdi", d)["physical-utilisation"] == 300 * MiB  # what the guest wrote
+    assert row(db, "vdi", t)["physical-utilisation"] == GiB  # thick: its whole size, as ever

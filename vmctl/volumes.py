@@ -381,3 +381,27 @@ def destroyed(txn, vdi: dict) -> None:
         ),
         last=True,
     )
+
+
+def scanned(txn, sr: dict) -> None:
+    """sr-scan: every disk's physical-utilisation read back from its volume (what the guests
+    wrote since), in one pass over the SR's pool."""
+    if not real_sr(txn, sr):
+        return
+    host = volume_host(txn, sr)
+    where = sr_target(txn, sr, host["uuid"])
+    driver, target = _driver(txn, sr["pool"]), drivers.host_target(host)
+
+    def record(t, found: dict[str, VolumeState]) -> None:
+        for d in t.select("vdi", sr=sr["uuid"]):
+            record_usage(t, d["uuid"], found.get(file_of(d)))
+
+    drivers.queue(
+        txn,
+        Action(
+            what=f"scan SR {sr['name-label']}",
+            host=host["name-label"],
+            do=lambda: driver.volumes(target, where),
+            then=record,
+        ),
+    )

@@ -232,7 +232,8 @@ def sr_forget(ctx: Ctx):
 
 @command(
     "sr-scan",
-    "Apply the merge rule to every VDI chain of the SR",
+    "Apply the merge rule to every VDI chain of the SR (on a libvirt pool, also read each disk's "
+    "physical-utilisation back from its volume)",
     family="sr",
     args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),),
 )
@@ -242,6 +243,7 @@ def sr_scan(ctx: Ctx):
     for d in sorted(storage.sr_vdis(txn, sr["uuid"]), key=lambda r: r["uuid"]):
         if not d["managed"] and txn.get("vdi", d["uuid"]) is not None:
             storage.merge_chain(txn, d["uuid"])
+    volumes.scanned(txn, sr)
     return None
 
 
