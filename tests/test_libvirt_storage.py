@@ -211,3 +211,21 @@ def test_a_volume_already_gone_is_deleted_without_error_and_has_no_state(driver,
     gone = vol(sr)
     driver.volume_delete(host, gone)
     assert driver.volume_state(host, gone) is None
+
+
+def test_a_live_disk_snapshot_moves_the_named_files_and_leaves_every_other_disk_alone():
+    domain = """<domain><devices>
+      <disk type='file' device='disk'><source file='/srv/a.qcow2'/><target dev='vda'/></disk>
+      <disk type='file' device='disk'><source file='/srv/b.img'/><target dev='vdb'/></disk>
+      <disk type='file' device='cdrom'><target dev='hdc'/></disk>
+    </devices></domain>"""
+    x = ET.fromstring(storage.disk_snapshot_xml(domain, {"/srv/a.qcow2": "/srv/a.1.qcow2"}))
+    disks = {d.get("name"): d for d in x.iterfind("disks/disk")}
+    assert (
+        disks["vda"].get("snapshot") == "external"
+        and disks["vda"].find("source").get("file") == "/srv/a.1.qcow2"
+    )
+    assert disks["vda"].find("driver").get("type") == "qcow2"
+    assert (disks["vdb"].get("snapshot"), disks["hdc"].get("snapshot")) == ("no", "no")
+    with pytest.raises(DriverFault, match="does not use /srv/c.qcow2"):
+        storage.disk_snapshot_xml(domain, {"/srv/c.qcow2": "/srv/c.1.qcow2"})

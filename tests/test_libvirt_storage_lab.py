@@ -240,6 +240,69 @@ def test_sr_destroy_and_sr_forget_and_pbd_unplug_on_the_host(h, tmp_path):
     assert sr not in h.virsh("pool-list", "--all", "--name") and files(path) == []
 
 
+# --- a running guest ------------------------------------------------------------------------------------
+@pytest.fixture
+def running(h, tmp_path):
+    """A VM with two disks whose domain (named by the VM's uuid) runs on the host: a firmware-only
+    guest defined here, as the compute side would, and the VM recorded running on h1."""
+    import libvirt
+    from cli_helpers import with_txn
+
+    path = tmp_path / "sr"
+    sr = h.sr("sr", path)
+    vm = h.ok("vm-create", "name-label=v", "memory=64MiB", "vcpus=1", "pool=lp")
+    disks = [h.ok("vm-disk-add", "vm=v", "disk-size=64MiB", f"sr-uuid={sr}", f"device={n}") for n in (0, 1)]
+    devices = "".join(
+        f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        f"<source file='{path / h.param(d, 'location')}'/><target dev='vd{'ab'[n]}' bus='virtio'/></disk>"
+        for n, d in enumerate(disks)
+    )
+    conn = libvirt.open(h.uri)
+    dom = conn.createXML(
+        f"<domain type='kvm'><name>{vm}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        f"<os><type arch='x86_64'>hvm</type></os><devices>{devices}</devices>"
+        # QEMU as root: the test's temporary directories are private to root
+        "<seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel></domain>",
+        0,
+    )
+    host = h.ok("host-list", "params=uuid", "--minimal")
+    with_txn(h.db, lambda t: t.update("vm", vm, {"power-state": "running", "resident-on": host, "domid": 1}))
+    try:
+        yield vm, disks, path, dom
+    finally:
+        dom.destroy()
+        conn.close()
+
+
+def domain_files(dom) -> list[str]:
+    import xml.etree.ElementTree as ET
+
+    return [Path(s.get("file")).name for s in ET.fromstring(dom.XMLDesc(0)).iterfind("devices/disk/source")]
+
+
+def test_a_running_vm_s_snapshot_moves_its_domain_to_the_new_overlays_at_once(h, running):
+    vm, disks, path, dom = running
+    first = [h.param(d, "location") for d in disks]
+    snap = h.ok("vm-snapshot", f"vm={vm}", "new-name-label=s")
+    now = [h.param(d, "location") for d in disks]
+    assert domain_files(dom) == now and now != first  # the guest writes its new files
+    for old, new in zip(first, now, strict=True):
+        chain = [Path(i["filename"]).name for i in info(path / new, "--backing-chain")]
+        assert chain == [new, old]  # on the file it wrote until now, read only from now on
+    snaps = h.ok("vbd-list", f"vm={snap}", "params=vdi", "--minimal").split(",")
+    below = sorted(
+        Path(info(path / h.param(s, "location"), "--backing-chain")[-1]["filename"]).name for s in snaps
+    )
+    assert below == sorted(first)
+
+
+def test_a_running_vm_s_disk_grows_live(h, running):
+    vm, disks, path, dom = running
+    h.ok("vdi-resize", f"uuid={disks[1]}", "disk-size=96MiB", "online=true")
+    assert dom.blockInfo(str(path / h.param(disks[1], "location")))[0] == 96 * MiB  # the guest sees it
+    assert info(path / h.param(disks[1], "location"))["virtual-size"] == 96 * MiB
+
+
 # --- faults ---------------------------------------------------------------------------------------------------
 def test_a_volume_deleted_behind_vmctl_s_back_fails_a_resize_clearly_and_is_still_destroyed(h, tmp_path):
     """As XAPI's file SR: an operation on the missing volume fails SR_BACKEND_FAILURE_46 (the VDI

@@ -67,6 +67,10 @@ class FakeDriver:
     def volumes(self, host, sr):
         return {}
 
+    def volume_snapshot_live(self, host, domain, pairs):
+        self._call("volume_snapshot_live", host.name, domain, [(b.file_name, o.file_name) for b, o in pairs])
+        return [VolumeState(o.virtual_size, self.used) for _, o in pairs]
+
 
 @pytest.fixture
 def fake(monkeypatch):
@@ -462,15 +466,32 @@ def test_destroying_a_vm_deletes_its_suspend_image_volume(real, fake):
     assert fake.calls == [("volume_delete", "h1", f"{image}.qcow2", True)]
 
 
-def test_a_disk_a_running_vm_writes_is_not_snapshotted_on_a_libvirt_pool(real, fake):
+def test_the_disks_of_a_running_vm_switch_to_their_overlays_in_one_live_step_after_the_rest(real, fake):
     db, sr = real
     vm = ok(db, "vm-create", "name-label=v", "memory=64MiB", "vcpus=1", "pool=lp")
-    d = ok(db, "vm-disk-add", "vm=v", "disk-size=1GiB", f"sr-uuid={sr}")
-    h1 = with_txn(db, lambda t: t.select("host", name_label="h1")[0]["uuid"], write=False)
-    with_txn(db, lambda t: t.update("vm", vm, {"power-state": "running", "resident-on": h1, "domid": 1}))
+    d1 = ok(db, "vm-disk-add", "vm=v", "disk-size=1GiB", f"sr-uuid={sr}")
+    d2 = ok(db, "vm-disk-add", "vm=v", "disk-size=1GiB", f"sr-uuid={sr}")
+    h2 = with_txn(db, lambda t: t.select("host", name_label="h2")[0]["uuid"], write=False)
+    with_txn(db, lambda t: t.update("vm", vm, {"power-state": "running", "resident-on": h2, "domid": 1}))
     fake.calls.clear()
-    fails(db, "VM_BAD_POWER_STATE", "vdi-snapshot", f"uuid={d}")
-    assert fake.calls == []
+    snap = ok(db, "vm-snapshot", "vm=v", "new-name-label=s")
+    # the snapshots' overlays are made first, by the SR's host; then the domain, on the VM's
+    # host, moves both disks to their new files at once
+    assert fake.ops() == ["volume_create", "volume_create", "volume_snapshot_live"]
+    live = fake.calls[-1]
+    assert live[:3] == ("volume_snapshot_live", "h2", vm)
+    assert live[3] == [
+        (f"{d1}.qcow2", row(db, "vdi", d1)["location"]),
+        (f"{d2}.qcow2", row(db, "vdi", d2)["location"]),
+    ]
+    snaps = with_txn(db, lambda t: [t.get("vdi", b["vdi"]) for b in t.select("vbd", vm=snap)], write=False)
+    assert sorted(c[2] for c in fake.calls[:2]) == sorted(x["location"] for x in snaps)
+
+    fake.fail.add("volume_snapshot_live")
+    fake.calls.clear()
+    fails(db, "DRIVER_ERROR", "vdi-snapshot", f"uuid={d1}")
+    assert fake.calls[-1][0] == "volume_delete" and not fake.calls[-1][3]  # the snapshot overlay undone
+    assert with_txn(db, lambda t: len(t.all("vdi")), write=False) == 6  # 2 disks, 2 snapshots, 2 bases
 
 
 def test_a_shared_sr_volume_is_handled_by_the_master_while_it_is_live(tmp_path, fake):

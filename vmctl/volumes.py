@@ -226,12 +226,14 @@ def created(txn, vdi_uuid: str) -> None:
 
 def cloned(txn, source_uuid: str, base_uuid: str, clone_uuid: str, source_location: str) -> None:
     """After storage.clone_vdi: the base copy takes the source's file; the source and the clone
-    get overlays on it. `source_location` is the source's file before the clone."""
+    get overlays on it. `source_location` is the source's file before the clone. A disk a
+    running (or paused) VM writes moves to its overlay through its domain, with the VM's other
+    disks of this command, in one live disk snapshot."""
     base = txn.get("vdi", base_uuid)
     sr = txn.get("sr", base["sr"])
     if not real_sr(txn, sr):
         return
-    _check_quiescent(txn, source_uuid)
+    writer = _live_writer(txn, source_uuid)
     host = volume_host(txn, sr)
     where = sr_target(txn, sr, host["uuid"])
     source = txn.get("vdi", source_uuid)
@@ -246,6 +248,9 @@ def cloned(txn, source_uuid: str, base_uuid: str, clone_uuid: str, source_locati
         record_usage(t, base_uuid, states[1])  # what the guest wrote before, now the base's
 
     for vdi, role in ((source, "overlay of"), (clone, "clone of")):
+        if vdi is source and writer is not None:
+            _live_switch(txn, writer, sr, base, source)
+            continue
         spec = volume_spec(txn, vdi, where, parent=parent)
         drivers.queue(
             txn,
@@ -259,18 +264,59 @@ def cloned(txn, source_uuid: str, base_uuid: str, clone_uuid: str, source_locati
         )
 
 
-def _check_quiescent(txn, vdi_uuid: str) -> None:
-    """A disk a running guest writes cannot become a base by itself: its domain must switch to
-    the overlay (a live disk snapshot), which this driver does not do yet."""
+def _live_writer(txn, vdi_uuid: str) -> dict | None:
+    """The running or paused VM writing the disk, if any (its domain must switch files)."""
+    writers = []
     for b in txn.select("vbd", vdi=vdi_uuid):
         vm = txn.get("vm", b["vm"])
         if vm is not None and vm["power-state"] in ("running", "paused") and b["mode"] == "RW":
-            raise VmctlError(
-                "VM_BAD_POWER_STATE",
-                "On a libvirt pool a disk is cloned or snapshotted while its VM is halted or "
-                "suspended: shut the VM down (or suspend it) first",
-                [("vm", txn.ref("vm", vm)), ("expected", "halted, suspended"), ("actual", vm["power-state"])],
-            )
+            writers.append(vm)
+    if len(writers) > 1:  # a sharable disk written by several domains cannot move under all of them
+        raise VmctlError(
+            "VDI_IN_USE",
+            "Several running VMs write this disk: it is cloned once at most one of them runs",
+            [("vdi", txn.ref("vdi", vdi_uuid)), ("operation", "clone")],
+        )
+    return writers[0] if writers else None
+
+
+class _LiveSnapshot:
+    """The disks of one running VM that this transaction moves to overlays, in one step."""
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[VolumeSpec, VolumeSpec]] = []
+        self.uuids: list[str] = []
+
+
+def _live_switch(txn, vm: dict, sr: dict, base: dict, source: dict) -> None:
+    """Join the VM's live disk snapshot (queued once per VM, when its first disk joins). It runs
+    with the destroys, after every action that can be undone: a domain switched to new files is
+    not switched back."""
+    key = (_LiveSnapshot, vm["uuid"])
+    group = txn.cache.get(key)
+    host = txn.get("host", vm["resident-on"])
+    where = sr_target(txn, sr, host["uuid"])
+    if group is None:
+        group = txn.cache[key] = _LiveSnapshot()
+        driver, target = _driver(txn, vm["pool"]), drivers.host_target(host)
+
+        def record(t, states) -> None:
+            for u, state in zip(group.uuids, states):
+                record_usage(t, u, state)
+
+        drivers.queue(
+            txn,
+            Action(
+                what=f"switch the disks of VM {vm['name-label']} to new overlays",
+                host=host["name-label"],
+                do=lambda: driver.volume_snapshot_live(target, vm["uuid"], group.pairs),
+                then=record,
+            ),
+            last=True,
+        )
+    parent = volume_spec(txn, base, where)
+    group.pairs.append((parent, volume_spec(txn, source, where, parent=parent)))
+    group.uuids.append(source["uuid"])
 
 
 def copied(
