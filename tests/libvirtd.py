@@ -123,7 +123,11 @@ def libvirt_uri():
     if why:
         pytest.skip(why)
     root = Path(tempfile.mkdtemp(prefix="vmctl-libvirtd-"))
-    proc, uri = start(root)
+    try:
+        proc, uri = start(root)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     try:
         yield uri
     finally:

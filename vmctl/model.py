@@ -304,6 +304,12 @@ _register(
             Field("snapshot-of", "ref:vdi", RO, ""),
             Field("snapshot-time", "time", RO, ""),
             Field("current-operations", "set", RO, help="operations a pending task is running on the disk"),
+            Field(
+                "location",
+                "string",
+                RO,
+                help="the disk's volume (file name) in its SR on a libvirt pool; empty on a simulated pool",
+            ),
         ],
         "uuid name-label sr virtual-size physical-utilisation provisioning read-only",
     )
