@@ -234,7 +234,7 @@ def copy_vm_plan(
     for b, d in disk_vbds(txn, vm):
         p = by_device.get(b["device"]) if is_disk(b, d) else None
         if p is not None:
-            c = storage.copy_vdi(txn, d, txn.get("sr", p["sr"]))
+            c = storage.copy_vdi(txn, d, txn.get("sr", p["sr"]), quiet=quiet, vms=(vm["uuid"], new))
             p["target"] = c
             new_vbd(txn, new, vm["pool"], b, c, owner_config(b["other-config"]))
         else:

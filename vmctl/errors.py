@@ -145,6 +145,8 @@ MESSAGES: dict[str, str] = {
     "INVALID_DEVICE": "The device number is not valid; give a free number from 0 to 15 or omit it",
     # Storage
     "DEFAULT_SR_NOT_FOUND": "The pool has no default SR; name an SR with sr-uuid= or set the pool's default SR",
+    "SR_BACKEND_FAILURE_46": "The VDI is not available: its volume is missing on the host (vdi-destroy still removes the record)",
+    "SR_BACKEND_FAILURE_47": "The SR is not available on the host: plug its PBD there",
     "SR_BACKEND_FAILURE_79": "The storage backend refused the operation (VDI shrinking is not supported)",
     "SR_BACKEND_FAILURE_109": "The storage backend refused the operation (the VDI chain would be too deep); copy the disk instead of cloning it",
     "SR_HAS_NO_PBDS": "The SR is not attached to any host; plug one of its PBDs first",

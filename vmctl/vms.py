@@ -99,7 +99,7 @@ def destroy_vm_records(txn, vm: dict) -> None:
     for vif in txn.select("vif", vm=vm["uuid"]):
         txn.delete("vif", vif["uuid"])
     if vm["suspend-vdi"]:
-        txn.delete("vdi", vm["suspend-vdi"])
+        destroy_vdi(txn, vm["suspend-vdi"])
     txn.delete("vm", vm["uuid"])
 
 

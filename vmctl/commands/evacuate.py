@@ -21,6 +21,7 @@ from __future__ import annotations
 from vmctl import moves
 from vmctl.commands.migrate import shown_data
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
+from vmctl.model import POLICIES, POLICY_HELP
 from vmctl.pools import same_pool
 from vmctl.relocation import record_of, relocate, storage_need
 
@@ -60,8 +61,8 @@ def _options(ctx: Ctx, host: dict) -> dict:
         Arg(
             "policy",
             "enum",
-            values=("pack", "spread", "balanced"),
-            help="placement policy for the plan (default the pool's placement-policy)",
+            values=POLICIES,
+            help=f"placement policy for the plan (default the pool's placement-policy): {POLICY_HELP}",
         ),
         Arg(
             "network",
@@ -142,8 +143,8 @@ def host_evacuate(ctx: Ctx):
         Arg(
             "policy",
             "enum",
-            values=("pack", "spread", "balanced"),
-            help="placement policy to plan with (default the pool's placement-policy)",
+            values=POLICIES,
+            help=f"placement policy to plan with (default the pool's placement-policy): {POLICY_HELP}",
         ),
         Arg(
             "sr",

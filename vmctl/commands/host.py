@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from vmctl import xenet
+from vmctl import volumes, xenet
 from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
@@ -165,6 +165,7 @@ def host_add(ctx: Ctx):
         txn.insert(
             "pbd", {"host": host_uuid, "sr": sr["uuid"], "pool": pool["uuid"], "currently-attached": True}
         )
+        volumes.attach_sr(txn, sr, [host_uuid])
     return Value(host_uuid)
 
 

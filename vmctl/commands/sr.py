@@ -4,7 +4,7 @@ sr-list and the derived sr fields come from the generic commands and vmctl/deriv
 
 from __future__ import annotations
 
-from vmctl import storage
+from vmctl import storage, volumes
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
 from vmctl.fields import param_hook, parse_value
@@ -131,6 +131,7 @@ def sr_create(ctx: Ctx):
     )
     sr_uuid = txn.insert("sr", values)
     config = dict(ctx.maps.get("device-config", {}))
+    volumes.check_sr(txn, txn.get("sr", sr_uuid), config)
     hosts = txn.select("host", pool=pool["uuid"]) if shared else [host]
     for h in sorted(hosts, key=lambda r: r["uuid"]):
         txn.insert(
@@ -143,6 +144,7 @@ def sr_create(ctx: Ctx):
                 "currently-attached": True,
             },
         )
+    volumes.attach_sr(txn, txn.get("sr", sr_uuid), [h["uuid"] for h in hosts])
     return Value(sr_uuid)
 
 
@@ -176,10 +178,19 @@ def _removal_checks(ctx: Ctx, sr: dict, operation: str) -> list[dict]:
     return dangling
 
 
-def _remove_sr(txn, sr: dict, dangling: list[dict]) -> None:
+def _remove_sr(txn, sr: dict, dangling: list[dict], data: bool) -> None:
+    """The SR's records go; on a real pool its pools are detached from the hosts, and with
+    `data` (sr-destroy) its volumes are deleted first, deepest in a chain first."""
     for b in dangling:
         txn.delete("vbd", b["uuid"])
-    for d in storage.sr_vdis(txn, sr["uuid"]):
+    vdis = storage.sr_vdis(txn, sr["uuid"])
+    if data:
+        depth = {d["uuid"]: len(storage.ancestors(txn, d)) for d in vdis}
+        for d in sorted(vdis, key=lambda r: (-depth[r["uuid"]], r["uuid"])):
+            volumes.destroyed(txn, d)
+    attached = [p["host"] for p in txn.select("pbd", sr=sr["uuid"]) if p["currently-attached"]]
+    volumes.detach_sr(txn, sr, attached, last=data)
+    for d in vdis:
         txn.delete("vdi", d["uuid"])
     for p in txn.select("pbd", sr=sr["uuid"]):
         txn.delete("pbd", p["uuid"])
@@ -207,7 +218,7 @@ def sr_destroy(ctx: Ctx):
         [f"SR {sr['uuid']} ({sr['name-label']}) with {n} VDI(s)"]
         + [f"VBD {b['uuid']} of VM {b['vm']}" for b in dangling]
     )
-    _remove_sr(ctx.txn, sr, dangling)
+    _remove_sr(ctx.txn, sr, dangling, data=True)
     return None
 
 
@@ -223,13 +234,14 @@ def sr_forget(ctx: Ctx):
     if sr is None:
         return None
     dangling = _removal_checks(ctx, sr, "sr-forget")
-    _remove_sr(ctx.txn, sr, dangling)
+    _remove_sr(ctx.txn, sr, dangling, data=False)
     return None
 
 
 @command(
     "sr-scan",
-    "Apply the merge rule to every VDI chain of the SR",
+    "Apply the merge rule to every VDI chain of the SR (on a libvirt pool, also read each disk's "
+    "physical-utilisation back from its volume)",
     family="sr",
     args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),),
 )
@@ -239,6 +251,7 @@ def sr_scan(ctx: Ctx):
     for d in sorted(storage.sr_vdis(txn, sr["uuid"]), key=lambda r: r["uuid"]):
         if not d["managed"] and txn.get("vdi", d["uuid"]) is not None:
             storage.merge_chain(txn, d["uuid"])
+    volumes.scanned(txn, sr)
     return None
 
 
@@ -253,6 +266,7 @@ def pbd_plug(ctx: Ctx):
     pbd = txn.resolve_one("pbd", ctx.a["uuid"])
     if not pbd["currently-attached"]:
         txn.update("pbd", pbd["uuid"], {"currently-attached": True})
+        volumes.attach_sr(txn, txn.get("sr", pbd["sr"]), [pbd["host"]])
     return None
 
 
@@ -272,6 +286,7 @@ def pbd_unplug(ctx: Ctx):
             if vm["power-state"] in storage.RESIDENT_STATES and vm["resident-on"] == pbd["host"]:
                 raise storage.in_use(txn, d, "pbd-unplug")
     txn.update("pbd", pbd["uuid"], {"currently-attached": False})
+    volumes.detach_sr(txn, txn.get("sr", pbd["sr"]), [pbd["host"]])
     return None
 
 

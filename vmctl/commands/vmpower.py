@@ -18,6 +18,7 @@ from __future__ import annotations
 from vmctl import domains
 from vmctl.commands.table import Arg, Ctx, Data, Deferred, command
 from vmctl.errors import VmctlError
+from vmctl.model import POLICIES, POLICY_HELP
 from vmctl.pools import same_pool
 from vmctl.vms import (
     bad_power_state,
@@ -183,7 +184,8 @@ class _PendingStarts:
 # --- commands ------------------------------------------------------------------------------------------------
 @command(
     "vm-start",
-    "Start halted VMs; without on= the engine chooses the host (its filters, then the pool's placement policy)",
+    "Start halted VMs; without on= the engine chooses the host (its filters, then the pool's "
+    "placement-policy: balanced, the default, spreads the load, pack consolidates; see vm-place)",
     family="vm",
     args=(_VM, _ON),
     flags=("--force", "--paused", "--multiple", "--explain"),
@@ -501,12 +503,7 @@ def vm_uninstall(ctx: Ctx):
     rw=False,
     args=(
         Arg("vm", "ref:vm", True, "the VM", complete="vm"),
-        Arg(
-            "policy",
-            "enum",
-            values=("pack", "spread", "balanced"),
-            help="override the pool's placement-policy",
-        ),
+        Arg("policy", "enum", values=POLICIES, help=f"override the pool's placement-policy: {POLICY_HELP}"),
         Arg("seed", "int", help="override the pool's placement-seed (tie keys)"),
         Arg("limit", "int", help="--explain: keep this many rows, count the rest"),
     ),

@@ -340,7 +340,12 @@ def revert(txn, snap: dict, quiet: bool = False) -> str:
     if image is not None:
         changes["power-state"] = "suspended"
         changes["suspend-vdi"] = storage.copy_vdi(
-            txn, image, txn.get("sr", image["sr"]), name_label=f"Suspend image for {vm['name-label']}"
+            txn,
+            image,
+            txn.get("sr", image["sr"]),
+            name_label=f"Suspend image for {vm['name-label']}",
+            quiet=quiet,
+            vms=(vm["uuid"],),
         )
     txn.update("vm", vm["uuid"], changes)
     storage.overprovision_warning(txn, before, quiet)

@@ -14,8 +14,9 @@ transaction has passed every check, just before it commits:
   task, or, on failure or Ctrl-C, undoes the actions and restores the records as they were,
   both journalled;
 * a dry run (and `--explain`) queues nothing real: the queue is dropped unread;
-* an action that cannot be undone once done (`final`: a finished live migration) runs after
-  every other action of its transaction, so that nothing that can still fail comes after it;
+* what cannot be undone runs after what can: `queue(..., last=True)` (deleting a volume) after
+  every other action, and a `final` action (a finished live migration, whose outcome must be
+  committed whatever happens) after those too, so that nothing at all comes after it;
 * **steps**: work that must commit piece by piece (the moves of an evacuation: a finished
   migration stays done whatever comes next) queues further transactions. Each `Step` runs once
   the transaction before it committed and its long actions ended, with the same hooks, queue
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from vmctl.drivers.base import Action, Driver, DriverFault, Hold, HostTarget, SrTarget
+from vmctl.drivers.base import Action, Driver, DriverFault, Hold, HostTarget
 from vmctl.errors import VmctlError
 
 __all__ = ["Action", "DriverFault", "Hold", "HostTarget", "driver_for", "host_target", "queue", "real"]
@@ -89,25 +90,11 @@ def host_target(host: dict) -> HostTarget:
     )
 
 
-def sr_target(txn, sr: dict, host_uuid: str) -> SrTarget:
-    """An SR as it exists on one host: its device-config is the host's PBD's."""
-    pbd = txn.one_or_none("pbd", sr=sr["uuid"], host=host_uuid)
-    cfg = pbd["device-config"] if pbd else {}
-    return SrTarget(
-        uuid=sr["uuid"],
-        name=sr["name-label"],
-        type=sr["type"],
-        shared=sr["shared"],
-        path=cfg.get("path", ""),
-        server=cfg.get("server", ""),
-        serverpath=cfg.get("serverpath", ""),
-    )
-
-
 # --- the queue -------------------------------------------------------------------------------------
 @dataclass
 class _Queue:
     actions: list[Action] = field(default_factory=list)
+    last: list[Action] = field(default_factory=list)  # destroys: after everything that can fail
     done: list[tuple[Action, object]] = field(default_factory=list)
     task: str = ""  # the pending task of a long run, once the decision committed
     steps: list[Step] = field(default_factory=list)  # further transactions, once this one committed
@@ -122,11 +109,13 @@ def _queue(txn) -> _Queue:
     return q
 
 
-def queue(txn, action: Action) -> None:
-    """Queue one change to a host; it happens only if the transaction commits."""
+def queue(txn, action: Action, last: bool = False) -> None:
+    """Queue one change to a host; it happens only if the transaction commits. `last` (what
+    cannot be undone, such as deleting a volume) runs after every other action, in its own
+    queueing order, so that nothing that can still fail comes after it."""
     q = _queue(txn)
     if not q.records_only:
-        q.actions.append(action)
+        (q.last if last else q.actions).append(action)
 
 
 @contextmanager
@@ -197,7 +186,11 @@ def perform(txn, dry_run: bool, command: str = "") -> None:
     """The last step before commit (vmctl/hooks.py): carry out the short queue, or, when it holds
     a long action, turn the transaction into the start of a task named after the command."""
     q = txn.cache.get(_Queue)
-    if q is None or not q.actions:
+    if q is None:
+        return
+    q.actions += q.last
+    q.last.clear()
+    if not q.actions:
         return
     if dry_run:
         q.actions.clear()
