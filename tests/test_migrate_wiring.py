@@ -374,3 +374,36 @@ def test_a_later_move_is_checked_again_on_the_inventory_as_it_is_then(pool, fake
     assert rc == 1
     assert err.startswith(f"vmctl: VM_BAD_POWER_STATE: move 2 of 3 (VM {order[1]} from h1 to ")
     assert len(migrations(fake)) == 1 and where(pool, order[2]) == "h1"
+
+
+def test_the_progress_line_follows_the_job_on_a_terminal_only(pool, fake, monkeypatch):
+    """The driver gets a progress callback drawing on stderr when stderr is a terminal and the
+    command is not quiet (vmctl/progress.py), and the line is erased when the migration ends."""
+    import io
+    import types
+
+    from vmctl import progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    seen = []
+
+    def migrate_with_progress(src, dst, spec, bar=None):
+        seen.append(bar)
+        if bar is not None:
+            bar(64 * MiB, 256 * MiB)
+            bar(256 * MiB, 256 * MiB)
+        return MigratingDriver.domain_migrate(fake, src, dst, spec, bar)
+
+    monkeypatch.setattr(fake, "domain_migrate", migrate_with_progress)
+    tty = Tty()
+    # the command line's stderr is the test's capture here: a terminal stands in for it
+    monkeypatch.setattr(progress, "sys", types.SimpleNamespace(stderr=tty))
+    ok(pool, "vm-migrate", "vm=v1", "host=h2")
+    ok(pool, "-q", "vm-migrate", "vm=v1", "host=h3")
+    assert seen[0] is not None and seen[1] is None
+    drawn = tty.getvalue()
+    assert "vmctl: migrate VM v1 from h1 to h2:  25% 64 MiB of 256 MiB" in drawn
+    assert "100% 256 MiB of 256 MiB" in drawn and drawn.endswith("\r\x1b[K")
