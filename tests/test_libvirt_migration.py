@@ -27,7 +27,10 @@ XML = (
 
 
 def error(code: int, message: str) -> libvirt.libvirtError:
-    e = libvirt.libvirtError(message)
+    """A libvirtError as libvirt raises it (its constructor would take the thread's last real
+    error instead of this one)."""
+    e = libvirt.libvirtError.__new__(libvirt.libvirtError)
+    Exception.__init__(e, message)
     e.err = (code, 0, message, 2, None, None, None, 0, 0)
     return e
 
