@@ -22,7 +22,12 @@ DST = HostTarget("d", "lab2", "10.0.0.2", "test+fake://lab2", "")
 SPEC = MigrationSpec("u1", "t1", 64 * MiB, 0.3)
 XML = (
     "<domain type='kvm'><os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type></os>"
-    "<cpu mode='custom' match='exact'><model>qemu64</model></cpu></domain>"
+    "<cpu mode='custom' match='exact'><model>qemu64</model></cpu><devices>"
+    "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/s1/d1.a1.qcow2'/>"
+    "<backingStore type='file'><format type='qcow2'/><source file='/s1/d1.qcow2'/></backingStore>"
+    "<target dev='vda' bus='virtio'/></disk>"
+    "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/s1/d2.img'/>"
+    "<target dev='vdb' bus='virtio'/></disk></devices></domain>"
 )
 
 
@@ -159,6 +164,9 @@ class World(LibvirtDriver):
     def connect(self, host):
         return {SRC.uri: self.src, DST.uri: self.dst}[host.uri]
 
+    def volume_path(self, conn, vol, memory_image=False):
+        return f"/{vol.sr.uuid}/{vol.file_name}"
+
     def move(self):
         del self.src.domains["u1"]
         self.dst.domains["u1"] = Arrived()
@@ -250,3 +258,35 @@ def test_an_abort_that_came_too_late_is_reported_as_done(capsys):
     figures = w.domain_migrate(SRC, DST, SPEC, progress)
     assert figures.downtime == 0.124 and "u1" in w.dst.domains
     assert "had finished before it could be stopped: it runs on lab2" in capsys.readouterr().err
+
+
+def test_storage_motion_copies_the_mapped_disks_into_their_new_volumes():
+    """The destination's definition reads the new volume (stand-alone: no backing chain) in place
+    of the disk it replaces, and libvirt copies exactly that disk."""
+    from vmctl.drivers.base import SrTarget, VolumeSpec
+
+    def volume(sr, uuid, location, provisioning="thin"):
+        return VolumeSpec(uuid, uuid, SrTarget(sr, sr, "ext", False), 2**30, provisioning, location=location)
+
+    pair = (volume("s1", "d1", "d1.a1.qcow2"), volume("s2", "n1", "n1.img", "thick-lazy"))
+    w = World()
+    w.domain_migrate(SRC, DST, MigrationSpec("u1", "t1", 64 * MiB, 0.3, disks=(pair,)))
+    _, _, params, flags = w.dom.calls[-1]
+    assert flags & libvirt.VIR_MIGRATE_NON_SHARED_DISK
+    assert params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] == ["vda"]
+    dest = params[libvirt.VIR_MIGRATE_PARAM_DEST_XML]
+    assert params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] == dest
+    assert "/s2/n1.img" in dest and "/s1/d1.a1.qcow2" not in dest and "backingStore" not in dest
+    assert '<driver name="qemu" type="raw" /><source file="/s2/n1.img"' in dest
+    assert "/s1/d2.img" in dest  # the disk left where it is
+
+
+def test_storage_motion_of_a_disk_the_guest_does_not_use_is_refused():
+    from vmctl.drivers.base import SrTarget, VolumeSpec
+
+    stray = VolumeSpec("d9", "d9", SrTarget("s1", "s1", "ext", False), 2**30, "thin", location="d9.qcow2")
+    w = World()
+    with pytest.raises(DriverFault) as e:
+        w.domain_migrate(SRC, DST, MigrationSpec("u1", "t1", 64 * MiB, 0.3, disks=((stray, stray),)))
+    assert "does not use every disk to move" in e.value.message
+    assert w.dom.calls == []  # nothing asked of the source, not even the downtime target

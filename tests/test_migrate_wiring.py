@@ -138,6 +138,7 @@ def test_vm_migrate_moves_the_domain_and_records_prediction_and_measurement(pool
         "rounds": 2,
         "rate": 50e6,
         "wall-time": 1.2,
+        "storage-bytes": 0,
     }
     assert record["rate"] == 64 * MiB and record["stop-reason"] == "converged"  # the prediction
     assert [t["status"] for t in tasks(pool)] == ["success"]
@@ -153,7 +154,15 @@ def test_vm_migrate_moves_the_domain_and_records_prediction_and_measurement(pool
 def test_vm_migrate_json_holds_predicted_and_measured_objects(pool, fake):
     data = json.loads(ok(pool, "-f", "json", "vm-migrate", "vm=v1", "host=h3"))
     assert (data["name-label"], data["from-name"], data["to-name"]) == ("v1", "h1", "h3")
-    assert set(data["predicted"]) == {"total-time", "downtime", "bytes", "rounds", "rate", "stop-reason"}
+    assert set(data["predicted"]) == {
+        "total-time",
+        "downtime",
+        "bytes",
+        "storage-bytes",
+        "rounds",
+        "rate",
+        "stop-reason",
+    }
     assert data["measured"]["downtime"] == 0.042 and data["measured"]["bytes"] == 3 * MiB
     assert data["predicted"]["bytes"] == round(data["predicted"]["bytes"])  # whole bytes
     csv = ok(pool, "-f", "csv", "vm-migrate", "vm=v2", "host=h3").splitlines()
@@ -242,35 +251,67 @@ def test_dry_run_and_explain_migrate_nothing(pool, fake, flag):
     assert migrations(fake) == [] and where(pool, "v1") == "h1"
 
 
-def test_storage_motion_is_refused_on_a_libvirt_pool(pool, fake):
-    sr = ok(
-        pool,
-        "sr-create",
-        "name-label=s1",
-        "type=nfs",
-        "shared=true",
-        "physical-size=10GiB",
-        "device-config:server=nas",
-        "device-config:serverpath=/a",
-    )
-    sr2 = ok(
-        pool,
-        "sr-create",
-        "name-label=s2",
-        "type=nfs",
-        "shared=true",
-        "physical-size=10GiB",
-        "device-config:server=nas",
-        "device-config:serverpath=/b",
-    )
+def storage_motion(pool, fake):
+    """v1 with a disk on the shared SR s1, and a second shared SR s2: (disk uuid, s1, s2)."""
+    srs = [
+        ok(
+            pool,
+            "sr-create",
+            f"name-label=s{i}",
+            "type=nfs",
+            "shared=true",
+            "physical-size=10GiB",
+            "device-config:server=nas",
+            f"device-config:serverpath=/s{i}",
+        )
+        for i in (1, 2)
+    ]
     ok(pool, "vm-shutdown", "vm=v1", "--force")
-    d = ok(pool, "vdi-create", f"sr-uuid={sr}", "name-label=d", "virtual-size=1GiB")
+    d = ok(pool, "vdi-create", f"sr-uuid={srs[0]}", "name-label=d", "virtual-size=1GiB")
     ok(pool, "vbd-create", f"vm-uuid={vm(pool, 'v1')['uuid']}", f"vdi-uuid={d}", "device=0")
     ok(pool, "vm-start", "vm=v1", "on=h1")
     fake.calls.clear()
-    rc, out, err = vmctl(pool, "vm-migrate", "vm=v1", "host=h2", f"vdi:{d}={sr2}")
-    assert rc == 1 and err.startswith("vmctl: OPERATION_NOT_ALLOWED: Storage motion") and out == ""
-    assert migrations(fake) == [] and where(pool, "v1") == "h1"
+    return d, srs[0], srs[1]
+
+
+def disk_of(pool, name: str) -> dict:
+    vbd = ok(pool, "vbd-list", f"vm={vm(pool, name)['uuid']}", "type=disk", "params=vdi", "--minimal")
+    return row(pool, "vdi", vbd)
+
+
+def test_storage_motion_copies_the_disk_during_the_migration(pool, fake):
+    d, s1, s2 = storage_motion(pool, fake)
+    data = json.loads(ok(pool, "-f", "json", "vm-migrate", "vm=v1", "host=h2", f"vdi:{d}={s2}"))
+    new = disk_of(pool, "v1")
+    assert new["uuid"] != d and new["sr"] == s2 and new["location"] == f"{new['uuid']}.qcow2"
+    assert row(pool, "vdi", d) is None  # the old disk is gone, its volume deleted after the move
+    (spec,) = fake.specs_migrated
+    ((old_vol, new_vol),) = spec.disks
+    assert (old_vol.uuid, old_vol.sr.uuid, new_vol.uuid, new_vol.sr.uuid) == (d, s1, new["uuid"], s2)
+    acting = [c for c in fake.calls if c[0] in ("volume_create", "domain_migrate", "volume_delete")]
+    assert [c[:2] for c in acting] == [
+        ("volume_create", "h2"),
+        ("domain_migrate", "h1"),
+        ("volume_delete", "h1"),
+    ]
+    assert where(pool, "v1") == "h2" and data["predicted"]["storage-bytes"] is not None
+    record = json.loads(vm(pool, "v1")["other-config"]["last-migration"])
+    assert record["vdis"] == {d: new["uuid"]}
+
+
+def test_a_failed_storage_motion_removes_the_new_volume_and_keeps_the_old_disk(pool, fake):
+    d, s1, s2 = storage_motion(pool, fake)
+    before = {n: row(pool, "vdi", d)[n] for n in ("sr", "location")}
+    fake.fail_vm["v1"] = DriverFault("Unable to write to the NBD server: Connection reset by peer", host="h1")
+    rc, out, err = vmctl(pool, "vm-migrate", "vm=v1", "host=h2", f"vdi:{d}={s2}")
+    assert rc == 1 and out == "" and "NBD server" in err.splitlines()[0]
+    assert (
+        disk_of(pool, "v1")["uuid"] == d and {n: row(pool, "vdi", d)[n] for n in ("sr", "location")} == before
+    )
+    assert json.loads(ok(pool, "-f", "json", "vdi-list", f"sr={s2}")) == []
+    acting = [c[:2] for c in fake.calls if c[0] in ("volume_create", "domain_migrate", "volume_delete")]
+    assert acting == [("volume_create", "h2"), ("domain_migrate", "h1"), ("volume_delete", "h2")]
+    assert where(pool, "v1") == "h1"
 
 
 def test_vm_migrate_multiple_commits_each_vm_alone(pool, fake):

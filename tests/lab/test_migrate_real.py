@@ -240,3 +240,29 @@ def test_an_evacuation_that_fails_half_way_keeps_what_moved_and_stops(lab, guest
     assert rows[order[0]]["resident-on"] == plan[0]["to"]
     for vm in order[1:]:
         assert (rows[vm]["resident-on"], rows[vm]["scheduled-to-be-resident-on"]) == (lab1, "")
+
+
+def test_storage_motion_copies_the_disk_to_lab2s_local_sr_during_the_migration(lab, guests):
+    """A guest of the template tiny, its disk on the shared SR, moves to lab2 with its disk copied
+    to lab2's local SR: the domain on lab2 reads the new file there, the old file is gone, and
+    pool-sync finds the hosts and the inventory agreeing."""
+    import os
+
+    vm = guests(tiny=True)
+    disk = lab.inv.ok("vbd-list", f"vm={vm}", "type=disk", "params=vdi", "--minimal").strip()
+    old_file = lab.inv.ok("vdi-param-get", f"uuid={disk}", "param-name=location").strip()
+    assert old_file in os.listdir(f"{lab.state.dir}/shared")
+    data = json.loads(
+        lab.inv.ok("-f", "json", "vm-migrate", f"vm={vm}", "host=lab2", f"vdi:{disk}=lab2-local")
+    )
+    assert on_hosts(lab, vm) == {"lab2": "running"}
+    new = lab.inv.ok("vbd-list", f"vm={vm}", "type=disk", "params=vdi", "--minimal").strip()
+    row = json.loads(lab.inv.ok("-f", "json", "vdi-list", f"uuid={new}", "params=all"))[0]
+    local = lab.inv.ok("sr-list", "name-label=lab2-local", "--minimal").strip()
+    assert new != disk and row["sr"] == local
+    blk = lab.virsh("lab2", "domblklist", vm).stdout
+    assert f"/var/lib/libvirt/images/{row['location']}" in blk
+    assert row["location"] in lab.in_host("lab2", "ls", "/var/lib/libvirt/images").stdout.split()
+    assert old_file not in os.listdir(f"{lab.state.dir}/shared")
+    assert data["measured"]["total-time"] > 0 and data["predicted"]["storage-bytes"] >= 0
+    assert lab.inv.run("pool-sync").rc == 0

@@ -158,15 +158,16 @@ def migration_results(shown) -> str:
             ["from", f"{m['from']} ({m['from-name']})"],
             ["to", f"{m['to']} ({m['to-name']})"],
         ]
-        figures = [[k, plan_value(k, p.get(k)), plan_value(k, r.get(k))] for k in _SHOWN_FIGURES]
+        keys = [k for k in _SHOWN_FIGURES if k != "storage-bytes" or p.get(k) or r.get(k)]
+        figures = [[k, plan_value(k, p.get(k)), plan_value(k, r.get(k))] for k in keys]
         figures = [[k, a or "-", b or "-"] for k, a, b in figures]
-        width = max(len(k) for k in _SHOWN_FIGURES)
+        width = max(len(k) for k in keys)
         lines = "".join(f"{k.ljust(width)}  {v}\n" for k, v in head)
         out.append(lines + aligned(["", "predicted", "measured"], figures))
     return "\n".join(out)
 
 
-_SHOWN_FIGURES = ("total-time", "downtime", "bytes", "rounds", "rate")
+_SHOWN_FIGURES = ("total-time", "downtime", "bytes", "storage-bytes", "rounds", "rate")
 
 
 @view("evacuation-plan")

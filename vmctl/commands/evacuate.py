@@ -103,19 +103,17 @@ def host_evacuate(ctx: Ctx):
             )
     dry_run = bool(ctx.opts.get("dry_run"))
     real = moves.real_run(txn, host["pool"], dry_run)
-    if real and plan.storage_map:
-        moves.refuse_storage_motion(txn, txn.get("vm", plan.moves[0].vm))
     planned = []
     for i, m in enumerate(plan.moves, 1):  # wave order
         pred = m.prediction.as_dict()
         pred.pop("hints", None)
         record = {**record_of(m.src, m.dst, pred), "wave": m.wave}
+        vmap = {d: s for d, s in plan.storage_map.items() if d in {v.uuid for v in ps.vms[m.vm].vdis}}
         if not real:
-            vmap = {d: s for d, s in plan.storage_map.items() if d in {v.uuid for v in ps.vms[m.vm].vdis}}
             relocate(txn, m.vm, m.dst, vmap, record, quiet)
             continue
         label = moves.label(txn, m.vm, m.src, m.dst, i, len(plan.moves))
-        planned.append(moves.Move(m.vm, m.src, m.dst, pred, record, label, opts["network"]))
+        planned.append(moves.Move(m.vm, m.src, m.dst, pred, record, label, opts["network"], vmap))
     if real and planned:
         # a real pool: each move a live migration committed alone, the first in this transaction
         shown = moves.Shown()

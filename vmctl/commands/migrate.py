@@ -36,8 +36,9 @@ On a libvirt pool the move is a real live migration (vmctl/moves.py): the VM is 
 as migrating while libvirt moves it with the lock released, the closing transaction records the
 move with libvirt's measured figures under ``measured`` in the same key, and vm-migrate prints the
 prediction and the measurement side by side (JSON: ``predicted`` and ``measured`` objects).
-Several VMs (``--multiple``) migrate one after another, each committed alone. Storage motion is
-refused there for now (``OPERATION_NOT_ALLOWED``).
+Several VMs (``--multiple``) migrate one after another, each committed alone. Storage motion of a
+running VM copies the mapped disks into new volumes on the destination during the migration; a
+halted VM's disks are copied by a host as vdi-copy copies (vmctl/volumes.py).
 """
 
 from __future__ import annotations
@@ -260,8 +261,6 @@ def migrate_one(
             "NOT_IN_SAME_POOL",
             params=[("object", txn.ref("network", network)), ("pool", txn.ref("pool", vm["pool"]))],
         )
-    if vdi_map and drivers.real(txn, vm["pool"]):
-        moves.refuse_storage_motion(txn, vm)
     net = network["uuid"] if network else None
     bandwidth = ctx.a.get("bandwidth")
     downtime = ctx.a.get("downtime")
@@ -338,9 +337,6 @@ def migrate_one(
         admit(txn, vm["pool"], move={vm["uuid"]: dst})
     plan = {"vm": vm["uuid"], "host": dst, **pred.as_dict()}
     quiet = bool(ctx.opts.get("quiet"))
-    if moving:  # storage motion: simulated pools only (refused above on real ones)
-        relocate(txn, vm["uuid"], dst, moving, record_of(src, dst, plan), quiet)
-        return plan, report
     prediction = pred.as_dict()
     prediction.pop("hints", None)
     move = moves.Move(
@@ -351,6 +347,7 @@ def migrate_one(
         record_of(src, dst, plan),
         moves.label(txn, vm["uuid"], src, dst),
         net,
+        moving,
     )
     moves.carry_out(txn, move, bool(ctx.opts.get("dry_run")), quiet, shown)
     return plan, report

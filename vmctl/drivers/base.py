@@ -222,6 +222,9 @@ class MigrationSpec:
     bandwidth: float  # bytes/s the memory stream may use (the engine's rate); 0: no limit
     downtime: float  # seconds: the downtime target
     uri: str = ""  # the migration stream's URI (tcp://ADDRESS); empty: the destination's own choice
+    # storage motion: each pair a disk's volume as the source reads it and the new volume (made
+    # on the destination beforehand) its data is copied into during the migration
+    disks: tuple[tuple[VolumeSpec, VolumeSpec], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ class MigrationFigures:
     rounds: int  # pre-copy iterations
     rate: float  # bytes/s at the end of the job
     wall_time: float  # seconds vmctl waited for the migration, connection set-up included
+    storage_bytes: int = 0  # bytes of disk copied (storage motion)
 
     def as_dict(self) -> dict:
         return {
@@ -245,4 +249,5 @@ class MigrationFigures:
             "rounds": self.rounds,
             "rate": self.rate,
             "wall-time": self.wall_time,
+            "storage-bytes": self.storage_bytes,
         }

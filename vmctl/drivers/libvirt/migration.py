@@ -13,6 +13,13 @@ Before anything moves, read-only checks of the destination, each a refusal in on
   libvirt's compareHypervisorCPU on the guest's `<cpu>` from its live definition;
 * it runs no domain of that name already.
 
+Storage motion (`spec.disks`): the new volumes are made on the destination beforehand (by the
+caller); the guest's definition for the destination names them instead of the disks they
+replace (`VIR_MIGRATE_PARAM_DEST_XML`, and the same for the persistent definition), and libvirt
+copies exactly those disks while the memory moves (`VIR_MIGRATE_NON_SHARED_DISK` with
+`VIR_MIGRATE_PARAM_MIGRATE_DISKS`: a full copy, the chain read through, so each new volume stands
+alone); the other disks stay where they are, on storage both hosts see.
+
 Why a thread: migrateToURI3 blocks inside libvirt's C code for the whole migration, where
 Python cannot deliver Ctrl-C. The call runs in a worker thread while this one watches the job:
 libvirt's job statistics feed the progress line (memory covered against memory to cover), and
@@ -50,6 +57,7 @@ class MigrationMixin:
 
     on: Callable[[HostTarget], AbstractContextManager]
     connect: Callable[[HostTarget], object]
+    volume_path: Callable[..., str]  # a volume's file on a host (compute.py)
 
     def domain_migrate(
         self, src: HostTarget, dst: HostTarget, spec: MigrationSpec, progress: Progress | None = None
@@ -67,6 +75,8 @@ class MigrationMixin:
             was_running = dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
             need = dom.maxMemory() * 1024  # KiB
             desc = ET.fromstring(dom.XMLDesc(0))
+            moving = {self.volume_path(sconn, old): new for old, new in spec.disks}
+            movable = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE) if moving else ""
         dconn = self.connect(dst)  # HOST_OFFLINE, with the URI, when it does not answer
         with self.on(dst):
             other = _lookup(dconn, spec.uuid)
@@ -74,6 +84,13 @@ class MigrationMixin:
                 raise DriverFault(f"{dst.name} already runs a domain named {spec.uuid}", host=dst.name)
             check_memory(libvirt, dconn, dst, spec, need)
             check_cpu(libvirt, dconn, dst, desc)
+            paths = {old: (self.volume_path(dconn, new), new.format) for old, new in moving.items()}
+        xml, devices = moved_disks_xml(movable, paths) if moving else ("", [])
+        if len(devices) != len(moving):
+            raise DriverFault(
+                f"VM {spec.title} does not use every disk to move on {src.name} (host-sync reports it)",
+                host=src.name,
+            )
         with self.on(src):
             set_downtime(libvirt, dom, spec.downtime)
         flags = (
@@ -83,6 +100,11 @@ class MigrationMixin:
             | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
         )
         params = migration_params(libvirt, spec)
+        if moving:
+            flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
+            params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = xml
+            params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = xml
+            params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = devices
         started = time.monotonic()
         error, interrupted, last = watch(
             libvirt, dom, lambda: dom.migrateToURI3(dst.uri, params, flags), progress
@@ -171,6 +193,30 @@ def migration_params(libvirt, spec: MigrationSpec) -> dict:
     if spec.uri:
         params[libvirt.VIR_MIGRATE_PARAM_URI] = spec.uri
     return params
+
+
+def moved_disks_xml(xml: str, paths: dict[str, tuple[str, str]]) -> tuple[str, list[str]]:
+    """The guest's definition for the destination: each disk whose file is a key of `paths` reads
+    its new file instead (a stand-alone volume of the given format, no backing chain). Returns the
+    definition and the moved disks' target devices, in the definition's order."""
+    root = ET.fromstring(xml)
+    devices = []
+    for disk in root.iter("disk"):
+        source = disk.find("source")
+        path = source.get("file") if source is not None else None
+        if path not in paths:
+            continue
+        new_path, fmt = paths[path]
+        source.set("file", new_path)
+        driver = disk.find("driver")
+        if driver is not None:
+            driver.set("type", fmt)
+        for backing in disk.findall("backingStore"):
+            disk.remove(backing)
+        target = disk.find("target")
+        if target is not None and target.get("dev"):
+            devices.append(target.get("dev"))
+    return ET.tostring(root, encoding="unicode"), devices
 
 
 # --- during -------------------------------------------------------------------------------------------
@@ -292,4 +338,5 @@ def figures(libvirt, dconn, uuid: str, last: dict, wall: float) -> MigrationFigu
         rounds=int(stats.get("memory_iteration") or 0),
         rate=float(stats.get("memory_bps") or 0),
         wall_time=round(wall, 3),
+        storage_bytes=int(stats.get("disk_processed") or 0),
     )
