@@ -6,6 +6,11 @@ WAL mode; PostgreSQL a transaction-scoped advisory lock in a SERIALIZABLE transa
 never lock. Rows are plain dicts keyed by dash-case field names; writes are buffered per class
 and flushed (executemany) before any read of that class and at commit, which keeps a batch of
 thousands of creates fast.
+
+A class a transaction keeps querying is read whole once (when its queries have cost about as
+much as that read) and from then on answered from memory, through equality indexes on its
+fields that every insert, update and delete keeps current: a batch or a demo of thousands of
+commands costs each command what it touches, not what the inventory holds.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +87,14 @@ def _json_fields(c: ObjClass) -> tuple[str, ...]:
 
 _JSON = {name: _json_fields(c) for name, c in CLASSES.items()}
 _COLS = {name: [(f.name, f.column) for f in c.stored_fields] for name, c in CLASSES.items()}
+# the fields an in-memory index may key (sets and maps are lists and dicts: not hashable)
+_SCALARS = {
+    name: frozenset(f.name for f in c.stored_fields if f.kind == "scalar") for name, c in CLASSES.items()
+}
+# What one SQL query costs, in rows read (statement, round trip, result set): a class is read
+# whole once its queries in a transaction have cost as many rows as it holds, so a transaction
+# pays at most about twice the cheaper of the two ways, whatever the number of queries to come.
+QUERY_COST_ROWS = 16
 
 
 def to_sql(cls: str, row: dict) -> dict:
@@ -105,6 +118,17 @@ def from_sql(cls: str, rec) -> dict:
     return row
 
 
+_EMPTY: dict[str, None] = {}
+
+
+def _hashable(v: object) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
 class Txn:
     """One open transaction. Command functions get one; they never commit."""
 
@@ -118,6 +142,14 @@ class Txn:
         self._dirty: dict[str, dict[str, None]] = {c: {} for c in CLASSES}
         self._deleted: dict[str, dict[str, None]] = {c: {} for c in CLASSES}
         self._complete: set[str] = set()  # classes whose rows are all in the identity map
+        # complete classes only: cls -> field -> value -> {uuid: None}, each bucket in identity-map
+        # order (the order a scan returns) unless named in _unordered; _pos ranks that order
+        self._indexes: dict[str, dict[str, dict[object, dict[str, None]]]] = {c: {} for c in CLASSES}
+        self._unordered: set[tuple[str, str, object]] = set()
+        self._pos: dict[str, dict[str, int]] = {c: {} for c in CLASSES}
+        self._next_pos = 0
+        self._sql_cost: dict[str, int] = {}  # rows' worth of SQL queries per incomplete class
+        self._stored: dict[str, int] = {}  # rows per class when this transaction first asked
         self.created: dict[str, None] = {}
         self.changed: dict[str, None] = {}
         self.destroyed: dict[str, None] = {}
@@ -158,27 +190,50 @@ class Txn:
     def all(self, cls: str) -> list[dict]:
         """Every row of a class (cached for the rest of the transaction)."""
         if cls not in self._complete:
-            self.flush(cls)
-            t = schema.TABLES[cls]
-            cache = self._rows[cls]
-            for rec in self.conn.execute(sa.select(t)):
-                u = rec[0]
-                if u not in cache:
-                    cache[u] = from_sql(cls, rec)
-            self._complete.add(cls)
+            self._load(cls)
         return list(self._rows[cls].values())
 
+    def _load(self, cls: str) -> None:
+        """Read the whole class into the identity map, in the order the database returns it (the
+        order of an SQL query's results), keeping the dicts already handed out."""
+        self.flush(cls)
+        t = schema.TABLES[cls]
+        cache = self._rows[cls]
+        rows: dict[str, dict] = {}
+        for rec in self.conn.execute(sa.select(t)):
+            u = rec[0]
+            row = cache.get(u)
+            rows[u] = row if row is not None else from_sql(cls, rec)
+        self._rows[cls] = rows
+        pos = self._pos[cls]
+        for u in rows:
+            pos[u] = self._next_pos
+            self._next_pos += 1
+        self._complete.add(cls)
+
     def select(self, cls: str, **where) -> list[dict]:
-        """Rows whose fields equal the given values (keyword names use `_` for `-`)."""
+        """Rows whose fields equal the given values (keyword names use `_` for `-`), in the
+        order the database returns them."""
         crit = {k.replace("_", "-"): v for k, v in where.items()}
         if cls in self._complete:
-            rows = self._rows[cls].values()
-            return [r for r in rows if all(r[k] == v for k, v in crit.items())]
+            return list(self._matching(cls, crit))
+        return self._select_stored(cls, crit)
+
+    def exists(self, cls: str, **where) -> bool:
+        """Whether select() would return a row (stops at the first)."""
+        crit = {k.replace("_", "-"): v for k, v in where.items()}
+        if cls in self._complete:
+            return next(self._matching(cls, crit), None) is not None
+        return bool(self._select_stored(cls, crit, limit=1))
+
+    def _select_stored(self, cls: str, crit: dict, limit: int | None = None) -> list[dict]:
         self.flush(cls)
         t = schema.TABLES[cls]
         q = sa.select(t)
         for k, v in crit.items():
             q = q.where(t.c[k.replace("-", "_")] == v)
+        if limit is not None:
+            q = q.limit(limit)
         cache = self._rows[cls]
         out = []
         for rec in self.conn.execute(q):
@@ -187,7 +242,81 @@ class Txn:
             if row is None:
                 row = cache[u] = from_sql(cls, rec)
             out.append(row)
+        cost = self._sql_cost.get(cls, 0) + QUERY_COST_ROWS + len(out)
+        self._sql_cost[cls] = cost
+        if cost >= self._stored_rows(cls):
+            self._load(cls)
         return out
+
+    def _stored_rows(self, cls: str) -> int:
+        n = self._stored.get(cls)
+        if n is None:
+            t = schema.TABLES[cls]
+            n = self._stored[cls] = self.conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+        return n
+
+    def _matching(self, cls: str, crit: dict) -> Iterator[dict]:
+        """The rows of a class read whole that select() returns, in order: the smallest bucket
+        of an indexed criterion, filtered by every criterion exactly as a scan would be; a scan
+        when no criterion can be indexed."""
+        rows = self._rows[cls]
+        bucket: dict[str, None] | None = None
+        field = value = None
+        for k, v in crit.items():
+            if k not in _SCALARS[cls] or not _hashable(v):
+                continue
+            b = self._index(cls, k).get(v, _EMPTY)
+            if bucket is None or len(b) < len(bucket):
+                bucket, field, value = b, k, v
+        if bucket is None:
+            found: Iterable[dict] = rows.values()
+        else:
+            if (cls, field, value) in self._unordered:
+                self._sort_bucket(cls, field, value)
+                bucket = self._indexes[cls][field][value]  # type: ignore[index]
+            found = map(rows.__getitem__, bucket)
+        # consumed by select() and exists() before any write can change a bucket
+        return (r for r in found if all(r[k] == v for k, v in crit.items()))
+
+    def _index(self, cls: str, field: str) -> dict[object, dict[str, None]]:
+        idx = self._indexes[cls].get(field)
+        if idx is None:
+            idx = self._indexes[cls][field] = {}
+            for u, row in self._rows[cls].items():
+                idx.setdefault(row[field], {})[u] = None
+        return idx
+
+    def _sort_bucket(self, cls: str, field: str, value: object) -> None:
+        idx, pos = self._indexes[cls][field], self._pos[cls]
+        idx[value] = dict.fromkeys(sorted(idx[value], key=pos.__getitem__))
+        self._unordered.discard((cls, field, value))
+
+    def _index_add(self, cls: str, uuid: str, row: dict, fields) -> None:
+        pos = self._pos[cls]
+        for f in fields:
+            idx = self._indexes[cls].get(f)
+            if idx is None:
+                continue
+            v = row[f]
+            b = idx.get(v)
+            if b is None:
+                idx[v] = {uuid: None}
+                continue
+            if pos[next(reversed(b))] > pos[uuid]:
+                self._unordered.add((cls, f, v))  # an update moved an older row in
+            b[uuid] = None
+
+    def _index_remove(self, cls: str, uuid: str, old: dict) -> None:
+        """Drop uuid from the buckets of the fields in `old` (field -> the value it was under)."""
+        for f, v in old.items():
+            idx = self._indexes[cls].get(f)
+            if idx is None:
+                continue
+            b = idx[v]
+            del b[uuid]
+            if not b:
+                del idx[v]
+                self._unordered.discard((cls, f, v))
 
     def one_or_none(self, cls: str, **where) -> dict | None:
         rows = self.select(cls, **where)
@@ -245,6 +374,11 @@ class Txn:
         self.writes += 1
         self._rows[cls][u] = row
         self._new[cls][u] = None
+        if cls in self._complete:
+            self._pos[cls][u] = self._next_pos
+            self._next_pos += 1
+            if self._indexes[cls]:
+                self._index_add(cls, u, row, self._indexes[cls])
         if self._sums:
             self._account(cls, row, +1)
         key = f"{cls}:{u}"
@@ -263,6 +397,8 @@ class Txn:
         touched = False
         if self._sums:
             self._account(cls, row, -1)
+        indexes = self._indexes[cls]
+        moved: dict[str, object] = {}  # indexed field -> the value it was under
         for k, v in values.items():
             f = CLASSES[cls].fields[k]
             if f.kind == "set":
@@ -274,8 +410,13 @@ class Txn:
                 rec[k][1] = v
             else:
                 rec[k] = [old, v]
+            if k in indexes and k not in moved:
+                moved[k] = old
             row[k] = v
             touched = True
+        if moved:
+            self._index_remove(cls, uuid, moved)
+            self._index_add(cls, uuid, row, moved)
         if self._sums:
             self._account(cls, row, +1)
         if touched:
@@ -298,6 +439,9 @@ class Txn:
         self.writes += 1
         if self._sums:
             self._account(cls, row, -1)
+        if self._indexes[cls]:
+            self._index_remove(cls, uuid, {f: row[f] for f in self._indexes[cls]})
+        self._pos[cls].pop(uuid, None)
         del self._rows[cls][uuid]
         self._dirty[cls].pop(uuid, None)
         if uuid in self._new[cls]:
