@@ -87,6 +87,11 @@ def _json_fields(c: ObjClass) -> tuple[str, ...]:
 
 _JSON = {name: _json_fields(c) for name, c in CLASSES.items()}
 _COLS = {name: [(f.name, f.column) for f in c.stored_fields] for name, c in CLASSES.items()}
+# per class, what insert() fills in: (field, whether a set, its empty value), in column order
+_DEFAULTS = {
+    name: [(f.name, f.kind == "set", f.empty()) for f in c.stored_fields] for name, c in CLASSES.items()
+}
+_SETS = {name: frozenset(f.name for f in c.stored_fields if f.kind == "set") for name, c in CLASSES.items()}
 # the fields an in-memory index may key (sets and maps are lists and dicts: not hashable)
 _SCALARS = {
     name: frozenset(f.name for f in c.stored_fields if f.kind == "scalar") for name, c in CLASSES.items()
@@ -96,6 +101,15 @@ _SCALARS = {
 # pays at most about twice the cheaper of the two ways, whatever the number of queries to come.
 QUERY_COST_ROWS = 16
 
+# sets and maps as stored (one encoder for every row: json.dumps would build one per value)
+_to_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
+def _json_text(v: object) -> str:
+    if not v and type(v) in (dict, list):  # most rows' sets and maps: no encoder needed
+        return "{}" if type(v) is dict else "[]"
+    return _to_json(v)
+
 
 def to_sql(cls: str, row: dict) -> dict:
     out = {}
@@ -103,7 +117,7 @@ def to_sql(cls: str, row: dict) -> dict:
     for fname, col in _COLS[cls]:
         v = row[fname]
         if fname in js:
-            v = json.dumps(v, sort_keys=True, separators=(",", ":"))
+            v = _json_text(v)
         out[col] = v
     return out
 
@@ -156,6 +170,9 @@ class Txn:
         self.changes: dict[str, dict[str, list]] = {}
         self.refs: dict[str, tuple[str, str]] = {}  # @name -> (class, uuid)
         self.switches: dict[str, object] = {}  # host uuid -> vmctl.ovs.Session
+        # hosts whose sessions were handed out since the last invalidate_views(): only those can
+        # have built a view since (a view is built through the session, got from switch())
+        self._handed_out: dict[str, None] = {}
         self._switch_loaded: dict[str, dict] = {}
         self.warnings: list[str] = []
         self.cache: dict[object, object] = {}  # per-transaction memo for commands
@@ -353,18 +370,17 @@ class Txn:
 
     # --- writing ------------------------------------------------------------------------------
     def insert(self, cls: str, values: dict) -> str:
-        c = CLASSES[cls]
         row = {}
-        for f in c.stored_fields:
-            if f.name in values:
-                v = values[f.name]
+        for name, is_set, empty in _DEFAULTS[cls]:
+            if name in values:
+                v = values[name]
             else:
-                v = f.empty()
+                v = empty
                 if isinstance(v, (list, dict)):
                     v = type(v)(v)
-            if f.kind == "set":
+            if is_set:
                 v = sorted(set(v))
-            row[f.name] = v
+            row[name] = v
         unknown = set(values) - set(row)
         if unknown:  # a programming error, not a user error
             raise KeyError(f"{cls} has no stored fields {sorted(unknown)}")
@@ -399,9 +415,9 @@ class Txn:
             self._account(cls, row, -1)
         indexes = self._indexes[cls]
         moved: dict[str, object] = {}  # indexed field -> the value it was under
+        sets = _SETS[cls]
         for k, v in values.items():
-            f = CLASSES[cls].fields[k]
-            if f.kind == "set":
+            if k in sets:
                 v = sorted(set(v))
             old = row[k]
             if old == v and type(old) is type(v):
@@ -606,6 +622,7 @@ class Txn:
 
     # --- the per-host switch rows (network.md §3) ------------------------------------------------
     def switch(self, host_uuid: str):
+        self._handed_out[host_uuid] = None
         s = self.switches.get(host_uuid)
         if s is None:
             from vmctl import ovs
@@ -638,9 +655,11 @@ class Txn:
         self.switches[host] = None  # type: ignore[assignment]
 
     def invalidate_views(self) -> None:
-        for s in self.switches.values():
+        for host in self._handed_out:
+            s = self.switches.get(host)
             if s is not None:
                 s.invalidate_view()
+        self._handed_out.clear()
 
     def _flush_switches(self) -> None:
         for host, s in self.switches.items():
@@ -665,7 +684,7 @@ class Txn:
                     d = dict(r)
                     d["host"] = host
                     for k in js:
-                        d[k] = json.dumps(d[k], sort_keys=True, separators=(",", ":"))
+                        d[k] = _json_text(d[k])
                     (upd if o is not None else ins).append(d)
                     self._record_switch(name, u, o, r)
                 if ins:
