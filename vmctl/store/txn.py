@@ -96,10 +96,28 @@ _SETS = {name: frozenset(f.name for f in c.stored_fields if f.kind == "set") for
 _SCALARS = {
     name: frozenset(f.name for f in c.stored_fields if f.kind == "scalar") for name, c in CLASSES.items()
 }
-# What one SQL query costs, in rows read (statement, round trip, result set): a class is read
-# whole once its queries in a transaction have cost as many rows as it holds, so a transaction
-# pays at most about twice the cheaper of the two ways, whatever the number of queries to come.
+# The cost of SQL queries, counted in rows loaded (fetched and decoded into a row dict): a class
+# is read whole once its queries in a transaction have cost as many rows as it holds, so a
+# transaction pays at most about twice the cheaper of the two ways, whatever the queries to come.
+# A statement costs about as much as loading 16 rows; the database scans about 32 rows (an index
+# range, then each row's other columns) in the time one row is loaded.
 QUERY_COST_ROWS = 16
+SCANNED_PER_LOADED = 32
+
+
+def _narrowing(cls: str) -> dict[str, str | None]:
+    """The fields an SQL index of the class (store/schema.py) narrows a query by -> the class a
+    reference points to (a query reads about the class's share of one such object), or None
+    for about one row (uuid, name-label, address)."""
+    t = schema.TABLES[cls]
+    cols = {c.name for c in t.primary_key.columns} | {c.name for i in t.indexes for c in i.columns}
+    fields = CLASSES[cls].fields
+    return {
+        f: (fields[f].ref_class if fields[f].is_ref else None) for f in (c.replace("_", "-") for c in cols)
+    }
+
+
+_NARROWING = {name: _narrowing(name) for name in CLASSES}
 
 # sets and maps as stored (one encoder for every row: json.dumps would build one per value)
 _to_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
@@ -259,11 +277,23 @@ class Txn:
             if row is None:
                 row = cache[u] = from_sql(cls, rec)
             out.append(row)
-        cost = self._sql_cost.get(cls, 0) + QUERY_COST_ROWS + len(out)
+        scanned = self._rows_scanned(cls, crit)
+        cost = self._sql_cost.get(cls, 0) + QUERY_COST_ROWS + len(out) + scanned // SCANNED_PER_LOADED
         self._sql_cost[cls] = cost
         if cost >= self._stored_rows(cls):
             self._load(cls)
         return out
+
+    def _rows_scanned(self, cls: str, crit: dict) -> int:
+        """About how many rows the database reads to answer a query: those its most narrowing
+        indexed criterion leaves, rows spread evenly (a pool= criterion alone leaves the pool's
+        share of the class, which is all of it in a one-pool inventory); all without one."""
+        n = stored = self._stored_rows(cls)
+        for k in crit:
+            if k in _NARROWING[cls]:
+                ref = _NARROWING[cls][k]
+                n = min(n, 1 if ref is None else -(-stored // max(1, self._stored_rows(ref))))
+        return n
 
     def _stored_rows(self, cls: str) -> int:
         n = self._stored.get(cls)
