@@ -18,8 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from bench import common
+
+ROOT = Path(__file__).resolve().parents[2]  # `python -m vmctl` from here runs this checkout's code
 
 SUITE = "scale"
 DEFAULT_SCENARIO = "S1"
@@ -36,14 +39,14 @@ DEMO_RATIO_MAX = 15.0  # ten times the objects: linear ≈ 10×, the quadratic d
 PAIRS_RATIO_MAX = 2.5  # twice the pairs: linear ≈ 2×, quadratic 4×
 
 
-def _vmctl(tmp: str, db: str, *args: str) -> tuple[float, str]:
+def _vmctl(db: str, *args: str) -> tuple[float, str]:
     """(wall seconds, stdout) of one whole `python -m vmctl` process on inventory db."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
     t0 = time.perf_counter()
     p = subprocess.run(
         [sys.executable, "-m", "vmctl", f"--db={db}", *args],
         env=env,
-        cwd=tmp,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
@@ -56,9 +59,7 @@ def _vmctl(tmp: str, db: str, *args: str) -> tuple[float, str]:
 
 def _demo(tmp: str, hosts: int, vms: int, seed: int) -> tuple[float, str]:
     db = os.path.join(tmp, f"demo-{hosts}-{vms}.db")
-    t, out = _vmctl(
-        tmp, db, "demo", "--pools", "1", "--hosts", str(hosts), "--vms", str(vms), "--seed", str(seed)
-    )
+    t, out = _vmctl(db, "demo", "--pools", "1", "--hosts", str(hosts), "--vms", str(vms), "--seed", str(seed))
     return t, out.strip().split(": ", 1)[1]  # the summary after "demo (seed S): "
 
 
@@ -71,14 +72,14 @@ def _pairs(tmp: str, n: int) -> tuple[float, int]:
         f.write("- pool-create name-label=bench\n")
         f.write("- host-add name-label=h1 address=10.0.0.1 cpu-count=64 memory-total=512GiB pool=bench\n")
         f.write("- network-create name-label=net pool=bench\n")
-    _vmctl(tmp, db, "batch", setup)
+    _vmctl(db, "batch", setup)
     batch = os.path.join(tmp, f"pairs-{n}.yaml")
     with open(batch, "w") as f:
         for i in range(n):
             f.write(f"- vm-create name-label=p{i:06d} memory=1GiB\n")
             f.write(f"- vif-create vm-uuid=p{i:06d} network-uuid=net device=0\n")
-    t, _ = _vmctl(tmp, db, "batch", batch)
-    _, vifs = _vmctl(tmp, db, "vif-list", "--minimal")
+    t, _ = _vmctl(db, "batch", batch)
+    _, vifs = _vmctl(db, "vif-list", "--minimal")
     return t, len([v for v in vifs.strip().split(",") if v])
 
 
