@@ -413,7 +413,7 @@ def max_failures(
 # Admission control (engine.md §3.4)
 # ---------------------------------------------------------------------------------------------------
 def admission_applies(pool: PoolState) -> bool:
-    return pool.ha_enabled and not pool.ha_allow_overcommit and not pool.ha_overcommitted
+    return pool.admission_control
 
 
 def admission_error(

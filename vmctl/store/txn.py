@@ -189,6 +189,24 @@ class Txn:
             out.append(row)
         return out
 
+    def select_containing(self, cls: str, field: str, value: str) -> list[dict]:
+        """Rows whose set field `field` holds `value` (a VM group's members, say): the database
+        narrows them by the JSON text, the exact test is on the parsed set."""
+        if cls in self._complete:
+            return [r for r in self._rows[cls].values() if value in r[field]]
+        self.flush(cls)
+        t = schema.TABLES[cls]
+        col = t.c[field.replace("-", "_")]
+        cache = self._rows[cls]
+        out = []
+        for rec in self.conn.execute(sa.select(t).where(col.contains(json.dumps(value), autoescape=True))):
+            row = cache.get(rec[0])
+            if row is None:
+                row = cache[rec[0]] = from_sql(cls, rec)
+            if value in row[field]:
+                out.append(row)
+        return out
+
     def one_or_none(self, cls: str, **where) -> dict | None:
         rows = self.select(cls, **where)
         return rows[0] if rows else None
