@@ -336,20 +336,25 @@ def _build_placement_state(txn, ps: PoolState) -> PoolState:
     _add_infrastructure(txn, ps, sums.vif_networks(txn, ps.uuid))
     loads = {h: HostLoad() for h in ps.hosts}
     dynamic = ps.memory_policy != "none"
-    for host, resident, *v in sums.vm_load_sums(txn, ps.uuid, capacity.STATIC_MAX_PER_OVERHEAD_MIB):
+    for resident_on, scheduled_on, *v in sums.vm_load_sums(
+        txn, ps.uuid, capacity.STATIC_MAX_PER_OVERHEAD_MIB
+    ):
         n, vcpus, static_max, dynamic_max, floor, units, p_n, p_vcpus, p_static_max, p_units = v
-        ld = loads.setdefault(host, HostLoad())
         overhead = capacity.overhead_of(n, vcpus, units)
-        ld.count += n
-        ld.vcpus += vcpus
-        ld.mem_st += static_max + overhead
-        ld.mem_max += dynamic_max + overhead
-        ld.mem_min += floor + overhead
-        ld.mem += (floor if dynamic else static_max) + overhead
-        if resident:  # protection counts on the resident host only (HostLoad)
-            ld.prot_count += p_n
-            ld.prot_vcpus += p_vcpus
-            ld.prot_mem_st += p_static_max + capacity.overhead_of(p_n, p_vcpus, p_units)
+        for host in (resident_on, scheduled_on):
+            if host is None:
+                continue
+            ld = loads.setdefault(host, HostLoad())
+            ld.count += n
+            ld.vcpus += vcpus
+            ld.mem_st += static_max + overhead
+            ld.mem_max += dynamic_max + overhead
+            ld.mem_min += floor + overhead
+            ld.mem += (floor if dynamic else static_max) + overhead
+            if host == resident_on:  # protection counts on the resident host only (HostLoad)
+                ld.prot_count += p_n
+                ld.prot_vcpus += p_vcpus
+                ld.prot_mem_st += p_static_max + capacity.overhead_of(p_n, p_vcpus, p_units)
     ps.set_counted_loads(loads, {})
     return ps
 
