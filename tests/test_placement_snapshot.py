@@ -193,3 +193,32 @@ def test_a_run_of_starts_keeps_the_partial_snapshot_current(tmp_path):
     finally:
         mp.undo()
         store.dispose()
+
+
+def test_network_availability_for_many_hosts_reads_as_one_host_at_a_time(tmp_path):
+    """The switches of many hosts read at once are the sessions each host's own read gives, and
+    the hosts with a network are those network_available finds one by one (demo inventory: VLAN
+    and plain networks, VIFs plugged)."""
+    from cli_helpers import run_cli
+
+    from vmctl import xenet
+
+    db = tmp_path / "d.db"
+    assert run_cli(db, "demo", "--pools", "2", "--hosts", "6", "--vms", "40", "--seed", "5").returncode == 0
+
+    def one_by_one(txn):
+        hosts = sorted(h["uuid"] for h in txn.all("host"))
+        nets = {
+            n["uuid"]: {h for h in hosts if xenet.network_available(txn, n, h)} for n in txn.all("network")
+        }
+        return hosts, nets, {h: txn.switch(h).records() for h in hosts}
+
+    hosts, nets, records = with_txn(db, one_by_one, write=False)
+
+    def at_once(txn):
+        txn.load_switches(hosts)
+        assert {h: txn.switch(h).records() for h in hosts} == records
+        return {n["uuid"]: xenet.hosts_with_network(txn, n, hosts) for n in txn.all("network")}
+
+    assert with_txn(db, at_once, write=False) == nets
+    assert any(nets.values()) and any(len(v) < len(hosts) for v in nets.values())

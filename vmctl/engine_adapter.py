@@ -420,8 +420,10 @@ def _add_infrastructure(txn, ps: PoolState, vif_networks: set[str]) -> None:
     for pf in pifs:
         speeds[pf["host"]].append((pf["network"], pf["speed"] or None))
     master = txn.get("pool", pool_uuid)["master"]
+    host_uuids = [h["uuid"] for h in hosts]
+    where = {n: xenet.hosts_with_network(txn, nets[n], host_uuids) for n in used}
     for h in hosts:
-        available = frozenset(n for n in used if xenet.network_available(txn, nets[n], h["uuid"]))
+        available = frozenset(n for n in used if h["uuid"] in where[n])
         ratio = _float(h["other-config"].get("vcpu-allocation-ratio"), None)
         ps.add_host(
             HostState(
