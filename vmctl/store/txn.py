@@ -95,13 +95,15 @@ def to_sql(cls: str, row: dict) -> dict:
     return out
 
 
+_NAMES = {name: tuple(f for f, _ in cols) for name, cols in _COLS.items()}
+
+
 def from_sql(cls: str, rec) -> dict:
-    js = _JSON[cls]
-    row = {}
-    for (fname, _col), v in zip(_COLS[cls], rec):
-        if fname in js:
-            v = json.loads(v)
-        row[fname] = v
+    row = dict(zip(_NAMES[cls], rec))
+    for f in _JSON[cls]:
+        v = row[f]
+        # most sets and maps are empty: no decoder call for them (every read of many rows)
+        row[f] = [] if v == "[]" else {} if v == "{}" else json.loads(v)
     return row
 
 
