@@ -51,3 +51,22 @@ def test_the_whole_table_does_not_depend_on_what_was_imported_first():
     assert _run("vdi-create", "vm-start")["table"] == whole["table"]
     # a generic command needs every family's param hooks: it loads the whole table
     assert len(_run("vm-param-set")["families"]) > 10
+
+
+def test_one_transaction_runs_without_the_cycle_collector_and_a_utility_with_it(tmp_path, monkeypatch):
+    """vmctl/__main__.py turns the cyclic garbage collector off for a command chain (one short
+    transaction) and run_utility turns it back on for batch, demo and the other utilities."""
+    import gc
+
+    from vmctl.__main__ import main
+
+    monkeypatch.setenv("VMCTL_DB", str(tmp_path / "gc.db"))
+    seen = []
+    try:
+        assert main(["pool-create", "name-label=p", "--", "pool-list", "--minimal"]) == 0
+        seen.append(gc.isenabled())
+        assert main(["help", "vm-start"]) == 0
+        seen.append(gc.isenabled())
+    finally:
+        gc.enable()
+    assert seen == [False, True]
