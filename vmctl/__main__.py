@@ -39,6 +39,10 @@ def _entry() -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         pass
+    # The interpreter's exit runs a last collection over every object still alive (SQLAlchemy's,
+    # NumPy's, the rows read): a quarter of a vm-start's time, for nothing, as the process ends
+    # here. Frozen objects are left out of it.
+    gc.freeze()
     raise SystemExit(code)
 
 
