@@ -413,6 +413,8 @@ class Txn:
 
     def flush(self, cls: str | None = None) -> None:
         for c in [cls] if cls else list(CLASSES):
+            if not (self._deleted[c] or self._new[c] or self._dirty[c]):
+                continue
             t = schema.TABLES[c]
             dels = list(self._deleted[c])
             if dels:
