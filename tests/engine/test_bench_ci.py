@@ -10,7 +10,19 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SUITES = ("place", "pack", "replay", "ha", "migrate", "evacuate", "rebalance", "startup", "ovs", "commit")
+SUITES = (
+    "place",
+    "pack",
+    "replay",
+    "ha",
+    "migrate",
+    "evacuate",
+    "rebalance",
+    "startup",
+    "ovs",
+    "commit",
+    "vmstart",
+)
 
 
 def _run(suite: str):
