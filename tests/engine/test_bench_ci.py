@@ -23,6 +23,7 @@ SUITES = (
     "ovs",
     "commit",
     "scale",
+    "vmstart",
 )
 
 

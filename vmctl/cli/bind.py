@@ -245,9 +245,9 @@ def bind_values(cmd: Command, values: dict) -> Bound:
 
 
 def lookup(name: str) -> Command:
-    from vmctl.commands import load
+    from vmctl.commands import find
 
-    cmd = load().get(name)
+    cmd = find(name)
     if cmd is None:
         raise unknown_command(name)
     return cmd

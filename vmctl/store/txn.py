@@ -140,13 +140,15 @@ def to_sql(cls: str, row: dict) -> dict:
     return out
 
 
+_NAMES = {name: tuple(f for f, _ in cols) for name, cols in _COLS.items()}
+
+
 def from_sql(cls: str, rec) -> dict:
-    js = _JSON[cls]
-    row = {}
-    for (fname, _col), v in zip(_COLS[cls], rec):
-        if fname in js:
-            v = json.loads(v)
-        row[fname] = v
+    row = dict(zip(_NAMES[cls], rec))
+    for f in _JSON[cls]:
+        v = row[f]
+        # most sets and maps are empty: no decoder call for them (every read of many rows)
+        row[f] = [] if v == "[]" else {} if v == "{}" else json.loads(v)
     return row
 
 
@@ -364,6 +366,24 @@ class Txn:
             if not b:
                 del idx[v]
                 self._unordered.discard((cls, f, v))
+
+    def select_containing(self, cls: str, field: str, value: str) -> list[dict]:
+        """Rows whose set field `field` holds `value` (a VM group's members, say): the database
+        narrows them by the JSON text, the exact test is on the parsed set."""
+        if cls in self._complete:
+            return [r for r in self._rows[cls].values() if value in r[field]]
+        self.flush(cls)
+        t = schema.TABLES[cls]
+        col = t.c[field.replace("-", "_")]
+        cache = self._rows[cls]
+        out = []
+        for rec in self.conn.execute(sa.select(t).where(col.contains(json.dumps(value), autoescape=True))):
+            row = cache.get(rec[0])
+            if row is None:
+                row = cache[rec[0]] = from_sql(cls, rec)
+            if value in row[field]:
+                out.append(row)
+        return out
 
     def one_or_none(self, cls: str, **where) -> dict | None:
         rows = self.select(cls, **where)
@@ -583,6 +603,8 @@ class Txn:
 
     def flush(self, cls: str | None = None) -> None:
         for c in [cls] if cls else list(CLASSES):
+            if not (self._deleted[c] or self._new[c] or self._dirty[c]):
+                continue
             t = schema.TABLES[c]
             dels = list(self._deleted[c])
             if dels:
@@ -662,19 +684,36 @@ class Txn:
             self.switches[host_uuid] = s
         return s
 
+    def load_switches(self, hosts: list[str]) -> None:
+        """Read the switch rows of many hosts at once (one query per table, not per host): what
+        `switch` then returns for each, as if it had read them itself."""
+        from vmctl import ovs
+
+        todo = [h for h in dict.fromkeys(hosts) if h not in self.switches]
+        if len(todo) < 2:
+            return
+        for i in range(0, len(todo), 500):
+            chunk = todo[i : i + 500]
+            for host, records in self._read_switches(chunk).items():
+                self.switches[host] = ovs.Session(host, records, self.new_uuid, self.warn_raw)
+
     def _load_switch(self, host: str) -> dict[str, list[dict]]:
-        out: dict[str, list[dict]] = {}
+        return self._read_switches([host])[host]
+
+    def _read_switches(self, hosts: list[str]) -> dict[str, dict[str, list[dict]]]:
+        out: dict[str, dict[str, list[dict]]] = {h: {} for h in hosts}
         for name, t in schema.OVS_TABLES.items():
             js = schema.OVS_JSON[name]
-            rows = []
-            for rec in self.conn.execute(sa.select(t).where(t.c.host == host).order_by(t.c.uuid)):
+            for h in hosts:
+                out[h][name] = []
+            q = sa.select(t).where(t.c.host.in_(hosts)).order_by(t.c.host, t.c.uuid)
+            for rec in self.conn.execute(q):
                 d = dict(rec._mapping)
-                d.pop("host")
+                host = d.pop("host")
                 for k in js:
                     d[k] = json.loads(d[k])
-                rows.append(d)
-            out[name] = rows
-        self._switch_loaded[host] = out
+                out[host][name].append(d)
+        self._switch_loaded.update(out)
         return out
 
     def drop_switch(self, host: str) -> None:
