@@ -523,6 +523,9 @@ def test_vbd_create_check_order(st, disks):
     ro = st("vdi-create", **{"sr-uuid": ext, "name-label": "ro", "virtual-size": "1GiB", "read-only": "true"})
     e = st.err("vbd-create", **{"vm-uuid": vm, "device": "16", "vdi-uuid": ro})
     assert e.code == "INVALID_DEVICE"
+    # --may-exist looks for the device first: a number beyond any integer column is still just invalid
+    p = st.cli("vbd-create", f"vm-uuid={vm}", "device=" + "9" * 26, f"vdi-uuid={ro}", "--may-exist")
+    assert p.returncode == 1 and p.stderr.startswith("vmctl: INVALID_DEVICE:"), p.stderr
     e = st.err("vbd-create", **{"vm-uuid": vm, "device": "0", "vdi-uuid": ro})
     assert e.code == "DEVICE_ALREADY_EXISTS" and _p(e) == {"device": 0}
     assert (

@@ -16,11 +16,12 @@ def _state(txn, pool_uuid: str):
 def refresh_ha_status(txn) -> None:
     """After committed changes while HA is enabled: recompute ha-overcommitted and
     ha-plan-exists-for (the target when the plan holds, else the largest smaller proven r)."""
+    pools = txn.select("pool", ha_enabled=True)
+    if not pools:
+        return
     from vmctl.engine import ha
 
-    pools = txn.select("pool", ha_enabled=True)
-    if pools:
-        check_touched_agility(txn, {p["uuid"] for p in pools})
+    check_touched_agility(txn, {p["uuid"] for p in pools})
     for p in pools:
         over, exists_for = ha.recompute_status(_state(txn, p["uuid"]))
         if p["ha-overcommitted"] != over or p["ha-plan-exists-for"] != exists_for:

@@ -168,14 +168,15 @@ def param_hook(cls: str):
 
 
 PARAM_SETTERS: dict[tuple[str, str], object] = {}
+# (class, help) of each setter, in declaration order: added to <class>-param-set's help once the
+# whole table is loaded (vmctl.commands.load), as a family module may be imported alone
+PARAM_SETTER_HELP: list[tuple[str, str]] = []
 
 
 def param_setter(cls: str, field: str, help: str):
     def deco(fn):
         PARAM_SETTERS[(cls, field)] = fn
-        from vmctl.commands.table import COMMANDS
-
-        COMMANDS[f"{cls}-param-set"].help += "; " + help
+        PARAM_SETTER_HELP.append((cls, help))
         return fn
 
     return deco

@@ -125,7 +125,7 @@ def overprovision_warning(txn, before: dict[str, int], quiet: bool = False) -> N
 # --- visibility and holding -------------------------------------------------------------------------
 def sr_attached(txn, sr_uuid: str) -> bool:
     """The SR has at least one attached PBD (else SR_HAS_NO_PBDS)."""
-    return any(p["currently-attached"] for p in txn.select("pbd", sr=sr_uuid))
+    return txn.exists("pbd", sr=sr_uuid, currently_attached=True)
 
 
 def require_attached(txn, sr: dict) -> None:
@@ -135,7 +135,7 @@ def require_attached(txn, sr: dict) -> None:
 
 def sr_visible(txn, sr_uuid: str, host_uuid: str) -> bool:
     """An SR is visible from a host iff it has an attached PBD for it (model.md §1.5)."""
-    return any(p["currently-attached"] for p in txn.select("pbd", sr=sr_uuid, host=host_uuid))
+    return txn.exists("pbd", sr=sr_uuid, host=host_uuid, currently_attached=True)
 
 
 def vm_vdis(txn, vm: dict) -> list[tuple[str, str]]:

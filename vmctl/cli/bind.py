@@ -245,9 +245,9 @@ def bind_values(cmd: Command, values: dict) -> Bound:
 
 
 def lookup(name: str) -> Command:
-    from vmctl.commands import load
+    from vmctl.commands import find
 
-    cmd = load().get(name)
+    cmd = find(name)
     if cmd is None:
         raise unknown_command(name)
     return cmd
@@ -344,8 +344,8 @@ def _gnu_value(cmd: Command, arg, text: str) -> object:
             ) from None
         lo, hi = arg.bounds or (None, None)
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise UsageError(
-                f"{cmd.name}: argument {arg.name}: {what} must be between {lo} and {hi}", command=cmd.name
-            )
+            # no upper bound: the command itself refuses what is too large, saying why
+            rule = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+            raise UsageError(f"{cmd.name}: argument {arg.name}: {what} must be {rule}", command=cmd.name)
         return v
     return text

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from vmctl import derived, units
-from vmctl.commands.table import Arg, Command, Ctx, Records, Value, register
+from vmctl.commands.table import COMMANDS, Arg, Command, Ctx, Records, Value, register
 from vmctl.errors import MESSAGES, VmctlError
 from vmctl.fields import (
     PARAM_HOOKS,
+    PARAM_SETTER_HELP,
     PARAM_SETTERS,
     hidden_filter,
     lookup_field,
@@ -226,6 +227,13 @@ _PARAMS = Arg("params", "string", False, "fields to show: a,b,c or all")
 
 def _bind(fn, cls):
     return lambda ctx: fn(ctx, cls)
+
+
+def describe_param_setters() -> None:
+    """Each family's param setters in the help of its <class>-param-set (the whole table
+    loaded: vmctl.commands.load)."""
+    for cls, text in PARAM_SETTER_HELP:
+        COMMANDS[f"{cls}-param-set"].help += "; " + text
 
 
 def register_generic() -> None:

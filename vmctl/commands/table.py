@@ -21,7 +21,7 @@ class Arg:
     values: tuple[str, ...] = ()  # enum members (also offered by completion)
     repeat: bool = False  # may be given several times (values kept in order)
     complete: str | None = None  # class whose names complete this argument
-    bounds: tuple[int, int] | None = None  # the range of an int argument of a utility command
+    bounds: tuple[int, int | None] | None = None  # the range of an int argument of a utility command
     short: str = ""  # a utility command's one-letter spelling of an option: "-f" for --format
 
 
@@ -55,6 +55,9 @@ class Command:
     # Filled in by register(): a command acting on one object of its class takes the class key
     # and uuid= for it; giving both fails DUPLICATE_PARAMETER.
     aliases: dict[str, str] = field(default_factory=dict)
+    # the module of vmctl.commands declaring it ("vmpower"); register() takes its function's
+    # when not given. The generated index (commands/_index.py) maps command names to it.
+    module: str = ""
 
     def writes(self, flags) -> bool:
         """Whether a run with these flags (names without dashes) may write."""
@@ -121,6 +124,8 @@ def command(name: str, help: str, **kw) -> Callable:
 def register(cmd: Command) -> None:
     if cmd.name in COMMANDS:
         raise ValueError(f"command {cmd.name} declared twice")
+    if not cmd.module:
+        cmd.module = getattr(cmd.func, "__module__", "").rpartition("vmctl.commands.")[2]
     if cmd.style == "xe" and not cmd.list_of:
         cmd.aliases = {**object_aliases(cmd), **cmd.aliases}
     COMMANDS[cmd.name] = cmd

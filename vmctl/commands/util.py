@@ -57,9 +57,9 @@ def batch(call) -> int:
     "demo",
     "Build a realistic datacenter into an empty inventory and print a summary",
     (
-        Arg("--pools", "int", help="number of pools (default 3)", bounds=(1, 100000)),
-        Arg("--hosts", "int", help="number of hosts (default 24)", bounds=(1, 100000)),
-        Arg("--vms", "int", help="number of VMs (default 400)", bounds=(0, 1000000000)),
+        Arg("--pools", "int", help="number of pools (default 3, at most 256)", bounds=(1, None)),
+        Arg("--hosts", "int", help="number of hosts (default 24, at most 2,500)", bounds=(1, None)),
+        Arg("--vms", "int", help="number of VMs (default 400, at most 40,000)", bounds=(0, None)),
         Arg("--seed", "int", help="the seed (default 1)", bounds=(0, 1000000000)),
     ),
     "demo [--pools P] [--hosts N] [--vms M] [--seed S]",

@@ -8,7 +8,7 @@ from vmctl import storage
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
 from vmctl.pools import same_pool
-from vmctl.storage import check_device, plug, unplug
+from vmctl.storage import MAX_DEVICE, check_device, plug, unplug
 from vmctl.vms import bad_power_state, check_vm_operation
 
 
@@ -39,7 +39,9 @@ def vbd_create(ctx: Ctx):
     if vdi is not None:
         same_pool(txn, "vdi", vdi, vm["pool"])
     if ctx.flag("may-exist") and str(a["device"]).strip().isdigit():
-        for b in txn.select("vbd", vm=vm["uuid"], device=int(str(a["device"]).strip())):
+        # a number beyond every device cannot name an existing one (check_device refuses it below)
+        wanted = int(str(a["device"]).strip())
+        for b in txn.select("vbd", vm=vm["uuid"], device=wanted) if wanted <= MAX_DEVICE else ():
             return Value(b["uuid"])
     device = check_device(txn, vm, a["device"])
     vtype = a.get("type", "disk")

@@ -227,8 +227,7 @@ class Scheduler:
         return None
 
     def ha_active(self, ha: bool) -> bool:
-        p = self.pool
-        return ha and p.ha_enabled and not p.ha_allow_overcommit and not p.ha_overcommitted
+        return ha and self.pool.admission_control
 
     def ha_rejection(self, req: F.Request, host: str) -> tuple[int, str, F.Params] | None:
         """Filter 11: would the HA plan for the pool's target still exist with the item on host?"""
