@@ -63,6 +63,36 @@ def test_emulated_guests_use_software_emulation():
     assert root.get("type") == "qemu"
 
 
+def test_a_kernel_boot_names_the_files_and_the_command_line_and_no_boot_devices():
+    dom = DomainSpec(
+        VM,
+        "t",
+        256 * MiB,
+        256 * MiB,
+        1,
+        emulated=True,
+        kernel="/k/vmlinuz",
+        initrd="/k/i.img",
+        kernel_args="a=1 b",
+    )
+    root = parse(dom)
+    assert (root.findtext("os/kernel"), root.findtext("os/initrd"), root.findtext("os/cmdline")) == (
+        "/k/vmlinuz",
+        "/k/i.img",
+        "a=1 b",
+    )
+    assert root.findall("os/boot") == []
+    plain = parse(DomainSpec(VM, "t", 256 * MiB, 256 * MiB, 1, kernel="/k/vmlinuz"))
+    assert plain.findtext("os/kernel") == "/k/vmlinuz"
+    assert plain.find("os/initrd") is None and plain.find("os/cmdline") is None
+
+
+def test_without_a_kernel_the_firmware_boots_the_disks_then_the_cd():
+    root = parse(DomainSpec(VM, "t", 128 * MiB, 128 * MiB, 1))
+    assert [b.get("dev") for b in root.findall("os/boot")] == ["hd", "cdrom"]
+    assert root.find("os/kernel") is None
+
+
 def test_firmware_only_guest_has_no_disks_and_no_nics():
     root = parse(DomainSpec(VM, "t", 128 * MiB, 128 * MiB, 1))
     assert root.findall("devices/disk") == []

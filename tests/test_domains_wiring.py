@@ -190,6 +190,48 @@ def test_the_domain_carries_disks_in_device_order_and_nics_on_their_bridges(pool
     assert fake.changes()[0][1] == "h1"  # the local SR's host: the only one that sees the disks
 
 
+def test_a_vm_with_a_kernel_boots_from_it(pool, fake):
+    ok(
+        pool,
+        "vm-param-set",
+        "uuid=v1",
+        "other-config:kernel=/var/cache/g/vmlinuz",
+        "other-config:initrd=/var/cache/g/initrd.img",
+        "other-config:kernel-args=console=ttyS0 dirty=32",
+    )
+    ok(pool, "vm-start", "vm=v1")
+    spec = fake.specs[vm(pool)["uuid"]]
+    assert (spec.kernel, spec.initrd, spec.kernel_args) == (
+        "/var/cache/g/vmlinuz",
+        "/var/cache/g/initrd.img",
+        "console=ttyS0 dirty=32",
+    )
+
+
+def test_a_vm_without_a_kernel_boots_its_firmware(pool, fake):
+    ok(pool, "vm-start", "vm=v1")
+    spec = fake.specs[vm(pool)["uuid"]]
+    assert (spec.kernel, spec.initrd, spec.kernel_args) == ("", "", "")
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        (["other-config:kernel=vmlinuz"], "kernel"),
+        (["other-config:kernel=/boot/vmlinuz", "other-config:initrd=initrd.img"], "initrd"),
+        (["other-config:initrd=/boot/initrd.img"], "initrd"),
+        (["other-config:kernel-args=console=ttyS0"], "kernel-args"),
+    ],
+)
+def test_a_kernel_boot_that_cannot_work_is_refused_and_nothing_starts(pool, fake, settings, key):
+    ok(pool, "vm-param-set", "uuid=v1", *settings)
+    rc, out, err = vmctl(pool, "vm-start", "vm=v1")
+    assert (rc, out) == (1, "")
+    assert err.startswith(f"vmctl: INVALID_VALUE: other-config:{key} ")
+    assert fake.changes() == []
+    assert vm(pool)["power-state"] == "halted"
+
+
 def test_a_failing_start_leaves_the_vm_halted_and_nothing_defined(pool, fake):
     fake.fail["domain_start"] = "internal error: process exited while connecting to monitor"
     rc, out, err = vmctl(pool, "vm-start", "vm=v1")

@@ -13,7 +13,10 @@ is released, and a failure puts the records back.
 
 A VM of a libvirt pool runs under software emulation (`type='qemu'`) instead of KVM when its
 `other-config:emulation` is `tcg` (a guest kernel that hangs under this machine's KVM, a host
-without /dev/kvm).
+without /dev/kvm). It boots straight from a kernel file on the host (libvirt's direct kernel
+boot) when its `other-config:kernel` names one, with `initrd` and `kernel-args` beside it: the
+files must be at that path on every host the VM may run on, as a migration starts the guest's
+QEMU on the destination from them.
 """
 
 from __future__ import annotations
@@ -61,7 +64,42 @@ def domain_spec(txn, vm: dict, host_uuid: str) -> DomainSpec:
         disks=tuple(disks),
         nics=tuple(nics),
         emulated=str(vm["other-config"].get("emulation", "")).lower() == "tcg",
+        **_direct_boot(vm),
     )
+
+
+# other-config keys of a direct kernel boot, and the DomainSpec fields they fill
+DIRECT_BOOT_KEYS = {"kernel": "kernel", "initrd": "initrd", "kernel-args": "kernel_args"}
+
+
+def _direct_boot(vm: dict) -> dict:
+    cfg = vm["other-config"]
+    return {field: str(cfg.get(key, "")) for key, field in DIRECT_BOOT_KEYS.items()}
+
+
+def check_direct_boot(vm: dict) -> None:
+    """A VM about to boot from a kernel file: absolute paths (they are read on the host, whatever
+    directory vmctl runs in), and no initrd or kernel-args without a kernel (they would be
+    ignored: the VM would boot its disks instead)."""
+    from vmctl.errors import VmctlError
+
+    cfg = vm["other-config"]
+    for key in ("kernel", "initrd"):
+        path = str(cfg.get(key, ""))
+        if path and not path.startswith("/"):
+            raise VmctlError(
+                "INVALID_VALUE",
+                f"other-config:{key} must be an absolute path on the host, not {path!r}",
+                [("name", f"other-config:{key}"), ("value", path)],
+            )
+    if not cfg.get("kernel"):
+        for key in ("initrd", "kernel-args"):
+            if cfg.get(key):
+                raise VmctlError(
+                    "INVALID_VALUE",
+                    f"other-config:{key} needs other-config:kernel (the kernel to boot with it)",
+                    [("name", f"other-config:{key}"), ("value", str(cfg[key]))],
+                )
 
 
 # --- the power transitions ---------------------------------------------------------------------------
@@ -81,6 +119,8 @@ def start(txn, vm: dict, host_uuid: str, paused: bool, image_vdi: str = "") -> N
     if real is None:
         return
     driver, host, name = real
+    if not image_vdi:  # a resumed guest keeps the kernel it booted with, in its memory image
+        check_direct_boot(vm)
     dom = domain_spec(txn, vm, host_uuid)
     if image_vdi:
         image = volume_spec(txn, txn.get("vdi", image_vdi), host_uuid)

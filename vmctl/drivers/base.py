@@ -109,6 +109,10 @@ class DomainSpec:
     disks: tuple[DiskSpec, ...] = ()
     nics: tuple[NicSpec, ...] = ()
     emulated: bool = False  # software emulation (no KVM), e.g. other-config:emulation=tcg
+    # direct kernel boot (other-config:kernel, initrd, kernel-args): files on the host; "" = firmware
+    kernel: str = ""
+    initrd: str = ""
+    kernel_args: str = ""
 
 
 @dataclass(frozen=True)

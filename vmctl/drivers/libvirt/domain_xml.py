@@ -9,6 +9,8 @@ What the XML says and why:
   CPU model (`-cpu host`, host-passthrough): the guest gets the hypervisor's default CPU, which
   every host of a pool can give, so a guest can move between hosts;
 * `<features><acpi/></features>`: without ACPI a clean shutdown request reaches no guest;
+* `<kernel>`, `<initrd>`, `<cmdline>` when the VM boots straight from a kernel file on the host
+  (no boot devices then: the firmware hands over to that kernel);
 * disks in VBD (userdevice) order, virtio; CD drives read-only on IDE (the bus every firmware
   boots CDs from), beyond four on SATA;
 * NICs on their network's bridge with their MAC, an Open vSwitch port when the bridge is one.
@@ -54,8 +56,15 @@ def domain_xml(dom: DomainSpec, paths: Mapping[str, str]) -> str:
     ET.SubElement(root, "vcpu", placement="static").text = str(dom.vcpus)
     os_ = ET.SubElement(root, "os")
     ET.SubElement(os_, "type").text = "hvm"
-    ET.SubElement(os_, "boot", dev="hd")
-    ET.SubElement(os_, "boot", dev="cdrom")
+    if dom.kernel:
+        ET.SubElement(os_, "kernel").text = dom.kernel
+        if dom.initrd:
+            ET.SubElement(os_, "initrd").text = dom.initrd
+        if dom.kernel_args:
+            ET.SubElement(os_, "cmdline").text = dom.kernel_args
+    else:
+        ET.SubElement(os_, "boot", dev="hd")
+        ET.SubElement(os_, "boot", dev="cdrom")
     features = ET.SubElement(root, "features")
     ET.SubElement(features, "acpi")
     for event, what in (("on_poweroff", "destroy"), ("on_reboot", "restart"), ("on_crash", "destroy")):
