@@ -103,6 +103,50 @@ def test_overrides():
     assert mg.stream_bandwidth_for(None, None, 64 * MiB) == 64 * MiB
 
 
+def test_calibration_knobs_come_from_the_pool_and_bad_values_are_ignored():
+    lim = mg.limits_for(
+        pool_other_config={"migration-setup-time": "250ms", "migration-memory-fraction": "0.89"}
+    )
+    assert (lim.setup_time, lim.memory_fraction) == (0.25, 0.89)
+    for bad in ({"migration-setup-time": "-1"}, {"migration-memory-fraction": "0"}):
+        assert mg.limits_for(pool_other_config=bad) == mg.Limits()
+    assert mg.limits_for(pool_other_config={"migration-memory-fraction": "1.5"}).memory_fraction == 1.0
+
+
+def test_setup_time_adds_to_the_total_time_only():
+    p = mg.predict(M16, 100 * MiB, 1190 * MiB, mg.Limits(setup_time=0.4))
+    q = mg.predict(M16, 100 * MiB, 1190 * MiB)
+    assert p.total_time == pytest.approx(q.total_time + 0.4, rel=1e-12)
+    assert (p.downtime, p.bytes, p.rounds) == (q.downtime, q.bytes, q.rounds)
+
+
+def test_memory_fraction_runs_the_whole_model_on_the_memory_that_holds_data():
+    """Zero pages cost QEMU a few bytes each: a guest with 89% of its memory written migrates
+    as a guest of 0.89·M would."""
+    p = mg.predict(M16, 64 * MiB, 128 * MiB, mg.Limits(memory_fraction=0.89))
+    q = mg.predict(0.89 * M16, 64 * MiB, 128 * MiB)
+    assert p == q and p.memory == 0.89 * M16
+    # so a migration can converge with it and not without (a smaller remainder)
+    lim = mg.Limits(downtime=1.0, max_rounds=2)
+    r = mg.predict(1024 * MiB, 64 * MiB, 128 * MiB, lim)
+    s = mg.predict(
+        1024 * MiB, 64 * MiB, 128 * MiB, mg.Limits(downtime=1.0, max_rounds=2, memory_fraction=0.5)
+    )
+    assert (r.converges, s.converges) == (False, True)
+
+
+def test_the_streams_ceiling_slows_the_model_but_not_the_rate_allowed():
+    lim = mg.limits_for(pool_other_config={"migration-max-rate": "180MiB/s"})
+    assert lim.max_rate == 180 * MiB
+    p = mg.predict(256 * MiB, 32 * MiB, 256 * MiB, lim)
+    q = mg.predict(256 * MiB, 32 * MiB, 180 * MiB)
+    assert p.rate == 256 * MiB  # what the hypervisor is told
+    assert (p.total_time, p.downtime, p.bytes, p.rounds) == (q.total_time, q.downtime, q.bytes, q.rounds)
+    below = mg.predict(256 * MiB, 32 * MiB, 128 * MiB, lim)
+    assert below == mg.predict(256 * MiB, 32 * MiB, 128 * MiB)  # a ceiling above R changes nothing
+    assert mg.limits_for(pool_other_config={"migration-max-rate": "0"}).max_rate == math.inf
+
+
 def test_resume_time_adds_to_total_and_downtime():
     lim = mg.Limits(resume_time=0.25)
     p = mg.predict(M16, 100 * MiB, 1190 * MiB, lim)

@@ -6,6 +6,19 @@ the tests all share one definition. Units are bytes, bytes/s and seconds through
 Round counting follows the spec: round 0 sends the whole memory M; while round i is being sent
 the guest dirties D·(M·λ^i)/R = M·λ^(i+1) bytes, so after k rounds the dirty remainder is M·λ^k
 and the stop-and-copy sends exactly that. Hence the closed forms used below.
+
+Two calibration knobs beyond the spec's inputs, neutral by default (the §4.2 vectors hold), both
+measured on real hosts (bench/suites/migrate_real.py):
+
+* the memory fraction f: QEMU sends a page that was never written (all zeros) as a few bytes, so
+  round 0 sends f·M where f is the share of the guest's memory that holds data. The rounds after
+  it carry pages the guest wrote, so the whole model runs on f·M;
+* the setup time Ts: what a real migration spends besides streaming memory (connecting, starting
+  the guest's process on the destination, the final handshake); it adds to the total time only,
+  while the resume time Tr adds to both the total time and the downtime;
+* the stream's ceiling C: the fastest the hosts stream a migration in practice, whatever rate
+  they are allowed (their CPUs, not the link, e.g. guests under software emulation). The model
+  runs at min(R, C); R stays the rate the migration is allowed (what the hypervisor is told).
 """
 
 from __future__ import annotations
@@ -27,6 +40,8 @@ DEFAULT_DIRTY_RATE = 32 * MiB  # B/s, pool default-dirty-rate
 DEFAULT_MAX_ROUNDS = 30
 DEFAULT_BYTE_FACTOR = 3.0
 DEFAULT_RESUME_TIME = 0.0
+DEFAULT_SETUP_TIME = 0.0
+DEFAULT_MEMORY_FRACTION = 1.0
 
 # Hints are bisected to this precision (engine.md §4.2).
 HINT_STEP = 0.1 * MiB
@@ -66,6 +81,9 @@ class Limits:
     max_rounds: int = DEFAULT_MAX_ROUNDS
     byte_factor: float = DEFAULT_BYTE_FACTOR
     resume_time: float = DEFAULT_RESUME_TIME
+    setup_time: float = DEFAULT_SETUP_TIME  # total time only (calibration, see the module doc)
+    memory_fraction: float = DEFAULT_MEMORY_FRACTION  # share of M sent as whole pages
+    max_rate: float = math.inf  # the stream's ceiling C in bytes/s (calibration)
 
 
 @dataclass(frozen=True)
@@ -216,9 +234,14 @@ def predict(
 
     `storage_bytes` (storage motion) is copied at the same rate before the memory phase: it adds
     to the total time, not to the downtime. Hints are attached only when it does not converge.
+    The limits' memory fraction scales `memory` first (the prediction's `memory` is the scaled
+    figure, what the stream carries), the stream runs at most at their ceiling (the prediction's
+    `rate` stays the rate allowed), and their setup time adds to the total time.
     """
     if rate <= 0 or math.isnan(rate):
         raise ValueError("migration rate must be positive")
+    memory = memory * limits.memory_fraction
+    allowed, rate = rate, min(rate, limits.max_rate)
     k, reason, lam = _stop(memory, dirty_rate, rate, limits)
     sent = _sent(memory, lam, k)
     remainder = memory * lam**k
@@ -232,12 +255,12 @@ def predict(
     return Prediction(
         memory=memory,
         dirty_rate=dirty_rate,
-        rate=rate,
+        rate=allowed,
         downtime_target=limits.downtime,
         rounds=k,
         bytes=sent,
         storage_bytes=storage_bytes,
-        total_time=(storage_bytes + sent) / rate + limits.resume_time,
+        total_time=(storage_bytes + sent) / rate + limits.resume_time + limits.setup_time,
         downtime=remainder / rate + limits.resume_time,
         stop_reason=reason,
         dirty_rate_at_or_above_bandwidth=lam >= 1.0,
@@ -275,20 +298,26 @@ def limits_for(
     pool_downtime: float | None = None,
     downtime: float | None = None,
 ) -> Limits:
-    """Limits from `downtime=`, else the pool's migration-downtime [300 ms]; max rounds and byte
-    factor from the pool's other-config; resume time from the VM's other-config, else the pool's.
-    """
+    """Limits from `downtime=`, else the pool's migration-downtime [300 ms]; max rounds, byte
+    factor and the calibration (setup time, memory fraction, max rate) from the pool's
+    other-config; resume time from the VM's other-config, else the pool's."""
     d = downtime if downtime is not None else pool_downtime if pool_downtime is not None else DEFAULT_DOWNTIME
     rounds = _num(pool_other_config, "migration-max-rounds")
     factor = _num(pool_other_config, "migration-byte-factor")
     tr = _num(vm_other_config, "migration-resume-time")
     if tr is None:
         tr = _num(pool_other_config, "migration-resume-time")
+    ts = _num(pool_other_config, "migration-setup-time")
+    f = _num(pool_other_config, "migration-memory-fraction")
+    cap = _num(pool_other_config, "migration-max-rate")
     return Limits(
         downtime=float(d),
         max_rounds=int(rounds) if rounds is not None and rounds >= 0 else DEFAULT_MAX_ROUNDS,
         byte_factor=factor if factor is not None and factor > 0 else DEFAULT_BYTE_FACTOR,
         resume_time=tr if tr is not None and tr >= 0 else DEFAULT_RESUME_TIME,
+        setup_time=ts if ts is not None and ts >= 0 else DEFAULT_SETUP_TIME,
+        memory_fraction=f if f is not None and 0 < f <= 1 else DEFAULT_MEMORY_FRACTION,
+        max_rate=cap if cap is not None and cap > 0 else math.inf,
     )
 
 
