@@ -161,6 +161,8 @@ MESSAGES: dict[str, str] = {
     "VM_NO_SUSPEND_SR": "The VM has no suspend SR and its pool no default SR; set the VM's suspend SR or the pool's default SR",
     "REVERT_ONLY_ALLOWED_ON_SNAPSHOT": "Only a snapshot can be reverted to; name a snapshot",
     "VM_IS_NOT_A_SNAPSHOT": "The VM is not a snapshot; name a snapshot",
+    "VM_IS_NOT_A_TEMPLATE": "The VM is not a template (or is a snapshot); name a template",
+    "VDI_NEEDS_VM_FOR_MIGRATE": "No VM uses the VDI; vdi-copy copies a disk no VM uses",
 }
 
 
