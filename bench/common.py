@@ -10,6 +10,7 @@ import platform
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,32 @@ def timing_summary(ns: list[int], warmup: int = WARMUP) -> dict[str, float]:
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
     keys = runs[0].keys()
     return {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
+
+
+def load_spread(loads: Iterable[tuple[float, float]]) -> dict[str, float]:
+    """The spreading figures of a placement, over every host of the fleet, loads as fractions of
+    capacity ((memory, vCPU) per host): the lowest and highest memory load, and per dimension the
+    population standard deviation σ_d, the imbalance measure of pool-rebalance (engine.md §5). A
+    spreading policy keeps σ small; a dense one leaves hosts empty (min 0)."""
+    mem, cpu = [], []
+    for m, c in loads:
+        mem.append(m)
+        cpu.append(c)
+    if not mem:
+        return {"mem-load-min": 0.0, "mem-load-max": 0.0, "sigma-memory": 0.0, "sigma-vcpu": 0.0}
+    return {
+        "mem-load-min": round(min(mem), 3),
+        "mem-load-max": round(max(mem), 3),
+        "sigma-memory": round(statistics.pstdev(mem), 4),
+        "sigma-vcpu": round(statistics.pstdev(cpu), 4),
+    }
+
+
+def table_loads(table: Any) -> list[tuple[float, float]]:
+    """(memory, vCPU) load fractions per host of an engine HostTable."""
+    mem = (table.mem / table.mem_cap_f).tolist()
+    cpu = (table.vcpu / table.vcpu_cap_f).tolist()
+    return list(zip(mem, cpu))
 
 
 def machine() -> dict[str, Any]:

@@ -145,6 +145,20 @@ def test_sr_create_errors(st):
     assert p.stderr.startswith("vmctl: MISSING_PARAMETER:") and "  name: host" in p.stderr
 
 
+def test_a_file_sr_is_shared_only_in_a_libvirt_pool(st):
+    """drivers.md §3: in a libvirt pool, a file SR may be one directory of a cluster filesystem that
+    every host mounts; in a simulated pool a file SR stays local."""
+    e = st.err("sr-create", **{"name-label": "x", "type": "file", "physical-size": "1GiB", "shared": "true"})
+    assert e.code == "INVALID_VALUE" and _p(e) == {"name": "shared", "value": "true"}
+    st("pool-create", **{"name-label": "real", "driver": "libvirt"})
+    args = {"name-label": "gfs", "type": "file", "physical-size": "1GiB", "pool": "real"}
+    sr = st("sr-create", **args, shared="true", **{"device-config:path": "/srv/gfs"})
+    row = st("sr-list", uuid=sr, params="all")[0]
+    assert row["shared"] is True and row["host"] == ""
+    # without shared=true it is still a local SR, which needs its host
+    assert st.err("sr-create", **{**args, "name-label": "local"}).code == "MISSING_PARAMETER"
+
+
 def test_sr_list_accounting_and_overprovisioning_warning(st):
     sr = st("sr-create", **{"name-label": "small", "type": "ext", "physical-size": "10GiB", "host": "h1"})
     st("vdi-create", **{"sr-uuid": sr, "name-label": "a", "virtual-size": "8GiB"})

@@ -27,6 +27,7 @@ from vmctl.engine.snapshot import (
     VMState,
     parse_version,
 )
+from vmctl.pools import CPU_VERDICT
 
 
 def _float(text, default: float | None) -> float | None:
@@ -128,6 +129,17 @@ class _Memo:
         self.snapshots: dict[str, tuple[PoolState, int]] = {}  # pool uuid -> (snapshot, txn.writes)
         self.journal_head: tuple[int, str] | None = None
         self.carry_registered = False
+        # pool uuid -> (snapshot, its pool cpu-flags): a memoized snapshot's hosts never change
+        # (sync_vm moves VMs only), so a run of boots intersects the hosts' flags once
+        self.cpu_flags: dict[str, tuple[PoolState, frozenset[str]]] = {}
+
+    def pool_cpu_flags(self, ps: PoolState) -> frozenset[str]:
+        from vmctl.engine import snapshot
+
+        hit = self.cpu_flags.get(ps.uuid)
+        if hit is None or hit[0] is not ps:
+            hit = self.cpu_flags[ps.uuid] = (ps, snapshot.pool_cpu_flags(ps))
+        return hit[1]
 
     def current(self, txn, pool_uuid: str) -> PoolState | None:
         """The memoized snapshot while nothing was written since it was made."""
@@ -319,6 +331,9 @@ def _build_pool_state(txn, pool_uuid: str) -> PoolState:
                 pif_speeds=tuple(sorted(speeds.get(h["uuid"], []), key=lambda x: (x[0], x[1] or 0))),
                 is_master=h["uuid"] == p["master"],
                 other_config=tuple(sorted((str(k), str(v)) for k, v in h["other-config"].items())),
+                cpu_compatible=None
+                if p["driver"] == "sim"
+                else h["other-config"].get(CPU_VERDICT) != "false",
             )
         )
     for g in txn.select("vm-group", pool=pool_uuid):
@@ -336,17 +351,17 @@ def levelled_flags(txn, vm: dict, host: dict) -> tuple[str, list[str]]:
     """(last-boot-cpu-vendor, last-boot-cpu-flags) for a boot on ``host`` (engine.md §1): the pool's
     cpu-flags ∩ the host's own with cpu-levelling on (the default), else the host's own."""
     from vmctl.derived import pool_cpu_flags
-    from vmctl.engine import snapshot
 
     pool = txn.get("pool", host["pool"])
     own = set(host["cpu-flags"])
     if not cpu_levelling(pool):
         return host["cpu-vendor"], sorted(own)
-    ps = _memo(txn).current(txn, pool["uuid"])
+    memo = _memo(txn)
+    ps = memo.current(txn, pool["uuid"])
     if ps is not None and pool["master"] in ps.hosts:
         # the memoized snapshot is current: its hosts give the same intersection without
         # reading every host row (both take the master's vendor)
-        return host["cpu-vendor"], sorted(own & snapshot.pool_cpu_flags(ps))
+        return host["cpu-vendor"], sorted(own & memo.pool_cpu_flags(ps))
     members = txn.select("host", pool=pool["uuid"])
     master = txn.get("host", pool["master"]) if pool["master"] else None
     return host["cpu-vendor"], sorted(own & set(pool_cpu_flags(members, master)))

@@ -68,6 +68,7 @@ MESSAGES: dict[str, str] = {
     "OTHER_OPERATION_IN_PROGRESS": "Another operation is in progress on this object; wait for its task to finish (task-list)",
     "DRIVER_ERROR": "A host refused or failed the action; nothing was changed (the message gives the host's reason)",
     "DRIVER_UNAVAILABLE": "The driver this pool needs is not installed",
+    "VM_SHUTDOWN_TIMEOUT": "The guest did not shut down in time and still runs; vm-shutdown --force halts it at once",
     "HOST_NOT_ENOUGH_FREE_MEMORY": "The host does not have enough free memory",
     "HOST_OFFLINE": "The host is offline",
     "HOST_NOT_LIVE": "The host is not live",
@@ -144,6 +145,8 @@ MESSAGES: dict[str, str] = {
     "INVALID_DEVICE": "The device number is not valid; give a free number from 0 to 15 or omit it",
     # Storage
     "DEFAULT_SR_NOT_FOUND": "The pool has no default SR; name an SR with sr-uuid= or set the pool's default SR",
+    "SR_BACKEND_FAILURE_46": "The VDI is not available: its volume is missing on the host (vdi-destroy still removes the record)",
+    "SR_BACKEND_FAILURE_47": "The SR is not available on the host: plug its PBD there",
     "SR_BACKEND_FAILURE_79": "The storage backend refused the operation (VDI shrinking is not supported)",
     "SR_BACKEND_FAILURE_109": "The storage backend refused the operation (the VDI chain would be too deep); copy the disk instead of cloning it",
     "SR_HAS_NO_PBDS": "The SR is not attached to any host; plug one of its PBDs first",
@@ -163,6 +166,13 @@ MESSAGES: dict[str, str] = {
     "VM_IS_NOT_A_SNAPSHOT": "The VM is not a snapshot; name a snapshot",
     "VM_IS_NOT_A_TEMPLATE": "The VM is not a template (or is a snapshot); name a template",
     "VDI_NEEDS_VM_FOR_MIGRATE": "No VM uses the VDI; vdi-copy copies a disk no VM uses",
+    # The lab of real hosts (drivers.md §5)
+    "LAB_PACKAGES_MISSING": "The lab needs packages that are not installed; the message gives the apt-get line",
+    "LAB_NEEDS_ROOT": "Root is needed for vmctl lab up and down (namespaces, links and mounts)",
+    "LAB_ALREADY_UP": "A lab is already up on this machine; vmctl lab down removes it",
+    "LAB_NOT_UP": "No lab is up; vmctl lab up builds one",
+    "LAB_POOL_EXISTS": "The inventory already has a pool named lab; destroy it or use another inventory",
+    "LAB_FAILED": "A step of the lab failed; what it had made is undone (the message names the step)",
 }
 
 

@@ -117,6 +117,12 @@ def _cls(name: str, fields: list[Field], columns: str, named: bool = True, poole
 
 POLICIES = ("pack", "spread", "balanced")
 DRIVERS = ("sim", "libvirt")  # drivers.md §2: what acts on a pool's hosts (sim: the inventory is the world)
+# What each placement policy does (engine.md §2.2), for the help of every policy= argument.
+POLICY_HELP = (
+    "balanced (the default) spreads the load over the hosts while keeping each host's memory and "
+    "vCPU use in the pool's proportions, so neither is stranded; spread spreads on each host's "
+    "tightest resource alone; pack consolidates, filling occupied hosts before it opens an empty one"
+)
 
 CLASSES: dict[str, ObjClass] = {}
 
@@ -146,7 +152,7 @@ _register(
             Field("software-version", "string", D),
             Field("network-backend", "string", D),
             Field("cpu-flags", "set", D),
-            Field("placement-policy", "enum", RW, "balanced", POLICIES),
+            Field("placement-policy", "enum", RW, "balanced", POLICIES, help=POLICY_HELP),
             Field("placement-seed", "int", RW, 0),
             Field("master-bias", "bool", RW, True),
             Field("vcpu-allocation-ratio", "float", RW, 4.0, help="vCPUs per logical CPU"),
@@ -309,6 +315,12 @@ _register(
             Field("snapshot-of", "ref:vdi", RO, ""),
             Field("snapshot-time", "time", RO, ""),
             Field("current-operations", "set", RO, help="operations a pending task is running on the disk"),
+            Field(
+                "location",
+                "string",
+                RO,
+                help="the disk's volume (file name) in its SR on a libvirt pool; empty on a simulated pool",
+            ),
         ],
         "uuid name-label sr virtual-size physical-utilisation provisioning read-only",
     )

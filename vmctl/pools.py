@@ -35,14 +35,64 @@ def management_vlan(txn, host_uuid: str) -> int:
     return -1
 
 
-def homogeneity_checks(ctx: Ctx, host: dict, master: dict, force: bool) -> None:
-    """pool-join checks 7-9 (host-add with pool=, host-update)."""
+def homogeneity_checks(ctx: Ctx, host: dict, master: dict, force: bool) -> bool | None:
+    """pool-join checks 7-9 (host-add with pool=, pool-join). The CPU check compares vendors on a
+    simulated pool; on a real pool the driver's own CPU comparison decides (drivers.md §2) and
+    its verdict is returned, for `record_cpu_verdict` (None on a simulated pool)."""
     if major(host["software-version"]) != major(master["software-version"]):
         raise VmctlError("HOSTS_NOT_COMPATIBLE", params=[("reason", "Major versions differ")])
     if not force and host["software-version"] != master["software-version"]:
         raise VmctlError("HOSTS_NOT_HOMOGENEOUS", params=[("reason", "Software version differs")])
-    if not force and host["cpu-vendor"] != master["cpu-vendor"]:
-        raise VmctlError("HOSTS_NOT_HOMOGENEOUS", params=[("reason", "CPUs differ")])
+    from vmctl import drivers
+
+    if not drivers.real(ctx.txn, master["pool"]):
+        if not force and host["cpu-vendor"] != master["cpu-vendor"]:
+            raise VmctlError("HOSTS_NOT_HOMOGENEOUS", params=[("reason", "CPUs differ")])
+        return None
+    ok = runs_cpu_of(ctx.txn, host, master)
+    if not ok and not force:
+        model = master["cpu-model"] or master["cpu-vendor"]
+        raise VmctlError(
+            "HOSTS_NOT_HOMOGENEOUS",
+            params=[("reason", f"CPUs differ: the host cannot run the pool master's CPU ({model})")],
+        )
+    return ok
+
+
+CPU_VERDICT = "cpu-compatible"  # host other-config: "false" on a host forced past the CPU check
+
+
+def runs_cpu_of(txn, host: dict, master: dict) -> bool:
+    """Whether a host of a real pool can run the master's CPU: the master's CPU as its hypervisor
+    describes it now, compared by the joining host's hypervisor (libvirt's compareCPU). Both
+    hosts are asked (reads only, also in a dry run); one that cannot be reached fails the
+    command naming it."""
+    from vmctl import drivers
+
+    driver = drivers.driver_for(txn, master["pool"])
+    assert driver is not None
+    # a joining host is not in the inventory yet (host-add): it has no uuid
+    joining = drivers.host_target({"uuid": "", **host})
+    try:
+        cpu = driver.probe(drivers.host_target(master)).cpu_xml
+        ok = driver.cpu_compatible(joining, cpu)
+    except drivers.DriverFault as f:
+        why = " ".join(f.message.split())
+        raise VmctlError(
+            f.code,
+            f"Cannot compare the CPUs of {host['name-label']} and {master['name-label']}: {why}",
+            [("host", f.host), ("reason", why)],
+        ) from None
+    return ok
+
+
+def record_cpu_verdict(host: dict, ok: bool | None) -> dict:
+    """The host's other-config with the CPU check's verdict: a host forced into a real pool that
+    cannot run the master's CPU says so, and the engine then moves no running VM onto it."""
+    config = {k: v for k, v in host.get("other-config", {}).items() if k != CPU_VERDICT}
+    if ok is False:
+        config[CPU_VERDICT] = "false"
+    return config
 
 
 def same_pool(txn, cls: str, row: dict, pool_uuid: str) -> None:

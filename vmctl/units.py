@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid as _uuid
+from collections.abc import Container
 
 from vmctl.errors import VmctlError
 
@@ -274,7 +275,7 @@ def normalise_mac(text: str, force: bool = False) -> str:
     return mac
 
 
-def generated_mac(seed: str, used: set[str]) -> str:
+def generated_mac(seed: str, used: Container[str]) -> str:
     """First six bytes of SHA-256(`<seed>:<k>`), unicast and locally administered, for the
     smallest k giving a MAC not in `used`. `seed` is `<vm uuid>:<device>` (or host uuid:device)."""
     k = 0

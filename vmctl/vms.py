@@ -7,7 +7,7 @@ restarts all use both."""
 
 from __future__ import annotations
 
-from vmctl import hooks
+from vmctl import domains, hooks
 from vmctl.admission import admit
 from vmctl.commands.table import Ctx
 from vmctl.errors import VmctlError
@@ -99,7 +99,7 @@ def destroy_vm_records(txn, vm: dict) -> None:
     for vif in txn.select("vif", vm=vm["uuid"]):
         txn.delete("vif", vif["uuid"])
     if vm["suspend-vdi"]:
-        txn.delete("vdi", vm["suspend-vdi"])
+        destroy_vdi(txn, vm["suspend-vdi"])
     txn.delete("vm", vm["uuid"])
 
 
@@ -193,6 +193,8 @@ def boot(txn, vm: dict, host_uuid: str, paused: bool = False, record_cpu: bool =
     from vmctl.engine_adapter import levelled_flags, sync_vm
 
     writes_before = txn.writes
+    # a resume restores the suspend image (read now: the update below changes `vm` in place)
+    image = vm["suspend-vdi"] if vm["power-state"] == "suspended" else ""
     changes: dict = {
         "power-state": "paused" if paused else "running",
         "resident-on": host_uuid,
@@ -205,6 +207,7 @@ def boot(txn, vm: dict, host_uuid: str, paused: bool = False, record_cpu: bool =
     new = txn.update("vm", vm["uuid"], changes)
     hooks.became_resident(txn, new, host_uuid)
     sync_vm(txn, new, writes_before)
+    domains.start(txn, new, host_uuid, paused, image)  # a real pool: the domain starts there
     return new
 
 

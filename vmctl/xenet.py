@@ -604,13 +604,12 @@ def network_available(txn, network: dict, host_uuid: str) -> bool:
     """model.md §1.8: a currently-attached PIF on the host, or no PIF in the pool (a
     host-internal network: vmctl makes a managed one's bridge on demand; an unmanaged one is
     usable only where `add-br` made it, §1.8), or an unmanaged network whose bridge the host has."""
-    pifs = txn.select("pif", network=network["uuid"])
     has_bridge = txn.switch(host_uuid).has_bridge(network["bridge"])
-    if not pifs:
+    if not txn.exists("pif", network=network["uuid"]):
         return network["managed"] or has_bridge
     if not network["managed"] and has_bridge:
         return True
-    return any(p["host"] == host_uuid and pif_attached(txn, p) for p in pifs)
+    return any(pif_attached(txn, p) for p in txn.select("pif", network=network["uuid"], host=host_uuid))
 
 
 def vif_networks(txn, vm: dict) -> set[str]:

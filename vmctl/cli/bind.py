@@ -327,6 +327,7 @@ def bind_gnu(cmd: Command, args: list[str]) -> dict:
     Arg a positional argument in order, the last one taking all the words left when it repeats.
     Messages follow argparse's, as scripts may match them."""
     options = {a.name: a for a in cmd.args if a.name.startswith("--")}
+    shorts = {a.short: a for a in options.values() if a.short}
     positional = [a for a in cmd.args if not a.name.startswith("--")]
     out: dict = {}
     extra: list[str] = []
@@ -337,6 +338,9 @@ def bind_gnu(cmd: Command, args: list[str]) -> dict:
         w = words[i]
         name, eq, value = w.partition("=")
         opt = options.get(name) if w.startswith("--") else None
+        if opt is None and w[:2] in shorts and not w.startswith("--"):
+            # `-f json` or `-fjson`, as getopt reads a short option taking a value
+            opt, eq, value = shorts[w[:2]], "=" if w[2:] else "", w[2:]
         if npos < len(positional) and positional[npos].repeat:
             out[positional[npos].name] = words[i:]  # the rest, as written (bench passes it on)
             break
@@ -382,8 +386,8 @@ def _gnu_value(cmd: Command, arg, text: str) -> object:
             ) from None
         lo, hi = arg.bounds or (None, None)
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise UsageError(
-                f"{cmd.name}: argument {arg.name}: {what} must be between {lo} and {hi}", command=cmd.name
-            )
+            # no upper bound: the command itself refuses what is too large, saying why
+            rule = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+            raise UsageError(f"{cmd.name}: argument {arg.name}: {what} must be {rule}", command=cmd.name)
         return v
     return text

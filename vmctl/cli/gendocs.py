@@ -134,6 +134,9 @@ def completion_data() -> str:
         if c.creates:
             flags.append("--id=")
         pos = OVS_POSITIONAL.get(name, []) if c.style == "ovs" else []
+        if c.style == "util":  # GNU-style options, and the values of an enum positional (lab up|...)
+            flags = [a.name for a in c.args if a.name.startswith("--")]
+            pos = ["enum:" + "|".join(a.values) for a in c.args if a.values and not a.name.startswith("--")]
         entries[name] = (c.style, keys, flags, values, pos)
     tables = {n: (c.table, c.named) for n, c in CLASSES.items()}
     tables["template"] = ("vm", True)

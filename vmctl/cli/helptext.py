@@ -13,7 +13,7 @@ def arg_lines(cmd) -> list[tuple[str, str]]:
     out = []
     for a in cmd.args:
         if cmd.style == "util":
-            out.append((a.name, a.help))
+            out.append((f"{a.short}, {a.name}" if a.short else a.name, a.help))
             continue
         term = f"{a.name}:KEY=VALUE" if a.type == "map" else f"{a.name}="
         term += "".join(f"|{k}=" for k, v in cmd.aliases.items() if v == a.name)

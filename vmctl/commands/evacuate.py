@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
 from vmctl.errors import VmctlError
+from vmctl.model import POLICIES, POLICY_HELP
 from vmctl.pools import same_pool
 from vmctl.relocation import record_of, relocate, storage_need
 
@@ -56,8 +57,8 @@ def _options(ctx: Ctx, host: dict) -> dict:
         Arg(
             "policy",
             "enum",
-            values=("pack", "spread", "balanced"),
-            help="placement policy for the plan (default the pool's placement-policy)",
+            values=POLICIES,
+            help=f"placement policy for the plan (default the pool's placement-policy): {POLICY_HELP}",
         ),
         Arg(
             "network",
@@ -137,8 +138,8 @@ def host_evacuate(ctx: Ctx):
         Arg(
             "policy",
             "enum",
-            values=("pack", "spread", "balanced"),
-            help="placement policy to plan with (default the pool's placement-policy)",
+            values=POLICIES,
+            help=f"placement policy to plan with (default the pool's placement-policy): {POLICY_HELP}",
         ),
         Arg(
             "sr",

@@ -5,13 +5,13 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from vmctl import xenet
+from vmctl import volumes, xenet
 from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
 from vmctl.fields import param_hook
-from vmctl.pools import homogeneity_checks, major, management_vlan
-from vmctl.units import generated_mac
+from vmctl.macs import generate_mac
+from vmctl.pools import homogeneity_checks, major, management_vlan, record_cpu_verdict
 
 DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 VERSION_RE = re.compile(r"^\d+(\.\d+)*$")
@@ -141,7 +141,9 @@ def host_add(ctx: Ctx):
             raise VmctlError("HA_IS_ENABLED")
         master = txn.get("host", pool["master"]) if pool["master"] else None
         if master is not None:
-            homogeneity_checks(ctx, facts, master, ctx.force)
+            verdict = homogeneity_checks(ctx, facts, master, ctx.force)
+            if verdict is False:
+                facts["other-config"] = record_cpu_verdict(facts, verdict)
             if tag != management_vlan(txn, master["uuid"]):
                 raise VmctlError(
                     "POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH",
@@ -163,6 +165,7 @@ def host_add(ctx: Ctx):
         txn.insert(
             "pbd", {"host": host_uuid, "sr": sr["uuid"], "pool": pool["uuid"], "currently-attached": True}
         )
+        volumes.attach_sr(txn, sr, [host_uuid])
     return Value(host_uuid)
 
 
@@ -222,12 +225,6 @@ def probe_hardware(ctx: Ctx, address: str, driver: str) -> dict:
 URI_RE = re.compile(r"^[a-z][a-z0-9+]*:///?[^\s]*$")
 
 
-def pool_macs(txn, pool_uuid: str) -> set[str]:
-    macs = {p["mac"] for p in txn.select("pif", pool=pool_uuid)}
-    macs |= {v["mac"] for v in txn.select("vif", pool=pool_uuid)}
-    return macs
-
-
 def network_for_bridge(txn, pool_uuid: str, bridge: str, label: str) -> dict:
     for n in txn.select("network", pool=pool_uuid, bridge=bridge):
         return n
@@ -240,13 +237,11 @@ def network_for_bridge(txn, pool_uuid: str, bridge: str, label: str) -> dict:
 
 
 def _add_pifs(txn, pool: dict, host_uuid: str, devices, mgmt_dev, tag: int, address: str) -> None:
-    used = pool_macs(txn, pool["uuid"])
     for d in devices:
         net = network_for_bridge(
             txn, pool["uuid"], xenet.default_bridge_for_device(d), f"Pool-wide network associated with {d}"
         )
-        mac = generated_mac(f"{host_uuid}:{d}", used)
-        used.add(mac)
+        mac = generate_mac(txn, pool["uuid"], f"{host_uuid}:{d}")
         is_mgmt = d == mgmt_dev and tag < 0
         pif = {
             "host": host_uuid,

@@ -6,7 +6,7 @@ from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
 from vmctl.fields import param_hook
 from vmctl.model import DRIVERS
-from vmctl.pools import homogeneity_checks, management_vlan
+from vmctl.pools import homogeneity_checks, management_vlan, record_cpu_verdict
 
 
 @command(
@@ -91,8 +91,9 @@ def _pool_objects(txn, pool_uuid: str, classes=None):
             yield cls, r
 
 
-def join_checks(ctx: Ctx, h: dict, pool: dict, force: bool) -> None:
-    """The pre-checks of model.md §3.1, in order; the first failure wins."""
+def join_checks(ctx: Ctx, h: dict, pool: dict, force: bool) -> bool | None:
+    """The pre-checks of model.md §3.1, in order; the first failure wins. Returns the CPU
+    check's verdict on a real pool (homogeneity_checks)."""
 
     txn = ctx.txn
     old = txn.get("pool", h["pool"])
@@ -123,8 +124,8 @@ def join_checks(ctx: Ctx, h: dict, pool: dict, force: bool) -> None:
             )
     master = txn.get("host", pool["master"]) if pool["master"] else None
     if master is None:
-        return  # an empty pool: H becomes its master
-    homogeneity_checks(ctx, h, master, force)  # 7, 8, 9
+        return None  # an empty pool: H becomes its master
+    verdict = homogeneity_checks(ctx, h, master, force)  # 7, 8, 9
     for sr in sorted(txn.select("sr", pool=old["uuid"], shared=True), key=lambda r: r["uuid"]):  # 10
         raise VmctlError("JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS", params=[("sr", txn.ref("sr", sr))])
     my_pifs = {p["uuid"]: p for p in txn.select("pif", host=h["uuid"])}
@@ -150,6 +151,7 @@ def join_checks(ctx: Ctx, h: dict, pool: dict, force: bool) -> None:
     for v in sorted(txn.select("vif", pool=old["uuid"]), key=lambda r: r["uuid"]):  # 16
         if v["mac"] in theirs:
             raise VmctlError("MAC_IN_USE", params=[("mac", v["mac"]), ("vif", theirs[v["mac"]]["uuid"])])
+    return verdict
 
 
 def join(ctx: Ctx, h: dict, pool: dict, force: bool = False) -> None:
@@ -157,13 +159,16 @@ def join(ctx: Ctx, h: dict, pool: dict, force: bool = False) -> None:
     from vmctl import xenet
 
     txn = ctx.txn
-    join_checks(ctx, h, pool, force)
+    verdict = join_checks(ctx, h, pool, force)
     old = h["pool"]
     p = pool["uuid"]
     members = sorted(x["uuid"] for x in txn.select("host", pool=p))
     for cls, r in list(_pool_objects(txn, old)):
         txn.update(cls, r["uuid"], {"pool": p})
-    txn.update("host", h["uuid"], {"pool": p})
+    changes: dict = {"pool": p}
+    if record_cpu_verdict(h, verdict) != h["other-config"]:
+        changes["other-config"] = record_cpu_verdict(h, verdict)
+    txn.update("host", h["uuid"], changes)
     # networks merge by bridge name: P's record (and mtu) wins; the rest become P networks
     ours = {n["bridge"]: n for n in txn.select("network", pool=p)}
     moved = []

@@ -21,7 +21,8 @@ class Arg:
     values: tuple[str, ...] = ()  # enum members (also offered by completion)
     repeat: bool = False  # may be given several times (values kept in order)
     complete: str | None = None  # class whose names complete this argument
-    bounds: tuple[int, int] | None = None  # the range of an int argument of a utility command
+    bounds: tuple[int, int | None] | None = None  # the range of an int argument of a utility command
+    short: str = ""  # a utility command's one-letter spelling of an option: "-f" for --format
 
 
 @dataclass

@@ -141,7 +141,7 @@ def vdi_resize(ctx: Ctx):
         storage.check_space(txn, {sr["uuid"]: new - vdi["virtual-size"]})
         changes["physical-utilisation"] = new
     before = storage.allocations(txn, [sr["uuid"]])
-    txn.update("vdi", vdi["uuid"], changes)
+    storage.grow_vdi(txn, vdi, changes, hs[0][0] if hs else None)
     storage.overprovision_warning(txn, before, _quiet(ctx))
     return None
 
@@ -207,7 +207,7 @@ def vdi_copy(ctx: Ctx):
             # written blocks of the target stay allocated; the copy writes the source's bytes
             new_util = min(into["virtual-size"], max(into["physical-utilisation"], moved))
         storage.check_space(txn, {into["sr"]: new_util - into["physical-utilisation"]})
-        txn.update("vdi", into["uuid"], {"physical-utilisation": new_util})
+        storage.copy_into(txn, src, into, new_util, _quiet(ctx))
         return _explain(
             ctx,
             into["uuid"],
@@ -242,7 +242,9 @@ def vdi_copy(ctx: Ctx):
     storage.check_space(txn, {target_sr["uuid"]: usage})
     before = storage.allocations(txn, [target_sr["uuid"]])
     # an ISO image stays read-only; any other copy is a writable disk
-    u = storage.copy_vdi(txn, src, target_sr, prov, read_only=src["type"] == "iso" and src["read-only"])
+    u = storage.copy_vdi(
+        txn, src, target_sr, prov, read_only=src["type"] == "iso" and src["read-only"], quiet=_quiet(ctx)
+    )
     storage.overprovision_warning(txn, before, _quiet(ctx))
     return _explain(
         ctx,

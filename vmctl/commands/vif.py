@@ -8,9 +8,10 @@ from vmctl import derived, xenet
 from vmctl.commands.table import Arg, Ctx, Records, Value, command
 from vmctl.errors import VmctlError
 from vmctl.fields import extra_fields, fill_columns, matches, parse_params, txn_filters
+from vmctl.macs import generate_mac
 from vmctl.model import CLASSES
 from vmctl.pools import same_pool
-from vmctl.units import generated_mac, normalise_mac
+from vmctl.units import normalise_mac
 from vmctl.vms import bad_power_state
 from vmctl.xenet import err
 
@@ -22,13 +23,6 @@ def parse_device(text) -> int:
     if not t.isascii() or not t.isdigit() or int(t) > MAX_DEVICE:
         raise err("INVALID_DEVICE", ("device", text))
     return int(t)
-
-
-def pool_used_macs(txn, pool_uuid: str) -> set[str]:
-    """Every MAC of the pool's PIFs and VIFs: a generated MAC avoids them all."""
-    macs = {p["mac"] for p in txn.select("pif", pool=pool_uuid)}
-    macs |= {v["mac"] for v in txn.select("vif", pool=pool_uuid)}
-    return macs
 
 
 def mac_owner(txn, vm: dict, mac: str) -> dict | None:
@@ -44,7 +38,7 @@ def mac_owner(txn, vm: dict, mac: str) -> dict | None:
 
 def new_mac(txn, vm: dict, device: int) -> str:
     """model.md §3.7: SHA-256 of `<vm uuid>:<device>:<k>`, smallest k free in the pool."""
-    return generated_mac(f"{vm['uuid']}:{device}", pool_used_macs(txn, vm["pool"]))
+    return generate_mac(txn, vm["pool"], f"{vm['uuid']}:{device}")
 
 
 @command(

@@ -15,8 +15,10 @@ or batch is *deferred* and placed in one pass (engine.md §2.3): vm-start return
 
 from __future__ import annotations
 
+from vmctl import domains
 from vmctl.commands.table import Arg, Ctx, Data, Deferred, command
 from vmctl.errors import VmctlError
+from vmctl.model import POLICIES, POLICY_HELP
 from vmctl.pools import same_pool
 from vmctl.vms import (
     bad_power_state,
@@ -182,7 +184,8 @@ class _PendingStarts:
 # --- commands ------------------------------------------------------------------------------------------------
 @command(
     "vm-start",
-    "Start halted VMs; without on= the engine chooses the host (its filters, then the pool's placement policy)",
+    "Start halted VMs; without on= the engine chooses the host (its filters, then the pool's "
+    "placement-policy: balanced, the default, spreads the load, pack consolidates; see vm-place)",
     family="vm",
     args=(_VM, _ON),
     flags=("--force", "--paused", "--multiple", "--explain"),
@@ -282,7 +285,14 @@ def _resume_on(txn, vm: dict, host: str, paused: bool) -> None:
     "vm-shutdown",
     "Shut VMs down (clean from running; --force: hard, also from paused or suspended)",
     family="vm",
-    args=(_VM,),
+    args=(
+        _VM,
+        Arg(
+            "timeout",
+            "duration",
+            help=f"libvirt pools: how long a clean shutdown waits for the guest [{domains.SHUTDOWN_TIMEOUT:g}s]",
+        ),
+    ),
     flags=("--force", "--multiple"),
     selector="vm",
 )
@@ -290,11 +300,16 @@ def vm_shutdown(ctx: Ctx):
     txn = ctx.txn
     vms = select_vms(ctx)
     force = ctx.force
+    timeout = ctx.a.get("timeout", domains.SHUTDOWN_TIMEOUT)
+    if timeout <= 0:
+        raise VmctlError("INVALID_VALUE", params=[("name", "timeout"), ("value", ctx.raw.get("timeout"))])
     allowed = ("running", "paused", "suspended") if force else ("running",)
     for vm in vms:
         check_vm_operation(txn, vm, "hard-shutdown" if force else "clean-shutdown", allowed)
     for vm in vms:
-        hard_halt(txn, txn.get("vm", vm["uuid"]))
+        vm = txn.get("vm", vm["uuid"])
+        domains.halt(txn, vm, clean=not force, timeout=timeout)
+        hard_halt(txn, vm)
     return None
 
 
@@ -316,6 +331,7 @@ def vm_reboot(ctx: Ctx):
     for vm in vms:
         check_vm_operation(txn, vm, "hard-reboot" if force else "clean-reboot", allowed)
     for vm in vms:
+        domains.reboot(txn, vm, force)
         # a reboot is a new boot on the same host: CPU levelling is recorded again (engine.md §1)
         vendor, flags = levelled_flags(txn, vm, txn.get("host", vm["resident-on"]))
         txn.update(
@@ -373,6 +389,7 @@ def vm_suspend(ctx: Ctx):
     for vm in vms:
         vm = txn.get("vm", vm["uuid"])
         vdi = create_suspend_vdi(txn, vm, bool(ctx.opts.get("quiet")))
+        domains.save(txn, vm, vdi)
         vm = leave(txn, vm, "suspended")
         txn.update("vm", vm["uuid"], {"suspend-vdi": vdi})
     return None
@@ -402,6 +419,7 @@ def _flip_power(ctx: Ctx, operation: str, before: str, after: str) -> None:
     for vm in vms:
         check_vm_operation(ctx.txn, vm, operation, (before,))
     for vm in vms:
+        domains.set_paused(ctx.txn, vm, after == "paused")
         ctx.txn.update("vm", vm["uuid"], {"power-state": after})
     return None
 
@@ -470,6 +488,7 @@ def vm_uninstall(ctx: Ctx):
         row = txn.get("vm", v["uuid"])
         if row is None:
             continue
+        domains.halt(txn, row, clean=False)
         row = hard_halt(txn, row)
         destroy_vm_records(txn, row)
     for d in vdis:
@@ -484,12 +503,7 @@ def vm_uninstall(ctx: Ctx):
     rw=False,
     args=(
         Arg("vm", "ref:vm", True, "the VM", complete="vm"),
-        Arg(
-            "policy",
-            "enum",
-            values=("pack", "spread", "balanced"),
-            help="override the pool's placement-policy",
-        ),
+        Arg("policy", "enum", values=POLICIES, help=f"override the pool's placement-policy: {POLICY_HELP}"),
         Arg("seed", "int", help="override the pool's placement-seed (tie keys)"),
         Arg("limit", "int", help="--explain: keep this many rows, count the rest"),
     ),

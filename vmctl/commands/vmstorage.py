@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from vmctl import hooks, storage
+from vmctl import domains, hooks, storage
 from vmctl.commands.table import Arg, Ctx, Data, Records, Text, Value, command
 from vmctl.copies import RESTORED, clone_vm, copy_vifs, copy_vm_plan, disk_vbds, is_disk, new_vbd, vm_values
 from vmctl.errors import VmctlError
@@ -271,6 +271,7 @@ def _hard_halt(txn, vm: dict) -> dict:
     """Hard shutdown for revert: leave the host (hooks detach VBDs and VIF ports), or drop the
     suspend image."""
     if vm["power-state"] in ("running", "paused"):
+        domains.halt(txn, vm, clean=False)  # a real pool: its domain goes
         if vm["resident-on"]:
             hooks.leaving_host(txn, vm, vm["resident-on"])
         for vif in txn.select("vif", vm=vm["uuid"]):
@@ -358,7 +359,12 @@ def revert(txn, snap: dict, quiet: bool = False) -> str:
     if image is not None:
         changes["power-state"] = "suspended"
         changes["suspend-vdi"] = storage.copy_vdi(
-            txn, image, txn.get("sr", image["sr"]), name_label=f"Suspend image for {vm['name-label']}"
+            txn,
+            image,
+            txn.get("sr", image["sr"]),
+            name_label=f"Suspend image for {vm['name-label']}",
+            quiet=quiet,
+            vms=(vm["uuid"],),
         )
     txn.update("vm", vm["uuid"], changes)
     storage.overprovision_warning(txn, before, quiet)

@@ -59,6 +59,9 @@ class HostState:
         used for the migration link rate (engine.md §4.3).
     is_master: this host is the pool master (master penalty, engine.md §2.2).
     other_config: the host's remaining other-config keys, as (key, value) pairs sorted by key.
+    cpu_compatible: on a real pool, whether the host can run the pool master's CPU (the driver's
+        CPU comparison when it joined): the cpu filter then asks only this, since a guest's CPU
+        there is the hypervisor's default model, not the host's flags; None: vendor and flags.
     """
 
     uuid: str
@@ -79,6 +82,7 @@ class HostState:
     pif_speeds: tuple[tuple[str, int | None], ...] = ()
     is_master: bool = False
     other_config: tuple[tuple[str, str], ...] = ()
+    cpu_compatible: bool | None = None
 
     @property
     def memory_capacity(self) -> int:

@@ -71,7 +71,8 @@ class EvacuationFilter(Filter):
 
 
 class CpuFilter(Filter):
-    """Only when the VM keeps its CPU state (resume, live migration) and without ``--force``."""
+    """Only when the VM keeps its CPU state (resume, live migration) and without ``--force``.
+    On a real pool, the host's verdict from the driver's CPU comparison (HostState.cpu_compatible)."""
 
     index, name, code = 4, "cpu", "VM_INCOMPATIBLE_WITH_THIS_HOST"
 
@@ -81,13 +82,19 @@ class CpuFilter(Filter):
         vm = req.vm
         return table.cached_mask(
             ("cpu", vm.last_boot_cpu_vendor, vm.last_boot_cpu_flags),
-            lambda h: h.cpu_vendor == vm.last_boot_cpu_vendor and vm.last_boot_cpu_flags <= h.cpu_flags,
+            lambda h: (
+                h.cpu_compatible
+                if h.cpu_compatible is not None
+                else h.cpu_vendor == vm.last_boot_cpu_vendor and vm.last_boot_cpu_flags <= h.cpu_flags
+            ),
         )
 
     def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
         h = table.hosts[i]
         vm = req.vm
-        if h.cpu_vendor != vm.last_boot_cpu_vendor:
+        if h.cpu_compatible is False:
+            why = "the host cannot run the pool master's CPU"
+        elif h.cpu_vendor != vm.last_boot_cpu_vendor:
             why = "vendor differs"
         else:
             why = "missing flags: " + ",".join(sorted(vm.last_boot_cpu_flags - h.cpu_flags))
