@@ -21,6 +21,7 @@ from __future__ import annotations
 from vmctl import moves
 from vmctl.commands.migrate import shown_data
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
+from vmctl.errors import VmctlError
 from vmctl.model import POLICIES, POLICY_HELP
 from vmctl.pools import same_pool
 from vmctl.relocation import record_of, relocate, storage_need
@@ -76,6 +77,7 @@ def _options(ctx: Ctx, host: dict) -> dict:
             help="a shared SR: VMs with disks only this host reaches move them there (storage motion)",
             complete="sr",
         ),
+        Arg("batch-size", "int", help="at most this many migrations at once (a wave), as xe's batch-size"),
     ),
     flags=("--explain",),
 )
@@ -83,9 +85,22 @@ def host_evacuate(ctx: Ctx):
     from vmctl.engine.evacuate import MOVE_FIELDS, plan_evacuation
 
     txn = ctx.txn
+    if ctx.a.get("batch-size", 1) < 1:
+        raise VmctlError(
+            "INVALID_VALUE",
+            "batch-size is 1 or more",
+            [("name", "batch-size"), ("value", ctx.raw["batch-size"])],
+        )
     host, ps = _pool_and_host(ctx)
     opts = _options(ctx, host)
-    plan = plan_evacuation(ps, host["uuid"], policy=opts["policy"], network=opts["network"], sr=opts["sr"])
+    plan = plan_evacuation(
+        ps,
+        host["uuid"],
+        policy=opts["policy"],
+        network=opts["network"],
+        sr=opts["sr"],
+        max_width=ctx.a.get("batch-size"),
+    )
     # SR accounting for storage motion: every copy is checked before anything moves (SR_FULL)
     from vmctl import storage
 

@@ -28,6 +28,7 @@ Reads that change nothing (probing a host's hardware) are done at once through `
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 from collections.abc import Callable
@@ -52,8 +53,19 @@ def driver_named(name: str) -> Driver | None:
             raise VmctlError("INVALID_VALUE", params=[("name", "driver"), ("value", name)])
         from vmctl.drivers.libvirt import LibvirtDriver
 
+        if not _drivers:
+            # Close the connections while libvirt's module is still whole: left to the interpreter's
+            # shutdown, virConnect.__del__ runs after its globals are gone and prints a traceback.
+            atexit.register(close_all)
         d = _drivers[name] = LibvirtDriver()
     return d
+
+
+def close_all() -> None:
+    """Close every driver's connections (at exit, and wherever a process must let go of its hosts)."""
+    for d in _drivers.values():
+        d.close()
+    _drivers.clear()
 
 
 def driver_for(txn, pool_uuid: str) -> Driver | None:

@@ -127,6 +127,7 @@ class Driver(Protocol):
     name: str
 
     # hosts
+    def close(self) -> None: ...  # let go of every host connection
     def probe(self, host: HostTarget) -> HostFacts: ...
     def cpu_compatible(self, host: HostTarget, cpu_xml: str) -> bool: ...
 

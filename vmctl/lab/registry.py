@@ -168,6 +168,7 @@ def unregister(lab: LabState, opts, argv: list[str]) -> None:
         if not hosts:
             invoke(txn, "pool-destroy", [f"uuid={pool_uuid}"], _QUIET)
             return
+        close_interrupted_tasks(txn, pool_uuid)
         invoke(txn, "pool-ha-disable", [f"pool={pool_uuid}"], _QUIET)
         live = [h["uuid"] for h in hosts if h["live"]]
         if live:
@@ -177,6 +178,22 @@ def unregister(lab: LabState, opts, argv: list[str]) -> None:
             invoke(txn, "host-forget", [f"host={h['uuid']}", "--force"], _QUIET)
 
     runner(opts, db, argv).transaction(body, True)
+
+
+def close_interrupted_tasks(txn, pool_uuid: str) -> None:
+    """Close the pending tasks on the pool's objects whose vmctl process is gone (killed in the
+    middle of a migration, say), as host-sync --fix does: otherwise they would hold their VMs and
+    keep the lab from going down. A task whose process still runs keeps its objects, and the
+    command fails OTHER_OPERATION_IN_PROGRESS naming it: wait for it, then run lab down again."""
+    from vmctl import drivers, sync
+
+    for f in sync.stale_tasks(txn):
+        task = txn.get("task", f.uuid)
+        rows = (txn.get(*key.split(":", 1)) for key in task["objects"])
+        if any(r is not None and r.get("pool") == pool_uuid for r in rows):
+            txn.release(f.uuid)
+            with drivers.records_only(txn):
+                f.repair(txn)
 
 
 def filesystem_size(path: str) -> int:
