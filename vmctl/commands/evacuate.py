@@ -7,10 +7,10 @@ on the final state with the host removed from the survivors, and the schedule in
 concurrency caps. A refusal (``CANNOT_EVACUATE_HOST``, one line per blocking VM) moves nothing.
 Applying the plan moves every VM as vm-migrate does (:func:`vmctl.relocation.relocate`:
 power-transition hooks, storage motion for ``sr=``, the prediction recorded for the journal), in wave
-order. On a libvirt pool each move is a real live migration committed alone (vmctl/moves.py): the
-first in the command's transaction, each further one in a step of its own, one after another; a
-failure keeps the moves before it, attempts none after it, and exits 1 naming the step, the VM
-and the reason. What moved is printed, predicted and measured figures side by side.
+order. On a libvirt pool each move is a real live migration committed alone (vmctl/moves.py),
+after the command's transaction committed: the moves of a wave at once, wave after wave; a
+failure keeps the moves done, attempts none of those not started, and exits 1 naming the step,
+the VM and the reason. What moved is printed, predicted and measured figures side by side.
 
 Maintenance mode is the chain ``host-disable host=H -- host-evacuate host=H``: one transaction, so
 the host stays enabled when the evacuation is refused; ``host-enable host=H`` ends it.
@@ -128,9 +128,9 @@ def host_evacuate(ctx: Ctx):
             relocate(txn, m.vm, m.dst, vmap, record, quiet)
             continue
         label = moves.label(txn, m.vm, m.src, m.dst, i, len(plan.moves))
-        planned.append(moves.Move(m.vm, m.src, m.dst, pred, record, label, opts["network"], vmap))
+        planned.append(moves.Move(m.vm, m.src, m.dst, pred, record, label, opts["network"], vmap, m.wave, i))
     if real and planned:
-        # a real pool: each move a live migration committed alone, the first in this transaction
+        # a real pool: each move a live migration committed alone, wave by wave (vmctl/moves.py)
         shown = moves.Shown()
         moves.carry_out_plan(txn, planned, dry_run, quiet, shown)
         return shown_data(shown, single=False)

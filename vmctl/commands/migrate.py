@@ -344,6 +344,18 @@ def migrate_one(
     moving = {k: v for k, v in smap.items() if txn.get("vdi", k)["sr"] != v}
     if dst == src and not moving:
         return None, None  # the same host and every disk already in place: a no-op
+    if dst == src and drivers.real(txn, vm["pool"]):
+        # libvirt copies a running guest's disks only while it migrates to another host
+        raise VmctlError(
+            "OPERATION_NOT_ALLOWED",
+            params=[
+                (
+                    "reason",
+                    f"on a libvirt pool a running VM's disks move with a migration to another host: "
+                    f"add host= naming another host than {txn.get('host', src)['name-label']}",
+                )
+            ],
+        )
     # 4.–5. caps and convergence
     _, pred = wv.admit_migration(
         ps,
