@@ -299,6 +299,24 @@ def test_storage_motion_copies_the_disk_during_the_migration(pool, fake):
     assert record["vdis"] == {d: new["uuid"]}
 
 
+def test_a_running_vms_disk_moves_only_with_a_migration_to_another_host(pool, fake):
+    """libvirt copies a running guest's disks while it migrates: without another host (host= the
+    current one, or vdi-pool-migrate) the move is refused in one line, dry run included, and
+    nothing changes."""
+    d, _, s2 = storage_motion(pool, fake)
+    for words in (
+        ("vm-migrate", "vm=v1", "host=h1", f"vdi:{d}={s2}"),
+        ("--dry-run", "vm-migrate", "vm=v1", "host=h1", f"vdi:{d}={s2}"),
+        ("vdi-pool-migrate", f"uuid={d}", f"sr-uuid={s2}"),
+    ):
+        rc, out, err = vmctl(pool, *words)
+        assert (rc, out) == (1, "") and err.splitlines()[0] == (
+            "vmctl: OPERATION_NOT_ALLOWED: On a libvirt pool a running VM's disks move only with a migration "
+            "to another host: add host= naming another host than h1"
+        ), err
+    assert disk_of(pool, "v1")["uuid"] == d and where(pool, "v1") == "h1" and fake.calls == []
+
+
 def test_a_failed_storage_motion_removes_the_new_volume_and_keeps_the_old_disk(pool, fake):
     d, s1, s2 = storage_motion(pool, fake)
     before = {n: row(pool, "vdi", d)[n] for n in ("sr", "location")}

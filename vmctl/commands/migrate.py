@@ -346,15 +346,12 @@ def migrate_one(
         return None, None  # the same host and every disk already in place: a no-op
     if dst == src and drivers.real(txn, vm["pool"]):
         # libvirt copies a running guest's disks only while it migrates to another host
+        where = txn.get("host", src)["name-label"]
         raise VmctlError(
             "OPERATION_NOT_ALLOWED",
-            params=[
-                (
-                    "reason",
-                    f"on a libvirt pool a running VM's disks move with a migration to another host: "
-                    f"add host= naming another host than {txn.get('host', src)['name-label']}",
-                )
-            ],
+            f"On a libvirt pool a running VM's disks move only with a migration to another host: "
+            f"add host= naming another host than {where}",
+            [("vm", txn.ref("vm", vm)), ("host", txn.ref("host", src))],
         )
     # 4.–5. caps and convergence
     _, pred = wv.admit_migration(
