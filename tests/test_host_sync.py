@@ -271,6 +271,35 @@ def test_a_migration_that_finished_after_vmctl_was_killed(lab, src, dst):
     assert code == 0, text
 
 
+@pytest.mark.parametrize("compared", ["h1", "h2"])
+def test_host_sync_of_either_end_finds_the_guest_of_a_killed_migration(lab, compared):
+    """host-sync host=H --fix of one end of the interrupted migration looks at the other end for
+    that VM: the guest, gone on to h2, is recorded running there, never halted on the way
+    (the journal shows no halt), and the task is closed."""
+    inv, fake = lab
+    v1 = killed_mid_migration(inv, fake, "h1", "h2")
+    fake.domains_on["test://h2"] = {v1: fake.domains_on["test://h1"].pop(v1)}
+    text, code = sync(inv, "host-sync", f"host={compared}", "--fix")
+    assert code == 0, text
+    assert "marked it halted" not in text and "closed it as interrupted" in text
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=power-state") == "running"
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=resident-on") == uuid_of(inv, "host", "h2")
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=scheduled-to-be-resident-on") == ""
+    assert fake.calls == []
+    for h in ("h1", "h2"):
+        text, code = sync(inv, "host-sync", f"host={h}")
+        assert code == 0, text
+
+
+def test_host_sync_of_one_end_says_when_the_other_cannot_be_read(lab):
+    inv, fake = lab
+    v1 = killed_mid_migration(inv, fake, "h1", "h2")
+    fake.domains_on["test://h1"].pop(v1)
+    fake.down.add("test://h2")
+    text, code = sync(inv, "host-sync", "host=h1")
+    assert code == 1 and f"vm {v1}: cannot be looked for on h2: unable to connect to server" in text
+
+
 def test_a_migration_that_was_aborted_leaves_the_vm_on_its_source(lab):
     inv, fake = lab
     killed_mid_migration(inv, fake, "h1", "h2")
