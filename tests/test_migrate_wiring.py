@@ -550,10 +550,32 @@ def test_pool_rebalance_makes_its_moves_for_real(pool, fake):
     plan = json.loads(ok(pool, "-f", "json", "--dry-run", "pool-rebalance", "threshold=5"))
     assert plan["moves"], "three VMs on one host of three: the plan moves some"
     data = json.loads(ok(pool, "-f", "json", "pool-rebalance", "threshold=5"))
-    assert [d["vm"] for d in data] == [m["vm"] for m in plan["moves"]]
-    assert [c[3] for c in migrations(fake)] == [m["vm"] for m in plan["moves"]]
-    for m in plan["moves"]:
+    assert [d["vm"] for d in data] == [m["vm"] for m in plan["moves"]]  # printed in the plan's order
+    assert sorted(c[3] for c in migrations(fake)) == sorted(m["vm"] for m in plan["moves"])
+    for m, d in zip(plan["moves"], data):
         assert vm(pool, m["name-label"])["resident-on"] == m["to"]
+        # the engine's prediction for the move in its wave, as the dry run printed its time
+        assert d["predicted"]["total-time"] == pytest.approx(m["time"])
+        record = json.loads(vm(pool, m["name-label"])["other-config"]["last-migration"])
+        assert (record["step"], record["rebalance"]) == (m["step"], plan["policy"])
+
+
+def test_an_evacuation_keeps_its_plans_predictions_and_limits_each_stream_to_its_wave_rate(pool, fake):
+    """What is applied is the plan the dry run printed: each move's recorded prediction is the
+    plan's for it in its wave (h1's 2.5 Gbit/s link shared by the wave's moves, so less than a move
+    alone would get), and libvirt is given that rate and downtime target."""
+    h1 = ok(pool, "host-list", "name-label=h1", "--minimal")
+    for pif in ok(pool, "pif-list", f"host-uuid={h1}", "--minimal").split(","):
+        ok(pool, "pif-param-set", f"uuid={pif}", "speed=2500")
+    plan = json.loads(ok(pool, "-f", "json", "--dry-run", "host-evacuate", "host=h1"))["moves"]
+    assert len({m["wave"] for m in plan}) < len(plan)  # moves sharing a wave
+    ok(pool, "host-evacuate", "host=h1")
+    specs = {spec.uuid: spec for spec in fake.specs_migrated}
+    for m in plan:
+        record = json.loads(vm(pool, m["name-label"])["other-config"]["last-migration"])
+        assert (record["wave"], record["total-time"]) == (m["wave"], m["time"])
+        assert record["bytes"] == pytest.approx(m["bytes"], abs=1)  # the JSON prints whole bytes
+        assert record["downtime"] == m["downtime"] and specs[m["vm"]].bandwidth == record["rate"]
 
 
 def test_a_later_move_is_checked_again_on_the_inventory_as_it_is_then(pool, fake):

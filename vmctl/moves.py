@@ -29,8 +29,9 @@ concurrency caps (engine.md §4.3). The command's transaction decides the plan a
 what comes before it in a chain: `host-disable -- host-evacuate`, whose refusal changes nothing);
 then every move is a step, the steps of one wave a group (the runner): each decided in its own
 transaction, one after another, re-checked against the inventory as it is then (the VM still
-on the planned source, the destination still passing the placement filters and the caps) and
-predicted alone; then the wave's migrations run at once, each committed by its own closing as
+on the planned source, the destination still passing the placement filters and the caps), each
+keeping the plan's prediction for it in its wave (the stream held to that rate); then the
+wave's migrations run at once, each committed by its own closing as
 it ends, and the next wave starts once the last one ended. A move refused while others of its
 wave are decided waits for them and is checked once more (rebalancing may need the room an
 earlier move frees). When a move fails, the moves already done stay committed and journalled
@@ -300,7 +301,8 @@ def _management(txn, network: dict) -> bool:
 def recheck(txn, m: Move) -> Move:
     """A planned move about to be made in a step of its own: the VM must still run or be paused on
     the planned source, free to move, and the destination must still pass the placement filters
-    and the migration caps. Returns the move with the engine's prediction for it now."""
+    and the migration caps (the moves of its wave decided before it count against them). Returns
+    the move, with the engine's prediction for it alone now when the plan had none."""
     from vmctl.engine import waves as wv
     from vmctl.engine.placement import MIGRATE, Scheduler
     from vmctl.engine_adapter import pool_state
@@ -320,6 +322,10 @@ def recheck(txn, m: Move) -> Move:
     vdi_map = {d: sr for d, sr in m.vdi_map.items() if (v := txn.get("vdi", d)) is not None and v["sr"] != sr}
     Scheduler(ps).check_target(m.vm, m.dst, mode=MIGRATE, vdi_map=vdi_map or None, ha=False)
     _, pred = wv.admit_migration(ps, m.vm, m.dst, network=m.network, vdi_map=vdi_map or None, force=True)
+    if m.prediction:
+        # the plan's own prediction stays: made for the move in its wave (the links it shares),
+        # it is what the dry run printed and what libvirt's stream is limited to
+        return dataclasses.replace(m, vdi_map=vdi_map)
     prediction = pred.as_dict()
     prediction.pop("hints", None)
     record = {**m.record, **{k: v for k, v in prediction.items() if k in m.record}}
@@ -332,7 +338,7 @@ def carry_out_plan(
     """Make a plan's moves happen: every move in this transaction on a simulated pool or a dry
     run; on a real pool every move a step of its own, after this transaction committed, wave by
     wave: the moves of a wave decided one after another (each re-checked on the inventory as it
-    is then, and predicted alone), then migrating at once, each committed as it ends; the next
+    is then), then migrating at once, each committed as it ends; the next
     wave starts once the last of these ended."""
     if not moves or not real_run(txn, txn.get("vm", moves[0].vm)["pool"], dry_run):
         for m in moves:

@@ -98,10 +98,13 @@ def pool_rebalance(ctx: Ctx):
             relocate(txn, m.vm, m.dst, None, record, quiet)
             continue
         label = moves.label(txn, m.vm, m.src, m.dst, i, len(plan.moves))
-        planned.append(moves.Move(m.vm, m.src, m.dst, {}, record, label, wave=m.wave, order=i))
+        # the engine's prediction for the move in its wave: what libvirt's stream is held to
+        pred = plan.schedule.moves[i - 1].prediction.as_dict() if plan.schedule else {}
+        pred.pop("hints", None)
+        record.update({k: v for k, v in record_of(m.src, m.dst, pred).items() if k not in record})
+        planned.append(moves.Move(m.vm, m.src, m.dst, pred, record, label, wave=m.wave, order=i))
     if real and planned:
-        # a real pool: each move a live migration committed alone, re-checked and predicted as
-        # it starts (vmctl/moves.py)
+        # a real pool: each move a live migration committed alone, wave by wave (vmctl/moves.py)
         shown = moves.Shown()
         moves.carry_out_plan(txn, planned, dry_run, quiet, shown)
         return shown_data(shown, single=False)
