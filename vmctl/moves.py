@@ -31,8 +31,8 @@ then every move is a step, the steps of one wave a group (the runner): each deci
 transaction, one after another, re-checked against the inventory as it is then (the VM still
 on the planned source, the destination still passing the placement filters and the caps), each
 keeping the plan's prediction for it in its wave (the stream held to that rate); then the
-wave's migrations run at once, each committed by its own closing as
-it ends, and the next wave starts once the last one ended. A move refused while others of its
+wave's migrations run at once, each committed by its own closing as it ends, and the next wave
+starts once the last one ended. A move refused while others of its
 wave are decided waits for them and is checked once more (rebalancing may need the room an
 earlier move frees). When a move fails, the moves already done stay committed and journalled
 (each with its own decision and closing entries), the moves not started are not attempted, and

@@ -283,6 +283,21 @@ def test_evacuating_a_host_with_six_guests_moves_every_one_of_them(lab, guests):
     print(f"six guests evacuated in {took:.1f} s, waves {sorted(waves)}")
 
 
+def test_pool_rebalance_moves_guests_for_real_as_its_plan_says(lab, guests):
+    """Four 2 GiB guests (never written: each moves a few MiB) on lab1 and none on lab2: the
+    rebalance's planned moves happen, as virsh on both hosts and the inventory say."""
+    vms = guests("2GiB", count=4)
+    plan = json.loads(lab.inv.ok("-f", "json", "--dry-run", "pool-rebalance", "pool=lab"))["moves"]
+    assert plan and {m["vm"] for m in plan} <= set(vms)
+    data = json.loads(lab.inv.ok("-f", "json", "pool-rebalance", "pool=lab"))
+    assert [d["vm"] for d in data] == [m["vm"] for m in plan]
+    for m in plan:
+        to = "lab2" if m["to"] == host_uuid(lab, "lab2") else "lab1"
+        assert on_hosts(lab, m["vm"]) == {to: "running"}
+        assert vm_row(lab, m["vm"])["resident-on"] == m["to"]
+    assert running_on(lab, "lab1") & running_on(lab, "lab2") == set()
+
+
 def test_storage_motion_copies_the_disk_to_lab2s_local_sr_during_the_migration(lab, guests):
     """A guest of the template tiny, its disk on the shared SR, moves to lab2 with its disk copied
     to lab2's local SR: the domain on lab2 reads the new file there, the old file is gone, and
