@@ -7,6 +7,7 @@ tested on the lab (tests/lab/test_migrate_real.py)."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -246,6 +247,37 @@ def test_ctrl_c_aborts_the_job_and_the_guest_runs_on_the_source_again():
         w.domain_migrate(SRC, DST, SPEC, progress)
     assert ("abort",) in w.dom.calls and w.dom.calls[-1] == ("resume",)  # paused by the migration: resumed
     assert w.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING and "u1" not in w.dst.domains
+
+
+def test_a_migration_in_a_thread_of_its_own_stops_when_ctrl_c_is_asked_for():
+    """A wave's migrations run in worker threads, where Ctrl-C never arrives: the main thread sets
+    cancel_requested, and the job is aborted as for Ctrl-C (KeyboardInterrupt, the guest on the
+    source)."""
+    from vmctl.drivers.base import cancel_requested
+
+    w = World(outcome="wait-for-abort")
+    outcome: list = []
+
+    def migrate():
+        try:
+            w.domain_migrate(SRC, DST, SPEC)
+        except BaseException as e:  # what the runner's worker reports
+            outcome.append(e)
+
+    worker = threading.Thread(target=migrate)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while w.dom.looks < 2:  # the job is under way and watched
+            assert time.monotonic() < deadline
+            worker.join(0.01)
+        cancel_requested.set()
+        worker.join(10)
+    finally:
+        cancel_requested.clear()
+    assert len(outcome) == 1 and isinstance(outcome[0], KeyboardInterrupt)
+    assert ("abort",) in w.dom.calls and "u1" not in w.dst.domains
+    assert w.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
 
 
 def test_an_abort_that_came_too_late_is_reported_as_done(capsys):

@@ -299,6 +299,24 @@ def test_storage_motion_copies_the_disk_during_the_migration(pool, fake):
     assert record["vdis"] == {d: new["uuid"]}
 
 
+def test_a_running_vms_disk_moves_only_with_a_migration_to_another_host(pool, fake):
+    """libvirt copies a running guest's disks while it migrates: without another host (host= the
+    current one, or vdi-pool-migrate) the move is refused in one line, dry run included, and
+    nothing changes."""
+    d, _, s2 = storage_motion(pool, fake)
+    for words in (
+        ("vm-migrate", "vm=v1", "host=h1", f"vdi:{d}={s2}"),
+        ("--dry-run", "vm-migrate", "vm=v1", "host=h1", f"vdi:{d}={s2}"),
+        ("vdi-pool-migrate", f"uuid={d}", f"sr-uuid={s2}"),
+    ):
+        rc, out, err = vmctl(pool, *words)
+        assert (rc, out) == (1, "") and err.splitlines()[0] == (
+            "vmctl: OPERATION_NOT_ALLOWED: On a libvirt pool a running VM's disks move only with a migration "
+            "to another host: add host= naming another host than h1"
+        ), err
+    assert disk_of(pool, "v1")["uuid"] == d and where(pool, "v1") == "h1" and fake.calls == []
+
+
 def test_a_failed_storage_motion_removes_the_new_volume_and_keeps_the_old_disk(pool, fake):
     d, s1, s2 = storage_motion(pool, fake)
     before = {n: row(pool, "vdi", d)[n] for n in ("sr", "location")}
@@ -342,15 +360,20 @@ def test_host_evacuate_moves_each_vm_for_real_and_prints_what_moved(pool, fake):
 
 
 def test_an_evacuation_that_fails_half_way_keeps_what_moved(pool, fake):
-    plan = json.loads(ok(pool, "-f", "json", "--dry-run", "host-evacuate", "host=h1"))["moves"]
+    """Waves of one (batch-size=1): the moves one after another; the second fails, the first
+    stays done, the third is not attempted."""
+    plan = json.loads(ok(pool, "-f", "json", "--dry-run", "host-evacuate", "host=h1", "batch-size=1"))[
+        "moves"
+    ]
     order = [m["name-label"] for m in plan]
+    assert [m["wave"] for m in plan] == [1, 2, 3]
     fake.fail_vm[order[1]] = DriverFault("unable to connect to server: Connection refused", host="h1")
-    rc, out, err = vmctl(pool, "host-evacuate", "host=h1")
+    rc, out, err = vmctl(pool, "host-evacuate", "host=h1", "batch-size=1")
     assert rc == 1 and out == ""
     to = host_name(pool, plan[1]["to"])
     assert err.splitlines()[0] == (
         f"vmctl: DRIVER_ERROR: move 2 of 3 (VM {order[1]} from h1 to {to}) failed on h1: unable to connect "
-        "to server: Connection refused; the moves before it are done and committed; the 1 move after it "
+        "to server: Connection refused; 1 other move is done and committed; the 1 move after it "
         "was not attempted"
     )
     assert f"  step: move 2 of 3 (VM {order[1]} from h1 to {to})" in err.splitlines()
@@ -358,52 +381,209 @@ def test_an_evacuation_that_fails_half_way_keeps_what_moved(pool, fake):
     assert where(pool, order[1]) == where(pool, order[2]) == "h1"
     assert len(migrations(fake)) == 2  # the third was not attempted
     assert all(vm(pool, n)["scheduled-to-be-resident-on"] == "" for n in order)
+    assert sorted(t["status"] for t in tasks(pool)) == ["failure", "success"]
 
 
-def test_the_maintenance_chain_is_one_decision_until_its_first_move(pool, fake):
-    """host-disable -- host-evacuate: a failure of the first migration puts the host back as
-    enabled; a full evacuation leaves it disabled and empty."""
+def test_the_moves_of_a_wave_migrate_at_once_and_the_next_wave_waits(pool, fake):
+    """batch-size=2: waves of two and one. Both moves of the first wave are under way together
+    (each waits for the other at a barrier: one after another they could not pass it), and the
+    third starts once both ended. What is printed follows the plan's order."""
+    import threading
+
+    plan = json.loads(ok(pool, "-f", "json", "--dry-run", "host-evacuate", "host=h1", "batch-size=2"))[
+        "moves"
+    ]
+    assert [m["wave"] for m in plan] == [1, 1, 2]
+    together = threading.Barrier(2, timeout=10)
+    timeline: list[str] = []
+    first_wave = {plan[0]["vm"], plan[1]["vm"]}
+
+    def meanwhile():
+        spec = fake.specs_migrated[-1]
+        timeline.append(f"start {spec.title}")
+        if spec.uuid in first_wave:
+            together.wait()
+
+    fake.during["domain_migrate"] = meanwhile
+    original = fake.domain_migrate
+
+    def migrate(src, dst, spec, progress=None):
+        figures = original(src, dst, spec, progress)
+        timeline.append(f"end {spec.title}")
+        return figures
+
+    fake.domain_migrate = migrate
+    data = json.loads(ok(pool, "-f", "json", "host-evacuate", "host=h1", "batch-size=2"))
+    assert [d["vm"] for d in data] == [m["vm"] for m in plan]
+    assert sorted(timeline[:2]) == sorted(f"start {m['name-label']}" for m in plan[:2])
+    assert timeline.index(f"start {plan[2]['name-label']}") > max(
+        timeline.index(f"end {m['name-label']}") for m in plan[:2]
+    )
+    assert domains_on(fake, "h1") == set()
+    assert len(tasks(pool)) == 3 and {t["status"] for t in tasks(pool)} == {"success"}
+
+
+def test_a_move_failing_in_a_wave_keeps_the_others_of_the_wave_and_stops_there(pool, fake):
+    plan = json.loads(ok(pool, "-f", "json", "--dry-run", "host-evacuate", "host=h1", "batch-size=2"))[
+        "moves"
+    ]
+    order = [m["name-label"] for m in plan]
+    fake.fail_vm[order[0]] = DriverFault("Connection refused", host="h1")
+    rc, _, err = vmctl(pool, "host-evacuate", "host=h1", "batch-size=2")
+    assert rc == 1
+    assert err.splitlines()[0].startswith(f"vmctl: DRIVER_ERROR: move 1 of 3 (VM {order[0]} from h1 to ")
+    assert err.splitlines()[0].endswith(
+        "Connection refused; 1 other move is done and committed; the 1 move after it was not attempted"
+    )
+    assert where(pool, order[0]) == where(pool, order[2]) == "h1"
+    assert where(pool, order[1]) == host_name(pool, plan[1]["to"])  # its wave's other move ended well
+    assert len(migrations(fake)) == 2
+
+
+def test_a_move_refused_while_its_wave_is_decided_waits_for_the_others(pool, fake, monkeypatch):
+    """A move whose re-check fails while other moves of its wave are decided (say it needs the
+    room one of them frees) is checked once more after they ended, and then made."""
+    from vmctl import moves
+    from vmctl.errors import VmctlError
+
+    plan = json.loads(ok(pool, "-f", "json", "--dry-run", "host-evacuate", "host=h1"))["moves"]
+    assert {m["wave"] for m in plan} == {1}
+    checks: list[str] = []
+    real_recheck = moves.recheck
+
+    def recheck(txn, m):
+        checks.append(m.vm)
+        if m.vm == plan[1]["vm"] and checks.count(m.vm) == 1:
+            raise VmctlError("HOST_NOT_ENOUGH_FREE_MEMORY", "not yet")
+        return real_recheck(txn, m)
+
+    monkeypatch.setattr(moves, "recheck", recheck)
+    ok(pool, "host-evacuate", "host=h1")
+    # the first ran alone; the refused one, checked again once it ended, ran with the third
+    made = [c[3] for c in migrations(fake)]
+    assert made[0] == plan[0]["vm"] and sorted(made[1:]) == sorted([plan[1]["vm"], plan[2]["vm"]])
+    assert checks.count(plan[1]["vm"]) == 2
+    assert domains_on(fake, "h1") == set()
+
+
+def test_the_maintenance_chain_stays_one_decision_and_keeps_the_host_disabled(pool, fake):
+    """host-disable -- host-evacuate: a refused evacuation changes nothing (the host stays
+    enabled); once the plan is decided the host is disabled whatever its moves do, and a full
+    evacuation leaves it disabled and empty."""
+    h1 = ok(pool, "host-list", "name-label=h1", "--minimal")
+    ok(pool, "vm-param-set", "uuid=" + vm(pool, "v1")["uuid"], "platform:nomigrate=true")
+    rc, _, err = vmctl(pool, "host-disable", "host=h1", "--", "host-evacuate", "host=h1")
+    assert rc == 1 and err.startswith("vmctl: CANNOT_EVACUATE_HOST")
+    assert row(pool, "host", h1)["enabled"] is True and migrations(fake) == []
+    ok(
+        pool,
+        "vm-param-remove",
+        "uuid=" + vm(pool, "v1")["uuid"],
+        "param-name=platform",
+        "param-key=nomigrate",
+    )
+
     plan = json.loads(ok(pool, "-f", "json", "--dry-run", "host-evacuate", "host=h1"))["moves"]
     fake.fail_vm[plan[0]["name-label"]] = DriverFault("Connection refused", host="h1")
     rc, _, err = vmctl(pool, "host-disable", "host=h1", "--", "host-evacuate", "host=h1")
-    assert rc == 1 and "the 2 moves after it were not attempted" in err.splitlines()[0]
-    h1 = ok(pool, "host-list", "name-label=h1", "--minimal")
-    assert row(pool, "host", h1)["enabled"] is True
-    assert {where(pool, n) for n in ("v1", "v2", "v3")} == {"h1"}
+    assert rc == 1 and "2 other moves are done and committed" in err.splitlines()[0]
+    assert row(pool, "host", h1)["enabled"] is False
+    assert where(pool, plan[0]["name-label"]) == "h1"
 
     fake.fail_vm.clear()
+    ok(pool, "host-enable", "host=h1")
     ok(pool, "host-disable", "host=h1", "--", "host-evacuate", "host=h1")
     assert row(pool, "host", h1)["enabled"] is False
     assert domains_on(fake, "h1") == set() and "h1" not in {where(pool, n) for n in ("v1", "v2", "v3")}
 
 
 def test_ctrl_c_in_a_later_move_keeps_the_earlier_ones(pool, fake):
-    plan = json.loads(ok(pool, "-f", "json", "--dry-run", "host-evacuate", "host=h1"))["moves"]
+    plan = json.loads(ok(pool, "-f", "json", "--dry-run", "host-evacuate", "host=h1", "batch-size=1"))[
+        "moves"
+    ]
     order = [m["name-label"] for m in plan]
     fake.interrupt.add(order[1])
-    rc, out, err = vmctl(pool, "host-evacuate", "host=h1")
+    rc, out, err = vmctl(pool, "host-evacuate", "host=h1", "batch-size=1")
     assert rc == 130 and out == ""
     assert err.startswith(f"vmctl: interrupted: move 2 of 3 (VM {order[1]} from h1 to ")
     assert err.rstrip().endswith(
-        "the moves before it are done and committed; the 1 move after it not attempted"
+        "did not happen; 1 other move is done and committed; the 1 move after it not attempted"
     )
     assert where(pool, order[0]) != "h1" and where(pool, order[1]) == where(pool, order[2]) == "h1"
+
+
+def test_ctrl_c_during_a_wave_stops_every_migration_under_way(pool, fake):
+    """Ctrl-C reaches the main thread while the wave's migrations run in theirs: each is asked to
+    stop (as the libvirt driver aborts its job) and every guest stays on h1, the tasks cancelled."""
+    import _thread
+    import threading
+    import time
+
+    from vmctl.drivers.base import cancel_requested
+
+    started = threading.Barrier(3, timeout=10)
+
+    def migrate(src, dst, spec, progress=None):
+        fake.calls.append(("domain_migrate", src.name, dst.name, spec.uuid))
+        if started.wait() == 0:
+            _thread.interrupt_main()  # Ctrl-C, once all three are under way
+        deadline = time.monotonic() + 10
+        while not cancel_requested.is_set():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        raise KeyboardInterrupt  # the job aborted, the guest on its source
+
+    fake.domain_migrate = migrate
+    rc, out, err = vmctl(pool, "host-evacuate", "host=h1")
+    assert rc == 130 and out == ""
+    assert err.startswith("vmctl: interrupted: move ") and err.rstrip().endswith(
+        "did not happen; no move is done"
+    )
+    assert err.count(" did not happen") == 1 and err.count(" of 3 (VM ") == 3
+    assert {where(pool, n) for n in ("v1", "v2", "v3")} == {"h1"}
+    assert all(vm(pool, n)["scheduled-to-be-resident-on"] == "" for n in ("v1", "v2", "v3"))
+    assert [t["status"] for t in tasks(pool)] == ["cancelled"] * 3
+    assert not cancel_requested.is_set()
 
 
 def test_pool_rebalance_makes_its_moves_for_real(pool, fake):
     plan = json.loads(ok(pool, "-f", "json", "--dry-run", "pool-rebalance", "threshold=5"))
     assert plan["moves"], "three VMs on one host of three: the plan moves some"
     data = json.loads(ok(pool, "-f", "json", "pool-rebalance", "threshold=5"))
-    assert [d["vm"] for d in data] == [m["vm"] for m in plan["moves"]]
-    assert [c[3] for c in migrations(fake)] == [m["vm"] for m in plan["moves"]]
-    for m in plan["moves"]:
+    assert [d["vm"] for d in data] == [m["vm"] for m in plan["moves"]]  # printed in the plan's order
+    assert sorted(c[3] for c in migrations(fake)) == sorted(m["vm"] for m in plan["moves"])
+    for m, d in zip(plan["moves"], data):
         assert vm(pool, m["name-label"])["resident-on"] == m["to"]
+        # the engine's prediction for the move in its wave, as the dry run printed its time
+        assert d["predicted"]["total-time"] == pytest.approx(m["time"])
+        record = json.loads(vm(pool, m["name-label"])["other-config"]["last-migration"])
+        assert (record["step"], record["rebalance"]) == (m["step"], plan["policy"])
+
+
+def test_an_evacuation_keeps_its_plans_predictions_and_limits_each_stream_to_its_wave_rate(pool, fake):
+    """What is applied is the plan the dry run printed: each move's recorded prediction is the
+    plan's for it in its wave (h1's 2.5 Gbit/s link shared by the wave's moves, so less than a move
+    alone would get), and libvirt is given that rate and downtime target."""
+    h1 = ok(pool, "host-list", "name-label=h1", "--minimal")
+    for pif in ok(pool, "pif-list", f"host-uuid={h1}", "--minimal").split(","):
+        ok(pool, "pif-param-set", f"uuid={pif}", "speed=2500")
+    plan = json.loads(ok(pool, "-f", "json", "--dry-run", "host-evacuate", "host=h1"))["moves"]
+    assert len({m["wave"] for m in plan}) < len(plan)  # moves sharing a wave
+    ok(pool, "host-evacuate", "host=h1")
+    specs = {spec.uuid: spec for spec in fake.specs_migrated}
+    for m in plan:
+        record = json.loads(vm(pool, m["name-label"])["other-config"]["last-migration"])
+        assert (record["wave"], record["total-time"]) == (m["wave"], m["time"])
+        assert record["bytes"] == pytest.approx(m["bytes"], abs=1)  # the JSON prints whole bytes
+        assert record["downtime"] == m["downtime"] and specs[m["vm"]].bandwidth == record["rate"]
 
 
 def test_a_later_move_is_checked_again_on_the_inventory_as_it_is_then(pool, fake):
     """Between two moves the lock is released: a move whose VM was halted meanwhile fails its
     re-check, and nothing after it is attempted."""
-    plan = json.loads(ok(pool, "-f", "json", "--dry-run", "host-evacuate", "host=h1"))["moves"]
+    plan = json.loads(ok(pool, "-f", "json", "--dry-run", "host-evacuate", "host=h1", "batch-size=1"))[
+        "moves"
+    ]
     order = [m["name-label"] for m in plan]
 
     def halt_the_second():
@@ -411,7 +591,7 @@ def test_a_later_move_is_checked_again_on_the_inventory_as_it_is_then(pool, fake
             ok(pool, "vm-shutdown", f"vm={order[1]}", "--force")
 
     fake.during["domain_migrate"] = halt_the_second
-    rc, _, err = vmctl(pool, "host-evacuate", "host=h1")
+    rc, _, err = vmctl(pool, "host-evacuate", "host=h1", "batch-size=1")
     assert rc == 1
     assert err.startswith(f"vmctl: VM_BAD_POWER_STATE: move 2 of 3 (VM {order[1]} from h1 to ")
     assert len(migrations(fake)) == 1 and where(pool, order[2]) == "h1"

@@ -8,6 +8,7 @@ import random
 
 import pytest
 from cli_helpers import with_txn
+from pgserver import pg_db, pg_url  # noqa: F401
 
 GiB = 1024**3
 MiB = 1024**2
@@ -107,10 +108,18 @@ def _decision(sched, vm: str) -> tuple:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_partial_snapshot_decides_as_the_whole_one(tmp_path, seed):
+    _check_partial_against_whole(tmp_path / "p.db", seed)
+
+
+@pytest.mark.postgres
+def test_partial_snapshot_decides_as_the_whole_one_on_postgresql(pg_db):  # noqa: F811
+    _check_partial_against_whole(pg_db, 4)
+
+
+def _check_partial_against_whole(db, seed: int) -> None:
     from vmctl.engine.placement import Scheduler
     from vmctl.engine_adapter import _build_pool_state, placement_state
 
-    db = tmp_path / "p.db"
     pools = _random_inventory(db, seed)
 
     def body(txn):

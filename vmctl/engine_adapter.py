@@ -19,6 +19,7 @@ from dataclasses import replace
 
 from vmctl import capacity, units
 from vmctl.engine.snapshot import (
+    HOLDING_STATES,
     GroupState,
     HostLoad,
     HostState,
@@ -98,6 +99,15 @@ class _Storage:
         return st
 
 
+def _residence(power_state: str, resident_on: str, scheduled_on: str) -> dict:
+    """resident_on and scheduled_on of a VMState from the row's fields: a VM has a resident host
+    only while running or paused."""
+    return {
+        "resident_on": (resident_on or None) if power_state in HOLDING_STATES else None,
+        "scheduled_on": scheduled_on or None,
+    }
+
+
 def vm_value(vm: dict, st: _Storage | None = None) -> VMState:
     """One VM row → :class:`VMState` (memory overhead per model.md §1.3)."""
     srs: set[str] = set()
@@ -116,13 +126,11 @@ def vm_value(vm: dict, st: _Storage | None = None) -> VMState:
                 srs.add(d["sr"])
                 vdis[d["uuid"]] = VDIState(d["uuid"], d["sr"], d["virtual-size"], d["physical-utilisation"])
         nets = {f["network"] for f in st.vifs.get(vm["uuid"], []) if f["network"]}
-    holding = vm["power-state"] in ("running", "paused")
     return VMState(
         uuid=vm["uuid"],
         name=vm["name-label"],
         power_state=vm["power-state"],
-        resident_on=(vm["resident-on"] or None) if holding else None,
-        scheduled_on=vm["scheduled-to-be-resident-on"] or None,
+        **_residence(vm["power-state"], vm["resident-on"], vm["scheduled-to-be-resident-on"]),
         affinity=vm["affinity"] or None,
         vcpus=vm["vcpus"],
         memory_static_min=vm["memory-static-min"],
@@ -348,14 +356,14 @@ def _build_placement_state(txn, ps: PoolState) -> PoolState:
     _add_infrastructure(txn, ps, sums.vif_networks(txn, ps.uuid))
     loads = {h: HostLoad() for h in ps.hosts}
     dynamic = ps.memory_policy != "none"
-    for resident_on, scheduled_on, *v in sums.vm_load_sums(
+    for resident_on, scheduled_on, power_state, *v in sums.vm_load_sums(
         txn, ps.uuid, capacity.STATIC_MAX_PER_OVERHEAD_MIB
     ):
+        # the hosts a VM of this group counts on, as for one VM (HostLoad, PoolState._apply)
+        where = VMState("", power_state=power_state, **_residence(power_state, resident_on, scheduled_on))
         n, vcpus, static_max, dynamic_max, floor, units, p_n, p_vcpus, p_static_max, p_units = v
         overhead = capacity.overhead_of(n, vcpus, units)
-        for host in (resident_on, scheduled_on):
-            if host is None:
-                continue
+        for host in where.load_hosts():
             ld = loads.setdefault(host, HostLoad())
             ld.count += n
             ld.vcpus += vcpus
@@ -363,7 +371,7 @@ def _build_placement_state(txn, ps: PoolState) -> PoolState:
             ld.mem_max += dynamic_max + overhead
             ld.mem_min += floor + overhead
             ld.mem += (floor if dynamic else static_max) + overhead
-            if host == resident_on:  # protection counts on the resident host only (HostLoad)
+            if host == where.resident_on and power_state in HOLDING_STATES:  # protection: resident host
                 ld.prot_count += p_n
                 ld.prot_vcpus += p_vcpus
                 ld.prot_mem_st += p_static_max + capacity.overhead_of(p_n, p_vcpus, p_units)

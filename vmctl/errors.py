@@ -164,6 +164,8 @@ MESSAGES: dict[str, str] = {
     "VM_NO_SUSPEND_SR": "The VM has no suspend SR and its pool no default SR; set the VM's suspend SR or the pool's default SR",
     "REVERT_ONLY_ALLOWED_ON_SNAPSHOT": "Only a snapshot can be reverted to; name a snapshot",
     "VM_IS_NOT_A_SNAPSHOT": "The VM is not a snapshot; name a snapshot",
+    "VM_IS_NOT_A_TEMPLATE": "The VM is not a template (or is a snapshot); name a template",
+    "VDI_NEEDS_VM_FOR_MIGRATE": "No VM uses the VDI; vdi-copy copies a disk no VM uses",
     # The lab of real hosts (drivers.md §5)
     "LAB_PACKAGES_MISSING": "The lab needs packages that are not installed; the message gives the apt-get line",
     "LAB_NEEDS_ROOT": "Root is needed for vmctl lab up and down (namespaces, links and mounts)",

@@ -20,20 +20,24 @@ A finished migration cannot be undone, so each one commits alone:
 
 * its action is `final`: it runs after every other action of its transaction, so nothing that
   can still fail comes after it;
-* a transaction holds one migration. Every further move (the moves after the first of an
-  evacuation or a rebalance, the VMs after the first of `vm-migrate --multiple`, a second
+* a transaction holds one migration. Every further VM of `vm-migrate --multiple` (and a second
   vm-migrate in a chain) is a step (vmctl/drivers): a transaction of its own, run once the move
-  before it committed, that re-checks its move against the inventory as it is then (the lock
-  was released meanwhile: the VM must still run on the planned source, the destination must
-  still pass the placement filters and the caps), decides it and migrates.
+  before it committed, that checks its move again on the inventory as it is then.
 
-So the first move shares the command's transaction: a refusal there changes nothing, and the
-maintenance chain `host-disable -- host-evacuate` stays one decision (a failure of its first
-migration puts the host back as it was). When a later move fails, the moves before it stay
-committed and journalled (each with its own decision and closing entries), the moves after it
-are not attempted, and vmctl exits 1 naming the step, the VM and the reason. The moves run one
-at a time, in the plan's order (wave by wave, so within the caps by construction); the
-prediction recorded for each is the engine's for that move made alone, at the moment it starts.
+A plan (host-evacuate, pool-rebalance) runs wave by wave, as the engine cut it within the
+concurrency caps (engine.md §4.3). The command's transaction decides the plan and commits (with
+what comes before it in a chain: `host-disable -- host-evacuate`, whose refusal changes nothing);
+then every move is a step, the steps of one wave a group (the runner): each decided in its own
+transaction, one after another, re-checked against the inventory as it is then (the VM still
+on the planned source, the destination still passing the placement filters and the caps), each
+keeping the plan's prediction for it in its wave (the stream held to that rate); then the
+wave's migrations run at once, each committed by its own closing as it ends, and the next wave
+starts once the last one ended. A move refused while others of its
+wave are decided waits for them and is checked once more (rebalancing may need the room an
+earlier move frees). When a move fails, the moves already done stay committed and journalled
+(each with its own decision and closing entries), the moves not started are not attempted, and
+vmctl exits 1 naming the step, the VM and the reason. Ctrl-C stops the wave's running
+migrations (each job aborted, each guest on its source) and keeps what ended before.
 
 Storage motion (`vdi:<vdi>=<sr>`, `host-evacuate sr=`) on a real pool: the deciding transaction
 makes the copies' records (new VDIs on their target SRs, both disks held); the action makes their
@@ -49,11 +53,16 @@ closing transactions, and printed once the last one committed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vmctl import drivers, volumes
 from vmctl.errors import VmctlError
 from vmctl.relocation import LIVE_STATES, relocate
+
+if TYPE_CHECKING:
+    from vmctl.progress import Part
 
 # what `last-migration`, the JSON and the table keep of the engine's prediction
 PREDICTED_FIELDS = ("total-time", "downtime", "bytes", "storage-bytes", "rounds", "rate", "stop-reason")
@@ -93,6 +102,8 @@ class Move:
     label: str  # the action in errors and in the task: "move 2 of 3 (VM web from h1 to h2)"
     network: str | None = None  # the migration network's uuid, None: the pool's
     vdi_map: dict[str, str] = field(default_factory=dict)  # storage motion: VDI -> target SR
+    wave: int = 0  # a plan's wave (host-evacuate, pool-rebalance): the moves of one run at once
+    order: int = 0  # its place in the plan: what the command prints follows it
 
 
 @dataclass
@@ -103,10 +114,15 @@ class Shown:
 
     moves: list[dict] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
+    _order: list[int] = field(default_factory=list)
 
-    def add(self, vm: dict, src: dict, dst: dict, prediction: dict, measured: dict) -> None:
+    def add(self, vm: dict, src: dict, dst: dict, prediction: dict, measured: dict, order: int = 0) -> None:
+        """One move made; in the plan's `order`, whichever of a wave's moves ended first."""
+        at = sum(1 for o in self._order if o <= order)
+        self._order.insert(at, order)
         predicted = {k: prediction.get(k) for k in PREDICTED_FIELDS}
-        self.moves.append(
+        self.moves.insert(
+            at,
             {
                 "vm": vm["uuid"],
                 "name-label": vm["name-label"],
@@ -116,7 +132,7 @@ class Shown:
                 "to-name": dst["name-label"],
                 "predicted": predicted,
                 "measured": {k: measured.get(k) for k in MEASURED_FIELDS},
-            }
+            },
         )
         row = {"vm": vm["uuid"], "name-label": vm["name-label"], "from": src["uuid"], "to": dst["uuid"]}
         for k in ("total-time", "downtime", "bytes"):
@@ -124,7 +140,7 @@ class Shown:
             row[f"measured-{k}"] = measured.get(k)
         if predicted.get("bytes") is not None:  # whole bytes, as the JSON prints them
             row["predicted-bytes"] = int(round(predicted["bytes"]))
-        self.rows.append(row)
+        self.rows.insert(at, row)
 
     def data(self, single: bool) -> object:
         """JSON: one VM's move as an object (vm-migrate of one VM), else the list."""
@@ -142,9 +158,12 @@ def must_step(txn) -> bool:
     return drivers.has_final(txn)
 
 
-def carry_out(txn, m: Move, dry_run: bool, quiet: bool, shown: Shown | None = None) -> None:
+def carry_out(
+    txn, m: Move, dry_run: bool, quiet: bool, shown: Shown | None = None, bar: Part | None = None
+) -> None:
     """Make the decided move `m` happen: records at once (simulated pool, dry run), or a real
-    live migration committed by its own closing (see the module docstring)."""
+    live migration committed by its own closing (see the module docstring). `bar`: its share of
+    a progress line it shares with the other moves of its wave (else a line of its own)."""
     vm = txn.get("vm", m.vm)
     if not real_run(txn, vm["pool"], dry_run):
         relocate(txn, m.vm, m.dst, m.vdi_map or None, m.record, quiet)
@@ -168,13 +187,13 @@ def carry_out(txn, m: Move, dry_run: bool, quiet: bool, shown: Shown | None = No
     def migrate():
         from vmctl import progress
 
-        bar = progress.bar(m.label, quiet)
+        line = bar if bar is not None else progress.bar(m.label, quiet)
         made = []
         try:
             for _, new in motion.pairs:  # the copies' volumes, for libvirt to fill
                 driver.volume_create(dst, new)
                 made.append(new)
-            figures = driver.domain_migrate(src, dst, spec, bar)
+            figures = driver.domain_migrate(src, dst, spec, line)
         except BaseException:
             for new in made:
                 _quietly(
@@ -182,8 +201,8 @@ def carry_out(txn, m: Move, dry_run: bool, quiet: bool, shown: Shown | None = No
                 )
             raise
         finally:
-            if bar is not None:
-                bar.end()
+            if line is not None:
+                line.end()
         states = {new.uuid: _read(lambda new=new: driver.volume_state(dst, new)) for _, new in motion.pairs}
         for (old, _), host in zip(motion.pairs, motion.old_hosts):  # the guest no longer reads them
             _quietly(lambda old=old, host=host: driver.volume_delete(host, old), f"delete {old.file_name}")
@@ -198,7 +217,7 @@ def carry_out(txn, m: Move, dry_run: bool, quiet: bool, shown: Shown | None = No
             for new, state in states.items():
                 volumes.record_usage(t, new, state)
         if shown is not None:
-            shown.add(moved, src_host, dst_host, m.prediction, measured)
+            shown.add(moved, src_host, dst_host, m.prediction, measured, m.order)
 
     holds = [drivers.Hold("vm", m.vm, "migrate_send" if motion.copies else "pool_migrate")]
     holds += [drivers.Hold("vdi", u, "copy") for pair in sorted(motion.copies.items()) for u in pair]
@@ -282,7 +301,8 @@ def _management(txn, network: dict) -> bool:
 def recheck(txn, m: Move) -> Move:
     """A planned move about to be made in a step of its own: the VM must still run or be paused on
     the planned source, free to move, and the destination must still pass the placement filters
-    and the migration caps. Returns the move with the engine's prediction for it now."""
+    and the migration caps (the moves of its wave decided before it count against them). Returns
+    the move, with the engine's prediction for it alone now when the plan had none."""
     from vmctl.engine import waves as wv
     from vmctl.engine.placement import MIGRATE, Scheduler
     from vmctl.engine_adapter import pool_state
@@ -302,28 +322,47 @@ def recheck(txn, m: Move) -> Move:
     vdi_map = {d: sr for d, sr in m.vdi_map.items() if (v := txn.get("vdi", d)) is not None and v["sr"] != sr}
     Scheduler(ps).check_target(m.vm, m.dst, mode=MIGRATE, vdi_map=vdi_map or None, ha=False)
     _, pred = wv.admit_migration(ps, m.vm, m.dst, network=m.network, vdi_map=vdi_map or None, force=True)
+    if m.prediction:
+        # the plan's own prediction stays: made for the move in its wave (the links it shares),
+        # it is what the dry run printed and what libvirt's stream is limited to
+        return dataclasses.replace(m, vdi_map=vdi_map)
     prediction = pred.as_dict()
     prediction.pop("hints", None)
     record = {**m.record, **{k: v for k, v in prediction.items() if k in m.record}}
-    return Move(m.vm, m.src, m.dst, prediction, record, m.label, m.network, vdi_map)
+    return dataclasses.replace(m, prediction=prediction, record=record, vdi_map=vdi_map)
 
 
 def carry_out_plan(
     txn, moves: list[Move], dry_run: bool, quiet: bool, shown: Shown | None, kind: str = "move"
 ) -> None:
-    """Make a plan's moves happen in order: every move in this transaction on a simulated pool
-    or a dry run; on a real pool the first here and each further one as a step of its own, each
-    re-checked (and predicted alone) as it starts."""
-    for m in moves:
-        if not real_run(txn, txn.get("vm", m.vm)["pool"], dry_run):
+    """Make a plan's moves happen: every move in this transaction on a simulated pool or a dry
+    run; on a real pool every move a step of its own, after this transaction committed, wave by
+    wave: the moves of a wave decided one after another (each re-checked on the inventory as it
+    is then), then migrating at once, each committed as it ends; the next
+    wave starts once the last of these ended."""
+    if not moves or not real_run(txn, txn.get("vm", moves[0].vm)["pool"], dry_run):
+        for m in moves:
             carry_out(txn, m, dry_run, quiet, shown)
-        elif not must_step(txn):
-            carry_out(txn, recheck(txn, m), dry_run, quiet, shown)
-        else:
+        return
+    from vmctl import progress
+
+    waves: dict[int, list[Move]] = {}
+    for m in moves:
+        waves.setdefault(m.wave, []).append(m)
+    plan = object()  # the waves of this plan, apart from any other's
+    for n, (wave, members) in enumerate(sorted(waves.items()), 1):
+        label = f"wave {n} of {len(waves)} ({len(members)} migration{'s' if len(members) > 1 else ''})"
+        line = progress.shared(label, quiet) if len(members) > 1 else None
+        for m in members:
             drivers.step(
                 txn,
                 drivers.Step(
-                    m.label, lambda t, m=m: carry_out(t, recheck(t, m), False, quiet, shown), kind=kind
+                    m.label,
+                    lambda t, m=m, line=line: carry_out(
+                        t, recheck(t, m), False, quiet, shown, line.part() if line is not None else None
+                    ),
+                    kind=kind,
+                    group=(plan, wave),
                 ),
             )
 

@@ -233,6 +233,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _other_ends(txn, stale: list[Finding], compared: set[str]) -> list[Finding]:
+    """A migration whose vmctl was killed has two ends, its VM's resident-on and
+    scheduled-to-be-resident-on: libvirt went on without vmctl, so the guest may run on either.
+    The end not among the compared hosts is looked at too, for that VM only (host-sync host=H
+    of one end then finds the guest wherever it went)."""
+    out: list[Finding] = []
+    for f in stale:
+        for key in txn.get("task", f.uuid)["objects"]:
+            cls, uuid = key.split(":", 1)
+            vm = txn.get("vm", uuid) if cls == "vm" else None
+            if vm is None or not vm["scheduled-to-be-resident-on"]:
+                continue
+            for end in (vm["resident-on"], vm["scheduled-to-be-resident-on"]):
+                host = txn.get("host", end) if end and end not in compared else None
+                if host is None:
+                    continue
+                try:
+                    state = drivers.driver_for(txn, host["pool"]).domains(drivers.host_target(host)).get(uuid)
+                except DriverFault as e:
+                    text = f"cannot be looked for on {host['name-label']}: {' '.join(e.message.split())}"
+                    out.append(Finding("vm", uuid, text))
+                    continue
+                if state is None or _state(state) == "halted":
+                    continue
+                mine = {uuid: state}
+                out += [g for g in _compare_domains(txn, host, mine) if g.uuid == uuid]
+    return out
+
+
 def _close_interrupted(txn, task_uuid: str) -> str:
     from vmctl.store.txn import now_iso
 
@@ -256,9 +285,13 @@ def _close_interrupted(txn, task_uuid: str) -> str:
 def run(txn, hosts: list[dict], fix: bool) -> tuple[list[str], bool]:
     """Compare hosts (and stale tasks), repair on --fix; the report lines, and whether anything
     is left that differs (unknown objects are listed but never count: vmctl leaves them be)."""
-    findings = stale_tasks(txn)
+    stale = stale_tasks(txn)
+    compared: list[Finding] = []
     for h in hosts:
-        findings += compare_host(txn, h)
+        compared += compare_host(txn, h)
+    # the other ends first: once a guest is recorded where it runs, "gone from its old host" is
+    # no longer a halt
+    findings = stale + _other_ends(txn, stale, {h["uuid"] for h in hosts}) + compared
     # a task whose VM is still migrating stays open: its outcome is not known yet
     migrating = {f"vm:{f.uuid}" for f in findings if f.migrating}
     for f in findings:

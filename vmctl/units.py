@@ -210,6 +210,11 @@ def parse_scalar(type_: str, text, name: str, values: tuple[str, ...] = (), allo
         return parse_bool(text, name)
     if type_ == "enum":
         if text not in values:
+            # any case, as xe reads its enums (`type=Disk`, `mode=rw`): the member as declared
+            folded = str(text).casefold()
+            for member in values:
+                if member.casefold() == folded:
+                    return member
             raise VmctlError(
                 "INVALID_VALUE",
                 f"{name} must be one of {', '.join(values)}",

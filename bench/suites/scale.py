@@ -13,6 +13,7 @@ the 30 s target is gated only where its size runs (S1)."""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -39,9 +40,16 @@ DEMO_RATIO_MAX = 15.0  # ten times the objects: linear ≈ 10×, the quadratic d
 PAIRS_RATIO_MAX = 2.5  # twice the pairs: linear ≈ 2×, quadratic 4×
 
 
-def _vmctl(db: str, *args: str) -> tuple[float, str]:
-    """(wall seconds, stdout) of one whole `python -m vmctl` process on inventory db."""
+def _cpu_of_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _vmctl(db: str, *args: str) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds, stdout) of one whole `python -m vmctl` process on inventory
+    db. The CPU time tells what the process did when other work shares the machine."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
+    cpu0 = _cpu_of_children()
     t0 = time.perf_counter()
     p = subprocess.run(
         [sys.executable, "-m", "vmctl", f"--db={db}", *args],
@@ -51,21 +59,23 @@ def _vmctl(db: str, *args: str) -> tuple[float, str]:
         text=True,
         check=False,
     )
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, _cpu_of_children() - cpu0
     if p.returncode != 0:
         raise RuntimeError(f"vmctl {' '.join(args)} failed: {p.stderr.strip()}")
-    return elapsed, p.stdout
+    return elapsed, cpu, p.stdout
 
 
-def _demo(tmp: str, hosts: int, vms: int, seed: int) -> tuple[float, str]:
+def _demo(tmp: str, hosts: int, vms: int, seed: int) -> tuple[float, float, str]:
     db = os.path.join(tmp, f"demo-{hosts}-{vms}.db")
-    t, out = _vmctl(db, "demo", "--pools", "1", "--hosts", str(hosts), "--vms", str(vms), "--seed", str(seed))
-    return t, out.strip().split(": ", 1)[1]  # the summary after "demo (seed S): "
+    t, cpu, out = _vmctl(
+        db, "demo", "--pools", "1", "--hosts", str(hosts), "--vms", str(vms), "--seed", str(seed)
+    )
+    return t, cpu, out.strip().split(": ", 1)[1]  # the summary after "demo (seed S): "
 
 
-def _pairs(tmp: str, n: int) -> tuple[float, int]:
-    """Seconds of one batch of n vm-create + vif-create pairs on a one-host pool (set up first,
-    untimed); the number of VIFs the inventory then holds."""
+def _pairs(tmp: str, n: int) -> tuple[float, float, int]:
+    """Wall and CPU seconds of one batch of n vm-create + vif-create pairs on a one-host pool
+    (set up first, untimed); the number of VIFs the inventory then holds."""
     db = os.path.join(tmp, f"pairs-{n}.db")
     setup = os.path.join(tmp, f"setup-{n}.yaml")
     with open(setup, "w") as f:
@@ -78,9 +88,9 @@ def _pairs(tmp: str, n: int) -> tuple[float, int]:
         for i in range(n):
             f.write(f"- vm-create name-label=p{i:06d} memory=1GiB\n")
             f.write(f"- vif-create vm-uuid=p{i:06d} network-uuid=net device=0\n")
-    t, _ = _vmctl(db, "batch", batch)
-    _, vifs = _vmctl(db, "vif-list", "--minimal")
-    return t, len([v for v in vifs.strip().split(",") if v])
+    t, cpu, _ = _vmctl(db, "batch", batch)
+    vifs = _vmctl(db, "vif-list", "--minimal")[2]
+    return t, cpu, len([v for v in vifs.strip().split(",") if v])
 
 
 def run(ctx: common.Context) -> common.SuiteResult:
@@ -88,10 +98,10 @@ def run(ctx: common.Context) -> common.SuiteResult:
     (small, large), n = DEMOS[ctx.scenario], PAIRS[ctx.scenario]
     tmp = tempfile.mkdtemp(prefix="vmctl-bench-scale-")
     try:
-        t_small, built_small = _demo(tmp, *small, ctx.seed)
-        t_large, built_large = _demo(tmp, *large, ctx.seed)
-        t_n, vifs_n = _pairs(tmp, n)
-        t_2n, vifs_2n = _pairs(tmp, 2 * n)
+        t_small, cpu_small, built_small = _demo(tmp, *small, ctx.seed)
+        t_large, cpu_large, built_large = _demo(tmp, *large, ctx.seed)
+        t_n, cpu_n, vifs_n = _pairs(tmp, n)
+        t_2n, cpu_2n, vifs_2n = _pairs(tmp, 2 * n)
         # what was built: identical across runs with the same seed (quality fields)
         m: dict = {
             f"demo {small[0]:,} hosts / {small[1]:,} VMs": built_small,
@@ -106,6 +116,8 @@ def run(ctx: common.Context) -> common.SuiteResult:
             f"batch {n:,} VM+VIF pairs (s)": round(t_n, 2),
             f"batch {2 * n:,} VM+VIF pairs (s)": round(t_2n, 2),
             "pairs ratio (×)": round(t_2n / t_n, 2),
+            f"CPU: demo {small[1]:,} / {large[1]:,} VMs (s)": (round(cpu_small, 2), round(cpu_large, 2)),
+            f"CPU: batch {n:,} / {2 * n:,} pairs (s)": (round(cpu_n, 2), round(cpu_2n, 2)),
         }
         m.update(timed)
         res.engines["vmctl"] = m
@@ -114,7 +126,8 @@ def run(ctx: common.Context) -> common.SuiteResult:
         res.goals += [
             common.Goal(
                 "D1",
-                f"demo --pools 1 --hosts {size[0]} --vms {size[1]} ≤ {limit:g} s",
+                # stated for 1,000 hosts and 15,000 VMs: at other sizes the figure is informative only
+                f"demo --pools 1 --hosts {large[0]} --vms {large[1]} ≤ {limit:g} s",
                 round(t_large, 2),
                 t_large <= limit,
                 "timing" if large == size else "info",
@@ -135,8 +148,9 @@ def run(ctx: common.Context) -> common.SuiteResult:
             ),
         ]
         res.notes.append(
-            "wall time of whole processes (python -m vmctl), one pool; pairs: vm-create + vif-create "
-            "(generated MAC) per VM, one all-or-nothing batch on a pool with one host and one network"
+            "wall time of whole processes (python -m vmctl), and their CPU time (user + system), one "
+            "pool; pairs: vm-create + vif-create (generated MAC) per VM, one all-or-nothing batch on a "
+            "pool with one host and one network"
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -173,3 +173,9 @@ class Lab:
         started.start_libvirtd()
         started.wait()
         started.record_daemons()
+        # the new eth0 has a new MAC: the others would send to the old one until their neighbour
+        # entry expires (a migration to the host hung for minutes meanwhile)
+        for other in self.state.hosts:
+            if other.name != name:
+                self.in_host(other.name, "ip", "neigh", "flush", "to", host.address, check=False)
+        subprocess.run(["ip", "neigh", "flush", "to", host.address], capture_output=True, check=False)

@@ -75,10 +75,24 @@ def _value_kind(cmd, a) -> str | None:
     return None
 
 
+def _field_keys(cls: str, filters: bool):
+    """(name, field) for every name a field of cls is read by: vmctl's names, then xe's
+    (model.XE_FIELDS), then, for filters, xe's `<ref>-name-label` names."""
+    from vmctl.model import CLASSES, XE_FIELDS, XE_NAME_FIELDS
+
+    fields = CLASSES[cls].fields
+    yield from fields.items()
+    for name, target in XE_FIELDS.get(cls, {}).items():
+        yield name, fields[target]
+    if filters:
+        for name, target in XE_NAME_FIELDS.get(cls, {}).items():
+            yield name, fields[target]
+
+
 def completion_data() -> str:
     from vmctl.cli.grammar import LONG_OPTIONS, SHORT_OPTIONS
     from vmctl.commands import load
-    from vmctl.model import CLASSES
+    from vmctl.model import CLASSES, XE_SPELLING
 
     cmds = load()
     entries = {}
@@ -99,17 +113,19 @@ def completion_data() -> str:
                     values[alias] = values[target]
             cls = c.list_of or c.selector or (c.fields_of if c.fields_of not in (None, "*") else None)
             if cls:
-                for f in CLASSES[cls].fields.values():
-                    if c.fields_of and not c.list_of and not f.writable:
+                writing = bool(c.fields_of and not c.list_of)
+                for key, f in _field_keys(cls, filters=not writing):
+                    if writing and not f.writable:
                         continue
-                    if f.name + "=" not in keys:
-                        keys.append(f.name + "=")
+                    if key + "=" not in keys:
+                        keys.append(key + "=")
                     if f.values:
-                        values.setdefault(f.name, "enum:" + "|".join(f.values))
+                        shown = XE_SPELLING.get((cls, f.name), {})
+                        values.setdefault(key, "enum:" + "|".join(shown.get(v, v) for v in f.values))
                     elif f.type == "bool":
-                        values.setdefault(f.name, "bool")
+                        values.setdefault(key, "bool")
                     elif f.ref_class and f.kind == "scalar":
-                        values.setdefault(f.name, f.ref_class)
+                        values.setdefault(key, f.ref_class)
         flags = (
             list(c.flags)
             if c.style != "ovs"
@@ -290,6 +306,7 @@ def manpage() -> str:
             out += [".TP", f"\\fB{_roff(c.name)}\\fR", _roff(c.synopsis), ".br", _roff(c.help)]
             for term, desc in arg_lines(c):
                 out += [".RS", ".TP", f"\\fI{_roff(term)}\\fR", _roff(desc) if desc else "\\&", ".RE"]
+    out += xe_names_section()
     out += [
         ".SH EXIT STATUS",
         ".TP",
@@ -358,6 +375,37 @@ def commands_index() -> str:
     ]
     lines += [f"    {name!r}: {cmd.module!r}," for name, cmd in load().items()]
     return "\n".join(lines + ["}", ""])
+
+
+def xe_names_section() -> list[str]:
+    """The man page's list of xe's names (from the model's tables, so it cannot drift)."""
+    from vmctl.model import XE_FIELDS, XE_NAME_FIELDS, XE_SPELLING
+
+    out = [
+        ".SH XE NAMES",
+        _roff(
+            "xe scripts run as written. Besides the argument spellings each command lists above "
+            "(X-uuid= for X= naming an object, uuid= for the object a command is named after), "
+            "every field is also read by its xe name wherever a field is named: list filters and VM "
+            "selectors, params=, param-name=, *-param-set and creation arguments; a column "
+            "asked by an xe name is shown under that name (template and snapshot commands read the "
+            "vm names). A flag may be given as xe's key=value "
+            "(force=true is --force, minimal=true is --minimal), and a boolean argument as a "
+            "flag, also before the command name (--live is live=true). Enum values are read in "
+            "any case and printed as xe prints them. Parameters of xe that change what vmctl does "
+            "not model are refused (UNKNOWN_PARAMETER) with the reason each command lists above."
+        ),
+    ]
+    classes = sorted(set(XE_FIELDS) | set(XE_NAME_FIELDS))
+    for cls in classes:
+        names = [f"{xe} ({ours})" for xe, ours in XE_FIELDS.get(cls, {}).items()]
+        names += [f"{xe} (the name-label of its {ref})" for xe, ref in XE_NAME_FIELDS.get(cls, {}).items()]
+        out += [".TP", f"\\fB{_roff(cls)}\\fR", _roff(", ".join(names))]
+    spelled = [
+        f"{cls} {field}: " + ", ".join(shown.values()) for (cls, field), shown in sorted(XE_SPELLING.items())
+    ]
+    out += [".TP", "\\fBenums\\fR", _roff("; ".join(spelled))]
+    return out
 
 
 TARGETS = {

@@ -30,6 +30,9 @@ def arg_lines(cmd) -> list[tuple[str, str]]:
         out.append((f, FLAG_HELP.get(f, "")))
     if cmd.creates:
         out.append(("--id=@NAME", "name the new object for later commands of the same chain or batch"))
+    for name, why in cmd.refused.items():
+        term = name + ("KEY=VALUE" if name.endswith("-") else "=")
+        out.append((term, f"(xe's, not taken) {why}"))
     return out
 
 

@@ -7,10 +7,10 @@ on the final state with the host removed from the survivors, and the schedule in
 concurrency caps. A refusal (``CANNOT_EVACUATE_HOST``, one line per blocking VM) moves nothing.
 Applying the plan moves every VM as vm-migrate does (:func:`vmctl.relocation.relocate`:
 power-transition hooks, storage motion for ``sr=``, the prediction recorded for the journal), in wave
-order. On a libvirt pool each move is a real live migration committed alone (vmctl/moves.py): the
-first in the command's transaction, each further one in a step of its own, one after another; a
-failure keeps the moves before it, attempts none after it, and exits 1 naming the step, the VM
-and the reason. What moved is printed, predicted and measured figures side by side.
+order. On a libvirt pool each move is a real live migration committed alone (vmctl/moves.py),
+after the command's transaction committed: the moves of a wave at once, wave after wave; a
+failure keeps the moves done, attempts none of those not started, and exits 1 naming the step,
+the VM and the reason. What moved is printed, predicted and measured figures side by side.
 
 Maintenance mode is the chain ``host-disable host=H -- host-evacuate host=H``: one transaction, so
 the host stays enabled when the evacuation is refused; ``host-enable host=H`` ends it.
@@ -21,6 +21,7 @@ from __future__ import annotations
 from vmctl import moves
 from vmctl.commands.migrate import shown_data
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
+from vmctl.errors import VmctlError
 from vmctl.model import POLICIES, POLICY_HELP
 from vmctl.pools import same_pool
 from vmctl.relocation import record_of, relocate, storage_need
@@ -76,6 +77,7 @@ def _options(ctx: Ctx, host: dict) -> dict:
             help="a shared SR: VMs with disks only this host reaches move them there (storage motion)",
             complete="sr",
         ),
+        Arg("batch-size", "int", help="at most this many migrations at once (a wave), as xe's batch-size"),
     ),
     flags=("--explain",),
 )
@@ -83,9 +85,22 @@ def host_evacuate(ctx: Ctx):
     from vmctl.engine.evacuate import MOVE_FIELDS, plan_evacuation
 
     txn = ctx.txn
+    if ctx.a.get("batch-size", 1) < 1:
+        raise VmctlError(
+            "INVALID_VALUE",
+            "batch-size is 1 or more",
+            [("name", "batch-size"), ("value", ctx.raw["batch-size"])],
+        )
     host, ps = _pool_and_host(ctx)
     opts = _options(ctx, host)
-    plan = plan_evacuation(ps, host["uuid"], policy=opts["policy"], network=opts["network"], sr=opts["sr"])
+    plan = plan_evacuation(
+        ps,
+        host["uuid"],
+        policy=opts["policy"],
+        network=opts["network"],
+        sr=opts["sr"],
+        max_width=ctx.a.get("batch-size"),
+    )
     # SR accounting for storage motion: every copy is checked before anything moves (SR_FULL)
     from vmctl import storage
 
@@ -113,9 +128,9 @@ def host_evacuate(ctx: Ctx):
             relocate(txn, m.vm, m.dst, vmap, record, quiet)
             continue
         label = moves.label(txn, m.vm, m.src, m.dst, i, len(plan.moves))
-        planned.append(moves.Move(m.vm, m.src, m.dst, pred, record, label, opts["network"], vmap))
+        planned.append(moves.Move(m.vm, m.src, m.dst, pred, record, label, opts["network"], vmap, m.wave, i))
     if real and planned:
-        # a real pool: each move a live migration committed alone, the first in this transaction
+        # a real pool: each move a live migration committed alone, wave by wave (vmctl/moves.py)
         shown = moves.Shown()
         moves.carry_out_plan(txn, planned, dry_run, quiet, shown)
         return shown_data(shown, single=False)

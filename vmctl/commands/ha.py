@@ -53,13 +53,34 @@ def _ha_pool_rules(ctx: Ctx, pool: dict, changes: dict) -> None:
     "Enable HA on a pool: every host live, at least 2 hosts, agile protected VMs and "
     "a failover plan for ha-host-failures-to-tolerate",
     family="ha",
-    args=(_POOL, Arg("ha-host-failures-to-tolerate", "int", help="set the target number of host failures")),
+    args=(
+        _POOL,
+        Arg("ha-host-failures-to-tolerate", "int", help="set the target number of host failures"),
+        Arg(
+            "heartbeat-sr-uuids",
+            "list",
+            help="xe's heartbeat SRs: each must be a shared SR of the pool; vmctl keeps no statefile on them",
+        ),
+        Arg("ha-config", "map", help="xe's HA daemon settings (timeouts): accepted, not modelled"),
+    ),
 )
 def pool_ha_enable(ctx: Ctx):
     from vmctl.engine import ha
 
     txn = ctx.txn
     pool = only_pool(txn, ctx.a.get("pool"))
+    for text in ctx.a.get("heartbeat-sr-uuids", ()):
+        sr = txn.resolve_one("sr", text)
+        if sr["pool"] != pool["uuid"]:
+            raise VmctlError(
+                "NOT_IN_SAME_POOL", params=[("object", txn.ref("sr", sr)), ("pool", txn.ref("pool", pool))]
+            )
+        if not sr["shared"]:
+            raise VmctlError(
+                "HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED",
+                "An HA heartbeat SR must be shared by every host of the pool",
+                [("sr", txn.ref("sr", sr))],
+            )
     target = ctx.a.get("ha-host-failures-to-tolerate", pool["ha-host-failures-to-tolerate"])
     if target < 0:
         raise VmctlError(

@@ -304,7 +304,12 @@ def host_enable(ctx: Ctx):
     "host-disable",
     "Stop a host from taking new VMs (under HA, refused if it breaks the failover plan)",
     family="host",
-    args=(_HOST,),
+    args=(
+        _HOST,
+        # xe's auto-enable=false keeps a host disabled across its reboots; vmctl's hosts never
+        # reboot, so a disabled host stays disabled until host-enable either way
+        Arg("auto-enable", "bool", help="accepted for xe scripts: a host stays disabled until host-enable"),
+    ),
 )
 def host_disable(ctx: Ctx):
 

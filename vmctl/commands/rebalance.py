@@ -6,7 +6,7 @@ hosts), then the greedy loop (spread, balanced) or consolidation (pack), every m
 filters 1–11. Without a dry run the moves are applied in plan order in the same transaction
 (:func:`vmctl.commands.migrate.relocate`, as vm-migrate applies one), so what is applied is
 exactly the plan a dry run prints. On a libvirt pool each move is a real live migration committed
-alone, one after another (vmctl/moves.py, as host-evacuate): what moved is printed, predicted and
+alone, wave by wave (vmctl/moves.py, as host-evacuate): what moved is printed, predicted and
 measured figures side by side.
 """
 
@@ -98,10 +98,13 @@ def pool_rebalance(ctx: Ctx):
             relocate(txn, m.vm, m.dst, None, record, quiet)
             continue
         label = moves.label(txn, m.vm, m.src, m.dst, i, len(plan.moves))
-        planned.append(moves.Move(m.vm, m.src, m.dst, {}, record, label))
+        # the engine's prediction for the move in its wave: what libvirt's stream is held to
+        pred = plan.schedule.moves[i - 1].prediction.as_dict() if plan.schedule else {}
+        pred.pop("hints", None)
+        record.update({k: v for k, v in record_of(m.src, m.dst, pred).items() if k not in record})
+        planned.append(moves.Move(m.vm, m.src, m.dst, pred, record, label, wave=m.wave, order=i))
     if real and planned:
-        # a real pool: each move a live migration committed alone, re-checked and predicted as
-        # it starts (vmctl/moves.py)
+        # a real pool: each move a live migration committed alone, wave by wave (vmctl/moves.py)
         shown = moves.Shown()
         moves.carry_out_plan(txn, planned, dry_run, quiet, shown)
         return shown_data(shown, single=False)

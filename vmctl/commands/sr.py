@@ -7,8 +7,8 @@ from __future__ import annotations
 from vmctl import storage, volumes
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
-from vmctl.fields import param_hook, parse_value
-from vmctl.model import CLASSES, PROVISIONING, SR_TYPES
+from vmctl.fields import field_named, param_hook, parse_value
+from vmctl.model import PROVISIONING, SR_TYPES
 from vmctl.pools import only_pool
 
 
@@ -108,15 +108,15 @@ def sr_create(ctx: Ctx):
         base, _, mkey = key.partition(":")
         if base in _SR_CREATE_ARGS:
             continue
-        f = CLASSES["sr"].fields[base]
+        f = field_named("sr", base)  # vmctl's or xe's name (bind checked it is a field)
         if not f.writable:
-            raise VmctlError("FIELD_READ_ONLY", params=[("class", "sr"), ("field", base)])
+            raise VmctlError("FIELD_READ_ONLY", params=[("class", "sr"), ("field", f.name)])
         if f.kind == "map":
             if not mkey:
-                raise VmctlError("FIELD_TYPE_ERROR", params=[("field", base)])
-            values.setdefault(base, {})[mkey] = text
+                raise VmctlError("FIELD_TYPE_ERROR", params=[("field", f.name)])
+            values.setdefault(f.name, {})[mkey] = text
         else:
-            values[base] = parse_value(f, text, txn, pool["uuid"], arg=key, cls="sr")
+            values[f.name] = parse_value(f, text, txn, pool["uuid"], arg=key, cls="sr")
     values.update(
         {
             "name-label": name,
@@ -203,7 +203,7 @@ def _remove_sr(txn, sr: dict, dangling: list[dict], data: bool) -> None:
 
 @command(
     "sr-destroy",
-    "Destroy an SR with its PBDs and VDIs (asks for confirmation)",
+    "Destroy an SR with its PBDs and VDIs (asks for confirmation; the VDIs of halted VMs need --force)",
     family="sr",
     args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),),
     flags=("--force", "--if-exists"),

@@ -102,7 +102,16 @@ def vbd_plug(ctx: Ctx):
 
 
 @command(
-    "vbd-unplug", "Detach a VBD of a running VM", family="vbd", args=(Arg("uuid", "uuid", True, "the VBD"),)
+    "vbd-unplug",
+    "Detach a VBD of a running VM",
+    family="vbd",
+    args=(
+        Arg("uuid", "uuid", True, "the VBD"),
+        # xe waits up to timeout seconds for the guest to release the disk, and --force does not
+        # ask it; vmctl's unplug has no guest to wait for, so both are accepted and change nothing
+        Arg("timeout", "duration", help="accepted for xe scripts: the unplug does not wait for a guest"),
+    ),
+    flags=("--force",),
 )
 def vbd_unplug(ctx: Ctx):
     txn = ctx.txn

@@ -10,7 +10,7 @@ from __future__ import annotations
 from vmctl import storage
 from vmctl.commands.table import Arg, Ctx, Data, Value, command
 from vmctl.errors import VmctlError
-from vmctl.fields import param_hook, param_setter
+from vmctl.fields import extra_fields, param_hook, param_setter
 from vmctl.model import PROVISIONING
 
 
@@ -58,11 +58,13 @@ def _size_arg(ctx: Ctx, name: str) -> int:
         ),
         Arg("name-description", help="a description"),
     ),
+    fields_of="vdi",
     flags=("--may-exist",),
     creates="vdi",
 )
 def vdi_create(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
+    extra = extra_fields(ctx, "vdi", {x.name for x in ctx.cmd.args})  # tags, other-config (model.md §0)
     sr = txn.resolve_one("sr", a["sr-uuid"])
     if ctx.flag("may-exist"):
         for d in sorted(
@@ -72,20 +74,21 @@ def vdi_create(ctx: Ctx):
     size = a["virtual-size"]
     if isinstance(size, tuple):
         raise _invalid("virtual-size", ctx.raw["virtual-size"])
-    return Value(
-        storage.create_vdi(
-            txn,
-            sr,
-            size,
-            name_label=a["name-label"],
-            provisioning=a.get("provisioning"),
-            type=a.get("type", "user"),
-            sharable=a.get("sharable", False),
-            read_only=a.get("read-only", False),
-            name_description=a.get("name-description", ""),
-            quiet=_quiet(ctx),
-        )
+    uuid = storage.create_vdi(
+        txn,
+        sr,
+        size,
+        name_label=a["name-label"],
+        provisioning=a.get("provisioning"),
+        type=a.get("type", "user"),
+        sharable=a.get("sharable", False),
+        read_only=a.get("read-only", False),
+        name_description=a.get("name-description", ""),
+        quiet=_quiet(ctx),
     )
+    if extra:
+        txn.update("vdi", uuid, extra)
+    return Value(uuid)
 
 
 @command(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from vmctl import derived, xenet
 from vmctl.commands.table import Arg, Ctx, Records, Value, command
 from vmctl.errors import VmctlError
-from vmctl.fields import extra_fields, matches, parse_params, txn_filters
+from vmctl.fields import extra_fields, fill_columns, matches, parse_params, txn_filters
 from vmctl.macs import generate_mac
 from vmctl.model import CLASSES
 from vmctl.pools import same_pool
@@ -52,7 +52,8 @@ def new_mac(txn, vm: dict, device: int) -> str:
         Arg(
             "mac",
             help="six colon-separated hex pairs, unicast and locally administered (globally "
-            "administered with --force); default: generated (MAC= is accepted too)",
+            "administered with --force); default, empty or random (as xe writes it): generated "
+            "(MAC= is accepted too)",
         ),
     ),
     fields_of="vif",
@@ -79,7 +80,9 @@ def vif_create(ctx: Ctx):
     device = parse_device(a["device"])
     if txn.select("vif", vm=vm["uuid"], device=device):
         raise err("DEVICE_ALREADY_EXISTS", ("device", device))
-    if "mac" in a:
+    # xe: `mac=random` asks for a random MAC and an empty one for a generated MAC; vmctl
+    # generates one (model.md §3.7) for both
+    if a.get("mac", "").lower() not in ("", "random"):
         mac = normalise_mac(a["mac"], force=ctx.force)
         owner = mac_owner(txn, vm, mac)
         if owner is not None:
@@ -158,6 +161,9 @@ def vif_plug(ctx: Ctx):
     "Unplug a VIF of a running VM: its port goes",
     family="vif",
     args=(Arg("uuid", "uuid", True, "the VIF", complete="vif"),),
+    # xe's --force unplugs without the guest's cooperation: vmctl never waits for a guest, so
+    # a forced unplug is a plain one (its checks still run)
+    flags=("--force",),
 )
 def vif_unplug(ctx: Ctx):
     txn = ctx.txn
@@ -210,6 +216,7 @@ def vif_move(ctx: Ctx):
         Arg("params", help="fields to show, comma-separated, or all"),
     ),
     list_of="vif",
+    aliases={"uuid": "vm"},  # as xe's VM selector: uuid= names the VM, not a VIF
 )
 def vm_vif_list(ctx: Ctx):
     txn = ctx.txn
@@ -221,5 +228,5 @@ def vm_vif_list(ctx: Ctx):
         derived.fill(txn, "vif", rows, {f for f, _, _ in ctx.filters if not CLASSES["vif"].fields[f].stored})
         filters = txn_filters(txn, "vif", ctx.filters)
         rows = [r for r in rows if matches("vif", r, filters)]
-    derived.fill(txn, "vif", rows, [f for f in fields if not CLASSES["vif"].fields[f].stored])
+    rows = fill_columns(txn, "vif", rows, fields)
     return Records("vif", sorted(rows, key=lambda r: (r["device"], r["uuid"])), fields)

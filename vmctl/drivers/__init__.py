@@ -28,16 +28,27 @@ Reads that change nothing (probing a host's hardware) are done at once through `
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from vmctl.drivers.base import Action, Driver, DriverFault, Hold, HostTarget
+from vmctl.drivers.base import Action, Driver, DriverFault, Hold, HostTarget, cancel_requested
 from vmctl.errors import VmctlError
 
-__all__ = ["Action", "DriverFault", "Hold", "HostTarget", "driver_for", "host_target", "queue", "real"]
+__all__ = [
+    "Action",
+    "DriverFault",
+    "Hold",
+    "HostTarget",
+    "cancel_requested",
+    "driver_for",
+    "host_target",
+    "queue",
+    "real",
+]
 
 _drivers: dict[str, Driver] = {}  # one per process: it keeps its connections, once per host
 
@@ -52,8 +63,19 @@ def driver_named(name: str) -> Driver | None:
             raise VmctlError("INVALID_VALUE", params=[("name", "driver"), ("value", name)])
         from vmctl.drivers.libvirt import LibvirtDriver
 
+        if not _drivers:
+            # Close the connections while libvirt's module is still whole: left to the interpreter's
+            # shutdown, virConnect.__del__ runs after its globals are gone and prints a traceback.
+            atexit.register(close_all)
         d = _drivers[name] = LibvirtDriver()
     return d
+
+
+def close_all() -> None:
+    """Close every driver's connections (at exit, and wherever a process must let go of its hosts)."""
+    for d in _drivers.values():
+        d.close()
+    _drivers.clear()
 
 
 def driver_for(txn, pool_uuid: str) -> Driver | None:
@@ -149,6 +171,9 @@ class Step:
     what: str
     body: Callable[[object], None]
     kind: str = "step"  # what the steps are, in errors: "move"
+    # consecutive steps of one group (not None) are a wave: each decided in its own transaction,
+    # in order, then their long actions run at once, each closed in its own transaction as it ends
+    group: object = None
 
 
 def step(txn, s: Step) -> None:
@@ -161,16 +186,17 @@ def steps(txn) -> list[Step]:
     return list(q.steps) if q is not None else []
 
 
-def step_failed(e: VmctlError, failed: Step | None, rest: list[Step]) -> VmctlError:
+def step_failed(e: VmctlError, failed: Step | None, rest: list[Step], done: int | None = None) -> VmctlError:
     """The error of a failed step (`failed`; None: the transaction before the steps): what failed,
-    why, and what stays done or was not attempted because of it."""
+    why, and what stays done or was not attempted because of it. `done`: how many steps are done
+    (a wave's ran at once: "before it" would not say which); None: every step before it."""
     kind = (failed or (rest[0] if rest else Step("", lambda t: None))).kind
     message = e.message
     params = list(e.params)
     if failed is not None:
         if not message.startswith(failed.what):
             message = f"{failed.what}: {message}"
-        message += f"; the {kind}s before it are done and committed"
+        message += done_phrase(kind, done)
         params.append(("step", failed.what))
     if rest:
         n = len(rest)
@@ -180,6 +206,15 @@ def step_failed(e: VmctlError, failed: Step | None, rest: list[Step]) -> VmctlEr
     err = VmctlError(e.code, message, params)
     err.exit_code = e.exit_code
     return err
+
+
+def done_phrase(kind: str, done: int | None) -> str:
+    """What stays done when a step failed or was interrupted, as the error says it."""
+    if done is None:
+        return f"; the {kind}s before it are done and committed"
+    if done == 0:
+        return f"; no {kind} is done"
+    return f"; {done} other {kind}{'s are' if done > 1 else ' is'} done and committed"
 
 
 def perform(txn, dry_run: bool, command: str = "") -> None:
@@ -281,19 +316,38 @@ def finish_long(q: _Queue, decided, close: Callable[[Callable], None]) -> None:
     """After the decision committed: do every queued action without the lock, then close the task
     in one short transaction (`close(body)` runs body(txn) as a transaction). On a failure or
     Ctrl-C the actions done are undone and the decided records restored."""
-    results: list[tuple[Action, object]] = []
     try:
-        for a in q.actions:
-            results.append((a, run_action(a, q)))
+        results = act_long(q)
     except BaseException as e:  # a failure, Ctrl-C, or a fault of ours: the records follow the hosts
-        error = e
-        with _not_interrupted():  # a second Ctrl-C must not leave the records half restored
-            close(lambda txn: _revert(txn, q.task, decided, error))
+        close_long(q, decided, close, error=e)
         raise
+    close_long(q, decided, close, results)
+
+
+def act_long(q: _Queue) -> list[tuple[Action, object]]:
+    """The acting half of `finish_long`: every queued action in order, without the lock (in a
+    worker thread when several long runs go at once: a wave of migrations). On a failure the
+    actions done are undone and the failure raised."""
+    return [(a, run_action(a, q)) for a in q.actions]
+
+
+def close_long(
+    q: _Queue,
+    decided,
+    close: Callable[[Callable], None],
+    results: list[tuple[Action, object]] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """The closing half of `finish_long`: with `error`, restore the decided records and close the
+    task as failed or cancelled; else record the results and close it as a success."""
+    if error is not None:
+        with not_interrupted():  # a second Ctrl-C must not leave the records half restored
+            close(lambda txn: _revert(txn, q.task, decided, error))
+        return
 
     def succeed(txn):
         txn.own_task = q.task
-        for a, result in results:
+        for a, result in results or ():
             if a.then is not None:
                 a.then(txn, result)
         _close_task(txn, q.task, "success")
@@ -302,7 +356,8 @@ def finish_long(q: _Queue, decided, close: Callable[[Callable], None]) -> None:
 
 
 @contextmanager
-def _not_interrupted():
+def not_interrupted():
+    """Ctrl-C ignored inside (in the main thread): what runs there must finish whole."""
     import signal
 
     try:

@@ -10,6 +10,7 @@ inventory is the world.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -123,6 +124,11 @@ class VolumeState:
 
 Progress = Callable[[int, int], None]  # (done bytes, total bytes)
 
+# Set when Ctrl-C came while long actions run in worker threads (the migrations of a wave, which
+# run at once): Ctrl-C reaches only the main thread, so an action that can stop looks at this
+# instead (a live migration aborts its job and raises KeyboardInterrupt, the guest on its source).
+cancel_requested = threading.Event()
+
 
 class Driver(Protocol):
     """The operations a real driver performs. Each one either completes or raises DriverFault,
@@ -131,6 +137,7 @@ class Driver(Protocol):
     name: str
 
     # hosts
+    def close(self) -> None: ...  # let go of every host connection
     def probe(self, host: HostTarget) -> HostFacts: ...
     def cpu_compatible(self, host: HostTarget, cpu_xml: str) -> bool: ...
 

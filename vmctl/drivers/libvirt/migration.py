@@ -24,7 +24,8 @@ Why a thread: migrateToURI3 blocks inside libvirt's C code for the whole migrati
 Python cannot deliver Ctrl-C. The call runs in a worker thread while this one watches the job:
 libvirt's job statistics feed the progress line (memory covered against memory to cover), and
 Ctrl-C asks libvirt to abort the job (abortJob) and waits for the call to return, a second
-Ctrl-C ignored meanwhile. libvirt then resumes the guest on the source and removes what it had
+Ctrl-C ignored meanwhile. A migration of a wave runs in a thread of its own, where Ctrl-C never
+arrives: it watches `cancel_requested` (drivers/base.py), set by the main thread, instead. libvirt then resumes the guest on the source and removes what it had
 started on the destination.
 
 After a failure or an abort the guest is looked for on both hosts; only a guest on the source
@@ -46,7 +47,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from vmctl.drivers.base import DriverFault, HostTarget, MigrationFigures, MigrationSpec, Progress
+from vmctl.drivers.base import (
+    DriverFault,
+    HostTarget,
+    MigrationFigures,
+    MigrationSpec,
+    Progress,
+    cancel_requested,
+)
 
 POLL = 0.2  # seconds between looks at the job
 MiB = 1024**2
@@ -237,6 +245,8 @@ def watch(libvirt, dom, call: Callable[[], object], progress: Progress | None):
     try:
         while worker.is_alive():
             worker.join(POLL)
+            if cancel_requested.is_set():  # Ctrl-C, seen by the main thread (a wave's migration)
+                raise KeyboardInterrupt
             stats = job_stats(libvirt, dom)
             if stats.get("type", 0) != 0:
                 last = stats
