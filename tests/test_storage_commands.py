@@ -225,8 +225,8 @@ def test_sr_destroy_rules(st):
     assert st("vbd-list") == [] and st("vdi-list", **{"--all": True}) == [] and st("pbd-list") == []
     assert st.get("pool", "p1", "default-sr") == ""
     sr2 = st("sr-create", **{"name-label": "s2", "type": "nfs", "physical-size": "10GiB"})
-    p = st.cli("sr-destroy", f"uuid={sr2}")  # no confirmation, as xe's sr-destroy
-    assert p.returncode == 0 and st("sr-list", uuid=sr2) == [], p.stderr
+    p = st.cli("sr-destroy", f"uuid={sr2}")  # no terminal: confirmation required
+    assert p.returncode == 1 and p.stderr.startswith("vmctl: CONFIRMATION_REQUIRED:")
     assert st.cli("--yes", "sr-destroy", f"uuid={sr2}", "--if-exists").returncode == 0
     sr3 = st("sr-create", **{"name-label": "s3", "type": "nfs", "physical-size": "10GiB"})
     assert st.cli("sr-destroy", f"uuid={sr3}", "--yes").returncode == 0
