@@ -244,3 +244,136 @@ def test_a_failure_before_the_last_actions_runs_none_of_them(world):
     with pytest.raises(VmctlError):
         runner.transaction(body)
     assert log == [("do", "create volume b"), ("undo", "create volume b")]
+
+
+def test_an_action_that_cannot_be_undone_runs_after_every_other(world):
+    """A `final` action (a finished live migration) runs last whatever the queueing order, so a
+    failure can only come before it: here the start fails and the migration never happens."""
+    runner, vm, log = world
+
+    def body(t):
+        rename(vm, "v2")(t)
+        drivers.queue(
+            t, drivers.Action("migrate v2", "h1", lambda: log.append(("do", "migrate")), final=True)
+        )
+        drivers.queue(t, act(log, "create volume"))
+        drivers.queue(t, act(log, "start domain", fail=True))
+
+    with pytest.raises(VmctlError):
+        runner.transaction(body)
+    assert log == [("do", "create volume"), ("undo", "create volume")]
+
+    log.clear()
+    runner.transaction(
+        lambda t: [
+            drivers.queue(
+                t, drivers.Action("migrate", "h1", lambda: log.append(("do", "migrate")), final=True)
+            ),
+            drivers.queue(t, act(log, "create volume")),
+        ]
+    )
+    assert log == [("do", "create volume"), ("do", "migrate")]
+
+
+def steps_body(vm, log, names, fail_at=None):
+    """A transaction that renames the VM, then queues one step per further name; the step named
+    `fail_at` fails on its host."""
+
+    def step_body(name):
+        def body(t):
+            rename(vm, name)(t)
+            drivers.queue(t, act(log, f"move {name}", fail=name == fail_at, long=True, holds=[vm]))
+
+        return body
+
+    def body(t):
+        rename(vm, names[0])(t)
+        for n in names[1:]:
+            drivers.step(t, drivers.Step(f"move {n}", step_body(n), kind="move"))
+
+    return body
+
+
+def test_steps_commit_one_by_one_each_with_its_own_journal_entries(world):
+    runner, vm, log = world
+    runner.transaction(steps_body(vm, log, ["a", "b", "c"]))
+    assert log == [("do", "move b"), ("do", "move c")]
+    assert name_of(runner, vm) == "c"
+    from vmctl.store.txn import journal_rows
+
+    lines = runner.transaction(lambda t: [e["command"] for e in journal_rows(t.conn)], write=False)
+    assert lines[-5:] == [
+        "vmctl test",
+        "vmctl test  # move b",
+        lines[-3],
+        "vmctl test  # move c",
+        lines[-1],
+    ]
+    assert lines[-3].startswith("vmctl test  # task ") and lines[-1].startswith("vmctl test  # task ")
+
+
+def test_a_failing_step_keeps_the_ones_before_it_and_attempts_none_after_it(world):
+    runner, vm, log = world
+    with pytest.raises(VmctlError) as e:
+        runner.transaction(steps_body(vm, log, ["a", "b", "c", "d"], fail_at="c"))
+    assert log == [("do", "move b")]  # c failed on the host, d was never tried
+    assert name_of(runner, vm) == "b"  # b stays committed, c's decision was put back
+    assert e.value.code == "DRIVER_ERROR"
+    assert e.value.message == (
+        "move c failed on h1: move c: no space left on device; the moves before it are done and "
+        "committed; the 1 move after it was not attempted"
+    )
+    assert ("step", "move c") in e.value.params
+
+
+def test_a_step_refused_by_its_checks_names_itself(world):
+    runner, vm, log = world
+
+    def body(t):
+        rename(vm, "a")(t)
+
+        def refused(t2):
+            raise VmctlError("HOST_NOT_ENOUGH_FREE_MEMORY")
+
+        drivers.step(t, drivers.Step("move 2 of 3 (VM a)", refused, kind="move"))
+        drivers.step(t, drivers.Step("move 3 of 3 (VM b)", lambda t2: log.append("never"), kind="move"))
+
+    with pytest.raises(VmctlError) as e:
+        runner.transaction(body)
+    assert e.value.message.startswith("move 2 of 3 (VM a): The host does not have enough free memory; ")
+    assert e.value.message.endswith("the 1 move after it was not attempted")
+    assert log == [] and name_of(runner, vm) == "a"
+
+
+def test_ctrl_c_in_a_step_says_what_stays_done(world):
+    from vmctl.errors import Interrupted
+
+    runner, vm, log = world
+
+    def body(t):
+        rename(vm, "a")(t)
+
+        def interrupted(t2):
+            rename(vm, "b")(t2)
+            drivers.queue(
+                t2,
+                drivers.Action(
+                    "move b", "h1", lambda: (_ for _ in ()).throw(KeyboardInterrupt), long=True, holds=[]
+                ),
+            )
+
+        drivers.step(t, drivers.Step("move 2 of 2 (VM b)", interrupted, kind="move"))
+
+    with pytest.raises(Interrupted) as e:
+        runner.transaction(body)
+    assert e.value.message == (
+        "interrupted: move 2 of 2 (VM b) did not happen; the moves before it are done and committed"
+    )
+    assert name_of(runner, vm) == "a"
+
+
+def test_a_dry_run_drops_the_steps(world):
+    runner, vm, log = world
+    dry = Runner(Options(db=runner.opts.db, dry_run=True), "vmctl test")
+    dry.transaction(steps_body(vm, log, ["a", "b"]))
+    assert log == [] and name_of(runner, vm) == "v1"

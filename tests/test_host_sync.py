@@ -224,3 +224,103 @@ def test_a_simulated_pool_has_nothing_to_compare(tmp_path):
     with pytest.raises(VmctlError) as e:
         sync(inv, "host-sync", "host=s1")
     assert e.value.code == "OPERATION_NOT_ALLOWED" and "simulated" in str(e.value.params)
+
+
+def killed_mid_migration(inv, fake, src: str, dst: str) -> str:
+    """v1 started on `src`, then a vm-migrate to `dst` whose vmctl was killed: the records say
+    migrating (scheduled on dst, held by a pending task of a dead pid)."""
+    v1 = uuid_of(inv, "vm", "v1")
+    fake.domains_on.setdefault(f"test://{src}", {})[v1] = "running"
+    inv.run("vm-start", "vm=v1", f"on={src}")
+    dst_uuid = uuid_of(inv, "host", dst)
+
+    def migrating(t):
+        t.own_task = t.insert(
+            "task",
+            {
+                "name-label": f"vmctl vm-migrate vm=v1 host={dst}",
+                "objects": [f"vm:{v1}"],
+                "other-config": {
+                    "pid": str(2**22 + 12345),
+                    "node": os.uname().nodename,
+                    "actions": "migrate",
+                },
+            },
+        )
+        t.update("vm", v1, {"current-operations": ["pool_migrate"], "scheduled-to-be-resident-on": dst_uuid})
+
+    from vmctl.runner import Options, Runner
+
+    Runner(Options(db=inv.opts.db), "test").transaction(migrating)
+    fake.calls.clear()
+    return v1
+
+
+@pytest.mark.parametrize("src, dst", [("h1", "h2"), ("h2", "h1")])
+def test_a_migration_that_finished_after_vmctl_was_killed(lab, src, dst):
+    """The guest ended on the destination: the records follow it there, whichever host is
+    compared first, and the task is closed; the source is not asked to halt anything."""
+    inv, fake = lab
+    v1 = killed_mid_migration(inv, fake, src, dst)
+    fake.domains_on[f"test://{dst}"] = {v1: fake.domains_on[f"test://{src}"].pop(v1)}
+    text, code = sync(inv, "pool-sync", "--fix")
+    assert code == 0, text
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=power-state") == "running"
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=resident-on") == uuid_of(inv, "host", dst)
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=scheduled-to-be-resident-on") == ""
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=current-operations") == []
+    assert fake.calls == []
+    text, code = sync(inv, "pool-sync")
+    assert code == 0, text
+
+
+@pytest.mark.parametrize("compared", ["h1", "h2"])
+def test_host_sync_of_either_end_finds_the_guest_of_a_killed_migration(lab, compared):
+    """host-sync host=H --fix of one end of the interrupted migration looks at the other end for
+    that VM: the guest, gone on to h2, is recorded running there, never halted on the way
+    (the journal shows no halt), and the task is closed."""
+    inv, fake = lab
+    v1 = killed_mid_migration(inv, fake, "h1", "h2")
+    fake.domains_on["test://h2"] = {v1: fake.domains_on["test://h1"].pop(v1)}
+    text, code = sync(inv, "host-sync", f"host={compared}", "--fix")
+    assert code == 0, text
+    assert "marked it halted" not in text and "closed it as interrupted" in text
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=power-state") == "running"
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=resident-on") == uuid_of(inv, "host", "h2")
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=scheduled-to-be-resident-on") == ""
+    assert fake.calls == []
+    for h in ("h1", "h2"):
+        text, code = sync(inv, "host-sync", f"host={h}")
+        assert code == 0, text
+
+
+def test_host_sync_of_one_end_says_when_the_other_cannot_be_read(lab):
+    inv, fake = lab
+    v1 = killed_mid_migration(inv, fake, "h1", "h2")
+    fake.domains_on["test://h1"].pop(v1)
+    fake.down.add("test://h2")
+    text, code = sync(inv, "host-sync", "host=h1")
+    assert code == 1 and f"vm {v1}: cannot be looked for on h2: unable to connect to server" in text
+
+
+def test_a_migration_that_was_aborted_leaves_the_vm_on_its_source(lab):
+    inv, fake = lab
+    killed_mid_migration(inv, fake, "h1", "h2")
+    text, code = sync(inv, "pool-sync", "--fix")
+    assert code == 0 and "closed it as interrupted" in text
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=resident-on") == uuid_of(inv, "host", "h1")
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=scheduled-to-be-resident-on") == ""
+
+
+def test_a_migration_still_running_is_reported_and_left_alone(lab):
+    """vmctl was killed but libvirt goes on migrating: the guest arrives paused on the destination.
+    Nothing is repaired and the task stays open until the migration ends."""
+    inv, fake = lab
+    v1 = killed_mid_migration(inv, fake, "h1", "h2")
+    fake.domains_on["test://h2"] = {v1: "migrating"}
+    text, code = sync(inv, "pool-sync", "--fix")
+    assert code == 1
+    assert f"vm {v1}: a live migration is in progress on h2" in text
+    assert "its VM is still migrating: not closed" in text
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=current-operations") == ["pool_migrate"]
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=resident-on") == uuid_of(inv, "host", "h1")

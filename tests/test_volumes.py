@@ -540,6 +540,23 @@ def test_the_progress_line_redraws_in_place_and_is_erased_at_the_end():
     assert "100% 4 MiB of 4 MiB" in text and text.endswith("\r\x1b[K")
 
 
+def test_one_progress_line_for_jobs_at_once_sums_them_and_ends_with_the_last():
+    """A wave's migrations share one line: their figures summed, erased once every part ended."""
+    out = io.StringIO()
+    line = progress.Shared("wave 1 of 1 (2 migrations)", out)
+    a, b = line.part(), line.part()
+    a(1 * MiB, 4 * MiB)
+    b(3 * MiB, 4 * MiB)  # drawn at once: 100% of one part is not the end of the line
+    b(4 * MiB, 4 * MiB)
+    b.end()
+    assert not out.getvalue().endswith("\r\x1b[K")  # a still runs: the line stays
+    a(4 * MiB, 4 * MiB)
+    a.end()
+    text = out.getvalue()
+    assert "vmctl: wave 1 of 1 (2 migrations):  25% 1 MiB of 4 MiB" in text  # b not heard of yet
+    assert "100% 8 MiB of 8 MiB" in text and text.endswith("\r\x1b[K") and text.count("\x1b[K") == 3
+
+
 def test_no_progress_line_without_a_terminal_or_with_quiet(monkeypatch):
     class Tty(io.StringIO):
         def isatty(self):

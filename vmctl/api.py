@@ -26,7 +26,7 @@ def plain_result(r):
     if isinstance(r, Text):
         return r.text
     if isinstance(r, Data):
-        return r.data
+        return r.value()
     return r
 
 

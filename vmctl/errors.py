@@ -249,6 +249,15 @@ class UsageError(OvsError):
         return VmctlError(self.code, text, params)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C after part of the invocation committed (the steps before it): `message` says what
+    stays done, instead of "nothing was changed"."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 class ConfirmationNeeded(Exception):
     """Raised inside a first, rolled-back pass so the CLI can ask the user on a terminal."""
 

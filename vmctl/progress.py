@@ -6,6 +6,7 @@ so that what the command prints next (its result, or an error) starts on a clean
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 from vmctl.units import humanise_size
@@ -46,3 +47,50 @@ def bar(label: str, quiet: bool) -> Bar | None:
     except (AttributeError, ValueError):
         watched = False
     return Bar(label) if watched and not quiet else None
+
+
+class Shared:
+    """One progress line for several jobs running at once (the migrations of a wave), drawn from
+    their sums: each job reports through a `part`, and the line is erased once every part ended."""
+
+    def __init__(self, label: str, stream=None) -> None:
+        self._bar = Bar(label, stream)
+        self._figures: dict[int, tuple[int, int]] = {}
+        self._running: set[int] = set()
+        self._lock = threading.Lock()  # the parts report from their own threads
+
+    def part(self) -> Part:
+        with self._lock:
+            key = len(self._figures)
+            self._figures[key] = (0, 0)
+            self._running.add(key)
+        return Part(self, key)
+
+    def _report(self, key: int, done: int, total: int) -> None:
+        with self._lock:
+            self._figures[key] = (done, total)
+            self._bar(sum(d for d, _ in self._figures.values()), sum(t for _, t in self._figures.values()))
+
+    def _end(self, key: int) -> None:
+        with self._lock:
+            self._running.discard(key)
+            if not self._running:
+                self._bar.end()
+
+
+class Part:
+    """One job's share of a Shared line; called and ended as a Bar is."""
+
+    def __init__(self, shared: Shared, key: int) -> None:
+        self._shared, self._key = shared, key
+
+    def __call__(self, done: int, total: int) -> None:
+        self._shared._report(self._key, done, total)
+
+    def end(self) -> None:
+        self._shared._end(self._key)
+
+
+def shared(label: str, quiet: bool) -> Shared | None:
+    """A progress line for jobs running at once when someone watches the terminal, else None."""
+    return Shared(label) if bar(label, quiet) is not None else None

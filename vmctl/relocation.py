@@ -39,24 +39,41 @@ def move_storage(txn, vm: dict, vdi_map: dict[str, str], quiet: bool = False) ->
     caller has checked the space (:func:`storage_need`)."""
     from vmctl import storage
 
-    moved: dict[str, str] = {}
     targets = sorted({s for s in vdi_map.values()})
     before = storage.allocations(txn, targets)
+    copies = copy_records(txn, vdi_map)
+    switch_to_copies(txn, vm, copies)
+    storage.overprovision_warning(txn, before, quiet)
+    return copies
+
+
+def copy_records(txn, vdi_map: dict[str, str], by_host: bool = True) -> dict[str, str]:
+    """The copies of storage motion: a new VDI on its target SR for each mapped VDI not already
+    there (old → new uuids). `by_host=False`: records only, a live migration copies the data."""
+    from vmctl import storage
+
+    copies: dict[str, str] = {}
     for vdi_uuid, sr_uuid in sorted(vdi_map.items()):
         vdi = txn.get("vdi", vdi_uuid)
         if vdi is None or vdi["sr"] == sr_uuid:
             continue  # already there: nothing to copy
-        new = storage.copy_vdi(
-            txn, vdi, txn.get("sr", sr_uuid), vdi["provisioning"], read_only=vdi["read-only"]
+        copies[vdi_uuid] = storage.copy_vdi(
+            txn, vdi, txn.get("sr", sr_uuid), vdi["provisioning"], read_only=vdi["read-only"], by_host=by_host
         )
+    return copies
+
+
+def switch_to_copies(txn, vm: dict, copies: dict[str, str]) -> None:
+    """The VM's VBDs (and its suspend image) move from each old VDI to its copy, and the old VDI
+    is destroyed with the merge rule."""
+    from vmctl import storage
+
+    for vdi_uuid, new in sorted(copies.items()):
         for b in sorted(txn.select("vbd", vdi=vdi_uuid), key=lambda b: b["uuid"]):
             txn.update("vbd", b["uuid"], {"vdi": new})
         if vm["suspend-vdi"] == vdi_uuid:
             vm = txn.update("vm", vm["uuid"], {"suspend-vdi": new})
         storage.destroy_vdi(txn, txn.get("vdi", vdi_uuid), "migrate", check=False)
-        moved[vdi_uuid] = new
-    storage.overprovision_warning(txn, before, quiet)
-    return moved
 
 
 def relocate(
@@ -66,17 +83,24 @@ def relocate(
     vdi_map: dict[str, str] | None = None,
     record: dict | None = None,
     quiet: bool = False,
+    copies: dict[str, str] | None = None,
 ) -> dict:
     """Apply one migration to the inventory: leave the old host through the power-transition hooks, move
     the mapped disks, record the new residence (resident-on, a free domid on the new host), become
     resident through the hooks, and record the prediction (``other-config:last-migration``).
-    A halted or suspended VM (``dst`` empty) only moves its disks."""
+    A halted or suspended VM (``dst`` empty) only moves its disks. `copies` (old → new VDI):
+    the copies were made beforehand (a live migration on a real host copied their data), the
+    VM only switches to them."""
 
     vm = txn.get("vm", vm_uuid)
     old = vm["resident-on"] if vm["power-state"] in LIVE_STATES else ""
     if old:
         hooks.leaving_host(txn, vm, old)
-    moved = move_storage(txn, vm, vdi_map, quiet) if vdi_map else {}
+    if copies:
+        switch_to_copies(txn, vm, copies)
+        moved = dict(copies)
+    else:
+        moved = move_storage(txn, vm, vdi_map, quiet) if vdi_map else {}
     vm = txn.get("vm", vm_uuid)
     changes: dict = {}
     if old and dst:

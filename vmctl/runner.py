@@ -13,11 +13,12 @@ import dataclasses
 import shlex
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from vmctl.cli.bind import Bound, bind, lookup
 from vmctl.cli.grammar import Segment
-from vmctl.errors import ConfirmationNeeded, UsageError, VmctlError
+from vmctl.errors import ConfirmationNeeded, Interrupted, UsageError, VmctlError
 from vmctl.units import escape_controls
 
 
@@ -113,28 +114,160 @@ class Runner:
                     raise VmctlError("CONFIRMATION_REQUIRED", "Declined: nothing was changed") from None
                 confirmed = True
 
-    def transaction(self, body: Callable, write: bool = True, store=None):
+    def transaction(self, body: Callable, write: bool = True, store=None, line: str | None = None):
         """body(txn) in one transaction with every transaction hook, committed with its journal
-        entry (or rolled back on a dry run or a failure); returns what body returned."""
-        from vmctl import hooks
+        entry (or rolled back on a dry run or a failure); returns what body returned. Long
+        actions on real hosts finish after the commit, then the steps it queued run, each a
+        transaction of its own (vmctl/drivers)."""
+        from vmctl import drivers
 
         own = store is None
         store = store or self.open_store(write=write)
-
-        def with_hooks(txn):
-            result = body(txn)
-            hooks.before_commit(txn, dry_run=self.opts.dry_run, command=self.command_line)
-            return result
-
         try:
-            result, txn = store.run(
-                with_hooks, write, finish=lambda txn: store.append_journal(txn, self.command_line)
-            )
-            self._finish_long(store, txn)
+            result, txn = self._decide(store, body, write, line or self.command_line)
+            rest = drivers.steps(txn)
+            try:
+                self._finish_long(store, txn)
+            except VmctlError as e:
+                raise (drivers.step_failed(e, None, rest) if rest else e) from None
+            self._steps(store, rest)
             return result
         finally:
             if own:
                 store.dispose()
+
+    def _decide(self, store, body: Callable, write: bool, line: str):
+        """body(txn) with the transaction hooks, committed with its journal entry: (result, txn)."""
+        from vmctl import hooks
+
+        def with_hooks(txn):
+            result = body(txn)
+            hooks.before_commit(txn, dry_run=self.opts.dry_run, command=line)
+            return result
+
+        return store.run(with_hooks, write, finish=lambda txn: store.append_journal(txn, line))
+
+    def _steps(self, store, steps: list) -> None:
+        """Run the steps a transaction queued, in order (a wave's at once); the first failure ends them."""
+        from vmctl import drivers
+
+        i, done = 0, 0
+        while i < len(steps):
+            s = steps[i]
+            if s.group is not None:
+                j = i
+                while j < len(steps) and steps[j].group == s.group:
+                    j += 1
+                done += self._wave(store, steps[i:j], steps[j:], done)
+                i = j
+                continue
+            try:
+                self.transaction(s.body, True, store, line=f"{self.command_line}  # {s.what}")
+            except VmctlError as e:
+                raise drivers.step_failed(e, s, steps[i + 1 :]) from None
+            except Interrupted:
+                raise
+            except KeyboardInterrupt:
+                raise _interrupted([s], steps[i + 1 :]) from None
+            i, done = i + 1, done + 1
+
+    def _wave(self, store, wave: list, later: list, done_before: int) -> int:
+        """The steps of one wave (drivers.Step.group): each decided in a transaction of its own, in
+        order, then their long actions at once, in worker threads, each closed in a transaction of
+        its own as it ends. A step refused while others of its wave are decided waits for them to
+        end and is decided once more (what they free may be what it needs). A failure ends the
+        invocation once the wave's started steps ended, whose outcomes stay committed; the steps
+        after it are not attempted. Returns how many steps it did."""
+        from vmctl import drivers
+
+        started: list = []  # (index in the wave, step, deciding txn)
+        failures: list = []  # (index, step, error)
+        stopped: list = []  # steps that Ctrl-C stopped
+        ok = 0  # steps that ended well
+        i, retried = 0, False
+        while i < len(wave):
+            s = wave[i]
+            try:
+                _, txn = self._decide(store, s.body, True, f"{self.command_line}  # {s.what}")
+            except VmctlError as e:
+                if started and not retried:
+                    ok += self._at_once(store, started, failures, stopped)
+                    started, retried = [], True
+                    if failures or stopped:
+                        break
+                    continue
+                failures.append((i, s, e))
+                i += 1
+                break
+            except KeyboardInterrupt:
+                stopped.append((i, s))
+                i += 1
+                drivers.cancel_requested.set()  # the ones decided are closed without acting
+                break
+            started.append((i, s, txn))
+            i, retried = i + 1, False
+        ok += self._at_once(store, started, failures, stopped)
+        rest = wave[i:] + later
+        if stopped:
+            raise _interrupted([s for _, s in sorted(stopped, key=lambda x: x[0])], rest, done_before + ok)
+        if failures:
+            failures.sort(key=lambda f: f[0])
+            for _, s, e in failures[1:]:  # the first is the error; the others are said before it
+                sys.stderr.write(f"vmctl: warning: {s.what} failed too: {e.message}\n")
+            _, s, e = failures[0]
+            raise drivers.step_failed(e, s, rest, done_before + ok) from None
+        return ok
+
+    def _at_once(self, store, started: list, failures: list, stopped: list) -> int:
+        """The long actions of the decided steps `started`, each in a worker thread; each closed
+        here, in this thread, as it ends (failures and Ctrl-C-stopped steps appended; returns how
+        many ended well). Ctrl-C asks every running one to stop (drivers.cancel_requested) and
+        waits for them all."""
+        import queue
+        import threading
+
+        from vmctl import drivers
+
+        ended: queue.Queue = queue.Queue()
+
+        def work(index: int, q) -> None:
+            try:
+                if drivers.cancel_requested.is_set():
+                    raise KeyboardInterrupt  # Ctrl-C came before it started: it never acts
+                ended.put((index, drivers.act_long(q), None))
+            except BaseException as e:  # reported to the main thread, which closes the step
+                ended.put((index, None, e))
+
+        running, ok = {}, 0
+        unexpected = None
+        # Ctrl-C meanwhile asks the workers to stop instead of raising here: every step started
+        # must be closed here, whenever the signal comes
+        with _sigint_sets(drivers.cancel_requested):
+            for index, s, txn in started:
+                q = drivers.pending(txn)
+                if q is None or not q.task:
+                    ok += 1  # nothing long to do: it is done
+                    continue
+                running[index] = (s, txn, q)
+                threading.Thread(target=work, args=(index, q), name=f"vmctl-{index}", daemon=True).start()
+            while running:
+                try:
+                    index, results, error = ended.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                s, txn, q = running.pop(index)
+                drivers.close_long(q, txn, self._closer(store, q), results, error)
+                if isinstance(error, KeyboardInterrupt):
+                    stopped.append((index, s))
+                elif isinstance(error, VmctlError):
+                    failures.append((index, s, error))
+                elif error is not None:
+                    unexpected = unexpected or error
+                else:
+                    ok += 1
+        if unexpected is not None:
+            raise unexpected
+        return ok
 
     def _finish_long(self, store, decided) -> None:
         """A transaction that started a task (long actions on real hosts, vmctl/drivers): act with
@@ -144,12 +277,16 @@ class Runner:
         q = drivers.pending(decided)
         if q is None or not q.task:
             return
+        drivers.finish_long(q, decided, self._closer(store, q))
+
+    def _closer(self, store, q) -> Callable[[Callable], None]:
+        """How a task's closing transaction runs: body(txn), journalled under the task."""
 
         def close(body) -> None:
             line = f"{self.command_line}  # task {q.task}"
             store.run(body, True, finish=lambda txn: store.append_journal(txn, line))
 
-        drivers.finish_long(q, decided, close)
+        return close
 
     def _commands(self, txn, chain: list[Bound], chained: bool, confirmed: bool) -> list:
         from vmctl.commands.table import Deferred, Value
@@ -254,3 +391,33 @@ def invoke(txn, name: str, args: list[str], opts: dict | None = None, chained: b
 def _print_warning(line: str) -> None:
     sys.stderr.write(escape_controls(line) + "\n")
     sys.stderr.flush()
+
+
+def _interrupted(stopped: list, rest: list, done: int | None = None) -> Interrupted:
+    """Ctrl-C in the steps of an invocation: which did not happen, what stays done, what was not
+    attempted."""
+    from vmctl.drivers import done_phrase
+
+    kind = stopped[0].kind
+    what = ", ".join(s.what for s in stopped)
+    n = len(rest)
+    tail = f"; the {n} {kind}{'s' if n > 1 else ''} after it not attempted" if n else ""
+    return Interrupted(f"interrupted: {what} did not happen{done_phrase(kind, done)}{tail}")
+
+
+@contextmanager
+def _sigint_sets(event):
+    """Inside (the main thread), Ctrl-C sets `event` instead of raising KeyboardInterrupt; the
+    event is cleared on the way out."""
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: event.set())
+    except ValueError:  # not the main thread (the Python API called from a thread): no Ctrl-C here
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        event.clear()

@@ -349,10 +349,12 @@ def copy_vdi(
     read_only: bool = False,
     quiet: bool = False,
     vms: tuple[str, ...] = (),
+    by_host: bool = True,
 ) -> str:
     """A full copy (no parent) on `sr`, without checks; returns its uuid. On a real pool the
     host copies the data afterwards, `vms` (and both disks) held meanwhile, a progress line on
-    the terminal unless `quiet` (vmctl/volumes.py)."""
+    the terminal unless `quiet` (vmctl/volumes.py); `by_host=False`: the record only, the data
+    comes another way (a live migration copies it: vmctl/moves.py)."""
     prov = provisioning or vdi["provisioning"]
     usage = copy_usage(vdi, prov, txn)
     u = txn.insert(
@@ -372,7 +374,8 @@ def copy_vdi(
             "other-config": dict(vdi["other-config"]),
         },
     )
-    volumes.copied(txn, vdi["uuid"], u, quiet, vms)
+    if by_host:
+        volumes.copied(txn, vdi["uuid"], u, quiet, vms)
     return u
 
 

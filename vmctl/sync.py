@@ -28,6 +28,7 @@ class Finding:
     uuid: str
     text: str
     repair: object = None  # callable(txn) -> str, what it did
+    migrating: bool = False  # a live migration holds the VM: nothing about it is repaired yet
 
     def line(self) -> str:
         return f"{self.cls} {self.uuid}: {self.text}"
@@ -88,23 +89,33 @@ def _set_live(txn, host_uuid: str, live: bool) -> str:
 
 
 def _state(libvirt_state: str) -> str:
-    return libvirt_state if libvirt_state in ("running", "paused") else "halted"
+    return libvirt_state if libvirt_state in ("running", "paused", MIGRATING) else "halted"
+
+
+MIGRATING = "migrating"  # a live migration holds the domain paused: its outcome is not known yet
 
 
 def _compare_domains(txn, host: dict, domains: dict[str, str]) -> list[Finding]:
     out: list[Finding] = []
     name = host["name-label"]
     resident = {v["uuid"]: v for v in txn.select("vm", resident_on=host["uuid"])}
+    for uuid in sorted(set(domains)):
+        if _state(domains[uuid]) == MIGRATING:
+            # neither end is the truth yet: nothing is repaired until the migration ends
+            text = f"a live migration is in progress on {name} (not changed: host-sync again once it ends)"
+            out.append(Finding("vm" if txn.get("vm", uuid) else "domain", uuid, text, migrating=True))
     for uuid in sorted(resident):
         vm = resident[uuid]
         real = _state(domains.get(uuid, "halted"))
+        if real == MIGRATING:
+            continue
         if real == vm["power-state"]:
             continue
         text = f"inventory says {vm['power-state']} on {name}, the host has it {real}"
         out.append(Finding("vm", uuid, text, lambda t, u=uuid, s=real: _follow_state(t, u, s, host["uuid"])))
     for uuid in sorted(domains):
         real = _state(domains[uuid])
-        if uuid in resident or real == "halted":
+        if uuid in resident or real in ("halted", MIGRATING):
             continue
         vm = txn.get("vm", uuid)
         if vm is None:
@@ -121,6 +132,11 @@ def _follow_state(txn, vm_uuid: str, state: str, host_uuid: str) -> str:
     from vmctl import vms
 
     vm = txn.get("vm", vm_uuid)
+    if state == "halted" and vm["resident-on"] != host_uuid:
+        # a repair before this one (the guest found running on another host, e.g. after a
+        # migration whose vmctl was killed) already moved it there: this host has nothing of it
+        where = txn.get("host", vm["resident-on"]) if vm["resident-on"] else None
+        return f"left it {vm['power-state']}" + (f" on {where['name-label']}" if where else "")
     if state == "halted":
         if vm["power-state"] == "suspended":
             return "left it suspended (its image is not on a host)"
@@ -220,6 +236,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _other_ends(txn, stale: list[Finding], compared: set[str]) -> list[Finding]:
+    """A migration whose vmctl was killed has two ends, its VM's resident-on and
+    scheduled-to-be-resident-on: libvirt went on without vmctl, so the guest may run on either.
+    The end not among the compared hosts is looked at too, for that VM only (host-sync host=H
+    of one end then finds the guest wherever it went)."""
+    out: list[Finding] = []
+    for f in stale:
+        for key in txn.get("task", f.uuid)["objects"]:
+            cls, uuid = key.split(":", 1)
+            vm = txn.get("vm", uuid) if cls == "vm" else None
+            if vm is None or not vm["scheduled-to-be-resident-on"]:
+                continue
+            for end in (vm["resident-on"], vm["scheduled-to-be-resident-on"]):
+                host = txn.get("host", end) if end and end not in compared else None
+                if host is None:
+                    continue
+                try:
+                    state = drivers.driver_for(txn, host["pool"]).domains(drivers.host_target(host)).get(uuid)
+                except DriverFault as e:
+                    text = f"cannot be looked for on {host['name-label']}: {' '.join(e.message.split())}"
+                    out.append(Finding("vm", uuid, text))
+                    continue
+                if state is None or _state(state) == "halted":
+                    continue
+                mine = {uuid: state}
+                out += [g for g in _compare_domains(txn, host, mine) if g.uuid == uuid]
+    return out
+
+
 def _close_interrupted(txn, task_uuid: str) -> str:
     from vmctl.store.txn import now_iso
 
@@ -229,6 +274,9 @@ def _close_interrupted(txn, task_uuid: str) -> str:
         row = txn.get(cls, uuid)
         if row is not None and row.get("current-operations"):
             txn.update(cls, uuid, {"current-operations": []})
+        if cls == "vm" and row is not None and row["scheduled-to-be-resident-on"] and row["resident-on"]:
+            # a migration that was in flight: the VM is where the comparison above found it
+            txn.update(cls, uuid, {"scheduled-to-be-resident-on": ""})
     txn.update(
         "task",
         task_uuid,
@@ -240,9 +288,19 @@ def _close_interrupted(txn, task_uuid: str) -> str:
 def run(txn, hosts: list[dict], fix: bool) -> tuple[list[str], bool]:
     """Compare hosts (and stale tasks), repair on --fix; the report lines, and whether anything
     is left that differs (unknown objects are listed but never count: vmctl leaves them be)."""
-    findings = stale_tasks(txn)
+    stale = stale_tasks(txn)
+    compared: list[Finding] = []
     for h in hosts:
-        findings += compare_host(txn, h)
+        compared += compare_host(txn, h)
+    # the other ends first: once a guest is recorded where it runs, "gone from its old host" is
+    # no longer a halt
+    findings = stale + _other_ends(txn, stale, {h["uuid"] for h in hosts}) + compared
+    # a task whose VM is still migrating stays open: its outcome is not known yet
+    migrating = {f"vm:{f.uuid}" for f in findings if f.migrating}
+    for f in findings:
+        if f.cls == "task" and migrating & set(txn.get("task", f.uuid)["objects"]):
+            f.repair = None
+            f.text += " (its VM is still migrating: not closed)"
     lines: list[str] = []
     left = False
     if fix:

@@ -83,6 +83,7 @@ class Lab:
         self.inv = Inventory(root / "inv.db")  # pytest's directory: only vmctl reads it
         self.before = machine_traces()
         self.state: LabState | None = None
+        self._held_netns: dict[str, int] = {}  # host name -> a descriptor keeping its network namespace
 
     def up(self, hosts: int = 2, env: dict | None = None):
         r = self.inv.run("lab", "up", "--hosts", str(hosts), "--dir", str(self.dir), env=env)
@@ -98,6 +99,9 @@ class Lab:
 
     def close(self) -> None:
         """Down if up, and the temporary directory gone (empty after a down)."""
+        for fd in self._held_netns.values():
+            os.close(fd)
+        self._held_netns.clear()
         if self.state is not None:
             r = self.down()
             assert r.rc == 0, r.err
@@ -127,3 +131,51 @@ class Lab:
         return subprocess.run(
             ["virsh", "-q", "-c", uri, *args], capture_output=True, text=True, check=check, timeout=60
         )
+
+    def stop_libvirtd(self, name: str) -> None:
+        """Stop a host's libvirtd by the pid the lab recorded. It is the only child of the host's
+        init, so the host's processes end with it (QEMU, Open vSwitch); its network namespace is
+        held open meanwhile, so the host keeps its address and refuses connections as a live
+        machine without libvirtd does (instead of vanishing from the network). `restart_host`
+        brings the host back."""
+        import signal
+        import time
+
+        assert self.state is not None
+        daemon = next(p for p in self.state.procs if p.what == f"{name}: libvirtd" and p.alive())
+        init = next(p for p in self.state.procs if p.pid == self.state.host(name).pid)
+        self._held_netns[name] = os.open(f"/proc/{init.pid}/ns/net", os.O_RDONLY)
+        os.kill(daemon.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while init.alive() or daemon.alive():
+            assert time.monotonic() < deadline, f"{name}'s libvirtd did not stop"
+            time.sleep(0.05)
+
+    def restart_host(self, name: str) -> None:
+        """Start a host stopped by `stop_libvirtd` again as `lab up` starts it (its directory,
+        configuration and capability cache are still there), its new processes recorded in the
+        lab's state."""
+        import time
+
+        from vmctl.lab import hosts
+
+        assert self.state is not None
+        host = self.state.host(name)
+        index = self.state.hosts.index(host) + 1
+        held = self._held_netns.pop(name, None)
+        if held is not None:  # the old namespace goes, and its link with it
+            os.close(held)
+            deadline = time.monotonic() + 10
+            while net.link_exists(net.veth_name(index)):
+                assert time.monotonic() < deadline, f"{name}'s old link is still there"
+                time.sleep(0.02)
+        started = hosts.launch(self.state, index, host, prereq.programs())
+        started.start_libvirtd()
+        started.wait()
+        started.record_daemons()
+        # the new eth0 has a new MAC: the others would send to the old one until their neighbour
+        # entry expires (a migration to the host hung for minutes meanwhile)
+        for other in self.state.hosts:
+            if other.name != name:
+                self.in_host(other.name, "ip", "neigh", "flush", "to", host.address, check=False)
+        subprocess.run(["ip", "neigh", "flush", "to", host.address], capture_output=True, check=False)

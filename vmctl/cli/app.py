@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from vmctl.cli import output
 from vmctl.cli.bind import lookup
 from vmctl.cli.grammar import FORMATS, parse
-from vmctl.errors import OvsError, UsageError, VmctlError
+from vmctl.errors import Interrupted, OvsError, UsageError, VmctlError
 from vmctl.runner import Options, Runner, build_chain, command_line
 from vmctl.units import escape_controls
 
@@ -155,6 +155,9 @@ def run_argv(argv: list[str]) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 1
+    except Interrupted as e:
+        sys.stderr.write(f"vmctl: {e.message}\n")
+        return 130
     except KeyboardInterrupt:
         sys.stderr.write("vmctl: interrupted; nothing was changed\n")
         return 130

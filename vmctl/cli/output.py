@@ -348,7 +348,7 @@ def result_data(result: object) -> object:
     if isinstance(result, Text):
         return result.text
     if isinstance(result, Data):
-        return whole_bytes(jsonable(result.data))
+        return whole_bytes(jsonable(result.value()))
     return result
 
 

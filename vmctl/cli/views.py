@@ -28,7 +28,7 @@ def view(name: str) -> Callable:
 
 def render(result) -> str:
     """A Data result in the text formats."""
-    return VIEWS[result.view](result.data if result.source is None else result.source)
+    return VIEWS[result.view](result.value() if result.source is None else result.source)
 
 
 def aligned(head: list[str], rows: list[list[str]], headings: bool = True) -> str:
@@ -144,6 +144,30 @@ def migration_plans(source) -> str:
             t = f"vm {p['vm']}\n" + t
         out.append(t)
     return "".join(out)
+
+
+@view("migration-results")
+def migration_results(shown) -> str:
+    """Moves made on a real pool (vmctl/moves.py): per VM its hosts, then the engine's prediction
+    and libvirt's measurement side by side."""
+    out = []
+    for m in shown.moves:
+        p, r = m["predicted"], m["measured"]
+        head = [
+            ["vm", f"{m['vm']} ({m['name-label']})" if m["name-label"] else m["vm"]],
+            ["from", f"{m['from']} ({m['from-name']})"],
+            ["to", f"{m['to']} ({m['to-name']})"],
+        ]
+        keys = [k for k in _SHOWN_FIGURES if k != "storage-bytes" or p.get(k) or r.get(k)]
+        figures = [[k, plan_value(k, p.get(k)), plan_value(k, r.get(k))] for k in keys]
+        figures = [[k, a or "-", b or "-"] for k, a, b in figures]
+        width = max(len(k) for k in keys)
+        lines = "".join(f"{k.ljust(width)}  {v}\n" for k, v in head)
+        out.append(lines + aligned(["", "predicted", "measured"], figures))
+    return "\n".join(out)
+
+
+_SHOWN_FIGURES = ("total-time", "downtime", "bytes", "storage-bytes", "rounds", "rate")
 
 
 @view("evacuation-plan")

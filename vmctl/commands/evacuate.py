@@ -7,7 +7,10 @@ on the final state with the host removed from the survivors, and the schedule in
 concurrency caps. A refusal (``CANNOT_EVACUATE_HOST``, one line per blocking VM) moves nothing.
 Applying the plan moves every VM as vm-migrate does (:func:`vmctl.relocation.relocate`:
 power-transition hooks, storage motion for ``sr=``, the prediction recorded for the journal), in wave
-order.
+order. On a libvirt pool each move is a real live migration committed alone (vmctl/moves.py),
+after the command's transaction committed: the moves of a wave at once, wave after wave; a
+failure keeps the moves done, attempts none of those not started, and exits 1 naming the step,
+the VM and the reason. What moved is printed, predicted and measured figures side by side.
 
 Maintenance mode is the chain ``host-disable host=H -- host-evacuate host=H``: one transaction, so
 the host stays enabled when the evacuation is refused; ``host-enable host=H`` ends it.
@@ -15,6 +18,8 @@ the host stays enabled when the evacuation is refused; ``host-enable host=H`` en
 
 from __future__ import annotations
 
+from vmctl import moves
+from vmctl.commands.migrate import shown_data
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
 from vmctl.errors import VmctlError
 from vmctl.model import POLICIES, POLICY_HELP
@@ -111,11 +116,24 @@ def host_evacuate(ctx: Ctx):
                 f"VM {m.name or m.vm} is predicted not to converge: downtime "
                 f"{humanise_duration(m.downtime)} ({m.prediction.stop_reason})"
             )
-    for m in plan.moves:  # wave order
-        vmap = {d: s for d, s in plan.storage_map.items() if d in {v.uuid for v in ps.vms[m.vm].vdis}}
+    dry_run = bool(ctx.opts.get("dry_run"))
+    real = moves.real_run(txn, host["pool"], dry_run)
+    planned = []
+    for i, m in enumerate(plan.moves, 1):  # wave order
         pred = m.prediction.as_dict()
         pred.pop("hints", None)
-        relocate(txn, m.vm, m.dst, vmap, {**record_of(m.src, m.dst, pred), "wave": m.wave}, quiet)
+        record = {**record_of(m.src, m.dst, pred), "wave": m.wave}
+        vmap = {d: s for d, s in plan.storage_map.items() if d in {v.uuid for v in ps.vms[m.vm].vdis}}
+        if not real:
+            relocate(txn, m.vm, m.dst, vmap, record, quiet)
+            continue
+        label = moves.label(txn, m.vm, m.src, m.dst, i, len(plan.moves))
+        planned.append(moves.Move(m.vm, m.src, m.dst, pred, record, label, opts["network"], vmap, m.wave, i))
+    if real and planned:
+        # a real pool: each move a live migration committed alone, wave by wave (vmctl/moves.py)
+        shown = moves.Shown()
+        moves.carry_out_plan(txn, planned, dry_run, quiet, shown)
+        return shown_data(shown, single=False)
     if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
         # csv/tsv: the move rows in plain values (cli.md §3)
         return Data(

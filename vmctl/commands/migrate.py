@@ -30,12 +30,22 @@ Journal: the transaction's journal entry already records the VM's resident-on ch
 engine's prediction is recorded next to it in the VM's ``other-config:last-migration`` (a compact
 JSON object: from, to, rounds, bytes, storage-bytes, total-time, downtime, stop-reason and the
 VDIs moved), so every migration — a storage-only move of a halted VM included — changes the VM row
-and shows up in ``journal-list object=<vm>`` with the prediction as the field's new value. A real
-executor would add its measurements under the same key.
+and shows up in ``journal-list object=<vm>`` with the prediction as the field's new value.
+
+On a libvirt pool the move is a real live migration (vmctl/moves.py): the VM is held and recorded
+as migrating while libvirt moves it with the lock released, the closing transaction records the
+move with libvirt's measured figures under ``measured`` in the same key, and vm-migrate prints the
+prediction and the measurement side by side (JSON: ``predicted`` and ``measured`` objects).
+Several VMs (``--multiple``) migrate one after another, each committed alone. Storage motion of a
+running VM copies the mapped disks into new volumes on the destination during the migration; a
+halted VM's disks are copied by a host as vdi-copy copies (vmctl/volumes.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+from vmctl import drivers, moves
 from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Data, Records, Value, command
 from vmctl.engine.migration import HINT_FIELDS, PREDICTION_FIELDS
@@ -80,6 +90,17 @@ def _plan_data(plans: list[dict], reports: list) -> Data:
         "migration-plans",
         (plans, reports),
         records=Records("migration", rows, ["vm", "host", *PREDICTION_FIELDS, *HINT_FIELDS], minimal="host"),
+    )
+
+
+def shown_data(shown: moves.Shown, single: bool) -> Data:
+    """The moves made on a real pool, predicted and measured side by side; filled in as each
+    move commits, printed at the end (also used by host-evacuate and pool-rebalance)."""
+    return Data(
+        lambda: shown.data(single),
+        "migration-results",
+        shown,
+        records=Records("migration", shown.rows, list(moves.ROW_FIELDS), minimal="to"),
     )
 
 
@@ -221,9 +242,15 @@ def _cold_prediction(ps, vm_uuid: str, vdi_map: dict[str, str], network: str | N
 
 
 def migrate_one(
-    ctx: Ctx, vm: dict, host: dict | None, network: dict | None, vdi_map: dict[str, str]
+    ctx: Ctx,
+    vm: dict,
+    host: dict | None,
+    network: dict | None,
+    vdi_map: dict[str, str],
+    shown: moves.Shown | None = None,
 ) -> tuple[dict | None, object]:
-    """Check and apply one vm-migrate; (plan or None for a no-op, explain report or None)."""
+    """Check and apply one vm-migrate; (plan or None for a no-op, explain report or None). On a
+    libvirt pool the move is a real live migration (vmctl/moves.py), reported into `shown`."""
     from vmctl import storage
     from vmctl.engine import waves as wv
     from vmctl.engine.placement import MIGRATE
@@ -317,6 +344,15 @@ def migrate_one(
     moving = {k: v for k, v in smap.items() if txn.get("vdi", k)["sr"] != v}
     if dst == src and not moving:
         return None, None  # the same host and every disk already in place: a no-op
+    if dst == src and drivers.real(txn, vm["pool"]):
+        # libvirt copies a running guest's disks only while it migrates to another host
+        where = txn.get("host", src)["name-label"]
+        raise VmctlError(
+            "OPERATION_NOT_ALLOWED",
+            f"On a libvirt pool a running VM's disks move only with a migration to another host: "
+            f"add host= naming another host than {where}",
+            [("vm", txn.ref("vm", vm)), ("host", txn.ref("host", src))],
+        )
     # 4.–5. caps and convergence
     _, pred = wv.admit_migration(
         ps,
@@ -332,7 +368,20 @@ def migrate_one(
     if dst != src:
         admit(txn, vm["pool"], move={vm["uuid"]: dst})
     plan = {"vm": vm["uuid"], "host": dst, **pred.as_dict()}
-    relocate(txn, vm["uuid"], dst, moving, record_of(src, dst, plan), bool(ctx.opts.get("quiet")))
+    quiet = bool(ctx.opts.get("quiet"))
+    prediction = pred.as_dict()
+    prediction.pop("hints", None)
+    move = moves.Move(
+        vm["uuid"],
+        src,
+        dst,
+        prediction,
+        record_of(src, dst, plan),
+        moves.label(txn, vm["uuid"], src, dst),
+        net,
+        moving,
+    )
+    moves.carry_out(txn, move, bool(ctx.opts.get("dry_run")), quiet, shown)
     return plan, report
 
 
@@ -403,18 +452,48 @@ def vm_migrate(ctx: Ctx):
                     [("name", f"vdi:{vdi_uuid}"), ("value", vdi_map[vdi_uuid])],
                 )
     plans, reports = [], []
-    for vm in vms:
+    real = moves.real_run(txn, vms[0]["pool"], bool(ctx.opts.get("dry_run"))) if vms else False
+    shown = moves.Shown() if real else None
+    for i, vm in enumerate(vms):
         mine = vdi_map
         if len(vms) > 1:
             own = _vm_vdis(txn, vm)
             mine = {k: v for k, v in vdi_map.items() if k in own}
-        plan, rep = migrate_one(ctx, txn.get("vm", vm["uuid"]), host, network, mine)
+        if real and moves.must_step(txn):
+            # one migration per transaction (vmctl/moves.py): this VM's is checked and made in a
+            # step of its own, once the one before it committed
+            drivers.step(
+                txn,
+                drivers.Step(
+                    f"VM {vm['name-label'] or vm['uuid']} ({i + 1} of {len(vms)})",
+                    lambda t, u=vm["uuid"], m=mine: _migrate_in_step(ctx, t, u, host, network, m, shown),
+                    kind="migration",
+                ),
+            )
+            continue
+        plan, rep = migrate_one(ctx, txn.get("vm", vm["uuid"]), host, network, mine, shown)
         if plan is not None:
             plans.append(plan)
             reports.append(rep)
     if plans and (ctx.opts.get("dry_run") or ctx.opts.get("explain")):
         return _plan_data(plans, reports)
+    if shown is not None and (plans or drivers.steps(txn)):
+        return shown_data(shown, single=len(vms) == 1)
     return None
+
+
+def _migrate_in_step(
+    ctx: Ctx, txn, vm_uuid: str, host: dict | None, network: dict | None, vdi_map, shown
+) -> None:
+    """One VM of vm-migrate --multiple on a real pool, in its own transaction: every check again
+    on the inventory as it is now."""
+    step_ctx = dataclasses.replace(ctx, txn=txn)
+    h = txn.get("host", host["uuid"]) if host is not None else None
+    n = txn.get("network", network["uuid"]) if network is not None else None
+    vm = txn.get("vm", vm_uuid)
+    if vm is None:
+        raise VmctlError("UUID_INVALID", "The VM no longer exists", [("class", "vm"), ("uuid", vm_uuid)])
+    migrate_one(step_ctx, vm, h, n, vdi_map, shown)
 
 
 @command(

@@ -5,11 +5,15 @@ snapshot inside the command's transaction: mandatory moves first (strict-rule br
 hosts), then the greedy loop (spread, balanced) or consolidation (pack), every move through
 filters 1–11. Without a dry run the moves are applied in plan order in the same transaction
 (:func:`vmctl.commands.migrate.relocate`, as vm-migrate applies one), so what is applied is
-exactly the plan a dry run prints.
+exactly the plan a dry run prints. On a libvirt pool each move is a real live migration committed
+alone, wave by wave (vmctl/moves.py, as host-evacuate): what moved is printed, predicted and
+measured figures side by side.
 """
 
 from __future__ import annotations
 
+from vmctl import moves
+from vmctl.commands.migrate import shown_data
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
 from vmctl.errors import VmctlError
 from vmctl.pools import only_pool
@@ -77,23 +81,33 @@ def pool_rebalance(ctx: Ctx):
     ps = pool_state(txn, pool["uuid"])
     plan = plan_rebalance(ps, threshold=threshold, policy=ctx.a.get("policy"), max_moves=max_moves)
     quiet = bool(ctx.opts.get("quiet"))
-    for m in plan.moves:  # plan order: each move was planned on the state the earlier ones leave
+    dry_run = bool(ctx.opts.get("dry_run"))
+    real = moves.real_run(txn, pool["uuid"], dry_run)
+    planned = []
+    for i, m in enumerate(plan.moves, 1):  # plan order: each planned on the state the earlier ones leave
         vm = txn.get("vm", m.vm)
         if vm["resident-on"] != m.src:
             # the plan was computed on this transaction's snapshot; a mismatch is a bug, never drift
             raise VmctlError("INTERNAL_ERROR", params=[("invariant", f"rebalance move {m.step} source")])
-        relocate(
-            txn,
-            m.vm,
-            m.dst,
-            None,
-            {
-                **record_of(m.src, m.dst, {"bytes": m.bytes, "total-time": m.time}),
-                "step": m.step,
-                "rebalance": plan.policy,
-            },
-            quiet,
-        )
+        record = {
+            **record_of(m.src, m.dst, {"bytes": m.bytes, "total-time": m.time}),
+            "step": m.step,
+            "rebalance": plan.policy,
+        }
+        if not real:
+            relocate(txn, m.vm, m.dst, None, record, quiet)
+            continue
+        label = moves.label(txn, m.vm, m.src, m.dst, i, len(plan.moves))
+        # the engine's prediction for the move in its wave: what libvirt's stream is held to
+        pred = plan.schedule.moves[i - 1].prediction.as_dict() if plan.schedule else {}
+        pred.pop("hints", None)
+        record.update({k: v for k, v in record_of(m.src, m.dst, pred).items() if k not in record})
+        planned.append(moves.Move(m.vm, m.src, m.dst, pred, record, label, wave=m.wave, order=i))
+    if real and planned:
+        # a real pool: each move a live migration committed alone, wave by wave (vmctl/moves.py)
+        shown = moves.Shown()
+        moves.carry_out_plan(txn, planned, dry_run, quiet, shown)
+        return shown_data(shown, single=False)
     if ctx.opts.get("dry_run") or ctx.opts.get("explain"):
         names = {h.uuid: h.name or h.uuid for h in ps.hosts.values()}
         names.update({v.uuid: v.name or v.uuid for v in ps.vms.values()})

@@ -232,7 +232,9 @@ class Text:
 @dataclass
 class Data:
     """Structured data (plans, reports): `data` for JSON/YAML; in the text formats the view
-    named `view` (vmctl/cli/views.py) renders `source`, or `data` when there is none."""
+    named `view` (vmctl/cli/views.py) renders `source`, or `data` when there is none. `data`
+    may be a function returning it, called when the result is printed: what real hosts
+    measured after the command returned (the moves of later steps, vmctl/moves.py)."""
 
     data: object
     view: str
@@ -243,6 +245,9 @@ class Data:
     # the text formats print these instead of a view: each heading, then its record as
     # *-param-list prints one (xe's vm-disk-list layout)
     blocks: list[tuple[str, Records]] | None = None
+
+    def value(self) -> object:
+        return self.data() if callable(self.data) else self.data
 
 
 @dataclass

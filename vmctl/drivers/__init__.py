@@ -13,7 +13,15 @@ transaction has passed every check, just before it commits:
   `OTHER_OPERATION_IN_PROGRESS`); the actions run; a short closing transaction then finishes the
   task, or, on failure or Ctrl-C, undoes the actions and restores the records as they were,
   both journalled;
-* a dry run (and `--explain`) queues nothing real: the queue is dropped unread.
+* a dry run (and `--explain`) queues nothing real: the queue is dropped unread;
+* what cannot be undone runs after what can: `queue(..., last=True)` (deleting a volume) after
+  every other action, and a `final` action (a finished live migration, whose outcome must be
+  committed whatever happens) after those too, so that nothing at all comes after it;
+* **steps**: work that must commit piece by piece (the moves of an evacuation: a finished
+  migration stays done whatever comes next) queues further transactions. Each `Step` runs once
+  the transaction before it committed and its long actions ended, with the same hooks, queue
+  and closing as any transaction; a failing step ends the invocation, the steps before it stay
+  committed and the ones after it are not attempted.
 
 Reads that change nothing (probing a host's hardware) are done at once through `driver_for`.
 """
@@ -27,10 +35,20 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from vmctl.drivers.base import Action, Driver, DriverFault, Hold, HostTarget
+from vmctl.drivers.base import Action, Driver, DriverFault, Hold, HostTarget, cancel_requested
 from vmctl.errors import VmctlError
 
-__all__ = ["Action", "DriverFault", "Hold", "HostTarget", "driver_for", "host_target", "queue", "real"]
+__all__ = [
+    "Action",
+    "DriverFault",
+    "Hold",
+    "HostTarget",
+    "cancel_requested",
+    "driver_for",
+    "host_target",
+    "queue",
+    "real",
+]
 
 _drivers: dict[str, Driver] = {}  # one per process: it keeps its connections, once per host
 
@@ -101,6 +119,7 @@ class _Queue:
     last: list[Action] = field(default_factory=list)  # destroys: after everything that can fail
     done: list[tuple[Action, object]] = field(default_factory=list)
     task: str = ""  # the pending task of a long run, once the decision committed
+    steps: list[Step] = field(default_factory=list)  # further transactions, once this one committed
     records_only: int = 0  # > 0 while the records are made to follow the hosts (host-sync --fix)
     followed: bool = False  # records were made to follow the hosts in this transaction
     n_first: int = 0  # how many actions at the head of `actions` were queued `first`
@@ -146,6 +165,67 @@ def pending(txn) -> _Queue | None:
     return txn.cache.get(_Queue)
 
 
+def has_final(txn) -> bool:
+    """Whether the transaction already queued an action that cannot be undone."""
+    q = txn.cache.get(_Queue)
+    return q is not None and any(a.final for a in q.actions)
+
+
+@dataclass
+class Step:
+    """A further transaction of the invocation (see the module docstring): `body(txn)` decides and
+    queues as a command does, on the inventory as it is when the step runs. `what` names the step
+    in errors ("move 2 of 3 (VM web from h1 to h2)")."""
+
+    what: str
+    body: Callable[[object], None]
+    kind: str = "step"  # what the steps are, in errors: "move"
+    # consecutive steps of one group (not None) are a wave: each decided in its own transaction,
+    # in order, then their long actions run at once, each closed in its own transaction as it ends
+    group: object = None
+
+
+def step(txn, s: Step) -> None:
+    """Run `s` in a transaction of its own after this one committed (never on a dry run)."""
+    _queue(txn).steps.append(s)
+
+
+def steps(txn) -> list[Step]:
+    q = txn.cache.get(_Queue)
+    return list(q.steps) if q is not None else []
+
+
+def step_failed(e: VmctlError, failed: Step | None, rest: list[Step], done: int | None = None) -> VmctlError:
+    """The error of a failed step (`failed`; None: the transaction before the steps): what failed,
+    why, and what stays done or was not attempted because of it. `done`: how many steps are done
+    (a wave's ran at once: "before it" would not say which); None: every step before it."""
+    kind = (failed or (rest[0] if rest else Step("", lambda t: None))).kind
+    message = e.message
+    params = list(e.params)
+    if failed is not None:
+        if not message.startswith(failed.what):
+            message = f"{failed.what}: {message}"
+        message += done_phrase(kind, done)
+        params.append(("step", failed.what))
+    if rest:
+        n = len(rest)
+        message += (
+            f"; the {n} {kind}{'s' if n > 1 else ''} after it {'were' if n > 1 else 'was'} not attempted"
+        )
+    err = VmctlError(e.code, message, params)
+    err.exit_code = e.exit_code
+    return err
+
+
+def done_phrase(kind: str, done: int | None) -> str:
+    """What stays done when a step failed or was interrupted, as the error says it."""
+    if done is None:
+        return f"; the {kind}s before it are done and committed"
+    if done == 0:
+        return f"; no {kind} is done"
+    return f"; {done} other {kind}{'s are' if done > 1 else ' is'} done and committed"
+
+
 def perform(txn, dry_run: bool, command: str = "") -> None:
     """The last step before commit (vmctl/hooks.py): carry out the short queue, or, when it holds
     a long action, turn the transaction into the start of a task named after the command."""
@@ -158,7 +238,9 @@ def perform(txn, dry_run: bool, command: str = "") -> None:
         return
     if dry_run:
         q.actions.clear()
+        q.steps.clear()
         return
+    q.actions.sort(key=lambda a: a.final)  # stable: the others keep their order
     if any(a.long for a in q.actions):
         q.task = _start_task(txn, q.actions, command)
         return
@@ -204,9 +286,8 @@ def _fault_error(a: Action, f: DriverFault) -> VmctlError:
     msg = " ".join(str(f.message).split()) or type(f).__name__
     params: list[tuple[str, object]] = [("action", a.what), ("host", f.host or a.host), ("reason", msg)]
     params += list(f.params.items())
-    if f.code != "DRIVER_ERROR":
-        return VmctlError(f.code, params=params)
-    return VmctlError("DRIVER_ERROR", f"{a.what} failed on {f.host or a.host}: {msg}", params)
+    # whatever the code, the first line says which action failed where, in the host's words
+    return VmctlError(f.code, f"{a.what} failed on {f.host or a.host}: {msg}", params)
 
 
 # --- long runs: decide and mark, act without the lock, close -----------------------------------------
@@ -244,23 +325,59 @@ def finish_long(q: _Queue, decided, close: Callable[[Callable], None]) -> None:
     """After the decision committed: do every queued action without the lock, then close the task
     in one short transaction (`close(body)` runs body(txn) as a transaction). On a failure or
     Ctrl-C the actions done are undone and the decided records restored."""
-    results: list[tuple[Action, object]] = []
     try:
-        for a in q.actions:
-            results.append((a, run_action(a, q)))
+        results = act_long(q)
     except BaseException as e:  # a failure, Ctrl-C, or a fault of ours: the records follow the hosts
-        error = e
-        close(lambda txn: _revert(txn, q.task, decided, error))
+        close_long(q, decided, close, error=e)
         raise
+    close_long(q, decided, close, results)
+
+
+def act_long(q: _Queue) -> list[tuple[Action, object]]:
+    """The acting half of `finish_long`: every queued action in order, without the lock (in a
+    worker thread when several long runs go at once: a wave of migrations). On a failure the
+    actions done are undone and the failure raised."""
+    return [(a, run_action(a, q)) for a in q.actions]
+
+
+def close_long(
+    q: _Queue,
+    decided,
+    close: Callable[[Callable], None],
+    results: list[tuple[Action, object]] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """The closing half of `finish_long`: with `error`, restore the decided records and close the
+    task as failed or cancelled; else record the results and close it as a success."""
+    if error is not None:
+        with not_interrupted():  # a second Ctrl-C must not leave the records half restored
+            close(lambda txn: _revert(txn, q.task, decided, error))
+        return
 
     def succeed(txn):
         txn.own_task = q.task
-        for a, result in results:
+        for a, result in results or ():
             if a.then is not None:
                 a.then(txn, result)
         _close_task(txn, q.task, "success")
 
     close(succeed)
+
+
+@contextmanager
+def not_interrupted():
+    """Ctrl-C ignored inside (in the main thread): what runs there must finish whole."""
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _close_task(txn, task: str, status: str, error: VmctlError | None = None) -> None:

@@ -10,6 +10,7 @@ inventory is the world.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -124,6 +125,10 @@ Progress = Callable[[int, int], None]  # (done bytes, total bytes)
 # A host's Open vSwitch rows as the inventory keeps them (vmctl/ovs/session.py records()): per
 # table (bridge, port, interface, controller) a list of rows, each with `uuid` and its columns.
 SwitchRows = dict[str, list[dict]]
+# Set when Ctrl-C came while long actions run in worker threads (the migrations of a wave, which
+# run at once): Ctrl-C reaches only the main thread, so an action that can stop looks at this
+# instead (a live migration aborts its job and raises KeyboardInterrupt, the guest on its source).
+cancel_requested = threading.Event()
 
 
 class Driver(Protocol):
@@ -174,6 +179,11 @@ class Driver(Protocol):
     def switch_rows(self, host: HostTarget) -> SwitchRows: ...
     # one transaction on the host: its rows go from `before` to `after` (rows named by uuid)
     def switch_change(self, host: HostTarget, before: SwitchRows, after: SwitchRows) -> None: ...
+    # migration: the domain moves live from src to dst; Ctrl-C aborts it (KeyboardInterrupt, the
+    # guest still running on src)
+    def domain_migrate(
+        self, src: HostTarget, dst: HostTarget, spec: MigrationSpec, progress: Progress | None
+    ) -> MigrationFigures: ...
 
 
 class DriverFault(Exception):
@@ -213,3 +223,47 @@ class Action:
     then: Callable[[object, object], None] | None = None
     long: bool = False
     holds: list[Hold] = field(default_factory=list)
+    # what cannot be undone once done (a finished live migration): it runs after every other
+    # action of its transaction, so that nothing that can still fail comes after it
+    final: bool = False
+
+
+# --- live migration (drivers.md §3) -------------------------------------------------------------------
+@dataclass(frozen=True)
+class MigrationSpec:
+    """One live migration as the engine decided it: the domain, and the engine's parameters."""
+
+    uuid: str  # the domain (the VM's uuid)
+    title: str  # the VM's name-label, for messages
+    bandwidth: float  # bytes/s the memory stream may use (the engine's rate); 0: no limit
+    downtime: float  # seconds: the downtime target
+    uri: str = ""  # the migration stream's URI (tcp://ADDRESS); empty: the destination's own choice
+    # storage motion: each pair a disk's volume as the source reads it and the new volume (made
+    # on the destination beforehand) its data is copied into during the migration
+    disks: tuple[tuple[VolumeSpec, VolumeSpec], ...] = ()
+
+
+@dataclass(frozen=True)
+class MigrationFigures:
+    """What a finished migration measured (libvirt's completed-job statistics)."""
+
+    total_time: float  # seconds from the start of the job to its end
+    downtime: float | None  # seconds the guest was paused (None: the hypervisor does not say)
+    bytes: int  # bytes sent over the stream
+    memory: int  # bytes of guest memory the job covered
+    rounds: int  # pre-copy iterations
+    rate: float  # bytes/s at the end of the job
+    wall_time: float  # seconds vmctl waited for the migration, connection set-up included
+    storage_bytes: int = 0  # bytes of disk copied (storage motion)
+
+    def as_dict(self) -> dict:
+        return {
+            "total-time": self.total_time,
+            "downtime": self.downtime,
+            "bytes": self.bytes,
+            "memory": self.memory,
+            "rounds": self.rounds,
+            "rate": self.rate,
+            "wall-time": self.wall_time,
+            "storage-bytes": self.storage_bytes,
+        }

@@ -4,7 +4,8 @@ normal commands in one transaction each, as `vmctl demo` builds its datacenter:
 * pool `lab` (driver libvirt) with hosts lab1..labN, each read from its libvirtd by host-add;
 * SR `lab-shared` on the directory every host sees (the pool's default SR), a local SR per host;
 * network `lab-net` on the Open vSwitch bridge of every host;
-* template `tiny`: 128 MiB, 1 vCPU, a 1 GiB thin disk on lab-shared, a NIC on lab-net.
+* template `tiny`: 128 MiB, 1 vCPU, a 1 GiB thin disk on lab-shared, a NIC on lab-net, lab1 its
+  VMs' affinity host (so that a VM of it starts on lab1 and `vm-migrate host=lab2` moves it).
 
 Under sudo, the inventory is the invoking user's (as their own `vmctl` finds it, and owned by
 them), so that `sudo vmctl lab up && vmctl vm-install template=tiny ...` works as written.
@@ -138,7 +139,16 @@ def register(lab: LabState, opts, db: str | None, argv: list[str]) -> str:
         template = invoke(
             txn,
             "vm-create",
-            [f"name-label={TEMPLATE}", f"pool={pool}", "vcpus=1", "memory=128MiB", "is-a-template=true"],
+            # its VMs prefer lab1 (their affinity host), so that the example's vm-start lands on
+            # lab1 whatever the placement's tie-break, and its vm-migrate to lab2 moves the guest
+            [
+                f"name-label={TEMPLATE}",
+                f"pool={pool}",
+                "vcpus=1",
+                "memory=128MiB",
+                "is-a-template=true",
+                f"affinity={hosts[0]}",
+            ],
             _QUIET,
         ).value
         invoke(txn, "vm-disk-add", [f"vm={template}", "disk-size=1GiB", f"sr-uuid={shared}"], _QUIET)

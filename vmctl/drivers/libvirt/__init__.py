@@ -8,11 +8,13 @@ libvirt's own message and the host it came from.
 
 from __future__ import annotations
 
+import threading
 import xml.etree.ElementTree as ET
 from contextlib import contextmanager
 
 from vmctl.drivers.base import DriverFault, HostFacts, HostTarget
 from vmctl.drivers.libvirt.compute import ComputeMixin
+from vmctl.drivers.libvirt.migration import MigrationMixin
 from vmctl.drivers.libvirt.network import NetworkMixin
 from vmctl.drivers.libvirt.storage import StorageMixin
 
@@ -35,22 +37,27 @@ def version_text(v: int) -> str:
     return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"
 
 
-class LibvirtDriver(ComputeMixin, StorageMixin, NetworkMixin):
+class LibvirtDriver(ComputeMixin, StorageMixin, NetworkMixin, MigrationMixin):
     name = "libvirt"
 
     def __init__(self) -> None:
         self._conns: dict[str, object] = {}
+        # the migrations of a wave run in threads at once, and may open a host's connection together
+        self._opening = threading.Lock()
 
     # --- connections ---------------------------------------------------------------------------------
     def connect(self, host: HostTarget):
         conn = self._conns.get(host.uri)
         if conn is None:
             libvirt = load()
-            try:
-                conn = libvirt.open(host.uri)
-            except libvirt.libvirtError as e:
-                raise DriverFault(str(e), code="HOST_OFFLINE", host=host.name, uri=host.uri) from None
-            self._conns[host.uri] = conn
+            with self._opening:
+                conn = self._conns.get(host.uri)
+                if conn is None:
+                    try:
+                        conn = libvirt.open(host.uri)
+                    except libvirt.libvirtError as e:
+                        raise DriverFault(str(e), code="HOST_OFFLINE", host=host.name, uri=host.uri) from None
+                    self._conns[host.uri] = conn
         return conn
 
     @contextmanager

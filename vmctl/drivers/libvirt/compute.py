@@ -149,7 +149,8 @@ class ComputeMixin:
     # --- reads ---------------------------------------------------------------------------------------
     def domains(self, host: HostTarget) -> dict[str, str]:
         """Every domain the host knows, by name (a VM's uuid for vmctl's own), with its power
-        state in vmctl's words: running, paused or halted."""
+        state in vmctl's words: running, paused or halted, or migrating while a live migration
+        holds it paused (arriving here, or in its last stop-and-copy round leaving)."""
         libvirt = self._libvirt()
         states = {
             libvirt.VIR_DOMAIN_PAUSED: "paused",
@@ -157,8 +158,14 @@ class ComputeMixin:
             libvirt.VIR_DOMAIN_SHUTOFF: "halted",
             libvirt.VIR_DOMAIN_CRASHED: "halted",
         }
+
+        def word(state: int, reason: int) -> str:
+            if state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_MIGRATION:
+                return "migrating"
+            return states.get(state, "running")
+
         with self.on(host) as conn:
-            return {d.name(): states.get(d.state()[0], "running") for d in conn.listAllDomains()}
+            return {d.name(): word(*d.state()) for d in conn.listAllDomains()}
 
     def cpu_compatible(self, host: HostTarget, cpu_xml: str) -> bool:
         """Whether `host` can run the CPU `cpu_xml` describes (libvirt's compareCPU: identical
