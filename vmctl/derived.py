@@ -135,36 +135,44 @@ def _vm_refs(txn, rows):
         v["vifs"] = sorted(vifs.get(v["uuid"], []))
 
 
-# Operations each power state permits (model.md §2), for allowed-operations.
-ALLOWED = {
-    "halted": ["clone", "copy", "destroy", "export", "snapshot", "start", "uninstall"],
-    "running": [
-        "checkpoint",
-        "clean-reboot",
-        "clean-shutdown",
-        "hard-reboot",
-        "hard-shutdown",
-        "migrate",
-        "pause",
-        "snapshot",
-        "suspend",
-    ],
-    "paused": ["checkpoint", "hard-reboot", "hard-shutdown", "migrate", "snapshot", "unpause"],
-    "suspended": ["checkpoint", "destroy", "hard-shutdown", "resume", "snapshot"],
-}
-
-
 @filler("vm", "allowed-operations")
 def _vm_allowed(txn, rows):
+    """XAPI's VM.allowed_operations (xapi_vm_lifecycle.update_allowed_operations): the operations
+    of XAPI's that vmctl implements and whose checks pass now (blocked-operations, power state,
+    template, snapshot, mobility), by XAPI's names."""
+    from vmctl.operations import operation_error
+
     for v in rows:
-        if v["is-a-snapshot"]:
-            ops = ["clone", "copy", "destroy", "revert", "uninstall"]
-        elif v["is-a-template"]:
-            ops = ["clone", "copy", "uninstall"] + ([] if v["is-default-template"] else ["destroy"])
-        else:
-            ops = ALLOWED.get(v["power-state"], [])
-        blocked = v["blocked-operations"]
-        v["allowed-operations"] = sorted(o for o in ops if o not in blocked)
+        v["allowed-operations"] = sorted(op for op in ALLOWABLE if operation_error(v, op) is None)
+
+
+#: XAPI's VM operations vmctl implements, as allowed-operations lists them.
+ALLOWABLE = (
+    "changing_VCPUs",
+    "changing_dynamic_range",
+    "changing_memory_limits",
+    "changing_static_range",
+    "checkpoint",
+    "clean_reboot",
+    "clean_shutdown",
+    "clone",
+    "copy",
+    "destroy",
+    "hard_reboot",
+    "hard_shutdown",
+    "make_into_template",
+    "migrate_send",
+    "pause",
+    "pool_migrate",
+    "resume",
+    "resume_on",
+    "revert",
+    "snapshot",
+    "start",
+    "start_on",
+    "suspend",
+    "unpause",
+)
 
 
 @filler("vm-group", "vms", "vm-count")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 
-from vmctl import capacity, units
+from vmctl import capacity, operations, units
 from vmctl.engine.snapshot import (
     GroupState,
     HostState,
@@ -112,7 +112,9 @@ def vm_value(vm: dict, st: _Storage | None = None) -> VMState:
         groups=tuple(sorted(vm["groups"])),
         ha_restart_priority=vm["ha-restart-priority"],
         order=vm["order"],
-        immobile=str(vm["platform"].get("nomigrate", "")).lower() == "true",
+        # the engine moves no VM XAPI would not live-migrate: platform:nomigrate, or
+        # blocked-operations holding pool_migrate (rebalancing honours both)
+        immobile=operations.immobile(vm) or "pool_migrate" in vm["blocked-operations"],
         dirty_rate=_rate(vm["other-config"].get("dirty-rate")),
         srs=frozenset(srs),
         networks=frozenset(nets),

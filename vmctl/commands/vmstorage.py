@@ -411,7 +411,10 @@ def snapshot_uninstall(ctx: Ctx):
     txn = ctx.txn
     snap = _snapshot_arg(ctx)
     _not_snapshot(txn, snap, "snapshot-uninstall")
-    check_vm_operation(txn, snap, "uninstall", ("halted", "suspended"), templates=True, snapshots=True)
+    # xe's snapshot-uninstall: VM.hard_shutdown of a checkpoint, then VM.destroy
+    if snap["power-state"] != "halted":
+        check_vm_operation(txn, snap, "hard_shutdown")
+    check_vm_operation(txn, {**snap, "power-state": "halted"}, "destroy")
     owned = []
     for b, d in disk_vbds(txn, snap):
         if d is not None and b["other-config"].get("owner") == "true" and d not in owned:

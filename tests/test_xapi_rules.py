@@ -1,0 +1,229 @@
+"""The rules vmctl takes from XAPI, each checked against what XAPI's source does: every test names
+the file and function of xapi-project/xen-api (or xapi-project/sm) whose behaviour it pins down.
+The commands run in-process on a small pool: two hosts, a shared NFS SR as the default SR."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from cli_helpers import cli, with_txn
+
+GiB, MiB = 1024**3, 1024**2
+
+
+class Lab:
+    """One inventory and the commands on it: `ok` returns stdout, `fail` the error as JSON."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def ok(self, *args: str) -> str:
+        p = cli(self.db, *args)
+        assert p.returncode == 0, f"vmctl {' '.join(args)}: {p.stderr}"
+        return p.stdout.strip()
+
+    def fail(self, code: str, *args: str) -> dict:
+        p = cli(self.db, "-f", "json", *args)
+        assert p.returncode == 1, f"vmctl {' '.join(args)} did not fail: {p.stdout}"
+        assert p.stdout == ""
+        err = json.loads(p.stderr)["error"]
+        assert err["code"] == code, f"vmctl {' '.join(args)}: {err}"
+        return err
+
+    def get(self, cls: str, name: str, field: str) -> str:
+        return self.ok(f"{cls}-param-get", f"uuid={name}", f"param-name={field}")
+
+    def uuid(self, cls: str, **filters: str) -> str:
+        return self.ok(f"{cls}-list", *(f"{k}={v}" for k, v in filters.items()), "--minimal")
+
+    def state(self) -> dict:
+        from vmctl.model import CLASSES
+
+        return with_txn(
+            self.db, lambda t: {c: sorted(t.all(c), key=lambda r: r["uuid"]) for c in CLASSES}, write=False
+        )
+
+
+@pytest.fixture(scope="module")
+def lab_template(tmp_path_factory):
+    lab = Lab(tmp_path_factory.mktemp("xapi") / "inv.db")
+    lab.ok(
+        "pool-create", "name-label=p1",
+        "--", "host-add", "name-label=h1", "address=10.0.0.1", "cpu-count=16", "memory-total=64GiB",
+        "pool=p1", "pifs=eth0,eth1",
+        "--", "host-add", "name-label=h2", "address=10.0.0.2", "cpu-count=16", "memory-total=64GiB",
+        "pool=p1", "pifs=eth0,eth1",
+        "--", "sr-create", "name-label=nfs", "type=nfs", "physical-size=1TiB", "pool=p1",
+        "--", "pool-param-set", "uuid=p1", "default-sr=nfs",
+    )  # fmt: skip
+    return lab.db
+
+
+@pytest.fixture
+def lab(lab_template, tmp_path) -> Lab:
+    """Pool p1: hosts h1 and h2 (16 CPUs, 64 GiB, eth0 and eth1), a shared NFS SR as default SR."""
+    db = tmp_path / "inv.db"
+    shutil.copy(lab_template, db)
+    return Lab(db)
+
+
+def running(lab: Lab, name: str, host: str = "h1", *extra: str) -> None:
+    lab.ok(
+        "vm-create", f"name-label={name}", "memory=1GiB", *extra, "--", "vm-start", f"vm={name}", f"on={host}"
+    )
+
+
+# --- 2. blocked-operations: XAPI's operation names -------------------------------------------------------------
+def test_rebalancing_leaves_vms_whose_pool_migrate_is_blocked(lab):
+    """A rebalancing move is XAPI's VM.pool_migrate: a VM blocking it stays where it is."""
+    for i in range(4):
+        lab.ok(
+            "vm-create", f"name-label=v{i}", "memory=8GiB", "vcpus=4", "--", "vm-start", f"vm=v{i}", "on=h1"
+        )
+    plan = json.loads(lab.ok("pool-rebalance", "--dry-run", "-f", "json"))
+    assert plan["moves"]
+    for i in range(4):
+        lab.ok("vm-param-set", f"uuid=v{i}", "blocked-operations:pool_migrate=pinned")
+    assert json.loads(lab.ok("pool-rebalance", "--dry-run", "-f", "json"))["moves"] == []
+
+
+def test_blocked_operations_keys_are_xapi_operation_names(lab):
+    """Record_util.string_to_vm_operation: any other key is INVALID_VALUE [blocked_operation, key]
+    (the dash spelling vmctl's commands use is not a key)."""
+    lab.ok("vm-create", "name-label=v", "memory=1GiB")
+    err = lab.fail("INVALID_VALUE", "vm-param-set", "uuid=v", "blocked-operations:hard-shutdown=x")
+    assert err["params"] == {"name": "blocked_operation", "value": "hard-shutdown"}
+    lab.fail("INVALID_VALUE", "vm-create", "name-label=w", "blocked-operations:migrate=x")
+    lab.ok("vm-param-set", "uuid=v", "blocked-operations:changing_VCPUs=x")
+
+
+def test_allowed_operations_are_xapi_names(lab):
+    """xapi_vm_lifecycle.update_allowed_operations: what passes the checks now, by XAPI's names,
+    without the blocked ones."""
+    running(lab, "v")
+    lab.ok("vm-param-set", "uuid=v", "blocked-operations:pool_migrate=x")
+    ops = lab.get("vm", "v", "allowed-operations").split("; ")
+    assert {
+        "clean_shutdown",
+        "hard_shutdown",
+        "suspend",
+        "checkpoint",
+        "snapshot",
+        "changing_dynamic_range",
+    } <= set(ops)
+    assert "pool_migrate" not in ops and "start" not in ops and "revert" not in ops
+    lab.ok("vm-param-set", "uuid=v", "platform:nomigrate=true")
+    ops = lab.get("vm", "v", "allowed-operations").split("; ")
+    assert "suspend" not in ops and "checkpoint" not in ops and "migrate_send" not in ops
+
+
+# --- 9. check order and codes ------------------------------------------------------------------------------------
+def test_check_order_blocked_power_then_template(lab):
+    """xapi_vm_lifecycle.check_operation_error: blocked-operations, then the power state, then
+    the template rule (check_template): a blocked template start is OPERATION_BLOCKED; a
+    template resume is VM_BAD_POWER_STATE; a template start is VM_IS_TEMPLATE."""
+    lab.ok("vm-create", "name-label=t", "memory=1GiB", "is-a-template=true")
+    lab.fail("VM_IS_TEMPLATE", "vm-start", "vm=t")
+    lab.fail("VM_BAD_POWER_STATE", "vm-resume", "vm=t")
+    lab.ok("vm-param-set", "uuid=t", "blocked-operations:start=no")
+    lab.fail("OPERATION_BLOCKED", "vm-start", "vm=t")
+    lab.ok("vm-vcpus-set", "vm=t", "vcpus=2")  # changing_VCPUs: a template allows it
+
+
+def test_expected_states_in_xapi_order(lab):
+    """xapi_vm_lifecycle.report_power_state_error lists allowed_power_states in their order:
+    hard_shutdown [Paused; Suspended; Running], hard_reboot [Paused; Running], destroy [Halted;
+    Suspended], changing_dynamic_range [Halted; Running]."""
+    lab.ok("vm-create", "name-label=v", "memory=1GiB")
+    assert lab.fail("VM_BAD_POWER_STATE", "vm-shutdown", "vm=v", "--force")["params"]["expected"] == (
+        "paused, suspended, running"
+    )
+    assert (
+        lab.fail("VM_BAD_POWER_STATE", "vm-reboot", "vm=v", "--force")["params"]["expected"]
+        == "paused, running"
+    )
+    lab.ok("vm-start", "vm=v", "on=h1", "--", "vm-pause", "vm=v")
+    assert lab.fail("VM_BAD_POWER_STATE", "vm-destroy", "uuid=v")["params"]["expected"] == "halted, suspended"
+    err = lab.fail("VM_BAD_POWER_STATE", "vm-memory-dynamic-range-set", "vm=v", "min=1GiB", "max=1GiB")
+    assert err["params"]["expected"] == "halted, running"
+
+
+def test_memory_order_and_vcpus_codes(lab):
+    """Xapi_vm_memory_constraints.assert_valid: MEMORY_CONSTRAINT_VIOLATION_ORDER (no params);
+    xapi_vm.set_VCPUs_max: vcpus below 1 is INVALID_VALUE."""
+    lab.ok("vm-create", "name-label=v", "memory=2GiB")
+    err = lab.fail("MEMORY_CONSTRAINT_VIOLATION_ORDER", "vm-param-set", "uuid=v", "memory-static-max=1GiB")
+    assert err["params"] == {}
+    lab.fail("MEMORY_CONSTRAINT_VIOLATION_ORDER", "vm-memory-limits-set", "vm=v", "static-min=1GiB",
+             "dynamic-min=2GiB", "dynamic-max=1GiB", "static-max=2GiB")  # fmt: skip
+    err = lab.fail("INVALID_VALUE", "vm-param-set", "uuid=v", "vcpus=0")
+    assert err["params"]["name"] == "vcpus"
+    lab.fail("INVALID_VALUE", "vm-create", "name-label=w", "vcpus=0")
+
+
+def test_suspend_and_checkpoint_of_an_immobile_vm(lab):
+    """xapi_vm_lifecycle.check_operation_error: suspend, checkpoint, pool_migrate and migrate_send
+    of a VM that is not mobile (platform:nomigrate true or 1) fail VM_IS_IMMOBILE."""
+    running(lab, "v", "h1", "platform:nomigrate=1")
+    lab.fail("VM_IS_IMMOBILE", "vm-suspend", "vm=v")
+    lab.fail("VM_IS_IMMOBILE", "vm-checkpoint", "vm=v", "new-name-label=c")
+    lab.ok("vm-snapshot", "vm=v", "new-name-label=s")
+
+
+def test_a_checkpoint_may_be_hard_shut_down(lab):
+    """xapi_vm_lifecycle.check_snapshot allows hard_shutdown on a snapshot: a checkpoint's memory
+    image is discarded; a snapshot's start is still VM_IS_SNAPSHOT... after the power state."""
+    running(lab, "v")
+    snap = lab.ok("vm-checkpoint", "vm=v", "new-name-label=c")
+    assert lab.get("vm", snap, "power-state") == "suspended"
+    lab.ok("vm-shutdown", f"vm={snap}", "--force")
+    assert lab.get("vm", snap, "power-state") == "halted" and lab.get("vm", snap, "suspend-vdi") == ""
+    lab.fail("VM_IS_SNAPSHOT", "vm-start", f"vm={snap}")
+    lab.fail("VM_BAD_POWER_STATE", "vm-resume", f"vm={snap}")
+
+
+def test_default_template_destroy_is_vm_is_template(lab):
+    """xapi_vm_lifecycle.check_template: destroy is allowed on a template unless it is a default
+    one: VM_IS_TEMPLATE [vm, destroy]."""
+
+    def make_default(t):
+        u = t.insert("vm", {"name-label": "base", "is-a-template": True, "is-default-template": True,
+                            "pool": t.resolve_one("pool", "p1")["uuid"]})  # fmt: skip
+        return u
+
+    with_txn(lab.db, make_default)
+    err = lab.fail("VM_IS_TEMPLATE", "vm-destroy", "uuid=base")
+    assert err["params"]["operation"] == "destroy"
+    lab.fail("VM_IS_TEMPLATE", "vm-uninstall", "vm=base", "--force")
+
+
+# --- 10. operations in progress ------------------------------------------------------------------------------------
+def hold(lab: Lab, vm: str, op: str) -> str:
+    """A pending task holding the VM, as a long operation of a real pool leaves one."""
+
+    def fn(t):
+        v = t.resolve_one("vm", vm)
+        t.update("vm", v["uuid"], {"current-operations": [op]})
+        return t.insert(
+            "task", {"name-label": "vm-shutdown", "status": "pending", "objects": [f"vm:{v['uuid']}"]}
+        )
+
+    return with_txn(lab.db, fn)
+
+
+def test_operation_in_progress_after_blocked_before_the_power_state(lab):
+    """xapi_vm_lifecycle.check_operation_error checks blocked-operations first and refuses an
+    operation that cannot run beside the current ones with OTHER_OPERATION_IN_PROGRESS [class,
+    object, operation, task], before the template rule. vmctl checks it before the power state
+    (README: Differences from XAPI): its records already show a long operation's outcome."""
+    running(lab, "v", "h1", "blocked-operations:pause=no")
+    task = hold(lab, "v", "clean_shutdown")
+    lab.fail("OPERATION_BLOCKED", "vm-pause", "vm=v")
+    for args in (["vm-suspend", "vm=v"], ["vm-start", "vm=v"]):
+        err = lab.fail("OTHER_OPERATION_IN_PROGRESS", *args)
+        assert err["params"]["task"] == task and err["params"]["operation"] == "clean_shutdown"
+    lab.ok("vm-create", "name-label=t", "memory=1GiB", "is-a-template=true")
+    hold(lab, "t", "clone")
+    lab.fail("OTHER_OPERATION_IN_PROGRESS", "vm-start", "vm=t")
