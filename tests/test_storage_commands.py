@@ -225,12 +225,13 @@ def test_sr_destroy_held_vdi_and_pbd_unplug(st):
     vdi = st("vm-disk-add", vm=vm, **{"disk-size": "1GiB", "sr-uuid": sr})
     h1 = st("host-list", **{"name-label": "h1"})[0]["uuid"]
     _make_running(st, vm, h1)
+    # xapi_sr.assert_all_pbds_unplugged: attached PBDs come first (SR_HAS_PBD)
     e = st.err("sr-destroy", uuid=sr, **{"--force": True})
-    assert e.code == "VDI_IN_USE" and _p(e) == {"vdi": vdi, "operation": "sr-destroy"}
+    assert e.code == "SR_HAS_PBD" and _p(e) == {"sr": sr}
     pbd1 = [p for p in st("pbd-list", params="all") if p["host"] == h1][0]["uuid"]
     pbd2 = [p for p in st("pbd-list", params="all") if p["host"] != h1][0]["uuid"]
     e = st.err("pbd-unplug", uuid=pbd1)
-    assert e.code == "VDI_IN_USE" and _p(e)["operation"] == "pbd-unplug"
+    assert e.code == "VDI_IN_USE" and _p(e) == {"vdi": vdi, "operation": "pbd-unplug"}
     st("pbd-unplug", uuid=pbd2)
     assert st.get("pbd", pbd2, "currently-attached") is False
     st("pbd-plug", uuid=pbd2)

@@ -75,6 +75,76 @@ def running(lab: Lab, name: str, host: str = "h1", *extra: str) -> None:
     )
 
 
+# --- 1. destructive operations XAPI refuses -----------------------------------------------------------------
+def test_sr_destroy_and_forget_need_every_pbd_unplugged(lab):
+    """xapi_sr.assert_all_pbds_unplugged, Xapi_sr_operations.valid_operations (check_any_attached_pbds):
+    SR.destroy and SR.forget fail SR_HAS_PBD [sr] while a PBD is attached."""
+    before = lab.state()
+    err = lab.fail("SR_HAS_PBD", "sr-destroy", "uuid=nfs", "--force")
+    assert set(err["params"]) == {"sr"}
+    lab.fail("SR_HAS_PBD", "sr-forget", "uuid=nfs")
+    assert lab.state() == before
+
+
+def unplug_all(lab: Lab, sr: str) -> None:
+    for pbd in lab.uuid("pbd", sr=lab.uuid("sr", **{"name-label": sr})).split(","):
+        lab.ok("pbd-unplug", f"uuid={pbd}")
+
+
+def test_sr_destroy_of_an_sr_with_vdis_is_sr_not_empty(lab):
+    """Xapi_sr_operations.valid_operations (check_any_managed_vdis): SR.destroy of an SR holding a
+    managed VDI fails SR_NOT_EMPTY, without params; XAPI never destroys VDIs as a side effect."""
+    vdi = lab.ok("vdi-create", "sr-uuid=nfs", "name-label=d", "virtual-size=1GiB")
+    unplug_all(lab, "nfs")
+    before = lab.state()
+    err = lab.fail("SR_NOT_EMPTY", "sr-destroy", "uuid=nfs", "--force")
+    assert err["params"] == {}
+    assert lab.state() == before
+    lab.ok("pbd-plug", f"uuid={lab.uuid('pbd', host=lab.uuid('host', **{'name-label': 'h1'}))}")
+    lab.ok("vdi-destroy", f"uuid={vdi}")
+    unplug_all(lab, "nfs")
+    lab.ok("sr-destroy", "uuid=nfs", "--force")
+    assert lab.uuid("sr") == "" and lab.uuid("pbd") == ""
+
+
+def test_sr_destroy_without_any_pbd_is_sr_has_no_pbds(lab):
+    """Xapi_sr_operations.valid_operations (check_no_pbds): SR.destroy needs a PBD for the backend
+    to act through: SR_HAS_NO_PBDS [sr]. A shared SR of a pool without hosts has none."""
+    lab.ok("pool-create", "name-label=empty", "--", "sr-create", "name-label=lonely", "type=nfs",
+           "physical-size=1TiB", "pool=empty")  # fmt: skip
+    lab.fail("SR_HAS_NO_PBDS", "sr-destroy", "uuid=lonely", "--force")
+
+
+def test_sr_forget_of_unplugged_sr_drops_its_records(lab):
+    """xapi_sr.really_forget: SR.forget removes the SR, PBD and VDI records (the data stays)."""
+    lab.ok("vdi-create", "sr-uuid=nfs", "name-label=d", "virtual-size=1GiB")
+    unplug_all(lab, "nfs")
+    lab.ok("sr-forget", "uuid=nfs")
+    assert lab.uuid("sr") == "" and lab.uuid("vdi") == "" and lab.uuid("pbd") == ""
+
+
+def test_host_forget_of_a_live_host_is_host_is_live(lab):
+    """xapi_host.precheck_destroy_declare_dead: Host.destroy of a live host, or of the master,
+    fails HOST_IS_LIVE; a disabled but live host is still live."""
+    before = lab.state()
+    lab.ok("host-disable", "host=h2")
+    lab.fail("HOST_IS_LIVE", "host-disable", "host=h2", "--", "host-forget", "host=h2", "--force")
+    lab.ok("host-enable", "host=h2")
+    assert lab.state()["host"] == before["host"]
+    lab.ok("host-declare-dead", "uuid=h1")
+    lab.fail("HOST_IS_LIVE", "host-forget", "host=h1", "--force")  # h1 is the master
+    lab.ok("host-recover", "host=h1", "--", "host-declare-dead", "uuid=h2")
+    lab.ok("host-forget", "host=h2", "--force")
+    assert lab.uuid("host", **{"name-label": "h2"}) == ""
+
+
+def test_host_forget_with_ha_on_is_ha_is_enabled(lab):
+    """xapi_host.destroy (CA-23732): HA_IS_ENABLED while HA is enabled on the pool."""
+    lab.ok("pool-ha-enable", "pool=p1", "ha-host-failures-to-tolerate=0")
+    lab.ok("host-declare-dead", "uuid=h2")
+    lab.fail("HA_IS_ENABLED", "host-forget", "host=h2", "--force")
+
+
 # --- 2. blocked-operations: XAPI's operation names -------------------------------------------------------------
 def test_rebalancing_leaves_vms_whose_pool_migrate_is_blocked(lab):
     """A rebalancing move is XAPI's VM.pool_migrate: a VM blocking it stays where it is."""
@@ -161,6 +231,16 @@ def test_memory_order_and_vcpus_codes(lab):
     err = lab.fail("INVALID_VALUE", "vm-param-set", "uuid=v", "vcpus=0")
     assert err["params"]["name"] == "vcpus"
     lab.fail("INVALID_VALUE", "vm-create", "name-label=w", "vcpus=0")
+
+
+def test_eject_with_resident_vms_is_operation_not_allowed(lab):
+    """xapi_pool.eject_self: a VM resident on the host: OPERATION_NOT_ALLOWED ["VM resident on host"];
+    HA is checked before the master."""
+    running(lab, "v", "h2")
+    err = lab.fail("OPERATION_NOT_ALLOWED", "pool-eject", "host=h2", "--force")
+    assert err["params"] == {"reason": "VM resident on host"}
+    lab.ok("pool-ha-enable", "pool=p1", "ha-host-failures-to-tolerate=0")
+    lab.fail("HA_IS_ENABLED", "pool-eject", "host=h1", "--force")
 
 
 def test_suspend_and_checkpoint_of_an_immobile_vm(lab):

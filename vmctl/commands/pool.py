@@ -250,13 +250,18 @@ def pool_eject(ctx: Ctx):
     h = txn.resolve_one("host", ctx.a["host"])
     href = txn.ref("host", h)
     pool = txn.get("pool", h["pool"])
-    if pool["master"] == h["uuid"]:
-        raise VmctlError("CANNOT_EJECT_MASTER", "Designate another master first", [("host", href)])
+    # xapi_pool.eject_self's order: HA, the master, a VM resident there (OPERATION_NOT_ALLOWED)
     if pool["ha-enabled"]:
         raise VmctlError("HA_IS_ENABLED", "Disable HA first")
+    if pool["master"] == h["uuid"]:
+        raise VmctlError("CANNOT_EJECT_MASTER", "Designate another master first", [("host", href)])
     for st in ("running", "paused"):
         if txn.select("vm", resident_on=h["uuid"], power_state=st):
-            raise VmctlError("HOST_HAS_RESIDENT_VMS", params=[("host", href)])
+            raise VmctlError(
+                "OPERATION_NOT_ALLOWED",
+                "VM resident on host: shut down or migrate its running and paused VMs first",
+                [("reason", "VM resident on host")],
+            )
     local_srs = {s["uuid"] for s in txn.select("sr", pool=pool["uuid"], host=h["uuid"])}
     vdis_there = {d["uuid"] for d in txn.all("vdi") if d["sr"] in local_srs}
     vms = [v for v in txn.select("vm", pool=pool["uuid"]) if not v["is-a-snapshot"]]
