@@ -189,6 +189,20 @@ def test_allowed_operations_are_xapi_names(lab):
     assert "suspend" not in ops and "checkpoint" not in ops and "migrate_send" not in ops
 
 
+# --- 4. memory: XAPI's start check counts dynamic-min ------------------------------------------------------
+def test_default_memory_policy_is_dynamic(lab):
+    """memory_check.vm_compute_start_memory (policy Dynamic_min) and
+    host_compute_free_memory_with_maximum_compression: a VM needs its dynamic-min, the VMs running
+    count theirs. The stricter static-max accounting stays as memory-overcommit-policy=none."""
+    assert lab.get("pool", "p1", "memory-overcommit-policy") == "dynamic"
+    lab.ok("vm-create", "name-label=v", "memory=80GiB", "memory-static-min=1GiB", "memory-dynamic-min=8GiB")
+    lab.ok("vm-start", "vm=v", "on=h1")
+    lab.ok(
+        "vm-shutdown", "vm=v", "--force", "--", "pool-param-set", "uuid=p1", "memory-overcommit-policy=none"
+    )
+    lab.fail("HOST_NOT_ENOUGH_FREE_MEMORY", "vm-start", "vm=v", "on=h1")
+
+
 # --- 9. check order and codes ------------------------------------------------------------------------------------
 def test_check_order_blocked_power_then_template(lab):
     """xapi_vm_lifecycle.check_operation_error: blocked-operations, then the power state, then
@@ -231,6 +245,15 @@ def test_memory_order_and_vcpus_codes(lab):
     err = lab.fail("INVALID_VALUE", "vm-param-set", "uuid=v", "vcpus=0")
     assert err["params"]["name"] == "vcpus"
     lab.fail("INVALID_VALUE", "vm-create", "name-label=w", "vcpus=0")
+
+
+def test_memory_is_checked_before_pcpus(lab):
+    """xapi_vm_helpers.assert_can_boot_here: assert_enough_memory_available before
+    assert_enough_pcpus: a VM too big on both counts reports memory."""
+    lab.ok("vm-create", "name-label=v", "memory=100GiB", "vcpus=32")
+    lab.fail("HOST_NOT_ENOUGH_FREE_MEMORY", "vm-start", "vm=v", "on=h1")
+    lab.ok("vm-memory-set", "vm=v", "memory=1GiB")
+    lab.fail("HOST_NOT_ENOUGH_PCPUS", "vm-start", "vm=v", "on=h1")
 
 
 def test_eject_with_resident_vms_is_operation_not_allowed(lab):
