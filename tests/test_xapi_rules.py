@@ -203,6 +203,57 @@ def test_default_memory_policy_is_dynamic(lab):
     lab.fail("HOST_NOT_ENOUGH_FREE_MEMORY", "vm-start", "vm=v", "on=h1")
 
 
+# --- 7. HA enable -------------------------------------------------------------------------------------------------
+def test_ha_enable_needs_a_statefile_sr(lab):
+    """xapi_ha.enable: no SR can hold the statefile: CANNOT_CREATE_STATE_FILE;
+    Xha_statefile.check_sr_can_host_statefile: a PBD on every host, attached (SR_HAS_NO_PBDS), a
+    backend with VDI_GENERATE_CONFIG (xapi-project/sm: not the local LVHDSR:
+    SR_OPERATION_NOT_SUPPORTED), 3,808 MiB free (SR_SOURCE_SPACE_INSUFFICIENT)."""
+    unplug_all(lab, "nfs")
+    err = lab.fail("CANNOT_CREATE_STATE_FILE", "pool-ha-enable", "pool=p1")
+    assert err["params"] == {}
+    lab.fail("SR_HAS_NO_PBDS", "pool-ha-enable", "pool=p1", "heartbeat-sr-uuids=nfs")
+    lab.ok("sr-create", "name-label=lvm1", "type=lvm", "physical-size=100GiB", "host=h1")
+    lab.ok("sr-create", "name-label=small", "type=nfs", "physical-size=3GiB", "pool=p1")
+    lab.fail("SR_SOURCE_SPACE_INSUFFICIENT", "pool-ha-enable", "pool=p1", "heartbeat-sr-uuids=small")
+    lab.ok("pool-create", "name-label=solo", "--", "host-add", "name-label=s1", "address=10.1.0.1",
+           "cpu-count=8", "memory-total=32GiB", "pool=solo", "--", "sr-create", "name-label=slvm",
+           "type=lvm", "physical-size=100GiB", "host=s1")  # fmt: skip
+    lab.fail("SR_OPERATION_NOT_SUPPORTED", "pool-ha-enable", "pool=solo", "heartbeat-sr-uuids=slvm")
+    lab.fail("CANNOT_CREATE_STATE_FILE", "pool-ha-enable", "pool=solo")
+
+
+def test_ha_enable_on_one_host_and_without_a_plan(lab):
+    """xapi_ha.enable checks no host count, and a pool without a failover plan is enabled and
+    marked overcommitted (Xapi_ha_vm_failover.update_pool_status), not refused."""
+    lab.ok("pool-create", "name-label=solo", "--", "host-add", "name-label=s1", "address=10.1.0.1",
+           "cpu-count=8", "memory-total=32GiB", "pool=solo", "--", "sr-create", "name-label=sext",
+           "type=ext", "physical-size=100GiB", "host=s1")  # fmt: skip
+    lab.ok("pool-ha-enable", "pool=solo", "ha-host-failures-to-tolerate=0")
+    assert lab.get("pool", "solo", "ha-enabled") == "true"
+    for name, host in (("big", "h1"), ("big2", "h2")):
+        lab.ok("vm-create", f"name-label={name}", "memory=40GiB", "ha-restart-priority=restart", "pool=p1",
+               "--", "vm-start", f"vm={name}", f"on={host}")  # fmt: skip
+    lab.ok("pool-ha-enable", "pool=p1", "ha-host-failures-to-tolerate=1")
+    assert lab.get("pool", "p1", "ha-enabled") == "true"
+    assert lab.get("pool", "p1", "ha-overcommitted") == "true"
+
+
+def test_restart_priority_on_a_local_disk_vm(lab):
+    """xapi_vm.set_ha_restart_priority: no agility check; only a running VM under HA is admitted
+    (assert_new_vm_preserves_ha_plan: a VM that cannot restart elsewhere breaks the plan)."""
+    lab.ok("sr-create", "name-label=local1", "type=lvm", "physical-size=100GiB", "host=h1")
+    lab.ok("vm-create", "name-label=loc", "memory=1GiB", "--", "vm-disk-add", "vm=loc", "disk-size=1GiB",
+           "sr-uuid=local1", "--", "vm-start", "vm=loc", "on=h1")  # fmt: skip
+    lab.ok("vm-param-set", "uuid=loc", "ha-restart-priority=restart")
+    lab.ok("vm-param-set", "uuid=loc", "ha-restart-priority=best-effort")
+    lab.ok("pool-ha-enable", "pool=p1", "ha-host-failures-to-tolerate=1")
+    lab.fail(
+        "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN", "vm-param-set", "uuid=loc", "ha-restart-priority=restart"
+    )
+    lab.ok("vm-shutdown", "vm=loc", "--", "vm-param-set", "uuid=loc", "ha-restart-priority=restart")
+
+
 # --- 9. check order and codes ------------------------------------------------------------------------------------
 def test_check_order_blocked_power_then_template(lab):
     """xapi_vm_lifecycle.check_operation_error: blocked-operations, then the power state, then

@@ -107,7 +107,8 @@ MESSAGES: dict[str, str] = {
     "HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED": "An HA-protected VM needs its disks on shared storage; move them to a shared SR or lower its restart priority",
     "HA_CONSTRAINT_VIOLATION_NETWORK_NOT_SHARED": "An HA-protected VM needs networks every host reaches; connect the network on all hosts or lower its restart priority",
     "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN": "The operation would leave too little capacity for the HA failover plan; add capacity or lower ha-host-failures-to-tolerate",
-    "HA_TOO_FEW_HOSTS": "HA needs at least two hosts in the pool; add a host first",
+    "CANNOT_CREATE_STATE_FILE": "No SR can hold the HA statefile; attach an nfs, iscsi, ext or file SR with 3,808 MiB free to every host",
+    "SR_SOURCE_SPACE_INSUFFICIENT": "The SR has too little free space for this",
     # Pool join
     "JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS": "The joining host is the master of other hosts; eject them from its pool first",
     "JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS": "The joining host has shared SRs; forget them before joining",
