@@ -203,6 +203,51 @@ def test_default_memory_policy_is_dynamic(lab):
     lab.fail("HOST_NOT_ENOUGH_FREE_MEMORY", "vm-start", "vm=v", "on=h1")
 
 
+# --- 5. versions ------------------------------------------------------------------------------------------------
+def test_join_with_another_software_version_is_refused_even_with_force(lab):
+    """xapi_pool.pre_join_checks assert_hosts_compatible: a different platform version fails
+    HOSTS_NOT_COMPATIBLE (no params), whatever --force says (it skips only assert_hosts_homogeneous)."""
+    lab.ok("host-add", "name-label=h3", "address=10.0.0.3", "cpu-count=8", "memory-total=32GiB",
+           "software-version=1.1.0")  # fmt: skip
+    err = lab.fail("HOSTS_NOT_COMPATIBLE", "pool-join", "host=h3", "pool=p1", "--force")
+    assert err["params"] == {}
+    lab.fail("HOSTS_NOT_COMPATIBLE", "host-add", "name-label=h4", "address=10.0.0.4", "cpu-count=8",
+             "memory-total=32GiB", "software-version=1.0.1", "pool=p1", "--force")  # fmt: skip
+    lab.ok("host-add", "name-label=h5", "address=10.0.0.5", "cpu-count=8", "memory-total=32GiB",
+           "cpu-vendor=AuthenticAMD", "pool=p1", "--force")  # fmt: skip
+
+
+def upgrade(lab: Lab, host: str, version: str) -> None:
+    lab.ok("host-disable", f"host={host}", "--", "host-update", f"host={host}", f"software-version={version}",
+           "--", "host-enable", f"host={host}")  # fmt: skip
+
+
+def test_rolling_upgrade_restrictions(lab):
+    """During a rolling pool upgrade (Helpers.Checks.RPU: the hosts run different versions): VM
+    operations outside Xapi_globs.rpu_allowed_vm_operations fail NOT_SUPPORTED_DURING_UPGRADE
+    (xapi_vm_lifecycle.check_operation_error); VM.start_on goes only to a host of the newest
+    version and VM.start chooses one (message_forwarding VM.start_on, Xapi_vm_helpers
+    .vm_can_run_on_host); VM.pool_migrate never to an older host; Pool.enable_ha waits
+    (xapi_pool.enable_ha)."""
+    lab.ok("vm-create", "name-label=v", "memory=1GiB", "--", "vm-start", "vm=v", "on=h1")
+    upgrade(lab, "h2", "1.1.0")
+    for args in (["vm-snapshot", "vm=v", "new-name-label=s"], ["vm-checkpoint", "vm=v", "new-name-label=s"],
+                 ["vm-memory-dynamic-range-set", "vm=v", "min=1GiB", "max=1GiB"]):  # fmt: skip
+        err = lab.fail("NOT_SUPPORTED_DURING_UPGRADE", *args)
+        assert err["params"] == {}
+    lab.ok("vm-create", "name-label=w", "memory=1GiB")
+    lab.fail("NOT_SUPPORTED_DURING_UPGRADE", "vm-start", "vm=w", "on=h1")
+    lab.ok("vm-start", "vm=w")
+    h2 = lab.uuid("host", **{"name-label": "h2"})
+    assert lab.get("vm", "w", "resident-on") == h2
+    lab.fail("NOT_SUPPORTED_DURING_UPGRADE", "vm-migrate", "vm=w", "host=h1")
+    lab.ok("vm-migrate", "vm=v", "host=h2")
+    lab.fail("NOT_SUPPORTED_DURING_UPGRADE", "pool-ha-enable", "pool=p1")
+    lab.ok("vm-migrate", "vm=w", "host=h2", "--", "vm-shutdown", "vm=v", "--force")
+    upgrade(lab, "h1", "1.1.0")
+    lab.ok("vm-snapshot", "vm=w", "new-name-label=s")
+
+
 # --- 7. HA enable -------------------------------------------------------------------------------------------------
 def test_ha_enable_needs_a_statefile_sr(lab):
     """xapi_ha.enable: no SR can hold the statefile: CANNOT_CREATE_STATE_FILE;

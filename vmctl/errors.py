@@ -96,7 +96,6 @@ MESSAGES: dict[str, str] = {
     "HOST_NOT_ENOUGH_PCPUS": "The VM has more vCPUs than the host has physical CPUs; give it fewer vCPUs or choose a larger host",
     "HOST_NOT_ENOUGH_VCPUS": "The host has too few free vCPUs for the VM; choose another host or stop VMs on it",
     "VM_GROUP_RULE_VIOLATED": "The VM's group placement rule forbids this host; choose another host or relax the rule (strict=false)",
-    "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE": "The destination host runs an older version than the VM's host; choose a host at least as new",
     "VM_INCOMPATIBLE_WITH_THIS_HOST": "The VM's CPU requirements are not met by this host; choose a compatible host",
     "VM_REQUIRES_NETWORK": "The host cannot reach a network the VM needs; choose a host connected to it",
     "VM_REQUIRES_SR": "The host cannot reach a storage repository the VM needs; choose a host that can, or move the disks",

@@ -122,15 +122,32 @@ def test_cpu_filter_only_when_cpu_state_is_kept():
 
 
 def test_version_filter_for_migrations_only():
+    """message_forwarding VM.pool_migrate: a migration to an older host during a rolling upgrade
+    is NOT_SUPPORTED_DURING_UPGRADE (XAPI's code within a pool, no params)."""
     p = pool(2)
     p.update_host("h0", software_version=(2, 0, 0))
     p.update_host("h1", software_version=(1, 10, 0))
     p.add_vm(vm("a", on="h0"))
     err = _code(lambda: check_target(p, "a", "h1"))
-    assert err.code == "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE"
+    assert err.code == "NOT_SUPPORTED_DURING_UPGRADE" and err.params == []
     p.update_host("h1", software_version=(2, 0, 1))
     check_target(p, "a", "h1")
     assert choose_host(p, "a").host == "h1"  # migration: never the current host
+
+
+def test_upgrade_starts_only_on_newest_hosts():
+    """message_forwarding VM.start_on / Xapi_vm_helpers.vm_can_run_on_host: while the hosts run
+    different versions (a rolling upgrade) a VM starts or resumes only on a host of the newest
+    version; with one version everywhere, anywhere."""
+    p = pool(3)
+    p.update_host("h0", software_version=(2, 0, 0))
+    p.add_vm(vm("a"))
+    assert _code(lambda: check_target(p, "a", "h1")).code == "NOT_SUPPORTED_DURING_UPGRADE"
+    check_target(p, "a", "h0")
+    assert choose_host(p, "a").host == "h0"
+    for h in ("h1", "h2"):
+        p.update_host(h, software_version=(2, 0, 0))
+    check_target(p, "a", "h1")
 
 
 def test_strict_rules():

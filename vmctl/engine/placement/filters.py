@@ -102,9 +102,13 @@ class CpuFilter(Filter):
 
 
 class VersionFilter(Filter):
-    """Only for migrations: the destination runs at least the source's software version."""
+    """XAPI's rolling-upgrade rule (NOT_SUPPORTED_DURING_UPGRADE, no params): a migration goes to a
+    host of at least the source's software version (Helpers.Checks.Migration
+    .host_versions_not_decreasing), and while the pool's hosts run different versions a start or
+    resume goes to a host of the newest one (Helpers.Checks.RPU.assert_host_has_highest_version_in_pool).
+    The floor is the request's ``source_version``; HA restarts have none."""
 
-    index, name, code = 5, "version", "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE"
+    index, name, code = 5, "version", "NOT_SUPPORTED_DURING_UPGRADE"
 
     def mask(self, table: HostTable, req: Request) -> Any:
         if not req.version_applies:
@@ -114,7 +118,7 @@ class VersionFilter(Filter):
         return table.cached_mask(("version", src), lambda h: h.software_version >= src)
 
     def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
-        return self.code, [("host", table.ref(i)), ("vm", vm_ref(req.vm))]
+        return self.code, []
 
 
 class StorageFilter(Filter):
@@ -285,7 +289,7 @@ CODE_ORDER = (
     "HOST_DISABLED",
     "HOST_EVACUATE_IN_PROGRESS",
     "VM_INCOMPATIBLE_WITH_THIS_HOST",
-    "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE",
+    "NOT_SUPPORTED_DURING_UPGRADE",
     "VM_REQUIRES_SR",
     "VM_REQUIRES_NETWORK",
     "HOST_NOT_ENOUGH_FREE_MEMORY",
