@@ -94,7 +94,7 @@ def refusals(tmp_path_factory):
             "-- --id=@net vm-create name-label=net memory=1GiB",
             "vif-create vm-uuid=@net network-uuid='Pool-wide network associated with eth1' device=0",
             "vm-start vm=@net on=h1",
-            "-- --id=@blk vm-create name-label=blk memory=1GiB blocked-operations:pool-migrate=maintenance",
+            "-- --id=@blk vm-create name-label=blk memory=1GiB blocked-operations:pool_migrate=maintenance",
             "vm-start vm=@blk on=h1",
             "-- --id=@imm vm-create name-label=imm memory=1GiB platform:nomigrate=true",
             "vm-start vm=@imm on=h1",
@@ -115,6 +115,7 @@ def refusals(tmp_path_factory):
             "vm-start vm=@a on=g1",
             "-- --id=@x vm-create name-label=x memory=40GiB pool=p2",
             "vm-start vm=@x on=g1",
+            "sr-create name-label=statefile type=nfs physical-size=1TiB pool=p2",
             "pool-ha-enable pool=p2 ha-host-failures-to-tolerate=1",
         ],
     )
@@ -131,14 +132,16 @@ def _cases(u: dict[str, str]) -> list[tuple[list[str], str, list[str]]]:
         (["vm-migrate", "vm=nope"], "UUID_INVALID", ["class: vm"]),
         (["vm-migrate", "vm=web", "host=nope"], "UUID_INVALID", ["class: host"]),
         (["vm-migrate", "vm=web", "vdi:00000000-0000-4000-8000-000000000000=nfs"], "UUID_INVALID", ["vdi"]),
-        (["vm-migrate", "vm=tmpl", "host=h2"], "VM_IS_TEMPLATE", []),
+        # xapi_vm_lifecycle.check_operation_error: a (halted) template fails the power state
+        # before the template rule
+        (["vm-migrate", "vm=tmpl", "host=h2"], "VM_BAD_POWER_STATE", ["expected: running"]),
         # model.md §0 (4) blocked operations: XAPI's pool_migrate, before any host check
-        (["vm-migrate", "vm=blk", "host=h4"], "OPERATION_BLOCKED", ["pool-migrate", "maintenance"]),
+        (["vm-migrate", "vm=blk", "host=h4"], "OPERATION_BLOCKED", ["pool_migrate", "maintenance"]),
         # 1. power state and immobility (before any destination check)
         (
             ["vm-migrate", "vm=halt", "host=h2"],
             "VM_BAD_POWER_STATE",
-            ["expected: running, paused", "actual: halted"],
+            ["expected: running", "actual: halted"],  # pool_migrate [Running] (xapi_vm_lifecycle)
         ),
         (["vm-migrate", "vm=halt", "host=h2", f"vdi:{halt_disk}=nfs"], "VM_BAD_POWER_STATE", []),
         (["vm-migrate", "vm=imm", "host=h4"], "VM_IS_IMMOBILE", [u["imm"]]),

@@ -146,6 +146,63 @@ def test_host_forget_with_ha_on_is_ha_is_enabled(lab):
 
 
 # --- 2. blocked-operations: XAPI's operation names -------------------------------------------------------------
+BLOCKED = [
+    # (command line after the VM is prepared, XAPI operation it is, initial state)
+    (["vm-start", "vm=v"], "start", "halted"),
+    (["vm-start", "vm=v", "on=h1"], "start_on", "halted"),
+    (["vm-shutdown", "vm=v"], "clean_shutdown", "running"),
+    (["vm-shutdown", "vm=v", "--force"], "hard_shutdown", "running"),
+    (["vm-reboot", "vm=v"], "clean_reboot", "running"),
+    (["vm-reboot", "vm=v", "--force"], "hard_reboot", "running"),
+    (["vm-suspend", "vm=v"], "suspend", "running"),
+    (["vm-resume", "vm=v"], "resume", "suspended"),
+    (["vm-resume", "vm=v", "on=h2"], "resume_on", "suspended"),
+    (["vm-pause", "vm=v"], "pause", "running"),
+    (["vm-unpause", "vm=v"], "unpause", "paused"),
+    (["vm-migrate", "vm=v", "host=h2"], "pool_migrate", "running"),
+    (["vm-migrate", "vm=v", "vdi:DISK=nfs2"], "migrate_send", "running"),
+    (["vm-snapshot", "vm=v", "new-name-label=s"], "snapshot", "halted"),
+    (["vm-checkpoint", "vm=v", "new-name-label=s"], "checkpoint", "running"),
+    (["vm-clone", "vm=v", "new-name-label=c"], "clone", "halted"),
+    (["vm-copy", "vm=v", "new-name-label=c"], "copy", "halted"),
+    (["vm-destroy", "uuid=v"], "destroy", "halted"),
+    (["vm-uninstall", "vm=v", "--force"], "destroy", "halted"),
+    (["vm-vcpus-set", "vm=v", "vcpus=2"], "changing_VCPUs", "halted"),
+    (["vm-param-set", "uuid=v", "vcpus=2"], "changing_VCPUs", "halted"),
+    (["vm-memory-set", "vm=v", "memory=2GiB"], "changing_memory_limits", "halted"),
+    (["vm-memory-static-range-set", "vm=v", "min=1GiB", "max=2GiB"], "changing_static_range", "halted"),
+    (["vm-memory-dynamic-range-set", "vm=v", "min=1GiB", "max=1GiB"], "changing_dynamic_range", "halted"),
+    (["vm-param-set", "uuid=v", "is-a-template=true"], "make_into_template", "halted"),
+    (["vm-reset-powerstate", "vm=v", "--force"], "power_state_reset", "running"),
+]
+
+
+@pytest.mark.parametrize("args,op,state", BLOCKED, ids=[" ".join(b[0][:1] + b[0][2:]) for b in BLOCKED])
+def test_every_xapi_operation_name_blocks_its_operation(lab, args, op, state):
+    """xapi_vm_lifecycle.check_operation_error: a key of blocked-operations named as XAPI names
+    the operation (Record_util.vm_operation_table) refuses it with OPERATION_BLOCKED [vm, reason]
+    before any other check (message_forwarding: VM.start_on is `start_on`, VM.hard_shutdown
+    `hard_shutdown`...)."""
+    lab.ok("sr-create", "name-label=nfs2", "type=nfs", "physical-size=1TiB", "pool=p1")
+    lab.ok("vm-create", "name-label=v", "memory=1GiB", "--", "vm-disk-add", "vm=v", "disk-size=1GiB")
+    if state != "halted":
+        lab.ok("vm-start", "vm=v", "on=h1")
+    if state == "suspended":
+        lab.ok("vm-suspend", "vm=v")
+    if state == "paused":
+        lab.ok("vm-pause", "vm=v")
+    disk = lab.ok("vbd-list", "vm=v", "params=vdi", "--minimal")
+    args = [a.replace("DISK", disk) for a in args]
+    lab.ok("vm-param-set", "uuid=v", f"blocked-operations:{op}=in maintenance")
+    before = lab.state()
+    err = lab.fail("OPERATION_BLOCKED", *args)
+    assert err["params"]["reason"] == "in maintenance" and set(err["params"]) == {"vm", "reason"}
+    assert op in err["message"]
+    assert lab.state() == before
+    lab.ok("vm-param-remove", "uuid=v", "param-name=blocked-operations", f"param-key={op}")
+    lab.ok(*args)
+
+
 def test_rebalancing_leaves_vms_whose_pool_migrate_is_blocked(lab):
     """A rebalancing move is XAPI's VM.pool_migrate: a VM blocking it stays where it is."""
     for i in range(4):
@@ -187,6 +244,83 @@ def test_allowed_operations_are_xapi_names(lab):
     lab.ok("vm-param-set", "uuid=v", "platform:nomigrate=true")
     ops = lab.get("vm", "v", "allowed-operations").split("; ")
     assert "suspend" not in ops and "checkpoint" not in ops and "migrate_send" not in ops
+
+
+# --- 3. evacuation and migration ---------------------------------------------------------------------------------
+def test_evacuate_reports_the_vm_own_error(lab):
+    """xapi_host.evacuate raises the plan's error for a VM (VM_REQUIRES_SR for a disk only the
+    host reaches), not a summary code; nothing moves."""
+    lab.ok("sr-create", "name-label=local1", "type=lvm", "physical-size=100GiB", "host=h1")
+    lab.ok("vm-create", "name-label=loc", "memory=1GiB", "--", "vm-disk-add", "vm=loc", "disk-size=1GiB",
+           "sr-uuid=local1", "--", "vm-start", "vm=loc", "on=h1")  # fmt: skip
+    running(lab, "fine")
+    before = lab.state()
+    err = lab.fail("VM_REQUIRES_SR", "host-evacuate", "host=h1")
+    assert err["params"]["sr"].startswith(lab.uuid("sr", **{"name-label": "local1"}))
+    assert "loc" in err["message"]
+    assert lab.state() == before
+    rows = lab.ok("host-get-vms-which-prevent-evacuation", "host=h1", "-f", "csv")
+    assert "VM_REQUIRES_SR" in rows and "fine" not in rows
+
+
+def test_evacuate_with_no_other_enabled_host_is_no_hosts_available(lab):
+    """xapi_host.compute_evacuation_plan_no_wlb: no other enabled host: NO_HOSTS_AVAILABLE [vm]."""
+    running(lab, "v")
+    lab.ok("host-disable", "host=h2")
+    err = lab.fail("NO_HOSTS_AVAILABLE", "host-evacuate", "host=h1")
+    assert set(err["params"]) == {"vm"}
+
+
+def test_evacuate_refuses_immobile_and_paused_vms(lab):
+    """xapi_host.compute_evacuation_plan_no_wlb runs each VM's VM.pool_migrate checks: an immobile
+    VM fails VM_IS_IMMOBILE, a paused one VM_BAD_POWER_STATE (pool_migrate needs running)."""
+    running(lab, "imm", "h1", "platform:nomigrate=true")
+    lab.fail("VM_IS_IMMOBILE", "host-evacuate", "host=h1")
+    lab.ok("vm-shutdown", "vm=imm", "--force", "--", "vm-destroy", "uuid=imm")
+    running(lab, "p")
+    lab.ok("vm-pause", "vm=p")
+    err = lab.fail("VM_BAD_POWER_STATE", "host-evacuate", "host=h1")
+    assert err["params"]["expected"] == "running" and err["params"]["actual"] == "paused"
+
+
+def test_evacuate_when_memory_runs_out(lab):
+    """xapi_host.compute_evacuation_plan_no_wlb: a VM the other hosts have no room for fails
+    HOST_NOT_ENOUGH_FREE_MEMORY."""
+    lab.ok("vm-create", "name-label=big", "memory=40GiB", "--", "vm-start", "vm=big", "on=h1")
+    lab.ok("vm-create", "name-label=big2", "memory=40GiB", "--", "vm-start", "vm=big2", "on=h2")
+    lab.fail("HOST_NOT_ENOUGH_FREE_MEMORY", "host-evacuate", "host=h1")
+
+
+def test_evacuate_with_ha_refuses_unprotected_vms(lab):
+    """xapi_host.compute_evacuation_plan_no_wlb: with HA enabled, a VM HA does not protect fails
+    HOST_EVACUATE_VM_NOT_HA_PROTECTED [vm] (it must be shut down or suspended first)."""
+    running(lab, "plain")
+    lab.ok("pool-ha-enable", "pool=p1", "ha-host-failures-to-tolerate=0")
+    err = lab.fail("HOST_EVACUATE_VM_NOT_HA_PROTECTED", "host-evacuate", "host=h1")
+    assert set(err["params"]) == {"vm"}
+    lab.ok("vm-param-set", "uuid=plain", "ha-restart-priority=restart")
+    lab.ok("host-evacuate", "host=h1")
+    assert lab.get("vm", "plain", "resident-on") == lab.uuid("host", **{"name-label": "h2"})
+
+
+def test_pool_migrate_needs_a_running_vm(lab):
+    """xapi_vm_lifecycle.allowed_power_states: pool_migrate [Running]; migrate_send [Halted;
+    Suspended; Running]: a paused VM moves neither way."""
+    running(lab, "v")
+    lab.ok("vm-pause", "vm=v")
+    err = lab.fail("VM_BAD_POWER_STATE", "vm-migrate", "vm=v", "host=h2")
+    assert err["params"]["expected"] == "running"
+    lab.ok("vm-unpause", "vm=v", "--", "vm-migrate", "vm=v", "host=h2")
+
+
+def test_migration_checks_the_cpu_before_mobility(lab):
+    """message_forwarding VM.pool_migrate: Cpuid_helpers.assert_vm_is_compatible runs before the
+    operation checks (so before VM_IS_IMMOBILE); --force skips both (~strict:(not force))."""
+    lab.ok("host-disable", "host=h2", "--", "host-update", "host=h2", "cpu-vendor=AuthenticAMD", "--force",
+           "--", "host-enable", "host=h2")  # fmt: skip
+    running(lab, "v", "h1", "platform:nomigrate=true")
+    lab.fail("VM_INCOMPATIBLE_WITH_THIS_HOST", "vm-migrate", "vm=v", "host=h2")
+    lab.ok("vm-migrate", "vm=v", "host=h2", "--force")
 
 
 # --- 4. memory: XAPI's start check counts dynamic-min ------------------------------------------------------

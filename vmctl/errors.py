@@ -77,6 +77,7 @@ MESSAGES: dict[str, str] = {
     "HOST_NOT_DISABLED": "The host must be disabled first",
     "HOST_HAS_RESIDENT_VMS": "The host still has running or paused VMs",
     "HOST_IS_LIVE": "The host is live (or the pool master); only a host that is not live can be forgotten",
+    "HOST_EVACUATE_VM_NOT_HA_PROTECTED": "HA is enabled and the VM is not protected; shut it down or suspend it before evacuating the host",
     "DUPLICATE_PIF_DEVICE_NAME": "The host already has a network interface with this device name",
     "HOSTS_NOT_COMPATIBLE": "The hosts are not compatible",
     "HOSTS_NOT_HOMOGENEOUS": "The hosts are not homogeneous",

@@ -235,6 +235,20 @@ class Scheduler:
                 return f.index, code, params
         return None
 
+    def filter_error(
+        self, vm: str, host: str, f: F.Filter, mode: str | None = None, force: bool = False
+    ) -> VmctlError | None:
+        """One filter alone on ``host`` (what a command checks before the others, as XAPI checks
+        a migration's CPU before the operation): its error, or None when the host passes."""
+        t = self.table
+        req = self.request(self.pool.vms[vm], mode, force)
+        m = f.mask(t, req)
+        i = t.index[host]
+        if m is None or m[i]:
+            return None
+        code, params = f.reason(t, req, i)
+        return VmctlError(code, params=params)
+
     def ha_active(self, ha: bool) -> bool:
         p = self.pool
         return ha and p.ha_enabled and not p.ha_allow_overcommit and not p.ha_overcommitted
