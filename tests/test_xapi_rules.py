@@ -382,6 +382,69 @@ def test_rolling_upgrade_restrictions(lab):
     lab.ok("vm-snapshot", "vm=w", "new-name-label=s")
 
 
+# --- 6. bonds and VLANs ------------------------------------------------------------------------------------------
+def pif(lab: Lab, host: str, device: str) -> str:
+    return lab.uuid("pif", host=lab.uuid("host", **{"name-label": host}), device=device, vlan="-1")
+
+
+def test_bond_takes_its_members_vlans_and_gives_them_back(lab):
+    """xapi_bond.create moves the members' VLANs onto the bond (move_vlan: same tag and network,
+    the bond's device), and xapi_bond.destroy moves them back to the primary member."""
+    lab.ok("network-create", "name-label=bondnet", "--", "network-create", "name-label=v10")
+    eth1 = pif(lab, "h1", "eth1")
+    lab.ok("vlan-create", f"pif-uuid={eth1}", "vlan=10", "network-uuid=v10")
+    bond = lab.ok("bond-create", "network-uuid=bondnet", f"pif-uuids={eth1}")  # one member: allowed
+    bond_pif = lab.get("bond", bond, "master")
+    vlan = lab.uuid("vlan")
+    assert lab.get("vlan", vlan, "tagged-pif") == bond_pif and lab.get("vlan", vlan, "tag") == "10"
+    vlan_pif = lab.get("vlan", vlan, "untagged-pif")
+    assert lab.get("pif", vlan_pif, "device") == "bond0"
+    v10_bridge = lab.get("network", "v10", "bridge")
+    out = lab.ok("--host=h1", "br-to-parent", v10_bridge)
+    assert out == lab.get("network", "bondnet", "bridge")
+    lab.ok("bond-destroy", f"uuid={bond}")
+    vlan = lab.uuid("vlan")
+    assert lab.get("vlan", vlan, "tagged-pif") == eth1
+    assert lab.ok("--host=h1", "br-to-parent", v10_bridge) == lab.get(
+        "network", lab.get("pif", eth1, "network"), "bridge"
+    )
+    assert lab.ok("db-check").startswith("db-check: all")
+
+
+def test_bond_create_checks_in_xapi_order(lab):
+    """message_forwarding Bond.create then xapi_bond.create: no member first
+    (PIF_BOND_NEEDS_MORE_MEMBERS), then the network (NETWORK_UNMANAGED), then each member
+    (PIF_ALREADY_BONDED, PIF_VLAN_EXISTS for a VLAN PIF), then one host (PIF_CANNOT_BOND_CROSS_HOST),
+    then at most one IP configuration (PIF_BOND_MORE_THAN_ONE_IP)."""
+    lab.ok("network-create", "name-label=bn", "--", "network-create", "name-label=um", "managed=false",
+           "--", "network-create", "name-label=v5")  # fmt: skip
+    e0, e1 = pif(lab, "h1", "eth0"), pif(lab, "h1", "eth1")
+    h2e1 = pif(lab, "h2", "eth1")
+    lab.fail("PIF_BOND_NEEDS_MORE_MEMBERS", "bond-create", "network-uuid=um", "pif-uuids=")
+    lab.fail("NETWORK_UNMANAGED", "bond-create", "network-uuid=um", f"pif-uuids={e1},{h2e1}")
+    vp = lab.ok("vlan-create", f"pif-uuid={e1}", "vlan=5", "network-uuid=v5")
+    lab.fail("PIF_VLAN_EXISTS", "bond-create", "network-uuid=bn", f"pif-uuids={vp},{h2e1}")
+    lab.fail("PIF_CANNOT_BOND_CROSS_HOST", "bond-create", "network-uuid=bn", f"pif-uuids={e1},{h2e1}")
+    lab.ok("pif-reconfigure-ip", f"uuid={e1}", "mode=dhcp")
+    lab.fail("PIF_BOND_MORE_THAN_ONE_IP", "bond-create", "network-uuid=bn", f"pif-uuids={e0},{e1}")
+    lab.ok("pif-reconfigure-ip", f"uuid={e1}", "mode=none")
+    bond = lab.ok("bond-create", "network-uuid=bn", f"pif-uuids={e1},{e0}")
+    # the primary member is the management one (xapi_bond.create), which the bond PIF replaces
+    assert lab.get("bond", bond, "primary-slave") == e0
+    assert lab.get("pif", lab.get("bond", bond, "master"), "management") == "true"
+    lab.ok("network-create", "name-label=bn2")
+    lab.fail("PIF_ALREADY_BONDED", "bond-create", "network-uuid=bn2", f"pif-uuids={e1}")
+
+
+def test_management_bond_under_ha(lab):
+    """xapi_bond.create / destroy: the management interface's bond status cannot change while HA
+    is enabled (HA_CANNOT_CHANGE_BOND_STATUS_OF_MGMT_IFACE)."""
+    lab.ok("network-create", "name-label=bn")
+    lab.ok("pool-ha-enable", "pool=p1", "ha-host-failures-to-tolerate=0")
+    lab.fail("HA_CANNOT_CHANGE_BOND_STATUS_OF_MGMT_IFACE", "bond-create", "network-uuid=bn",
+             f"pif-uuids={pif(lab, 'h1', 'eth0')}")  # fmt: skip
+
+
 # --- 7. HA enable -------------------------------------------------------------------------------------------------
 def test_ha_enable_needs_a_statefile_sr(lab):
     """xapi_ha.enable: no SR can hold the statefile: CANNOT_CREATE_STATE_FILE;

@@ -109,6 +109,7 @@ MESSAGES: dict[str, str] = {
     "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN": "The operation would leave too little capacity for the HA failover plan; add capacity or lower ha-host-failures-to-tolerate",
     "CANNOT_CREATE_STATE_FILE": "No SR can hold the HA statefile; attach an nfs, iscsi, ext or file SR with 3,808 MiB free to every host",
     "SR_SOURCE_SPACE_INSUFFICIENT": "The SR has too little free space for this",
+    "HA_CANNOT_CHANGE_BOND_STATUS_OF_MGMT_IFACE": "The bond status of the management interface cannot change while HA is enabled; disable HA first",
     # Pool join
     "JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS": "The joining host is the master of other hosts; eject them from its pool first",
     "JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS": "The joining host has shared SRs; forget them before joining",
@@ -130,7 +131,7 @@ MESSAGES: dict[str, str] = {
     "OPENVSWITCH_NOT_ACTIVE": "Tunnels need the openvswitch network backend on the host",
     "PIF_ALREADY_BONDED": "The PIF is already a member of a bond; destroy that bond first or choose another PIF",
     "PIF_BOND_MORE_THAN_ONE_IP": "At most one member of a bond may have an IP configuration; clear the others (ip-configuration-mode=none)",
-    "PIF_BOND_NEEDS_MORE_MEMBERS": "A bond needs at least two member PIFs",
+    "PIF_BOND_NEEDS_MORE_MEMBERS": "A bond needs at least one member PIF",
     "PIF_CANNOT_BOND_CROSS_HOST": "The members of a bond must all be on the same host",
     "PIF_IS_MANAGEMENT_INTERFACE": "The PIF is the host's management interface; move management to another PIF first",
     "PIF_IS_NOT_PHYSICAL": "The PIF is not a physical interface; name a physical PIF",
