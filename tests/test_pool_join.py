@@ -224,7 +224,9 @@ def test_15_network_backend(db: Path) -> None:
     refused(db, "h-bridge", "OPERATION_NOT_ALLOWED", ["  reason: Network backends differ"], force=True)
 
 
-def test_16_mac_in_use(db: Path) -> None:
+def test_duplicate_macs_join(db: Path) -> None:
+    """xapi_pool.pre_join_checks compares no MAC: VIFs of both pools may share one (XAPI accepts
+    any well-formed MAC, Xapi_vif_helpers.create)."""
     inv = vmctl.open(str(db))
     p1 = host(db, "h1")["pool"]
     hp = host(db, "h")["pool"]
@@ -242,14 +244,14 @@ def test_16_mac_in_use(db: Path) -> None:
         t.insert("vif", {"vm": vb, "network": net2, "device": 0, "mac": "02:aa:bb:cc:dd:ee", "pool": hp})
         return theirs
 
-    vif = with_txn(db, fn)
-    refused(db, "h", "MAC_IN_USE", ["  mac: 02:aa:bb:cc:dd:ee", f"  vif: {vif}"], force=True)
+    with_txn(db, fn)
+    joins(db, "h")
 
 
 def test_first_failing_check_wins(db: Path) -> None:
     h = host(db, "h-major-bond")
     with_txn(db, lambda t: t.insert("bond", {"master": _pif(t, h, "bond0"), "pool": h["pool"]}))
-    refused(db, "h-major-bond", "HOSTS_NOT_COMPATIBLE", ["  reason: Major versions differ"], force=True)
+    refused(db, "h-major-bond", "HOSTS_NOT_COMPATIBLE", [], force=True)
 
 
 def test_join_effects_and_eject(db: Path) -> None:

@@ -508,9 +508,12 @@ def test_vdi_param_rules(st, disks):
 def test_vbd_create_check_order(st, disks):
     vm, a, ext = disks["vm"], disks["a"], disks["ext"]
     ro = st("vdi-create", **{"sr-uuid": ext, "name-label": "ro", "virtual-size": "1GiB", "read-only": "true"})
-    e = st.err("vbd-create", **{"vm-uuid": vm, "device": "16", "vdi-uuid": ro})
+    # xapi_vbd.create: the disk rules (VDI_READONLY...) before the device number
+    e = st.err("vbd-create", **{"vm-uuid": vm, "device": str(1 << 20), "vdi-uuid": ro})
+    assert e.code == "VDI_READONLY"
+    e = st.err("vbd-create", **{"vm-uuid": vm, "device": str(1 << 20), "vdi-uuid": ro, "mode": "RO"})
     assert e.code == "INVALID_DEVICE"
-    e = st.err("vbd-create", **{"vm-uuid": vm, "device": "0", "vdi-uuid": ro})
+    e = st.err("vbd-create", **{"vm-uuid": vm, "device": "0", "vdi-uuid": ro, "mode": "RO"})
     assert e.code == "DEVICE_ALREADY_EXISTS" and _p(e) == {"device": 0}
     assert (
         st.err("vbd-create", **{"vm-uuid": vm, "device": "5", "type": "cd", "mode": "RW"}).code

@@ -496,6 +496,41 @@ def test_restart_priority_on_a_local_disk_vm(lab):
     lab.ok("vm-shutdown", "vm=loc", "--", "vm-param-set", "uuid=loc", "ha-restart-priority=restart")
 
 
+# --- 8. MACs and device numbers ---------------------------------------------------------------------------------
+def test_any_well_formed_mac_is_accepted(lab):
+    """Xapi_vif_helpers.create checks Helpers.is_valid_MAC only (six hex pairs): Xen's 00:16:3e
+    prefix, a multicast MAC and one another VM has are all accepted; a malformed one is
+    MAC_INVALID [mac]."""
+    lab.ok("vm-create", "name-label=a", "memory=1GiB", "--", "vm-create", "name-label=b", "memory=1GiB")
+    net = "Pool-wide network associated with eth0"
+    lab.ok("vif-create", "vm-uuid=a", f"network-uuid={net}", "device=0", "mac=00:16:3E:12:34:56")
+    lab.ok("vif-create", "vm-uuid=b", f"network-uuid={net}", "device=0", "mac=00:16:3e:12:34:56")
+    lab.ok("vif-create", "vm-uuid=b", f"network-uuid={net}", "device=1", "mac=01:00:5e:00:00:01")
+    assert lab.ok("vif-list", "mac=00:16:3e:12:34:56", "--minimal").count(",") == 1
+    err = lab.fail(
+        "MAC_INVALID", "vif-create", "vm-uuid=a", f"network-uuid={net}", "device=1", "mac=00:16:3e"
+    )
+    assert err["params"] == {"mac": "00:16:3e"}
+    lab.ok("vm-start", "vm=a", "on=h1", "--", "vm-start", "vm=b", "on=h1")
+    assert lab.ok("db-check").startswith("db-check: all")
+
+
+def test_device_numbers_are_xapis(lab):
+    """Xapi_vbd_helpers.valid_device (Device_number: a Xen disk below 2^20) and
+    Xapi_vm_helpers.allowed_VBD_devices (autodetect: 0-254); Xapi_vif_helpers.valid_device (any
+    unsigned decimal). The order of VIF.create: INVALID_DEVICE, MAC_INVALID, DEVICE_ALREADY_EXISTS."""
+    lab.ok("vm-create", "name-label=a", "memory=1GiB")
+    vdi = lab.ok("vdi-create", "sr-uuid=nfs", "name-label=d", "virtual-size=1GiB")
+    lab.ok("vbd-create", "vm-uuid=a", f"vdi-uuid={vdi}", "device=200")
+    lab.fail("INVALID_DEVICE", "vbd-create", "vm-uuid=a", "type=cd", f"device={1 << 20}")
+    lab.ok("vbd-create", "vm-uuid=a", "type=cd", f"device={(1 << 20) - 1}")
+    net = "Pool-wide network associated with eth0"
+    lab.ok("vif-create", "vm-uuid=a", f"network-uuid={net}", "device=16")
+    lab.fail("INVALID_DEVICE", "vif-create", "vm-uuid=a", f"network-uuid={net}", "device=-1", "mac=zz")
+    lab.fail("MAC_INVALID", "vif-create", "vm-uuid=a", f"network-uuid={net}", "device=16", "mac=zz")
+    lab.fail("DEVICE_ALREADY_EXISTS", "vif-create", "vm-uuid=a", f"network-uuid={net}", "device=16")
+
+
 # --- 9. check order and codes ------------------------------------------------------------------------------------
 def test_check_order_blocked_power_then_template(lab):
     """xapi_vm_lifecycle.check_operation_error: blocked-operations, then the power state, then

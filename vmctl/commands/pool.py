@@ -147,10 +147,6 @@ def join_checks(ctx: Ctx, h: dict, pool: dict, force: bool) -> bool | None:
         )
     if h["network-backend"] != master["network-backend"]:  # 14
         raise VmctlError("OPERATION_NOT_ALLOWED", params=[("reason", "Network backends differ")])
-    theirs = {v["mac"]: v for v in txn.select("vif", pool=pool["uuid"])}
-    for v in sorted(txn.select("vif", pool=old["uuid"]), key=lambda r: r["uuid"]):  # 15
-        if v["mac"] in theirs:
-            raise VmctlError("MAC_IN_USE", params=[("mac", v["mac"]), ("vif", theirs[v["mac"]]["uuid"])])
     return verdict
 
 

@@ -441,7 +441,7 @@ def snapshot_uninstall(ctx: Ctx):
     args=(
         Arg("vm", "ref:vm", True, "the VM or template", complete="vm"),
         Arg("disk-size", "size", True, "the disk's virtual size"),
-        Arg("device", help="0-15 (default the lowest free)"),
+        Arg("device", help="a number below 2^20 (default the lowest free of 0-254)"),
         Arg("sr-uuid", "uuid", help="the SR (default the pool's default-sr)", complete="sr"),
         Arg(
             "provisioning",
