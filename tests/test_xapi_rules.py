@@ -603,6 +603,18 @@ def test_suspend_and_checkpoint_of_an_immobile_vm(lab):
     lab.ok("vm-snapshot", "vm=v", "new-name-label=s")
 
 
+def test_online_resize_is_not_supported(lab):
+    """Xapi_vdi.check_sm_feature_error: VDI.resize_online needs the backend's VDI_RESIZE_ONLINE,
+    which none of xapi-project/sm's drivers advertises: SR_OPERATION_NOT_SUPPORTED [sr] on every
+    type; offline, an attached disk is VDI_IN_USE."""
+    lab.ok("vm-create", "name-label=v", "memory=1GiB", "--", "vm-disk-add", "vm=v", "disk-size=1GiB",
+           "--", "vm-start", "vm=v", "on=h1")  # fmt: skip
+    disk = lab.ok("vbd-list", "vm=v", "params=vdi", "--minimal")
+    lab.fail("SR_OPERATION_NOT_SUPPORTED", "vdi-resize", f"uuid={disk}", "disk-size=2GiB", "online=true")
+    lab.fail("VDI_IN_USE", "vdi-resize", f"uuid={disk}", "disk-size=2GiB")
+    lab.ok("vm-shutdown", "vm=v", "--", "vdi-resize", f"uuid={disk}", "disk-size=2GiB")
+
+
 def test_a_checkpoint_may_be_hard_shut_down(lab):
     """xapi_vm_lifecycle.check_snapshot allows hard_shutdown on a snapshot: a checkpoint's memory
     image is discarded; a snapshot's start is still VM_IS_SNAPSHOT... after the power state."""

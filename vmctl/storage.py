@@ -28,9 +28,12 @@ from vmctl.errors import VmctlError
 MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
 ROUND = 2 * MiB  # VDI sizes are rounded up to a multiple of 2 MiB (model.md §1.6)
 MAX_ANCESTORS = 30  # model.md §3.5 chains
-# Largest VDI and online grow per SR type (model.md §1.5).
+# Largest VDI per SR type (model.md §1.5).
 SR_MAX = {"file": 16 * TiB, "ext": 16 * TiB, "nfs": 16 * TiB, "lvm": 2040 * GiB, "iscsi": 2040 * GiB}
-ONLINE_GROW = {"file", "ext", "nfs"}
+# SR types that grow a disk online: XAPI's VDI.resize_online needs the backend's
+# VDI_RESIZE_ONLINE capability (Xapi_vdi.check_sm_feature_error), which none of these types' SM
+# drivers advertises (xapi-project/sm: EXTSR, FileSR, NFSSR, LVHDSR, LVHDoISCSISR).
+ONLINE_GROW: frozenset[str] = frozenset()
 DEFAULT_PROVISIONING = {
     "file": "thin",
     "ext": "thin",
