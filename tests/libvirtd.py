@@ -42,16 +42,23 @@ def start(root: Path) -> tuple[subprocess.Popen, str]:
     for d in ("etc", "run", "lib", "cache", "log", "sock"):
         (root / d).mkdir(parents=True, exist_ok=True)
     shutil.copytree("/etc/libvirt", root / "etc", dirs_exist_ok=True)
+    with open(root / "etc" / "qemu.conf", "a") as f:
+        f.write("cgroup_controllers = [ ]\n")  # no machine cgroups left in the machine's own tree
     (root / "etc" / "libvirtd.conf").write_text(
         f'unix_sock_dir = "{root}/sock"\n'
         'unix_sock_rw_perms = "0700"\n'
         'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
         f'host_uuid = "{uuid.uuid4()}"\n'
     )
+    # every private directory is mounted over, never written through: a mount point missing on
+    # this machine is made for the run and removed by stop() (listed in made-mount-points)
+    made = [d for d in PRIVATE if not os.path.isdir(d)]
+    for d in made:
+        os.makedirs(d)
+    (root / "made-mount-points").write_text("".join(d + "\n" for d in made))
     mounts = " && ".join(
         f"mount --bind {root}/{src} {dst}"
         for src, dst in zip(("etc", "run", "lib", "cache", "log"), PRIVATE, strict=True)
-        if os.path.isdir(dst)
     )
     script = f"{mounts} && virtlogd -d -p /run/libvirt/virtlogd.pid && exec libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid"
     log = open(root / "libvirtd.log", "w")  # noqa: SIM115 (kept open for the daemon's lifetime)
@@ -97,6 +104,12 @@ def stop(proc: subprocess.Popen, root: Path) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    made = root / "made-mount-points"
+    for d in reversed(made.read_text().split() if made.exists() else []):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +123,11 @@ def libvirt_uri():
     if why:
         pytest.skip(why)
     root = Path(tempfile.mkdtemp(prefix="vmctl-libvirtd-"))
-    proc, uri = start(root)
+    try:
+        proc, uri = start(root)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     try:
         yield uri
     finally:

@@ -372,6 +372,51 @@ def test_vm_place_explain_and_limit(small: Path) -> None:
     assert r.returncode == 1 and "NO_HOSTS_AVAILABLE" in r.stderr
 
 
+def _host_at_47_percent(tmp_path: Path) -> Path:
+    """Four hosts of 32 GiB; h1 runs a 15 GiB VM (47% of its memory); a, b, c are halted 2 GiB VMs."""
+    db = tmp_path / "p.db"
+    args = ["pool-create", "name-label=p1"]
+    for i in range(1, 5):
+        args += ["--", "host-add", f"name-label=h{i}", f"address=10.0.0.{i}", "cpu-count=8"]
+        args += ["memory-total=32GiB", "pool=p1"]
+    args += ["--", "vm-create", "name-label=big", "memory=15GiB", "vcpus=2"]
+    for name in ("a", "b", "c"):
+        args += ["--", "vm-create", f"name-label={name}", "memory=2GiB", "vcpus=2"]
+    args += ["--", "vm-start", "vm=big", "on=h1"]
+    r = cli(db, *args)
+    assert r.returncode == 0, r.stderr
+    return db
+
+
+def test_default_policy_balanced_spreads_starts(tmp_path: Path) -> None:
+    db = _host_at_47_percent(tmp_path)
+    h1 = vm_row(db, "big")["resident-on"]
+    r = cli(db, "pool-list", "params=placement-policy", "--minimal")
+    assert r.stdout.strip() == "balanced"
+    # One start: an empty host, not the one at 47%.
+    r = cli(db, "vm-start", "vm=a", "--explain")
+    assert r.returncode == 0 and "policy balanced" in r.stdout.splitlines()[-1]
+    r = cli(db, "vm-start", "vm=a")
+    assert r.returncode == 0, r.stderr
+    first = vm_row(db, "a")["resident-on"]
+    assert first != h1
+    # Consecutive starts are placed in one pass: each on a host of its own.
+    r = cli(db, "vm-start", "vm=b", "--", "vm-start", "vm=c")
+    assert r.returncode == 0, r.stderr
+    hosts = {h1, first, vm_row(db, "b")["resident-on"], vm_row(db, "c")["resident-on"]}
+    assert len(hosts) == 4
+
+
+def test_pack_policy_consolidates_starts(tmp_path: Path) -> None:
+    db = _host_at_47_percent(tmp_path)
+    h1 = vm_row(db, "big")["resident-on"]
+    r = cli(db, "pool-param-set", "pool=p1", "placement-policy=pack")
+    assert r.returncode == 0, r.stderr
+    r = cli(db, "vm-start", "vm=a", "--", "vm-start", "vm=b", "--", "vm-start", "vm=c")
+    assert r.returncode == 0, r.stderr
+    assert {vm_row(db, n)["resident-on"] for n in ("a", "b", "c")} == {h1}
+
+
 def test_uninstall_confirmation(small: Path) -> None:
     r = cli(small, "vm-uninstall", "vm=web1")
     assert r.returncode == 1 and "CONFIRMATION_REQUIRED" in r.stderr

@@ -132,6 +132,23 @@ def test_completion_reads_global_options_as_getopt_long_does(small, monkeypatch,
 
 
 @pytest.mark.parametrize(
+    "words, cur, expected",
+    [
+        (["vmctl", "lab"], "", ["up", "status", "down"]),  # a utility command's action
+        (["vmctl", "lab"], "s", ["status"]),
+        (["vmctl", "lab", "up"], "--", ["--hosts", "--dir", "--format"]),  # its GNU-style options
+        (["vmctl", "lab", "up"], "", []),  # one action only
+        (["vmctl", "completion"], "f", ["fish"]),
+        (["vmctl", "demo"], "--s", ["--seed"]),
+    ],
+)
+def test_completion_of_utility_commands(words, cur, expected):
+    from vmctl.cli import completion
+
+    assert completion.candidates(words, cur) == expected
+
+
+@pytest.mark.parametrize(
     "line, expected",
     [
         ("vmctl vm-start vm='my v", (["vmctl", "vm-start"], "vm=my v")),

@@ -218,3 +218,29 @@ def test_vm_operations_on_a_held_vm_fail_before_the_power_state_check(world):
         )
     )
     assert barrier.is_set() and codes == ["OTHER_OPERATION_IN_PROGRESS"]
+
+
+def test_last_actions_run_after_every_other_one_whatever_the_queueing_order(world):
+    runner, vm, log = world
+
+    def body(t):
+        drivers.queue(t, act(log, "delete volume a"), last=True)
+        drivers.queue(t, act(log, "create volume b"))
+        drivers.queue(t, act(log, "delete volume c"), last=True)
+        drivers.queue(t, act(log, "start domain"))
+
+    runner.transaction(body)
+    assert [w for _, w in log] == ["create volume b", "start domain", "delete volume a", "delete volume c"]
+
+
+def test_a_failure_before_the_last_actions_runs_none_of_them(world):
+    runner, vm, log = world
+
+    def body(t):
+        drivers.queue(t, act(log, "delete volume a"), last=True)
+        drivers.queue(t, act(log, "create volume b"))
+        drivers.queue(t, act(log, "start domain", fail=True))
+
+    with pytest.raises(VmctlError):
+        runner.transaction(body)
+    assert log == [("do", "create volume b"), ("undo", "create volume b")]

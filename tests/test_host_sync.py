@@ -149,29 +149,38 @@ def test_unreachable_host_is_marked_not_live(lab):
     assert inv.run("host-param-get", "uuid=h2", "param-name=live") is True
 
 
-def test_a_task_left_by_a_killed_vmctl_is_closed_by_fix(lab):
-    inv, fake = lab
-    v1 = uuid_of(inv, "vm", "v1")
-    dead = 2**22 + 12345  # above pid_max's default: no such process
+DEAD_PID = 2**22 + 12345  # above pid_max's default: no such process
+
+
+def leave_task(inv, vm_uuid: str, pid: int = DEAD_PID) -> str:
+    """A pending task holding a VM, as a vmctl killed during a clean shutdown leaves it."""
+    from vmctl.runner import Options, Runner
+
+    made = []
 
     def with_task(t):
         t.own_task = t.insert(
             "task",
             {
                 "name-label": "vmctl vm-shutdown vm=v1",
-                "objects": [f"vm:{v1}"],
+                "objects": [f"vm:{vm_uuid}"],
                 "other-config": {
-                    "pid": str(dead),
+                    "pid": str(pid),
                     "node": os.uname().nodename,
                     "actions": "shut down v1 on h1",
                 },
             },
         )
-        t.update("vm", v1, {"current-operations": ["clean_shutdown"]})
-
-    from vmctl.runner import Options, Runner
+        t.update("vm", vm_uuid, {"current-operations": ["clean_shutdown"]})
+        made.append(t.own_task)
 
     Runner(Options(db=inv.opts.db), "test").transaction(with_task)
+    return made[0]
+
+
+def test_a_task_left_by_a_killed_vmctl_is_closed_by_fix(lab):
+    inv, fake = lab
+    leave_task(inv, uuid_of(inv, "vm", "v1"))
     with pytest.raises(VmctlError) as e:
         inv.run("vm-param-set", "uuid=v1", "name-description=x")
     assert e.value.code == "OTHER_OPERATION_IN_PROGRESS"
@@ -181,6 +190,29 @@ def test_a_task_left_by_a_killed_vmctl_is_closed_by_fix(lab):
     assert code == 0 and "closed it as interrupted" in text
     inv.run("vm-param-set", "uuid=v1", "name-description=x")  # free again
     assert inv.run("vm-param-get", "uuid=v1", "param-name=current-operations") == []
+
+
+def test_lab_down_closes_the_tasks_a_killed_vmctl_left_on_its_pool_only(lab):
+    """`vmctl lab down` after a vmctl was killed mid-operation on the lab: the stale task on the
+    lab's VM is closed (else it holds the VM and the pool cannot go), a stale task on another
+    pool's VM and a task whose process still runs are left alone."""
+    from vmctl.lab.registry import close_interrupted_tasks
+    from vmctl.runner import Options, Runner
+
+    inv, fake = lab
+    inv.run("pool-create", "name-label=other")
+    inv.run("vm-create", "name-label=elsewhere", "memory=1GiB", "pool=other")
+    stale = leave_task(inv, uuid_of(inv, "vm", "v1"))
+    running = leave_task(inv, uuid_of(inv, "vm", "v2"), pid=os.getpid())
+    foreign = leave_task(inv, uuid_of(inv, "vm", "elsewhere"))
+    pool = inv.run("pool-param-get", "uuid=real", "param-name=uuid")
+    Runner(Options(db=inv.opts.db), "test").transaction(lambda t: close_interrupted_tasks(t, pool))
+    status = {
+        t: inv.run("task-param-get", f"uuid={t}", "param-name=status") for t in (stale, running, foreign)
+    }
+    assert status == {stale: "failure", running: "pending", foreign: "pending"}
+    assert inv.run("vm-param-get", "uuid=v1", "param-name=current-operations") == []
+    assert inv.run("vm-param-get", "uuid=v2", "param-name=current-operations") == ["clean_shutdown"]
 
 
 def test_a_simulated_pool_has_nothing_to_compare(tmp_path):

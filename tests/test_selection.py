@@ -132,7 +132,7 @@ def test_enum_filters_check_their_values(lab: Inventory) -> None:
     first = r.err.splitlines()[0]
     assert first == "vmctl: INVALID_VALUE: power-state must be one of halted, running, paused, suspended"
     lab.fail("vm-list", "power-state=bogus", "--minimal", code="INVALID_VALUE")
-    lab.fail("vm-shutdown", "power-state=Running", code="INVALID_VALUE")
+    lab.fail("vm-shutdown", "power-state=runing", code="INVALID_VALUE")
     lab.fail("sr-list", "type=bogus", code="INVALID_VALUE")
     assert lab.ok("vm-list", "power-state=suspended", "params=name-label", "--minimal").strip() == "sus"
 

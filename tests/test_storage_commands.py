@@ -145,6 +145,20 @@ def test_sr_create_errors(st):
     assert p.stderr.startswith("vmctl: MISSING_PARAMETER:") and "  name: host" in p.stderr
 
 
+def test_a_file_sr_is_shared_only_in_a_libvirt_pool(st):
+    """drivers.md §3: in a libvirt pool, a file SR may be one directory of a cluster filesystem that
+    every host mounts; in a simulated pool a file SR stays local."""
+    e = st.err("sr-create", **{"name-label": "x", "type": "file", "physical-size": "1GiB", "shared": "true"})
+    assert e.code == "INVALID_VALUE" and _p(e) == {"name": "shared", "value": "true"}
+    st("pool-create", **{"name-label": "real", "driver": "libvirt"})
+    args = {"name-label": "gfs", "type": "file", "physical-size": "1GiB", "pool": "real"}
+    sr = st("sr-create", **args, shared="true", **{"device-config:path": "/srv/gfs"})
+    row = st("sr-list", uuid=sr, params="all")[0]
+    assert row["shared"] is True and row["host"] == ""
+    # without shared=true it is still a local SR, which needs its host
+    assert st.err("sr-create", **{**args, "name-label": "local"}).code == "MISSING_PARAMETER"
+
+
 def test_sr_list_accounting_and_overprovisioning_warning(st):
     sr = st("sr-create", **{"name-label": "small", "type": "ext", "physical-size": "10GiB", "host": "h1"})
     st("vdi-create", **{"sr-uuid": sr, "name-label": "a", "virtual-size": "8GiB"})
@@ -199,24 +213,32 @@ def test_pool_default_sr_rule(st):
 
 @pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_sr_destroy_rules(st):
+    """xapi_sr.assert_all_pbds_unplugged and Xapi_sr_operations.valid_operations: SR.destroy needs
+    every PBD unplugged (SR_HAS_PBD) and no VDI left (SR_NOT_EMPTY, --force or not); then it asks
+    for confirmation, as vmctl's destructive commands do (README: Differences from XAPI)."""
     sr = st("sr-create", **{"name-label": "s", "type": "nfs", "physical-size": "10GiB"})
     st("pool-param-set", uuid="p1", **{"default-sr": sr})
     vm = st("vm-create", **{"name-label": "v"})
-    st("vm-disk-add", vm=vm, **{"disk-size": "1GiB"})
-    # no terminal: confirmation required
-    p = st.cli("sr-destroy", f"uuid={sr}")
+    disk = st("vm-disk-add", vm=vm, **{"disk-size": "1GiB"})
+    pbds = [p["uuid"] for p in st("pbd-list", sr=sr)]
+    p = st.cli("sr-destroy", f"uuid={sr}", "--force")
+    assert p.returncode == 1 and p.stderr.startswith("vmctl: SR_HAS_PBD:")
+    for pbd in pbds:
+        st("pbd-unplug", uuid=pbd)
+    before = st.state()
+    p = st.cli("sr-destroy", f"uuid={sr}", "--force")
     assert p.returncode == 1 and p.stderr.startswith("vmctl: SR_NOT_EMPTY:")
+    assert st.state() == before
+    st("pbd-plug", uuid=pbds[0])
+    st("vdi-destroy", uuid=disk)
+    st("pbd-unplug", uuid=pbds[0])
+    p = st.cli("sr-destroy", f"uuid={sr}")  # no terminal: confirmation required
+    assert p.returncode == 1 and p.stderr.startswith("vmctl: CONFIRMATION_REQUIRED:")
     p = st.cli("sr-destroy", f"uuid={sr}", "--force")
     assert p.returncode == 0, p.stderr
-    assert st("vbd-list") == [] and st("vdi-list", **{"--all": True}) == [] and st("pbd-list") == []
+    assert st("vdi-list", **{"--all": True}) == [] and st("pbd-list") == []
     assert st.get("pool", "p1", "default-sr") == ""
-    sr2 = st("sr-create", **{"name-label": "s2", "type": "nfs", "physical-size": "10GiB"})
-    p = st.cli("sr-destroy", f"uuid={sr2}")
-    assert p.returncode == 1 and p.stderr.startswith("vmctl: CONFIRMATION_REQUIRED:")
-    assert st.cli("--yes", "sr-destroy", f"uuid={sr2}", "--if-exists").returncode == 0
-    sr3 = st("sr-create", **{"name-label": "s3", "type": "nfs", "physical-size": "10GiB"})
-    assert st.cli("sr-destroy", f"uuid={sr3}", "--yes").returncode == 0
-    assert st.cli("sr-destroy", f"uuid={sr2}", "--if-exists").returncode == 0
+    assert st.cli("sr-destroy", f"uuid={sr}", "--if-exists").returncode == 0
 
 
 def test_sr_destroy_held_vdi_and_pbd_unplug(st):
@@ -515,6 +537,11 @@ def test_vbd_create_check_order(st, disks):
     assert e.code == "VDI_READONLY"
     e = st.err("vbd-create", **{"vm-uuid": vm, "device": str(1 << 20), "vdi-uuid": ro, "mode": "RO"})
     assert e.code == "INVALID_DEVICE"
+    # --may-exist looks for the device first: a number beyond any integer column is still just invalid
+    p = st.cli(
+        "vbd-create", f"vm-uuid={vm}", "device=" + "9" * 26, f"vdi-uuid={ro}", "mode=RO", "--may-exist"
+    )
+    assert p.returncode == 1 and p.stderr.startswith("vmctl: INVALID_DEVICE:"), p.stderr
     e = st.err("vbd-create", **{"vm-uuid": vm, "device": "0", "vdi-uuid": ro, "mode": "RO"})
     assert e.code == "DEVICE_ALREADY_EXISTS" and _p(e) == {"device": 0}
     assert (

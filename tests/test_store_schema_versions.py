@@ -85,6 +85,7 @@ def test_version_1_inventory_gains_the_driver_fields(tmp_path):
             ("host", "ovsdb"),
             ("vm", "current_operations"),
             ("vdi", "current_operations"),
+            ("vdi", "location"),
         ):
             c.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         c.execute("UPDATE meta SET value='1' WHERE key='schema-version'")
@@ -92,6 +93,27 @@ def test_version_1_inventory_gains_the_driver_fields(tmp_path):
     pools, _ = s.run(lambda t: t.all("pool"), False)
     hosts, _ = s.run(lambda t: t.all("host"), False)
     s.dispose()
-    assert _version(path) == CURRENT == 2
+    assert _version(path) == CURRENT == 3
     assert [p["driver"] for p in pools] == ["sim"]
     assert [(h["driver-uri"], h["ovsdb"]) for h in hosts] == [("", "")]
+
+
+def test_version_2_inventory_gains_the_volume_locations(tmp_path):
+    """A version-2 inventory upgrades in place: its disks have no volume yet (migrate.STEPS[3])."""
+    path = tmp_path / "old.db"
+    s = Store(str(path))
+
+    def body(t):
+        pool = t.insert("pool", {"name-label": "p"})
+        t.insert("vdi", {"name-label": "d", "pool": pool, "virtual-size": 2 * 1024**2})
+
+    s.run(body, True, finish=lambda t: s.append_journal(t, "x"))
+    s.dispose()
+    with sqlite3.connect(path) as c:  # turn it back into what version 2 wrote
+        c.execute("ALTER TABLE vdi DROP COLUMN location")
+        c.execute("UPDATE meta SET value='2' WHERE key='schema-version'")
+    s = Store(str(path))
+    vdis, _ = s.run(lambda t: t.all("vdi"), False)
+    s.dispose()
+    assert _version(path) == CURRENT == 3
+    assert [(d["name-label"], d["location"]) for d in vdis] == [("d", "")]

@@ -177,6 +177,41 @@ def test_generated_mac_skips_used(inv):
     assert inv.run("vif-param-get", uuid=u, **{"param-name": "mac"}) == mac_for(f"{b}:0", 1)
 
 
+def test_generated_mac_avoids_the_pool_s_pifs_and_vifs_only(inv):
+    """model.md §3.7: the smallest k whose MAC no PIF or VIF of the VM's pool has, counting the
+    VIFs created earlier in the same transaction; a MAC used in another pool does not count."""
+    from vmctl.runner import invoke
+
+    n1 = uuid_of(inv, "network", "n1")
+    a, b, c = (inv.run("vm-create", **{"name-label": x, "memory": "1GiB"}) for x in "abc")
+    h1 = uuid_of(inv, "host", "h1")
+    other = inv.run("pool-create", **{"name-label": "p2"})
+    o = {"yes": True, "quiet": True}
+
+    def body(txn):
+        pool = txn.get("vm", a)["pool"]
+        # a PIF of the pool already has c's first MAC; a VIF of another pool has a's
+        txn.insert(
+            "pif", {"host": h1, "network": n1, "device": "ethx", "mac": mac_for(f"{c}:0"), "pool": pool}
+        )
+        txn.insert("vif", {"vm": "", "network": "", "device": 0, "mac": mac_for(f"{a}:0"), "pool": other})
+        # a VIF created in this transaction holds b's first MAC
+        invoke(
+            txn,
+            "vif-create",
+            [f"vm-uuid={a}", f"network-uuid={n1}", "device=1", f"mac={mac_for(f'{b}:0')}"],
+            o,
+        )
+        return [
+            invoke(txn, "vif-create", [f"vm-uuid={vm}", f"network-uuid={n1}", "device=0"], o).value
+            for vm in (a, b, c)
+        ]
+
+    vifs = in_txn(inv, body, write=True)
+    macs = [inv.run("vif-param-get", uuid=u, **{"param-name": "mac"}) for u in vifs]
+    assert macs == [mac_for(f"{a}:0"), mac_for(f"{b}:0", 1), mac_for(f"{c}:0", 1)]
+
+
 def test_sync_host_bridges_and_availability(inv):
     h1, h2 = uuid_of(inv, "host", "h1"), uuid_of(inv, "host", "h2")
     break_switch(inv, "h2", "del-br", "xapi0")

@@ -16,9 +16,11 @@ def _state(txn, pool_uuid: str):
 def refresh_ha_status(txn) -> None:
     """After committed changes while HA is enabled: recompute ha-overcommitted and
     ha-plan-exists-for (the target when the plan holds, else the largest smaller proven r)."""
+    pools = txn.select("pool", ha_enabled=True)
+    if not pools:
+        return
     from vmctl.engine import ha
 
-    pools = txn.select("pool", ha_enabled=True)
     # XAPI refuses the device change only while overcommitting is not allowed
     # (Xapi_vbd_helpers.assert_doesnt_make_vm_non_agile, Xapi_vif_helpers.create)
     strict = {p["uuid"] for p in pools if not p["ha-allow-overcommit"]}

@@ -7,10 +7,22 @@ MiB = 1024**2
 RESIDENT = ("running", "paused")
 
 
+# memory-static-max bytes per MiB of overhead, the last partial one counting whole
+STATIC_MAX_PER_OVERHEAD_MIB = 128 * MiB
+
+
 def vm_overhead(vm: dict) -> int:
     """4 MiB + vcpus × 1 MiB + memory-static-max / 128, rounded up to a whole MiB."""
-    raw = 4 * MiB + vm["vcpus"] * MiB + -(-vm["memory-static-max"] // 128)
-    return -(-raw // MiB) * MiB
+    return overhead_of(1, vm["vcpus"], -(-vm["memory-static-max"] // STATIC_MAX_PER_OVERHEAD_MIB))
+
+
+def overhead_of(count: int, vcpus: int, static_max_units: int) -> int:
+    """The overhead of `count` VMs of Σ vcpus `vcpus` and Σ ⌈memory-static-max / 128 MiB⌉
+    `static_max_units`. 4 MiB and vcpus × 1 MiB are whole MiB, so rounding 4 MiB + vcpus MiB +
+    ⌈memory-static-max / 128⌉ up to a MiB adds ⌈memory-static-max / (128 × 1 MiB)⌉ MiB: only
+    that term is per VM, and per-host sums of the three give the hosts' overheads exactly (the
+    placement snapshot reads them from the database, vmctl/store/loads.py)."""
+    return (4 * count + vcpus + static_max_units) * MiB
 
 
 def vm_charge(vm: dict, policy: str) -> int:

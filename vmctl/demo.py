@@ -23,14 +23,52 @@ DISKS = (20, 40, 80, 160)
 FLAVOURS = [(1, 2, 30), (2, 4, 30), (4, 8, 20), (8, 16, 12), (16, 64, 6), (32, 128, 2)]
 
 
-def run(opts, pools: int, hosts: int, vms: int, seed: int, argv: list[str]) -> int:
-    from vmctl.runner import Runner, command_line, invoke
-    from vmctl.units import UuidSource
+# Host n (from 1) of pool p (from 0) is at 10.p.0.0/16 + 10 + n: 10.p.0.11 to 10.p.0.255 for the
+# first 245, then 10.p.1.0 and on, up to 10.p.255.254 (below the /16's broadcast address).
+FIRST_HOST_OFFSET = 11
+LAST_HOST_OFFSET = 0xFFFE
+# What the demo builds at most: 256 pools, one 10.P.0.0/16 each; and, since the whole datacenter
+# is one transaction held in memory (about 40 KB per VM with its disk, VIF and switch port), the
+# largest inventory the benchmarks measure (engine.md §8, S2: 2,500 hosts, 40,000 VMs).
+MAX_POOLS = 256
+MAX_HOSTS = 2_500
+MAX_VMS = 40_000
 
+
+def host_address(pool_index: int, n: int) -> str:
+    """The demo address of host n (1, 2, ...) of pool pool_index (0, 1, ...)."""
+    offset = FIRST_HOST_OFFSET - 1 + n
+    if not (0 <= pool_index < MAX_POOLS and FIRST_HOST_OFFSET <= offset <= LAST_HOST_OFFSET):
+        raise ValueError(f"no demo address for host {n} of pool {pool_index}")
+    return f"10.{pool_index}.{offset >> 8}.{offset & 0xFF}"
+
+
+def check_size(pools: int, hosts: int, vms: int) -> None:
+    """INVALID_VALUE for a datacenter the demo does not build (beyond its limits, or a pool
+    without a host), before anything is opened."""
+    in_memory = "the whole datacenter is one transaction, held in memory"
+    for name, shown, value, most, why in (
+        ("pools", "pools", pools, MAX_POOLS, "one 10.P.0.0/16 address range each"),
+        ("hosts", "hosts", hosts, MAX_HOSTS, in_memory),
+        ("vms", "VMs", vms, MAX_VMS, in_memory),
+    ):
+        if value > most:
+            raise VmctlError(
+                "INVALID_VALUE",
+                f"The demo builds at most {most:,} {shown} ({why})",
+                [("name", name), ("value", value), ("maximum", most)],
+            )
     if pools > hosts:
         raise VmctlError(
             "INVALID_VALUE", "A demo needs at least one host per pool", [("name", "pools"), ("value", pools)]
         )
+
+
+def run(opts, pools: int, hosts: int, vms: int, seed: int, argv: list[str]) -> int:
+    from vmctl.runner import Runner, command_line, invoke
+    from vmctl.units import UuidSource
+
+    check_size(pools, hosts, vms)
     runner = Runner(opts, command_line(argv))
     store = runner.open_store(UuidSource(f"demo:{seed}"))
     rng = random.Random(seed)
@@ -59,7 +97,7 @@ def run(opts, pools: int, hosts: int, vms: int, seed: int, argv: list[str]) -> i
                     "host-add",
                     [
                         f"name-label=pool{p + 1}-h{host_count[p]:02d}",
-                        f"address=10.{p}.0.{host_count[p] + 10}",
+                        f"address={host_address(p, host_count[p])}",
                         f"cpu-count={cores}",
                         f"memory-total={mem}GiB",
                         f"pool={pool_uuids[p]}",

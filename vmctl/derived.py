@@ -100,6 +100,22 @@ def _host_refs(txn, rows):
         h["pbds"] = sorted(pbds.get(h["uuid"], []))
 
 
+@filler("vm", "allowed-vbd-devices", "allowed-vif-devices")
+def _vm_free_devices(txn, rows):
+    for cls in ("vbd", "vif"):
+        used = defaultdict(set)
+        for d in txn.all(cls):
+            used[d["vm"]].add(d["device"])
+        for v in rows:
+            v[f"allowed-{cls}-devices"] = [str(n) for n in range(16) if n not in used[v["uuid"]]]
+
+
+@filler("vbd", "empty")
+def _vbd_empty(txn, rows):
+    for b in rows:
+        b["empty"] = not b["vdi"]
+
+
 @filler("vm", "memory-overhead")
 def _vm_overhead(txn, rows):
     for v in rows:

@@ -27,17 +27,10 @@ SHUTDOWN_TIMEOUT = 60.0
 
 # --- the records as a domain -------------------------------------------------------------------------
 def volume_spec(txn, vdi: dict, host_uuid: str) -> VolumeSpec:
-    """A VDI as a volume, with the chain of read-only bases it overlays."""
-    parent = txn.get("vdi", vdi["parent"]) if vdi["parent"] else None
-    return VolumeSpec(
-        uuid=vdi["uuid"],
-        name=vdi["name-label"],
-        sr=drivers.sr_target(txn, txn.get("sr", vdi["sr"]), host_uuid),
-        virtual_size=vdi["virtual-size"],
-        provisioning=vdi["provisioning"],
-        parent=volume_spec(txn, parent, host_uuid) if parent is not None else None,
-        read_only=vdi["read-only"],
-    )
+    """A VDI's volume as the host sees it (its file is the VDI's location, vmctl/volumes.py)."""
+    from vmctl import volumes
+
+    return volumes.volume_spec(txn, vdi, volumes.sr_target(txn, txn.get("sr", vdi["sr"]), host_uuid))
 
 
 def domain_spec(txn, vm: dict, host_uuid: str) -> DomainSpec:

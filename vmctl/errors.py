@@ -147,6 +147,8 @@ MESSAGES: dict[str, str] = {
     "INVALID_DEVICE": "The device number is not valid; give an unsigned integer (a VBD: below 2^20, or autodetect)",
     # Storage
     "DEFAULT_SR_NOT_FOUND": "The pool has no default SR; name an SR with sr-uuid= or set the pool's default SR",
+    "SR_BACKEND_FAILURE_46": "The VDI is not available: its volume is missing on the host (vdi-destroy still removes the record)",
+    "SR_BACKEND_FAILURE_47": "The SR is not available on the host: plug its PBD there",
     "SR_BACKEND_FAILURE_79": "The storage backend refused the operation (VDI shrinking is not supported)",
     "SR_BACKEND_FAILURE_109": "The storage backend refused the operation (the VDI chain would be too deep); copy the disk instead of cloning it",
     "SR_HAS_NO_PBDS": "The SR is not attached to any host; plug one of its PBDs first",
@@ -164,6 +166,15 @@ MESSAGES: dict[str, str] = {
     "VDI_TOO_SMALL": "The size is below the VDI's minimum; choose a larger size",
     "VM_NO_SUSPEND_SR": "The VM has no suspend SR and its pool no default SR; set the VM's suspend SR or the pool's default SR",
     "VM_IS_NOT_A_SNAPSHOT": "The VM is not a snapshot; name a snapshot",
+    "VM_IS_NOT_A_TEMPLATE": "The VM is not a template (or is a snapshot); name a template",
+    "VDI_NEEDS_VM_FOR_MIGRATE": "No VM uses the VDI; vdi-copy copies a disk no VM uses",
+    # The lab of real hosts (drivers.md §5)
+    "LAB_PACKAGES_MISSING": "The lab needs packages that are not installed; the message gives the apt-get line",
+    "LAB_NEEDS_ROOT": "Root is needed for vmctl lab up and down (namespaces, links and mounts)",
+    "LAB_ALREADY_UP": "A lab is already up on this machine; vmctl lab down removes it",
+    "LAB_NOT_UP": "No lab is up; vmctl lab up builds one",
+    "LAB_POOL_EXISTS": "The inventory already has a pool named lab; destroy it or use another inventory",
+    "LAB_FAILED": "A step of the lab failed; what it had made is undone (the message names the step)",
 }
 
 

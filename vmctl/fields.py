@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from vmctl import units
 from vmctl.errors import VmctlError
-from vmctl.model import CLASSES, Field
+from vmctl.model import CLASSES, XE_NAME_FIELDS, Field, field_name
 
 if TYPE_CHECKING:
     from vmctl.commands.table import Ctx
@@ -55,18 +55,31 @@ def unknown_field(cls: str, name: str) -> VmctlError:
     )
 
 
-def lookup_field(cls: str, name: str) -> Field:
-    c = CLASSES[cls]
-    from vmctl.model import ALIASES
+def field_named(cls: str, name: str) -> Field | None:
+    """The field of cls named `name` in vmctl's or xe's spelling (model.XE_FIELDS), or None."""
+    return CLASSES[cls].fields.get(field_name(cls, name))
 
-    name = ALIASES.get(name, name)
-    f = c.fields.get(name)
+
+def named_ref(cls: str, name: str) -> str | None:
+    """The reference field whose object's name-label xe's field `name` shows (`vm-name-label` of
+    a vbd: its vm), or None."""
+    return XE_NAME_FIELDS.get(cls, {}).get(name)
+
+
+def lookup_field(cls: str, name: str) -> Field:
+    """The field a name given on the command line names: vmctl's or xe's spelling; xe's
+    `<ref>-name-label` names the reference field (filters select by its name-label)."""
+    f = field_named(cls, name)
     if f is None:
-        raise unknown_field(cls, name)
+        ref = named_ref(cls, name)
+        if ref is None:
+            raise unknown_field(cls, name)
+        f = CLASSES[cls].fields[ref]
     return f
 
 
 def parse_params(cls: str, text: str, default: list[str]) -> list[str]:
+    """`params=a,b,c` or `all`: the columns to show, each under the name it was asked by."""
     if text == "all":
         return list(CLASSES[cls].fields)
     names = [x.strip() for x in text.split(",") if x.strip()]
@@ -75,6 +88,39 @@ def parse_params(cls: str, text: str, default: list[str]) -> list[str]:
     for n in names:
         lookup_field(cls, n)
     return names
+
+
+def fill_columns(txn, cls: str, rows: list[dict], columns: list[str]) -> list[dict]:
+    """The rows with every column of `columns` present: derived fields computed, and a column
+    asked by an xe name (`VCPUs-max`, `vm-uuid`, `sr-name-label`) added under that name to a copy
+    of the row (the transaction's own rows keep vmctl's fields only)."""
+    from vmctl import derived
+
+    c = CLASSES[cls]
+    canonical = [lookup_field(cls, n).name for n in columns]
+    derived.fill(txn, cls, rows, [n for n in canonical if not c.fields[n].stored])
+    extra = [(n, cn) for n, cn in zip(columns, canonical) if n not in c.fields]
+    if not extra:
+        return rows
+    out = []
+    for r in rows:
+        r = dict(r)
+        for n, cn in extra:
+            if named_ref(cls, n) is None:
+                r[n] = r[cn]
+            else:
+                target = txn.get(c.fields[cn].ref_class, r[cn]) if r[cn] else None
+                r[n] = target["name-label"] if target else ""
+        out.append(r)
+    return out
+
+
+def canonical_enum(f: Field, text: str) -> str:
+    """An enum member as vmctl stores it, whatever its case (`Disk` is `disk`)."""
+    if f.type != "enum" or text in f.values:
+        return text
+    folded = text.casefold()
+    return next((m for m in f.values if m.casefold() == folded), text)
 
 
 def parse_filters(cls: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str | None, str]]:
@@ -89,7 +135,7 @@ def parse_filters(cls: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str
         if key is not None and f.kind == "scalar":
             raise unknown_field(cls, f"{k}:{key}")
         if f.type == "enum" and key is None:
-            units.parse_scalar("enum", v, f.name, f.values)
+            v = units.parse_scalar("enum", v, f.name, f.values)
         out.append((f.name, key, v))
     return out
 
@@ -168,14 +214,15 @@ def param_hook(cls: str):
 
 
 PARAM_SETTERS: dict[tuple[str, str], object] = {}
+# (class, help) of each setter, in declaration order: added to <class>-param-set's help once the
+# whole table is loaded (vmctl.commands.load), as a family module may be imported alone
+PARAM_SETTER_HELP: list[tuple[str, str]] = []
 
 
 def param_setter(cls: str, field: str, help: str):
     def deco(fn):
         PARAM_SETTERS[(cls, field)] = fn
-        from vmctl.commands.table import COMMANDS
-
-        COMMANDS[f"{cls}-param-set"].help += "; " + help
+        PARAM_SETTER_HELP.append((cls, help))
         return fn
 
     return deco
@@ -204,22 +251,26 @@ def extra_fields(ctx: Ctx, cls: str, declared) -> dict:
     """The RW fields given to a creating command as key=value beyond its own arguments
     (model.md §0): name-description, tags, other-config:k=v..."""
     out: dict = {}
-    c = CLASSES[cls]
     for key, text in ctx.raw_pairs:
         base, mkey = (key.split(":", 1) + [None])[:2] if ":" in key else (key, None)
         if base in declared:
             continue
-        f = c.fields.get(base)
+        f = field_named(cls, base)
         if f is None:
             raise VmctlError("UNKNOWN_PARAMETER", params=[("name", key)])
         if not f.writable:
-            raise VmctlError("FIELD_READ_ONLY", params=[("class", cls), ("field", base)])
+            raise VmctlError("FIELD_READ_ONLY", params=[("class", cls), ("field", f.name)])
         if f.kind == "map":
             if mkey is None:
-                raise VmctlError("FIELD_TYPE_ERROR", params=[("field", base)])
-            out.setdefault(base, {})[mkey] = text
+                raise VmctlError("FIELD_TYPE_ERROR", params=[("field", f.name)])
+            out.setdefault(f.name, {})[mkey] = text
+        elif f.kind == "set" and mkey is not None and not f.ref_class:
+            # xe's form of a set element, `tags:web=` (the value is not read), as xe's vdi-create takes it
+            items = out.setdefault(f.name, [])
+            if mkey not in items:
+                items.append(mkey)
         elif mkey is not None:
-            raise VmctlError("FIELD_TYPE_ERROR", params=[("field", base)])
+            raise VmctlError("FIELD_TYPE_ERROR", params=[("field", f.name)])
         else:
-            out[base] = parse_value(f, text, ctx.txn, None, arg=key, cls=cls)
+            out[f.name] = parse_value(f, text, ctx.txn, None, arg=key, cls=cls)
     return out

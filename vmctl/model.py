@@ -117,6 +117,12 @@ def _cls(name: str, fields: list[Field], columns: str, named: bool = True, poole
 
 POLICIES = ("pack", "spread", "balanced")
 DRIVERS = ("sim", "libvirt")  # drivers.md §2: what acts on a pool's hosts (sim: the inventory is the world)
+# What each placement policy does (engine.md §2.2), for the help of every policy= argument.
+POLICY_HELP = (
+    "balanced (the default) spreads the load over the hosts while keeping each host's memory and "
+    "vCPU use in the pool's proportions, so neither is stranded; spread spreads on each host's "
+    "tightest resource alone; pack consolidates, filling occupied hosts before it opens an empty one"
+)
 
 CLASSES: dict[str, ObjClass] = {}
 
@@ -154,7 +160,7 @@ _register(
             Field("software-version", "string", D),
             Field("network-backend", "string", D),
             Field("cpu-flags", "set", D),
-            Field("placement-policy", "enum", RW, "balanced", POLICIES),
+            Field("placement-policy", "enum", RW, "balanced", POLICIES, help=POLICY_HELP),
             Field("placement-seed", "int", RW, 0),
             Field("master-bias", "bool", RW, True),
             Field("vcpu-allocation-ratio", "float", RW, 4.0, help="vCPUs per logical CPU"),
@@ -241,6 +247,11 @@ _VM_FIELDS = [
     Field("vifs", "set:vif", D),
     Field("allowed-operations", "set", D),
     Field("blocked-operations", "map", RW),
+    # xe's fields scripts read to pick a device or skip dom0: free device numbers, and vmctl
+    # models no control domain
+    Field("allowed-vbd-devices", "set", D, help="the device numbers no VBD of the VM uses"),
+    Field("allowed-vif-devices", "set", D, help="the device numbers no VIF of the VM uses"),
+    Field("is-control-domain", "bool", D, False, help="always false: no control domain is modelled"),
 ]
 _register(_cls("vm", _VM_FIELDS, "uuid name-label power-state resident-on vcpus memory-static-max"))
 
@@ -312,6 +323,12 @@ _register(
             Field("snapshot-of", "ref:vdi", RO, ""),
             Field("snapshot-time", "time", RO, ""),
             Field("current-operations", "set", RO, help="operations a pending task is running on the disk"),
+            Field(
+                "location",
+                "string",
+                RO,
+                help="the disk's volume (file name) in its SR on a libvirt pool; empty on a simulated pool",
+            ),
         ],
         "uuid name-label sr virtual-size physical-utilisation provisioning read-only",
     )
@@ -329,6 +346,7 @@ _register(
             Field("bootable", "bool", RW, False),
             Field("unpluggable", "bool", RW, True),
             Field("currently-attached", "bool", RO, False),
+            Field("empty", "bool", D, help="no VDI (an empty CD drive)"),
         ],
         "uuid vm vdi device type mode currently-attached",
         named=False,
@@ -486,5 +504,80 @@ JOURNAL = ObjClass("journal", JOURNAL_FIELDS, ("seq", "time", "user", "command")
 TEMPLATE_COLUMNS = ("uuid", "name-label", "vcpus", "memory-static-max", "is-default-template")
 SNAPSHOT_COLUMNS = ("uuid", "name-label", "snapshot-of", "snapshot-time", "power-state")
 
-# xe accepts these upper-case spellings for a few fields (model.md §1.7).
+# xe accepts these upper-case spellings for a few fields (model.md §1.7), as command arguments too
+# (network-create MTU=, pif-reconfigure-ip IP= DNS=).
 ALIASES = {"MTU": "mtu", "MAC": "mac", "VLAN": "vlan", "IP": "ip", "DNS": "dns"}
+
+# xe's names for vmctl's fields, where they differ (xen-api's ocaml/xapi-cli-server/records.ml),
+# so that xe scripts run as written: they are read wherever a field is named (list filters and VM
+# selectors, params=, param-name=, *-param-set, creation arguments) and shown under the name they
+# were asked by. vmctl's own, more regular names stay the documented ones. xe's upper-case `VCPUs`
+# fields all name vmctl's one vcpus count; xe's `<ref>-uuid` fields are the reference fields.
+XE_FIELDS: dict[str, dict[str, str]] = {
+    "pool": {"default-SR": "default-sr", "coordinator-bias": "master-bias"},
+    "host": {"host-metrics-live": "live", "memory-free-computed": "memory-free"},
+    "vm": {
+        "VCPUs-max": "vcpus",
+        "VCPUs-at-startup": "vcpus",
+        "VCPUs-number": "vcpus",
+        "dom-id": "domid",
+        "suspend-VDI-uuid": "suspend-vdi",
+        "suspend-SR-uuid": "suspend-sr",
+        "last-boot-CPU-flags": "last-boot-cpu-flags",
+        "VBDs": "vbds",
+        "allowed-VBD-devices": "allowed-vbd-devices",
+        "allowed-VIF-devices": "allowed-vif-devices",
+    },
+    "vm-group": {"vm-uuids": "vms"},
+    "sr": {"VDIs": "vdis", "PBDs": "pbds"},
+    "pbd": {"host-uuid": "host", "sr-uuid": "sr"},
+    "vdi": {"sr-uuid": "sr", "vbd-uuids": "vbds"},
+    "vbd": {"vm-uuid": "vm", "vdi-uuid": "vdi", "userdevice": "device"},
+    "network": {"VIF-uuids": "vifs", "PIF-uuids": "pifs", "MTU": "mtu"},
+    "pif": {
+        "MAC": "mac",
+        "MTU": "mtu",
+        "VLAN": "vlan",
+        "IP": "ip",
+        "DNS": "dns",
+        "IP-configuration-mode": "ip-configuration-mode",
+        "network-uuid": "network",
+        "host-uuid": "host",
+        "tunnel-access-PIF-of": "tunnel-access-pif-of",
+        "tunnel-transport-PIF-of": "tunnel-transport-pif-of",
+    },
+    "vif": {
+        "vm-uuid": "vm",
+        "network-uuid": "network",
+        "MAC": "mac",
+        "MAC-autogenerated": "mac-autogenerated",
+        "MTU": "mtu",
+    },
+    "vlan": {"tagged-PIF": "tagged-pif", "untagged-PIF": "untagged-pif"},
+    "tunnel": {"access-PIF": "access-pif", "transport-PIF": "transport-pif"},
+}
+
+# xe's `<ref>-name-label` fields: the name-label of the object a reference field names. As a
+# filter one selects by that name (as the reference field does); in params= and param-get it
+# shows the name. Read-only, as in xe.
+XE_NAME_FIELDS: dict[str, dict[str, str]] = {
+    "pbd": {"host-name-label": "host", "sr-name-label": "sr"},
+    "vdi": {"sr-name-label": "sr"},
+    "vbd": {"vm-name-label": "vm", "vdi-name-label": "vdi"},
+    "pif": {"network-name-label": "network", "host-name-label": "host"},
+    "vif": {"vm-name-label": "vm", "network-name-label": "network"},
+}
+
+# How xe prints an enum's members where its spelling differs from vmctl's (records.ml): every
+# output shows these, and every input takes a member in any case (`type=Disk`, `type=disk`).
+XE_SPELLING: dict[tuple[str, str], dict[str, str]] = {
+    ("vbd", "type"): {"disk": "Disk", "cd": "CD"},
+    ("vdi", "type"): {"user": "User", "system": "System", "suspend": "Suspend"},
+    ("pif", "ip-configuration-mode"): {"none": "None", "dhcp": "DHCP", "static": "Static"},
+}
+
+
+def field_name(cls: str, name: str) -> str:
+    """vmctl's name for a field of cls named `name` in vmctl's or xe's spelling (the name itself
+    when it is neither: the caller reports it)."""
+    return XE_FIELDS.get(cls, {}).get(name) or ALIASES.get(name, name)

@@ -1,7 +1,7 @@
 """Credentials never stored or printed: the password of a database URL
-(`postgresql://user:PASSWORD@host/db`) and password-like query parameters
-(`?password=...`, `&sslpassword=...`) become `***` in the journal's command line, in error
-messages and in warnings. The connection itself uses the real URL. Light: no heavy imports.
+(`postgresql://user:PASSWORD@host/db`), password-like query parameters (`?password=...`,
+`&sslpassword=...`) and xe's password arguments (`master-password=...`) become `***` in the
+journal's command line, in error messages and in warnings. The connection itself uses the real URL. Light: no heavy imports.
 """
 
 from __future__ import annotations
@@ -22,11 +22,23 @@ _QUERY = re.compile(
 )
 
 
+# an xe argument naming a password, `master-password=...`, `remote-password=...` (pool-join,
+# vm-migrate): the whole value, within one word or up to the next blank in free text
+_ARG_KEY = r"[A-Za-z0-9_.:\-]*(?:password|passwd|secret)[A-Za-z0-9_.:\-]*="
+_ARG_WORD = re.compile(rf"^(-*{_ARG_KEY}).*", re.I | re.DOTALL)
+_ARG_TEXT = re.compile(
+    rf"""('-*{_ARG_KEY})[^']*|("-*{_ARG_KEY})[^"]*|((?:^|(?<=\s))-*{_ARG_KEY})(?:'[^']*'|"[^"]*"|[^\s'"])*""",
+    re.I,
+)
+
+
 def redact(text: str) -> str:
-    """`text` with the credentials of every URL in it replaced by `***`."""
+    """`text` with the credentials of every URL in it, and every password argument, replaced by
+    `***`."""
     if "://" not in text and "=" not in text:
         return text
     text = _USERINFO_TEXT.sub(rf"\g<1>{MASK}@", text)
+    text = _ARG_TEXT.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + MASK, text)
     return _QUERY.sub(rf"\g<1>{MASK}", text)
 
 
@@ -34,6 +46,8 @@ def redact_word(word: str) -> str:
     """One command-line word (it may hold spaces or quotes) with its credentials replaced."""
     if "://" not in word and "=" not in word:
         return word
+    if _ARG_WORD.match(word):
+        return _ARG_WORD.sub(rf"\g<1>{MASK}", word)
     word = _USERINFO_WORD.sub(rf"\g<1>{MASK}@", word)
     return _QUERY.sub(rf"\g<1>{MASK}", word)
 

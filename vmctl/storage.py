@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from vmctl import volumes
 from vmctl.errors import VmctlError
 
 MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
@@ -127,7 +128,7 @@ def overprovision_warning(txn, before: dict[str, int], quiet: bool = False) -> N
 # --- visibility and holding -------------------------------------------------------------------------
 def sr_attached(txn, sr_uuid: str) -> bool:
     """The SR has at least one attached PBD (else SR_HAS_NO_PBDS)."""
-    return any(p["currently-attached"] for p in txn.select("pbd", sr=sr_uuid))
+    return txn.exists("pbd", sr=sr_uuid, currently_attached=True)
 
 
 def require_attached(txn, sr: dict) -> None:
@@ -137,7 +138,7 @@ def require_attached(txn, sr: dict) -> None:
 
 def sr_visible(txn, sr_uuid: str, host_uuid: str) -> bool:
     """An SR is visible from a host iff it has an attached PBD for it (model.md §1.5)."""
-    return any(p["currently-attached"] for p in txn.select("pbd", sr=sr_uuid, host=host_uuid))
+    return txn.exists("pbd", sr=sr_uuid, host=host_uuid, currently_attached=True)
 
 
 def vm_vdis(txn, vm: dict) -> list[tuple[str, str]]:
@@ -285,7 +286,9 @@ def clone_vdi(
     """Copy-on-write clone or snapshot, without checks (callers check depth and space first).
 
     A new read-only base copy B takes the source's parent and physical-utilisation; the source
-    keeps its uuid and flags with parent B; the new VDI is B's second child. Returns its uuid."""
+    keeps its uuid and flags with parent B; the new VDI is B's second child. Returns its uuid.
+    On a real pool B takes the source's volume and both children get overlays on it (vmctl/volumes.py)."""
+    source_location = vdi["location"]
     base = txn.insert(
         "vdi",
         {
@@ -335,6 +338,7 @@ def clone_vdi(
     u = txn.insert("vdi", values)
     new = txn.get("vdi", u)
     txn.update("vdi", u, {"physical-utilisation": leaf_usage(new)})
+    volumes.cloned(txn, vdi["uuid"], base, u, source_location)
     return u
 
 
@@ -346,11 +350,15 @@ def copy_vdi(
     name_label: str | None = None,
     name_description: str | None = None,
     read_only: bool = False,
+    quiet: bool = False,
+    vms: tuple[str, ...] = (),
 ) -> str:
-    """A full copy (no parent) on `sr`, without checks; returns its uuid."""
+    """A full copy (no parent) on `sr`, without checks; returns its uuid. On a real pool the
+    host copies the data afterwards, `vms` (and both disks) held meanwhile, a progress line on
+    the terminal unless `quiet` (vmctl/volumes.py)."""
     prov = provisioning or vdi["provisioning"]
     usage = copy_usage(vdi, prov, txn)
-    return txn.insert(
+    u = txn.insert(
         "vdi",
         {
             "name-label": vdi["name-label"] if name_label is None else name_label,
@@ -367,6 +375,22 @@ def copy_vdi(
             "other-config": dict(vdi["other-config"]),
         },
     )
+    volumes.copied(txn, vdi["uuid"], u, quiet, vms)
+    return u
+
+
+def copy_into(txn, src: dict, into: dict, usage: int, quiet: bool = False) -> None:
+    """vdi-copy into an existing disk: it now uses `usage` bytes; on a real pool the host copies
+    the data into a new file of that disk, and the old file goes once the copy is done."""
+    txn.update("vdi", into["uuid"], {"physical-utilisation": usage})
+    volumes.copied(txn, src["uuid"], into["uuid"], quiet, replaces=volumes.file_of(into))
+
+
+def grow_vdi(txn, vdi: dict, changes: dict, holder: dict | None = None) -> None:
+    """vdi-resize's effect: the new virtual-size (and a thick disk's usage); on a real pool the
+    volume grows, live through its domain when `holder` runs it."""
+    txn.update("vdi", vdi["uuid"], changes)
+    volumes.resized(txn, vdi["uuid"], changes["virtual-size"], holder)
 
 
 def merge_chain(txn, base_uuid: str) -> None:
@@ -413,6 +437,7 @@ def destroy_vdi(txn, vdi: dict, operation: str = "destroy", check: bool = True) 
     for b in txn.select("vbd", vdi=vdi["uuid"]):
         txn.delete("vbd", b["uuid"])
     parent = vdi["parent"]
+    volumes.destroyed(txn, vdi)
     txn.delete("vdi", vdi["uuid"])
     if parent:
         merge_chain(txn, parent)
@@ -486,6 +511,7 @@ def create_vdi(
         },
     )
     overprovision_warning(txn, before, quiet)
+    volumes.created(txn, u)
     return u
 
 

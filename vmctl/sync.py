@@ -15,10 +15,9 @@ import socket
 from dataclasses import dataclass
 
 from vmctl import drivers
+from vmctl import volumes as vols
 from vmctl.drivers.base import DriverFault
 from vmctl.errors import VmctlError
-
-REAL_SR_TYPES = ("ext", "file", "nfs")  # SR types the libvirt driver keeps as storage pools
 
 
 @dataclass
@@ -68,7 +67,7 @@ def compare_host(txn, host: dict) -> list[Finding]:
     found += _compare_domains(txn, host, domains)
     for sr in _host_srs(txn, host):
         try:
-            volumes = driver.volumes(target, drivers.sr_target(txn, sr, host["uuid"]))
+            volumes = driver.volumes(target, vols.sr_target(txn, sr, host["uuid"]))
         except DriverFault as e:
             found.append(
                 Finding(
@@ -140,22 +139,22 @@ def _host_srs(txn, host: dict) -> list[dict]:
     out = []
     for pbd in txn.select("pbd", host=host["uuid"]):
         sr = txn.get("sr", pbd["sr"])
-        if sr is not None and pbd["currently-attached"] and sr["type"] in REAL_SR_TYPES:
+        if sr is not None and pbd["currently-attached"] and sr["type"] in vols.SUPPORTED_SR_TYPES:
             out.append(sr)
     return sorted(out, key=lambda s: s["uuid"])
 
 
 def _compare_volumes(txn, sr: dict, host: dict, volumes: dict) -> list[Finding]:
     out: list[Finding] = []
-    by_uuid = {name.split(".", 1)[0]: (name, st) for name, st in volumes.items()}
     vdis = {d["uuid"]: d for d in txn.select("vdi", sr=sr["uuid"]) if d["type"] != "iso"}
+    files = {uuid: vols.file_of(d) for uuid, d in vdis.items()}  # a VDI's file is its location
     for uuid in sorted(vdis):
         d = vdis[uuid]
-        if uuid not in by_uuid:
+        if files[uuid] not in volumes:
             text = f"its volume is missing from SR {sr['name-label']} on {host['name-label']}"
             out.append(Finding("vdi", uuid, text, lambda t, u=uuid: _forget_vdi(t, u)))
             continue
-        _name, st = by_uuid[uuid]
+        st = volumes[files[uuid]]
         changes = {}
         if st.capacity != d["virtual-size"]:
             changes["virtual-size"] = st.capacity
@@ -169,8 +168,8 @@ def _compare_volumes(txn, sr: dict, host: dict, volumes: dict) -> list[Finding]:
         elif changes:
             # the allocation of a thin volume moves with every guest write: followed on --fix, not reported
             out.append(Finding("vdi", uuid, "", lambda t, u=uuid, c=changes: _set_sizes(t, u, c)))
-    for uuid in sorted(set(by_uuid) - set(vdis)):
-        name, _st = by_uuid[uuid]
+    for name in sorted(set(volumes) - set(files.values())):
+        # base files a chain still reads through are kept after their records merged: listed too
         out.append(
             Finding(
                 "volume",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid as _uuid
+from collections.abc import Container
 
 from vmctl.errors import VmctlError
 
@@ -209,6 +210,11 @@ def parse_scalar(type_: str, text, name: str, values: tuple[str, ...] = (), allo
         return parse_bool(text, name)
     if type_ == "enum":
         if text not in values:
+            # any case, as xe reads its enums (`type=Disk`, `mode=rw`): the member as declared
+            folded = str(text).casefold()
+            for member in values:
+                if member.casefold() == folded:
+                    return member
             raise VmctlError(
                 "INVALID_VALUE",
                 f"{name} must be one of {', '.join(values)}",
@@ -262,7 +268,7 @@ def normalise_mac(text: str, force: bool = False) -> str:
     return text.lower()
 
 
-def generated_mac(seed: str, used: set[str]) -> str:
+def generated_mac(seed: str, used: Container[str]) -> str:
     """First six bytes of SHA-256(`<seed>:<k>`), unicast and locally administered, for the
     smallest k giving a MAC not in `used`. `seed` is `<vm uuid>:<device>` (or host uuid:device)."""
     k = 0

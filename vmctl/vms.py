@@ -170,7 +170,7 @@ def destroy_vm_records(txn, vm: dict) -> None:
     for vif in txn.select("vif", vm=vm["uuid"]):
         txn.delete("vif", vif["uuid"])
     if vm["suspend-vdi"]:
-        txn.delete("vdi", vm["suspend-vdi"])
+        destroy_vdi(txn, vm["suspend-vdi"])
     txn.delete("vm", vm["uuid"])
 
 
@@ -206,14 +206,20 @@ def select_vms(ctx: Ctx) -> list[dict]:
 
     txn = ctx.txn
     text = ctx.a.get("vm")
-    if text is None and not ctx.filters:
+    if text is None and not ctx.filters and not ctx.flag("multiple"):
+        # xe acts on every VM when no selector is given; vmctl asks for --multiple to say so
         raise VmctlError(
-            "MISSING_PARAMETER", "Name the VM with vm= or select VMs with field filters", [("name", "vm")]
+            "MISSING_PARAMETER",
+            "Name the VM with vm= or select VMs with field filters (--multiple alone: every VM)",
+            [("name", "vm")],
         )
     filter_fields = {f for f, _, _ in ctx.filters}
-    shown = " ".join(
-        ([text] if text is not None else [])
-        + [f"{k}={v}" for k, v in ctx.raw_pairs if k.split(":", 1)[0] in filter_fields]
+    shown = (
+        " ".join(
+            ([text] if text is not None else [])
+            + [f"{k}={v}" for k, v in ctx.raw_pairs if k.split(":", 1)[0] in filter_fields]
+        )
+        or "every VM"
     )
     if text is not None:
         rows = txn.resolve("vm", text, multiple=True)

@@ -1,5 +1,6 @@
 """The benchmark's ci scenario of every suite: quality goals pass and quality fields are
-deterministic (engine.md §7, §8.2); the start-up, bridge/port and commit suites only have to run."""
+deterministic (engine.md §7, §8.2); the start-up, bridge/port, commit and scale suites only have to
+run."""
 
 import sys
 from pathlib import Path
@@ -10,7 +11,20 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SUITES = ("place", "pack", "replay", "ha", "migrate", "evacuate", "rebalance", "startup", "ovs", "commit")
+SUITES = (
+    "place",
+    "pack",
+    "replay",
+    "ha",
+    "migrate",
+    "evacuate",
+    "rebalance",
+    "startup",
+    "ovs",
+    "commit",
+    "scale",
+    "vmstart",
+)
 
 
 def _run(suite: str):

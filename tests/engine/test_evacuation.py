@@ -351,6 +351,22 @@ def test_policies(policy):
     assert scratch.resident_vms(host) == []
 
 
+def test_balanced_evacuation_spreads_pack_consolidates():
+    dests = {}
+    for policy in ("balanced", "pack"):
+        p = random_pool(0, hosts=4, vms=0, groups=False, mixed=False)
+        p.master_bias = False
+        p.add_vm(replace(make_vm("other", 2, 4), power_state="running", resident_on="h01"))
+        for i in range(3):
+            p.add_vm(replace(make_vm(f"v{i}", 2, 8), power_state="running", resident_on="h00"))
+        plan = ev.plan_evacuation(p, "h00", policy=policy)
+        dests[policy] = sorted(m.dst for m in plan.moves)
+    # balanced: one VM per host (h01, holding 4 GiB, is still the least loaded after one VM);
+    # pack: all onto the occupied host
+    assert dests["balanced"] == ["h01", "h02", "h03"]
+    assert dests["pack"] == ["h01", "h01", "h01"]
+
+
 # --- property test --------------------------------------------------------------------------------
 
 

@@ -214,6 +214,19 @@ def test_failover_plan_restarts_protected_then_best_effort():
     assert p.hosts["h0"].live is True  # the input snapshot is untouched
 
 
+def test_failover_restarts_follow_the_pool_policy():
+    targets = {}
+    for policy in ("balanced", "pack"):
+        p = pool(4, mem_gib=16, ha_enabled=True, policy=policy, master_bias=False)
+        for i in range(3):
+            p.add_vm(vm(f"p{i}", mem_gib=2, on="h0", ha_restart_priority="restart"))
+        plan = failover.failover_plan(p, ["h0"])
+        assert all(r.result == "restarted" for r in plan.rows)
+        targets[policy] = sorted(r.host for r in plan.rows)
+    assert targets["balanced"] == ["h1", "h2", "h3"]  # spread over the survivors
+    assert len(set(targets["pack"])) == 1  # consolidated on one of them
+
+
 def test_failover_falls_back_to_packer():
     p = pool(3, mem_gib=8, ha_enabled=True, policy="spread")
     # Spread would split the 3 GiB VMs and strand the 5 GiB one; the packer finds a plan.

@@ -198,17 +198,105 @@ def test_spread_prefers_emptier_host_and_score_value():
 def test_balanced_score_value():
     p = _two_hosts("balanced")
     pl = choose_host(p, "a")
-    # g = (8+4, 4+4) / (32, 32), normalised; u'(h0) = (0.75, 0.5)
+    # g = (8+4, 4+4) / (32, 32), normalised; s = 1 − max_d u'_d · (1 + 2·skew(u'))
     gm, gc = 12 / 32, 8 / 32
     n = math.hypot(gm, gc)
     g = (gm / n, gc / n)
-    u = (0.75, 0.5)
-    sk = 1 - (u[0] * g[0] + u[1] * g[1]) / math.hypot(*u)
-    u1 = (0.25, 0.25)
-    sk1 = 1 - (u1[0] * g[0] + u1[1] * g[1]) / math.hypot(*u1)
-    s0, s1 = 0.75 - 2 * sk, 0.25 - 2 * sk1
-    assert pl.host == ("h0" if s0 > s1 else "h1")
-    assert pl.score == round(max(s0, s1), 9)
+
+    def score(u):
+        sk = 1 - (u[0] * g[0] + u[1] * g[1]) / math.hypot(*u)
+        return 1 - max(u) * (1 + 2 * sk)
+
+    s0, s1 = score((0.75, 0.5)), score((0.25, 0.25))
+    assert s1 > s0  # the emptier host wins: balanced spreads
+    assert pl.host == "h1" and pl.score == round(s1, 9)
+    # explain shows the same terms, and its base is the decision path's score
+    rep = explain(p, "a")
+    row = next(r for r in rep.rows if r.host == "h0")
+    assert row.terms["base"] == round(s0, 9) == row.score
+
+
+def _half_full_and_empty(policy):
+    """h0 at 47% memory (15 of 32 GiB), h1–h3 empty: the reported case."""
+    p = pool(4, cpus=8, mem_gib=32, policy=policy, master_bias=False)
+    p.add_vm(vm("x", vcpus=2, mem_gib=15.04, on="h0"))
+    p.add_vm(vm("a", vcpus=2, mem_gib=2))
+    return p
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (8, 0.5), (1, 8)])  # even, CPU-heavy, memory-heavy
+def test_balanced_picks_an_empty_host_over_a_half_full_one(shape):
+    p = _half_full_and_empty("balanced")
+    p.add_vm(vm("b", vcpus=shape[0], mem_gib=shape[1]))
+    for v in ("a", "b"):
+        assert choose_host(p, v).host != "h0"
+    # pack consolidates onto the occupied host, as before
+    assert choose_host(p, "a", policy="pack").host == "h0"
+
+
+def test_balanced_avoids_stranding_a_dimension():
+    # Equal headroom is not enough: hm holds memory with idle vCPUs, hc the reverse. A CPU-heavy
+    # VM fits best where it uses the stranded vCPUs (hm), although spread, looking only at the
+    # tightest dimension, prefers hc.
+    p = pool(0, master_bias=False, policy="balanced")  # hosts of 32 GiB, 32 vCPUs
+    p.add_host(host("hm"))
+    p.add_host(host("hc"))
+    p.add_vm(vm("m", vcpus=6, mem_gib=16, on="hm"))  # (0.50, 0.19)
+    p.add_vm(vm("c", vcpus=8, mem_gib=6, on="hc"))  # (0.19, 0.25)
+    p.add_vm(vm("a", vcpus=8, mem_gib=1))
+    assert choose_host(p, "a", policy="spread").host == "hc"
+    pl = choose_host(p, "a", margin=True)
+    assert pl.host == "hm" and pl.decided_by == "score"
+    rep = explain(p, "a")
+    skews = {r.host: r.terms["skew"] for r in rep.rows}
+    assert skews["hm"] < skews["hc"]
+
+
+def _mixed_vms(p, n, seed=3):
+    import random
+
+    rng = random.Random(seed)
+    names = []
+    for i in range(n):
+        vcpus, mem = rng.choice([(1, 1), (1, 2), (2, 4), (2, 8), (4, 8), (4, 16), (8, 4)])
+        p.add_vm(vm(f"v{i:03d}", vcpus=vcpus, mem_gib=mem))
+        names.append(f"v{i:03d}")
+    return names
+
+
+def _spread_of_load(p):
+    """(hosts used, max − min memory load, max − min vCPU load) over the pool's hosts."""
+    mem = [p.load(h).mem / p.mem_capacity(h) for h in p.hosts]
+    cpu = [p.load(h).vcpus / p.vcpu_capacity(h) for h in p.hosts]
+    used = sum(1 for h in p.hosts if p.load(h).count)
+    return used, max(mem) - min(mem), max(cpu) - min(cpu)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one-by-one", "batch"])
+def test_many_starts_balanced_uses_every_host_evenly_pack_consolidates(batch):
+    figures = {}
+    for policy in ("balanced", "spread", "pack"):
+        p = pool(0, policy=policy)
+        for i in range(20):  # three sizes of host, as in a real fleet
+            cpus, gib = ((16, 64), (32, 128), (24, 96))[i % 3]
+            p.add_host(host(f"h{i:02d}", cpus=cpus, mem_gib=gib, is_master=(i == 0)))
+        names = _mixed_vms(p, 140)  # about 47% of the memory
+        if batch:
+            res = batch_place(p, names)
+            assert not res.failures
+        else:
+            s = Scheduler(p)
+            for v in names:
+                s.commit(v, s.place(v).host)
+        figures[policy] = _spread_of_load(p)
+    used, mem_range, cpu_range = figures["balanced"]
+    assert used == 20
+    # One by one the last VMs decide (the largest is a quarter of the smallest host); a batch
+    # places the largest first and ends even.
+    assert mem_range <= (0.25 if not batch else 0.12)
+    # The skew term evens the vCPU load too, which spread (tightest dimension only) leaves uneven.
+    assert cpu_range < figures["spread"][2]
+    assert figures["pack"][0] <= 8 and figures["pack"][1] == 1.0
 
 
 def test_soft_groups_and_master_penalty():
@@ -442,9 +530,9 @@ def test_resume_mode_inferred():
     assert isinstance(HostState(uuid="h"), HostState)
 
 
-# ---- consolidation (pack/balanced): occupied hosts first, then the largest empty host -------------
-def test_consolidating_policies_prefer_occupied_then_largest_empty():
-    p = pool(0, master_bias=False, policy="balanced")
+# ---- consolidation (pack): occupied hosts first, then the largest empty host --------------------
+def test_pack_prefers_occupied_then_largest_empty():
+    p = pool(0, master_bias=False, policy="pack")
     p.add_host(host("small", mem_gib=16))
     p.add_host(host("big", mem_gib=64, cpus=16))
     p.add_host(host("mid", mem_gib=32))
@@ -455,8 +543,10 @@ def test_consolidating_policies_prefer_occupied_then_largest_empty():
     p.add_vm(vm("b", mem_gib=2))
     pl = choose_host(p, "b", margin=True)
     assert pl.host == "mid" and pl.decided_by == "occupancy"
-    # spread keeps the pure score ranking.
-    assert choose_host(p, "b", policy="spread").host == "big"
+    # the spreading policies keep the pure score ranking: the emptiest host after placement.
+    for policy in ("spread", "balanced"):
+        pl = choose_host(p, "b", policy=policy, margin=True)
+        assert pl.host == "big" and pl.decided_by == "score"
 
 
 def test_scarce_connectivity_left_to_vms_that_need_it():

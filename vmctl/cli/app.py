@@ -208,12 +208,15 @@ def run_utility(cmd, seg, opts: Options, argv: list[str]) -> int:
     """A utility command runs outside any transaction (batch opens its own): its function gets
     the invocation's options, its arguments bound from its table entry, and returns the exit
     status."""
+    import gc
+
     from vmctl.cli import helptext
     from vmctl.cli.bind import bind_gnu
 
     if cmd.name != "help" and ("--help" in seg.args or "-h" in seg.args):
         sys.stdout.write(helptext.command_help(cmd.name))
         return 0
+    gc.enable()  # off for a single transaction (vmctl/__main__.py); a batch or a demo may run long
     return cmd.func(UtilityCall(cmd, bind_gnu(cmd, seg.args), opts, argv))
 
 

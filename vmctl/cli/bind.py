@@ -9,7 +9,7 @@ from vmctl import units
 from vmctl.cli.grammar import FORMATS, Segment, check_arg_count, check_command_options, parse_xe_args
 from vmctl.commands.table import Command
 from vmctl.errors import UsageError, VmctlError
-from vmctl.model import ALIASES, CLASSES
+from vmctl.model import ALIASES, CLASSES, XE_NAME_FIELDS, field_name
 
 # Flags every xe-style command takes whatever its table entry says.
 UNIVERSAL_FLAGS = {"--yes", "--explain"}
@@ -69,16 +69,19 @@ def bind(cmd: Command, seg: Segment) -> Bound:
     if cmd.style == "ovs":
         check_arg_count(seg, cmd.min_args, cmd.max_args)
         return b
+    values: list[tuple[str, str]] = []
     for key, val in seg.options.items():
         if key == "--id":
             b.ref_id = val
         elif key in cmd.flags:
             b.flags.add(key[2:])
+        elif (arg := cmd.arg(key[2:])) is not None and arg.type == "bool":
+            values.append((arg.name, "true" if val is None else val))  # `vmctl --live vm-migrate`
     args = _long_options(cmd, seg.args) if cmd.long_options else seg.args
     xa = parse_xe_args(args)
     b.fmt, b.minimal, b.no_headings, b.dry_run = xa.fmt, xa.minimal, xa.no_headings, xa.dry_run
     unknown: list[str] = []
-    values = list(xa.values)
+    values += xa.values
     for key, val in xa.flags.items():
         if key == "--id" and cmd.creates:
             b.ref_id = val
@@ -130,11 +133,15 @@ def _bind_values(b: Bound, values, unknown: list[str]) -> None:
             else:
                 pending.append((arg, val))
             b.raw[key] = text
+        elif _refusal(cmd, base) is not None:
+            unknown.append(key)  # before the filters: `database:` is no field either
+        elif mkey is None and _flag_value(b, key, text):
+            pass
         elif cmd.list_of or (cmd.selector and _is_field(cmd.selector, base)):
             b.raw[key] = text
             pending.append(("filter", key, text))
         elif cmd.fields_of:
-            if cmd.fields_of != "*" and mkey is None and base not in CLASSES[cmd.fields_of].fields:
+            if cmd.fields_of != "*" and not _is_field(cmd.fields_of, base):
                 unknown.append(key)
             b.raw[key] = text
         else:
@@ -147,8 +154,11 @@ def _bind_values(b: Bound, values, unknown: list[str]) -> None:
             "MISSING_PARAMETER", f"The parameter {missing[0]} is required", [("name", missing[0])]
         )
     if unknown:
+        why = _refusal(cmd, unknown[0].split(":", 1)[0].removeprefix("--"))
         raise VmctlError(
-            "UNKNOWN_PARAMETER", f"{cmd.name} does not take {unknown[0]}", [("name", unknown[0])]
+            "UNKNOWN_PARAMETER",
+            f"{cmd.name} does not take {unknown[0]}" + (f": {why}" if why else ""),
+            [("name", unknown[0])],
         )
     if twice:
         first, second = twice[0]
@@ -176,9 +186,41 @@ def _bind_values(b: Bound, values, unknown: list[str]) -> None:
         b.filters = parse_filters(cmd.list_of or cmd.selector, filt_pairs)
 
 
+def _refusal(cmd: Command, key: str) -> str | None:
+    """Why the command does not take xe's parameter `key` (a name, or a prefix ending in `-`),
+    or None when it is not one it refuses."""
+    if not cmd.refused:
+        return None
+    return next(
+        (r for k, r in cmd.refused.items() if key == k or (k.endswith("-") and key.startswith(k))), None
+    )
+
+
 def _is_field(cls: str, name: str) -> bool:
-    """Is name a field of cls (a selector's filter), not a word the command does not take?"""
-    return ALIASES.get(name, name) in CLASSES[cls].fields
+    """Is name a field of cls (a selector's filter), in vmctl's or xe's spelling, not a word the
+    command does not take?"""
+    return field_name(cls, name) in CLASSES[cls].fields or name in XE_NAME_FIELDS.get(cls, {})
+
+
+def _flag_value(b: Bound, key: str, text: str) -> bool:
+    """xe's `key=value` form of a flag (`force=true`, `multiple=true`, `minimal=true`: xe reads
+    `--force` as `force=true`), for a flag the command takes and a key that is not one of its
+    fields: sets or clears it and says so."""
+    cmd = b.cmd
+    flag = "--" + key
+    if key == "minimal":
+        b.minimal = units.parse_bool(text, key)
+        return True
+    if flag not in cmd.flags and flag not in UNIVERSAL_FLAGS:
+        return False
+    cls = cmd.list_of or cmd.selector
+    if cls and _is_field(cls, key):  # `host-list live=true` filters on the host field
+        return False
+    if units.parse_bool(text, key):
+        b.flags.add(key)
+    else:
+        b.flags.discard(key)
+    return True
 
 
 # The Python types a declared argument takes from the API, by argument type (else text).
@@ -245,9 +287,9 @@ def bind_values(cmd: Command, values: dict) -> Bound:
 
 
 def lookup(name: str) -> Command:
-    from vmctl.commands import load
+    from vmctl.commands import find
 
-    cmd = load().get(name)
+    cmd = find(name)
     if cmd is None:
         raise unknown_command(name)
     return cmd
@@ -285,6 +327,7 @@ def bind_gnu(cmd: Command, args: list[str]) -> dict:
     Arg a positional argument in order, the last one taking all the words left when it repeats.
     Messages follow argparse's, as scripts may match them."""
     options = {a.name: a for a in cmd.args if a.name.startswith("--")}
+    shorts = {a.short: a for a in options.values() if a.short}
     positional = [a for a in cmd.args if not a.name.startswith("--")]
     out: dict = {}
     extra: list[str] = []
@@ -295,6 +338,9 @@ def bind_gnu(cmd: Command, args: list[str]) -> dict:
         w = words[i]
         name, eq, value = w.partition("=")
         opt = options.get(name) if w.startswith("--") else None
+        if opt is None and w[:2] in shorts and not w.startswith("--"):
+            # `-f json` or `-fjson`, as getopt reads a short option taking a value
+            opt, eq, value = shorts[w[:2]], "=" if w[2:] else "", w[2:]
         if npos < len(positional) and positional[npos].repeat:
             out[positional[npos].name] = words[i:]  # the rest, as written (bench passes it on)
             break
@@ -340,8 +386,8 @@ def _gnu_value(cmd: Command, arg, text: str) -> object:
             ) from None
         lo, hi = arg.bounds or (None, None)
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise UsageError(
-                f"{cmd.name}: argument {arg.name}: {what} must be between {lo} and {hi}", command=cmd.name
-            )
+            # no upper bound: the command itself refuses what is too large, saying why
+            rule = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+            raise UsageError(f"{cmd.name}: argument {arg.name}: {what} must be {rule}", command=cmd.name)
         return v
     return text

@@ -277,9 +277,10 @@ def candidates(words: list[str], cur: str) -> list[str]:
             pool = []
         return [p for p in pool if p.startswith(cur)]
     if style == "util":
-        if name == "help" or name == "completion":
-            pool = list(data.COMMANDS) if name == "help" else ["bash", "zsh", "fish"]
-            return [p for p in pool if p.startswith(cur)]
+        if name == "help":
+            return [p for p in data.COMMANDS if p.startswith(cur)]
+        if positional and len(cmd_words) == 1:  # the first word: completion bash|..., lab up|...
+            return [p for p in positional[0][5:].split("|") if p.startswith(cur)]
         return []
     if "=" not in cur:
         given = {w.split("=", 1)[0] + "=" for w in cmd_words[1:] if "=" in w}

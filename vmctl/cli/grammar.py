@@ -50,6 +50,7 @@ LONG_OPTIONS: list[tuple[str, int]] = [
     ("all", NO),
     ("explain", NO),
     ("paused", NO),
+    ("live", NO),
 ]
 SHORT_OPTIONS = {
     "f": ("format", REQ),
@@ -74,6 +75,7 @@ COMMAND_OPTION_NAMES = {
     "all",
     "explain",
     "paused",
+    "live",
 }
 FORMATS = ("table", "json", "yaml", "csv", "tsv")
 

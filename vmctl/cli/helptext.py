@@ -13,7 +13,7 @@ def arg_lines(cmd) -> list[tuple[str, str]]:
     out = []
     for a in cmd.args:
         if cmd.style == "util":
-            out.append((a.name, a.help))
+            out.append((f"{a.short}, {a.name}" if a.short else a.name, a.help))
             continue
         term = f"{a.name}:KEY=VALUE" if a.type == "map" else f"{a.name}="
         term += "".join(f"|{k}=" for k, v in cmd.aliases.items() if v == a.name)
@@ -30,6 +30,9 @@ def arg_lines(cmd) -> list[tuple[str, str]]:
         out.append((f, FLAG_HELP.get(f, "")))
     if cmd.creates:
         out.append(("--id=@NAME", "name the new object for later commands of the same chain or batch"))
+    for name, why in cmd.refused.items():
+        term = name + ("KEY=VALUE" if name.endswith("-") else "=")
+        out.append((term, f"(xe's, not taken) {why}"))
     return out
 
 

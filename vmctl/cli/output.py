@@ -8,16 +8,37 @@ import json
 import sys
 
 from vmctl.errors import OvsError, Ref, VmctlError
-from vmctl.model import CLASSES, JOURNAL_FIELDS
+from vmctl.model import CLASSES, JOURNAL_FIELDS, XE_SPELLING, field_name
 from vmctl.units import escape_controls, humanise_duration, humanise_size
 
 
 def field_type(cls: str, name: str) -> str:
+    """The type of a column; one asked by an xe name has its field's (`VCPUs-max`: vcpus's), an
+    xe `<ref>-name-label` column is a string."""
     if cls == "journal":
         f = JOURNAL_FIELDS.get(name)
     else:
-        f = CLASSES[cls].fields.get(name) if cls in CLASSES else None
+        f = CLASSES[cls].fields.get(field_name(cls, name)) if cls in CLASSES else None
     return f.type if f else "string"
+
+
+def xe_spelled(cls: str, rows: list[dict], fields: list[str]) -> list[dict]:
+    """The rows with enum members as xe prints them (model.XE_SPELLING: a vbd's `disk` is
+    `Disk`), in copies; the rows as they are when no column needs it."""
+    if cls not in CLASSES:
+        return rows
+    spell = [(f, m) for f in fields if (m := XE_SPELLING.get((cls, field_name(cls, f))))]
+    if not spell:
+        return rows
+    out = []
+    for r in rows:
+        r = dict(r)
+        for f, m in spell:
+            v = r.get(f)
+            if isinstance(v, str):
+                r[f] = m.get(v, v)
+        out.append(r)
+    return out
 
 
 def plain(value: object, ftype: str = "string") -> str:
@@ -74,7 +95,7 @@ def jsonable(value: object) -> object:
 
 
 def records_data(cls: str, rows: list[dict], fields: list[str]) -> list[dict]:
-    return [{f: jsonable(r.get(f)) for f in fields} for r in rows]
+    return [{f: jsonable(r.get(f)) for f in fields} for r in xe_spelled(cls, rows, fields)]
 
 
 def json_records(data: list[dict]) -> str:
@@ -157,6 +178,7 @@ def render_records(
     tty: bool = False,
     access: dict | None = None,
 ) -> str:
+    rows = xe_spelled(cls, rows, fields[:1] if minimal else fields)
     if minimal:
         if not fields:
             return "\n"
@@ -357,8 +379,12 @@ def render_result(
         return (escape_minimal(value) if minimal else escape_controls(value)) + "\n"
     if isinstance(result, Data):
         r = result.records
+        if minimal and result.minimal is not None:
+            return ",".join(escape_minimal(v) for v in result.minimal) + "\n"
         if r is not None and minimal:
             return render_records(r.cls, r.rows, [r.minimal or r.fields[0]], fmt, True)
+        if result.blocks is not None:
+            return "\n".join(f"{head}\n" + render_result(rec, "table") for head, rec in result.blocks)
         if r is not None and fmt in ("csv", "tsv"):
             rows = whole_bytes(r.rows)
             return render_records(r.cls, rows, r.fields, fmt, minimal, no_headings)  # type: ignore[arg-type]
@@ -374,7 +400,9 @@ def escape_lines(text: str) -> str:
 
 
 def _access_label(cls: str, name: str) -> str:
-    f = CLASSES[cls].fields[name]
+    f = CLASSES[cls].fields.get(field_name(cls, name))
+    if f is None:  # an xe `<ref>-name-label` column
+        return "RO"
     base = "RW" if f.writable else "RO"
     if f.kind == "set":
         return "S" + base

@@ -29,5 +29,6 @@ for _spec in OVS_COMMANDS.values():
             max_args=_spec.max_args,
             syntax=_spec.syntax,
             options=_spec.options,
+            module="bridge",  # its function lives in vmctl.ovs
         )
     )

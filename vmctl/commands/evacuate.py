@@ -20,6 +20,8 @@ the host stays enabled when the evacuation is refused; ``host-enable host=H`` en
 from __future__ import annotations
 
 from vmctl.commands.table import Arg, Ctx, Data, Records, command
+from vmctl.errors import VmctlError
+from vmctl.model import POLICIES, POLICY_HELP
 from vmctl.pools import same_pool
 from vmctl.relocation import record_of, relocate, storage_need
 
@@ -57,7 +59,6 @@ def _operation_blockers(ctx: Ctx, host: dict):
     suspended first, so the evacuated host looks to the HA planner like a failed one).
     Returns (blockers, the uuids of those VMs, which the plan then leaves out)."""
     from vmctl.engine.evacuate import Blocker
-    from vmctl.errors import VmctlError
     from vmctl.vms import check_vm_operation
 
     txn = ctx.txn
@@ -83,7 +84,7 @@ def _operation_blockers(ctx: Ctx, host: dict):
 def _first_error(host: dict, blockers: list):
     """XAPI's Host.evacuate fails with the error of a VM that cannot move (its own code and
     params); the message says how many others there are."""
-    from vmctl.errors import MESSAGES, VmctlError
+    from vmctl.errors import MESSAGES
 
     vm_blockers = [b for b in blockers if b.cls == "vm"]
     b = (vm_blockers or blockers)[0]
@@ -113,8 +114,8 @@ def _first_error(host: dict, blockers: list):
         Arg(
             "policy",
             "enum",
-            values=("pack", "spread", "balanced"),
-            help="placement policy for the plan (default the pool's placement-policy)",
+            values=POLICIES,
+            help=f"placement policy for the plan (default the pool's placement-policy): {POLICY_HELP}",
         ),
         Arg(
             "network",
@@ -128,14 +129,20 @@ def _first_error(host: dict, blockers: list):
             help="a shared SR: VMs with disks only this host reaches move them there (storage motion)",
             complete="sr",
         ),
+        Arg("batch-size", "int", help="at most this many migrations at once (a wave), as xe's batch-size"),
     ),
     flags=("--explain",),
 )
 def host_evacuate(ctx: Ctx):
     from vmctl.engine.evacuate import CANNOT_EVACUATE, MOVE_FIELDS, plan_evacuation, vms_preventing_evacuation
-    from vmctl.errors import VmctlError
 
     txn = ctx.txn
+    if ctx.a.get("batch-size", 1) < 1:
+        raise VmctlError(
+            "INVALID_VALUE",
+            "batch-size is 1 or more",
+            [("name", "batch-size"), ("value", ctx.raw["batch-size"])],
+        )
     host, ps = _pool_and_host(ctx)
     opts = _options(ctx, host)
     early, skip = _operation_blockers(ctx, host)
@@ -144,7 +151,12 @@ def host_evacuate(ctx: Ctx):
         raise _first_error(host, sorted(early + rest, key=lambda b: (b.cls != "vm", b.name, b.uuid)))
     try:
         plan = plan_evacuation(
-            ps, host["uuid"], policy=opts["policy"], network=opts["network"], sr=opts["sr"]
+            ps,
+            host["uuid"],
+            policy=opts["policy"],
+            network=opts["network"],
+            sr=opts["sr"],
+            max_width=ctx.a.get("batch-size"),
         )
     except VmctlError as e:
         if e.code == CANNOT_EVACUATE:
@@ -192,8 +204,8 @@ def host_evacuate(ctx: Ctx):
         Arg(
             "policy",
             "enum",
-            values=("pack", "spread", "balanced"),
-            help="placement policy to plan with (default the pool's placement-policy)",
+            values=POLICIES,
+            help=f"placement policy to plan with (default the pool's placement-policy): {POLICY_HELP}",
         ),
         Arg(
             "sr",

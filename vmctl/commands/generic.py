@@ -4,19 +4,22 @@
 from __future__ import annotations
 
 from vmctl import derived, units
-from vmctl.commands.table import Arg, Command, Ctx, Records, Value, register
+from vmctl.commands.table import COMMANDS, Arg, Command, Ctx, Records, Value, register
 from vmctl.errors import MESSAGES, VmctlError
 from vmctl.fields import (
     PARAM_HOOKS,
+    PARAM_SETTER_HELP,
     PARAM_SETTERS,
+    fill_columns,
     hidden_filter,
     lookup_field,
     matches,
+    named_ref,
     parse_params,
     parse_value,
     txn_filters,
 )
-from vmctl.model import CLASSES, SNAPSHOT_COLUMNS, TEMPLATE_COLUMNS
+from vmctl.model import CLASSES, SNAPSHOT_COLUMNS, TEMPLATE_COLUMNS, XE_SPELLING, field_name
 
 # Per-class checks param-set/add/remove/clear run before applying a change, so that a param
 # command enforces the same rules as the dedicated command. fn(ctx, row, changes) may raise.
@@ -50,31 +53,49 @@ def list_rows(ctx: Ctx, cls: str, view: str, default_columns) -> Records:
         if need:
             derived.fill(txn, cls, rows, need)
         rows = [r for r in rows if matches(cls, r, filters)]
-    derived.fill(txn, cls, rows, [f for f in fields if not CLASSES[cls].fields[f].stored])
-    return Records(cls, sort_rows(rows, cls), fields)
+    return Records(cls, sort_rows(fill_columns(txn, cls, rows, fields), cls), fields)
 
 
-def _row(ctx: Ctx, cls: str) -> dict:
-    return ctx.txn.resolve_one(cls, ctx.a["uuid"])
+# The views xe has of the vm class (template-*, snapshot-*): what their objects must be, and
+# the code naming one that is not.
+VIEWS = {
+    "template": (lambda r: r["is-a-template"] and not r["is-a-snapshot"], "VM_IS_NOT_A_TEMPLATE"),
+    "snapshot": (lambda r: r["is-a-snapshot"], "VM_IS_NOT_A_SNAPSHOT"),
+}
 
 
-def param_list(ctx: Ctx, cls: str) -> Records:
-    row = _row(ctx, cls)
+def _row(ctx: Ctx, cls: str, view: str | None = None) -> dict:
+    row = ctx.txn.resolve_one(cls, ctx.a["uuid"], label=view)
+    if view is not None:
+        belongs, code = VIEWS[view]
+        if not belongs(row):
+            raise VmctlError(code, params=[("vm", ctx.txn.ref(cls, row)), ("operation", ctx.cmd.name)])
+    return row
+
+
+def param_list(ctx: Ctx, cls: str, view: str | None = None) -> Records:
+    row = _row(ctx, cls, view)
     fields = (
         parse_params(cls, ctx.a["params"], list(CLASSES[cls].fields))
         if "params" in ctx.a
         else list(CLASSES[cls].fields)
     )
-    derived.fill(ctx.txn, cls, [row], [f for f in fields if not CLASSES[cls].fields[f].stored])
-    return Records(cls, [row], fields, single=True)
+    return Records(cls, fill_columns(ctx.txn, cls, [row], fields), fields, single=True)
 
 
-def param_get(ctx: Ctx, cls: str) -> Value:
-    row = _row(ctx, cls)
-    f = lookup_field(cls, ctx.a["param-name"])
+def param_get(ctx: Ctx, cls: str, view: str | None = None) -> Value:
+    row = _row(ctx, cls, view)
+    name = ctx.a["param-name"]
+    f = lookup_field(cls, name)
+    if named_ref(cls, name) is not None:  # xe's <ref>-name-label: the name, read-only
+        if "param-key" in ctx.a:
+            raise VmctlError("FIELD_TYPE_ERROR", f"{name} is not a map", [("field", name)])
+        return Value(fill_columns(ctx.txn, cls, [row], [name])[0][name])
     if not f.stored:
         derived.fill(ctx.txn, cls, [row], [f.name])
     value = row[f.name]
+    if f.type == "enum":
+        value = XE_SPELLING.get((cls, f.name), {}).get(value, value)
     key = ctx.a.get("param-key")
     if key is not None:
         if f.kind != "map":
@@ -97,15 +118,15 @@ def apply_changes(ctx: Ctx, cls: str, row: dict, changes: dict) -> None:
         ctx.txn.update(cls, row["uuid"], changes)
 
 
-def param_set(ctx: Ctx, cls: str) -> None:
-    row = _row(ctx, cls)
+def param_set(ctx: Ctx, cls: str, view: str | None = None) -> None:
+    row = _row(ctx, cls, view)
     changes: dict = {}
     special: dict[str, str] = {}
     for key, text in ctx.raw_pairs:
         if key == "uuid":
             continue
-        if (cls, key) in PARAM_SETTERS:
-            special[key] = text
+        if (cls, field_name(cls, key)) in PARAM_SETTERS:
+            special[field_name(cls, key)] = text
             continue
         mkey = None
         if ":" in key:
@@ -143,8 +164,8 @@ def param_set(ctx: Ctx, cls: str) -> None:
         PARAM_SETTERS[(cls, key)](ctx, ctx.txn.get(cls, row["uuid"]), text)
 
 
-def param_add(ctx: Ctx, cls: str) -> None:
-    row = _row(ctx, cls)
+def param_add(ctx: Ctx, cls: str, view: str | None = None) -> None:
+    row = _row(ctx, cls, view)
     f = lookup_field(cls, ctx.a["param-name"])
     _writable(cls, f)
     pairs = [(k, v) for k, v in ctx.raw_pairs if k not in ("uuid", "param-name", "param-key")]
@@ -174,8 +195,8 @@ def param_add(ctx: Ctx, cls: str) -> None:
         raise VmctlError("FIELD_TYPE_ERROR", f"{f.name} is neither a set nor a map", [("field", f.name)])
 
 
-def param_remove(ctx: Ctx, cls: str) -> None:
-    row = _row(ctx, cls)
+def param_remove(ctx: Ctx, cls: str, view: str | None = None) -> None:
+    row = _row(ctx, cls, view)
     f = lookup_field(cls, ctx.a["param-name"])
     _writable(cls, f)
     key = ctx.a["param-key"]
@@ -201,8 +222,8 @@ def param_remove(ctx: Ctx, cls: str) -> None:
         raise VmctlError("FIELD_TYPE_ERROR", f"{f.name} is neither a set nor a map", [("field", f.name)])
 
 
-def param_clear(ctx: Ctx, cls: str) -> None:
-    row = _row(ctx, cls)
+def param_clear(ctx: Ctx, cls: str, view: str | None = None) -> None:
+    row = _row(ctx, cls, view)
     f = lookup_field(cls, ctx.a["param-name"])
     _writable(cls, f)
     if f.kind == "map":
@@ -224,85 +245,109 @@ _PKEY = Arg("param-key", "string", False, "a map key or set element")
 _PARAMS = Arg("params", "string", False, "fields to show: a,b,c or all")
 
 
-def _bind(fn, cls):
-    return lambda ctx: fn(ctx, cls)
+# xe reads these from the metadata VDIs of another pool's database, which vmctl does not model
+_DATABASE = {"database": "reading another pool's database (database:) is not modelled"}
+
+
+def _bind(fn, cls, view=None):
+    if view is None:
+        return lambda ctx: fn(ctx, cls)
+    return lambda ctx: fn(ctx, cls, view)
+
+
+def _register_params(prefix: str, cls: str, view: str | None, fam: str) -> None:
+    """`<prefix>-param-list|get|set|add|remove|clear` on the objects of cls (of one of its views:
+    xe's template-param-* and snapshot-param-* act on templates and on snapshots)."""
+    what = view or cls
+    register(
+        Command(
+            f"{prefix}-param-list",
+            _bind(param_list, cls, view),
+            f"Show every field of one {what}",
+            family=fam,
+            rw=False,
+            args=(_UUID, _PARAMS),
+            refused=_DATABASE,
+        )
+    )
+    register(
+        Command(
+            f"{prefix}-param-get",
+            _bind(param_get, cls, view),
+            f"Print one field of a {what}",
+            family=fam,
+            rw=False,
+            args=(_UUID, _PNAME, _PKEY),
+            refused=_DATABASE,
+        )
+    )
+    register(
+        Command(
+            f"{prefix}-param-set",
+            _bind(param_set, cls, view),
+            f"Set writable fields of a {what}: FIELD=VALUE, MAP:KEY=VALUE",
+            family=fam,
+            args=(_UUID,),
+            fields_of=cls,
+            syntax=f"{prefix}-param-set uuid=UUID FIELD=VALUE... [MAP:KEY=VALUE...]",
+        )
+    )
+    register(
+        Command(
+            f"{prefix}-param-add",
+            _bind(param_add, cls, view),
+            f"Add a set element or map keys to a {what} field",
+            family=fam,
+            args=(_UUID, _PNAME, _PKEY),
+            fields_of="*",
+            syntax=f"{prefix}-param-add uuid=UUID param-name=FIELD [param-key=KEY | KEY=VALUE...]",
+        )
+    )
+    register(
+        Command(
+            f"{prefix}-param-remove",
+            _bind(param_remove, cls, view),
+            f"Remove a set element or map key of a {what}",
+            family=fam,
+            args=(_UUID, _PNAME, Arg("param-key", "string", True, "the key or element")),
+        )
+    )
+    register(
+        Command(
+            f"{prefix}-param-clear",
+            _bind(param_clear, cls, view),
+            f"Empty a map, set, string or ref field of a {what}",
+            family=fam,
+            args=(_UUID, _PNAME),
+        )
+    )
+
+
+def describe_param_setters() -> None:
+    """Each family's param setters in the help of its <class>-param-set (the whole table
+    loaded: vmctl.commands.load)."""
+    for cls, text in PARAM_SETTER_HELP:
+        COMMANDS[f"{cls}-param-set"].help += "; " + text
 
 
 def register_generic() -> None:
     for cls in CLASSES:
-        fam = cls
         register(
             Command(
                 f"{cls}-list",
                 _bind(lambda ctx, c: list_rows(ctx, c, c, CLASSES[c].columns), cls),
                 f"List {cls} objects, filtered by field=value",
-                family=fam,
+                family=cls,
                 rw=False,
                 args=(_PARAMS,),
                 flags=("--all",) if cls in ("vm", "vdi") else (),
                 list_of=cls,
+                refused=_DATABASE,
             )
         )
-        register(
-            Command(
-                f"{cls}-param-list",
-                _bind(param_list, cls),
-                f"Show every field of one {cls}",
-                family=fam,
-                rw=False,
-                args=(_UUID, _PARAMS),
-            )
-        )
-        register(
-            Command(
-                f"{cls}-param-get",
-                _bind(param_get, cls),
-                f"Print one field of a {cls}",
-                family=fam,
-                rw=False,
-                args=(_UUID, _PNAME, _PKEY),
-            )
-        )
-        register(
-            Command(
-                f"{cls}-param-set",
-                _bind(param_set, cls),
-                f"Set writable fields of a {cls}: FIELD=VALUE, MAP:KEY=VALUE",
-                family=fam,
-                args=(_UUID,),
-                fields_of=cls,
-                syntax=f"{cls}-param-set uuid=UUID FIELD=VALUE... [MAP:KEY=VALUE...]",
-            )
-        )
-        register(
-            Command(
-                f"{cls}-param-add",
-                _bind(param_add, cls),
-                f"Add a set element or map keys to a {cls} field",
-                family=fam,
-                args=(_UUID, _PNAME, _PKEY),
-                fields_of="*",
-                syntax=f"{cls}-param-add uuid=UUID param-name=FIELD [param-key=KEY | KEY=VALUE...]",
-            )
-        )
-        register(
-            Command(
-                f"{cls}-param-remove",
-                _bind(param_remove, cls),
-                f"Remove a set element or map key of a {cls}",
-                family=fam,
-                args=(_UUID, _PNAME, Arg("param-key", "string", True, "the key or element")),
-            )
-        )
-        register(
-            Command(
-                f"{cls}-param-clear",
-                _bind(param_clear, cls),
-                f"Empty a map, set, string or ref field of a {cls}",
-                family=fam,
-                args=(_UUID, _PNAME),
-            )
-        )
+        _register_params(cls, cls, None, cls)
+    _register_params("template", "vm", "template", "vm")
+    _register_params("snapshot", "vm", "snapshot", "snapshot")
     register(
         Command(
             "template-list",
@@ -312,6 +357,7 @@ def register_generic() -> None:
             rw=False,
             args=(_PARAMS,),
             list_of="vm",
+            refused=_DATABASE,
         )
     )
     register(
@@ -323,5 +369,6 @@ def register_generic() -> None:
             rw=False,
             args=(_PARAMS,),
             list_of="vm",
+            refused=_DATABASE,
         )
     )

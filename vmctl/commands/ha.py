@@ -88,15 +88,18 @@ def statefile_sr(txn, pool: dict, given: list[str] | None) -> dict:
     able to hold it; else the first SR of the pool that can (by name-label, then uuid); none:
     CANNOT_CREATE_STATE_FILE."""
     if given:
-        sr = txn.resolve_one("sr", given[0])
-        if sr["pool"] != pool["uuid"]:
-            raise VmctlError(
-                "NOT_IN_SAME_POOL", params=[("object", txn.ref("sr", sr)), ("pool", txn.ref("pool", pool))]
-            )
-        err = statefile_error(txn, sr, pool["uuid"])
+        # xe resolves every uuid given; XAPI places the statefile on the first (xHA handles one)
+        named = [txn.resolve_one("sr", text) for text in given]
+        for sr in named:
+            if sr["pool"] != pool["uuid"]:
+                raise VmctlError(
+                    "NOT_IN_SAME_POOL",
+                    params=[("object", txn.ref("sr", sr)), ("pool", txn.ref("pool", pool))],
+                )
+        err = statefile_error(txn, named[0], pool["uuid"])
         if err is not None:
             raise err
-        return sr
+        return named[0]
     srs = sorted(txn.select("sr", pool=pool["uuid"]), key=lambda r: (r["name-label"].encode(), r["uuid"]))
     for sr in srs:
         if statefile_error(txn, sr, pool["uuid"]) is None:
@@ -123,6 +126,7 @@ def statefile_sr(txn, pool: dict, given: list[str] | None) -> dict:
             help="the SR for the statefile (the first of the list; default: the first SR that can hold it)",
             complete="sr",
         ),
+        Arg("ha-config", "map", help="xe's HA daemon settings (timeouts): accepted, not modelled"),
     ),
 )
 def pool_ha_enable(ctx: Ctx):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from vmctl import xenet
+from vmctl import volumes, xenet
 from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
 from vmctl.fields import param_hook
+from vmctl.macs import generate_mac
 from vmctl.pools import homogeneity_checks, major, management_vlan, record_cpu_verdict
-from vmctl.units import generated_mac
 
 DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 VERSION_RE = re.compile(r"^\d+(\.\d+)*$")
@@ -165,6 +165,7 @@ def host_add(ctx: Ctx):
         txn.insert(
             "pbd", {"host": host_uuid, "sr": sr["uuid"], "pool": pool["uuid"], "currently-attached": True}
         )
+        volumes.attach_sr(txn, sr, [host_uuid])
     return Value(host_uuid)
 
 
@@ -224,12 +225,6 @@ def probe_hardware(ctx: Ctx, address: str, driver: str) -> dict:
 URI_RE = re.compile(r"^[a-z][a-z0-9+]*:///?[^\s]*$")
 
 
-def pool_macs(txn, pool_uuid: str) -> set[str]:
-    macs = {p["mac"] for p in txn.select("pif", pool=pool_uuid)}
-    macs |= {v["mac"] for v in txn.select("vif", pool=pool_uuid)}
-    return macs
-
-
 def network_for_bridge(txn, pool_uuid: str, bridge: str, label: str) -> dict:
     for n in txn.select("network", pool=pool_uuid, bridge=bridge):
         return n
@@ -242,13 +237,11 @@ def network_for_bridge(txn, pool_uuid: str, bridge: str, label: str) -> dict:
 
 
 def _add_pifs(txn, pool: dict, host_uuid: str, devices, mgmt_dev, tag: int, address: str) -> None:
-    used = pool_macs(txn, pool["uuid"])
     for d in devices:
         net = network_for_bridge(
             txn, pool["uuid"], xenet.default_bridge_for_device(d), f"Pool-wide network associated with {d}"
         )
-        mac = generated_mac(f"{host_uuid}:{d}", used)
-        used.add(mac)
+        mac = generate_mac(txn, pool["uuid"], f"{host_uuid}:{d}")
         is_mgmt = d == mgmt_dev and tag < 0
         pif = {
             "host": host_uuid,
@@ -311,7 +304,12 @@ def host_enable(ctx: Ctx):
     "host-disable",
     "Stop a host from taking new VMs (under HA, refused if it breaks the failover plan)",
     family="host",
-    args=(_HOST,),
+    args=(
+        _HOST,
+        # xe's auto-enable=false keeps a host disabled across its reboots; vmctl's hosts never
+        # reboot, so a disabled host stays disabled until host-enable either way
+        Arg("auto-enable", "bool", help="accepted for xe scripts: a host stays disabled until host-enable"),
+    ),
 )
 def host_disable(ctx: Ctx):
 

@@ -37,7 +37,7 @@ executor would add its measurements under the same key.
 from __future__ import annotations
 
 from vmctl.admission import admit
-from vmctl.commands.table import Arg, Ctx, Data, Records, command
+from vmctl.commands.table import Arg, Ctx, Data, Records, Value, command
 from vmctl.engine.migration import HINT_FIELDS, PREDICTION_FIELDS
 from vmctl.errors import Ref, VmctlError
 from vmctl.relocation import (
@@ -98,6 +98,29 @@ def _resolve_map(ctx: Ctx) -> dict[str, str]:
         sr = txn.resolve_one("sr", sr_text)
         out[vdi["uuid"]] = sr["uuid"]
     return out
+
+
+def _check_vif_map(ctx: Ctx, vms: list[dict]) -> None:
+    """xe's ``vif:<vif>=<network>``: a migration within a pool keeps every VIF on its network, so
+    the map may only name a selected VM's VIF and the network it is on (what a script that maps
+    every VIF to its network writes); another network is refused (vif-move changes it)."""
+    txn = ctx.txn
+    mine = {v["uuid"] for v in vms}
+    for key, net_text in sorted(ctx.maps.get("vif", {}).items()):
+        vif = txn.resolve_one("vif", key)
+        network = txn.resolve_one("network", net_text)
+        if vif["vm"] not in mine:
+            raise VmctlError(
+                "INVALID_VALUE",
+                "The network map names a VIF no selected VM has",
+                [("name", f"vif:{key}"), ("value", net_text)],
+            )
+        if network["uuid"] != vif["network"]:
+            raise VmctlError(
+                "OPERATION_NOT_ALLOWED",
+                "A migration within a pool keeps each VIF on its network; vif-move changes it",
+                [("reason", f"vif:{key} names another network than the VIF's")],
+            )
 
 
 def _vm_vdis(txn, vm: dict) -> set[str]:
@@ -351,6 +374,13 @@ def migrate_one(
             help="stream bandwidth B_s (default the network's, else the pool's migration-stream-bandwidth)",
         ),
         Arg("live", "bool", help="accepted for xe compatibility and ignored (migrations are live)"),
+        Arg(
+            "vif",
+            "map",
+            help="xe's network map vif:<vif>=<network>: accepted when it keeps each VIF on its network "
+            "(a migration within a pool does)",
+        ),
+        Arg("compress", "bool", help="accepted for xe compatibility and ignored (the stream model has none)"),
     ),
     flags=("--force", "--multiple", "--explain"),
     selector="vm",
@@ -368,6 +398,7 @@ def vm_migrate(ctx: Ctx):
             [("name", "bandwidth"), ("value", ctx.raw.get("bandwidth"))],
         )
     vms = select_vms(ctx)
+    _check_vif_map(ctx, vms)
     host = txn.resolve_one("host", ctx.a["host"]) if "host" in ctx.a else None
     network = txn.resolve_one("network", ctx.a["network"]) if "network" in ctx.a else None
     vdi_map = _resolve_map(ctx)
@@ -395,3 +426,28 @@ def vm_migrate(ctx: Ctx):
     if plans and (ctx.opts.get("dry_run") or ctx.opts.get("explain")):
         return _plan_data(plans, reports)
     return None
+
+
+@command(
+    "vdi-pool-migrate",
+    "Move a disk to another SR of its pool while its VM keeps running (vm-migrate's storage motion "
+    "for that disk, the VM staying on its host; a halted VM's disk is copied); print the uuid of the "
+    "disk on its new SR",
+    family="vdi",
+    args=(
+        Arg("uuid", "uuid", True, "the VDI", complete="vdi"),
+        Arg("sr-uuid", "ref:sr", True, "the SR to move it to", complete="sr"),
+    ),
+)
+def vdi_pool_migrate(ctx: Ctx):
+    txn = ctx.txn
+    vdi = txn.resolve_one("vdi", ctx.a["uuid"])
+    sr = txn.resolve_one("sr", ctx.a["sr-uuid"])
+    # XAPI migrates the disk with the first VM that has a VBD on it
+    vbds = sorted(txn.select("vbd", vdi=vdi["uuid"]), key=lambda b: b["uuid"])
+    if not vbds:
+        raise VmctlError("VDI_NEEDS_VM_FOR_MIGRATE", params=[("vdi", txn.ref("vdi", vdi))])
+    vm = txn.get("vm", vbds[0]["vm"])
+    host = txn.get("host", vm["resident-on"]) if vm["resident-on"] else None
+    migrate_one(ctx, vm, host, None, {vdi["uuid"]: sr["uuid"]})
+    return Value(txn.get("vbd", vbds[0]["uuid"])["vdi"])  # the disk on its new SR

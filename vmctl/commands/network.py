@@ -10,8 +10,9 @@ from vmctl import xenet
 from vmctl.commands.table import Arg, Ctx, Data, Value, command
 from vmctl.errors import VmctlError
 from vmctl.fields import extra_fields, param_hook
+from vmctl.macs import generate_mac
 from vmctl.pools import only_pool, same_pool
-from vmctl.units import generated_mac, normalise_mac
+from vmctl.units import normalise_mac
 from vmctl.xenet import err, invalid
 
 MTU_MIN, MTU_MAX = 68, 9216
@@ -674,15 +675,13 @@ def tunnel_create(ctx: Ctx):
             key += 1
         network = txn.update("network", network["uuid"], {"tunnel-key": key})
     device = free_device(txn, host, "tunnel")
-    used_macs = {p["mac"] for p in txn.select("pif", pool=transport["pool"])}
-    used_macs |= {v["mac"] for v in txn.select("vif", pool=transport["pool"])}
     access = txn.insert(
         "pif",
         {
             "host": host,
             "network": network["uuid"],
             "device": device,
-            "mac": generated_mac(f"{host}:{device}", used_macs),
+            "mac": generate_mac(txn, transport["pool"], f"{host}:{device}"),
             "physical": False,
             "vlan": -1,
             "plugged": True,

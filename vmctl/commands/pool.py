@@ -196,14 +196,30 @@ def join(ctx: Ctx, h: dict, pool: dict, force: bool = False) -> None:
     "Join a standalone host to a pool (all of its objects move with it)",
     family="pool",
     args=(
-        Arg("host", "ref:host", True, "the joining standalone host", complete="host"),
+        Arg(
+            "host",
+            "ref:host",
+            help="the joining standalone host (default: --host or VMCTL_HOST, the host xe would run on)",
+            complete="host",
+        ),
         Arg("pool", "ref:pool", help="the pool to join", complete="pool"),
         Arg("master-address", help="name the pool by its master's address instead of pool="),
+        # xe logs in to the master with these; vmctl reads the inventory, so they are only checked
+        # for form and never stored, printed or journaled (vmctl/redact.py)
+        Arg("master-username", help="accepted for xe scripts; not used (vmctl needs no login)"),
+        Arg("master-password", help="accepted for xe scripts; not used, never stored or printed"),
     ),
     flags=("--force",),
 )
 def pool_join(ctx: Ctx):
     txn = ctx.txn
+    host = ctx.a.get("host") or ctx.opts.get("host")
+    if not host:
+        raise VmctlError(
+            "MISSING_PARAMETER",
+            "Name the joining host with host= (or --host=, as xe runs on it)",
+            [("name", "host")],
+        )
     if "pool" in ctx.a:
         pool = txn.resolve_one("pool", ctx.a["pool"])
     elif "master-address" in ctx.a:
@@ -219,7 +235,7 @@ def pool_join(ctx: Ctx):
         raise VmctlError(
             "MISSING_PARAMETER", "Name the pool with pool= or master-address=", [("name", "pool")]
         )
-    join(ctx, txn.resolve_one("host", ctx.a["host"]), pool, ctx.force)
+    join(ctx, txn.resolve_one("host", host), pool, ctx.force)
     return None
 
 

@@ -4,11 +4,11 @@ sr-list and the derived sr fields come from the generic commands and vmctl/deriv
 
 from __future__ import annotations
 
-from vmctl import storage
+from vmctl import storage, volumes
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
-from vmctl.fields import param_hook, parse_value
-from vmctl.model import CLASSES, PROVISIONING, SR_TYPES
+from vmctl.fields import field_named, param_hook, parse_value
+from vmctl.model import PROVISIONING, SR_TYPES
 from vmctl.pools import only_pool
 
 
@@ -47,7 +47,12 @@ _SR_CREATE_ARGS = {
             values=SR_TYPES,
         ),
         Arg("physical-size", "size", True, "capacity of the storage, > 0"),
-        Arg("shared", "bool", help="nfs, iscsi: true unless host= is given; ext, lvm, file: always false"),
+        Arg(
+            "shared",
+            "bool",
+            help="nfs, iscsi: true unless host= is given; file: false unless true is given in a "
+            "libvirt pool (one cluster filesystem on every host); ext, lvm: always false",
+        ),
         Arg("host", "ref:host", help="the host of a local SR (required unless shared)", complete="host"),
         Arg("content-type", "enum", values=("user", "iso"), help="user (VM disks, default) or iso"),
         Arg(
@@ -82,6 +87,9 @@ def sr_create(ctx: Ctx):
         )
     if sr_type in storage.SHAREABLE_TYPES:
         shared = a.get("shared", host is None)
+    elif sr_type == "file" and pool["driver"] == "libvirt":
+        # a directory at one path of a cluster filesystem every host mounts (drivers.md §3)
+        shared = a.get("shared", False)
     else:
         if a.get("shared") is True:
             raise _invalid("shared", "true")
@@ -100,15 +108,15 @@ def sr_create(ctx: Ctx):
         base, _, mkey = key.partition(":")
         if base in _SR_CREATE_ARGS:
             continue
-        f = CLASSES["sr"].fields[base]
+        f = field_named("sr", base)  # vmctl's or xe's name (bind checked it is a field)
         if not f.writable:
-            raise VmctlError("FIELD_READ_ONLY", params=[("class", "sr"), ("field", base)])
+            raise VmctlError("FIELD_READ_ONLY", params=[("class", "sr"), ("field", f.name)])
         if f.kind == "map":
             if not mkey:
-                raise VmctlError("FIELD_TYPE_ERROR", params=[("field", base)])
-            values.setdefault(base, {})[mkey] = text
+                raise VmctlError("FIELD_TYPE_ERROR", params=[("field", f.name)])
+            values.setdefault(f.name, {})[mkey] = text
         else:
-            values[base] = parse_value(f, text, txn, pool["uuid"], arg=key, cls="sr")
+            values[f.name] = parse_value(f, text, txn, pool["uuid"], arg=key, cls="sr")
     values.update(
         {
             "name-label": name,
@@ -123,6 +131,7 @@ def sr_create(ctx: Ctx):
     )
     sr_uuid = txn.insert("sr", values)
     config = dict(ctx.maps.get("device-config", {}))
+    volumes.check_sr(txn, txn.get("sr", sr_uuid), config)
     hosts = txn.select("host", pool=pool["uuid"]) if shared else [host]
     for h in sorted(hosts, key=lambda r: r["uuid"]):
         txn.insert(
@@ -135,6 +144,7 @@ def sr_create(ctx: Ctx):
                 "currently-attached": True,
             },
         )
+    volumes.attach_sr(txn, txn.get("sr", sr_uuid), [h["uuid"] for h in hosts])
     return Value(sr_uuid)
 
 
@@ -198,10 +208,19 @@ def _forget_checks(ctx: Ctx, sr: dict) -> list[dict]:
     return dangling
 
 
-def _remove_sr(txn, sr: dict, dangling: list[dict]) -> None:
+def _remove_sr(txn, sr: dict, dangling: list[dict], data: bool) -> None:
+    """The SR's records go; on a real pool its pools are detached from the hosts, and with
+    `data` (sr-destroy) its volumes are deleted first, deepest in a chain first."""
     for b in dangling:
         txn.delete("vbd", b["uuid"])
-    for d in storage.sr_vdis(txn, sr["uuid"]):
+    vdis = storage.sr_vdis(txn, sr["uuid"])
+    if data:
+        depth = {d["uuid"]: len(storage.ancestors(txn, d)) for d in vdis}
+        for d in sorted(vdis, key=lambda r: (-depth[r["uuid"]], r["uuid"])):
+            volumes.destroyed(txn, d)
+    attached = [p["host"] for p in txn.select("pbd", sr=sr["uuid"]) if p["currently-attached"]]
+    volumes.detach_sr(txn, sr, attached, last=data)
+    for d in vdis:
         txn.delete("vdi", d["uuid"])
     for p in txn.select("pbd", sr=sr["uuid"]):
         txn.delete("pbd", p["uuid"])
@@ -227,7 +246,7 @@ def sr_destroy(ctx: Ctx):
     ctx.confirm(
         [f"SR {sr['uuid']} ({sr['name-label']}) and its {len(ctx.txn.select('pbd', sr=sr['uuid']))} PBD(s)"]
     )
-    _remove_sr(ctx.txn, sr, [])
+    _remove_sr(ctx.txn, sr, [], data=True)
     return None
 
 
@@ -244,13 +263,14 @@ def sr_forget(ctx: Ctx):
     if sr is None:
         return None
     dangling = _forget_checks(ctx, sr)
-    _remove_sr(ctx.txn, sr, dangling)
+    _remove_sr(ctx.txn, sr, dangling, data=False)
     return None
 
 
 @command(
     "sr-scan",
-    "Apply the merge rule to every VDI chain of the SR",
+    "Apply the merge rule to every VDI chain of the SR (on a libvirt pool, also read each disk's "
+    "physical-utilisation back from its volume)",
     family="sr",
     args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),),
 )
@@ -260,6 +280,7 @@ def sr_scan(ctx: Ctx):
     for d in sorted(storage.sr_vdis(txn, sr["uuid"]), key=lambda r: r["uuid"]):
         if not d["managed"] and txn.get("vdi", d["uuid"]) is not None:
             storage.merge_chain(txn, d["uuid"])
+    volumes.scanned(txn, sr)
     return None
 
 
@@ -274,6 +295,7 @@ def pbd_plug(ctx: Ctx):
     pbd = txn.resolve_one("pbd", ctx.a["uuid"])
     if not pbd["currently-attached"]:
         txn.update("pbd", pbd["uuid"], {"currently-attached": True})
+        volumes.attach_sr(txn, txn.get("sr", pbd["sr"]), [pbd["host"]])
     return None
 
 
@@ -293,6 +315,7 @@ def pbd_unplug(ctx: Ctx):
             if vm["power-state"] in storage.RESIDENT_STATES and vm["resident-on"] == pbd["host"]:
                 raise storage.in_use(txn, d, "pbd-unplug")
     txn.update("pbd", pbd["uuid"], {"currently-attached": False})
+    volumes.detach_sr(txn, txn.get("sr", pbd["sr"]), [pbd["host"]])
     return None
 
 

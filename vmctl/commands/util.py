@@ -1,4 +1,4 @@
-"""Utility commands (cli.md §7): batch, demo, completion, help, bench. GNU-style options."""
+"""Utility commands (cli.md §7): batch, demo, completion, help, bench, lab. GNU-style options."""
 
 from __future__ import annotations
 
@@ -57,9 +57,9 @@ def batch(call) -> int:
     "demo",
     "Build a realistic datacenter into an empty inventory and print a summary",
     (
-        Arg("--pools", "int", help="number of pools (default 3)", bounds=(1, 100000)),
-        Arg("--hosts", "int", help="number of hosts (default 24)", bounds=(1, 100000)),
-        Arg("--vms", "int", help="number of VMs (default 400)", bounds=(0, 1000000000)),
+        Arg("--pools", "int", help="number of pools (default 3, at most 256)", bounds=(1, None)),
+        Arg("--hosts", "int", help="number of hosts (default 24, at most 2,500)", bounds=(1, None)),
+        Arg("--vms", "int", help="number of VMs (default 400, at most 40,000)", bounds=(0, None)),
         Arg("--seed", "int", help="the seed (default 1)", bounds=(0, 1000000000)),
     ),
     "demo [--pools P] [--hosts N] [--vms M] [--seed S]",
@@ -128,6 +128,47 @@ def bench(call) -> int:
     import subprocess
 
     return subprocess.call([sys.executable, script, *call.a.get("ARGS", [])])
+
+
+@_util(
+    "lab",
+    "Build (up), show (status) or remove (down) a lab of real libvirt hosts on this machine, "
+    "registered as pool lab; up and down need root",
+    (
+        Arg(
+            "ACTION",
+            "enum",
+            True,
+            "up: start the hosts and register them; status: one row per host; down: stop and "
+            "remove everything the lab made, and its pool",
+            values=("up", "status", "down"),
+        ),
+        Arg("--hosts", "int", help="up: how many hosts (default 2)", bounds=(1, 32)),
+        Arg(
+            "--dir",
+            help="where everything of the lab lives (default $XDG_RUNTIME_DIR/vmctl-lab, else "
+            "/run/vmctl-lab); status and down find the lab that is up without it",
+        ),
+        Arg("--format", help="status: table, json, yaml, csv or tsv", short="-f"),
+    ),
+    "lab up [--hosts N] [--dir DIR] | lab status [-f FMT] | lab down",
+)
+def lab(call) -> int:
+    from vmctl import lab
+
+    action = call.a.get("ACTION", "")
+    if action not in ("up", "status", "down"):
+        raise VmctlError(
+            "INVALID_VALUE", "Name one action: up, status or down", [("name", "action"), ("value", action)]
+        )
+    for option, owner in (("--hosts", "up"), ("--format", "status")):
+        if option in call.a and action != owner:
+            raise UsageError(f"lab {action}: {option} is an option of lab {owner}", command="lab")
+    if action == "up":
+        return lab.up(call.opts, call.a.get("--hosts", lab.DEFAULT_HOSTS), call.a.get("--dir"), call.argv)
+    if action == "status":
+        return lab.status(call.opts, call.a.get("--dir"), call.a.get("--format"))
+    return lab.down(call.opts, call.a.get("--dir"), call.argv)
 
 
 # --- batch -------------------------------------------------------------------------------------------------

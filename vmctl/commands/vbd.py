@@ -8,7 +8,7 @@ from vmctl import storage
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
 from vmctl.pools import same_pool
-from vmctl.storage import check_device, plug, unplug
+from vmctl.storage import MAX_DEVICE, check_device, plug, unplug
 from vmctl.vms import bad_power_state, check_vm_operation
 
 
@@ -39,7 +39,9 @@ def vbd_create(ctx: Ctx):
     if vdi is not None:
         same_pool(txn, "vdi", vdi, vm["pool"])
     if ctx.flag("may-exist") and str(a["device"]).strip().isdigit():
-        for b in txn.select("vbd", vm=vm["uuid"], device=int(str(a["device"]).strip())):
+        # a number beyond every device cannot name an existing one (check_device refuses it below)
+        wanted = int(str(a["device"]).strip())
+        for b in txn.select("vbd", vm=vm["uuid"], device=wanted) if wanted <= MAX_DEVICE else ():
             return Value(b["uuid"])
     # xapi_vbd.create's order: the drive and disk rules, then the device (INVALID_DEVICE,
     # DEVICE_ALREADY_EXISTS)
@@ -103,7 +105,16 @@ def vbd_plug(ctx: Ctx):
 
 
 @command(
-    "vbd-unplug", "Detach a VBD of a running VM", family="vbd", args=(Arg("uuid", "uuid", True, "the VBD"),)
+    "vbd-unplug",
+    "Detach a VBD of a running VM",
+    family="vbd",
+    args=(
+        Arg("uuid", "uuid", True, "the VBD"),
+        # xe waits up to timeout seconds for the guest to release the disk, and --force does not
+        # ask it; vmctl's unplug has no guest to wait for, so both are accepted and change nothing
+        Arg("timeout", "duration", help="accepted for xe scripts: the unplug does not wait for a guest"),
+    ),
+    flags=("--force",),
 )
 def vbd_unplug(ctx: Ctx):
     txn = ctx.txn

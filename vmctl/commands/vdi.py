@@ -10,7 +10,7 @@ from __future__ import annotations
 from vmctl import storage
 from vmctl.commands.table import Arg, Ctx, Data, Value, command
 from vmctl.errors import VmctlError
-from vmctl.fields import param_hook, param_setter
+from vmctl.fields import extra_fields, param_hook, param_setter
 from vmctl.model import PROVISIONING
 
 
@@ -58,11 +58,13 @@ def _size_arg(ctx: Ctx, name: str) -> int:
         ),
         Arg("name-description", help="a description"),
     ),
+    fields_of="vdi",
     flags=("--may-exist",),
     creates="vdi",
 )
 def vdi_create(ctx: Ctx):
     txn, a = ctx.txn, ctx.a
+    extra = extra_fields(ctx, "vdi", {x.name for x in ctx.cmd.args})  # tags, other-config (model.md §0)
     sr = txn.resolve_one("sr", a["sr-uuid"])
     if ctx.flag("may-exist"):
         for d in sorted(
@@ -72,20 +74,21 @@ def vdi_create(ctx: Ctx):
     size = a["virtual-size"]
     if isinstance(size, tuple):
         raise _invalid("virtual-size", ctx.raw["virtual-size"])
-    return Value(
-        storage.create_vdi(
-            txn,
-            sr,
-            size,
-            name_label=a["name-label"],
-            provisioning=a.get("provisioning"),
-            type=a.get("type", "user"),
-            sharable=a.get("sharable", False),
-            read_only=a.get("read-only", False),
-            name_description=a.get("name-description", ""),
-            quiet=_quiet(ctx),
-        )
+    uuid = storage.create_vdi(
+        txn,
+        sr,
+        size,
+        name_label=a["name-label"],
+        provisioning=a.get("provisioning"),
+        type=a.get("type", "user"),
+        sharable=a.get("sharable", False),
+        read_only=a.get("read-only", False),
+        name_description=a.get("name-description", ""),
+        quiet=_quiet(ctx),
     )
+    if extra:
+        txn.update("vdi", uuid, extra)
+    return Value(uuid)
 
 
 @command(
@@ -144,7 +147,7 @@ def vdi_resize(ctx: Ctx):
         storage.check_space(txn, {sr["uuid"]: new - vdi["virtual-size"]})
         changes["physical-utilisation"] = new
     before = storage.allocations(txn, [sr["uuid"]])
-    txn.update("vdi", vdi["uuid"], changes)
+    storage.grow_vdi(txn, vdi, changes, hs[0][0] if hs else None)
     storage.overprovision_warning(txn, before, _quiet(ctx))
     return None
 
@@ -210,7 +213,7 @@ def vdi_copy(ctx: Ctx):
             # written blocks of the target stay allocated; the copy writes the source's bytes
             new_util = min(into["virtual-size"], max(into["physical-utilisation"], moved))
         storage.check_space(txn, {into["sr"]: new_util - into["physical-utilisation"]})
-        txn.update("vdi", into["uuid"], {"physical-utilisation": new_util})
+        storage.copy_into(txn, src, into, new_util, _quiet(ctx))
         return _explain(
             ctx,
             into["uuid"],
@@ -245,7 +248,9 @@ def vdi_copy(ctx: Ctx):
     storage.check_space(txn, {target_sr["uuid"]: usage})
     before = storage.allocations(txn, [target_sr["uuid"]])
     # an ISO image stays read-only; any other copy is a writable disk
-    u = storage.copy_vdi(txn, src, target_sr, prov, read_only=src["type"] == "iso" and src["read-only"])
+    u = storage.copy_vdi(
+        txn, src, target_sr, prov, read_only=src["type"] == "iso" and src["read-only"], quiet=_quiet(ctx)
+    )
     storage.overprovision_warning(txn, before, _quiet(ctx))
     return _explain(
         ctx,

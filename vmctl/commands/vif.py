@@ -7,10 +7,11 @@ from __future__ import annotations
 from vmctl import derived, xenet
 from vmctl.commands.table import Arg, Ctx, Records, Value, command
 from vmctl.errors import VmctlError
-from vmctl.fields import extra_fields, matches, parse_params, txn_filters
+from vmctl.fields import extra_fields, fill_columns, matches, parse_params, txn_filters
+from vmctl.macs import generate_mac
 from vmctl.model import CLASSES
 from vmctl.pools import same_pool
-from vmctl.units import generated_mac, normalise_mac
+from vmctl.units import normalise_mac
 from vmctl.vms import bad_power_state
 from vmctl.xenet import err
 
@@ -26,16 +27,9 @@ def parse_device(text) -> int:
     return int(t)
 
 
-def pool_used_macs(txn, pool_uuid: str) -> set[str]:
-    """Every MAC of the pool's PIFs and VIFs: a generated MAC avoids them all."""
-    macs = {p["mac"] for p in txn.select("pif", pool=pool_uuid)}
-    macs |= {v["mac"] for v in txn.select("vif", pool=pool_uuid)}
-    return macs
-
-
 def new_mac(txn, vm: dict, device: int) -> str:
     """model.md §3.7: SHA-256 of `<vm uuid>:<device>:<k>`, smallest k free in the pool."""
-    return generated_mac(f"{vm['uuid']}:{device}", pool_used_macs(txn, vm["pool"]))
+    return generate_mac(txn, vm["pool"], f"{vm['uuid']}:{device}")
 
 
 @command(
@@ -48,8 +42,8 @@ def new_mac(txn, vm: dict, device: int) -> str:
         Arg("device", "string", True, "the device number (an unsigned integer), free on the VM"),
         Arg(
             "mac",
-            help="six colon-separated hex pairs, any such MAC (as XAPI); default: generated, "
-            "unique in the pool (MAC= is accepted too)",
+            help="six colon-separated hex pairs, any such MAC (as XAPI accepts it); default, empty "
+            "or random (as xe writes it): generated, unique in the pool (MAC= is accepted too)",
         ),
     ),
     fields_of="vif",
@@ -76,7 +70,10 @@ def vif_create(ctx: Ctx):
     # Xapi_vif_helpers.create's order: the device, the MAC (any well-formed one: duplicates and
     # Xen's 00:16:3e prefix included), then the device free on the VM
     device = parse_device(a["device"])
-    mac = normalise_mac(a["mac"]) if "mac" in a else None
+    # xe: `mac=random` asks for a random MAC and an empty one for a generated MAC; vmctl
+    # generates one (model.md §3.7) for both
+    mac_text = a.get("mac", "")
+    mac = None if mac_text.lower() in ("", "random") else normalise_mac(mac_text)
     if txn.select("vif", vm=vm["uuid"], device=device):
         raise err("DEVICE_ALREADY_EXISTS", ("device", device))
     auto = mac is None
@@ -153,6 +150,9 @@ def vif_plug(ctx: Ctx):
     "Unplug a VIF of a running VM: its port goes",
     family="vif",
     args=(Arg("uuid", "uuid", True, "the VIF", complete="vif"),),
+    # xe's --force unplugs without the guest's cooperation: vmctl never waits for a guest, so
+    # a forced unplug is a plain one (its checks still run)
+    flags=("--force",),
 )
 def vif_unplug(ctx: Ctx):
     txn = ctx.txn
@@ -205,6 +205,7 @@ def vif_move(ctx: Ctx):
         Arg("params", help="fields to show, comma-separated, or all"),
     ),
     list_of="vif",
+    aliases={"uuid": "vm"},  # as xe's VM selector: uuid= names the VM, not a VIF
 )
 def vm_vif_list(ctx: Ctx):
     txn = ctx.txn
@@ -216,5 +217,5 @@ def vm_vif_list(ctx: Ctx):
         derived.fill(txn, "vif", rows, {f for f, _, _ in ctx.filters if not CLASSES["vif"].fields[f].stored})
         filters = txn_filters(txn, "vif", ctx.filters)
         rows = [r for r in rows if matches("vif", r, filters)]
-    derived.fill(txn, "vif", rows, [f for f in fields if not CLASSES["vif"].fields[f].stored])
+    rows = fill_columns(txn, "vif", rows, fields)
     return Records("vif", sorted(rows, key=lambda r: (r["device"], r["uuid"])), fields)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.copies import clone_vm, copy_vm
 from vmctl.errors import VmctlError
-from vmctl.fields import param_hook, parse_value
+from vmctl.fields import field_named, param_hook, parse_value
 from vmctl.model import CLASSES
 from vmctl.pools import only_pool
 from vmctl.vms import (
@@ -76,7 +76,6 @@ def vm_field_values(ctx: Ctx, pool_uuid: str | None, skip=("name-label", "pool",
     """Every RW field given to a creating command as key=value (model.md §0)."""
     out: dict = {}
     txn = ctx.txn
-    c = CLASSES["vm"]
     for key, text in ctx.raw_pairs:
         if key in skip:
             continue
@@ -84,17 +83,17 @@ def vm_field_values(ctx: Ctx, pool_uuid: str | None, skip=("name-label", "pool",
         base = key
         if ":" in key:
             base, mkey = key.split(":", 1)
-        f = c.fields.get(base)
+        f = field_named("vm", base)  # vmctl's or xe's name (VCPUs-max=2)
         if f is None:
             raise VmctlError("UNKNOWN_PARAMETER", params=[("name", key)])
         if not f.writable:
-            raise VmctlError("FIELD_READ_ONLY", params=[("class", "vm"), ("field", base)])
+            raise VmctlError("FIELD_READ_ONLY", params=[("class", "vm"), ("field", f.name)])
         if f.kind == "map":
             if mkey is None:
-                raise VmctlError("FIELD_TYPE_ERROR", params=[("field", base)])
-            out.setdefault(base, {})[mkey] = text
+                raise VmctlError("FIELD_TYPE_ERROR", params=[("field", f.name)])
+            out.setdefault(f.name, {})[mkey] = text
         else:
-            out[base] = parse_value(f, text, txn, pool_uuid, arg=key, cls="vm")
+            out[f.name] = parse_value(f, text, txn, pool_uuid, arg=key, cls="vm")
     return out
 
 
@@ -326,6 +325,13 @@ def resolve_template(txn, text: str) -> dict:
         Arg("new-name-description", "string", help="the new VM's description"),
     ),
     creates="vm",
+    # xe's vm-install names the template and the SR these ways too
+    aliases={
+        "template-uuid": "template",
+        "template-name-label": "template",
+        "template-name": "template",
+        "sr-name-label": "sr-uuid",
+    },
 )
 def vm_install(ctx: Ctx):
     txn = ctx.txn
@@ -348,3 +354,23 @@ def vm_install(ctx: Ctx):
         changes["name-description"] = ctx.a["new-name-description"]
     txn.update("vm", new, changes)
     return Value(new)
+
+
+@command(
+    "template-uninstall",
+    "Destroy a custom template with the disks it owns (asks for confirmation; as vm-uninstall)",
+    family="vm",
+    args=(Arg("template-uuid", "uuid", True, "the template", complete="template"),),
+    flags=("--force",),
+)
+def template_uninstall(ctx: Ctx):
+    from vmctl.commands.vmpower import vm_uninstall
+
+    txn = ctx.txn
+    tpl = txn.resolve_one("vm", ctx.a["template-uuid"], label="template")
+    if not tpl["is-a-template"] or tpl["is-a-snapshot"]:
+        raise VmctlError(
+            "VM_IS_NOT_A_TEMPLATE", params=[("vm", txn.ref("vm", tpl)), ("operation", ctx.cmd.name)]
+        )
+    ctx.a, ctx.filters = {"vm": tpl["uuid"]}, []
+    return vm_uninstall(ctx)

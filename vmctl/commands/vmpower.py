@@ -18,6 +18,7 @@ from __future__ import annotations
 from vmctl import domains
 from vmctl.commands.table import Arg, Ctx, Data, Deferred, command
 from vmctl.errors import VmctlError
+from vmctl.model import POLICIES, POLICY_HELP
 from vmctl.pools import same_pool
 from vmctl.vms import (
     bad_power_state,
@@ -72,11 +73,12 @@ def plan_result(plan: list[tuple[dict, str]], explains: list) -> Data | None:
 
 
 # --- engine calls --------------------------------------------------------------------------------------------
-def _scheduler(txn, pool_uuid: str, policy: str | None = None, seed: int | None = None):
+def _scheduler(txn, pool_uuid: str, vm_uuids: list[str], policy: str | None = None, seed: int | None = None):
+    """A scheduler over the snapshot placing these VMs of the pool reads (engine_adapter)."""
     from vmctl.engine.placement import Scheduler
-    from vmctl.engine_adapter import pool_state
+    from vmctl.engine_adapter import placement_state
 
-    return Scheduler(pool_state(txn, pool_uuid), policy, seed)
+    return Scheduler(placement_state(txn, pool_uuid, vm_uuids), policy, seed)
 
 
 def place_one(
@@ -89,7 +91,7 @@ def place_one(
     seed: int | None = None,
 ):
     """(host uuid, explain report or None) for one VM: engine.md §2.2, NO_HOSTS_AVAILABLE."""
-    sched = _scheduler(txn, vm["pool"], policy, seed)
+    sched = _scheduler(txn, vm["pool"], [vm["uuid"]], policy, seed)
     if explain:
         from vmctl.engine.placement import explain as explain_fn
 
@@ -114,7 +116,7 @@ def place_many(txn, vms: list[dict], force: bool = False) -> dict[str, str]:
         by_pool.setdefault(v["pool"], []).append(v)
     for pool_uuid in sorted(by_pool):
         members = by_pool[pool_uuid]
-        sched = _scheduler(txn, pool_uuid)
+        sched = _scheduler(txn, pool_uuid, [v["uuid"] for v in members])
         if len(members) == 1:
             out[members[0]["uuid"]] = sched.place(members[0]["uuid"], mode=START, force=force).host
             continue
@@ -131,10 +133,7 @@ def place_many(txn, vms: list[dict], force: bool = False) -> dict[str, str]:
 
 def check_on(txn, vms: list[dict], host: dict, mode: str, force: bool) -> None:
     """Explicit target for every VM in turn, each seeing the earlier ones placed."""
-    from vmctl.engine.placement import Scheduler
-    from vmctl.engine_adapter import pool_state
-
-    sched = Scheduler(pool_state(txn, host["pool"]))
+    sched = _scheduler(txn, host["pool"], [vm["uuid"] for vm in vms])
     for vm in vms:
         sched.check_target(vm["uuid"], host["uuid"], mode=mode, force=force)
         sched.commit(vm["uuid"], host["uuid"])
@@ -183,7 +182,8 @@ class _PendingStarts:
 # --- commands ------------------------------------------------------------------------------------------------
 @command(
     "vm-start",
-    "Start halted VMs; without on= the engine chooses the host (its filters, then the pool's placement policy)",
+    "Start halted VMs; without on= the engine chooses the host (its filters, then the pool's "
+    "placement-policy: balanced, the default, spreads the load, pack consolidates; see vm-place)",
     family="vm",
     args=(_VM, _ON),
     flags=("--force", "--paused", "--multiple", "--explain"),
@@ -503,12 +503,7 @@ def vm_uninstall(ctx: Ctx):
     rw=False,
     args=(
         Arg("vm", "ref:vm", True, "the VM", complete="vm"),
-        Arg(
-            "policy",
-            "enum",
-            values=("pack", "spread", "balanced"),
-            help="override the pool's placement-policy",
-        ),
+        Arg("policy", "enum", values=POLICIES, help=f"override the pool's placement-policy: {POLICY_HELP}"),
         Arg("seed", "int", help="override the pool's placement-seed (tie keys)"),
         Arg("limit", "int", help="--explain: keep this many rows, count the rest"),
     ),
@@ -529,7 +524,7 @@ def vm_place(ctx: Ctx):
     if explain:
         from vmctl.engine.placement import explain as explain_fn
 
-        sched = _scheduler(txn, vm["pool"])
+        sched = _scheduler(txn, vm["pool"], [vm["uuid"]])
         rep = explain_fn(
             sched.pool, vm["uuid"], policy=ctx.a.get("policy"), seed=ctx.a.get("seed"), mode=mode
         )

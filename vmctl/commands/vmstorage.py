@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 from vmctl import domains, hooks, storage
-from vmctl.commands.table import Arg, Ctx, Data, Text, Value, command
+from vmctl.commands.table import Arg, Ctx, Data, Records, Text, Value, command
 from vmctl.copies import RESTORED, clone_vm, copy_vifs, copy_vm_plan, disk_vbds, is_disk, new_vbd, vm_values
 from vmctl.errors import VmctlError
+from vmctl.model import XE_SPELLING
 from vmctl.storage import check_device, plug, unplug
 from vmctl.vms import check_vm_operation, select_vms
 
@@ -24,6 +25,13 @@ from vmctl.vms import check_vm_operation, select_vms
 _VM = Arg("vm", "ref:vm", True, "the VM, template or snapshot: uuid or name-label", complete="vm")
 _NEW_NAME = Arg("new-name-label", required=True, help="the new VM's name")
 _NEW_DESC = Arg("new-name-description", help="the new VM's description (default the source's)")
+_DISK_PARAMS = (
+    Arg("vbd-params", help="the VBD fields to show (a,b,c or all; vmctl's or xe's names): xe's layout"),
+    Arg("vdi-params", help="the VDI fields to show (a,b,c or all; vmctl's or xe's names): xe's layout"),
+)
+# the fields xe's vm-disk-list shows when not told which
+_XE_VBD_PARAMS = "uuid,vm-name-label,userdevice"
+_XE_VDI_PARAMS = "uuid,name-label,virtual-size,sr-name-label"
 
 
 def _explain(ctx: Ctx, uuid: str, copies: list[dict]):
@@ -115,6 +123,7 @@ def snapshot_vm(
     ignore: set[str] = frozenset(),
     checkpoint: bool = False,
     quiet: bool = False,
+    new_description: str | None = None,
 ) -> str:
     """vm-snapshot / vm-checkpoint (model.md §3.4); returns the snapshot's uuid."""
     op = "checkpoint" if checkpoint else "snapshot"
@@ -158,6 +167,7 @@ def snapshot_vm(
                 "snapshot-time": now,
                 "parent": vm["parent"],
                 "power-state": "suspended" if checkpoint else "halted",
+                **({} if new_description is None else {"name-description": new_description}),
             },
         ),
     )
@@ -193,7 +203,15 @@ def _snapshot_cmd(ctx: Ctx, checkpoint: bool):
         ignore.add(txn.resolve_one("vdi", text)["uuid"])
     vms = select_vms(ctx)
     out = [
-        snapshot_vm(txn, vm, ctx.a["new-name-label"], ignore, checkpoint, bool(ctx.opts.get("quiet")))
+        snapshot_vm(
+            txn,
+            vm,
+            ctx.a["new-name-label"],
+            ignore,
+            checkpoint,
+            bool(ctx.opts.get("quiet")),
+            ctx.a.get("new-name-description"),
+        )
         for vm in vms
     ]
     if len(out) == 1:
@@ -204,6 +222,7 @@ def _snapshot_cmd(ctx: Ctx, checkpoint: bool):
 _SNAP_ARGS = (
     Arg("vm", "ref:vm", help="the VM: uuid or name-label (or select with field filters)", complete="vm"),
     Arg("new-name-label", required=True, help="the snapshot's name"),
+    Arg("new-name-description", help="the snapshot's description (default the VM's)"),
     Arg("ignore-vdi-uuids", "list", help="comma-separated VDIs not to snapshot"),
 )
 
@@ -340,7 +359,12 @@ def revert(txn, snap: dict, quiet: bool = False) -> str:
     if image is not None:
         changes["power-state"] = "suspended"
         changes["suspend-vdi"] = storage.copy_vdi(
-            txn, image, txn.get("sr", image["sr"]), name_label=f"Suspend image for {vm['name-label']}"
+            txn,
+            image,
+            txn.get("sr", image["sr"]),
+            name_label=f"Suspend image for {vm['name-label']}",
+            quiet=quiet,
+            vms=(vm["uuid"],),
         )
     txn.update("vm", vm["uuid"], changes)
     storage.overprovision_warning(txn, before, quiet)
@@ -380,6 +404,53 @@ def _drop_snapshot(txn, snap: dict) -> None:
     txn.delete("vm", snap["uuid"])
     if image is not None:
         storage.destroy_vdi(txn, image, check=False)
+
+
+@command(
+    "snapshot-clone",
+    "Create a template from a snapshot with copy-on-write disks (vm-clone of the snapshot); print its uuid",
+    family="snapshot",
+    args=(*_SNAP_UUID, _NEW_NAME, _NEW_DESC),
+    flags=("--explain",),
+)
+def snapshot_clone(ctx: Ctx):
+    snap = _snapshot_arg(ctx)
+    _not_snapshot(ctx.txn, snap, "snapshot-clone")
+    ctx.a["vm"] = snap["uuid"]
+    return vm_clone(ctx)
+
+
+@command(
+    "snapshot-copy",
+    "Create a template from a snapshot with full disk copies, on sr-uuid or each disk's own SR "
+    "(vm-copy of the snapshot); print its uuid",
+    family="snapshot",
+    args=(
+        *_SNAP_UUID,
+        _NEW_NAME,
+        Arg("sr-uuid", "uuid", help="put every disk copy on this SR", complete="sr"),
+        _NEW_DESC,
+    ),
+    flags=("--explain",),
+)
+def snapshot_copy(ctx: Ctx):
+    snap = _snapshot_arg(ctx)
+    _not_snapshot(ctx.txn, snap, "snapshot-copy")
+    ctx.a["vm"] = snap["uuid"]
+    return vm_copy(ctx)
+
+
+@command(
+    "snapshot-disk-list",
+    "List a snapshot's VBDs with their VDIs, as vm-disk-list does",
+    family="snapshot",
+    rw=False,
+    args=(*_SNAP_UUID, *_DISK_PARAMS),
+)
+def snapshot_disk_list(ctx: Ctx):
+    snap = _snapshot_arg(ctx)
+    _not_snapshot(ctx.txn, snap, "snapshot-disk-list")
+    return disk_list(ctx, snap)
 
 
 @command(
@@ -547,21 +618,30 @@ _DISK_FIELDS = (
 
 @command(
     "vm-disk-list",
-    "List a VM's VBDs with their VDIs",
+    "List a VM's VBDs with their VDIs (with vbd-params= or vdi-params=: as xe lays them out); "
+    "--minimal: each VBD's uuid then its VDI's",
     family="vm",
     rw=False,
-    args=(Arg("vm", "ref:vm", True, "the VM, template or snapshot", complete="vm"),),
+    args=(Arg("vm", "ref:vm", True, "the VM, template or snapshot", complete="vm"), *_DISK_PARAMS),
 )
 def vm_disk_list(ctx: Ctx):
+    return disk_list(ctx, ctx.txn.resolve_one("vm", ctx.a["vm"]))
+
+
+def disk_list(ctx: Ctx, vm: dict) -> Data:
+    """vm-disk-list and snapshot-disk-list: vmctl's view of each disk, or xe's when vbd-params=
+    or vdi-params= ask for fields."""
     txn = ctx.txn
-    vm = txn.resolve_one("vm", ctx.a["vm"])
+    pairs = disk_vbds(txn, vm)
+    if "vbd-params" in ctx.a or "vdi-params" in ctx.a:
+        return _xe_disk_list(ctx, pairs)
     data = []
-    for b, d in disk_vbds(txn, vm):
+    for b, d in pairs:
         data.append(
             {
                 "vbd": b["uuid"],
                 "device": b["device"],
-                "type": b["type"],
+                "type": XE_SPELLING[("vbd", "type")].get(b["type"], b["type"]),  # as xe prints it
                 "mode": b["mode"],
                 "currently-attached": b["currently-attached"],
                 "vdi": b["vdi"],
@@ -572,4 +652,34 @@ def vm_disk_list(ctx: Ctx):
                 "provisioning": d["provisioning"] if d else "",
             }
         )
-    return Data(data, "vm-disks")
+    minimal = [u for b, _ in pairs for u in (b["uuid"], b["vdi"]) if u]
+    return Data(data, "vm-disks", minimal=minimal)
+
+
+def _xe_disk_list(ctx: Ctx, pairs) -> Data:
+    """xe's layout: per disk a VBD record and its VDI's, with the fields asked (xe's by default)."""
+    from vmctl.cli.output import plain, records_data
+    from vmctl.fields import fill_columns, parse_params
+
+    txn = ctx.txn
+    vbd_fields = parse_params("vbd", ctx.a.get("vbd-params", _XE_VBD_PARAMS), _XE_VBD_PARAMS.split(","))
+    vdi_fields = parse_params("vdi", ctx.a.get("vdi-params", _XE_VDI_PARAMS), _XE_VDI_PARAMS.split(","))
+    blocks, data, minimal = [], [], []
+    for n, (b, d) in enumerate(pairs):
+        vbd = Records("vbd", fill_columns(txn, "vbd", [b], vbd_fields), vbd_fields, single=True)
+        vdi = (
+            Records("vdi", fill_columns(txn, "vdi", [d], vdi_fields), vdi_fields, single=True) if d else None
+        )
+        blocks.append((f"Disk {n} VBD:", vbd))
+        if vdi is not None:
+            blocks.append((f"Disk {n} VDI:", vdi))
+        data.append(
+            {
+                "vbd": records_data("vbd", vbd.rows, vbd_fields)[0],
+                "vdi": records_data("vdi", vdi.rows, vdi_fields)[0] if vdi else None,
+            }
+        )
+        for r in (vbd, vdi):
+            if r is not None and r.fields:
+                minimal.append(plain(records_data(r.cls, r.rows, r.fields[:1])[0][r.fields[0]]))
+    return Data(data, "vm-disks", minimal=minimal, blocks=blocks)

@@ -20,13 +20,14 @@ Reads that change nothing (probing a host's hardware) are done at once through `
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from vmctl.drivers.base import Action, Driver, DriverFault, Hold, HostTarget, SrTarget
+from vmctl.drivers.base import Action, Driver, DriverFault, Hold, HostTarget
 from vmctl.errors import VmctlError
 
 __all__ = ["Action", "DriverFault", "Hold", "HostTarget", "driver_for", "host_target", "queue", "real"]
@@ -44,8 +45,19 @@ def driver_named(name: str) -> Driver | None:
             raise VmctlError("INVALID_VALUE", params=[("name", "driver"), ("value", name)])
         from vmctl.drivers.libvirt import LibvirtDriver
 
+        if not _drivers:
+            # Close the connections while libvirt's module is still whole: left to the interpreter's
+            # shutdown, virConnect.__del__ runs after its globals are gone and prints a traceback.
+            atexit.register(close_all)
         d = _drivers[name] = LibvirtDriver()
     return d
+
+
+def close_all() -> None:
+    """Close every driver's connections (at exit, and wherever a process must let go of its hosts)."""
+    for d in _drivers.values():
+        d.close()
+    _drivers.clear()
 
 
 def driver_for(txn, pool_uuid: str) -> Driver | None:
@@ -82,25 +94,11 @@ def host_target(host: dict) -> HostTarget:
     )
 
 
-def sr_target(txn, sr: dict, host_uuid: str) -> SrTarget:
-    """An SR as it exists on one host: its device-config is the host's PBD's."""
-    pbd = txn.one_or_none("pbd", sr=sr["uuid"], host=host_uuid)
-    cfg = pbd["device-config"] if pbd else {}
-    return SrTarget(
-        uuid=sr["uuid"],
-        name=sr["name-label"],
-        type=sr["type"],
-        shared=sr["shared"],
-        path=cfg.get("path", ""),
-        server=cfg.get("server", ""),
-        serverpath=cfg.get("serverpath", ""),
-    )
-
-
 # --- the queue -------------------------------------------------------------------------------------
 @dataclass
 class _Queue:
     actions: list[Action] = field(default_factory=list)
+    last: list[Action] = field(default_factory=list)  # destroys: after everything that can fail
     done: list[tuple[Action, object]] = field(default_factory=list)
     task: str = ""  # the pending task of a long run, once the decision committed
     records_only: int = 0  # > 0 while the records are made to follow the hosts (host-sync --fix)
@@ -114,11 +112,13 @@ def _queue(txn) -> _Queue:
     return q
 
 
-def queue(txn, action: Action) -> None:
-    """Queue one change to a host; it happens only if the transaction commits."""
+def queue(txn, action: Action, last: bool = False) -> None:
+    """Queue one change to a host; it happens only if the transaction commits. `last` (what
+    cannot be undone, such as deleting a volume) runs after every other action, in its own
+    queueing order, so that nothing that can still fail comes after it."""
     q = _queue(txn)
     if not q.records_only:
-        q.actions.append(action)
+        (q.last if last else q.actions).append(action)
 
 
 @contextmanager
@@ -141,7 +141,11 @@ def perform(txn, dry_run: bool, command: str = "") -> None:
     """The last step before commit (vmctl/hooks.py): carry out the short queue, or, when it holds
     a long action, turn the transaction into the start of a task named after the command."""
     q = txn.cache.get(_Queue)
-    if q is None or not q.actions:
+    if q is None:
+        return
+    q.actions += q.last
+    q.last.clear()
+    if not q.actions:
         return
     if dry_run:
         q.actions.clear()

@@ -55,7 +55,11 @@ class SrTarget:
 
 @dataclass(frozen=True)
 class VolumeSpec:
-    """One VDI as a volume: thin VDIs are qcow2 (overlays on their parent's volume), thick ones raw."""
+    """One VDI as a volume: thin VDIs are qcow2 (overlays on their parent's volume), thick ones raw.
+
+    A new volume is the file `<vdi-uuid>.qcow2` or `<vdi-uuid>.img`; `location` names the file
+    once the VDI has one of its own (a clone hands the VDI's old file to the new base copy and
+    gives the VDI a new overlay file: the VDI record's `location`)."""
 
     uuid: str
     name: str
@@ -64,14 +68,17 @@ class VolumeSpec:
     provisioning: str  # thin | thick-lazy | thick-eager
     parent: VolumeSpec | None = None  # the read-only base this volume overlays
     read_only: bool = False
+    location: str = ""
 
     @property
     def format(self) -> str:
+        if self.location:
+            return "qcow2" if self.location.endswith(".qcow2") else "raw"
         return "qcow2" if self.provisioning == "thin" or self.parent is not None else "raw"
 
     @property
     def file_name(self) -> str:
-        return f"{self.uuid}.{'qcow2' if self.format == 'qcow2' else 'img'}"
+        return self.location or f"{self.uuid}.{'qcow2' if self.format == 'qcow2' else 'img'}"
 
 
 @dataclass(frozen=True)
@@ -120,11 +127,12 @@ class Driver(Protocol):
     name: str
 
     # hosts
+    def close(self) -> None: ...  # let go of every host connection
     def probe(self, host: HostTarget) -> HostFacts: ...
     def cpu_compatible(self, host: HostTarget, cpu_xml: str) -> bool: ...
 
     # storage
-    def sr_attach(self, host: HostTarget, sr: SrTarget) -> None: ...
+    def sr_attach(self, host: HostTarget, sr: SrTarget) -> bool: ...  # True: it defined or started it
     def sr_detach(self, host: HostTarget, sr: SrTarget) -> None: ...
     def volume_create(self, host: HostTarget, vol: VolumeSpec) -> VolumeState: ...
     def volume_resize(
@@ -133,7 +141,14 @@ class Driver(Protocol):
     def volume_copy(
         self, host: HostTarget, src: VolumeSpec, dst: VolumeSpec, progress: Progress | None
     ) -> VolumeState: ...
-    def volume_delete(self, host: HostTarget, vol: VolumeSpec) -> None: ...
+    # chain: also delete the files up its backing chain that no volume reads any more (a destroy);
+    # False deletes that file only (undoing a new overlay leaves its base alone)
+    def volume_delete(self, host: HostTarget, vol: VolumeSpec, chain: bool = True) -> None: ...
+    # a running domain's disks switch, all at once, to new overlays on the files they wrote
+    # (each pair: the base, that file; the overlay, with the base as parent); the overlays' states
+    def volume_snapshot_live(
+        self, host: HostTarget, domain: str, pairs: list[tuple[VolumeSpec, VolumeSpec]]
+    ) -> list[VolumeState]: ...
     def volume_state(self, host: HostTarget, vol: VolumeSpec) -> VolumeState | None: ...
     def volumes(self, host: HostTarget, sr: SrTarget) -> dict[str, VolumeState]: ...
 

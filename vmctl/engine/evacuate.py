@@ -359,8 +359,10 @@ def plan_evacuation(
     downtime: float | None = None,
     ha: bool = True,
     skip: frozenset[str] = frozenset(),
+    max_width: int | None = None,
 ) -> EvacuationPlan:
-    """Plan `host-evacuate host=H` on a snapshot (not modified).
+    """Plan `host-evacuate host=H` on a snapshot (not modified). `max_width` bounds the number
+    of migrations of a wave (xe's batch-size), below what the caps allow.
 
     Raises `CANNOT_EVACUATE_HOST` (per-VM lines) when a VM has no target, or the HA module's
     `HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN` when the final state breaks the failover plan.
@@ -390,7 +392,7 @@ def plan_evacuation(
     # Longest first so the slowest moves overlap; uuid for determinism.
     solo = {s.vm: s.solo().total_time for s in specs}
     specs.sort(key=lambda s: (-round(solo[s.vm], 9), s.vm))
-    sched = wv.schedule(specs, wv.caps_for(pool, network))
+    sched = wv.schedule(specs, wv.caps_for(pool, network), max_width=max_width)
     moves = []
     for s, sm in zip(specs, sched.moves):
         vm = pool.vms[s.vm]

@@ -22,11 +22,9 @@ from vmctl.engine.ha_packing import Packer, ProtectedVM
 from vmctl.engine.ha_packing import PackResult as PackResult
 from vmctl.engine.ha_quick import QuickTests
 from vmctl.engine.ha_sets import FailureSets
+from vmctl.engine.placement.filters import HA_CODE as HA_CODE
 from vmctl.engine.snapshot import RESTART, PoolState, VMState
 from vmctl.errors import Ref, VmctlError
-
-#: The code of admission control and of filter 11 (the placement filters list it with theirs).
-HA_CODE = "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -413,7 +411,7 @@ def max_failures(
 # Admission control (engine.md §3.4)
 # ---------------------------------------------------------------------------------------------------
 def admission_applies(pool: PoolState) -> bool:
-    return pool.ha_enabled and not pool.ha_allow_overcommit and not pool.ha_overcommitted
+    return pool.admission_control
 
 
 def admission_error(

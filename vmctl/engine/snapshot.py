@@ -321,6 +321,13 @@ class PoolState:
         with :meth:`knob`.
     hosts, vms, groups, srs, networks: uuid → value. Mutate through the methods below so the
     derived loads stay right.
+
+    A *partial* snapshot (``partial``, made by :meth:`set_counted_loads`) holds every host, SR,
+    network and group but only the VMs a placement decides about: its per-host loads and group
+    counts were summed by the inventory over all the pool's VMs instead of derived from ``vms``.
+    Placement (a scheduler over the hosts' loads, deciding for VMs it holds) reads nothing else,
+    so it decides on a partial snapshot exactly as on the full one; what needs every VM (HA
+    planning, evacuation, rebalancing, ``vms_on``) refuses one.
     """
 
     uuid: str
@@ -356,6 +363,8 @@ class PoolState:
     # Copy-on-write of the loads: after copy() both states share their HostLoad objects, and a
     # state copies one before changing it; None means this state owns them all.
     _owned: set[str] | None = field(default=None, repr=False, compare=False)
+    # True once the loads were given rather than derived (see the class docstring).
+    partial: bool = field(default=False, compare=False)
 
     # ---- construction helpers --------------------------------------------------------------
     def add_host(self, host: HostState) -> None:
@@ -391,6 +400,12 @@ class PoolState:
         except (TypeError, ValueError):
             return default
 
+    @property
+    def admission_control(self) -> bool:
+        """HA admission (placement filter 11, engine.md §3.4) applies: HA enabled, overcommit
+        neither allowed nor already the case."""
+        return self.ha_enabled and not self.ha_allow_overcommit and not self.ha_overcommitted
+
     # ---- canonical orders -------------------------------------------------------------------
     def host_uuids(self) -> list[str]:
         """All host uuids, sorted: the canonical order (never dict order)."""
@@ -402,10 +417,12 @@ class PoolState:
 
     def vms_on(self, host: str) -> list[VMState]:
         """VMs counted on ``host`` (resident running/paused, or scheduled there), sorted by uuid."""
+        self._require_every_vm("vms_on")
         return sorted((v for v in self.vms.values() if host in v.load_hosts()), key=lambda v: v.uuid)
 
     def resident_vms(self, host: str) -> list[VMState]:
         """Running or paused VMs resident on ``host``, sorted by uuid."""
+        self._require_every_vm("resident_vms")
         return sorted(
             (v for v in self.vms.values() if v.holds_resources and v.resident_on == host),
             key=lambda v: v.uuid,
@@ -443,18 +460,54 @@ class PoolState:
         Do not mutate the result."""
         self._ensure_derived()
         assert self._group_hosts is not None
+        if self.partial and group not in self._group_hosts:
+            raise KeyError(f"the partial snapshot has no counts of group {group}")
         return self._group_hosts.get(group, {})
+
+    def has_group_counts(self, group: str) -> bool:
+        """Whether :meth:`group_hosts` knows ``group`` (always, unless the snapshot is partial)."""
+        return not self.partial or (self._group_hosts is not None and group in self._group_hosts)
 
     def group_members(self, group: str) -> list[VMState]:
         """All VMs of a group (any power state), sorted by uuid."""
+        self._require_every_vm("group_members")
         return sorted((v for v in self.vms.values() if group in v.groups), key=lambda v: v.uuid)
 
     def invalidate(self) -> None:
         """Forget derived data; call after changing ``hosts``/``vms`` directly instead of through
         the mutators (e.g. after changing ``memory_policy``)."""
+        self._require_every_vm("invalidate")
         self._loads = None
         self._group_hosts = None
         self._owned = None
+
+    # ---- partial snapshots -------------------------------------------------------------------
+    def set_counted_loads(self, loads: dict[str, HostLoad], group_hosts: dict[str, dict[str, int]]) -> None:
+        """Make this a partial snapshot: ``loads`` (host uuid → load, every host present) and
+        ``group_hosts`` (group → host → members counted there, for the groups of the VMs it will
+        hold) count every VM of the pool, as the inventory summed them. Call it before adding
+        VMs, which then go in with :meth:`add_counted_vm`."""
+        assert not self.vms, "a partial snapshot gets its VMs after its loads"
+        self.partial = True
+        self._loads = loads
+        self._group_hosts = group_hosts
+        self._owned = None
+
+    def add_counted_vm(self, vm: VMState) -> None:
+        """Add to a partial snapshot a VM its loads already count, as it is in the inventory
+        they were summed from; the counts of its groups must be known (:meth:`set_group_counts`)."""
+        assert self.partial and vm.uuid not in self.vms
+        assert all(self.has_group_counts(g) for g in vm.groups), "group counts first"
+        self.vms[vm.uuid] = vm
+
+    def set_group_counts(self, group: str, per_host: dict[str, int]) -> None:
+        """A partial snapshot's counts of one more group (host → members counted there)."""
+        assert self.partial and self._group_hosts is not None and group not in self._group_hosts
+        self._group_hosts[group] = {h: n for h, n in per_host.items() if n}
+
+    def _require_every_vm(self, what: str) -> None:
+        if self.partial:
+            raise RuntimeError(f"{what} needs every VM of the pool; this snapshot is partial")
 
     # ---- mutators (keep derived data incremental) --------------------------------------------
     def set_host(self, host: HostState) -> None:
@@ -528,6 +581,7 @@ class PoolState:
             groups=dict(self.groups),
             srs=dict(self.srs),
             networks=dict(self.networks),
+            partial=self.partial,
         )
         if self._loads is not None:
             # shared until one side changes a host's load (see _apply)
@@ -542,6 +596,7 @@ class PoolState:
     def _ensure_derived(self) -> None:
         if self._loads is not None and self._group_hosts is not None:
             return
+        self._require_every_vm("deriving the loads")
         self._loads = {h: HostLoad() for h in self.hosts}
         self._owned = None
         self._group_hosts = {}

@@ -65,6 +65,8 @@ def _try(argv: list[str]) -> int | None:
         return None
     view = cls
     if cls in ("template", "snapshot"):
+        if op == "get":
+            return None  # template-param-get checks its object is a template: the normal path
         cls = "vm"
     from vmctl.model import CLASSES, SNAPSHOT_COLUMNS, TEMPLATE_COLUMNS
 
@@ -146,6 +148,7 @@ def _decode(f, v):
 def _list(conn, c, view, pairs, show_all, default, fmt, g) -> int | None:
     from vmctl.cli.output import render_records
     from vmctl.fields import matches
+    from vmctl.model import field_name
 
     fields = list(default)
     filters = []
@@ -157,17 +160,19 @@ def _list(conn, c, view, pairs, show_all, default, fmt, g) -> int | None:
             continue
         if ":" in k:
             return None
-        filters.append((k, None, v))
+        filters.append((field_name(c.name, k), None, v))  # xe's names too (model.XE_FIELDS)
     filters = _resolve(conn, c, filters)
     if filters is None:
         return None
     if g["minimal"]:
         fields = fields[:1]  # --minimal prints only the first field: derived later ones do not matter
+    # a column asked by an xe name shows its field under that name
+    canonical = {n: field_name(c.name, n) for n in fields}
     if not filters and fmt in ("json", "csv", "tsv") or (not filters and g["minimal"]):
-        served = _list_in_sql(conn, c, view, show_all, fields, fmt, g)
+        served = _list_in_sql(conn, c, view, show_all, fields, canonical, fmt, g)
         if served is not None:
             return served
-    need = set(fields) | {f for f, _, _ in filters}
+    need = {canonical[n] for n in fields} | {f for f, _, _ in filters}
     if view in ("vm", "template", "snapshot"):
         need |= {"is-a-template", "is-a-snapshot"}
     if view == "vdi":
@@ -205,6 +210,10 @@ def _list(conn, c, view, pairs, show_all, default, fmt, g) -> int | None:
         rows.sort(key=lambda r: (r["name-label"].encode(), r["uuid"]))
     else:
         rows.sort(key=lambda r: r["uuid"])
+    shown = [(n, cn) for n, cn in canonical.items() if n != cn]
+    for r in rows if shown else ():
+        for n, cn in shown:
+            r[n] = r[cn]
     sys.stdout.write(render_records(c.name, rows, fields, fmt, g["minimal"], g["no_headings"]))
     return 0
 
@@ -213,11 +222,14 @@ def _resolve(conn, c, filters):
     """Filters as the normal path checks and resolves them (fields.parse_filters and
     resolve_filters), or None when only the normal path can: an unknown field, an enum value that
     is not a member (the error), a reference naming nothing (the error) or an @name."""
-    from vmctl.fields import resolve_filters
+    from vmctl.fields import canonical_enum, resolve_filters
     from vmctl.model import CLASSES
 
-    for name, _, v in filters:
+    for i, (name, key, v) in enumerate(filters):
         f = c.fields.get(name)
+        if f is not None and f.type == "enum":
+            v = canonical_enum(f, v)  # any case, as xe reads enums
+            filters[i] = (name, key, v)
         if f is None or (f.type == "enum" and v not in f.values) or (f.is_ref and v.startswith("@")):
             return None
 
@@ -244,14 +256,17 @@ _HIDDEN_SQL = {
 }
 
 
-def _list_in_sql(conn, c, view, show_all, fields, fmt, g) -> int | None:
+def _list_in_sql(conn, c, view, show_all, fields, canonical, fmt, g) -> int | None:
     """An unfiltered list: SQLite hides and orders the rows (its BINARY collation is byte order,
     the order sort_rows uses) and each tuple is rendered directly, without building row dicts."""
     from vmctl.cli.output import escape_minimal, json_safe, plain, text
+    from vmctl.model import XE_SPELLING
 
-    fobjs = [c.fields.get(n) for n in fields]
+    fobjs = [c.fields.get(canonical[n]) for n in fields]
     if any(f is None or not f.stored for f in fobjs):
         return None
+    if any((c.name, f.name) in XE_SPELLING for f in fobjs):
+        return None  # enum members xe spells otherwise: the row path renders them
     where = ""
     cond = _HIDDEN_SQL.get(view)
     if cond and not (show_all and view in ("vm", "vdi")):
@@ -269,12 +284,12 @@ def _list_in_sql(conn, c, view, show_all, fields, fmt, g) -> int | None:
         sys.stdout.write(out + "\n")
         return 0
     if fmt == "json":
-        names = [f.name for f in fobjs]
+        names = list(fields)
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
         if simple:
             parts = [dumps(dict(zip(names, r))) for r in cur]
         else:
-            parts = [dumps({f.name: _decode(f, v) for f, v in zip(fobjs, r)}) for r in cur]
+            parts = [dumps({n: _decode(f, v) for n, f, v in zip(names, fobjs, r)}) for r in cur]
         sys.stdout.write(json_safe("[\n  " + ",\n  ".join(parts) + "\n]\n") if parts else "[]\n")
         return 0
     import csv
@@ -292,10 +307,11 @@ def _list_in_sql(conn, c, view, show_all, fields, fmt, g) -> int | None:
 
 def _param_get(conn, c, args: dict, n: int) -> int | None:
     from vmctl.cli.output import text
+    from vmctl.model import XE_SPELLING, field_name
 
     if set(args) - {"uuid", "param-name", "param-key"} or n != len(args) or "uuid" not in args:
         return None
-    f = c.fields.get(args.get("param-name", ""))
+    f = c.fields.get(field_name(c.name, args.get("param-name", "")))
     if f is None or not f.stored:
         return None
     rec = conn.execute(f'SELECT "{f.column}" FROM "{c.table}" WHERE uuid = ?', (args["uuid"],)).fetchone()
@@ -306,6 +322,8 @@ def _param_get(conn, c, args: dict, n: int) -> int | None:
         if f.kind != "map" or args["param-key"] not in value:
             return None
         value = value[args["param-key"]]
+    elif f.type == "enum":
+        value = XE_SPELLING.get((c.name, f.name), {}).get(value, value)
     sys.stdout.write(text(value, f.type) + "\n")
     return 0
 

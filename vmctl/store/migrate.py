@@ -41,6 +41,8 @@ STEPS: dict[int, object] = {
         ("vm", "current-operations"),
         ("vdi", "current-operations"),
     ),
+    # 3: a disk's volume on a real pool (its file in the SR; a clone moves it, drivers.md §3)
+    3: _add_columns(("vdi", "location")),
 }
 
 

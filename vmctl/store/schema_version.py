@@ -1,3 +1,3 @@
 """The schema version this vmctl reads and writes (light: no SQLAlchemy import)."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3

@@ -6,6 +6,11 @@ WAL mode; PostgreSQL a transaction-scoped advisory lock in a SERIALIZABLE transa
 never lock. Rows are plain dicts keyed by dash-case field names; writes are buffered per class
 and flushed (executemany) before any read of that class and at commit, which keeps a batch of
 thousands of creates fast.
+
+A class a transaction keeps querying is read whole once (when its queries have cost about as
+much as that read) and from then on answered from memory, through equality indexes on its
+fields that every insert, update and delete keeps current: a batch or a demo of thousands of
+commands costs each command what it touches, not what the inventory holds.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +87,46 @@ def _json_fields(c: ObjClass) -> tuple[str, ...]:
 
 _JSON = {name: _json_fields(c) for name, c in CLASSES.items()}
 _COLS = {name: [(f.name, f.column) for f in c.stored_fields] for name, c in CLASSES.items()}
+# per class, what insert() fills in: (field, whether a set, its empty value), in column order
+_DEFAULTS = {
+    name: [(f.name, f.kind == "set", f.empty()) for f in c.stored_fields] for name, c in CLASSES.items()
+}
+_SETS = {name: frozenset(f.name for f in c.stored_fields if f.kind == "set") for name, c in CLASSES.items()}
+# the fields an in-memory index may key (sets and maps are lists and dicts: not hashable)
+_SCALARS = {
+    name: frozenset(f.name for f in c.stored_fields if f.kind == "scalar") for name, c in CLASSES.items()
+}
+# The cost of SQL queries, counted in rows loaded (fetched and decoded into a row dict): a class
+# is read whole once its queries in a transaction have cost as many rows as it holds, so a
+# transaction pays at most about twice the cheaper of the two ways, whatever the queries to come.
+# A statement costs about as much as loading 16 rows; the database scans about 32 rows (an index
+# range, then each row's other columns) in the time one row is loaded.
+QUERY_COST_ROWS = 16
+SCANNED_PER_LOADED = 32
+
+
+def _narrowing(cls: str) -> dict[str, str | None]:
+    """The fields an SQL index of the class (store/schema.py) narrows a query by -> the class a
+    reference points to (a query reads about the class's share of one such object), or None
+    for about one row (uuid, name-label, address)."""
+    t = schema.TABLES[cls]
+    cols = {c.name for c in t.primary_key.columns} | {c.name for i in t.indexes for c in i.columns}
+    fields = CLASSES[cls].fields
+    return {
+        f: (fields[f].ref_class if fields[f].is_ref else None) for f in (c.replace("_", "-") for c in cols)
+    }
+
+
+_NARROWING = {name: _narrowing(name) for name in CLASSES}
+
+# sets and maps as stored (one encoder for every row: json.dumps would build one per value)
+_to_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
+def _json_text(v: object) -> str:
+    if not v and type(v) in (dict, list):  # most rows' sets and maps: no encoder needed
+        return "{}" if type(v) is dict else "[]"
+    return _to_json(v)
 
 
 def to_sql(cls: str, row: dict) -> dict:
@@ -90,19 +135,32 @@ def to_sql(cls: str, row: dict) -> dict:
     for fname, col in _COLS[cls]:
         v = row[fname]
         if fname in js:
-            v = json.dumps(v, sort_keys=True, separators=(",", ":"))
+            v = _json_text(v)
         out[col] = v
     return out
 
 
+_NAMES = {name: tuple(f for f, _ in cols) for name, cols in _COLS.items()}
+
+
 def from_sql(cls: str, rec) -> dict:
-    js = _JSON[cls]
-    row = {}
-    for (fname, _col), v in zip(_COLS[cls], rec):
-        if fname in js:
-            v = json.loads(v)
-        row[fname] = v
+    row = dict(zip(_NAMES[cls], rec))
+    for f in _JSON[cls]:
+        v = row[f]
+        # most sets and maps are empty: no decoder call for them (every read of many rows)
+        row[f] = [] if v == "[]" else {} if v == "{}" else json.loads(v)
     return row
+
+
+_EMPTY: dict[str, None] = {}
+
+
+def _hashable(v: object) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
 
 
 class Txn:
@@ -118,12 +176,23 @@ class Txn:
         self._dirty: dict[str, dict[str, None]] = {c: {} for c in CLASSES}
         self._deleted: dict[str, dict[str, None]] = {c: {} for c in CLASSES}
         self._complete: set[str] = set()  # classes whose rows are all in the identity map
+        # complete classes only: cls -> field -> value -> {uuid: None}, each bucket in identity-map
+        # order (the order a scan returns) unless named in _unordered; _pos ranks that order
+        self._indexes: dict[str, dict[str, dict[object, dict[str, None]]]] = {c: {} for c in CLASSES}
+        self._unordered: set[tuple[str, str, object]] = set()
+        self._pos: dict[str, dict[str, int]] = {c: {} for c in CLASSES}
+        self._next_pos = 0
+        self._sql_cost: dict[str, int] = {}  # rows' worth of SQL queries per incomplete class
+        self._stored: dict[str, int] = {}  # rows per class when this transaction first asked
         self.created: dict[str, None] = {}
         self.changed: dict[str, None] = {}
         self.destroyed: dict[str, None] = {}
         self.changes: dict[str, dict[str, list]] = {}
         self.refs: dict[str, tuple[str, str]] = {}  # @name -> (class, uuid)
         self.switches: dict[str, object] = {}  # host uuid -> vmctl.ovs.Session
+        # hosts whose sessions were handed out since the last invalidate_views(): only those can
+        # have built a view since (a view is built through the session, got from switch())
+        self._handed_out: dict[str, None] = {}
         self._switch_loaded: dict[str, dict] = {}
         self.warnings: list[str] = []
         self.cache: dict[object, object] = {}  # per-transaction memo for commands
@@ -158,27 +227,50 @@ class Txn:
     def all(self, cls: str) -> list[dict]:
         """Every row of a class (cached for the rest of the transaction)."""
         if cls not in self._complete:
-            self.flush(cls)
-            t = schema.TABLES[cls]
-            cache = self._rows[cls]
-            for rec in self.conn.execute(sa.select(t)):
-                u = rec[0]
-                if u not in cache:
-                    cache[u] = from_sql(cls, rec)
-            self._complete.add(cls)
+            self._load(cls)
         return list(self._rows[cls].values())
 
+    def _load(self, cls: str) -> None:
+        """Read the whole class into the identity map, in the order the database returns it (the
+        order of an SQL query's results), keeping the dicts already handed out."""
+        self.flush(cls)
+        t = schema.TABLES[cls]
+        cache = self._rows[cls]
+        rows: dict[str, dict] = {}
+        for rec in self.conn.execute(sa.select(t)):
+            u = rec[0]
+            row = cache.get(u)
+            rows[u] = row if row is not None else from_sql(cls, rec)
+        self._rows[cls] = rows
+        pos = self._pos[cls]
+        for u in rows:
+            pos[u] = self._next_pos
+            self._next_pos += 1
+        self._complete.add(cls)
+
     def select(self, cls: str, **where) -> list[dict]:
-        """Rows whose fields equal the given values (keyword names use `_` for `-`)."""
+        """Rows whose fields equal the given values (keyword names use `_` for `-`), in the
+        order the database returns them."""
         crit = {k.replace("_", "-"): v for k, v in where.items()}
         if cls in self._complete:
-            rows = self._rows[cls].values()
-            return [r for r in rows if all(r[k] == v for k, v in crit.items())]
+            return list(self._matching(cls, crit))
+        return self._select_stored(cls, crit)
+
+    def exists(self, cls: str, **where) -> bool:
+        """Whether select() would return a row (stops at the first)."""
+        crit = {k.replace("_", "-"): v for k, v in where.items()}
+        if cls in self._complete:
+            return next(self._matching(cls, crit), None) is not None
+        return bool(self._select_stored(cls, crit, limit=1))
+
+    def _select_stored(self, cls: str, crit: dict, limit: int | None = None) -> list[dict]:
         self.flush(cls)
         t = schema.TABLES[cls]
         q = sa.select(t)
         for k, v in crit.items():
             q = q.where(t.c[k.replace("-", "_")] == v)
+        if limit is not None:
+            q = q.limit(limit)
         cache = self._rows[cls]
         out = []
         for rec in self.conn.execute(q):
@@ -187,6 +279,110 @@ class Txn:
             if row is None:
                 row = cache[u] = from_sql(cls, rec)
             out.append(row)
+        scanned = self._rows_scanned(cls, crit)
+        cost = self._sql_cost.get(cls, 0) + QUERY_COST_ROWS + len(out) + scanned // SCANNED_PER_LOADED
+        self._sql_cost[cls] = cost
+        if cost >= self._stored_rows(cls):
+            self._load(cls)
+        return out
+
+    def _rows_scanned(self, cls: str, crit: dict) -> int:
+        """About how many rows the database reads to answer a query: those its most narrowing
+        indexed criterion leaves, rows spread evenly (a pool= criterion alone leaves the pool's
+        share of the class, which is all of it in a one-pool inventory); all without one."""
+        n = stored = self._stored_rows(cls)
+        for k in crit:
+            if k in _NARROWING[cls]:
+                ref = _NARROWING[cls][k]
+                n = min(n, 1 if ref is None else -(-stored // max(1, self._stored_rows(ref))))
+        return n
+
+    def _stored_rows(self, cls: str) -> int:
+        n = self._stored.get(cls)
+        if n is None:
+            t = schema.TABLES[cls]
+            n = self._stored[cls] = self.conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+        return n
+
+    def _matching(self, cls: str, crit: dict) -> Iterator[dict]:
+        """The rows of a class read whole that select() returns, in order: the smallest bucket
+        of an indexed criterion, filtered by every criterion exactly as a scan would be; a scan
+        when no criterion can be indexed."""
+        rows = self._rows[cls]
+        bucket: dict[str, None] | None = None
+        field = value = None
+        for k, v in crit.items():
+            if k not in _SCALARS[cls] or not _hashable(v):
+                continue
+            b = self._index(cls, k).get(v, _EMPTY)
+            if bucket is None or len(b) < len(bucket):
+                bucket, field, value = b, k, v
+        if bucket is None:
+            found: Iterable[dict] = rows.values()
+        else:
+            if (cls, field, value) in self._unordered:
+                self._sort_bucket(cls, field, value)
+                bucket = self._indexes[cls][field][value]  # type: ignore[index]
+            found = map(rows.__getitem__, bucket)
+        # consumed by select() and exists() before any write can change a bucket
+        return (r for r in found if all(r[k] == v for k, v in crit.items()))
+
+    def _index(self, cls: str, field: str) -> dict[object, dict[str, None]]:
+        idx = self._indexes[cls].get(field)
+        if idx is None:
+            idx = self._indexes[cls][field] = {}
+            for u, row in self._rows[cls].items():
+                idx.setdefault(row[field], {})[u] = None
+        return idx
+
+    def _sort_bucket(self, cls: str, field: str, value: object) -> None:
+        idx, pos = self._indexes[cls][field], self._pos[cls]
+        idx[value] = dict.fromkeys(sorted(idx[value], key=pos.__getitem__))
+        self._unordered.discard((cls, field, value))
+
+    def _index_add(self, cls: str, uuid: str, row: dict, fields) -> None:
+        pos = self._pos[cls]
+        for f in fields:
+            idx = self._indexes[cls].get(f)
+            if idx is None:
+                continue
+            v = row[f]
+            b = idx.get(v)
+            if b is None:
+                idx[v] = {uuid: None}
+                continue
+            if pos[next(reversed(b))] > pos[uuid]:
+                self._unordered.add((cls, f, v))  # an update moved an older row in
+            b[uuid] = None
+
+    def _index_remove(self, cls: str, uuid: str, old: dict) -> None:
+        """Drop uuid from the buckets of the fields in `old` (field -> the value it was under)."""
+        for f, v in old.items():
+            idx = self._indexes[cls].get(f)
+            if idx is None:
+                continue
+            b = idx[v]
+            del b[uuid]
+            if not b:
+                del idx[v]
+                self._unordered.discard((cls, f, v))
+
+    def select_containing(self, cls: str, field: str, value: str) -> list[dict]:
+        """Rows whose set field `field` holds `value` (a VM group's members, say): the database
+        narrows them by the JSON text, the exact test is on the parsed set."""
+        if cls in self._complete:
+            return [r for r in self._rows[cls].values() if value in r[field]]
+        self.flush(cls)
+        t = schema.TABLES[cls]
+        col = t.c[field.replace("-", "_")]
+        cache = self._rows[cls]
+        out = []
+        for rec in self.conn.execute(sa.select(t).where(col.contains(json.dumps(value), autoescape=True))):
+            row = cache.get(rec[0])
+            if row is None:
+                row = cache[rec[0]] = from_sql(cls, rec)
+            if value in row[field]:
+                out.append(row)
         return out
 
     def one_or_none(self, cls: str, **where) -> dict | None:
@@ -224,18 +420,17 @@ class Txn:
 
     # --- writing ------------------------------------------------------------------------------
     def insert(self, cls: str, values: dict) -> str:
-        c = CLASSES[cls]
         row = {}
-        for f in c.stored_fields:
-            if f.name in values:
-                v = values[f.name]
+        for name, is_set, empty in _DEFAULTS[cls]:
+            if name in values:
+                v = values[name]
             else:
-                v = f.empty()
+                v = empty
                 if isinstance(v, (list, dict)):
                     v = type(v)(v)
-            if f.kind == "set":
+            if is_set:
                 v = sorted(set(v))
-            row[f.name] = v
+            row[name] = v
         unknown = set(values) - set(row)
         if unknown:  # a programming error, not a user error
             raise KeyError(f"{cls} has no stored fields {sorted(unknown)}")
@@ -245,6 +440,11 @@ class Txn:
         self.writes += 1
         self._rows[cls][u] = row
         self._new[cls][u] = None
+        if cls in self._complete:
+            self._pos[cls][u] = self._next_pos
+            self._next_pos += 1
+            if self._indexes[cls]:
+                self._index_add(cls, u, row, self._indexes[cls])
         if self._sums:
             self._account(cls, row, +1)
         key = f"{cls}:{u}"
@@ -263,9 +463,11 @@ class Txn:
         touched = False
         if self._sums:
             self._account(cls, row, -1)
+        indexes = self._indexes[cls]
+        moved: dict[str, object] = {}  # indexed field -> the value it was under
+        sets = _SETS[cls]
         for k, v in values.items():
-            f = CLASSES[cls].fields[k]
-            if f.kind == "set":
+            if k in sets:
                 v = sorted(set(v))
             old = row[k]
             if old == v and type(old) is type(v):
@@ -274,8 +476,13 @@ class Txn:
                 rec[k][1] = v
             else:
                 rec[k] = [old, v]
+            if k in indexes and k not in moved:
+                moved[k] = old
             row[k] = v
             touched = True
+        if moved:
+            self._index_remove(cls, uuid, moved)
+            self._index_add(cls, uuid, row, moved)
         if self._sums:
             self._account(cls, row, +1)
         if touched:
@@ -298,6 +505,9 @@ class Txn:
         self.writes += 1
         if self._sums:
             self._account(cls, row, -1)
+        if self._indexes[cls]:
+            self._index_remove(cls, uuid, {f: row[f] for f in self._indexes[cls]})
+        self._pos[cls].pop(uuid, None)
         del self._rows[cls][uuid]
         self._dirty[cls].pop(uuid, None)
         if uuid in self._new[cls]:
@@ -393,6 +603,8 @@ class Txn:
 
     def flush(self, cls: str | None = None) -> None:
         for c in [cls] if cls else list(CLASSES):
+            if not (self._deleted[c] or self._new[c] or self._dirty[c]):
+                continue
             t = schema.TABLES[c]
             dels = list(self._deleted[c])
             if dels:
@@ -462,6 +674,7 @@ class Txn:
 
     # --- the per-host switch rows (network.md §3) ------------------------------------------------
     def switch(self, host_uuid: str):
+        self._handed_out[host_uuid] = None
         s = self.switches.get(host_uuid)
         if s is None:
             from vmctl import ovs
@@ -471,19 +684,36 @@ class Txn:
             self.switches[host_uuid] = s
         return s
 
+    def load_switches(self, hosts: list[str]) -> None:
+        """Read the switch rows of many hosts at once (one query per table, not per host): what
+        `switch` then returns for each, as if it had read them itself."""
+        from vmctl import ovs
+
+        todo = [h for h in dict.fromkeys(hosts) if h not in self.switches]
+        if len(todo) < 2:
+            return
+        for i in range(0, len(todo), 500):
+            chunk = todo[i : i + 500]
+            for host, records in self._read_switches(chunk).items():
+                self.switches[host] = ovs.Session(host, records, self.new_uuid, self.warn_raw)
+
     def _load_switch(self, host: str) -> dict[str, list[dict]]:
-        out: dict[str, list[dict]] = {}
+        return self._read_switches([host])[host]
+
+    def _read_switches(self, hosts: list[str]) -> dict[str, dict[str, list[dict]]]:
+        out: dict[str, dict[str, list[dict]]] = {h: {} for h in hosts}
         for name, t in schema.OVS_TABLES.items():
             js = schema.OVS_JSON[name]
-            rows = []
-            for rec in self.conn.execute(sa.select(t).where(t.c.host == host).order_by(t.c.uuid)):
+            for h in hosts:
+                out[h][name] = []
+            q = sa.select(t).where(t.c.host.in_(hosts)).order_by(t.c.host, t.c.uuid)
+            for rec in self.conn.execute(q):
                 d = dict(rec._mapping)
-                d.pop("host")
+                host = d.pop("host")
                 for k in js:
                     d[k] = json.loads(d[k])
-                rows.append(d)
-            out[name] = rows
-        self._switch_loaded[host] = out
+                out[host][name].append(d)
+        self._switch_loaded.update(out)
         return out
 
     def drop_switch(self, host: str) -> None:
@@ -494,9 +724,11 @@ class Txn:
         self.switches[host] = None  # type: ignore[assignment]
 
     def invalidate_views(self) -> None:
-        for s in self.switches.values():
+        for host in self._handed_out:
+            s = self.switches.get(host)
             if s is not None:
                 s.invalidate_view()
+        self._handed_out.clear()
 
     def _flush_switches(self) -> None:
         for host, s in self.switches.items():
@@ -521,7 +753,7 @@ class Txn:
                     d = dict(r)
                     d["host"] = host
                     for k in js:
-                        d[k] = json.dumps(d[k], sort_keys=True, separators=(",", ":"))
+                        d[k] = _json_text(d[k])
                     (upd if o is not None else ins).append(d)
                     self._record_switch(name, u, o, r)
                 if ins:

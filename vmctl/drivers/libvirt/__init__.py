@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from vmctl.drivers.base import DriverFault, HostFacts, HostTarget
 from vmctl.drivers.libvirt.compute import ComputeMixin
+from vmctl.drivers.libvirt.storage import StorageMixin
 
 VENDORS = {"Intel": "GenuineIntel", "AMD": "AuthenticAMD", "Hygon": "HygonGenuine"}
 INSTALL = 'pip install "vmctl[libvirt]" (it builds against the system\'s libvirt: apt-get install libvirt-dev pkg-config gcc python3-dev)'
@@ -33,7 +34,7 @@ def version_text(v: int) -> str:
     return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"
 
 
-class LibvirtDriver(ComputeMixin):
+class LibvirtDriver(ComputeMixin, StorageMixin):
     name = "libvirt"
 
     def __init__(self) -> None:

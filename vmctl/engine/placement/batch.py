@@ -4,9 +4,11 @@
 * **Classes**: items with equal demand and filter signature are interchangeable; the host-centric
   fill evaluates one representative per class, so a step costs O(classes), vectorised.
 * **Order**: restart priority (HA restarts only), ``order``, decreasing dominant share, uuid. Soft
-  group members go first, one by one. ``spread`` then places item by item with the single-VM
-  ranking; ``pack`` and ``balanced`` fill hosts one at a time (host-centric). Levels of equal
-  (priority, order) are filled in turn, so a lower priority never takes room from a higher one.
+  group members go first, one by one. The spreading policies (``spread``, ``balanced``) then place
+  item by item with the single-VM ranking on the evolving state (largest first: worst fit
+  decreasing, so the loads end even); ``pack`` fills hosts one at a time (host-centric). Levels of
+  equal (priority, order) are filled in turn, so a lower priority never takes room from a higher
+  one.
 
 Filter 11 (HA) is not run per step (a failure-set search per step would be prohibitive): the caller
 runs one admission check on the final state, as evacuation does (engine.md §4.4), see
@@ -132,7 +134,7 @@ def place_batch(
     rest = [it for it in items if not it.soft]
     for it in soft:
         _place_soft(sched, it, exclude, res, mode)
-    if sched.policy == "spread":
+    if not sched.consolidates:
         for it in rest:
             p = sched.place_request(it.req, exclude, ha=False)
             if p is None:
@@ -214,10 +216,12 @@ def _place_soft(sched: Scheduler, it: _Item, exclude: tuple[str, ...], res: Batc
 def _host_centric(
     sched: Scheduler, items: list[_Item], exclude: tuple[str, ...], res: BatchResult, mode: str
 ) -> None:
+    """pack: fill the hosts one at a time, each with the remaining item that keeps the host's usage
+    closest in direction to r, the mix of what is still to be placed on the hosts still open, so
+    the items left at the end still fit together (fewer hosts than best fit: engine.md §7 P4)."""
     import numpy as np
 
     t = sched.table
-    pack = sched.policy == "pack"
     # Interchangeable classes: equal demand and filter signature.
     classes: dict[tuple, list[_Item]] = {}
     for it in items:
@@ -275,7 +279,7 @@ def _host_centric(
         host_keys.append((-ld, -int(t.mem_cap[i]), -int(t.vcpu_cap[i]), t.uuids[i], i))
     host_keys.sort()
     order_hosts = [hk[-1] for hk in host_keys]
-    # For balanced: r = (unplaced demand + load of open hosts) / capacity of open hosts.
+    # r = (unplaced demand + load of open hosts) / capacity of open hosts.
     dem_mem = float((c_memf * c_left).sum())
     dem_vcpu = float((c_vcpu * c_left).sum())
     open_idx = np.array(order_hosts, dtype=np.int64)
@@ -303,15 +307,12 @@ def _host_centric(
             if t.dynamic:
                 um = np.minimum(1.0, um)
             uc = (t.vcpu[i] + c_vcpu[cand]) / cap_cf
-            if pack:
-                metric = np.hypot(1.0 - um, 1.0 - uc)
-            else:
-                rm_ = (dem_mem + open_load_mem) / open_cap_mem if open_cap_mem > 0 else 0.0
-                rc_ = (dem_vcpu + open_load_vcpu) / open_cap_vcpu if open_cap_vcpu > 0 else 0.0
-                rn = math.hypot(rm_, rc_) or 1.0
-                norm = np.hypot(um, uc)
-                cos = (um * rm_ + uc * rc_) / (norm * rn)
-                metric = np.round(1.0 - cos, 4)
+            rm_ = (dem_mem + open_load_mem) / open_cap_mem if open_cap_mem > 0 else 0.0
+            rc_ = (dem_vcpu + open_load_vcpu) / open_cap_vcpu if open_cap_vcpu > 0 else 0.0
+            rn = math.hypot(rm_, rc_) or 1.0
+            norm = np.hypot(um, uc)
+            cos = (um * rm_ + uc * rc_) / (norm * rn)
+            metric = np.round(1.0 - cos, 4)
             if any_aff:
                 # An item preferring this host (its affinity) goes first.
                 aff = np.array([0 if reps[j][c_pos[j]].req.vm.affinity == t.uuids[i] else 1 for j in cand])
@@ -331,7 +332,7 @@ def _host_centric(
             dem_vcpu -= c_vcpu[pick]
             open_load_mem += float(memload[i]) - before_m
             open_load_vcpu += float(t.vcpu[i]) - before_c
-        # Host closed: it leaves the "open" pool used by the balanced target ratio.
+        # Host closed: it leaves the "open" pool used by the target ratio r.
         open_cap_mem -= cap_mf
         open_cap_vcpu -= cap_cf
         open_load_mem -= float(memload[i])

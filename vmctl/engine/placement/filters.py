@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from vmctl.engine.ha import HA_CODE
 from vmctl.engine.placement.request import MIGRATE as MIGRATE
 from vmctl.engine.placement.request import MODE_RESTART as MODE_RESTART
 from vmctl.engine.placement.request import MODES as MODES
@@ -244,6 +243,9 @@ class RulesFilter(Filter):
 
 
 HA_FILTER_INDEX = 11
+#: The code of filter 11 and of admission control (vmctl.engine.ha): here, so that placing a VM
+#: does not import the HA planner.
+HA_CODE = "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"
 
 #: Filters 1–10 in table order.
 FILTERS: tuple[Filter, ...] = (

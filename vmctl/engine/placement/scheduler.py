@@ -29,7 +29,8 @@ from vmctl.engine.snapshot import (
 from vmctl.errors import Ref, VmctlError
 
 # Policies that consolidate: prefer occupied hosts, open the largest empty host when needed.
-CONSOLIDATING = ("pack", "balanced")
+# `spread` and `balanced` spread the load and keep the plain score ranking of engine.md §2.2.
+CONSOLIDATING = ("pack",)
 # Rank keys: scores compare after rounding to 9 decimals (engine.md §0).
 ROUND = 9
 # Hosts whose float score is within this of the best are re-ranked exactly with round(S, 9) and
@@ -65,7 +66,7 @@ class Placement:
 
     host: the chosen host uuid. score: its S (rounded to 9 decimals). tier: its memory tier.
     decided_by: the rank component that separated winner and runner-up: ``affinity`` | ``tier`` |
-    ``occupancy`` | ``connectivity`` | ``capacity`` (pack/balanced only) | ``score`` | ``tie-key``;
+    ``occupancy`` | ``connectivity`` | ``capacity`` (pack only) | ``score`` | ``tie-key``;
     ``only-host`` when one host passed.
     margin: S(winner) − S(runner-up), rounded to 9 decimals (None without a runner-up or when not
     computed). runner_up: the next host passing every filter (when computed).
@@ -250,8 +251,7 @@ class Scheduler:
         return VmctlError(code, params=params)
 
     def ha_active(self, ha: bool) -> bool:
-        p = self.pool
-        return ha and p.ha_enabled and not p.ha_allow_overcommit and not p.ha_overcommitted
+        return ha and self.pool.admission_control
 
     def ha_rejection(self, req: F.Request, host: str) -> tuple[int, str, F.Params] | None:
         """Filter 11: would the HA plan for the pool's target still exist with the item on host?"""
@@ -273,7 +273,7 @@ class Scheduler:
         return self.policy in CONSOLIDATING
 
     def rank_key(self, req: F.Request, terms: W.Terms, i: int) -> tuple:
-        """(affinity host first, tier, [pack/balanced only: occupied first, fewest networks+SRs,
+        """(affinity host first, tier, [pack only: occupied first, fewest networks+SRs,
         then for an empty host the largest capacity], −round(S, 9), tk)."""
         t = self.table
         aff = 0 if req.vm.affinity == t.uuids[i] else 1
@@ -324,8 +324,8 @@ class Scheduler:
             tmin = terms.tier[ok].min()
             cand = ok & (terms.tier == tmin)
         if self.consolidates:
-            # pack/balanced never open an empty host while an occupied one passes; when they must,
-            # they open the largest (fewest hosts: the non-empty-host targets of P1/P2/P5). In
+            # pack never opens an empty host while an occupied one passes; when it must, it
+            # opens the largest (fewest hosts: the non-empty-host targets of P1/P2/P5). In
             # both cases hosts offering the fewest networks and SRs come first, so VMs that do not
             # need scarce connectivity leave it to those that do.
             occupied = cand & t.occupied
@@ -342,15 +342,19 @@ class Scheduler:
             return j
         near = np.flatnonzero(near_mask)
         # Exact ranking among the near-ties (all share affinity, tier, occupancy and capacity
-        # here): rounded scores first, tie keys only for the equal ones.
+        # here): rounded scores first, tie keys only for the equal ones. Under a spreading policy
+        # many hosts hold the same load and tie with bit-identical scores, so each distinct
+        # score is rounded once.
         idx = near.tolist()
-        keys = {i: round(float(terms.score[i]), ROUND) for i in idx}
-        top = max(keys.values())
-        idx = [i for i in idx if keys[i] == top]
+        vals = sc[near].tolist()
+        rounded = {v: round(v, ROUND) for v in set(vals)}
+        if len(rounded) > 1:
+            top = max(rounded.values())
+            idx = [i for i, v in zip(idx, vals) if rounded[v] == top]
         if len(idx) == 1:
             return idx[0]
         # tk(h) = first 8 bytes of SHA-256("<seed>:<vm>:<host>"); a list comprehension is the
-        # cheapest way to hash the many equal empty hosts a consolidating policy may tie on.
+        # cheapest way to hash the many equal hosts a policy may tie on.
         pre = f"{self.seed}:{req.vm.uuid}:".encode()
         sha = hashlib.sha256
         ub = t.uuid_bytes

@@ -89,10 +89,16 @@ def base_spread(u: Any) -> Any:
 
 
 def base_balanced(u: Any, sk: Any, alpha: float) -> Any:
-    """dense along the demand-mix ray: max_d u'_d − α·skew(u')."""
+    """spread, skew-aware: 1 − max_d u'_d · (1 + α·skew(u')).
+
+    Like ``spread`` it prefers the host whose tightest dimension is least loaded after placement,
+    with that load inflated by the host's skew from the pool's demand mix, so hosts whose memory
+    and vCPU usage drift apart (one dimension filling while the other is stranded) are avoided.
+    The penalty is proportional to the load: a nearly empty host has nothing to strand, so an
+    empty host still beats a loaded one whatever the VM's shape (the policy spreads)."""
     import numpy as np
 
-    return np.maximum(u[0], u[1]) - alpha * sk
+    return 1.0 - np.maximum(u[0], u[1]) * (1.0 + alpha * sk)
 
 
 def group_term(table: HostTable, req: Request, gamma: float) -> Any:
@@ -144,12 +150,13 @@ def score_terms(table: HostTable, req: Request, policy: str, n_feasible: int, fu
             sk = skew(u, g)
             base = base_balanced(u, sk, alpha)
         else:
-            # Same value, fewer vector operations (hot path): max + α·cos − α.
+            # Same value, fewer vector operations (hot path): 1 − max·(1 + α − α·cos).
             u0, u1 = u[0], u[1]
             adot = np.array((alpha * g[0], alpha * g[1])) @ u
             adot /= np.sqrt(u0 * u0 + u1 * u1) + TINY
-            adot += np.maximum(u0, u1)
-            adot -= alpha
+            adot -= 1.0 + alpha
+            adot *= np.maximum(u0, u1)
+            adot += 1.0
             base = adot
     score = base
     grp = None
