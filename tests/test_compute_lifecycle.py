@@ -111,9 +111,8 @@ OPS = {
     "destroy": ("vm-destroy", {}, ("halted", "suspended"), None),
     # VM.power_state_reset is valid in every state (a halted VM stays halted)
     "reset-powerstate": ("vm-reset-powerstate", {"--force": True}, STATES, "halted"),
-    # xe's vm-uninstall hard-shuts a VM down after the confirmation, --force or not
     "uninstall": ("vm-uninstall", {"--force": True}, STATES, None),
-    "uninstall-confirmed": ("vm-uninstall", {}, STATES, None),
+    "uninstall-halted-only": ("vm-uninstall", {}, ("halted",), None),
 }
 
 

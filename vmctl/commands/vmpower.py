@@ -453,19 +453,21 @@ def owner_vdis(txn, vm: dict) -> list[str]:
 
 @command(
     "vm-uninstall",
-    "Destroy VMs with their snapshots and owned disks (asks for confirmation; a VM not halted is "
-    "hard-shut-down first)",
+    "Destroy VMs with their snapshots and owned disks (not halted: needs --force)",
     family="vm",
     args=(_VM,),
     flags=("--force", "--multiple"),
     selector="vm",
 )
 def vm_uninstall(ctx: Ctx):
-    """As xe's vm-uninstall: after the confirmation, a VM that is not halted is hard-shut-down,
-    then it and its snapshots are destroyed (VM.hard_shutdown, VM.destroy, in that order of
-    checks), with the owner disks no VM outside them references."""
+    """A VM that is not halted needs --force (model.md §3.3), and is then hard-shut-down; it and
+    its snapshots are checked as XAPI's VM.hard_shutdown and VM.destroy, in that order, and
+    destroyed with the owner disks no VM outside them references."""
     txn = ctx.txn
     vms = select_vms(ctx)
+    for vm in vms:
+        if vm["power-state"] != "halted" and not ctx.force:
+            raise bad_power_state(txn, vm, ("halted",))
     doomed: list[dict] = []
     for vm in vms:
         doomed.append(vm)
