@@ -21,11 +21,7 @@ def refresh_ha_status(txn) -> None:
         return
     from vmctl.engine import ha
 
-    # XAPI refuses the device change only while overcommitting is not allowed
-    # (Xapi_vbd_helpers.assert_doesnt_make_vm_non_agile, Xapi_vif_helpers.create)
-    strict = {p["uuid"] for p in pools if not p["ha-allow-overcommit"]}
-    if strict:
-        check_touched_agility(txn, strict)
+    check_touched_agility(txn, {p["uuid"] for p in pools})
     for p in pools:
         over, exists_for = ha.recompute_status(_state(txn, p["uuid"]))
         if p["ha-overcommitted"] != over or p["ha-plan-exists-for"] != exists_for:
