@@ -603,6 +603,18 @@ def test_suspend_and_checkpoint_of_an_immobile_vm(lab):
     lab.ok("vm-snapshot", "vm=v", "new-name-label=s")
 
 
+def test_nested_virt_makes_a_vm_immobile(lab):
+    """xapi_vm_lifecycle.is_mobile: a VM whose platform:nested-virt is true (or 1) is not mobile,
+    as with nomigrate: suspend and pool_migrate fail VM_IS_IMMOBILE; --force (strict=false)
+    moves it; evacuation and rebalancing leave it where it is."""
+    running(lab, "v", "h1", "platform:nested-virt=1")
+    lab.fail("VM_IS_IMMOBILE", "vm-suspend", "vm=v")
+    lab.fail("VM_IS_IMMOBILE", "vm-migrate", "vm=v", "host=h2")
+    assert "VM_IS_IMMOBILE" in lab.ok("host-get-vms-which-prevent-evacuation", "host=h1", "-f", "csv")
+    lab.ok("vm-migrate", "vm=v", "host=h2", "--force")
+    assert lab.get("vm", "v", "resident-on") == lab.uuid("host", **{"name-label": "h2"})
+
+
 def test_online_resize_is_not_supported(lab):
     """Xapi_vdi.check_sm_feature_error: VDI.resize_online needs the backend's VDI_RESIZE_ONLINE,
     which none of xapi-project/sm's drivers advertises: SR_OPERATION_NOT_SUPPORTED [sr] on every

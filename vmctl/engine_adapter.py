@@ -144,7 +144,7 @@ def vm_value(vm: dict, st: _Storage | None = None) -> VMState:
         groups=tuple(sorted(vm["groups"])),
         ha_restart_priority=vm["ha-restart-priority"],
         order=vm["order"],
-        # the engine moves no VM XAPI would not live-migrate: platform:nomigrate, or
+        # the engine moves no VM XAPI would not live-migrate: platform:nomigrate or nested-virt, or
         # blocked-operations holding pool_migrate (rebalancing honours both)
         immobile=operations.immobile(vm) or "pool_migrate" in vm["blocked-operations"],
         dirty_rate=_rate(vm["other-config"].get("dirty-rate")),

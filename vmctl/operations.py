@@ -95,8 +95,10 @@ def allowed_states(vm: dict, op: str) -> tuple[str, ...]:
 
 
 def immobile(vm: dict) -> bool:
-    """platform:nomigrate true or 1 (Vm_platform.is_true, xapi_vm_lifecycle.is_mobile)."""
-    return str(vm["platform"].get("nomigrate", "")).lower() in ("true", "1")
+    """Not to be moved (xapi_vm_lifecycle.is_mobile): platform:nomigrate or platform:nested-virt
+    true or 1 (Vm_platform.is_true)."""
+    platform = vm["platform"]
+    return any(str(platform.get(key, "")).lower() in ("true", "1") for key in ("nomigrate", "nested-virt"))
 
 
 def operation_error(

@@ -102,7 +102,9 @@ def check_vm_operation(
             "REVERT_ONLY_ALLOWED_ON_SNAPSHOT", "Only a snapshot can be reverted to", [("vm", ref)]
         )
     if failure == "immobile":
-        raise VmctlError("VM_IS_IMMOBILE", "The VM is marked platform:nomigrate=true", [("vm", ref)])
+        raise VmctlError(
+            "VM_IS_IMMOBILE", "The VM cannot move: its platform:nomigrate or nested-virt is true", [("vm", ref)]
+        )
     if op in OPERATION_STATES and op not in UPGRADE_OPERATIONS and rolling_upgrade(txn, vm["pool"]):
         raise not_during_upgrade(f"The VM operation {op}")
 
