@@ -246,6 +246,28 @@ def test_allowed_operations_are_xapi_names(lab):
     assert "suspend" not in ops and "checkpoint" not in ops and "migrate_send" not in ops
 
 
+def test_allowed_operations_leave_out_what_xapi_leaves_out(lab):
+    """xapi_vm_lifecycle.update_allowed_operations lists allowable_ops only: ignored_ops
+    (changing_VCPUs, changing_memory_limits, power_state_reset) never appear, though they run."""
+    lab.ok("vm-create", "name-label=v", "memory=1GiB")
+    ops = lab.get("vm", "v", "allowed-operations").split("; ")
+    assert {"start", "changing_static_range", "make_into_template", "destroy"} <= set(ops)
+    assert not {"changing_VCPUs", "changing_memory_limits", "power_state_reset"} & set(ops)
+    lab.ok("vm-vcpus-set", "vm=v", "vcpus=2", "--", "vm-memory-set", "vm=v", "memory=2GiB")
+
+
+def test_allowed_operations_during_a_rolling_upgrade(lab):
+    """xapi_vm_lifecycle.update_allowed_operations: during a rolling upgrade the allowed
+    operations are cut to Xapi_globs.rpu_allowed_vm_operations (no snapshot, checkpoint or
+    memory change; start, migration and shutdown stay)."""
+    running(lab, "v")
+    assert {"snapshot", "checkpoint"} <= set(lab.get("vm", "v", "allowed-operations").split("; "))
+    upgrade(lab, "h2", "1.1.0")
+    ops = set(lab.get("vm", "v", "allowed-operations").split("; "))
+    assert {"clean_shutdown", "pool_migrate", "suspend"} <= ops
+    assert not {"snapshot", "checkpoint", "changing_dynamic_range"} & ops
+
+
 # --- 3. evacuation and migration ---------------------------------------------------------------------------------
 def test_evacuate_reports_the_vm_own_error(lab):
     """xapi_host.evacuate raises the plan's error for a VM (VM_REQUIRES_SR for a disk only the
@@ -682,3 +704,23 @@ def test_operation_in_progress_after_blocked_before_the_power_state(lab):
     lab.ok("vm-create", "name-label=t", "memory=1GiB", "is-a-template=true")
     hold(lab, "t", "clone")
     lab.fail("OTHER_OPERATION_IN_PROGRESS", "vm-start", "vm=t")
+
+
+def test_allowed_operations_while_an_operation_is_in_progress(lab):
+    """xapi_vm_lifecycle.update_allowed_operations runs check_operation_error, which refuses what
+    cannot run beside current_operations (is_allowed_concurrently): allowed-operations shows
+    what a command would accept now. vmctl runs nothing beside a pending task, so a held VM
+    allows nothing until the task ends (README: Differences from XAPI)."""
+    running(lab, "v")
+    task = hold(lab, "v", "clean_shutdown")
+    assert lab.get("vm", "v", "current-operations") == "clean_shutdown"
+    assert lab.get("vm", "v", "allowed-operations") == ""
+    lab.fail("OTHER_OPERATION_IN_PROGRESS", "vm-shutdown", "vm=v", "--force")
+
+    def finish(t):
+        t.update("task", task, {"status": "success"})
+        t.update("vm", t.resolve_one("vm", "v")["uuid"], {"current-operations": []})
+
+    with_txn(lab.db, finish)
+    assert "hard_shutdown" in lab.get("vm", "v", "allowed-operations").split("; ")
+    lab.ok("vm-shutdown", "vm=v", "--force")

@@ -153,42 +153,18 @@ def _vm_refs(txn, rows):
 
 @filler("vm", "allowed-operations")
 def _vm_allowed(txn, rows):
-    """XAPI's VM.allowed_operations (xapi_vm_lifecycle.update_allowed_operations): the operations
-    of XAPI's that vmctl implements and whose checks pass now (blocked-operations, power state,
-    template, snapshot, mobility), by XAPI's names."""
-    from vmctl.operations import operation_error
+    """XAPI's VM.allowed_operations (xapi_vm_lifecycle.update_allowed_operations), by XAPI's
+    names: see :func:`vmctl.operations.allowed_operations`."""
+    from vmctl.operations import allowed_operations
 
+    upgrading: dict[str, bool] = {}
     for v in rows:
-        v["allowed-operations"] = sorted(op for op in ALLOWABLE if operation_error(v, op) is None)
-
-
-#: XAPI's VM operations vmctl implements, as allowed-operations lists them.
-ALLOWABLE = (
-    "changing_VCPUs",
-    "changing_dynamic_range",
-    "changing_memory_limits",
-    "changing_static_range",
-    "checkpoint",
-    "clean_reboot",
-    "clean_shutdown",
-    "clone",
-    "copy",
-    "destroy",
-    "hard_reboot",
-    "hard_shutdown",
-    "make_into_template",
-    "migrate_send",
-    "pause",
-    "pool_migrate",
-    "resume",
-    "resume_on",
-    "revert",
-    "snapshot",
-    "start",
-    "start_on",
-    "suspend",
-    "unpause",
-)
+        pool = v["pool"]
+        if pool not in upgrading:
+            versions = {h["software-version"] for h in txn.select("host", pool=pool)}
+            upgrading[pool] = len(versions) > 1
+        held = txn.held_by("vm", v["uuid"]) is not None
+        v["allowed-operations"] = allowed_operations(v, held=held, upgrading=upgrading[pool])
 
 
 @filler("vm-group", "vms", "vm-count")

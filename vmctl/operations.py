@@ -132,3 +132,44 @@ def operation_error(
     if op in MOBILITY_OPERATIONS and strict and immobile(vm):
         return "immobile"
     return None
+
+
+#: XAPI's operations vmctl implements that allowed-operations lists: XAPI leaves out
+#: changing_VCPUs, changing_memory_limits and power_state_reset
+#: (xapi_vm_lifecycle.ignored_ops), though they stay valid.
+ALLOWABLE = (
+    "changing_dynamic_range",
+    "changing_static_range",
+    "checkpoint",
+    "clean_reboot",
+    "clean_shutdown",
+    "clone",
+    "copy",
+    "destroy",
+    "hard_reboot",
+    "hard_shutdown",
+    "make_into_template",
+    "migrate_send",
+    "pause",
+    "pool_migrate",
+    "resume",
+    "resume_on",
+    "revert",
+    "snapshot",
+    "start",
+    "start_on",
+    "suspend",
+    "unpause",
+)
+
+
+def allowed_operations(vm: dict, held: bool = False, upgrading: bool = False) -> list[str]:
+    """XAPI's VM.allowed_operations (xapi_vm_lifecycle.update_allowed_operations): the
+    operations of ALLOWABLE whose checks pass now, by name. While a pending task holds the VM
+    (its current-operations) none does: vmctl runs no operation beside another
+    (OTHER_OPERATION_IN_PROGRESS; README: Differences from XAPI). During a rolling upgrade only
+    those Xapi_globs.rpu_allowed_vm_operations names."""
+    if held:
+        return []
+    ops = (op for op in ALLOWABLE if operation_error(vm, op) is None)
+    return sorted(op for op in ops if not upgrading or op in UPGRADE_OPERATIONS)
