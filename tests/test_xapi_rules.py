@@ -293,6 +293,18 @@ def test_evacuate_with_no_other_enabled_host_is_no_hosts_available(lab):
     assert set(err["params"]) == {"vm"}
 
 
+def test_evacuate_without_targets_is_no_hosts_available_first(lab):
+    """xapi_host.compute_evacuation_plan_no_wlb returns NO_HOSTS_AVAILABLE for every VM as soon
+    as no other enabled host is at least as new, before any VM's own checks: a paused VM there
+    is NO_HOSTS_AVAILABLE too, not VM_BAD_POWER_STATE."""
+    running(lab, "p")
+    lab.ok("vm-pause", "vm=p", "--", "host-disable", "host=h2")
+    err = lab.fail("NO_HOSTS_AVAILABLE", "host-evacuate", "host=h1")
+    assert err["params"]["vm"].startswith(lab.uuid("vm", **{"name-label": "p"}))
+    lab.ok("host-enable", "host=h2")
+    lab.fail("VM_BAD_POWER_STATE", "host-evacuate", "host=h1")
+
+
 def test_evacuate_refuses_immobile_and_paused_vms(lab):
     """xapi_host.compute_evacuation_plan_no_wlb runs each VM's VM.pool_migrate checks: an immobile
     VM fails VM_IS_IMMOBILE, a paused one VM_BAD_POWER_STATE (pool_migrate needs running)."""

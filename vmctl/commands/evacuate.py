@@ -51,17 +51,21 @@ def _options(ctx: Ctx, host: dict) -> dict:
     }
 
 
-def _operation_blockers(ctx: Ctx, host: dict):
+def _operation_blockers(ctx: Ctx, host: dict, ps):
     """The reasons XAPI's evacuation finds before placement (xapi_host.compute_evacuation_plan_no_wlb):
     each running or paused VM's own VM.pool_migrate checks (blocked-operations, power state: a
     paused VM cannot be live-migrated, template, mobility: VM_IS_IMMOBILE), and, with HA enabled,
     a VM HA does not protect (HOST_EVACUATE_VM_NOT_HA_PROTECTED: XAPI wants those shut down or
-    suspended first, so the evacuated host looks to the HA planner like a failed one).
+    suspended first, so the evacuated host looks to the HA planner like a failed one). None when
+    no other host could take a VM at all: XAPI then answers NO_HOSTS_AVAILABLE for every VM
+    before any of these checks, as the engine's plan does.
     Returns (blockers, the uuids of those VMs, which the plan then leaves out)."""
-    from vmctl.engine.evacuate import Blocker
+    from vmctl.engine.evacuate import Blocker, has_targets
     from vmctl.vms import check_vm_operation
 
     txn = ctx.txn
+    if not has_targets(ps, host["uuid"]):
+        return [], frozenset()
     ha = txn.get("pool", host["pool"])["ha-enabled"]
     out = []
     vms = [
@@ -145,7 +149,7 @@ def host_evacuate(ctx: Ctx):
         )
     host, ps = _pool_and_host(ctx)
     opts = _options(ctx, host)
-    early, skip = _operation_blockers(ctx, host)
+    early, skip = _operation_blockers(ctx, host, ps)
     if early:
         rest = vms_preventing_evacuation(ps, host["uuid"], policy=opts["policy"], sr=opts["sr"], skip=skip)
         raise _first_error(host, sorted(early + rest, key=lambda b: (b.cls != "vm", b.name, b.uuid)))
@@ -220,7 +224,7 @@ def host_get_vms_which_prevent_evacuation(ctx: Ctx):
 
     host, ps = _pool_and_host(ctx)
     opts = _options(ctx, host)
-    early, skip = _operation_blockers(ctx, host)
+    early, skip = _operation_blockers(ctx, host, ps)
     blockers = vms_preventing_evacuation(ps, host["uuid"], policy=opts["policy"], sr=opts["sr"], skip=skip)
     blockers = sorted(early + blockers, key=lambda b: (b.cls != "vm", b.name, b.uuid))
     rows = [b.row() for b in blockers]

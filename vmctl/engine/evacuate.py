@@ -196,7 +196,7 @@ def _storage_target(pool: PoolState, sr: str | None) -> str | None:
     return sr
 
 
-def _has_targets(pool: PoolState, host: str) -> bool:
+def has_targets(pool: PoolState, host: str) -> bool:
     """Whether any other host could take a VM at all: XAPI's evacuation considers the other
     enabled hosts whose version is not older than H's (xapi_host.compute_evacuation_plan_no_wlb);
     without one, every VM's reason is NO_HOSTS_AVAILABLE."""
@@ -212,7 +212,7 @@ def _check(
     movable: list[VMState] = []
     blockers: list[Blocker] = []
     smap: dict[str, str] = {}
-    targets = _has_targets(pool, host)
+    targets = has_targets(pool, host)
     for vm in vms_to_move(pool, host):
         if vm.uuid in skip:
             continue
