@@ -226,6 +226,26 @@ def test_blocked_operations_keys_are_xapi_operation_names(lab):
     lab.ok("vm-param-set", "uuid=v", "blocked-operations:changing_VCPUs=x")
 
 
+def test_every_name_of_xapis_vm_operations_is_a_key():
+    """xapi_vm_lifecycle.allowed_power_states matches every member of XAPI's vm_operations enum
+    (datamodel_vm.ml): each is a blocked-operations key, and no other name is."""
+    from vmctl.operations import VM_OPERATIONS
+
+    xapi = {
+        *("assert_operation_valid", "awaiting_memory_live", "call_plugin", "changing_NVRAM"),
+        *("changing_VCPUs", "changing_VCPUs_live", "changing_dynamic_range", "changing_memory_limits"),
+        *("changing_memory_live", "changing_shadow_memory", "changing_shadow_memory_live"),
+        *("changing_static_range", "checkpoint", "clean_reboot", "clean_shutdown", "clone", "copy"),
+        *("create_template", "create_vtpm", "csvm", "data_source_op", "destroy", "export"),
+        *("get_boot_record", "hard_reboot", "hard_shutdown", "import", "make_into_template"),
+        *("metadata_export", "migrate_send", "pause", "pool_migrate", "power_state_reset"),
+        *("provision", "query_services", "resume", "resume_on", "revert", "reverting"),
+        *("send_sysrq", "send_trigger", "shutdown", "snapshot", "snapshot_with_quiesce", "start"),
+        *("start_on", "suspend", "sysprep", "unpause", "update_allowed_operations"),
+    }
+    assert VM_OPERATIONS == xapi
+
+
 def test_allowed_operations_are_xapi_names(lab):
     """xapi_vm_lifecycle.update_allowed_operations: what passes the checks now, by XAPI's names,
     without the blocked ones."""

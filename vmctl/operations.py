@@ -38,8 +38,10 @@ OPERATION_STATES: dict[str, tuple[str, ...]] = {
     "snapshot": ALL_STATES,
 }
 
-#: Every name XAPI's vm_operations enum gives (Record_util.vm_operation_table): the keys
-#: blocked-operations takes, each blocking the operation of that name.
+#: Every name of XAPI's vm_operations enum (datamodel_vm.ml; xapi_vm_lifecycle
+#: .allowed_power_states matches each one): the keys blocked-operations takes, each blocking the
+#: operation of that name. xe's own table (Record_util.vm_operation_table) lacks a few
+#: (changing_VCPUs, changing_memory_limits, create_template, query_services) that the API takes.
 VM_OPERATIONS = frozenset(OPERATION_STATES) | frozenset(
     (
         "assert_operation_valid",
@@ -50,6 +52,7 @@ VM_OPERATIONS = frozenset(OPERATION_STATES) | frozenset(
         "changing_memory_live",
         "changing_shadow_memory",
         "changing_shadow_memory_live",
+        "create_template",
         "create_vtpm",
         "csvm",
         "data_source_op",
@@ -58,6 +61,7 @@ VM_OPERATIONS = frozenset(OPERATION_STATES) | frozenset(
         "import",
         "metadata_export",
         "provision",
+        "query_services",
         "reverting",
         "send_sysrq",
         "send_trigger",
