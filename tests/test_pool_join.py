@@ -133,16 +133,16 @@ def test_6_pending_task(db: Path) -> None:
 
 
 def test_7_major_version(db: Path) -> None:
-    """xapi_pool.pre_join_checks assert_hosts_compatible: HOSTS_NOT_COMPATIBLE, no params."""
-    refused(db, "h-major", "HOSTS_NOT_COMPATIBLE", [])
-    refused(db, "h-major", "HOSTS_NOT_COMPATIBLE", [], force=True)
+    """xapi_pool.pre_join_checks assert_hosts_compatible: HOSTS_NOT_COMPATIBLE."""
+    refused(db, "h-major", "HOSTS_NOT_COMPATIBLE", ["  reason: Major versions differ"])
+    refused(db, "h-major", "HOSTS_NOT_COMPATIBLE", ["  reason: Major versions differ"], force=True)
 
 
 def test_7_any_software_version_difference(db: Path) -> None:
     """xapi_pool.pre_join_checks assert_hosts_compatible compares the platform versions, which
     software-version plays: a minor difference refuses the join too, --force or not."""
-    refused(db, "h-minor", "HOSTS_NOT_COMPATIBLE", [])
-    refused(db, "h-minor", "HOSTS_NOT_COMPATIBLE", [], force=True)
+    refused(db, "h-minor", "HOSTS_NOT_COMPATIBLE", ["  reason: Software versions differ"])
+    refused(db, "h-minor", "HOSTS_NOT_COMPATIBLE", ["  reason: Software versions differ"], force=True)
 
 
 def test_9_cpu_vendor(db: Path) -> None:
@@ -251,7 +251,7 @@ def test_duplicate_macs_join(db: Path) -> None:
 def test_first_failing_check_wins(db: Path) -> None:
     h = host(db, "h-major-bond")
     with_txn(db, lambda t: t.insert("bond", {"master": _pif(t, h, "bond0"), "pool": h["pool"]}))
-    refused(db, "h-major-bond", "HOSTS_NOT_COMPATIBLE", [], force=True)
+    refused(db, "h-major-bond", "HOSTS_NOT_COMPATIBLE", ["  reason: Major versions differ"], force=True)
 
 
 def test_join_effects_and_eject(db: Path) -> None:

@@ -93,12 +93,13 @@ def unplug_all(lab: Lab, sr: str) -> None:
 
 def test_sr_destroy_of_an_sr_with_vdis_is_sr_not_empty(lab):
     """Xapi_sr_operations.valid_operations (check_any_managed_vdis): SR.destroy of an SR holding a
-    managed VDI fails SR_NOT_EMPTY, without params; XAPI never destroys VDIs as a side effect."""
+    managed VDI fails SR_NOT_EMPTY (with model.md's [sr]); XAPI never destroys VDIs as a side
+    effect."""
     vdi = lab.ok("vdi-create", "sr-uuid=nfs", "name-label=d", "virtual-size=1GiB")
     unplug_all(lab, "nfs")
     before = lab.state()
     err = lab.fail("SR_NOT_EMPTY", "sr-destroy", "uuid=nfs", "--force")
-    assert err["params"] == {}
+    assert set(err["params"]) == {"sr"}
     assert lab.state() == before
     lab.ok("pbd-plug", f"uuid={lab.uuid('pbd', host=lab.uuid('host', **{'name-label': 'h1'}))}")
     lab.ok("vdi-destroy", f"uuid={vdi}")
@@ -180,7 +181,7 @@ BLOCKED = [
 @pytest.mark.parametrize("args,op,state", BLOCKED, ids=[" ".join(b[0][:1] + b[0][2:]) for b in BLOCKED])
 def test_every_xapi_operation_name_blocks_its_operation(lab, args, op, state):
     """xapi_vm_lifecycle.check_operation_error: a key of blocked-operations named as XAPI names
-    the operation (Record_util.vm_operation_table) refuses it with OPERATION_BLOCKED [vm, reason]
+    the operation (Record_util.vm_operation_table) refuses it with OPERATION_BLOCKED
     before any other check (message_forwarding: VM.start_on is `start_on`, VM.hard_shutdown
     `hard_shutdown`...)."""
     lab.ok("sr-create", "name-label=nfs2", "type=nfs", "physical-size=1TiB", "pool=p1")
@@ -196,7 +197,8 @@ def test_every_xapi_operation_name_blocks_its_operation(lab, args, op, state):
     lab.ok("vm-param-set", "uuid=v", f"blocked-operations:{op}=in maintenance")
     before = lab.state()
     err = lab.fail("OPERATION_BLOCKED", *args)
-    assert err["params"]["reason"] == "in maintenance" and set(err["params"]) == {"vm", "reason"}
+    # model.md §0's params [vm, operation] with XAPI's reason (OPERATION_BLOCKED [vm; reason])
+    assert (err["params"]["operation"], err["params"]["reason"]) == (op, "in maintenance")
     assert op in err["message"]
     assert lab.state() == before
     lab.ok("vm-param-remove", "uuid=v", "param-name=blocked-operations", f"param-key={op}")
@@ -394,11 +396,11 @@ def test_default_memory_policy_is_dynamic(lab):
 # --- 5. versions ------------------------------------------------------------------------------------------------
 def test_join_with_another_software_version_is_refused_even_with_force(lab):
     """xapi_pool.pre_join_checks assert_hosts_compatible: a different platform version fails
-    HOSTS_NOT_COMPATIBLE (no params), whatever --force says (it skips only assert_hosts_homogeneous)."""
+    HOSTS_NOT_COMPATIBLE [reason], whatever --force says (it skips only assert_hosts_homogeneous)."""
     lab.ok("host-add", "name-label=h3", "address=10.0.0.3", "cpu-count=8", "memory-total=32GiB",
            "software-version=1.1.0")  # fmt: skip
     err = lab.fail("HOSTS_NOT_COMPATIBLE", "pool-join", "host=h3", "pool=p1", "--force")
-    assert err["params"] == {}
+    assert err["params"] == {"reason": "Software versions differ"}
     lab.fail("HOSTS_NOT_COMPATIBLE", "host-add", "name-label=h4", "address=10.0.0.4", "cpu-count=8",
              "memory-total=32GiB", "software-version=1.0.1", "pool=p1", "--force")  # fmt: skip
     lab.ok("host-add", "name-label=h5", "address=10.0.0.5", "cpu-count=8", "memory-total=32GiB",
@@ -428,7 +430,8 @@ def test_rolling_upgrade_restrictions(lab):
     lab.ok("vm-start", "vm=w")
     h2 = lab.uuid("host", **{"name-label": "h2"})
     assert lab.get("vm", "w", "resident-on") == h2
-    lab.fail("NOT_SUPPORTED_DURING_UPGRADE", "vm-migrate", "vm=w", "host=h1")
+    err = lab.fail("NOT_SUPPORTED_DURING_UPGRADE", "vm-migrate", "vm=w", "host=h1")
+    assert set(err["params"]) == {"host", "vm"}  # the placement filter names the host it refused
     lab.ok("vm-migrate", "vm=v", "host=h2")
     lab.fail("NOT_SUPPORTED_DURING_UPGRADE", "pool-ha-enable", "pool=p1")
     lab.ok("vm-migrate", "vm=w", "host=h2", "--", "vm-shutdown", "vm=v", "--force")

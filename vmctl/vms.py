@@ -86,7 +86,7 @@ def check_vm_operation(
         raise VmctlError(
             "OPERATION_BLOCKED",
             f"The operation {op} is blocked on this VM: {reason}",
-            [("vm", ref), ("reason", reason)],
+            [("vm", ref), ("operation", op), ("reason", reason)],
         )
     txn.check_not_held("vm", vm["uuid"])
     if failure == "power":
@@ -103,7 +103,9 @@ def check_vm_operation(
         )
     if failure == "immobile":
         raise VmctlError(
-            "VM_IS_IMMOBILE", "The VM cannot move: its platform:nomigrate or nested-virt is true", [("vm", ref)]
+            "VM_IS_IMMOBILE",
+            "The VM cannot move: its platform:nomigrate or nested-virt is true",
+            [("vm", ref)],
         )
     if op in OPERATION_STATES and op not in UPGRADE_OPERATIONS and rolling_upgrade(txn, vm["pool"]):
         raise not_during_upgrade(f"The VM operation {op}")

@@ -162,14 +162,16 @@ def _check_unplugged(txn, sr: dict) -> None:
 def _destroy_checks(ctx: Ctx, sr: dict) -> None:
     """sr-destroy, in Xapi_sr_operations.valid_operations' order: every PBD unplugged (SR_HAS_PBD),
     at least one PBD for the backend to act through (SR_HAS_NO_PBDS), no managed VDI left
-    (SR_NOT_EMPTY, no params): XAPI never destroys VDIs as a side effect of destroying an SR."""
+    (SR_NOT_EMPTY [sr]): XAPI never destroys VDIs as a side effect of destroying an SR."""
     txn = ctx.txn
     _check_unplugged(txn, sr)
     if not txn.select("pbd", sr=sr["uuid"]):
         raise VmctlError("SR_HAS_NO_PBDS", params=[("sr", txn.ref("sr", sr))])
     if any(d["managed"] for d in storage.sr_vdis(txn, sr["uuid"])):
         raise VmctlError(
-            "SR_NOT_EMPTY", "The SR still holds VDIs: destroy them (vdi-destroy) or forget the SR", []
+            "SR_NOT_EMPTY",
+            "The SR still holds VDIs: destroy them (vdi-destroy) or forget the SR",
+            [("sr", txn.ref("sr", sr))],
         )
 
 

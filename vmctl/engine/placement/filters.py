@@ -101,7 +101,7 @@ class CpuFilter(Filter):
 
 
 class VersionFilter(Filter):
-    """XAPI's rolling-upgrade rule (NOT_SUPPORTED_DURING_UPGRADE, no params): a migration goes to a
+    """XAPI's rolling-upgrade rule (NOT_SUPPORTED_DURING_UPGRADE [host, vm]): a migration goes to a
     host of at least the source's software version (Helpers.Checks.Migration
     .host_versions_not_decreasing), and while the pool's hosts run different versions a start or
     resume goes to a host of the newest one (Helpers.Checks.RPU.assert_host_has_highest_version_in_pool).
@@ -117,7 +117,7 @@ class VersionFilter(Filter):
         return table.cached_mask(("version", src), lambda h: h.software_version >= src)
 
     def reason(self, table: HostTable, req: Request, i: int) -> tuple[str, Params]:
-        return self.code, []
+        return self.code, [("host", table.ref(i)), ("vm", vm_ref(req.vm))]
 
 
 class StorageFilter(Filter):
