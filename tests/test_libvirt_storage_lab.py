@@ -302,11 +302,15 @@ def test_a_running_vm_s_snapshot_moves_its_domain_to_the_new_overlays_at_once(h,
     assert below == sorted(first)
 
 
-def test_a_running_vm_s_disk_grows_live(h, running):
+def test_a_running_vm_s_disk_does_not_grow_live(h, running):
+    """Xapi_vdi.check_sm_feature_error: VDI.resize_online needs the backend's VDI_RESIZE_ONLINE,
+    which no SR type's driver advertises (xapi-project/sm): SR_OPERATION_NOT_SUPPORTED, the
+    guest's disk and its file unchanged."""
     vm, disks, path, dom = running
-    h.ok("vdi-resize", f"uuid={disks[1]}", "disk-size=96MiB", "online=true")
-    assert dom.blockInfo(str(path / h.param(disks[1], "location")))[0] == 96 * MiB  # the guest sees it
-    assert info(path / h.param(disks[1], "location"))["virtual-size"] == 96 * MiB
+    file = path / h.param(disks[1], "location")
+    size = dom.blockInfo(str(file))[0]
+    h.fail("SR_OPERATION_NOT_SUPPORTED", "vdi-resize", f"uuid={disks[1]}", "disk-size=96MiB", "online=true")
+    assert dom.blockInfo(str(file))[0] == size == info(file)["virtual-size"]
 
 
 # --- faults ---------------------------------------------------------------------------------------------------
