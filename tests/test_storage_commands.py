@@ -239,6 +239,16 @@ def test_sr_destroy_rules(st):
     assert st("vdi-list", **{"--all": True}) == [] and st("pbd-list") == []
     assert st.get("pool", "p1", "default-sr") == ""
     assert st.cli("sr-destroy", f"uuid={sr}", "--if-exists").returncode == 0
+    for name in ("s2", "s3"):  # the global --yes, or --yes after the command, confirms
+        other = st("sr-create", **{"name-label": name, "type": "nfs", "physical-size": "10GiB"})
+        for pbd in st("pbd-list", sr=other):
+            st("pbd-unplug", uuid=pbd["uuid"])
+        args = (
+            ["--yes", "sr-destroy", f"uuid={other}"]
+            if name == "s2"
+            else ["sr-destroy", f"uuid={other}", "--yes"]
+        )
+        assert st.cli(*args).returncode == 0 and st("sr-list", uuid=other) == []
 
 
 def test_sr_destroy_held_vdi_and_pbd_unplug(st):
