@@ -721,7 +721,12 @@ def test_sr_forget_scan_dry_run_and_selectors(st):
     p = st.cli("vm-snapshot", "power-state=halted", "new-name-label=x", "--multiple")
     assert p.returncode == 0 and len(p.stdout.split()) == 2
     assert len(st("snapshot-list")) == 2
-    # sr-forget: same checks as sr-destroy, no confirmation
+    # sr-forget: the PBDs unplugged first (SR_HAS_PBD, xapi_sr.assert_all_pbds_unplugged), no
+    # confirmation; VBDs of halted VMs need --force (README: Differences from XAPI)
+    p = st.cli("sr-forget", f"uuid={sr}")
+    assert p.returncode == 1 and p.stderr.startswith("vmctl: SR_HAS_PBD:")
+    for pbd in st("pbd-list", sr=sr):
+        st("pbd-unplug", uuid=pbd["uuid"])
     p = st.cli("sr-forget", f"uuid={sr}")
     assert p.returncode == 1 and p.stderr.startswith("vmctl: SR_NOT_EMPTY:")
     assert st.cli("sr-forget", f"uuid={sr}", "--force").returncode == 0
