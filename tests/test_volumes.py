@@ -39,6 +39,9 @@ class FakeDriver:
     def probe(self, host):
         return HostFacts("GenuineIntel", "Fake", 6, ("sse2",), 8, 64 * GiB, "9.0.0")
 
+    def switch_rows(self, host):  # no bridges (tests/test_ovs_real.py has real ones)
+        return {}
+
     def cpu_compatible(self, host, cpu_xml):  # every host of these tests runs the master's CPU
         return True
 

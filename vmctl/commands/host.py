@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from vmctl import volumes, xenet
+from vmctl import host_switches, volumes, xenet
 from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
@@ -51,7 +51,11 @@ def check_address(text: str) -> str:
         Arg("software-version", help="dot-separated integers, e.g. 8.2.1"),
         Arg("network-backend", "enum", values=("openvswitch", "bridge"), help="openvswitch or bridge"),
         Arg("memory-overhead", "size", help="memory kept by the hypervisor and control domain"),
-        Arg("pifs", "list", help="physical NIC devices, comma-separated (default eth0; empty: none)"),
+        Arg(
+            "pifs",
+            "list",
+            help="physical NIC devices, comma-separated (default eth0, on a libvirt pool none; empty: none)",
+        ),
         Arg("management-device", help="the management NIC (default the first of pifs)"),
         Arg("management-vlan", "int", help="tag the management interface with this VLAN"),
         Arg("name-description", help="a description"),
@@ -97,7 +101,10 @@ def host_add(ctx: Ctx):
     if not VERSION_RE.match(version) or len(version) > 64:
         raise _invalid("software-version", version)
     flags = sorted({f.lower() for f in a.get("cpu-flags", [])})
-    devices = a.get("pifs", ["eth0"]) if "pifs" in ctx.raw else ["eth0"]
+    # a real host's NICs are its own: plugging one into a bridge would cut the host off its
+    # network, so a libvirt pool's host gets the PIFs named, none by default
+    default_pifs = ["eth0"] if driver == "sim" else []
+    devices = a.get("pifs", default_pifs) if "pifs" in ctx.raw else default_pifs
     seen = set()
     for d in devices:
         if not DEVICE_RE.match(d):
@@ -155,6 +162,7 @@ def host_add(ctx: Ctx):
         pool = txn.get("pool", txn.insert("pool", {"name-label": "", "driver": driver}))
     facts["pool"] = pool["uuid"]
     host_uuid = txn.insert("host", facts)
+    host_switches.adopt(txn, host_uuid)  # a real host's bridges and ports, as it has them
     if not pool["master"]:
         txn.update("pool", pool["uuid"], {"master": host_uuid})
     _add_pifs(txn, pool, host_uuid, devices, mgmt_dev, tag, address)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from vmctl.drivers.base import DriverFault, HostFacts, HostTarget
 from vmctl.drivers.libvirt.compute import ComputeMixin
+from vmctl.drivers.libvirt.network import NetworkMixin
 from vmctl.drivers.libvirt.storage import StorageMixin
 
 VENDORS = {"Intel": "GenuineIntel", "AMD": "AuthenticAMD", "Hygon": "HygonGenuine"}
@@ -34,7 +35,7 @@ def version_text(v: int) -> str:
     return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"
 
 
-class LibvirtDriver(ComputeMixin, StorageMixin):
+class LibvirtDriver(ComputeMixin, StorageMixin, NetworkMixin):
     name = "libvirt"
 
     def __init__(self) -> None:
