@@ -224,24 +224,34 @@ def test_pbd_unplug_and_plug_detach_and_attach_the_pool(real, fake):
     assert fake.ops() == ["sr_detach", "sr_attach"]
 
 
-def test_sr_destroy_deletes_the_volumes_then_detaches_and_sr_forget_only_detaches(real, fake):
+def test_sr_destroy_and_sr_forget_need_the_pool_detached_first(real, fake):
+    """xapi_sr.assert_all_pbds_unplugged (SR_HAS_PBD) and Xapi_sr_operations.valid_operations
+    (SR_NOT_EMPTY): the volumes go with their VDIs (vdi-destroy), the host's pool with pbd-unplug;
+    destroying or forgetting the detached SR then calls no driver."""
     db, sr = real
+    pbd = with_txn(db, lambda t: t.select("pbd", sr=sr)[0]["uuid"], write=False)
     d = ok(db, "vdi-create", f"sr-uuid={sr}", "name-label=d", "virtual-size=1GiB")
-    ok(db, "vdi-snapshot", f"uuid={d}")
+    s = ok(db, "vdi-snapshot", f"uuid={d}")
+    fake.calls.clear()
+    fails(db, "SR_HAS_PBD", "sr-destroy", f"uuid={sr}", "--force")
+    fails(db, "SR_HAS_PBD", "sr-forget", f"uuid={sr}")
+    ok(db, "vdi-destroy", f"uuid={s}", "--", "vdi-destroy", f"uuid={d}")
+    assert set(fake.ops()) == {"volume_delete"} and fake.calls
+    fake.calls.clear()
+    ok(db, "pbd-unplug", f"uuid={pbd}")
+    assert fake.ops() == ["sr_detach"]
     fake.calls.clear()
     ok(db, "sr-destroy", f"uuid={sr}", "--force")
-    # the two leaves (overlays) before their base, then the pool
-    assert fake.ops() == ["volume_delete"] * 3 + ["sr_detach"]
-    assert fake.calls[-2][2] == f"{d}.qcow2"  # the base copy holds the disk's first file
+    assert fake.calls == []
 
-    fake.calls.clear()
     sr2 = ok(
         db, "sr-create", "name-label=l2", "type=ext", "host=h1", "physical-size=1GiB", "device-config:path=/p"
     )
     ok(db, "vdi-create", f"sr-uuid={sr2}", "name-label=d", "virtual-size=1GiB")
+    ok(db, "pbd-unplug", f"uuid={with_txn(db, lambda t: t.select('pbd', sr=sr2)[0]['uuid'], write=False)}")
     fake.calls.clear()
-    ok(db, "sr-forget", f"uuid={sr2}")
-    assert fake.ops() == ["sr_detach"]
+    ok(db, "sr-forget", f"uuid={sr2}")  # the data counts as kept: no volume is deleted
+    assert fake.calls == []
 
 
 # --- volumes --------------------------------------------------------------------------------------------------
@@ -277,7 +287,7 @@ def test_a_dry_run_calls_no_driver(real, fake):
         ("vdi-copy", f"uuid={d}", f"sr-uuid={sr}"),
         ("vdi-snapshot", f"uuid={d}"),
         ("vdi-destroy", f"uuid={d}"),
-        ("sr-destroy", f"uuid={sr}", "--force"),
+        ("pbd-unplug", f"uuid={with_txn(db, lambda t: t.select('pbd', sr=sr)[0]['uuid'], write=False)}"),
     ):
         ok(db, "--dry-run", *words)
     ok(db, "vdi-copy", f"uuid={d}", f"sr-uuid={sr}", "--explain")

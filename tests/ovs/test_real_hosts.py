@@ -445,3 +445,26 @@ def test_ctrl_c_during_a_change_leaves_both_sides_as_they_were(tmp_path, servers
     assert made.exists() and vsctl(s, "list-br") == ""  # made by the change, then taken back
     assert run("--host=h1", "list-br").stdout == ""
     assert run("-f", "json", "journal-list").stdout == journal
+
+
+def test_a_bond_takes_its_member_s_vlan_and_gives_it_back_on_the_host(tmp_path, servers, fake):
+    """xapi_bond.create and xapi_bond.destroy (move_vlan): a member's VLAN moves onto the bond
+    and back to the primary member; on the host its fake bridge follows, the parent bridge
+    changing with it, and host-sync finds nothing to say either way."""
+    s = servers()
+    db = tmp_path / "inv.db"
+    pool(db, ("h1", s), pifs="eth1,eth2")
+    e1, e2 = (ok(db, "pif-list", f"device={d}", "--minimal").strip() for d in ("eth1", "eth2"))
+    net = ok(db, "network-create", "name-label=v5").strip()
+    vbridge = ok(db, "network-param-get", f"uuid={net}", "param-name=bridge").strip()
+    ok(db, "vlan-create", f"pif-uuid={e1}", "vlan=5", f"network-uuid={net}")
+    bn = ok(db, "network-create", "name-label=bn").strip()
+    bond_bridge = ok(db, "network-param-get", f"uuid={bn}", "param-name=bridge").strip()
+    bond = ok(db, "bond-create", f"network-uuid={bn}", f"pif-uuids={e1},{e2}").strip()
+    assert (
+        vsctl(s, "br-to-parent", vbridge) == f"{bond_bridge}\n" and vsctl(s, "br-to-vlan", vbridge) == "5\n"
+    )
+    assert vmctl(db, "host-sync", "host=h1")[1] == "host-sync: host h1 agrees with the inventory\n"
+    ok(db, "bond-destroy", f"uuid={bond}")
+    assert vsctl(s, "br-to-parent", vbridge) == "xenbr1\n" and vsctl(s, "br-to-vlan", vbridge) == "5\n"
+    assert vmctl(db, "host-sync", "host=h1")[1] == "host-sync: host h1 agrees with the inventory\n"

@@ -361,7 +361,7 @@ def _remove_pool_contents(txn, pool_uuid: str) -> None:
 
 @command(
     "host-forget",
-    "Remove a disabled host without running VMs, with its PIFs, PBDs, bridges and local SRs",
+    "Remove a host that is not live (declared dead or failed), with its PIFs, PBDs, bridges and local SRs",
     family="host",
     args=(_HOST,),
     flags=("--force", "--if-exists"),
@@ -374,10 +374,23 @@ def host_forget(ctx: Ctx):
     href = txn.ref("host", h)
     pool = txn.get("pool", h["pool"])
     others = [x for x in txn.select("host", pool=pool["uuid"]) if x["uuid"] != h["uuid"]]
+    # xapi_host.destroy (precheck_destroy_declare_dead): only a host that is not live, never the
+    # master (HOST_IS_LIVE either way); not while HA is enabled; no running or paused VM
+    if h["live"]:
+        raise VmctlError(
+            "HOST_IS_LIVE",
+            "Only a host that is not live can be forgotten: eject a live host from its pool "
+            "(pool-eject), or declare it dead first (host-declare-dead)",
+            [("host", href)],
+        )
     if pool["master"] == h["uuid"] and others:
-        raise VmctlError("HOST_CANNOT_DESTROY_SELF", "Designate another master first", [("host", href)])
-    if h["enabled"]:
-        raise VmctlError("HOST_NOT_DISABLED", params=[("host", href)])
+        raise VmctlError(
+            "HOST_IS_LIVE",
+            "The pool master cannot be forgotten: designate another master first (pool-designate-new-master)",
+            [("host", href)],
+        )
+    if pool["ha-enabled"]:
+        raise VmctlError("HA_IS_ENABLED", "Disable HA first (pool-ha-disable)", [])
     _has_resident(txn, h)
     local_srs = sorted(s["uuid"] for s in txn.select("sr", host=h["uuid"]))
     ctx.confirm(
