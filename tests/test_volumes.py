@@ -333,6 +333,22 @@ def test_vdi_resize_grows_the_volume_once(real, fake):
     assert row(db, "vdi", d)["virtual-size"] == 2 * GiB
 
 
+def test_a_running_vm_s_disk_grows_online_through_its_domain_on_a_real_pool(real, fake):
+    """QEMU grows a disk under a running guest (drivers.md §3), so a libvirt pool takes
+    online=true, which a simulated pool refuses as XAPI's backends do (test_xapi_rules)."""
+    db, sr = real
+    vm = ok(db, "vm-create", "name-label=v", "memory=64MiB", "vcpus=1", "pool=lp")
+    d = ok(db, "vm-disk-add", "vm=v", "disk-size=1GiB", f"sr-uuid={sr}")
+    h1 = with_txn(db, lambda t: t.select("host", name_label="h1")[0]["uuid"], write=False)
+    with_txn(db, lambda t: t.update("vm", vm, {"power-state": "running", "resident-on": h1, "domid": 1}))
+    fake.calls.clear()
+    fails(db, "VDI_IN_USE", "vdi-resize", f"uuid={d}", "disk-size=2GiB")  # held, not online
+    ok(db, "vdi-resize", f"uuid={d}", "disk-size=2GiB", "online=true")
+    assert [c[:4] for c in fake.calls] == [("volume_resize", "h1", f"{d}.qcow2", 2 * GiB)]
+    assert fake.calls[0][4] is not None  # through the guest's domain
+    assert row(db, "vdi", d)["virtual-size"] == 2 * GiB
+
+
 def test_a_clone_gives_the_source_file_to_the_base_and_overlays_to_both_children(real, fake):
     db, sr = real
     d = ok(db, "vdi-create", f"sr-uuid={sr}", "name-label=d", "virtual-size=1GiB")

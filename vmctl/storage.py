@@ -603,3 +603,12 @@ def unplug(txn, vbd: dict) -> None:
             [("vbd", txn.ref("vbd", vbd))],
         )
     txn.update("vbd", vbd["uuid"], {"currently-attached": False})
+
+
+def grows_online(txn, sr: dict) -> bool:
+    """Whether a disk of SR grows while a VM runs it. On a libvirt pool QEMU does it (the live
+    block resize of drivers.md §3, every dir/netfs pool); a simulated pool follows XAPI, whose
+    storage backends decide (ONLINE_GROW)."""
+    from vmctl import drivers
+
+    return drivers.real(txn, sr["pool"]) or sr["type"] in ONLINE_GROW

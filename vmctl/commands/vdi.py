@@ -101,8 +101,8 @@ def vdi_create(ctx: Ctx):
         Arg(
             "online",
             "bool",
-            help="grow while a running or paused VM holds it (refused on every SR type: XAPI's "
-            "storage backends do not resize online)",
+            help="grow while a running or paused VM holds it: on a libvirt pool QEMU grows it "
+            "live; on a simulated pool refused, as XAPI's storage backends do not resize online",
         ),
     ),
 )
@@ -132,7 +132,7 @@ def vdi_resize(ctx: Ctx):
             [("vdi", txn.ref("vdi", vdi)), ("maximum", storage.largest_vdi(sr))],
         )
     online = ctx.a.get("online", False)
-    if online and sr["type"] not in storage.ONLINE_GROW:
+    if online and not storage.grows_online(txn, sr):
         # VDI.resize_online: the backend's capability decides, attached or not
         raise VmctlError(
             "SR_OPERATION_NOT_SUPPORTED",
