@@ -77,7 +77,7 @@ def test_yes_among_the_arguments_confirms(small):
     small.ok("vm-uninstall", "vm=web1", "--yes")
     small.fail("pool-eject", "host=h2", code="CONFIRMATION_REQUIRED")
     small.ok("pool-eject", "host=h2", "--yes")
-    small.ok("host-disable", "host=h2")
+    small.ok("host-declare-dead", "uuid=h2")  # Host.destroy takes only a host that is not live
     small.fail("host-forget", "host=h2", code="CONFIRMATION_REQUIRED")
     small.ok("host-forget", "host=h2", "--yes")
     assert small.ok("host-list", "params=name-label", "--minimal") == "h1\n"

@@ -124,15 +124,19 @@ def test_host_enable_disable_forget_update(pool3: Path) -> None:
     assert row(pool3, "host", "h3")["memory-total"] == 32 * 1024**3
     inv.run("vm-start", vm="a", on="h2")
     inv.run("host-disable", host="h2")
+    # xapi_host.precheck_destroy_declare_dead: only a host that is not live, never the master
     r = cli(pool3, "host-forget", "host=h2", "--force")
-    assert r.returncode == 1 and r.stderr.startswith("vmctl: HOST_HAS_RESIDENT_VMS")
+    assert r.returncode == 1 and r.stderr.startswith("vmctl: HOST_IS_LIVE")
+    r = cli(pool3, "host-forget", "host=h3", "--force")
+    assert r.returncode == 1 and r.stderr.startswith("vmctl: HOST_IS_LIVE")
+    inv.run("host-declare-dead", uuid=row(pool3, "host", "h3")["uuid"])
     r = cli(pool3, "host-forget", "host=h3")
     assert r.returncode == 1 and "CONFIRMATION_REQUIRED" in r.stderr
     r = cli(pool3, "host-forget", "host=h3", "--force")
     assert r.returncode == 0, r.stderr
     assert row(pool3, "host", "h3") is None
     r = cli(pool3, "host-forget", "host=h1", "--force")
-    assert r.returncode == 1 and r.stderr.startswith("vmctl: HOST_CANNOT_DESTROY_SELF")
+    assert r.returncode == 1 and r.stderr.startswith("vmctl: HOST_IS_LIVE")
     r = cli(pool3, "host-enable", "host=h2")
     assert r.returncode == 0
     inv.run("host-fail", host="h2")
@@ -151,7 +155,9 @@ def test_forget_only_host_removes_pool(tmp_path: Path) -> None:
         "host-add", **{"name-label": "solo", "address": "10.9.9.9", "cpu-count": 2, "memory-total": "4GiB"}
     )
     inv.run("vm-create", **{"name-label": "v", "memory": "1GiB"})
-    inv.run("host-disable", host="solo")
+    r = cli(db, "--yes", "host-forget", "host=solo")
+    assert r.returncode == 1 and r.stderr.startswith("vmctl: HOST_IS_LIVE")
+    inv.run("host-declare-dead", uuid=with_txn(db, lambda t: t.resolve_one("host", "solo")["uuid"], False))
     r = cli(db, "--yes", "host-forget", "host=solo")
     assert r.returncode == 0, r.stderr
     assert with_txn(

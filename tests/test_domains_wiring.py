@@ -41,7 +41,11 @@ class FakeDriver:
 
     def changes(self) -> list[tuple]:
         """The calls that change a host (not the reads)."""
-        return [c for c in self.calls if c[0] not in ("probe", "cpu_compatible")]
+        return [c for c in self.calls if c[0] not in ("probe", "cpu_compatible", "switch_rows")]
+
+    def switch_rows(self, host) -> dict:  # no bridges (tests/test_ovs_real.py has real ones)
+        self.calls.append(("switch_rows", host.name))
+        return {}
 
     def probe(self, host) -> HostFacts:
         self.calls.append(("probe", host.name))

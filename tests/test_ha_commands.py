@@ -173,6 +173,8 @@ def ha3(tmp_path: Path) -> Path:
                 "pool": "p",
             },
         )
+    # the SR for HA's statefile (xapi_ha.enable: CANNOT_CREATE_STATE_FILE without one)
+    inv.run("sr-create", **{"name-label": "nfs", "type": "nfs", "physical-size": "100GiB", "pool": "p"})
     for name, host, prio in (
         ("a", "h1", "restart"),
         ("b", "h1", "restart"),
@@ -195,6 +197,10 @@ def vm(db: Path, name: str) -> dict:
 
 
 def test_enable_rules(tmp_path: Path, ha3: Path) -> None:
+    """xapi_ha.enable: a statefile SR is needed (CANNOT_CREATE_STATE_FILE), a one-host pool is
+    fine, a pool without a failover plan is enabled and marked overcommitted
+    (Xapi_ha_vm_failover.update_pool_status), HA_IS_ENABLED when enabled, HOST_OFFLINE for a host
+    that is not live."""
     one = tmp_path / "one.db"
     inv1 = vmctl.open(str(one))
     inv1.run("pool-create", **{"name-label": "p"})
@@ -203,16 +209,17 @@ def test_enable_rules(tmp_path: Path, ha3: Path) -> None:
         **{"name-label": "h1", "address": "10.0.0.1", "cpu-count": 4, "memory-total": "8GiB", "pool": "p"},
     )
     r = run_cli(one, "pool-ha-enable")
-    assert r.returncode == 1 and r.stderr.startswith("vmctl: HA_TOO_FEW_HOSTS")
+    assert r.returncode == 1 and r.stderr.startswith("vmctl: CANNOT_CREATE_STATE_FILE")
+    inv1.run("sr-create", **{"name-label": "local", "type": "ext", "physical-size": "10GiB", "host": "h1"})
+    inv1.run("pool-ha-enable")
+    assert pool_row(one)["ha-enabled"]
     inv = vmctl.open(str(ha3))
-    # a plan for 2 failures does not exist: refused with the witness and a VM without a target
-    r = run_cli(ha3, "pool-ha-enable", "ha-host-failures-to-tolerate=2")
-    assert r.returncode == 1
-    lines = r.stderr.splitlines()
-    assert lines[0].startswith("vmctl: HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN")
-    assert lines[1] == "  failures-to-tolerate: 2"
-    assert lines[2].startswith("  failure-set: ") and lines[3].startswith("  vm: ")
-    assert not pool_row(ha3)["ha-enabled"]
+    # a plan for 2 failures does not exist: enabled, overcommitted, planned for what holds
+    inv.run("pool-ha-enable", **{"ha-host-failures-to-tolerate": 2})
+    p = pool_row(ha3)
+    assert (p["ha-enabled"], p["ha-plan-exists-for"], p["ha-overcommitted"]) == (True, 1, True)
+    inv.run("pool-ha-disable")
+    inv.run("pool-param-set", uuid=p["uuid"], **{"ha-host-failures-to-tolerate": 1})
     inv.run("pool-ha-enable")
     p = pool_row(ha3)
     assert (p["ha-enabled"], p["ha-plan-exists-for"], p["ha-overcommitted"]) == (True, 1, False)
@@ -227,21 +234,28 @@ def test_enable_rules(tmp_path: Path, ha3: Path) -> None:
 
 
 def test_agility(ha3: Path) -> None:
+    """xapi_vm.set_ha_restart_priority checks no agility: a VM with a local disk may be given
+    `restart` while HA is off; under HA a running one is admitted against the plan, which it
+    breaks (assert_new_vm_preserves_ha_plan)."""
     pool = pool_row(ha3)["uuid"]
-    h1 = with_txn(ha3, lambda t: t.resolve_one("host", "h1")["uuid"], False)
+    h3 = with_txn(ha3, lambda t: t.resolve_one("host", "h3")["uuid"], False)  # where f runs
 
     def local_disk(t):
         sr = t.insert(
-            "sr", {"name-label": "local", "type": "ext", "host": h1, "physical-size": 10 * GiB, "pool": pool}
+            "sr", {"name-label": "local", "type": "ext", "host": h3, "physical-size": 10 * GiB, "pool": pool}
         )
-        t.insert("pbd", {"host": h1, "sr": sr, "pool": pool, "currently-attached": True})
+        t.insert("pbd", {"host": h3, "sr": sr, "pool": pool, "currently-attached": True})
         d = t.insert("vdi", {"name-label": "disk", "sr": sr, "virtual-size": GiB, "pool": pool})
         t.insert("vbd", {"vm": t.resolve_one("vm", "f")["uuid"], "vdi": d, "device": 0, "pool": pool})
 
     with_txn(ha3, local_disk)
-    r = cli(ha3, "vm-param-set", f"uuid={vm(ha3, 'f')['uuid']}", "ha-restart-priority=restart")
-    assert r.returncode == 1
-    assert r.stderr.startswith("vmctl: HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED") and "(local)" in r.stderr
+    f = vm(ha3, "f")["uuid"]
+    r = cli(ha3, "vm-param-set", f"uuid={f}", "ha-restart-priority=restart")
+    assert r.returncode == 0, r.stderr
+    r = cli(ha3, "vm-param-set", f"uuid={f}", "ha-restart-priority=no-restart", "--", "pool-ha-enable")
+    assert r.returncode == 0, r.stderr
+    r = cli(ha3, "vm-param-set", f"uuid={f}", "ha-restart-priority=restart")
+    assert r.returncode == 1 and r.stderr.startswith("vmctl: HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN")
     assert vm(ha3, "f")["ha-restart-priority"] == "no-restart"
 
 

@@ -41,8 +41,11 @@ class FakeHost:
     def volumes(self, host, sr):
         return dict(self.volumes_on.get((host.uri, sr.uuid), {}))
 
+    def switch_rows(self, host):  # no bridges (tests/test_ovs_real.py has real Open vSwitch ones)
+        return {}
+
     def __getattr__(self, name):  # any acting call: recorded, so a test can prove none happened
-        if name.startswith(("domain_", "volume_", "sr_")):
+        if name.startswith(("domain_", "volume_", "sr_", "switch_")):
             return lambda *a, **k: self.calls.append(name)
         raise AttributeError(name)
 

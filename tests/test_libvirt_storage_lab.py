@@ -230,13 +230,19 @@ def test_sr_destroy_and_sr_forget_and_pbd_unplug_on_the_host(h, tmp_path):
     h.ok("pbd-plug", f"uuid={pbd}")
     assert sr in h.virsh("pool-list", "--name")  # active again
     h.ok("vdi-create", f"sr-uuid={sr}", "name-label=d", "virtual-size=8MiB")
-    h.ok("sr-forget", f"uuid={sr}")
+    # xapi_sr.assert_all_pbds_unplugged: an SR is forgotten or destroyed once detached (SR_HAS_PBD)
+    h.fail("SR_HAS_PBD", "sr-forget", f"uuid={sr}")
+    h.ok("pbd-unplug", f"uuid={pbd}", "--", "sr-forget", f"uuid={sr}")
     assert sr not in h.virsh("pool-list", "--all", "--name") and len(files(path)) == 1  # data kept
     for f in files(path):
         (path / f).unlink()
     sr = h.sr("sr2", path)
-    h.ok("vdi-create", f"sr-uuid={sr}", "name-label=d", "virtual-size=8MiB")
-    h.ok("sr-destroy", f"uuid={sr}", "--force")
+    d = h.ok("vdi-create", f"sr-uuid={sr}", "name-label=d", "virtual-size=8MiB")
+    pbd = h.ok("pbd-list", f"sr={sr}", "--minimal")
+    # Xapi_sr_operations.valid_operations: never the VDIs as a side effect (SR_NOT_EMPTY)
+    h.fail("SR_NOT_EMPTY", "pbd-unplug", f"uuid={pbd}", "--", "sr-destroy", f"uuid={sr}", "--force")
+    h.ok("vdi-destroy", f"uuid={d}")
+    h.ok("pbd-unplug", f"uuid={pbd}", "--", "sr-destroy", f"uuid={sr}", "--force")
     assert sr not in h.virsh("pool-list", "--all", "--name") and files(path) == []
 
 
@@ -297,6 +303,8 @@ def test_a_running_vm_s_snapshot_moves_its_domain_to_the_new_overlays_at_once(h,
 
 
 def test_a_running_vm_s_disk_grows_live(h, running):
+    """On a libvirt pool QEMU grows a running guest's disk (block resize), which the guest sees;
+    a simulated pool refuses it, as XAPI's storage backends do (test_xapi_rules)."""
     vm, disks, path, dom = running
     h.ok("vdi-resize", f"uuid={disks[1]}", "disk-size=96MiB", "online=true")
     assert dom.blockInfo(str(path / h.param(disks[1], "location")))[0] == 96 * MiB  # the guest sees it

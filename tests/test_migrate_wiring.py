@@ -74,6 +74,7 @@ def built(tmp_path_factory):
                 f"address=10.0.0.{i}",
                 "pool=lp",
                 f"driver-uri=test:///h{i}",
+                "pifs=eth0",  # a real host gets none unless named: the migration links' speed
             )
         for n in ("v1", "v2", "v3"):
             ok(db, "vm-create", f"name-label={n}", "memory=256MiB")

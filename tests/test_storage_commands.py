@@ -213,24 +213,42 @@ def test_pool_default_sr_rule(st):
 
 @pytest.mark.slow  # one of the longest contract tests: the fast tier stays under 3 minutes
 def test_sr_destroy_rules(st):
+    """xapi_sr.assert_all_pbds_unplugged and Xapi_sr_operations.valid_operations: SR.destroy needs
+    every PBD unplugged (SR_HAS_PBD) and no VDI left (SR_NOT_EMPTY, --force or not); then it asks
+    for confirmation, as vmctl's destructive commands do (README: Differences from XAPI)."""
     sr = st("sr-create", **{"name-label": "s", "type": "nfs", "physical-size": "10GiB"})
     st("pool-param-set", uuid="p1", **{"default-sr": sr})
     vm = st("vm-create", **{"name-label": "v"})
-    st("vm-disk-add", vm=vm, **{"disk-size": "1GiB"})
-    # no terminal: confirmation required
-    p = st.cli("sr-destroy", f"uuid={sr}")
+    disk = st("vm-disk-add", vm=vm, **{"disk-size": "1GiB"})
+    pbds = [p["uuid"] for p in st("pbd-list", sr=sr)]
+    p = st.cli("sr-destroy", f"uuid={sr}", "--force")
+    assert p.returncode == 1 and p.stderr.startswith("vmctl: SR_HAS_PBD:")
+    for pbd in pbds:
+        st("pbd-unplug", uuid=pbd)
+    before = st.state()
+    p = st.cli("sr-destroy", f"uuid={sr}", "--force")
     assert p.returncode == 1 and p.stderr.startswith("vmctl: SR_NOT_EMPTY:")
+    assert st.state() == before
+    st("pbd-plug", uuid=pbds[0])
+    st("vdi-destroy", uuid=disk)
+    st("pbd-unplug", uuid=pbds[0])
+    p = st.cli("sr-destroy", f"uuid={sr}")  # no terminal: confirmation required
+    assert p.returncode == 1 and p.stderr.startswith("vmctl: CONFIRMATION_REQUIRED:")
     p = st.cli("sr-destroy", f"uuid={sr}", "--force")
     assert p.returncode == 0, p.stderr
-    assert st("vbd-list") == [] and st("vdi-list", **{"--all": True}) == [] and st("pbd-list") == []
+    assert st("vdi-list", **{"--all": True}) == [] and st("pbd-list") == []
     assert st.get("pool", "p1", "default-sr") == ""
-    sr2 = st("sr-create", **{"name-label": "s2", "type": "nfs", "physical-size": "10GiB"})
-    p = st.cli("sr-destroy", f"uuid={sr2}")  # no confirmation, as xe's sr-destroy
-    assert p.returncode == 0 and st("sr-list", uuid=sr2) == [], p.stderr
-    assert st.cli("--yes", "sr-destroy", f"uuid={sr2}", "--if-exists").returncode == 0
-    sr3 = st("sr-create", **{"name-label": "s3", "type": "nfs", "physical-size": "10GiB"})
-    assert st.cli("sr-destroy", f"uuid={sr3}", "--yes").returncode == 0
-    assert st.cli("sr-destroy", f"uuid={sr2}", "--if-exists").returncode == 0
+    assert st.cli("sr-destroy", f"uuid={sr}", "--if-exists").returncode == 0
+    for name in ("s2", "s3"):  # the global --yes, or --yes after the command, confirms
+        other = st("sr-create", **{"name-label": name, "type": "nfs", "physical-size": "10GiB"})
+        for pbd in st("pbd-list", sr=other):
+            st("pbd-unplug", uuid=pbd["uuid"])
+        args = (
+            ["--yes", "sr-destroy", f"uuid={other}"]
+            if name == "s2"
+            else ["sr-destroy", f"uuid={other}", "--yes"]
+        )
+        assert st.cli(*args).returncode == 0 and st("sr-list", uuid=other) == []
 
 
 def test_sr_destroy_held_vdi_and_pbd_unplug(st):
@@ -239,12 +257,13 @@ def test_sr_destroy_held_vdi_and_pbd_unplug(st):
     vdi = st("vm-disk-add", vm=vm, **{"disk-size": "1GiB", "sr-uuid": sr})
     h1 = st("host-list", **{"name-label": "h1"})[0]["uuid"]
     _make_running(st, vm, h1)
+    # xapi_sr.assert_all_pbds_unplugged: attached PBDs come first (SR_HAS_PBD)
     e = st.err("sr-destroy", uuid=sr, **{"--force": True})
-    assert e.code == "VDI_IN_USE" and _p(e) == {"vdi": vdi, "operation": "sr-destroy"}
+    assert e.code == "SR_HAS_PBD" and _p(e) == {"sr": sr}
     pbd1 = [p for p in st("pbd-list", params="all") if p["host"] == h1][0]["uuid"]
     pbd2 = [p for p in st("pbd-list", params="all") if p["host"] != h1][0]["uuid"]
     e = st.err("pbd-unplug", uuid=pbd1)
-    assert e.code == "VDI_IN_USE" and _p(e)["operation"] == "pbd-unplug"
+    assert e.code == "VDI_IN_USE" and _p(e) == {"vdi": vdi, "operation": "pbd-unplug"}
     st("pbd-unplug", uuid=pbd2)
     assert st.get("pbd", pbd2, "currently-attached") is False
     st("pbd-plug", uuid=pbd2)
@@ -369,10 +388,11 @@ def test_vdi_resize_grow(st, disks):
     before = st.state()
     st("vdi-resize", uuid=b, **{"disk-size": str(4 * GiB + 1)})  # rounds to the same size: no change
     assert st.state()["vdi"] == before["vdi"]
-    # online grow on a type that supports it
+    # no SR type grows a disk online: VDI.resize_online needs VDI_RESIZE_ONLINE, which none of
+    # xapi-project/sm's drivers advertises (Xapi_vdi.check_sm_feature_error)
     _make_running(st, disks["vm"], disks["h1"])
-    st("vdi-resize", uuid=a, **{"disk-size": "+2GiB", "online": "true"})
-    assert st.get("vdi", a, "virtual-size") == 8 * GiB
+    e = st.err("vdi-resize", uuid=a, **{"disk-size": "+2GiB", "online": "true"})
+    assert e.code == "SR_OPERATION_NOT_SUPPORTED" and st.get("vdi", a, "virtual-size") == 6 * GiB
 
 
 def test_vdi_resize_refusals_change_nothing(st, disks):
@@ -401,7 +421,7 @@ def test_vdi_resize_refusals_change_nothing(st, disks):
     refused(b, "+1GiB", "SR_OPERATION_NOT_SUPPORTED", online="true")
     # shrink is checked before holding
     refused(a, "1GiB", "SR_BACKEND_FAILURE_79")
-    # suspended: refused even online
+    # suspended: refused (and online, by the SR type first)
     _halt(st, vm, "halted")
     from vmctl.store.txn import Store
 
@@ -413,7 +433,8 @@ def test_vdi_resize_refusals_change_nothing(st, disks):
     )
     s.dispose()
     before = st.state()
-    refused(a, "+1GiB", "VDI_IN_USE", online="true")
+    refused(a, "+1GiB", "VDI_IN_USE")
+    refused(a, "+1GiB", "SR_OPERATION_NOT_SUPPORTED", online="true")
 
 
 def test_vdi_resize_readonly_and_base_copy(st, disks):
@@ -521,12 +542,17 @@ def test_vdi_param_rules(st, disks):
 def test_vbd_create_check_order(st, disks):
     vm, a, ext = disks["vm"], disks["a"], disks["ext"]
     ro = st("vdi-create", **{"sr-uuid": ext, "name-label": "ro", "virtual-size": "1GiB", "read-only": "true"})
-    e = st.err("vbd-create", **{"vm-uuid": vm, "device": "16", "vdi-uuid": ro})
+    # xapi_vbd.create: the disk rules (VDI_READONLY...) before the device number
+    e = st.err("vbd-create", **{"vm-uuid": vm, "device": str(1 << 20), "vdi-uuid": ro})
+    assert e.code == "VDI_READONLY"
+    e = st.err("vbd-create", **{"vm-uuid": vm, "device": str(1 << 20), "vdi-uuid": ro, "mode": "RO"})
     assert e.code == "INVALID_DEVICE"
     # --may-exist looks for the device first: a number beyond any integer column is still just invalid
-    p = st.cli("vbd-create", f"vm-uuid={vm}", "device=" + "9" * 26, f"vdi-uuid={ro}", "--may-exist")
+    p = st.cli(
+        "vbd-create", f"vm-uuid={vm}", "device=" + "9" * 26, f"vdi-uuid={ro}", "mode=RO", "--may-exist"
+    )
     assert p.returncode == 1 and p.stderr.startswith("vmctl: INVALID_DEVICE:"), p.stderr
-    e = st.err("vbd-create", **{"vm-uuid": vm, "device": "0", "vdi-uuid": ro})
+    e = st.err("vbd-create", **{"vm-uuid": vm, "device": "0", "vdi-uuid": ro, "mode": "RO"})
     assert e.code == "DEVICE_ALREADY_EXISTS" and _p(e) == {"device": 0}
     assert (
         st.err("vbd-create", **{"vm-uuid": vm, "device": "5", "type": "cd", "mode": "RW"}).code
@@ -695,7 +721,12 @@ def test_sr_forget_scan_dry_run_and_selectors(st):
     p = st.cli("vm-snapshot", "power-state=halted", "new-name-label=x", "--multiple")
     assert p.returncode == 0 and len(p.stdout.split()) == 2
     assert len(st("snapshot-list")) == 2
-    # sr-forget: same checks as sr-destroy, no confirmation
+    # sr-forget: the PBDs unplugged first (SR_HAS_PBD, xapi_sr.assert_all_pbds_unplugged), no
+    # confirmation; VBDs of halted VMs need --force (README: Differences from XAPI)
+    p = st.cli("sr-forget", f"uuid={sr}")
+    assert p.returncode == 1 and p.stderr.startswith("vmctl: SR_HAS_PBD:")
+    for pbd in st("pbd-list", sr=sr):
+        st("pbd-unplug", uuid=pbd["uuid"])
     p = st.cli("sr-forget", f"uuid={sr}")
     assert p.returncode == 1 and p.stderr.startswith("vmctl: SR_NOT_EMPTY:")
     assert st.cli("sr-forget", f"uuid={sr}", "--force").returncode == 0

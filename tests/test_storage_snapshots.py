@@ -178,7 +178,8 @@ def test_checkpoint_and_revert_to_it(vmd):
     st, d = vmd
     vm = d["vm"]
     e = st.err("vm-checkpoint", vm="v", **{"new-name-label": "c"})
-    assert e.code == "VM_BAD_POWER_STATE" and _p(e)["expected"] == "running, paused, suspended"
+    # xapi_vm_lifecycle.allowed_power_states: checkpoint [Paused; Suspended; Running]
+    assert e.code == "VM_BAD_POWER_STATE" and _p(e)["expected"] == "paused, suspended, running"
     _make_running(st, vm, d["h1"])
     c = st("vm-checkpoint", vm="v", **{"new-name-label": "c"})
     row = st("vm-param-list", uuid=c)

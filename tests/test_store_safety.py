@@ -99,7 +99,7 @@ def test_postgresql_chain_rollback_and_journal(pg_db):  # noqa: F811
     env = {"VMCTL_DB": pg_db}
     inv.ok("pool-create", "name-label=p", "--", "vm-create", "name-label=a", "memory=2GiB", env=env)
     r = inv.run("vm-create", "name-label=b", "--", "vm-create", "name-label=c", "vcpus=0", env=env)
-    assert r.rc == 1 and r.out == "" and "VM_NO_VCPUS" in r.err
+    assert r.rc == 1 and r.out == "" and "INVALID_VALUE" in r.err
     assert inv.ok("vm-list", "params=name-label", "--minimal", env=env) == "a\n"
     assert inv.ok("--dry-run", "vm-create", "name-label=d", env=env).strip()
     assert json.loads(inv.ok("journal-list", "-f", "json", env=env))[-1]["seq"] == 1

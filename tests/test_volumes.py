@@ -39,6 +39,9 @@ class FakeDriver:
     def probe(self, host):
         return HostFacts("GenuineIntel", "Fake", 6, ("sse2",), 8, 64 * GiB, "9.0.0")
 
+    def switch_rows(self, host):  # no bridges (tests/test_ovs_real.py has real ones)
+        return {}
+
     def cpu_compatible(self, host, cpu_xml):  # every host of these tests runs the master's CPU
         return True
 
@@ -221,24 +224,34 @@ def test_pbd_unplug_and_plug_detach_and_attach_the_pool(real, fake):
     assert fake.ops() == ["sr_detach", "sr_attach"]
 
 
-def test_sr_destroy_deletes_the_volumes_then_detaches_and_sr_forget_only_detaches(real, fake):
+def test_sr_destroy_and_sr_forget_need_the_pool_detached_first(real, fake):
+    """xapi_sr.assert_all_pbds_unplugged (SR_HAS_PBD) and Xapi_sr_operations.valid_operations
+    (SR_NOT_EMPTY): the volumes go with their VDIs (vdi-destroy), the host's pool with pbd-unplug;
+    destroying or forgetting the detached SR then calls no driver."""
     db, sr = real
+    pbd = with_txn(db, lambda t: t.select("pbd", sr=sr)[0]["uuid"], write=False)
     d = ok(db, "vdi-create", f"sr-uuid={sr}", "name-label=d", "virtual-size=1GiB")
-    ok(db, "vdi-snapshot", f"uuid={d}")
+    s = ok(db, "vdi-snapshot", f"uuid={d}")
+    fake.calls.clear()
+    fails(db, "SR_HAS_PBD", "sr-destroy", f"uuid={sr}", "--force")
+    fails(db, "SR_HAS_PBD", "sr-forget", f"uuid={sr}")
+    ok(db, "vdi-destroy", f"uuid={s}", "--", "vdi-destroy", f"uuid={d}")
+    assert set(fake.ops()) == {"volume_delete"} and fake.calls
+    fake.calls.clear()
+    ok(db, "pbd-unplug", f"uuid={pbd}")
+    assert fake.ops() == ["sr_detach"]
     fake.calls.clear()
     ok(db, "sr-destroy", f"uuid={sr}", "--force")
-    # the two leaves (overlays) before their base, then the pool
-    assert fake.ops() == ["volume_delete"] * 3 + ["sr_detach"]
-    assert fake.calls[-2][2] == f"{d}.qcow2"  # the base copy holds the disk's first file
+    assert fake.calls == []
 
-    fake.calls.clear()
     sr2 = ok(
         db, "sr-create", "name-label=l2", "type=ext", "host=h1", "physical-size=1GiB", "device-config:path=/p"
     )
     ok(db, "vdi-create", f"sr-uuid={sr2}", "name-label=d", "virtual-size=1GiB")
+    ok(db, "pbd-unplug", f"uuid={with_txn(db, lambda t: t.select('pbd', sr=sr2)[0]['uuid'], write=False)}")
     fake.calls.clear()
-    ok(db, "sr-forget", f"uuid={sr2}")
-    assert fake.ops() == ["sr_detach"]
+    ok(db, "sr-forget", f"uuid={sr2}")  # the data counts as kept: no volume is deleted
+    assert fake.calls == []
 
 
 # --- volumes --------------------------------------------------------------------------------------------------
@@ -274,7 +287,7 @@ def test_a_dry_run_calls_no_driver(real, fake):
         ("vdi-copy", f"uuid={d}", f"sr-uuid={sr}"),
         ("vdi-snapshot", f"uuid={d}"),
         ("vdi-destroy", f"uuid={d}"),
-        ("sr-destroy", f"uuid={sr}", "--force"),
+        ("pbd-unplug", f"uuid={with_txn(db, lambda t: t.select('pbd', sr=sr)[0]['uuid'], write=False)}"),
     ):
         ok(db, "--dry-run", *words)
     ok(db, "vdi-copy", f"uuid={d}", f"sr-uuid={sr}", "--explain")
@@ -317,6 +330,22 @@ def test_vdi_resize_grows_the_volume_once(real, fake):
     fake.fail.add("volume_resize")
     r = fails(db, "DRIVER_ERROR", "vdi-resize", f"uuid={d}", "disk-size=3GiB")
     assert "resize volume" in r.stderr
+    assert row(db, "vdi", d)["virtual-size"] == 2 * GiB
+
+
+def test_a_running_vm_s_disk_grows_online_through_its_domain_on_a_real_pool(real, fake):
+    """QEMU grows a disk under a running guest (drivers.md §3), so a libvirt pool takes
+    online=true, which a simulated pool refuses as XAPI's backends do (test_xapi_rules)."""
+    db, sr = real
+    vm = ok(db, "vm-create", "name-label=v", "memory=64MiB", "vcpus=1", "pool=lp")
+    d = ok(db, "vm-disk-add", "vm=v", "disk-size=1GiB", f"sr-uuid={sr}")
+    h1 = with_txn(db, lambda t: t.select("host", name_label="h1")[0]["uuid"], write=False)
+    with_txn(db, lambda t: t.update("vm", vm, {"power-state": "running", "resident-on": h1, "domid": 1}))
+    fake.calls.clear()
+    fails(db, "VDI_IN_USE", "vdi-resize", f"uuid={d}", "disk-size=2GiB")  # held, not online
+    ok(db, "vdi-resize", f"uuid={d}", "disk-size=2GiB", "online=true")
+    assert [c[:4] for c in fake.calls] == [("volume_resize", "h1", f"{d}.qcow2", 2 * GiB)]
+    assert fake.calls[0][4] is not None  # through the guest's domain
     assert row(db, "vdi", d)["virtual-size"] == 2 * GiB
 
 

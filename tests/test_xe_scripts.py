@@ -262,7 +262,7 @@ def test_uuid_on_host_evacuate(xe):
 
 def test_uuid_on_host_forget(xe):
     h2 = uuid(xe, "host", "h2")
-    xe.q("host-disable", "host=h2")
+    xe.q("host-declare-dead", f"uuid={h2}")  # Host.destroy takes only a host that is not live
     xe.ok("host-forget", f"uuid={h2}", "--force")
     assert xe.q("host-list", "name-label=h2", "--minimal").strip() == ""
 
@@ -433,14 +433,11 @@ def test_pool_ha_enable_heartbeat_sr_uuids(xe):
     assert xe.q("pool-param-get", "uuid=p1", "param-name=ha-enabled").strip() == "true"
 
 
-def test_pool_ha_enable_heartbeat_sr_must_be_shared(xe):
-    local = xe.q("sr-create", "name-label=local", "type=ext", "physical-size=1GiB", "host=h1").strip()
-    xe.fail(
-        "pool-ha-enable",
-        "pool=p1",
-        f"heartbeat-sr-uuids={local}",
-        code="HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED",
-    )
+def test_pool_ha_enable_heartbeat_sr_must_reach_every_host(xe):
+    """Xha_statefile.check_sr_can_host_statefile: the statefile SR needs a PBD on every host of
+    the pool (SR_HAS_NO_PBDS), which a local SR of a pool of several hosts lacks."""
+    local = xe.q("sr-create", "name-label=local", "type=ext", "physical-size=10GiB", "host=h1").strip()
+    xe.fail("pool-ha-enable", "pool=p1", f"heartbeat-sr-uuids={local}", code="SR_HAS_NO_PBDS")
 
 
 def test_vbd_unplug_timeout(xe):
@@ -501,6 +498,8 @@ def test_sr_destroy_asks_unlike_xe(xe):
     """One of the destructive commands that list what they destroy and ask (model.md §0): xe's
     sr-destroy does not, so a ported script adds --yes (README, Differences from XAPI)."""
     empty = xe.q("sr-create", "name-label=empty", "type=nfs", "physical-size=1GiB", "pool=p1").strip()
+    for pbd in minimal(xe.q("pbd-list", f"sr-uuid={empty}", "--minimal")):
+        xe.q("pbd-unplug", f"uuid={pbd}")  # as xe's sr-destroy needs (SR_HAS_PBD)
     xe.fail("sr-destroy", f"uuid={empty}", code="CONFIRMATION_REQUIRED")
     xe.ok("sr-destroy", f"uuid={empty}", "--yes")
     assert xe.q("sr-list", "name-label=empty", "--minimal").strip() == ""

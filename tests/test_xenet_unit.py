@@ -285,8 +285,8 @@ def test_db_check_reports_bad_macs_bonds_and_vlans(inv):
 
     def corrupt(txn):
         txn.update("vif", a, {"mac": "zz:00:00:00:00:01"})
-        txn.update("vif", b, {"mac": "03:00:00:00:00:01"})
-        txn.update("bond", bond, {"slaves": [pifs["eth0"]]})
+        txn.update("vif", b, {"mac": "03:00:00:00:00"})
+        txn.update("bond", bond, {"slaves": []})  # a bond needs a member (xapi_bond.create)
         txn.insert(
             "vlan",
             {

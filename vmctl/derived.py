@@ -151,36 +151,20 @@ def _vm_refs(txn, rows):
         v["vifs"] = sorted(vifs.get(v["uuid"], []))
 
 
-# Operations each power state permits (model.md §2), for allowed-operations.
-ALLOWED = {
-    "halted": ["clone", "copy", "destroy", "export", "snapshot", "start", "uninstall"],
-    "running": [
-        "checkpoint",
-        "clean-reboot",
-        "clean-shutdown",
-        "hard-reboot",
-        "hard-shutdown",
-        "migrate",
-        "pause",
-        "snapshot",
-        "suspend",
-    ],
-    "paused": ["checkpoint", "hard-reboot", "hard-shutdown", "migrate", "snapshot", "unpause"],
-    "suspended": ["checkpoint", "destroy", "hard-shutdown", "resume", "snapshot"],
-}
-
-
 @filler("vm", "allowed-operations")
 def _vm_allowed(txn, rows):
+    """XAPI's VM.allowed_operations (xapi_vm_lifecycle.update_allowed_operations), by XAPI's
+    names: see :func:`vmctl.operations.allowed_operations`."""
+    from vmctl.operations import allowed_operations
+
+    upgrading: dict[str, bool] = {}
     for v in rows:
-        if v["is-a-snapshot"]:
-            ops = ["clone", "copy", "destroy", "revert", "uninstall"]
-        elif v["is-a-template"]:
-            ops = ["clone", "copy", "uninstall"] + ([] if v["is-default-template"] else ["destroy"])
-        else:
-            ops = ALLOWED.get(v["power-state"], [])
-        blocked = v["blocked-operations"]
-        v["allowed-operations"] = sorted(o for o in ops if o not in blocked)
+        pool = v["pool"]
+        if pool not in upgrading:
+            versions = {h["software-version"] for h in txn.select("host", pool=pool)}
+            upgrading[pool] = len(versions) > 1
+        held = txn.held_by("vm", v["uuid"]) is not None
+        v["allowed-operations"] = allowed_operations(v, held=held, upgrading=upgrading[pool])
 
 
 @filler("vm-group", "vms", "vm-count")

@@ -21,7 +21,7 @@ QEMU on the destination from them.
 
 from __future__ import annotations
 
-from vmctl import drivers
+from vmctl import drivers, xenet
 from vmctl.drivers.base import DiskSpec, DomainSpec, NicSpec, VolumeSpec
 
 # The time a clean shutdown waits for the guest to power off, unless vm-shutdown says timeout=.
@@ -39,7 +39,8 @@ def volume_spec(txn, vdi: dict, host_uuid: str) -> VolumeSpec:
 def domain_spec(txn, vm: dict, host_uuid: str) -> DomainSpec:
     """The domain of a VM on a host: memory (static-max, and dynamic-max as the current
     amount), vCPUs, its disks in VBD order (empty CD drives have nothing to attach), its NICs
-    with their MACs on their networks' bridges (Open vSwitch ports on an openvswitch host)."""
+    with their MACs on their networks' bridges (Open vSwitch ports on an openvswitch host, with
+    the VIF's uuid as iface-id, and on a VLAN network the parent bridge and the VLAN's tag)."""
     host = txn.get("host", host_uuid)
     disks = []
     for b in sorted(txn.select("vbd", vm=vm["uuid"]), key=lambda b: (b["device"], b["uuid"])):
@@ -50,11 +51,18 @@ def domain_spec(txn, vm: dict, host_uuid: str) -> DomainSpec:
             DiskSpec(volume_spec(txn, vdi, host_uuid), b["device"], b["mode"].lower(), b["type"] == "cd")
         )
     nics = []
+    ovs = host["network-backend"] == "openvswitch"
     for f in sorted(txn.select("vif", vm=vm["uuid"]), key=lambda f: (f["device"], f["uuid"])):
         net = txn.get("network", f["network"]) if f["network"] else None
         if net is None:
             continue
-        nics.append(NicSpec(f["mac"], net["bridge"], f["device"], host["network-backend"] == "openvswitch"))
+        bridge, vlan = net["bridge"], None
+        if ovs:
+            # a VLAN network's bridge is a fake bridge: the port goes on its real parent, tagged
+            kind = xenet.bridge_kind(txn.switch(host_uuid), bridge)
+            if kind is not None and kind[0] != bridge:
+                bridge, vlan = kind
+        nics.append(NicSpec(f["mac"], bridge, f["device"], ovs, interface_id=f["uuid"], vlan=vlan))
     return DomainSpec(
         uuid=vm["uuid"],
         title=vm["name-label"],

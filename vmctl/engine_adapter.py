@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 
-from vmctl import capacity, units
+from vmctl import capacity, operations, units
 from vmctl.engine.snapshot import (
     HOLDING_STATES,
     GroupState,
@@ -144,7 +144,9 @@ def vm_value(vm: dict, st: _Storage | None = None) -> VMState:
         groups=tuple(sorted(vm["groups"])),
         ha_restart_priority=vm["ha-restart-priority"],
         order=vm["order"],
-        immobile=str(vm["platform"].get("nomigrate", "")).lower() == "true",
+        # the engine moves no VM XAPI would not live-migrate: platform:nomigrate or nested-virt, or
+        # blocked-operations holding pool_migrate (rebalancing honours both)
+        immobile=operations.immobile(vm) or "pool_migrate" in vm["blocked-operations"],
         dirty_rate=_rate(vm["other-config"].get("dirty-rate")),
         srs=frozenset(srs),
         networks=frozenset(nets),

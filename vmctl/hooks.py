@@ -10,7 +10,9 @@ Before commit (the runner calls `before_commit` after the last command of a tran
 2. each switch's commit-time checks (ovs-vsctl's, network.md §2.3), except on a dry run;
 3. the inventory invariants on what the transaction touched (model.md §4): a command whose
    result breaks one fails instead of committing it; I13 on the switches that read-write
-   ovs-style commands changed (only those hosts).
+   ovs-style commands changed (only those hosts);
+4. on real pools, the queued host actions (vmctl/drivers), the switch changes of each host
+   first (vmctl/host_switches.py).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def before_commit(txn, dry_run: bool, command: str = "") -> None:
         check_before_commit(txn)
         check_switches_before_commit(txn)
     # last: act on the hosts of real pools (a dry run drops the queue); nothing may fail after it
-    from vmctl import drivers
+    from vmctl import drivers, host_switches
 
+    host_switches.queue_changes(txn, dry_run)  # the switch rows of real hosts reach their OVSDB
     drivers.perform(txn, dry_run, command)

@@ -147,7 +147,15 @@ _register(
             Field("hosts", "set:host", D),
             Field("host-count", "int", D),
             Field("default-sr", "ref:sr", RW, "", help="default SR for new disks and suspend images"),
-            Field("memory-overcommit-policy", "enum", RW, "none", ("none", "dynamic")),
+            Field(
+                "memory-overcommit-policy",
+                "enum",
+                RW,
+                "dynamic",
+                ("none", "dynamic"),
+                help="what a running VM charges its host: dynamic (XAPI's start check: dynamic-min, "
+                "ballooning) or none (static-max, no overcommit)",
+            ),
             Field("cpu-vendor", "string", D),
             Field("software-version", "string", D),
             Field("network-backend", "string", D),

@@ -36,13 +36,21 @@ def management_vlan(txn, host_uuid: str) -> int:
 
 
 def homogeneity_checks(ctx: Ctx, host: dict, master: dict, force: bool) -> bool | None:
-    """pool-join checks 7-9 (host-add with pool=, pool-join). The CPU check compares vendors on a
-    simulated pool; on a real pool the driver's own CPU comparison decides (drivers.md §2) and
-    its verdict is returned, for `record_cpu_verdict` (None on a simulated pool)."""
-    if major(host["software-version"]) != major(master["software-version"]):
-        raise VmctlError("HOSTS_NOT_COMPATIBLE", params=[("reason", "Major versions differ")])
-    if not force and host["software-version"] != master["software-version"]:
-        raise VmctlError("HOSTS_NOT_HOMOGENEOUS", params=[("reason", "Software version differs")])
+    """pool-join checks 7-8 (host-add with pool=, pool-join). The software-version plays XAPI's
+    platform version: any difference refuses the join, --force or not
+    (xapi_pool.pre_join_checks assert_hosts_compatible: HOSTS_NOT_COMPATIBLE [reason]); a pool
+    only runs mixed versions during a rolling upgrade of its own hosts (host-update). The CPU
+    check, which --force skips, compares vendors on a simulated pool; on a real pool the driver's
+    own CPU comparison decides (drivers.md §2) and its verdict is returned, for
+    `record_cpu_verdict` (None on a simulated pool)."""
+    if host["software-version"] != master["software-version"]:
+        same_major = major(host["software-version"]) == major(master["software-version"])
+        raise VmctlError(
+            "HOSTS_NOT_COMPATIBLE",
+            f"The host runs software-version {host['software-version']}, the pool master "
+            f"{master['software-version']}: a host joins a pool of its own version only",
+            [("reason", "Software versions differ" if same_major else "Major versions differ")],
+        )
     from vmctl import drivers
 
     if not drivers.real(ctx.txn, master["pool"]):

@@ -29,9 +29,12 @@ from vmctl.errors import VmctlError
 MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
 ROUND = 2 * MiB  # VDI sizes are rounded up to a multiple of 2 MiB (model.md §1.6)
 MAX_ANCESTORS = 30  # model.md §3.5 chains
-# Largest VDI and online grow per SR type (model.md §1.5).
+# Largest VDI per SR type (model.md §1.5).
 SR_MAX = {"file": 16 * TiB, "ext": 16 * TiB, "nfs": 16 * TiB, "lvm": 2040 * GiB, "iscsi": 2040 * GiB}
-ONLINE_GROW = {"file", "ext", "nfs"}
+# SR types that grow a disk online: XAPI's VDI.resize_online needs the backend's
+# VDI_RESIZE_ONLINE capability (Xapi_vdi.check_sm_feature_error), which none of these types' SM
+# drivers advertises (xapi-project/sm: EXTSR, FileSR, NFSSR, LVHDSR, LVHDoISCSISR).
+ONLINE_GROW: frozenset[str] = frozenset()
 DEFAULT_PROVISIONING = {
     "file": "thin",
     "ext": "thin",
@@ -535,25 +538,35 @@ def detach_vbds(txn, vm: dict, host_uuid: str) -> None:
             txn.update("vbd", b["uuid"], {"currently-attached": False})
 
 
-MAX_DEVICE = 15
+#: XAPI's VBD device numbers: an explicit one is any a Xen disk number can be (Device_number:
+#: below 2^20, Xapi_vbd_helpers.valid_device); `autodetect` takes the lowest free of
+#: allowed_VBD_devices, 0-254 (Xapi_vm_helpers, "high-watermark limits").
+MAX_DEVICE = (1 << 20) - 1
+AUTODETECT_MAX = 254
 
 
 def free_device(txn, vm_uuid: str) -> int | None:
     used = {b["device"] for b in txn.select("vbd", vm=vm_uuid)}
-    return next((d for d in range(MAX_DEVICE + 1) if d not in used), None)
+    return next((d for d in range(AUTODETECT_MAX + 1) if d not in used), None)
 
 
 def check_device(txn, vm: dict, text) -> int:
-    """`device=` 0-15 (`INVALID_DEVICE`) and free (`DEVICE_ALREADY_EXISTS`); `autodetect` or
-    None: the lowest free device."""
+    """`device=` a number below 2^20 (`INVALID_DEVICE`) and free (`DEVICE_ALREADY_EXISTS`);
+    `autodetect` or None: the lowest free device of 0-254."""
     if text is None or str(text) == "autodetect":
         d = free_device(txn, vm["uuid"])
         if d is None:
-            raise VmctlError("INVALID_DEVICE", "The VM has no free device (0-15)", [("device", "autodetect")])
+            raise VmctlError(
+                "INVALID_DEVICE", "The VM has no free device (0-254)", [("device", "autodetect")]
+            )
         return d
     s = str(text).strip()
-    if not s.isdigit() or not 0 <= int(s) <= MAX_DEVICE:
-        raise VmctlError("INVALID_DEVICE", "A device is an integer 0-15", [("device", text)])
+    if not s.isascii() or not s.isdigit() or not 0 <= int(s) <= MAX_DEVICE:
+        raise VmctlError(
+            "INVALID_DEVICE",
+            f"A device is an integer from 0 to {MAX_DEVICE}, or autodetect",
+            [("device", text)],
+        )
     d = int(s)
     if txn.select("vbd", vm=vm["uuid"], device=d):
         raise VmctlError(
@@ -590,3 +603,12 @@ def unplug(txn, vbd: dict) -> None:
             [("vbd", txn.ref("vbd", vbd))],
         )
     txn.update("vbd", vbd["uuid"], {"currently-attached": False})
+
+
+def grows_online(txn, sr: dict) -> bool:
+    """Whether a disk of SR grows while a VM runs it. On a libvirt pool QEMU does it (the live
+    block resize of drivers.md §3, every dir/netfs pool); a simulated pool follows XAPI, whose
+    storage backends decide (ONLINE_GROW)."""
+    from vmctl import drivers
+
+    return drivers.real(txn, sr["pool"]) or sr["type"] in ONLINE_GROW

@@ -77,6 +77,9 @@ def compare_host(txn, host: dict) -> list[Finding]:
             )
             continue
         found += _compare_volumes(txn, sr, host, volumes)
+    from vmctl import host_switches
+
+    found += [Finding(*f) for f in host_switches.compare(txn, host, driver, target)]  # bridges, ports
     return found
 
 

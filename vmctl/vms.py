@@ -13,14 +13,22 @@ from vmctl.commands.table import Ctx
 from vmctl.errors import VmctlError
 from vmctl.fields import hidden_filter, matches, txn_filters
 from vmctl.model import CLASSES
+from vmctl.operations import (
+    OPERATION_STATES,
+    UPGRADE_OPERATIONS,
+    VM_OPERATIONS,
+    allowed_states,
+    operation_error,
+)
 
 MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
-STATES = ("halted", "running", "paused", "suspended")
 MEMORY = ("memory-static-min", "memory-dynamic-min", "memory-dynamic-max", "memory-static-max")
 
 
 def bad_power_state(txn, vm: dict, allowed) -> VmctlError:
-    expected = ", ".join(s for s in STATES if s in allowed)
+    """VM_BAD_POWER_STATE [vm, expected, actual], `expected` in the order given (XAPI's order for
+    its operations, xapi_vm_lifecycle.report_power_state_error)."""
+    expected = ", ".join(allowed)
     return VmctlError(
         "VM_BAD_POWER_STATE",
         f"The VM must be {expected.replace(', ', ' or ')} for this operation (it is {vm['power-state']})",
@@ -28,23 +36,79 @@ def bad_power_state(txn, vm: dict, allowed) -> VmctlError:
     )
 
 
+def rolling_upgrade(txn, pool_uuid: str) -> bool:
+    """A rolling pool upgrade is in progress while the pool's hosts run different software
+    versions (Helpers.Checks.RPU.pool_has_different_host_platform_versions)."""
+    return len({h["software-version"] for h in txn.select("host", pool=pool_uuid)}) > 1
+
+
+def not_during_upgrade(what: str) -> VmctlError:
+    return VmctlError(
+        "NOT_SUPPORTED_DURING_UPGRADE",
+        f"{what} is not supported while the pool's hosts run different software versions "
+        "(a rolling pool upgrade); finish upgrading every host first",
+        [],
+    )
+
+
+def check_blocked_operations(blocked: dict) -> None:
+    """blocked-operations keys are XAPI's operation names; any other is refused as xe refuses it
+    (Record_util.string_to_vm_operation: INVALID_VALUE [blocked_operation, key])."""
+    for key in sorted(blocked):
+        if key not in VM_OPERATIONS:
+            raise VmctlError(
+                "INVALID_VALUE",
+                f"{key} is not one of XAPI's VM operations (for example start, clean_shutdown, "
+                "hard_shutdown, pool_migrate, migrate_send, suspend, snapshot, clone, destroy)",
+                [("name", "blocked_operation"), ("value", key)],
+            )
+
+
 def check_vm_operation(
-    txn, vm: dict, op: str, allowed_states, templates: bool = False, snapshots: bool = False
+    txn,
+    vm: dict,
+    op: str,
+    states=None,
+    templates: bool = False,
+    snapshots: bool = False,
+    strict: bool = True,
 ) -> None:
-    """model.md §0 check order (3) class, (4) blocked-operations, (5) pending operations,
-    (6) power state."""
-    if vm["is-a-snapshot"] and not snapshots:
-        raise VmctlError("VM_IS_SNAPSHOT", params=[("vm", txn.ref("vm", vm)), ("operation", op)])
-    if vm["is-a-template"] and not vm["is-a-snapshot"] and not templates:
-        raise VmctlError("VM_IS_TEMPLATE", params=[("vm", txn.ref("vm", vm)), ("operation", op)])
-    if op in vm["blocked-operations"]:
+    """Raise the first failing check of one VM operation, in XAPI's order: blocked-operations,
+    power state, template, snapshot, mobility, rolling upgrade (see :func:`operation_error` for
+    the arguments). An operation in progress (OTHER_OPERATION_IN_PROGRESS), which XAPI checks
+    after the power state, is checked before it: vmctl records a long operation's outcome when
+    it is decided, so a VM still shutting down already reads halted, and only this order gives
+    XAPI's answer (wait for the task) rather than a power state the VM is not yet in."""
+    failure = operation_error(vm, op, states, templates, snapshots, strict)
+    ref = txn.ref("vm", vm)
+    if failure == "blocked":
+        reason = vm["blocked-operations"][op]
         raise VmctlError(
             "OPERATION_BLOCKED",
-            params=[("vm", txn.ref("vm", vm)), ("operation", op), ("reason", vm["blocked-operations"][op])],
+            f"The operation {op} is blocked on this VM: {reason}",
+            [("vm", ref), ("operation", op), ("reason", reason)],
         )
     txn.check_not_held("vm", vm["uuid"])
-    if vm["power-state"] not in allowed_states:
-        raise bad_power_state(txn, vm, allowed_states)
+    if failure == "power":
+        raise bad_power_state(
+            txn, vm, allowed_states(vm, op) if op in OPERATION_STATES else tuple(states or ())
+        )
+    if failure == "template":
+        raise VmctlError("VM_IS_TEMPLATE", params=[("vm", ref), ("operation", op)])
+    if failure == "snapshot":
+        raise VmctlError("VM_IS_SNAPSHOT", params=[("vm", ref), ("operation", op)])
+    if failure == "not-snapshot":
+        raise VmctlError(
+            "REVERT_ONLY_ALLOWED_ON_SNAPSHOT", "Only a snapshot can be reverted to", [("vm", ref)]
+        )
+    if failure == "immobile":
+        raise VmctlError(
+            "VM_IS_IMMOBILE",
+            "The VM cannot move: its platform:nomigrate or nested-virt is true",
+            [("vm", ref)],
+        )
+    if op in OPERATION_STATES and op not in UPGRADE_OPERATIONS and rolling_upgrade(txn, vm["pool"]):
+        raise not_during_upgrade(f"The VM operation {op}")
 
 
 def check_memory(txn, vm: dict) -> None:
@@ -59,7 +123,14 @@ def check_memory(txn, vm: dict) -> None:
     pairs = list(zip(MEMORY, MEMORY[1:]))
     for lo, hi in pairs:
         if vm[lo] > vm[hi]:
-            raise VmctlError("MEMORY_CONSTRAINT_VIOLATION", params=[("constraint", f"{lo} <= {hi}")])
+            # XAPI's code for an unordered set of limits, without params
+            # (Xapi_vm_memory_constraints.assert_valid); the message names the broken pair
+            raise VmctlError(
+                "MEMORY_CONSTRAINT_VIOLATION_ORDER",
+                f"Memory limits must satisfy static-min <= dynamic-min <= dynamic-max <= static-max "
+                f"({lo} {vm[lo]} > {hi} {vm[hi]})",
+                [],
+            )
     if vm["memory-reservation"] > vm["memory-dynamic-max"]:
         raise VmctlError(
             "MEMORY_CONSTRAINT_VIOLATION", params=[("constraint", "memory-reservation <= memory-dynamic-max")]
@@ -67,9 +138,13 @@ def check_memory(txn, vm: dict) -> None:
 
 
 def check_vcpus(txn, vm: dict) -> None:
+    """vcpus from 1 (INVALID_VALUE) to 256 (VM_TOO_MANY_VCPUS)."""
     ref = txn.ref("vm", vm) if vm.get("uuid") else None
     if vm["vcpus"] < 1:
-        raise VmctlError("VM_NO_VCPUS", params=[("vm", ref)])
+        # xapi_vm.set_VCPUs_max: INVALID_VALUE, not VM_NO_VCPUS (which XAPI never raises)
+        raise VmctlError(
+            "INVALID_VALUE", "A VM needs at least one vCPU", [("name", "vcpus"), ("value", vm["vcpus"])]
+        )
     if vm["vcpus"] > 256:
         raise VmctlError("VM_TOO_MANY_VCPUS", params=[("vm", ref)])
 

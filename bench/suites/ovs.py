@@ -34,7 +34,7 @@ def run(ctx: common.Context) -> common.SuiteResult:
     res = common.SuiteResult(SUITE, ctx.scenario)
     n = max(5, ctx.repeat)
     tmp = tempfile.mkdtemp(prefix="vmctl-bench-ovs-")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
+    env = common.process_env(tmp)
     env["VMCTL_DB"] = os.path.join(tmp, "inv.db")
     vm = [sys.executable, "-m", "vmctl"]
 

@@ -90,7 +90,7 @@ def run(ctx: common.Context) -> common.SuiteResult:
     try:
         db = os.path.join(tmp, "inv.db")
         build_s = build(db, hosts, vms, ctx.seed)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
+        env = common.process_env(tmp)
         env["VMCTL_DB"] = db
         n = max(5, ctx.repeat)
         base = _time(["-c", "pass"], env, n)

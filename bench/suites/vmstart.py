@@ -138,9 +138,7 @@ def run(ctx: common.Context) -> common.SuiteResult:
         t0 = time.perf_counter()
         halted = build(db, hosts, vms, ctx.seed)
         build_s = time.perf_counter() - t0
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache")
+        env = common.process_env(tmp)
         env["VMCTL_DB"] = db
         n = max(5, ctx.repeat)
         uuid = subprocess.run(

@@ -59,13 +59,26 @@ def test_vcpu_and_memory_capacity():
     err = _code(lambda: check_target(p, "big", "h0"))
     assert err.code == "HOST_NOT_ENOUGH_FREE_MEMORY"
     assert dict(err.params) == {"needed": 4 * GiB, "available": 2 * GiB}
-    p.add_vm(vm("many", vcpus=2, mem_gib=1))
+    p.add_vm(vm("many", vcpus=2, mem_gib=0.5))
     p.add_vm(vm("y", vcpus=2, mem_gib=0.5, on="h0"))
     p.add_vm(vm("z", vcpus=2, mem_gib=0.5, on="h0"))
     check_target(p, "many", "h0")  # 6 + 2 ≤ 8
     p.add_vm(vm("w", vcpus=2, mem_gib=0.25, on="h0"))
     err = _code(lambda: check_target(p, "many", "h0"))
     assert err.code == "HOST_NOT_ENOUGH_VCPUS" and dict(err.params) == {"needed": 2, "available": 0}
+
+
+def test_memory_is_checked_before_cpus():
+    """xapi_vm_helpers.assert_can_boot_here: assert_enough_memory_available runs before
+    assert_enough_pcpus, so a host short of both reports memory."""
+    p = pool(1, cpus=2, mem_gib=8)
+    p.add_vm(vm("x", vcpus=8, mem_gib=6, on="h0"))
+    p.add_vm(vm("both", vcpus=4, mem_gib=4))
+    assert _code(lambda: check_target(p, "both", "h0")).code == "HOST_NOT_ENOUGH_FREE_MEMORY"
+    p.add_vm(vm("wide", vcpus=3, mem_gib=4))
+    assert _code(lambda: check_target(p, "wide", "h0")).code == "HOST_NOT_ENOUGH_FREE_MEMORY"
+    p.add_vm(vm("wide-small", vcpus=3, mem_gib=1))
+    assert _code(lambda: check_target(p, "wide-small", "h0")).code == "HOST_NOT_ENOUGH_PCPUS"
 
 
 def test_host_vcpu_ratio_override():
@@ -109,15 +122,32 @@ def test_cpu_filter_only_when_cpu_state_is_kept():
 
 
 def test_version_filter_for_migrations_only():
+    """message_forwarding VM.pool_migrate: a migration to an older host during a rolling upgrade
+    is NOT_SUPPORTED_DURING_UPGRADE (XAPI's code within a pool) [host, vm]."""
     p = pool(2)
     p.update_host("h0", software_version=(2, 0, 0))
     p.update_host("h1", software_version=(1, 10, 0))
     p.add_vm(vm("a", on="h0"))
     err = _code(lambda: check_target(p, "a", "h1"))
-    assert err.code == "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE"
+    assert err.code == "NOT_SUPPORTED_DURING_UPGRADE" and [k for k, _ in err.params] == ["host", "vm"]
     p.update_host("h1", software_version=(2, 0, 1))
     check_target(p, "a", "h1")
     assert choose_host(p, "a").host == "h1"  # migration: never the current host
+
+
+def test_upgrade_starts_only_on_newest_hosts():
+    """message_forwarding VM.start_on / Xapi_vm_helpers.vm_can_run_on_host: while the hosts run
+    different versions (a rolling upgrade) a VM starts or resumes only on a host of the newest
+    version; with one version everywhere, anywhere."""
+    p = pool(3)
+    p.update_host("h0", software_version=(2, 0, 0))
+    p.add_vm(vm("a"))
+    assert _code(lambda: check_target(p, "a", "h1")).code == "NOT_SUPPORTED_DURING_UPGRADE"
+    check_target(p, "a", "h0")
+    assert choose_host(p, "a").host == "h0"
+    for h in ("h1", "h2"):
+        p.update_host(h, software_version=(2, 0, 0))
+    check_target(p, "a", "h1")
 
 
 def test_strict_rules():
@@ -360,7 +390,7 @@ def test_explain_rows_footer_json_and_limit():
     verdicts = [r.verdict for r in rep.rows]
     assert verdicts[0] == "chosen" and verdicts.count("rejected") == 2
     rejected = [r for r in rep.rows if r.verdict == "rejected"]
-    assert [r.filter for r in rejected] == [2, 9]
+    assert [r.filter for r in rejected] == [2, 8]  # memory is filter 8 (before the CPUs)
     assert rejected[1].reason() == "HOST_NOT_ENOUGH_FREE_MEMORY needed=4 GiB available=2 GiB"
     assert rep.chosen == choose_host(p, "a").host
     assert rep.footer().startswith(f"chosen {rep.chosen} by ")

@@ -82,9 +82,10 @@ def _reference_first_failure(p: PoolState, v, h: str) -> int:
         return 6
     if not v.networks <= hs.networks:
         return 7
-    if v.vcpus > hs.cpu_count or ld.vcpus + v.vcpus > p.vcpu_capacity(h):
-        return 8
+    # memory before the CPUs, as XAPI's assert_can_boot_here
     if ld.mem + v.m(p.memory_policy) > p.mem_capacity(h):
+        return 8
+    if v.vcpus > hs.cpu_count or ld.vcpus + v.vcpus > p.vcpu_capacity(h):
         return 9
     for g in v.groups:
         grp = p.groups[g]

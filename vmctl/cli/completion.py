@@ -146,39 +146,46 @@ def _names(g: dict, cls: str) -> list[str]:
 
 
 def _hosts_for_vm(g: dict, vm_name: str) -> list[str] | None:
-    """Live, enabled hosts of the VM's pool with room for its memory (None: not cheap to know)."""
+    """Live, enabled hosts of the VM's pool with room for its memory (None: not cheap to know).
+    The charge is the pool policy's (model.md §3.9): static-max under `none`, max(dynamic-min,
+    reservation) under `dynamic`, plus the overhead."""
     conn = _conn(g)
     if conn is None:
         return None
     try:
+        cols = "memory_static_max, memory_dynamic_min, memory_reservation, vcpus"
         vm = conn.execute(
-            "SELECT pool, memory_static_max, vcpus FROM vm WHERE name_label = ? OR uuid = ?",
-            (vm_name, vm_name),
+            f"SELECT pool, {cols} FROM vm WHERE name_label = ? OR uuid = ?", (vm_name, vm_name)
         ).fetchall()
         if len(vm) != 1:
             return None
-        pool, smax, vcpus = vm[0]
+        pool, *mine = vm[0]
         policy = conn.execute("SELECT memory_overcommit_policy FROM pool WHERE uuid = ?", (pool,)).fetchone()
-        if policy is None or policy[0] != "none":
+        if policy is None or policy[0] not in ("none", "dynamic"):
             return None
-        overhead = -(-(4 * 2**20 + vcpus * 2**20 + -(-smax // 128)) // 2**20) * 2**20
+
+        def charge(smax: int, dmin: int, reservation: int, vc: int) -> int:
+            overhead = -(-(4 * 2**20 + vc * 2**20 + -(-smax // 128)) // 2**20) * 2**20
+            return (smax if policy[0] == "none" else max(dmin, reservation)) + overhead
+
+        need, vcpus = charge(*mine), mine[-1]
         out = []
         for uuid, name, total, hov, oc, cpus in conn.execute(
             "SELECT uuid, name_label, memory_total, memory_overhead, other_config, cpu_count FROM host "
             "WHERE pool = ? AND live = 1 AND enabled = 1",
             (pool,),
         ):
-            used = 0
-            for sm, vc in conn.execute(
-                "SELECT memory_static_max, vcpus FROM vm WHERE resident_on = ? AND "
-                "power_state IN ('running', 'paused')",
-                (uuid,),
-            ):
-                used += sm + -(-(4 * 2**20 + vc * 2**20 + -(-sm // 128)) // 2**20) * 2**20
+            used = sum(
+                charge(*row)
+                for row in conn.execute(
+                    f"SELECT {cols} FROM vm WHERE resident_on = ? AND power_state IN ('running', 'paused')",
+                    (uuid,),
+                )
+            )
             import json
 
             reserved = int(json.loads(oc).get("memory-reserved", 0) or 0)
-            if vcpus <= cpus and total - hov - reserved - used >= smax + overhead:
+            if vcpus <= cpus and total - hov - reserved - used >= need:
                 out.append(name)
         return sorted(out)
     except Exception:

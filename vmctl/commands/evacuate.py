@@ -1,10 +1,14 @@
 """Host evacuation and maintenance mode (engine.md §4.4): host-evacuate and
 host-get-vms-which-prevent-evacuation.
 
-The plan is the engine's (:func:`vmctl.engine.evacuate.plan_evacuation`): batch placement of the
-host's running and paused VMs onto the other hosts through filters 1–10, one HA admission check
-on the final state with the host removed from the survivors, and the schedule in waves under the
-concurrency caps. A refusal (``CANNOT_EVACUATE_HOST``, one line per blocking VM) moves nothing.
+First each running or paused VM's own VM.pool_migrate checks (a paused VM cannot move, nor an
+immobile or blocked one) and, with HA enabled, whether HA protects it
+(``HOST_EVACUATE_VM_NOT_HA_PROTECTED``), as XAPI's evacuation does. The plan is then the engine's
+(:func:`vmctl.engine.evacuate.plan_evacuation`): batch placement of the other VMs onto the other
+hosts through filters 1–10, one HA admission check on the final state with the host removed from
+the survivors, and the schedule in waves under the concurrency caps. A refusal moves nothing and
+reports, as XAPI's Host.evacuate does, a blocking VM's own error (``VM_REQUIRES_SR``,
+``HOST_NOT_ENOUGH_FREE_MEMORY``...), the message counting the others.
 Applying the plan moves every VM as vm-migrate does (:func:`vmctl.relocation.relocate`:
 power-transition hooks, storage motion for ``sr=``, the prediction recorded for the journal), in wave
 order. On a libvirt pool each move is a real live migration committed alone (vmctl/moves.py),
@@ -52,10 +56,67 @@ def _options(ctx: Ctx, host: dict) -> dict:
     }
 
 
+def _operation_blockers(ctx: Ctx, host: dict, ps):
+    """The reasons XAPI's evacuation finds before placement (xapi_host.compute_evacuation_plan_no_wlb):
+    each running or paused VM's own VM.pool_migrate checks (blocked-operations, power state: a
+    paused VM cannot be live-migrated, template, mobility: VM_IS_IMMOBILE), and, with HA enabled,
+    a VM HA does not protect (HOST_EVACUATE_VM_NOT_HA_PROTECTED: XAPI wants those shut down or
+    suspended first, so the evacuated host looks to the HA planner like a failed one). None when
+    no other host could take a VM at all: XAPI then answers NO_HOSTS_AVAILABLE for every VM
+    before any of these checks, as the engine's plan does.
+    Returns (blockers, the uuids of those VMs, which the plan then leaves out)."""
+    from vmctl.engine.evacuate import Blocker, has_targets
+    from vmctl.vms import check_vm_operation
+
+    txn = ctx.txn
+    if not has_targets(ps, host["uuid"]):
+        return [], frozenset()
+    ha = txn.get("pool", host["pool"])["ha-enabled"]
+    out = []
+    vms = [
+        v for st in ("running", "paused") for v in txn.select("vm", resident_on=host["uuid"], power_state=st)
+    ]
+    for vm in sorted(vms, key=lambda v: (v["name-label"].encode(), v["uuid"])):
+        try:
+            check_vm_operation(txn, vm, "pool_migrate")
+        except VmctlError as e:
+            out.append(Blocker("vm", vm["uuid"], vm["name-label"], e.code, tuple(e.params)))
+            continue
+        if ha and vm["ha-restart-priority"] != "restart":
+            params = (("vm", txn.ref("vm", vm)),)
+            out.append(
+                Blocker("vm", vm["uuid"], vm["name-label"], "HOST_EVACUATE_VM_NOT_HA_PROTECTED", params)
+            )
+    return out, frozenset(b.uuid for b in out)
+
+
+def _first_error(host: dict, blockers: list):
+    """XAPI's Host.evacuate fails with the error of a VM that cannot move (its own code and
+    params); the message says how many others there are."""
+    from vmctl.errors import MESSAGES
+
+    vm_blockers = [b for b in blockers if b.cls == "vm"]
+    b = (vm_blockers or blockers)[0]
+    others = len(vm_blockers) - 1
+    more = (
+        f"; {others} other VM{'s' if others != 1 else ''} cannot move either "
+        "(host-get-vms-which-prevent-evacuation lists them)"
+        if others > 0
+        else ""
+    )
+    what = f"VM {b.name or b.uuid}" if b.cls == "vm" else "the pool's HA plan"
+    text = MESSAGES.get(b.code, b.code)
+    return VmctlError(
+        b.code,
+        f"Host {host['name-label'] or host['uuid']} cannot be evacuated: {what}: {text}{more}",
+        list(b.params),
+    )
+
+
 @command(
     "host-evacuate",
-    "Live-migrate every running or paused VM off a host, in waves under the "
-    "concurrency caps; refused with CANNOT_EVACUATE_HOST (nothing moves) when a VM has no target",
+    "Live-migrate every running VM off a host, in waves under the concurrency caps; refused with a "
+    "blocking VM's own error (nothing moves) when a VM cannot move",
     family="host",
     args=(
         _HOST,
@@ -82,7 +143,7 @@ def _options(ctx: Ctx, host: dict) -> dict:
     flags=("--explain",),
 )
 def host_evacuate(ctx: Ctx):
-    from vmctl.engine.evacuate import MOVE_FIELDS, plan_evacuation
+    from vmctl.engine.evacuate import CANNOT_EVACUATE, MOVE_FIELDS, plan_evacuation, vms_preventing_evacuation
 
     txn = ctx.txn
     if ctx.a.get("batch-size", 1) < 1:
@@ -93,14 +154,23 @@ def host_evacuate(ctx: Ctx):
         )
     host, ps = _pool_and_host(ctx)
     opts = _options(ctx, host)
-    plan = plan_evacuation(
-        ps,
-        host["uuid"],
-        policy=opts["policy"],
-        network=opts["network"],
-        sr=opts["sr"],
-        max_width=ctx.a.get("batch-size"),
-    )
+    early, skip = _operation_blockers(ctx, host, ps)
+    if early:
+        rest = vms_preventing_evacuation(ps, host["uuid"], policy=opts["policy"], sr=opts["sr"], skip=skip)
+        raise _first_error(host, sorted(early + rest, key=lambda b: (b.cls != "vm", b.name, b.uuid)))
+    try:
+        plan = plan_evacuation(
+            ps,
+            host["uuid"],
+            policy=opts["policy"],
+            network=opts["network"],
+            sr=opts["sr"],
+            max_width=ctx.a.get("batch-size"),
+        )
+    except VmctlError as e:
+        if e.code == CANNOT_EVACUATE:
+            raise _first_error(host, e.blockers) from None  # type: ignore[attr-defined]
+        raise
     # SR accounting for storage motion: every copy is checked before anything moves (SR_FULL)
     from vmctl import storage
 
@@ -172,7 +242,9 @@ def host_get_vms_which_prevent_evacuation(ctx: Ctx):
 
     host, ps = _pool_and_host(ctx)
     opts = _options(ctx, host)
-    blockers = vms_preventing_evacuation(ps, host["uuid"], policy=opts["policy"], sr=opts["sr"])
+    early, skip = _operation_blockers(ctx, host, ps)
+    blockers = vms_preventing_evacuation(ps, host["uuid"], policy=opts["policy"], sr=opts["sr"], skip=skip)
+    blockers = sorted(early + blockers, key=lambda b: (b.cls != "vm", b.name, b.uuid))
     rows = [b.row() for b in blockers]
     return Data(
         rows,

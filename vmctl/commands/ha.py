@@ -8,7 +8,7 @@ snapshot with :mod:`vmctl.engine_adapter`, ask, and apply the answer in the same
 
 from __future__ import annotations
 
-from vmctl.admission import admit, check_agile
+from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Data, command
 from vmctl.engine_adapter import pool_state
 from vmctl.errors import VmctlError
@@ -24,9 +24,11 @@ _POOL = Arg(
 # --- field rules (engine.md §3.1, §3.4) --------------------------------------------------------------------
 @param_hook("vm")
 def _ha_priority_rules(ctx: Ctx, vm: dict, changes: dict) -> None:
-    """Setting restart: agility, and admission when the VM runs under HA (engine.md §3.1, §3.4)."""
+    """Setting restart on a running VM under HA is admitted like a start (xapi_vm
+    .set_ha_restart_priority: assert_new_vm_preserves_ha_plan); a VM that could not restart
+    elsewhere (a local disk) then has no failover plan. Nothing else is checked: with HA off, or
+    on a halted VM, any priority may be set (engine.md §3.1, §3.4)."""
     if changes.get("ha-restart-priority") == "restart" and vm["ha-restart-priority"] != "restart":
-        check_agile(ctx.txn, vm)
         if vm["power-state"] in ("running", "paused") and not vm["is-a-template"]:
             admit(ctx.txn, vm["pool"], priorities={vm["uuid"]: "restart"})
 
@@ -48,10 +50,72 @@ def _ha_pool_rules(ctx: Ctx, pool: dict, changes: dict) -> None:
 
 
 # --- enable / disable ----------------------------------------------------------------------------------------
+#: SR types whose backend can hold the HA statefile: the SM drivers advertising
+#: VDI_GENERATE_CONFIG (xapi-project/sm: EXTSR, FileSR, NFSSR, LVHDoISCSISR; not the local LVHDSR).
+STATEFILE_SR_TYPES = ("ext", "file", "nfs", "iscsi")
+#: The room a statefile and the redo log take on an SR that has neither yet: 4 MiB + 3,804 MiB
+#: (Xha_statefile.minimum_sr_size, from minimum_statefile_size and Redo_log.minimum_vdi_size).
+STATEFILE_SR_SPACE = (4 + 3804) * 1024**2
+
+
+def statefile_error(txn, sr: dict, pool_uuid: str) -> VmctlError | None:
+    """Why an SR cannot hold the pool's HA statefile (Xha_statefile.check_sr_can_host_statefile, in
+    its order), or None: a PBD on every host, each attached (SR_HAS_NO_PBDS); a backend that can
+    (SR_OPERATION_NOT_SUPPORTED); room for the statefile and redo log
+    (SR_SOURCE_SPACE_INSUFFICIENT)."""
+    from vmctl import storage
+
+    ref = [("sr", txn.ref("sr", sr))]
+    pbds = txn.select("pbd", sr=sr["uuid"])
+    hosts = {h["uuid"] for h in txn.select("host", pool=pool_uuid)}
+    if not hosts <= {p["host"] for p in pbds} or not all(p["currently-attached"] for p in pbds):
+        return VmctlError("SR_HAS_NO_PBDS", "The SR is not attached to every host of the pool", ref)
+    if sr["type"] not in STATEFILE_SR_TYPES or sr["content-type"] != "user":
+        return VmctlError(
+            "SR_OPERATION_NOT_SUPPORTED", f"An SR of type {sr['type']} cannot hold the HA statefile", ref
+        )
+    if sr["physical-size"] - storage.sr_utilisation(txn, sr["uuid"]) < STATEFILE_SR_SPACE:
+        return VmctlError(
+            "SR_SOURCE_SPACE_INSUFFICIENT",
+            "The SR needs 3,808 MiB free for the HA statefile and redo log",
+            ref,
+        )
+    return None
+
+
+def statefile_sr(txn, pool: dict, given: list[str] | None) -> dict:
+    """The SR for the statefile (Xapi_ha.enable): the first of heartbeat-sr-uuids=, which must be
+    able to hold it; else the first SR of the pool that can (by name-label, then uuid); none:
+    CANNOT_CREATE_STATE_FILE."""
+    if given:
+        # xe resolves every uuid given; XAPI places the statefile on the first (xHA handles one)
+        named = [txn.resolve_one("sr", text) for text in given]
+        for sr in named:
+            if sr["pool"] != pool["uuid"]:
+                raise VmctlError(
+                    "NOT_IN_SAME_POOL",
+                    params=[("object", txn.ref("sr", sr)), ("pool", txn.ref("pool", pool))],
+                )
+        err = statefile_error(txn, named[0], pool["uuid"])
+        if err is not None:
+            raise err
+        return named[0]
+    srs = sorted(txn.select("sr", pool=pool["uuid"]), key=lambda r: (r["name-label"].encode(), r["uuid"]))
+    for sr in srs:
+        if statefile_error(txn, sr, pool["uuid"]) is None:
+            return sr
+    raise VmctlError(
+        "CANNOT_CREATE_STATE_FILE",
+        "No SR can hold the HA statefile: HA needs an SR of type nfs, iscsi, ext or file attached to "
+        "every host of the pool with 3,808 MiB free",
+        [],
+    )
+
+
 @command(
     "pool-ha-enable",
-    "Enable HA on a pool: every host live, at least 2 hosts, agile protected VMs and "
-    "a failover plan for ha-host-failures-to-tolerate",
+    "Enable HA on a pool: every host live and an SR every host reaches for the statefile; a pool "
+    "without a failover plan is marked overcommitted",
     family="ha",
     args=(
         _POOL,
@@ -59,33 +123,29 @@ def _ha_pool_rules(ctx: Ctx, pool: dict, changes: dict) -> None:
         Arg(
             "heartbeat-sr-uuids",
             "list",
-            help="xe's heartbeat SRs: each must be a shared SR of the pool; vmctl keeps no statefile on them",
+            help="the SR for the statefile (the first of the list; default: the first SR that can hold it)",
+            complete="sr",
         ),
         Arg("ha-config", "map", help="xe's HA daemon settings (timeouts): accepted, not modelled"),
     ),
 )
 def pool_ha_enable(ctx: Ctx):
-    from vmctl.engine import ha
+    """XAPI's Pool.enable_ha (xapi_pool.enable_ha, xapi_ha.enable), in its order: not during a
+    rolling upgrade (NOT_SUPPORTED_DURING_UPGRADE), not enabled already (HA_IS_ENABLED), every
+    host live (HOST_OFFLINE), a statefile SR (CANNOT_CREATE_STATE_FILE). A one-host pool may
+    enable HA, and nothing is refused for want of a failover plan: the pool's HA status is then
+    recomputed (ha-overcommitted, ha-plan-exists-for), as XAPI's update_pool_status does."""
+    from vmctl.vms import not_during_upgrade, rolling_upgrade
 
     txn = ctx.txn
     pool = only_pool(txn, ctx.a.get("pool"))
-    for text in ctx.a.get("heartbeat-sr-uuids", ()):
-        sr = txn.resolve_one("sr", text)
-        if sr["pool"] != pool["uuid"]:
-            raise VmctlError(
-                "NOT_IN_SAME_POOL", params=[("object", txn.ref("sr", sr)), ("pool", txn.ref("pool", pool))]
-            )
-        if not sr["shared"]:
-            raise VmctlError(
-                "HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED",
-                "An HA heartbeat SR must be shared by every host of the pool",
-                [("sr", txn.ref("sr", sr))],
-            )
     target = ctx.a.get("ha-host-failures-to-tolerate", pool["ha-host-failures-to-tolerate"])
     if target < 0:
         raise VmctlError(
             "INVALID_VALUE", params=[("name", "ha-host-failures-to-tolerate"), ("value", target)]
         )
+    if rolling_upgrade(txn, pool["uuid"]):
+        raise not_during_upgrade("Enabling HA")
     if pool["ha-enabled"]:
         raise VmctlError(
             "HA_IS_ENABLED", "HA is already enabled on this pool", [("pool", txn.ref("pool", pool))]
@@ -94,17 +154,7 @@ def pool_ha_enable(ctx: Ctx):
     for h in hosts:
         if not h["live"]:
             raise VmctlError("HOST_OFFLINE", params=[("host", txn.ref("host", h))])
-    if len(hosts) < 2:
-        raise VmctlError("HA_TOO_FEW_HOSTS", "HA needs at least 2 hosts", [("pool", txn.ref("pool", pool))])
-    for v in sorted(
-        txn.select("vm", pool=pool["uuid"], ha_restart_priority="restart"), key=lambda v: v["uuid"]
-    ):
-        if v["power-state"] in ("running", "paused"):
-            check_agile(txn, v)
-    if not pool["ha-allow-overcommit"]:
-        err = ha.admission_error(pool_state(txn, pool["uuid"]), target)
-        if err is not None:
-            raise err
+    statefile_sr(txn, pool, ctx.a.get("heartbeat-sr-uuids"))
     txn.update(
         "pool",
         pool["uuid"],

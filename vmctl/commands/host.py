@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from vmctl import volumes, xenet
+from vmctl import host_switches, volumes, xenet
 from vmctl.admission import admit
 from vmctl.commands.table import Arg, Ctx, Value, command
 from vmctl.errors import VmctlError
@@ -51,7 +51,11 @@ def check_address(text: str) -> str:
         Arg("software-version", help="dot-separated integers, e.g. 8.2.1"),
         Arg("network-backend", "enum", values=("openvswitch", "bridge"), help="openvswitch or bridge"),
         Arg("memory-overhead", "size", help="memory kept by the hypervisor and control domain"),
-        Arg("pifs", "list", help="physical NIC devices, comma-separated (default eth0; empty: none)"),
+        Arg(
+            "pifs",
+            "list",
+            help="physical NIC devices, comma-separated (default eth0, on a libvirt pool none; empty: none)",
+        ),
         Arg("management-device", help="the management NIC (default the first of pifs)"),
         Arg("management-vlan", "int", help="tag the management interface with this VLAN"),
         Arg("name-description", help="a description"),
@@ -97,7 +101,10 @@ def host_add(ctx: Ctx):
     if not VERSION_RE.match(version) or len(version) > 64:
         raise _invalid("software-version", version)
     flags = sorted({f.lower() for f in a.get("cpu-flags", [])})
-    devices = a.get("pifs", ["eth0"]) if "pifs" in ctx.raw else ["eth0"]
+    # a real host's NICs are its own: plugging one into a bridge would cut the host off its
+    # network, so a libvirt pool's host gets the PIFs named, none by default
+    default_pifs = ["eth0"] if driver == "sim" else []
+    devices = a.get("pifs", default_pifs) if "pifs" in ctx.raw else default_pifs
     seen = set()
     for d in devices:
         if not DEVICE_RE.match(d):
@@ -155,6 +162,7 @@ def host_add(ctx: Ctx):
         pool = txn.get("pool", txn.insert("pool", {"name-label": "", "driver": driver}))
     facts["pool"] = pool["uuid"]
     host_uuid = txn.insert("host", facts)
+    host_switches.adopt(txn, host_uuid)  # a real host's bridges and ports, as it has them
     if not pool["master"]:
         txn.update("pool", pool["uuid"], {"master": host_uuid})
     _add_pifs(txn, pool, host_uuid, devices, mgmt_dev, tag, address)
@@ -353,7 +361,7 @@ def _remove_pool_contents(txn, pool_uuid: str) -> None:
 
 @command(
     "host-forget",
-    "Remove a disabled host without running VMs, with its PIFs, PBDs, bridges and local SRs",
+    "Remove a host that is not live (declared dead or failed), with its PIFs, PBDs, bridges and local SRs",
     family="host",
     args=(_HOST,),
     flags=("--force", "--if-exists"),
@@ -366,10 +374,23 @@ def host_forget(ctx: Ctx):
     href = txn.ref("host", h)
     pool = txn.get("pool", h["pool"])
     others = [x for x in txn.select("host", pool=pool["uuid"]) if x["uuid"] != h["uuid"]]
+    # xapi_host.destroy (precheck_destroy_declare_dead): only a host that is not live, never the
+    # master (HOST_IS_LIVE either way); not while HA is enabled; no running or paused VM
+    if h["live"]:
+        raise VmctlError(
+            "HOST_IS_LIVE",
+            "Only a host that is not live can be forgotten: eject a live host from its pool "
+            "(pool-eject), or declare it dead first (host-declare-dead)",
+            [("host", href)],
+        )
     if pool["master"] == h["uuid"] and others:
-        raise VmctlError("HOST_CANNOT_DESTROY_SELF", "Designate another master first", [("host", href)])
-    if h["enabled"]:
-        raise VmctlError("HOST_NOT_DISABLED", params=[("host", href)])
+        raise VmctlError(
+            "HOST_IS_LIVE",
+            "The pool master cannot be forgotten: designate another master first (pool-designate-new-master)",
+            [("host", href)],
+        )
+    if pool["ha-enabled"]:
+        raise VmctlError("HA_IS_ENABLED", "Disable HA first (pool-ha-disable)", [])
     _has_resident(txn, h)
     local_srs = sorted(s["uuid"] for s in txn.select("sr", host=h["uuid"]))
     ctx.confirm(

@@ -51,7 +51,6 @@ from vmctl.commands.table import Arg, Ctx, Data, Records, Value, command
 from vmctl.engine.migration import HINT_FIELDS, PREDICTION_FIELDS
 from vmctl.errors import Ref, VmctlError
 from vmctl.relocation import (
-    COLD_STATES,
     LIVE_STATES,
     record_of,
     relocate,
@@ -241,6 +240,21 @@ def _cold_prediction(ps, vm_uuid: str, vdi_map: dict[str, str], network: str | N
     }
 
 
+def _check_cpu(txn, vm: dict, host: dict) -> None:
+    """XAPI's Cpuid_helpers.assert_vm_is_compatible on an explicit destination, before the
+    operation checks: the engine's cpu filter (VM_INCOMPATIBLE_WITH_THIS_HOST)."""
+    from vmctl.engine.placement import MIGRATE, Scheduler
+    from vmctl.engine.placement.filters import BY_NAME
+    from vmctl.engine_adapter import pool_state
+
+    if host["pool"] != vm["pool"]:
+        return  # NOT_IN_SAME_POOL below
+    sched = Scheduler(pool_state(txn, vm["pool"]))
+    err = sched.filter_error(vm["uuid"], host["uuid"], BY_NAME["cpu"], mode=MIGRATE)
+    if err is not None:
+        raise err
+
+
 def migrate_one(
     ctx: Ctx,
     vm: dict,
@@ -259,21 +273,18 @@ def migrate_one(
     txn = ctx.txn
     force = ctx.force
     explain = bool(ctx.opts.get("explain"))
-    # 1. power state: live for running/paused; storage only (map, no host=) for halted/suspended
-    # blocked-operations keys: XAPI's names in vmctl's dash form (pool-migrate live, migrate-send
-    # with storage motion), or plain "migrate" for both
-    op = "migrate-send" if vdi_map else "pool-migrate"
-    op = next((o for o in (op, "migrate") if o in vm["blocked-operations"]), op)
-    check_vm_operation(txn, vm, op, LIVE_STATES + COLD_STATES)
+    # 1. XAPI's VM.pool_migrate (live) or VM.migrate_send (with a storage map) operation checks:
+    # the CPU of an explicit destination first (message_forwarding VM.pool_migrate checks it
+    # before the operation), then blocked-operations, power state (pool_migrate: running;
+    # migrate_send: halted, suspended or running), template, snapshot, mobility (--force lifts it).
+    op = "migrate_send" if vdi_map else "pool_migrate"
+    if host is not None and not force and vm["power-state"] != "halted" and host["uuid"] != vm["resident-on"]:
+        _check_cpu(txn, vm, host)
+    check_vm_operation(txn, vm, op, strict=not force)
     live = vm["power-state"] in LIVE_STATES
-    if not live and (not vdi_map or host is not None):
-        raise bad_power_state(txn, vm, LIVE_STATES)
-    if str(vm["platform"].get("nomigrate", "")).lower() == "true" and not force:
-        raise VmctlError(
-            "VM_IS_IMMOBILE",
-            "The VM is marked platform:nomigrate=true (use --force)",
-            [("vm", txn.ref("vm", vm))],
-        )
+    if not live and host is not None:
+        # a halted or suspended VM only moves its disks: it has no destination host
+        raise bad_power_state(txn, vm, ("running",))
     if host is not None and host["pool"] != vm["pool"]:
         raise VmctlError(
             "NOT_IN_SAME_POOL",

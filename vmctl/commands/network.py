@@ -314,6 +314,13 @@ def vlan_checks(txn, pif: dict, network: dict, text) -> int:
 
 def create_vlan(txn, pif: dict, network: dict, tag: int) -> str:
     """The VLAN, its VLAN PIF, and the network's bridge on that host made the fake bridge."""
+    vp = create_vlan_records(txn, pif, network, tag)
+    xenet.ensure_network_bridge(txn, network, pif["host"])
+    return vp
+
+
+def create_vlan_records(txn, pif: dict, network: dict, tag: int) -> str:
+    """The VLAN PIF (the tagged PIF's device name, XAPI's dummy VLAN MAC) and the VLAN."""
     vp = txn.insert(
         "pif",
         {
@@ -329,7 +336,6 @@ def create_vlan(txn, pif: dict, network: dict, tag: int) -> str:
         },
     )
     txn.insert("vlan", {"tagged-pif": pif["uuid"], "untagged-pif": vp, "tag": tag, "pool": pif["pool"]})
-    xenet.ensure_network_bridge(txn, network, pif["host"])
     return vp
 
 
@@ -432,13 +438,55 @@ def vlan_destroy(ctx: Ctx):
 
 
 # --- bonds ------------------------------------------------------------------------------------------------
+_IP_FIELDS = ("ip-configuration-mode", "ip", "netmask", "gateway", "dns")
+
+
+def move_configuration(txn, src: dict, dst: dict) -> None:
+    """The IP configuration and management role go from one PIF to another
+    (xapi_bond.move_configuration, move_management)."""
+    txn.update("pif", dst["uuid"], {"management": src["management"], **{k: src[k] for k in _IP_FIELDS}})
+    txn.update(
+        "pif",
+        src["uuid"],
+        {"management": False, "ip-configuration-mode": "none", **dict.fromkeys(_IP_FIELDS[1:], "")},
+    )
+
+
+def move_vlan(txn, vlan: dict, new_tagged: dict) -> None:
+    """A VLAN moves onto another PIF of the same host (xapi_bond.move_vlan): a new VLAN and VLAN
+    PIF of the same tag and network on `new_tagged` (its device name), taking the old VLAN PIF's IP
+    configuration and management role; the old ones go; the network's fake bridge follows (its
+    ports kept). When `new_tagged` already carries that tag, the old VLAN simply goes."""
+    old_vp = txn.get("pif", vlan["untagged-pif"])
+    txn.delete("vlan", vlan["uuid"])
+    if old_vp is None:
+        return
+    net = txn.get("network", old_vp["network"])
+    if txn.select("vlan", tagged_pif=new_tagged["uuid"], tag=vlan["tag"]) or net is None:
+        txn.delete("pif", old_vp["uuid"])
+        return
+    vp = create_vlan_records(txn, new_tagged, net, vlan["tag"])
+    move_configuration(txn, old_vp, txn.get("pif", vp))
+    txn.delete("pif", old_vp["uuid"])
+    xenet.ensure_network_bridge(txn, net, new_tagged["host"])
+
+
+def move_tunnel(txn, tunnel: dict, new_transport: dict) -> None:
+    """A tunnel moves onto another transport PIF of the same host (xapi_bond.move_tunnel): its
+    ports here and on its peers follow the new transport PIF's IP."""
+    xenet.remove_tunnel_ports(txn, tunnel)
+    t = txn.update("tunnel", tunnel["uuid"], {"transport-pif": new_transport["uuid"]})
+    xenet.add_tunnel_ports(txn, t)
+
+
 @command(
     "bond-create",
-    "Bond 2-4 physical PIFs of one host into PIF bond<N> on a network; print the bond's uuid",
+    "Bond physical PIFs of one host into PIF bond<N> on a network, moving their VLANs and tunnels "
+    "onto it; print the bond's uuid",
     family="bond",
     args=(
         Arg("network-uuid", "uuid", True, "the managed network of the bond PIF", complete="network"),
-        Arg("pif-uuids", "list", True, "the member PIFs, comma-separated; the first is the primary"),
+        Arg("pif-uuids", "list", True, "the member PIFs, comma-separated (one or more)"),
         Arg("mode", "enum", help="balance-slb (default), active-backup or lacp", values=BOND_MODES),
         Arg("mac", help="the bond's MAC (default: the primary member's)"),
     ),
@@ -446,15 +494,17 @@ def vlan_destroy(ctx: Ctx):
     creates="bond",
 )
 def bond_create(ctx: Ctx):
+    """XAPI's Bond.create (message_forwarding, xapi_bond.create), in its order: at least one member
+    (PIF_BOND_NEEDS_MORE_MEMBERS; one member is a bond), the network managed and not yet on that
+    host, a well-formed MAC, then per member: not bonded (PIF_ALREADY_BONDED), not a VLAN PIF
+    (PIF_VLAN_EXISTS), not a tunnel access PIF (IS_TUNNEL_ACCESS_PIF), not the management
+    interface under HA (HA_CANNOT_CHANGE_BOND_STATUS_OF_MGMT_IFACE); one host
+    (PIF_CANNOT_BOND_CROSS_HOST); at most one member with an IP configuration
+    (PIF_BOND_MORE_THAN_ONE_IP). The primary member is the management one, else the first with
+    an IP configuration, else the first; the bond PIF takes its IP configuration, management
+    role and MAC (unless mac=), and the members' VLANs and tunnels move onto the bond."""
     txn, a = ctx.txn, ctx.a
     uuids = list(dict.fromkeys(a["pif-uuids"]))
-    if len(uuids) > 4:
-        raise err(
-            "INVALID_VALUE",
-            ("name", "pif-uuids"),
-            ("value", ctx.raw["pif-uuids"]),
-            message="A bond has at most 4 members",
-        )
     network = txn.resolve_one("network", a["network-uuid"])
     members = [txn.resolve_one("pif", u) for u in uuids]
     if ctx.flag("may-exist") and members:
@@ -462,58 +512,53 @@ def bond_create(ctx: Ctx):
             m = txn.get("pif", b["master"])
             if m and m["network"] == network["uuid"] and m["host"] == members[0]["host"]:
                 return Value(b["uuid"])
-    if len(members) < 2:
-        raise err("PIF_BOND_NEEDS_MORE_MEMBERS", ("pifs", [m["uuid"] for m in members]))
+    if not members:
+        raise err("PIF_BOND_NEEDS_MORE_MEMBERS", message="A bond needs at least one member PIF")
+    network_checks(txn, network, members[0])
+    mac = normalise_mac(a["mac"]) if a.get("mac") else None
+    configured = [m for m in members if m["ip-configuration-mode"] != "none"]
+    management = [m for m in members if m["management"]]
+    primary = (management or configured or members)[0]
+    ha = txn.get("pool", network["pool"])["ha-enabled"]
+    for m in members:
+        ref = ("pif", txn.ref("pif", m))
+        if is_bond_member(txn, m):
+            raise err("PIF_ALREADY_BONDED", ref)
+        if is_vlan_pif(txn, m):
+            raise err("PIF_VLAN_EXISTS", ("device", m["device"]))
+        if is_access_pif(txn, m):
+            raise err("IS_TUNNEL_ACCESS_PIF", ref)
+        if ha and m["management"]:
+            raise err("HA_CANNOT_CHANGE_BOND_STATUS_OF_MGMT_IFACE")
+        if not m["physical"]:  # vmctl: bonds of bonds are not modelled (I14)
+            raise err("PIF_IS_NOT_PHYSICAL", ref)
     if len({m["host"] for m in members}) > 1:
         raise err("PIF_CANNOT_BOND_CROSS_HOST", ("pifs", [m["uuid"] for m in members]))
-    for m in members:
-        if not m["physical"]:
-            raise err("PIF_IS_NOT_PHYSICAL", ("pif", txn.ref("pif", m)))
-    for m in members:
-        if is_bond_member(txn, m):
-            raise err("PIF_ALREADY_BONDED", ("pif", txn.ref("pif", m)))
-    for m in members:
-        if txn.select("vlan", tagged_pif=m["uuid"]):
-            raise err("PIF_VLAN_STILL_EXISTS", ("pif", txn.ref("pif", m)))
-    for m in members:
-        if txn.select("tunnel", transport_pif=m["uuid"]):
-            raise err("PIF_TUNNEL_STILL_EXISTS", ("pif", txn.ref("pif", m)))
-    primary = members[0]
-    network_checks(txn, network, primary)
-    configured = [m for m in members if m["ip-configuration-mode"] != "none"]
     if len(configured) > 1:
         raise err("PIF_BOND_MORE_THAN_ONE_IP", ("pifs", [m["uuid"] for m in configured]))
-    # A bond usually takes a member NIC's (globally administered) MAC: any valid unicast MAC
-    mac = normalise_mac(a["mac"], force=True) if "mac" in a else primary["mac"]
     host = primary["host"]
-    values = {
-        "host": host,
-        "network": network["uuid"],
-        "device": free_device(txn, host, "bond"),
-        "mac": mac,
-        "physical": False,
-        "vlan": -1,
-        "plugged": True,
-        "pool": primary["pool"],
-        "management": any(m["management"] for m in members),
-    }
-    if configured:
-        c = configured[0]
-        values.update({k: c[k] for k in ("ip-configuration-mode", "ip", "netmask", "gateway", "dns")})
-    master = txn.insert("pif", values)
-    for m in members:
-        txn.update(
-            "pif",
-            m["uuid"],
-            {
-                "management": False,
-                "ip-configuration-mode": "none",
-                "ip": "",
-                "netmask": "",
-                "gateway": "",
-                "dns": "",
-            },
-        )
+    vlans = [
+        v for m in members for v in sorted(txn.select("vlan", tagged_pif=m["uuid"]), key=lambda r: r["uuid"])
+    ]
+    tunnels = [
+        t
+        for m in members
+        for t in sorted(txn.select("tunnel", transport_pif=m["uuid"]), key=lambda r: r["uuid"])
+    ]
+    master = txn.insert(
+        "pif",
+        {
+            "host": host,
+            "network": network["uuid"],
+            "device": free_device(txn, host, "bond"),
+            "mac": mac or primary["mac"],
+            "physical": False,
+            "vlan": -1,
+            "plugged": True,
+            "pool": primary["pool"],
+        },
+    )
+    move_configuration(txn, primary, txn.get("pif", master))
     u = txn.insert(
         "bond",
         {
@@ -525,46 +570,54 @@ def bond_create(ctx: Ctx):
         },
     )
     xenet.add_bond_port(txn, txn.get("bond", u))
+    bond_pif = txn.get("pif", master)
+    for v in vlans:
+        move_vlan(txn, v, bond_pif)
+    for t in tunnels:
+        move_tunnel(txn, t, txn.get("pif", master))
     return Value(u)
 
 
 @command(
     "bond-destroy",
-    "Destroy a bond: its port goes, the members get their ports back and the primary "
-    "member its IP configuration and management role",
+    "Destroy a bond: its port goes, the members get their ports back, and the primary member the "
+    "IP configuration, management role, VLANs and tunnels of the bond",
     family="bond",
     args=(Arg("uuid", "uuid", True, "the bond", complete="bond"),),
     flags=("--if-exists",),
 )
 def bond_destroy(ctx: Ctx):
+    """XAPI's Bond.destroy (xapi_bond.destroy): refused only for the management bond under HA
+    (HA_CANNOT_CHANGE_BOND_STATUS_OF_MGMT_IFACE); the bond's VLANs and tunnels move down to the
+    primary member."""
     txn = ctx.txn
     bond = resolve_or_none(ctx, "bond")
     if bond is None:
         return None
     master = txn.get("pif", bond["master"])
-    if master is not None:
-        ref = ("pif", txn.ref("pif", master))
-        if txn.select("vlan", tagged_pif=master["uuid"]):
-            raise err("PIF_VLAN_STILL_EXISTS", ref)
-        if txn.select("tunnel", transport_pif=master["uuid"]):
-            raise err("PIF_TUNNEL_STILL_EXISTS", ref)
-        txn.switch(master["host"]).del_port(master["device"])
-        primary = txn.get("pif", bond["primary-slave"])
-        if primary is not None:
-            txn.update(
-                "pif",
-                primary["uuid"],
-                {
-                    "management": master["management"],
-                    **{k: master[k] for k in ("ip-configuration-mode", "ip", "netmask", "gateway", "dns")},
-                },
-            )
-        txn.delete("pif", master["uuid"])
+    primary = txn.get("pif", bond["primary-slave"])
+    if master is not None and master["management"] and txn.get("pool", bond["pool"])["ha-enabled"]:
+        raise err("HA_CANNOT_CHANGE_BOND_STATUS_OF_MGMT_IFACE")
     members = [txn.get("pif", u) for u in bond["slaves"]]
+    vlans, tunnels = [], []
+    if master is not None:
+        vlans = sorted(txn.select("vlan", tagged_pif=master["uuid"]), key=lambda r: r["uuid"])
+        tunnels = sorted(txn.select("tunnel", transport_pif=master["uuid"]), key=lambda r: r["uuid"])
+        if primary is not None:
+            move_configuration(txn, master, primary)
+        txn.switch(master["host"]).del_port(master["device"])
     txn.delete("bond", bond["uuid"])
     for m in members:
         if m is not None:
             xenet.add_pif_port(txn, m)
+    if primary is not None:
+        primary = txn.get("pif", primary["uuid"])
+        for v in vlans:
+            move_vlan(txn, v, primary)
+        for t in tunnels:
+            move_tunnel(txn, t, primary)
+    if master is not None:
+        txn.delete("pif", master["uuid"])
     return None
 
 

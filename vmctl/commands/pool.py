@@ -98,7 +98,9 @@ def join_checks(ctx: Ctx, h: dict, pool: dict, force: bool) -> bool | None:
     txn = ctx.txn
     old = txn.get("pool", h["pool"])
     href = txn.ref("host", h)
-    if h["pool"] == pool["uuid"]:  # 1
+    if pool["ha-enabled"] or old["ha-enabled"]:  # 1 (xapi_pool.pre_join_checks: HA before the rest)
+        raise VmctlError("HA_IS_ENABLED", "HA must be disabled on both pools")
+    if h["pool"] == pool["uuid"]:  # 2
         raise VmctlError("OPERATION_NOT_ALLOWED", params=[("reason", "Host is already part of this pool")])
     if old["driver"] != pool["driver"]:  # a simulated host cannot join real ones, nor the reverse
         raise VmctlError(
@@ -107,8 +109,6 @@ def join_checks(ctx: Ctx, h: dict, pool: dict, force: bool) -> bool | None:
                 ("reason", f"The host's pool uses the {old['driver']} driver, this pool {pool['driver']}")
             ],
         )
-    if pool["ha-enabled"] or old["ha-enabled"]:  # 2
-        raise VmctlError("HA_IS_ENABLED", "HA must be disabled on both pools")
     if txn.count("host", pool=old["uuid"]) > 1:  # 3
         raise VmctlError("JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS", params=[("host", href)])
     if not h["live"]:  # 4
@@ -125,32 +125,28 @@ def join_checks(ctx: Ctx, h: dict, pool: dict, force: bool) -> bool | None:
     master = txn.get("host", pool["master"]) if pool["master"] else None
     if master is None:
         return None  # an empty pool: H becomes its master
-    verdict = homogeneity_checks(ctx, h, master, force)  # 7, 8, 9
-    for sr in sorted(txn.select("sr", pool=old["uuid"], shared=True), key=lambda r: r["uuid"]):  # 10
+    verdict = homogeneity_checks(ctx, h, master, force)  # 7, 8
+    for sr in sorted(txn.select("sr", pool=old["uuid"], shared=True), key=lambda r: r["uuid"]):  # 9
         raise VmctlError("JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS", params=[("sr", txn.ref("sr", sr))])
     my_pifs = {p["uuid"]: p for p in txn.select("pif", host=h["uuid"])}
-    for b in sorted(txn.all("bond"), key=lambda r: r["uuid"]):  # 11
+    for b in sorted(txn.all("bond"), key=lambda r: r["uuid"]):  # 10
         if b["master"] in my_pifs:
             raise VmctlError("POOL_JOINING_HOST_HAS_BONDS", params=[("bond", b["uuid"])])
-    for t in sorted(txn.all("tunnel"), key=lambda r: r["uuid"]):  # 12
+    for t in sorted(txn.all("tunnel"), key=lambda r: r["uuid"]):  # 11
         if t["access-pif"] in my_pifs or t["transport-pif"] in my_pifs:
             raise VmctlError("POOL_JOINING_HOST_HAS_TUNNELS", params=[("tunnel", t["uuid"])])
-    for v in sorted(txn.all("vlan"), key=lambda r: r["uuid"]):  # 13
+    for v in sorted(txn.all("vlan"), key=lambda r: r["uuid"]):  # 12
         if v["tagged-pif"] in my_pifs:
             untagged = my_pifs.get(v["untagged-pif"])
             if untagged is None or not untagged["management"]:
                 raise VmctlError("POOL_JOINING_HOST_HAS_NON_MANAGEMENT_VLANS", params=[("vlan", v["uuid"])])
     local, remote = management_vlan(txn, h["uuid"]), management_vlan(txn, master["uuid"])
-    if local != remote:  # 14
+    if local != remote:  # 13
         raise VmctlError(
             "POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH", params=[("local", local), ("remote", remote)]
         )
-    if h["network-backend"] != master["network-backend"]:  # 15
+    if h["network-backend"] != master["network-backend"]:  # 14
         raise VmctlError("OPERATION_NOT_ALLOWED", params=[("reason", "Network backends differ")])
-    theirs = {v["mac"]: v for v in txn.select("vif", pool=pool["uuid"])}
-    for v in sorted(txn.select("vif", pool=old["uuid"]), key=lambda r: r["uuid"]):  # 16
-        if v["mac"] in theirs:
-            raise VmctlError("MAC_IN_USE", params=[("mac", v["mac"]), ("vif", theirs[v["mac"]]["uuid"])])
     return verdict
 
 
@@ -266,13 +262,18 @@ def pool_eject(ctx: Ctx):
     h = txn.resolve_one("host", ctx.a["host"])
     href = txn.ref("host", h)
     pool = txn.get("pool", h["pool"])
-    if pool["master"] == h["uuid"]:
-        raise VmctlError("CANNOT_EJECT_MASTER", "Designate another master first", [("host", href)])
+    # xapi_pool.eject_self's order: HA, the master, a VM resident there (OPERATION_NOT_ALLOWED)
     if pool["ha-enabled"]:
         raise VmctlError("HA_IS_ENABLED", "Disable HA first")
+    if pool["master"] == h["uuid"]:
+        raise VmctlError("CANNOT_EJECT_MASTER", "Designate another master first", [("host", href)])
     for st in ("running", "paused"):
         if txn.select("vm", resident_on=h["uuid"], power_state=st):
-            raise VmctlError("HOST_HAS_RESIDENT_VMS", params=[("host", href)])
+            raise VmctlError(
+                "OPERATION_NOT_ALLOWED",
+                "VM resident on host: shut down or migrate its running and paused VMs first",
+                [("reason", "VM resident on host")],
+            )
     local_srs = {s["uuid"] for s in txn.select("sr", pool=pool["uuid"], host=h["uuid"])}
     vdis_there = {d["uuid"] for d in txn.all("vdi") if d["sr"] in local_srs}
     vms = [v for v in txn.select("vm", pool=pool["uuid"]) if not v["is-a-snapshot"]]

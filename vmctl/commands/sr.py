@@ -148,9 +148,41 @@ def sr_create(ctx: Ctx):
     return Value(sr_uuid)
 
 
-def _removal_checks(ctx: Ctx, sr: dict, operation: str) -> list[dict]:
-    """sr-destroy / sr-forget checks; returns the VBDs (of halted VMs) that would dangle."""
+def _check_unplugged(txn, sr: dict) -> None:
+    """SR.destroy and SR.forget need every PBD unplugged first (xapi_sr.assert_all_pbds_unplugged,
+    Xapi_sr_operations: SR_HAS_PBD [sr]): pbd-unplug each one."""
+    if any(p["currently-attached"] for p in txn.select("pbd", sr=sr["uuid"])):
+        raise VmctlError(
+            "SR_HAS_PBD",
+            "The SR is still attached to a host: pbd-unplug its PBDs first",
+            [("sr", txn.ref("sr", sr))],
+        )
+
+
+def _destroy_checks(ctx: Ctx, sr: dict) -> None:
+    """sr-destroy, in Xapi_sr_operations.valid_operations' order: every PBD unplugged (SR_HAS_PBD),
+    at least one PBD for the backend to act through (SR_HAS_NO_PBDS), no managed VDI left
+    (SR_NOT_EMPTY [sr]): XAPI never destroys VDIs as a side effect of destroying an SR."""
     txn = ctx.txn
+    _check_unplugged(txn, sr)
+    if not txn.select("pbd", sr=sr["uuid"]):
+        raise VmctlError("SR_HAS_NO_PBDS", params=[("sr", txn.ref("sr", sr))])
+    if any(d["managed"] for d in storage.sr_vdis(txn, sr["uuid"])):
+        raise VmctlError(
+            "SR_NOT_EMPTY",
+            "The SR still holds VDIs: destroy them (vdi-destroy) or forget the SR",
+            [("sr", txn.ref("sr", sr))],
+        )
+
+
+def _forget_checks(ctx: Ctx, sr: dict) -> list[dict]:
+    """sr-forget: every PBD unplugged (SR_HAS_PBD), as XAPI. vmctl adds the checks that keep the
+    inventory free of dangling references, which XAPI leaves behind: a VDI a suspended VM holds
+    (VDI_IN_USE), VBDs of halted VMs (SR_NOT_EMPTY unless --force, which drops them). Returns
+    the VBDs to drop."""
+    txn = ctx.txn
+    _check_unplugged(txn, sr)
+    operation = "sr-forget"
     vdis = sorted(storage.sr_vdis(txn, sr["uuid"]), key=lambda d: d["uuid"])
     uuids = {d["uuid"] for d in vdis}
     # one pass over the VBDs rather than one query per VDI (an SR may hold thousands)
@@ -203,7 +235,7 @@ def _remove_sr(txn, sr: dict, dangling: list[dict], data: bool) -> None:
 
 @command(
     "sr-destroy",
-    "Destroy an SR with its PBDs and VDIs (asks for confirmation; the VDIs of halted VMs need --force)",
+    "Destroy an empty SR whose PBDs are all unplugged, with its PBDs (asks for confirmation)",
     family="sr",
     args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),),
     flags=("--force", "--if-exists"),
@@ -212,19 +244,18 @@ def sr_destroy(ctx: Ctx):
     sr = _resolve_if_exists(ctx, "sr")
     if sr is None:
         return None
-    dangling = _removal_checks(ctx, sr, "sr-destroy")
-    n = len(storage.sr_vdis(ctx.txn, sr["uuid"]))
+    _destroy_checks(ctx, sr)
     ctx.confirm(
-        [f"SR {sr['uuid']} ({sr['name-label']}) with {n} VDI(s)"]
-        + [f"VBD {b['uuid']} of VM {b['vm']}" for b in dangling]
+        [f"SR {sr['uuid']} ({sr['name-label']}) and its {len(ctx.txn.select('pbd', sr=sr['uuid']))} PBD(s)"]
     )
-    _remove_sr(ctx.txn, sr, dangling, data=True)
+    _remove_sr(ctx.txn, sr, [], data=True)
     return None
 
 
 @command(
     "sr-forget",
-    "Forget an SR's records (the data counts as kept on the storage)",
+    "Forget the records of an SR whose PBDs are all unplugged: the SR, its PBDs and VDIs "
+    "(the data counts as kept on the storage)",
     family="sr",
     args=(Arg("uuid", "uuid", True, "the SR", complete="sr"),),
     flags=("--force", "--if-exists"),
@@ -233,7 +264,7 @@ def sr_forget(ctx: Ctx):
     sr = _resolve_if_exists(ctx, "sr")
     if sr is None:
         return None
-    dangling = _removal_checks(ctx, sr, "sr-forget")
+    dangling = _forget_checks(ctx, sr)
     _remove_sr(ctx.txn, sr, dangling, data=False)
     return None
 

@@ -18,7 +18,7 @@ from vmctl.vms import bad_power_state, check_vm_operation
     family="vbd",
     args=(
         Arg("vm-uuid", "uuid", True, "the VM", complete="vm"),
-        Arg("device", required=True, help="0-15, or autodetect for the lowest free"),
+        Arg("device", required=True, help="a number below 2^20, or autodetect for the lowest free of 0-254"),
         Arg("vdi-uuid", "uuid", help="the disk (required for type=disk; omit for an empty CD)"),
         Arg("type", "enum", values=("disk", "cd"), help="disk (default) or cd"),
         Arg("mode", "enum", values=("RW", "RO"), help="RW (default for disks) or RO (CDs are RO)"),
@@ -43,7 +43,8 @@ def vbd_create(ctx: Ctx):
         wanted = int(str(a["device"]).strip())
         for b in txn.select("vbd", vm=vm["uuid"], device=wanted) if wanted <= MAX_DEVICE else ():
             return Value(b["uuid"])
-    device = check_device(txn, vm, a["device"])
+    # xapi_vbd.create's order: the drive and disk rules, then the device (INVALID_DEVICE,
+    # DEVICE_ALREADY_EXISTS)
     vtype = a.get("type", "disk")
     mode = a.get("mode", "RO" if vtype == "cd" else "RW")
     if vtype == "cd" and mode != "RO":
@@ -54,6 +55,8 @@ def vbd_create(ctx: Ctx):
         if mode == "RW" and vdi["read-only"]:
             raise VmctlError("VDI_READONLY", "The VDI is read-only", [("vdi", txn.ref("vdi", vdi))])
         storage.check_managed(txn, vdi)
+    device = check_device(txn, vm, a["device"])
+    if vdi is not None:
         # On a running VM the new VBD makes it a holder at once: keep I4 (the spec names the
         # holding rule at plug time; creating is where the VM starts holding here).
         if vm["power-state"] == "running" and storage.vdi_conflict(txn, vdi["uuid"], mode, vm["uuid"]):

@@ -15,25 +15,16 @@ from vmctl.units import normalise_mac
 from vmctl.vms import bad_power_state
 from vmctl.xenet import err
 
-MAX_DEVICE = 15
+#: XAPI's VIF.create takes any unsigned decimal device number (Xapi_vif_helpers.valid_device,
+#: an OCaml native int).
+MAX_DEVICE = (1 << 62) - 1
 
 
 def parse_device(text) -> int:
     t = str(text).strip()
     if not t.isascii() or not t.isdigit() or int(t) > MAX_DEVICE:
-        raise err("INVALID_DEVICE", ("device", text))
+        raise err("INVALID_DEVICE", ("device", text), message="A VIF device is an unsigned integer")
     return int(t)
-
-
-def mac_owner(txn, vm: dict, mac: str) -> dict | None:
-    """The VIF of the pool that already has `mac`, ignoring the VIFs of the VM's own
-    snapshots, which share its MACs (model.md §3.7)."""
-    for v in sorted(txn.select("vif", pool=vm["pool"], mac=mac), key=lambda r: r["uuid"]):
-        owner = txn.get("vm", v["vm"])
-        if owner is not None and owner["is-a-snapshot"] and owner["snapshot-of"] == vm["uuid"]:
-            continue
-        return v
-    return None
 
 
 def new_mac(txn, vm: dict, device: int) -> str:
@@ -48,12 +39,11 @@ def new_mac(txn, vm: dict, device: int) -> str:
     args=(
         Arg("vm-uuid", "uuid", True, "the VM (or template)", complete="vm"),
         Arg("network-uuid", "uuid", True, "the network", complete="network"),
-        Arg("device", "string", True, "the device number, 0-15, free on the VM"),
+        Arg("device", "string", True, "the device number (an unsigned integer), free on the VM"),
         Arg(
             "mac",
-            help="six colon-separated hex pairs, unicast and locally administered (globally "
-            "administered with --force); default, empty or random (as xe writes it): generated "
-            "(MAC= is accepted too)",
+            help="six colon-separated hex pairs, any such MAC (as XAPI accepts it); default, empty "
+            "or random (as xe writes it): generated, unique in the pool (MAC= is accepted too)",
         ),
     ),
     fields_of="vif",
@@ -77,19 +67,18 @@ def vif_create(ctx: Ctx):
     if vm["power-state"] not in ("halted", "running"):
         raise bad_power_state(txn, vm, ("halted", "running"))
     same_pool(txn, "network", network, vm["pool"])
+    # Xapi_vif_helpers.create's order: the device, the MAC (any well-formed one: duplicates and
+    # Xen's 00:16:3e prefix included), then the device free on the VM
     device = parse_device(a["device"])
-    if txn.select("vif", vm=vm["uuid"], device=device):
-        raise err("DEVICE_ALREADY_EXISTS", ("device", device))
     # xe: `mac=random` asks for a random MAC and an empty one for a generated MAC; vmctl
     # generates one (model.md §3.7) for both
-    if a.get("mac", "").lower() not in ("", "random"):
-        mac = normalise_mac(a["mac"], force=ctx.force)
-        owner = mac_owner(txn, vm, mac)
-        if owner is not None:
-            raise err("MAC_IN_USE", ("mac", mac), ("vif", txn.ref("vif", owner)))
-        auto = False
-    else:
-        mac, auto = new_mac(txn, vm, device), True
+    mac_text = a.get("mac", "")
+    mac = None if mac_text.lower() in ("", "random") else normalise_mac(mac_text)
+    if txn.select("vif", vm=vm["uuid"], device=device):
+        raise err("DEVICE_ALREADY_EXISTS", ("device", device))
+    auto = mac is None
+    if mac is None:
+        mac = new_mac(txn, vm, device)
     return Value(
         txn.insert(
             "vif",

@@ -13,6 +13,7 @@ from vmctl.pools import only_pool
 from vmctl.vms import (
     MEMORY,
     bad_power_state,
+    check_blocked_operations,
     check_growth,
     check_memory,
     check_refs,
@@ -24,11 +25,32 @@ from vmctl.vms import (
 MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
 
 
+#: The XAPI operation a param-set of these fields is (xe's vm-param-set calls VM.set_VCPUs_max,
+#: VM.set_memory_static_range, VM.set_memory_dynamic_range, VM.set_is_a_template true): its
+#: blocked-operations key, power states and template rules apply.
+FIELD_OPERATIONS = {
+    "vcpus": "changing_VCPUs",
+    "memory-static-min": "changing_static_range",
+    "memory-static-max": "changing_static_range",
+    "memory-dynamic-min": "changing_dynamic_range",
+    "memory-dynamic-max": "changing_dynamic_range",
+}
+
+
 @param_hook("vm")
 def _vm_param_rules(ctx: Ctx, vm: dict, changes: dict) -> None:
     txn = ctx.txn
     f = CLASSES["vm"].fields
+    ops = {FIELD_OPERATIONS[name] for name in changes if name in FIELD_OPERATIONS}
+    if changes.get("is-a-template") is True and not vm["is-a-template"]:
+        ops.add("make_into_template")
+    for op in sorted(ops):
+        check_vm_operation(txn, vm, op)
+    if "blocked-operations" in changes:
+        check_blocked_operations(changes["blocked-operations"])
     for name in changes:
+        if name in FIELD_OPERATIONS:
+            continue
         acc = f[name].access
         if acc == "RWh" and vm["power-state"] != "halted":
             raise bad_power_state(txn, vm, ("halted",))
@@ -117,6 +139,7 @@ def vm_create(ctx: Ctx):
     check_vcpus(txn, row)
     check_memory(txn, row)
     check_refs(txn, row)
+    check_blocked_operations(row["blocked-operations"])
     if row["order"] < 0:
         raise VmctlError(
             "INVALID_VALUE", "order is an integer ≥ 0", [("name", "order"), ("value", row["order"])]
@@ -136,9 +159,7 @@ def vm_destroy(ctx: Ctx):
     vm = ctx.unless_missing(lambda: txn.resolve_one("vm", ctx.a["uuid"]))
     if vm is None:
         return None
-    if vm["is-default-template"]:
-        raise VmctlError("VM_CANNOT_DELETE_DEFAULT_TEMPLATE", params=[("vm", txn.ref("vm", vm))])
-    check_vm_operation(txn, vm, "destroy", ("halted", "suspended"), templates=True, snapshots=True)
+    check_vm_operation(txn, vm, "destroy")  # a default template: VM_IS_TEMPLATE (check_template)
     destroy_vm_records(txn, vm)
     return None
 
@@ -154,10 +175,12 @@ def _vm_growth_rule(ctx: Ctx, vm: dict, changes: dict) -> None:
         check_growth(ctx.txn, vm, {**vm, **changes})
 
 
-def _memory_change(ctx: Ctx, op: str, allowed, values: dict) -> None:
+def _memory_change(ctx: Ctx, op: str, values: dict) -> None:
+    """op: XAPI's operation (changing_memory_limits, changing_static_range,
+    changing_dynamic_range), whose states and template rule apply."""
     txn = ctx.txn
     vm = txn.resolve_one("vm", ctx.a["vm"])
-    check_vm_operation(txn, vm, op, allowed, templates=True)
+    check_vm_operation(txn, vm, op)
     for k, v in ctx.a.items():
         if isinstance(v, tuple):  # a relative size (+N) is not accepted here
             raise VmctlError("INVALID_VALUE", params=[("name", k), ("value", ctx.raw.get(k))])
@@ -181,7 +204,7 @@ def vm_memory_set(ctx: Ctx):
     m = ctx.a["memory"]
     if isinstance(m, tuple):  # a relative size (+N) is not accepted here
         raise VmctlError("INVALID_VALUE", params=[("name", "memory"), ("value", ctx.raw.get("memory"))])
-    _memory_change(ctx, "memory-set", ("halted",), {f: m for f in MEMORY})
+    _memory_change(ctx, "changing_memory_limits", {f: m for f in MEMORY})
 
 
 @command(
@@ -200,8 +223,7 @@ def vm_memory_limits_set(ctx: Ctx):
     a = ctx.a
     _memory_change(
         ctx,
-        "memory-limits-set",
-        ("halted",),
+        "changing_memory_limits",
         {
             "memory-static-min": a["static-min"],
             "memory-dynamic-min": a["dynamic-min"],
@@ -224,8 +246,7 @@ def vm_memory_limits_set(ctx: Ctx):
 def vm_memory_static_range_set(ctx: Ctx):
     _memory_change(
         ctx,
-        "memory-static-range-set",
-        ("halted",),
+        "changing_static_range",
         {"memory-static-min": ctx.a["min"], "memory-static-max": ctx.a["max"]},
     )
 
@@ -244,8 +265,7 @@ def vm_memory_static_range_set(ctx: Ctx):
 def vm_memory_dynamic_range_set(ctx: Ctx):
     _memory_change(
         ctx,
-        "memory-dynamic-range-set",
-        ("halted", "running"),
+        "changing_dynamic_range",
         {"memory-dynamic-min": ctx.a["min"], "memory-dynamic-max": ctx.a["max"]},
     )
 
@@ -259,7 +279,7 @@ def vm_memory_dynamic_range_set(ctx: Ctx):
 def vm_vcpus_set(ctx: Ctx):
     txn = ctx.txn
     vm = txn.resolve_one("vm", ctx.a["vm"])
-    check_vm_operation(txn, vm, "vcpus-set", ("halted",), templates=True)
+    check_vm_operation(txn, vm, "changing_VCPUs")
     check_vcpus(txn, {**vm, "vcpus": ctx.a["vcpus"]})
     if vm["vcpus"] != ctx.a["vcpus"]:
         txn.update("vm", vm["uuid"], {"vcpus": ctx.a["vcpus"]})

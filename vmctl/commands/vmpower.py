@@ -198,8 +198,9 @@ def vm_start(ctx: Ctx):
     waiting = ctx.deferred if isinstance(ctx.deferred, _PendingStarts) else None
     pend = waiting.pending() if waiting is not None else set()
     paused = ctx.flag("paused")
+    op = "start_on" if host is not None else "start"  # XAPI's VM.start_on / VM.start
     for vm in vms:
-        check_vm_operation(txn, vm, "start", ("halted",))
+        check_vm_operation(txn, vm, op)
         if vm["uuid"] in pend:  # started earlier in this run, not yet placed
             raise bad_power_state(txn, {**vm, "power-state": "running"}, ("halted",))
     for vm in vms:
@@ -247,7 +248,7 @@ def vm_resume(ctx: Ctx):
     host = txn.resolve_one("host", ctx.a["on"]) if "on" in ctx.a else None  # resolution precedes state checks
     paused = ctx.flag("paused")
     for vm in vms:
-        check_vm_operation(txn, vm, "resume", ("suspended",))
+        check_vm_operation(txn, vm, "resume_on" if host is not None else "resume")
     for vm in vms:
         check_holding(txn, vm, "resume")
     plan, reports = [], []
@@ -301,9 +302,8 @@ def vm_shutdown(ctx: Ctx):
     timeout = ctx.a.get("timeout", domains.SHUTDOWN_TIMEOUT)
     if timeout <= 0:
         raise VmctlError("INVALID_VALUE", params=[("name", "timeout"), ("value", ctx.raw.get("timeout"))])
-    allowed = ("running", "paused", "suspended") if force else ("running",)
     for vm in vms:
-        check_vm_operation(txn, vm, "hard-shutdown" if force else "clean-shutdown", allowed)
+        check_vm_operation(txn, vm, "hard_shutdown" if force else "clean_shutdown")
     for vm in vms:
         vm = txn.get("vm", vm["uuid"])
         domains.halt(txn, vm, clean=not force, timeout=timeout)
@@ -325,9 +325,8 @@ def vm_reboot(ctx: Ctx):
     txn = ctx.txn
     vms = select_vms(ctx)
     force = ctx.force
-    allowed = ("running", "paused") if force else ("running",)
     for vm in vms:
-        check_vm_operation(txn, vm, "hard-reboot" if force else "clean-reboot", allowed)
+        check_vm_operation(txn, vm, "hard_reboot" if force else "clean_reboot")
     for vm in vms:
         domains.reboot(txn, vm, force)
         # a reboot is a new boot on the same host: CPU levelling is recorded again (engine.md §1)
@@ -383,7 +382,7 @@ def vm_suspend(ctx: Ctx):
     txn = ctx.txn
     vms = select_vms(ctx)
     for vm in vms:
-        check_vm_operation(txn, vm, "suspend", ("running",))
+        check_vm_operation(txn, vm, "suspend")
     for vm in vms:
         vm = txn.get("vm", vm["uuid"])
         vdi = create_suspend_vdi(txn, vm, bool(ctx.opts.get("quiet")))
@@ -402,20 +401,20 @@ def vm_suspend(ctx: Ctx):
     selector="vm",
 )
 def vm_pause(ctx: Ctx):
-    return _flip_power(ctx, "pause", "running", "paused")
+    return _flip_power(ctx, "pause", "paused")
 
 
 @command("vm-unpause", "Unpause paused VMs", family="vm", args=(_VM,), flags=("--multiple",), selector="vm")
 def vm_unpause(ctx: Ctx):
-    return _flip_power(ctx, "unpause", "paused", "running")
+    return _flip_power(ctx, "unpause", "running")
 
 
-def _flip_power(ctx: Ctx, operation: str, before: str, after: str) -> None:
+def _flip_power(ctx: Ctx, operation: str, after: str) -> None:
     """Pause and unpause: every selected VM is checked first, then all change (nothing else
     moves: the memory stays committed on the same host)."""
     vms = select_vms(ctx)
     for vm in vms:
-        check_vm_operation(ctx.txn, vm, operation, (before,))
+        check_vm_operation(ctx.txn, vm, operation)
     for vm in vms:
         domains.set_paused(ctx.txn, vm, after == "paused")
         ctx.txn.update("vm", vm["uuid"], {"power-state": after})
@@ -434,7 +433,8 @@ def vm_reset_powerstate(ctx: Ctx):
     txn = ctx.txn
     vms = select_vms(ctx)
     for vm in vms:
-        check_vm_operation(txn, vm, "reset-powerstate", ("running", "paused", "suspended"))
+        # XAPI's VM.power_state_reset is valid in every state (a halted VM stays as it is)
+        check_vm_operation(txn, vm, "power_state_reset")
     if not ctx.force:
         # xe refuses this without --force: it only repairs the record, the domain is not touched
         raise VmctlError("OPERATION_NOT_ALLOWED", params=[("reason", "vm-reset-powerstate needs --force")])
@@ -460,14 +460,14 @@ def owner_vdis(txn, vm: dict) -> list[str]:
     selector="vm",
 )
 def vm_uninstall(ctx: Ctx):
-
+    """A VM that is not halted needs --force (model.md §3.3), and is then hard-shut-down; it and
+    its snapshots are checked as XAPI's VM.hard_shutdown and VM.destroy, in that order, and
+    destroyed with the owner disks no VM outside them references."""
     txn = ctx.txn
     vms = select_vms(ctx)
     for vm in vms:
-        if vm["is-default-template"]:
-            raise VmctlError("VM_CANNOT_DELETE_DEFAULT_TEMPLATE", params=[("vm", txn.ref("vm", vm))])
-        allowed = ("halted", "running", "paused", "suspended") if ctx.force else ("halted",)
-        check_vm_operation(txn, vm, "uninstall", allowed, templates=True, snapshots=True)
+        if vm["power-state"] != "halted" and not ctx.force:
+            raise bad_power_state(txn, vm, ("halted",))
     doomed: list[dict] = []
     for vm in vms:
         doomed.append(vm)
@@ -475,6 +475,10 @@ def vm_uninstall(ctx: Ctx):
             doomed += sorted(
                 txn.select("vm", snapshot_of=vm["uuid"], is_a_snapshot=True), key=lambda r: r["uuid"]
             )
+    for v in doomed:
+        if v["power-state"] != "halted":
+            check_vm_operation(txn, v, "hard_shutdown")
+        check_vm_operation(txn, {**v, "power-state": "halted"}, "destroy")
     gone = {v["uuid"] for v in doomed}
     vdis: list[str] = []
     for v in doomed:

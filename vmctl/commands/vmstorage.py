@@ -482,7 +482,10 @@ def snapshot_uninstall(ctx: Ctx):
     txn = ctx.txn
     snap = _snapshot_arg(ctx)
     _not_snapshot(txn, snap, "snapshot-uninstall")
-    check_vm_operation(txn, snap, "uninstall", ("halted", "suspended"), templates=True, snapshots=True)
+    # xe's snapshot-uninstall: VM.hard_shutdown of a checkpoint, then VM.destroy
+    if snap["power-state"] != "halted":
+        check_vm_operation(txn, snap, "hard_shutdown")
+    check_vm_operation(txn, {**snap, "power-state": "halted"}, "destroy")
     owned = []
     for b, d in disk_vbds(txn, snap):
         if d is not None and b["other-config"].get("owner") == "true" and d not in owned:
@@ -509,7 +512,7 @@ def snapshot_uninstall(ctx: Ctx):
     args=(
         Arg("vm", "ref:vm", True, "the VM or template", complete="vm"),
         Arg("disk-size", "size", True, "the disk's virtual size"),
-        Arg("device", help="0-15 (default the lowest free)"),
+        Arg("device", help="a number below 2^20 (default the lowest free of 0-254)"),
         Arg("sr-uuid", "uuid", help="the SR (default the pool's default-sr)", complete="sr"),
         Arg(
             "provisioning",

@@ -121,6 +121,8 @@ class _Queue:
     task: str = ""  # the pending task of a long run, once the decision committed
     steps: list[Step] = field(default_factory=list)  # further transactions, once this one committed
     records_only: int = 0  # > 0 while the records are made to follow the hosts (host-sync --fix)
+    followed: bool = False  # records were made to follow the hosts in this transaction
+    n_first: int = 0  # how many actions at the head of `actions` were queued `first`
 
 
 def _queue(txn) -> _Queue:
@@ -131,12 +133,18 @@ def _queue(txn) -> _Queue:
     return q
 
 
-def queue(txn, action: Action, last: bool = False) -> None:
+def queue(txn, action: Action, last: bool = False, first: bool = False) -> None:
     """Queue one change to a host; it happens only if the transaction commits. `last` (what
     cannot be undone, such as deleting a volume) runs after every other action, in its own
-    queueing order, so that nothing that can still fail comes after it."""
+    queueing order, so that nothing that can still fail comes after it. `first` runs before every
+    action not queued `first` (a host's bridges, before the domains that plug into them)."""
     q = _queue(txn)
-    if not q.records_only:
+    if q.records_only:
+        return
+    if first:
+        q.actions.insert(q.n_first, action)
+        q.n_first += 1
+    else:
         (q.last if last else q.actions).append(action)
 
 
@@ -146,6 +154,7 @@ def records_only(txn):
     being made to describe what the hosts already are (host-sync --fix)."""
     q = _queue(txn)
     q.records_only += 1
+    q.followed = True
     try:
         yield
     finally:

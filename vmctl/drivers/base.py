@@ -93,9 +93,11 @@ class DiskSpec:
 @dataclass(frozen=True)
 class NicSpec:
     mac: str
-    bridge: str  # the network's bridge on the host
+    bridge: str  # the network's bridge on the host (the real parent of a VLAN network's bridge)
     device: int
     openvswitch: bool = True
+    interface_id: str = ""  # the VIF's uuid: the Open vSwitch interface's external_ids:iface-id
+    vlan: int | None = None  # the port's tag (a VIF on a VLAN network)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,9 @@ class VolumeState:
 
 Progress = Callable[[int, int], None]  # (done bytes, total bytes)
 
+# A host's Open vSwitch rows as the inventory keeps them (vmctl/ovs/session.py records()): per
+# table (bridge, port, interface, controller) a list of rows, each with `uuid` and its columns.
+SwitchRows = dict[str, list[dict]]
 # Set when Ctrl-C came while long actions run in worker threads (the migrations of a wave, which
 # run at once): Ctrl-C reaches only the main thread, so an action that can stop looks at this
 # instead (a live migration aborts its job and raises KeyboardInterrupt, the guest on its source).
@@ -174,6 +179,10 @@ class Driver(Protocol):
     def domain_undefine(self, host: HostTarget, uuid: str) -> None: ...
     def domains(self, host: HostTarget) -> dict[str, str]: ...  # uuid -> power state
 
+    # network: the host's Open vSwitch, through its OVSDB remote (HostTarget.ovsdb)
+    def switch_rows(self, host: HostTarget) -> SwitchRows: ...
+    # one transaction on the host: its rows go from `before` to `after` (rows named by uuid)
+    def switch_change(self, host: HostTarget, before: SwitchRows, after: SwitchRows) -> None: ...
     # migration: the domain moves live from src to dst; Ctrl-C aborts it (KeyboardInterrupt, the
     # guest still running on src)
     def domain_migrate(

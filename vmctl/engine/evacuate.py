@@ -196,13 +196,30 @@ def _storage_target(pool: PoolState, sr: str | None) -> str | None:
     return sr
 
 
-def _check(pool: PoolState, host: str, target_sr: str | None) -> tuple[list[VMState], list[Blocker], dict]:
-    """Step 1: (movable VMs, blockers, storage map)."""
+def has_targets(pool: PoolState, host: str) -> bool:
+    """Whether any other host could take a VM at all: XAPI's evacuation considers the other
+    enabled hosts whose version is not older than H's (xapi_host.compute_evacuation_plan_no_wlb);
+    without one, every VM's reason is NO_HOSTS_AVAILABLE."""
+    version = pool.hosts[host].software_version
+    return any(h.enabled and h.software_version >= version for u, h in pool.hosts.items() if u != host)
+
+
+def _check(
+    pool: PoolState, host: str, target_sr: str | None, skip: frozenset[str] = frozenset()
+) -> tuple[list[VMState], list[Blocker], dict]:
+    """Step 1: (movable VMs, blockers, storage map). VMs in `skip` are left out (the command
+    found their own reason already)."""
     movable: list[VMState] = []
     blockers: list[Blocker] = []
     smap: dict[str, str] = {}
+    targets = has_targets(pool, host)
     for vm in vms_to_move(pool, host):
+        if vm.uuid in skip:
+            continue
         ref = Ref("vm", vm.uuid, vm.name or None)
+        if not targets:
+            blockers.append(Blocker("vm", vm.uuid, vm.name, "NO_HOSTS_AVAILABLE", (("vm", ref),)))
+            continue
         if vm.immobile:
             blockers.append(Blocker("vm", vm.uuid, vm.name, "VM_IS_IMMOBILE", (("vm", ref),)))
             continue
@@ -243,7 +260,13 @@ def _ha_error(pool: PoolState, sched: Scheduler) -> VmctlError | None:
 
 
 def _analyse(
-    pool: PoolState, host: str, policy: str | None, sr: str | None, seed: int | None, ha: bool
+    pool: PoolState,
+    host: str,
+    policy: str | None,
+    sr: str | None,
+    seed: int | None,
+    ha: bool,
+    skip: frozenset[str] = frozenset(),
 ) -> tuple[list[Blocker], dict[str, str], dict[str, str], PoolState]:
     """Steps 1–3 on a scratch copy: (blockers, vm → destination, storage map, scratch pool)."""
     import vmctl.engine.placement.filters as F
@@ -253,7 +276,7 @@ def _analyse(
     if host not in pool.hosts:
         raise VmctlError("UUID_INVALID", params=[("class", "host"), ("uuid", host)])
     target_sr = _storage_target(pool, sr)
-    movable, blockers, smap = _check(pool, host, target_sr)
+    movable, blockers, smap = _check(pool, host, target_sr, skip)
     scratch = pool.copy()
     # Storage motion: in the scratch copy the moved VDIs already sit on the target SR, so the
     # storage filter checks the destination against where the disks will be.
@@ -288,10 +311,12 @@ def vms_preventing_evacuation(
     sr: str | None = None,
     seed: int | None = None,
     ha: bool = True,
+    skip: frozenset[str] = frozenset(),
 ) -> list[Blocker]:
     """`host-get-vms-which-prevent-evacuation`: steps 1–3 only; empty when H can be evacuated. An HA
-    refusal is one row naming the pool."""
-    return _analyse(pool, host, policy, sr, seed, ha)[0]
+    refusal is one row naming the pool. VMs in `skip` are not considered (the caller reports
+    them)."""
+    return _analyse(pool, host, policy, sr, seed, ha, skip)[0]
 
 
 def refusal(pool: PoolState, host: str, blockers: list[Blocker]) -> VmctlError:
@@ -333,6 +358,7 @@ def plan_evacuation(
     bandwidth: float | None = None,
     downtime: float | None = None,
     ha: bool = True,
+    skip: frozenset[str] = frozenset(),
     max_width: int | None = None,
 ) -> EvacuationPlan:
     """Plan `host-evacuate host=H` on a snapshot (not modified). `max_width` bounds the number
@@ -341,7 +367,7 @@ def plan_evacuation(
     Raises `CANNOT_EVACUATE_HOST` (per-VM lines) when a VM has no target, or the HA module's
     `HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN` when the final state breaks the failover plan.
     """
-    blockers, hosts, smap, _ = _analyse(pool, host, policy, sr, seed, ha)
+    blockers, hosts, smap, _ = _analyse(pool, host, policy, sr, seed, ha, skip)
     vm_blockers = [b for b in blockers if b.cls == "vm"]
     if vm_blockers:
         raise refusal(pool, host, vm_blockers)

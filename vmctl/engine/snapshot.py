@@ -134,7 +134,8 @@ class VMState:
     groups: uuids of the VM groups it belongs to, sorted.
     ha_restart_priority: ``restart``, ``best-effort`` or ``no-restart``.
     order: batch and restart order [0].
-    immobile: ``platform:nomigrate=true``.
+    immobile: not to be live-migrated: ``platform:nomigrate`` or ``platform:nested-virt`` true (or
+        1), or ``pool_migrate`` in its ``blocked-operations``.
     dirty_rate: ``other-config:dirty-rate`` in bytes/s, or None for the pool's default.
     srs: uuids of the SRs holding the VM's VDIs (empty CD drives excluded) and its suspend VDI.
     networks: uuids of the networks of its VIFs.

@@ -166,6 +166,26 @@ class Session:
         final = self._final_rows()
         return {t: [_export_row(r) for r in final[t].values()] for t in _TABLES}
 
+    def loaded_records(self) -> dict[str, list[dict]]:
+        """The rows as the session found them, in the form of records()."""
+        return {t: [_export_row(r) for r in self._initial[t].values()] for t in _TABLES}
+
+    def replace_rows(self, records: dict[str, list[dict]]) -> None:
+        """Make the switch hold exactly `records` (rows in the form of records(), uuids kept):
+        the rows found on a real host, which the inventory takes as they are."""
+        self.tables = {t: {} for t in _TABLES}
+        for t in _TABLES:
+            for row in records.get(t, ()):
+                r = _copy_row(row)
+                self.tables[t][r["uuid"]] = r
+                self._all[r["uuid"]] = r
+        self.inserted = set()
+        self.iface_ops = []
+        self._names = {}
+        self._view = None
+        self.exact = False
+        self.dirty = True
+
     @property
     def changed(self) -> bool:
         if not self.dirty:

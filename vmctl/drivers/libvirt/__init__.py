@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from vmctl.drivers.base import DriverFault, HostFacts, HostTarget
 from vmctl.drivers.libvirt.compute import ComputeMixin
 from vmctl.drivers.libvirt.migration import MigrationMixin
+from vmctl.drivers.libvirt.network import NetworkMixin
 from vmctl.drivers.libvirt.storage import StorageMixin
 
 VENDORS = {"Intel": "GenuineIntel", "AMD": "AuthenticAMD", "Hygon": "HygonGenuine"}
@@ -36,7 +37,7 @@ def version_text(v: int) -> str:
     return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"
 
 
-class LibvirtDriver(ComputeMixin, StorageMixin, MigrationMixin):
+class LibvirtDriver(ComputeMixin, StorageMixin, NetworkMixin, MigrationMixin):
     name = "libvirt"
 
     def __init__(self) -> None:

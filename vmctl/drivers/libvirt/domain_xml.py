@@ -13,7 +13,10 @@ What the XML says and why:
   (no boot devices then: the firmware hands over to that kernel);
 * disks in VBD (userdevice) order, virtio; CD drives read-only on IDE (the bus every firmware
   boots CDs from), beyond four on SATA;
-* NICs on their network's bridge with their MAC, an Open vSwitch port when the bridge is one.
+* NICs on their network's bridge with their MAC, an Open vSwitch port when the bridge is one,
+  whose `iface-id` is the VIF's uuid (libvirt sets it, with `attached-mac`, on the port it
+  makes: vmctl finds a guest's port by it, whatever libvirt named it); a NIC on a VLAN network
+  sits on the real parent bridge with the VLAN's tag.
 
 Nothing here needs an operating system in the guest: with no disk the firmware starts and waits.
 """
@@ -85,7 +88,11 @@ def domain_xml(dom: DomainSpec, paths: Mapping[str, str]) -> str:
         ET.SubElement(iface, "mac", address=nic.mac)
         ET.SubElement(iface, "source", bridge=nic.bridge)
         if nic.openvswitch:
-            ET.SubElement(iface, "virtualport", type="openvswitch")
+            port = ET.SubElement(iface, "virtualport", type="openvswitch")
+            if nic.interface_id:
+                ET.SubElement(port, "parameters", interfaceid=nic.interface_id)
+        if nic.vlan is not None:
+            ET.SubElement(ET.SubElement(iface, "vlan"), "tag", id=str(nic.vlan))
         ET.SubElement(iface, "model", type="virtio")
     serial = ET.SubElement(devices, "serial", type="pty")
     ET.SubElement(serial, "target", port="0")

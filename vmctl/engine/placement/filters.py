@@ -101,9 +101,13 @@ class CpuFilter(Filter):
 
 
 class VersionFilter(Filter):
-    """Only for migrations: the destination runs at least the source's software version."""
+    """XAPI's rolling-upgrade rule (NOT_SUPPORTED_DURING_UPGRADE [host, vm]): a migration goes to a
+    host of at least the source's software version (Helpers.Checks.Migration
+    .host_versions_not_decreasing), and while the pool's hosts run different versions a start or
+    resume goes to a host of the newest one (Helpers.Checks.RPU.assert_host_has_highest_version_in_pool).
+    The floor is the request's ``source_version``; HA restarts have none."""
 
-    index, name, code = 5, "version", "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE"
+    index, name, code = 5, "version", "NOT_SUPPORTED_DURING_UPGRADE"
 
     def mask(self, table: HostTable, req: Request) -> Any:
         if not req.version_applies:
@@ -147,7 +151,7 @@ class NetworkFilter(Filter):
 class VcpuFilter(Filter):
     """``vcpus ≤ cpu-count`` (per VM) and ``Σ c(load) + c(v) ≤ V_h``."""
 
-    index, name, code = 8, "vcpu", "HOST_NOT_ENOUGH_VCPUS"
+    index, name, code = 9, "vcpu", "HOST_NOT_ENOUGH_VCPUS"
 
     def mask(self, table: HostTable, req: Request) -> Any:
         ok = table.free_vcpu >= req.vcpus
@@ -176,7 +180,7 @@ class VcpuFilter(Filter):
 class MemoryFilter(Filter):
     """``Σ m(load) + m(v) ≤ A_h`` with m the pool policy's charge (m_min under ``dynamic``)."""
 
-    index, name, code = 9, "memory", "HOST_NOT_ENOUGH_FREE_MEMORY"
+    index, name, code = 8, "memory", "HOST_NOT_ENOUGH_FREE_MEMORY"
 
     def mask(self, table: HostTable, req: Request) -> Any:
         return table.free_mem >= req.mem
@@ -252,8 +256,8 @@ FILTERS: tuple[Filter, ...] = (
     VersionFilter(),
     StorageFilter(),
     NetworkFilter(),
+    MemoryFilter(),  # before the CPUs, as XAPI's assert_can_boot_here checks them
     VcpuFilter(),
-    MemoryFilter(),
     RulesFilter(),
 )
 FILTER_NAMES = {f.index: f.name for f in FILTERS} | {HA_FILTER_INDEX: "ha"}
@@ -275,7 +279,7 @@ SIGNATURE_FILTERS = named("cpu", "version", "storage", "network")
 #: Fixed while a plan moves VMs around (evacuation, rebalancing): host state and signature.
 STATIC_FILTERS = HOST_STATE_FILTERS + SIGNATURE_FILTERS
 #: The hosts' current load.
-CAPACITY_FILTERS = named("vcpu", "memory")
+CAPACITY_FILTERS = named("memory", "vcpu")
 #: What a request adds to ``base_ok``: everything but the host state.
 REQUEST_FILTERS = SIGNATURE_FILTERS + CAPACITY_FILTERS + named("rules")
 assert STATIC_FILTERS + CAPACITY_FILTERS + named("rules") == FILTERS, (
@@ -287,12 +291,12 @@ CODE_ORDER = (
     "HOST_DISABLED",
     "HOST_EVACUATE_IN_PROGRESS",
     "VM_INCOMPATIBLE_WITH_THIS_HOST",
-    "VM_HOST_INCOMPATIBLE_VERSION_MIGRATE",
+    "NOT_SUPPORTED_DURING_UPGRADE",
     "VM_REQUIRES_SR",
     "VM_REQUIRES_NETWORK",
+    "HOST_NOT_ENOUGH_FREE_MEMORY",
     "HOST_NOT_ENOUGH_PCPUS",
     "HOST_NOT_ENOUGH_VCPUS",
-    "HOST_NOT_ENOUGH_FREE_MEMORY",
     "VM_GROUP_RULE_VIOLATED",
     HA_CODE,
 )

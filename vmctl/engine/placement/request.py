@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from vmctl.engine.snapshot import VMState
 
 # Modes: which optional filters apply (engine.md §2.1 rows 4 and 5).
-START = "start"  # cold boot: no cpu, no version filter
+START = "start"  # cold boot: no cpu filter; version only during a rolling upgrade
 RESUME = "resume"  # keeps CPU state: cpu filter
 MIGRATE = "migrate"  # live migration, evacuation, rebalancing: cpu and version filters
 # Not plain RESTART: that is the HA restart priority of a VM (snapshot.RESTART), a different thing.
@@ -32,7 +32,8 @@ class Request:
     strict_aff / strict_anti / soft_aff / soft_anti: group uuids by rule, sorted.
     self_hosts: hosts where the members are currently counted (migration source); their own
         contribution is removed from the group counts of the rules filter and soft weigher.
-    source_version: software version of the current host (version filter), or None.
+    source_version: the version filter's floor: a migration's source host version, a start's or
+        resume's newest version in the pool during a rolling upgrade, else None.
     conflict: a strict anti-affinity group that two members of this (strict affinity) item share:
         the item can go nowhere.
     """
@@ -63,4 +64,4 @@ class Request:
 
     @property
     def version_applies(self) -> bool:
-        return self.mode == MIGRATE and self.source_version is not None
+        return self.source_version is not None

@@ -97,6 +97,10 @@ class Scheduler:
         self.seed = pool.seed if seed is None else seed
         self.table = HostTable(pool)
         self._ha_planner: Any = None  # HA planner of the current state, built on first use
+        # During a rolling upgrade (the hosts run different versions) XAPI starts and resumes
+        # VMs only on the hosts of the newest version (Helpers.Checks.RPU): filter 5's floor
+        versions = {h.software_version for h in pool.hosts.values()}
+        self.upgrade_version = max(versions) if len(versions) > 1 else None
 
     # ---- requests -----------------------------------------------------------------------------
     def request(
@@ -112,9 +116,7 @@ class Scheduler:
             # Fast path: one VM without groups or storage map (most online decisions).
             v = vms
             mode = mode or mode_for(v)
-            sv = None
-            if mode == F.MIGRATE and v.resident_on in pool.hosts:
-                sv = pool.hosts[v.resident_on].software_version
+            sv = self.source_version(mode, v)
             m_st = v.m_st
             m_min = v.m_min
             return F.Request(
@@ -162,9 +164,7 @@ class Scheduler:
                 if sum(1 for v in members if g in v.groups) > 1:
                     conflict = g
                     break
-        source_version = None
-        if mode == F.MIGRATE and lead.resident_on in pool.hosts:
-            source_version = pool.hosts[lead.resident_on].software_version
+        source_version = self.source_version(mode, lead)
         mp = pool.memory_policy
         return F.Request(
             vm=lead,
@@ -187,6 +187,16 @@ class Scheduler:
             source_version=source_version,
             conflict=conflict,
         )
+
+    def source_version(self, mode: str, vm: VMState) -> tuple[int, ...] | None:
+        """Filter 5's floor: a migration's source host version; a start's or resume's, the newest
+        version during a rolling upgrade; otherwise none."""
+        if mode == F.MIGRATE:
+            h = self.pool.hosts.get(vm.resident_on) if vm.resident_on else None
+            return h.software_version if h is not None else None
+        if mode in (F.START, F.RESUME):
+            return self.upgrade_version
+        return None
 
     # ---- filters ------------------------------------------------------------------------------
     def feasible_mask(self, req: F.Request, exclude: Iterable[str] = ()) -> Any:
@@ -225,6 +235,20 @@ class Scheduler:
                 code, params = f.reason(t, req, i)
                 return f.index, code, params
         return None
+
+    def filter_error(
+        self, vm: str, host: str, f: F.Filter, mode: str | None = None, force: bool = False
+    ) -> VmctlError | None:
+        """One filter alone on ``host`` (what a command checks before the others, as XAPI checks
+        a migration's CPU before the operation): its error, or None when the host passes."""
+        t = self.table
+        req = self.request(self.pool.vms[vm], mode, force)
+        m = f.mask(t, req)
+        i = t.index[host]
+        if m is None or m[i]:
+            return None
+        code, params = f.reason(t, req, i)
+        return VmctlError(code, params=params)
 
     def ha_active(self, ha: bool) -> bool:
         return ha and self.pool.admission_control
