@@ -24,6 +24,7 @@ COMMANDS = {
     'br-to-vlan': ('ovs', [], [], {}, ['bridge']),
     'clear': ('ovs', [], ['--if-exists'], {}, ['table', 'record', 'column']),
     'completion': ('util', [], [], {}, ['enum:bash|zsh|fish']),
+    'daemon': ('util', [], ['--idle'], {}, ['enum:status|stop|run']),
     'db-check': ('xe', [], ['--fix'], {}, []),
     'del-bond-iface': ('ovs', [], ['--if-exists'], {}, ['port', 'iface']),
     'del-br': ('ovs', [], ['--if-exists'], {}, ['bridge']),

@@ -254,4 +254,5 @@ MODULES = {
     'snapshot-clone': 'vmstorage',
     'snapshot-copy': 'vmstorage',
     'snapshot-disk-list': 'vmstorage',
+    'daemon': 'util',
 }
