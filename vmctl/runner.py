@@ -40,6 +40,7 @@ class Options:
     bare: bool = False
     seed: int | None = None  # demo: derive uuids from a seed
     interactive: bool = False
+    async_: bool = False  # --async: a task's long part goes on in the background (the manager)
     extra: dict = field(default_factory=dict)
 
 
@@ -78,6 +79,7 @@ class Runner:
         self.chained = chained
         # asked when a destructive command needs a confirmation and a person is there to give it
         self.ask = ask
+        self.task = ""  # the task the last transaction started, if it started one
 
     def open_store(self, uuids=None, write: bool = True):
         """The inventory; a store opened for reading only never creates or upgrades it."""
@@ -144,11 +146,15 @@ class Runner:
         q = drivers.pending(decided)
         if q is None or not q.task:
             return
+        self.task = q.task
 
         def close(body) -> None:
             line = f"{self.command_line}  # task {q.task}"
             store.run(body, True, finish=lambda txn: store.append_journal(txn, line))
 
+        if self.opts.async_ and drivers.BACKGROUND is not None:
+            drivers.BACKGROUND(lambda: drivers.finish_long(q, decided, close))
+            return
         drivers.finish_long(q, decided, close)
 
     def _commands(self, txn, chain: list[Bound], chained: bool, confirmed: bool) -> list:

@@ -255,4 +255,5 @@ MODULES = {
     'snapshot-copy': 'vmstorage',
     'snapshot-disk-list': 'vmstorage',
     'daemon': 'util',
+    'task-cancel': 'task',
 }

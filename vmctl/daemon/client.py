@@ -27,6 +27,7 @@ LOCAL_COMMANDS = frozenset(("daemon", "lab", "bench"))
 _VALUE_OPTIONS = frozenset(
     ("--host", "--format", "--timeout", "--inactivity-probe", "--columns", "--id", "-f", "-t")
 )
+ASYNC = "--async"  # a task that goes on after the command returns: only a manager can carry it
 HANDSHAKE_SECONDS = 10.0  # how long the client waits for the manager to accept before running itself
 STARTING_SECONDS = 30.0  # a manager announced as starting for longer than this did not start
 LOST = (
@@ -55,18 +56,36 @@ def run(argv: list[str]) -> int | None:
         if path is None:
             return None
         sock = _connect(path)
+        if sock is None:
+            _start_quietly(inventory, path)
+            if ASYNC in argv:  # a task that goes on after the command needs a manager: wait for it
+                sock = _wait_for_manager(path)
     except KeyboardInterrupt:
         sys.stderr.write(INTERRUPTED)
         return 130
     except Exception:  # no manager can serve it: this process runs the command
         return None
     if sock is None:
-        _start_quietly(inventory, path)
         return None
     try:
         return _converse(sock, argv, inventory, path)
     finally:
         sock.close()
+
+
+def _wait_for_manager(path: str):
+    import time
+
+    deadline = time.monotonic() + STARTING_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            sock = _connect(path)
+        except OSError:
+            return None
+        if sock is not None:
+            return sock
+        time.sleep(0.05)
+    return None
 
 
 def _standard_streams() -> bool:

@@ -167,6 +167,10 @@ class Manager:
         warm.warm_up()
         txn.keep_engines()
         session.install()
+        from vmctl import drivers
+
+        drivers.RUNNER = {"manager": self.path}  # task-cancel asks this manager (vmctl/tasks.py)
+        drivers.BACKGROUND = self._background  # --async
         threading.stack_size(16 * 1024 * 1024)  # commands run in threads: a main thread's room
         import gc
 
@@ -295,6 +299,57 @@ class Manager:
         ]
         return "".join(line + "\n" for line in lines)
 
+    # --- tasks ------------------------------------------------------------------------------------
+    def _cancel(self, task: str) -> bool:
+        """Interrupt the thread carrying the task out, as Ctrl-C would; whether one was."""
+        from vmctl import drivers
+
+        thread = drivers.RUNNING.get(task)
+        with self.lock:
+            carrying = [s for s in self.sessions if s.thread_id == thread]
+        for s in carrying:
+            s.interrupt()
+        return bool(carrying)
+
+    def _background(self, work) -> None:
+        """Carry out a task's long part in a thread of its own (--async: its client has its
+        answer), with the directory, umask and environment of the command that started it, and
+        no streams: its progress goes nowhere. The manager does not exit before it ends."""
+        env = session.current.env
+        cwd = os.getcwd()
+        mask = os.umask(0o22)
+        os.umask(mask)
+        ready = threading.Event()
+        holder: list[_Session] = []
+
+        def carry_out() -> None:
+            s = _Session(["(task)"], [])
+            with self.lock:
+                self.sessions.add(s)
+            holder.append(s)
+            ready.set()
+            try:
+                session.own_directory()
+                os.chdir(cwd)
+                os.umask(mask)
+                session.current.env = env
+                with s.lock:
+                    s.running = True
+                try:
+                    work()
+                finally:
+                    s.stop_interrupts()
+            except BaseException:  # its outcome is in the task's record (cancelled, failure)
+                pass
+            finally:
+                session.current.env = None
+                with self.lock:
+                    self.sessions.discard(s)
+                    self.last_activity = time.monotonic()
+
+        threading.Thread(target=carry_out, name="vmctl-task", daemon=True).start()
+        ready.wait()
+
     # --- one connection --------------------------------------------------------------------------
     def _connection(self, conn: socket.socket) -> None:
         fds: list[int] = []
@@ -308,6 +363,9 @@ class Manager:
             elif kind == wire.STOP:
                 self.stop()
                 conn.sendall(wire.frame(wire.INFO, self.status().encode()))
+            elif kind == wire.CANCEL:
+                found = self._cancel(payload.decode())
+                conn.sendall(wire.frame(wire.INFO, f"cancelled: {'yes' if found else 'no'}\n".encode()))
             elif kind == wire.RUN and len(fds) == 3:
                 self._request(conn, payload, fds)
                 fds = []  # the session owned them

@@ -12,8 +12,9 @@ Client -> manager                         Manager -> client
   GO    run it (the client waits for EXIT)  DECLINE  run it in your own process (reason)
   INTERRUPT  Ctrl-C                          REPLACE  I am another version and now retire:
   STATUS, STOP                                        run it yourself, start a new manager
-                                            EXIT     the exit status (decimal)
-                                            INFO     the answer to STATUS or STOP (key: value lines)
+  CANCEL  a task (its uuid): task-cancel      EXIT     the exit status (decimal)
+                                            INFO     the answer to STATUS, STOP or CANCEL
+                                                     (key: value lines)
 
 Until the client sends GO either side may give up and the command runs in the client's
 process; once it has, the command runs in the manager, whatever happens to the client.
@@ -21,7 +22,7 @@ process; once it has, the command runs in the manager, whatever happens to the c
 
 from __future__ import annotations
 
-RUN, GO, INTERRUPT, STATUS, STOP = b"R", b"G", b"I", b"S", b"Q"
+RUN, GO, INTERRUPT, STATUS, STOP, CANCEL = b"R", b"G", b"I", b"S", b"Q", b"C"
 ACCEPT, DECLINE, REPLACE, EXIT, INFO = b"A", b"D", b"V", b"X", b"T"
 
 HEADER = 5  # kind + length

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import os
 import socket
+import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,15 @@ from vmctl.errors import VmctlError
 __all__ = ["Action", "DriverFault", "Hold", "HostTarget", "driver_for", "host_target", "queue", "real"]
 
 _drivers: dict[str, Driver] = {}  # one per process: it keeps its connections, once per host
+
+# --- tasks carried out by this process ---------------------------------------------------------------
+# task uuid -> the thread carrying it out (task-cancel interrupts it: vmctl/tasks.py)
+RUNNING: dict[str, int] = {}
+# what a task records about who carries it out, besides pid and node (the manager: its socket)
+RUNNER: dict[str, str] = {}
+# set by a process that outlives its commands (the manager): carry a task out in the background,
+# so that `--async` returns once the decision is committed
+BACKGROUND: Callable[[Callable[[], None]], None] | None = None
 
 
 def driver_named(name: str) -> Driver | None:
@@ -219,6 +229,7 @@ def _start_task(txn, actions: list[Action], command: str) -> str:
                 "pid": str(os.getpid()),
                 "node": socket.gethostname(),
                 "actions": "; ".join(f"{a.what} on {a.host}" for a in actions),
+                **RUNNER,
             },
         },
     )
@@ -234,7 +245,16 @@ def _start_task(txn, actions: list[Action], command: str) -> str:
 def finish_long(q: _Queue, decided, close: Callable[[Callable], None]) -> None:
     """After the decision committed: do every queued action without the lock, then close the task
     in one short transaction (`close(body)` runs body(txn) as a transaction). On a failure or
-    Ctrl-C the actions done are undone and the decided records restored."""
+    Ctrl-C (or task-cancel, which interrupts this thread) the actions done are undone and the
+    decided records restored."""
+    RUNNING[q.task] = threading.get_ident()
+    try:
+        _carry_out(q, decided, close)
+    finally:
+        RUNNING.pop(q.task, None)
+
+
+def _carry_out(q: _Queue, decided, close: Callable[[Callable], None]) -> None:
     results: list[tuple[Action, object]] = []
     try:
         for a in q.actions:
