@@ -95,6 +95,7 @@ class _Session:
         self.started = time.time()
         self.lock = threading.Lock()
         self.running = False  # KeyboardInterrupt may be raised in the thread only while set
+        self.pending = False  # interrupted before it ran: it starts with KeyboardInterrupt
         self.done = False
 
     def interrupt(self, client_gone: bool = False) -> None:
@@ -104,6 +105,8 @@ class _Session:
                 _silence(self.fds[1:])
             if self.running:
                 _raise_in(self.thread_id, KeyboardInterrupt)
+            elif not self.done:
+                self.pending = True
 
     def stop_interrupts(self) -> None:
         """After the command: no interrupt is raised any more, and none is left pending (one raised
@@ -151,6 +154,7 @@ class Manager:
         self.listener: socket.socket | None = None
         self.identity: tuple[int, int] | None = None
         self.reads = None
+        self.events = None
         db_file = client.sqlite_file(inventory)
         if db_file is not None:
             from vmctl.daemon.warm import ReadCache
@@ -171,6 +175,12 @@ class Manager:
 
         drivers.RUNNER = {"manager": self.path}  # task-cancel asks this manager (vmctl/tasks.py)
         drivers.BACKGROUND = self._background  # --async
+        from vmctl.daemon.events import LifecycleEvents
+
+        # before any libvirt connection of this process opens: events reach only later ones
+        self.events = LifecycleEvents(self.inventory)
+        if self.events.start():
+            self.events.refresh(force=True)
         threading.stack_size(16 * 1024 * 1024)  # commands run in threads: a main thread's room
         import gc
 
@@ -242,6 +252,8 @@ class Manager:
         if not self._socket_is_mine():
             self.stop()
             return
+        if self.events is not None:
+            self.events.refresh()  # hosts other processes added
         with self.lock:
             busy = bool(self.sessions)
         if busy:
@@ -367,8 +379,7 @@ class Manager:
                 found = self._cancel(payload.decode())
                 conn.sendall(wire.frame(wire.INFO, f"cancelled: {'yes' if found else 'no'}\n".encode()))
             elif kind == wire.RUN and len(fds) == 3:
-                self._request(conn, payload, fds)
-                fds = []  # the session owned them
+                self._request(conn, payload, fds)  # takes the descriptors it uses out of fds
         except (OSError, ValueError):
             pass
         except Exception:
@@ -391,24 +402,30 @@ class Manager:
             _close_fds(fds)
             return
         with self.lock:
-            if self.stopping:
-                conn.sendall(wire.frame(wire.DECLINE, b"stopping"))
-                _close_fds(fds)
-                return
-            s = _Session(argv, fds)
-            self.sessions.add(s)
+            s = None if self.stopping else _Session(argv, fds)
+            if s is not None:
+                self.sessions.add(s)
+        if s is None:
+            conn.sendall(wire.frame(wire.DECLINE, b"stopping"))
+            _close_fds(fds)
+            return
+        ran = False
         try:
             conn.sendall(wire.frame(wire.ACCEPT))
-            if _receive_frame(conn, bytearray()) != (wire.GO, b""):
+            buf = bytearray()  # what follows GO (an interrupt) is the watcher's
+            if _receive_frame(conn, buf) != (wire.GO, b""):
                 _close_fds(fds)
                 return
             conn.settimeout(None)
-            self._run(conn, s, fields, argv, env, fds)
+            ran = True
+            self._run(conn, s, fields, argv, env, fds, buf)
         finally:
             with self.lock:
                 self.sessions.discard(s)
-                self.served += 1
+                self.served += ran
                 self.last_activity = time.monotonic()
+        if self.events is not None:
+            self.events.refresh(force=True)  # the command may have added or removed a real host
 
     def _other_version(self, fields: dict[str, str]) -> bool:
         if (fields["version"], fields["package"], fields["python"]) != (
@@ -451,8 +468,10 @@ class Manager:
             return "another inventory"
         return None
 
-    def _run(self, conn, s: _Session, fields, argv, env, fds) -> None:
-        watcher = threading.Thread(target=self._watch, args=(conn, s), daemon=True)
+    def _run(self, conn, s: _Session, fields, argv, env, given: list[int], buf: bytearray) -> None:
+        fds = list(given)
+        given.clear()  # the command's streams own them from here on
+        watcher = threading.Thread(target=self._watch, args=(conn, s, buf), daemon=True)
         watcher.start()
         rc = 1
         try:
@@ -487,6 +506,8 @@ class Manager:
             with s.lock:
                 s.running = True
             try:
+                if s.pending:
+                    raise KeyboardInterrupt
                 rc = self._command(argv)
             finally:
                 s.stop_interrupts()
@@ -513,9 +534,8 @@ class Manager:
             rc = run_argv(argv)
         return rc
 
-    def _watch(self, conn: socket.socket, s: _Session) -> None:
+    def _watch(self, conn: socket.socket, s: _Session, buf: bytearray) -> None:
         """Interrupts from the client, and the client going away, while its command runs."""
-        buf = bytearray()
         while True:
             try:
                 got = _receive_frame(conn, buf)
