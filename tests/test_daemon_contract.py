@@ -1,7 +1,8 @@
 """The contract tests of the command line (test_cli_contract.py), run again with every command
 going through its inventory's manager (vmctl/daemon): what a command prints, on stdout and
 stderr, and its exit status must be what it is in its own process. Every test runs in the slow
-tier; the fast tier keeps a few that cover tables, formats, errors, chains and standard input."""
+tier; the fast tier keeps the one of errors and exit statuses (test_daemon.py compares tables,
+formats, chains and standard input both ways)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ import functools
 import pytest
 import test_cli_contract
 
-FAST = {
-    "test_create_prints_uuid_and_list_formats",
-    "test_errors_and_exit_codes",
-}
+FAST = {"test_errors_and_exit_codes"}
 
 
 def _through_managers(test, slow: bool):

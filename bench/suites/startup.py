@@ -126,7 +126,7 @@ def run(ctx: common.Context) -> common.SuiteResult:
         env["VMCTL_DB"] = db
         menv = common.process_env(tmp, manager=True)
         menv["VMCTL_DB"] = db
-        n = max(5, ctx.repeat)
+        n = 3 if ctx.ci else max(5, ctx.repeat)  # ci only has to run (tests/engine/test_bench_ci.py)
         counter = [0]  # each run starts another VM and adds another bridge
         m: dict = {"build (s)": round(build_s, 2)}
         bases: list[float] = []
