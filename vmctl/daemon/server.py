@@ -35,10 +35,21 @@ from vmctl.daemon import client, session, wire
 IDLE_SECONDS = 600.0
 RELEASE_SECONDS = 2.0  # close the inventory's connections after this long without a command
 TICK_SECONDS = 0.5
-# What libraries read from the process environment at C level (libpq, libvirt, ssh for
-# qemu+ssh) or what child processes inherit: a client whose values differ runs in its own process.
-PROCESS_ENV = ("PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "SSH_AUTH_SOCK", "KRB5CCNAME")
-PROCESS_ENV_PREFIXES = ("PG", "LIBVIRT_")
+# What libraries read from the process environment at C level (libpq, libvirt and its client
+# configuration, ssh for qemu+ssh, the language of their messages) or what child processes
+# inherit: a client whose values differ runs in its own process.
+PROCESS_ENV = (
+    "PATH",
+    "HOME",
+    "XDG_CONFIG_HOME",
+    "LD_LIBRARY_PATH",
+    "LD_PRELOAD",
+    "SSH_AUTH_SOCK",
+    "KRB5CCNAME",
+    "LANG",
+    "LANGUAGE",
+)
+PROCESS_ENV_PREFIXES = ("PG", "LIBVIRT_", "LC_")
 
 
 def spawned(args: list[str]) -> None:
