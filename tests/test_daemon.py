@@ -12,6 +12,7 @@ import pty
 import select
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -166,6 +167,17 @@ def test_more_command_lines_print_the_same_through_the_manager(small, monkeypatc
         for args in SAME_MORE:
             assert _run(small, env, *args) == _in_process(small, monkeypatch, *args), args
         assert int(_status(path)["commands"]) == len(SAME_MORE)
+
+        # a newer vmctl upgraded the inventory meanwhile: the manager notices, as a process would
+        from vmctl.store.schema_version import SCHEMA_VERSION
+
+        with contextlib.closing(sqlite3.connect(small.db)) as db:
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema-version'", (str(SCHEMA_VERSION + 1),))
+            db.commit()
+        for args in (("vm-list", "--minimal"), ("vm-create", "name-label=x")):
+            got = _run(small, env, *args)
+            assert got == _in_process(small, monkeypatch, *args) and "SCHEMA_TOO_NEW" in got[2], args
+        assert int(_status(path)["commands"]) == len(SAME_MORE) + 2
 
 
 def test_off_and_local_commands_start_no_manager(inv):

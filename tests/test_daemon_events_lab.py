@@ -1,6 +1,7 @@
 """Lifecycle events in the manager, on a real libvirt host (root lab tier, a private libvirtd): a
 guest started, paused, resumed or stopped behind vmctl's back is recorded at once by the
-inventory's manager, in a journal entry marked as an event, without host-sync.
+inventory's manager, in a journal entry marked as an event, without host-sync; what changed while
+no manager ran is recorded when the next one starts watching the host.
 
 Run: python -m pytest -q -n 0 -m lab tests/test_daemon_events_lab.py
 """
@@ -50,7 +51,10 @@ def test_a_guest_started_paused_or_stopped_behind_vmctl_s_back_is_recorded(tmp_p
         try:
             _until(h, vm, "running")  # started behind vmctl's back: the manager watches the host
             assert h.ok("vm-param-get", f"uuid={vm}", "param-name=resident-on") == host
-            dom.suspend()
+            h.ok("daemon", "stop")
+            dom.suspend()  # while no manager watches: the next one looks at the host first
+            h.ok("host-list")
+            pids.append(int(h.status()["pid"]))
             _until(h, vm, "paused")
             dom.resume()
             _until(h, vm, "running")

@@ -57,38 +57,46 @@ class LifecycleEvents:
     def refresh(self, force: bool = False) -> None:
         """Watch every host of the inventory's libvirt pools (and no other): after a command, which
         may have added or removed one, and once a minute for those other processes add (and those
-        that could not be reached before: a command does not wait for them again)."""
+        that could not be reached before: a command does not wait for them again). The work is
+        done in a thread of its own: reaching a host may take a while."""
         if self._libvirt is None:
             return
         now = time.monotonic()
         periodic = now - self._last_refresh >= REFRESH_SECONDS
         if not (force or periodic) or not self._refreshing.acquire(blocking=False):
             return
+        if periodic:
+            self._last_refresh = now
+            self._unreachable.clear()
+        threading.Thread(target=self._refresh, name="vmctl-watch-hosts", daemon=True).start()
+
+    def _refresh(self) -> None:
         try:
-            if periodic:
-                self._last_refresh = now
-                self._unreachable.clear()
             try:
                 hosts = self._hosts()
             except Exception:  # an inventory that cannot be read now: next time
                 return
             with self._lock:
-                gone = [u for u in self._conns if u not in hosts or self._conns[u][0] != hosts[u]]
+                gone = [u for u in self._conns if u not in hosts or self._conns[u][0] != hosts[u][0]]
                 for uuid in gone:
                     self._forget(uuid)
-                todo = [(u, uri) for u, uri in hosts.items() if u not in self._conns]
-            for uuid, uri in todo:
+                todo = [(u, h) for u, h in hosts.items() if u not in self._conns]
+            for uuid, (uri, resident) in todo:
                 if self._unreachable.get(uuid) != uri:
-                    self._watch(uuid, uri)
+                    self._watch(uuid, uri, resident)
         finally:
             self._refreshing.release()
 
-    def _hosts(self) -> dict[str, str]:
+    def _hosts(self) -> dict[str, tuple[str, list[str]]]:
+        """host uuid -> (its URI, the VMs the inventory has resident on it)."""
         from vmctl.store.txn import Store
 
         def read(txn):
             return {
-                h["uuid"]: drivers.host_target(h).uri
+                h["uuid"]: (
+                    drivers.host_target(h).uri,
+                    [v["uuid"] for v in txn.select("vm", resident_on=h["uuid"])],
+                )
                 for p in txn.select("pool", driver="libvirt")
                 for h in txn.select("host", pool=p["uuid"])
             }
@@ -99,7 +107,9 @@ class LifecycleEvents:
         finally:
             store.dispose()
 
-    def _watch(self, host: str, uri: str) -> None:
+    def _watch(self, host: str, uri: str, resident: list[str]) -> None:
+        """Watch a host's events, after a first look at every domain it has and every VM said to
+        run there: what changed while nothing watched (no manager ran) is recorded too."""
         libvirt = self._libvirt
         lifecycle = libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE  # type: ignore[union-attr]
         try:
@@ -107,11 +117,14 @@ class LifecycleEvents:
             conn.domainEventRegisterAny(None, lifecycle, self._noted, host)
             conn.registerCloseCallback(lambda *_: self._lost(host), None)
             conn.setKeepAlive(5, 3)
+            domains = [d.name() for d in conn.listAllDomains()]
         except libvirt.libvirtError:  # type: ignore[union-attr]  # unreachable now: once a minute
             self._unreachable[host] = uri
             return
         with self._lock:
             self._conns[host] = (uri, conn)
+        for vm in sorted(set(domains) | set(resident)):
+            self._changed.put((host, vm))
 
     def _forget(self, host: str) -> None:
         _, conn = self._conns.pop(host)
@@ -163,30 +176,41 @@ class LifecycleEvents:
             return "halted"
         return "running"
 
+    def _differs(self, txn, host_uuid: str, vm_uuid: str) -> str | None:
+        """The state the VM's records should follow (its domain's on the host), when they differ
+        and no pending task of vmctl's acts on it; else None."""
+        vm, host = txn.get("vm", vm_uuid), txn.get("host", host_uuid)
+        if vm is None or host is None or not drivers.real(txn, host["pool"]):
+            return None  # not a domain of vmctl's, or no longer a host of a real pool
+        if txn.held_by("vm", vm_uuid) is not None:
+            return None  # vmctl's own long operation acts on it and records its outcome
+        real = self._state(host_uuid, vm_uuid)
+        if real is None:
+            return None
+        here = vm["resident-on"] == host_uuid and vm["power-state"] in ("running", "paused")
+        if (here and real == vm["power-state"]) or (not here and real == "halted"):
+            return None
+        return real
+
     def _follow(self, host_uuid: str, vm_uuid: str) -> None:
         from vmctl import sync
         from vmctl.runner import Options, Runner
 
         runner = Runner(Options(db=self.db, yes=True, quiet=True), "event")
+        # a first look without the lock (most events are vmctl's own, already recorded)
+        if runner.transaction(lambda t: self._differs(t, host_uuid, vm_uuid), write=False) is None:
+            return
 
         def body(txn) -> None:
-            vm, host = txn.get("vm", vm_uuid), txn.get("host", host_uuid)
-            if vm is None or host is None or not drivers.real(txn, host["pool"]):
-                return  # not a domain of vmctl's, or no longer a host of a real pool
-            if txn.held_by("vm", vm_uuid) is not None:
-                return  # vmctl's own long operation acts on it and records its outcome
-            real = self._state(host_uuid, vm_uuid)
+            real = self._differs(txn, host_uuid, vm_uuid)  # again, under the lock
             if real is None:
                 return
-            here = vm["resident-on"] == host_uuid and vm["power-state"] in ("running", "paused")
-            if (here and real == vm["power-state"]) or (not here and real == "halted"):
-                return
-            was = vm["power-state"]
+            vm, host = txn.get("vm", vm_uuid), txn.get("host", host_uuid)
+            name, was = vm["name-label"], vm["power-state"]  # the row changes below
             with drivers.records_only(txn):
                 done = sync.follow_domain(txn, vm_uuid, real, host_uuid)
             runner.command_line = (
-                f"event: VM {vm['name-label']} ({vm_uuid}) is {real} on {host['name-label']} "
-                f"(was {was}): {done}"
+                f"event: VM {name} ({vm_uuid}) is {real} on {host['name-label']} (was {was}): {done}"
             )
 
         runner.transaction(body)
