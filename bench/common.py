@@ -98,15 +98,49 @@ class SuiteResult:
         return all(g.passed for g in self.goals if g.checked(ctx))
 
 
-def process_env(tmp: str) -> dict[str, str]:
+def process_env(tmp: str, manager: bool = False) -> dict[str, str]:
     """The environment of a timed vmctl process: this one's without VMCTL_* settings, with
     bytecode cached in TMP/pycache. An installed vmctl has its bytecode (pip compiles it); a
     PYTHONDONTWRITEBYTECODE inherited from a sandbox would make every process compile vmctl's
-    modules from source again (0.2–0.3 s here) and time that instead."""
+    modules from source again (0.2–0.3 s here) and time that instead. Each command runs in its
+    own process (VMCTL_DAEMON=off) unless `manager`: then in the inventory's manager, whose socket
+    is beside the inventory (no XDG_RUNTIME_DIR), so that it goes with the run's directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache")
+    env["VMCTL_DAEMON"] = "on" if manager else "off"
+    if manager:
+        env.pop("XDG_RUNTIME_DIR", None)
     return env
+
+
+def start_manager(env: dict[str, str], timeout: float = 300.0) -> int:
+    """Start the manager of env's inventory as a first command does, wait until it serves, and
+    return its pid (stop it with stop_manager)."""
+    import time
+
+    vmctl = [sys.executable, "-m", "vmctl"]
+    quiet = {"env": env, "stdin": subprocess.DEVNULL, "capture_output": True, "text": True}
+    subprocess.run([*vmctl, "vm-list", "params=uuid", "--minimal"], **quiet)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run([*vmctl, "daemon", "status"], **quiet).stdout
+        if out.startswith("manager: running"):
+            return int(out.split("pid: ", 1)[1].split()[0])
+        time.sleep(0.2)
+    raise RuntimeError("the manager did not start")
+
+
+def stop_manager(env: dict[str, str], pid: int) -> None:
+    """Stop the manager start_manager started (by pid, if `daemon stop` did not end it)."""
+    import signal
+
+    p = subprocess.run([sys.executable, "-m", "vmctl", "daemon", "stop"], env=env, capture_output=True)
+    if p.returncode != 0:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def quiesce() -> None:

@@ -4,7 +4,10 @@
   checks (exit codes, stdout/stderr, a fresh process);
 - `cli(db, *args)`: the same entry point (`run_argv`) in-process, fast, for setup and sequences;
 - `Inventory`: run_cli with assertions (`ok`, `fail`, `snapshot`) on one inventory file;
-- `with_txn(db, fn)`: one transaction of the Python store, for state reads and direct inserts.
+- `with_txn(db, fn)`: one transaction of the Python store, for state reads and direct inserts;
+- `MANAGERS`: whether run_cli goes through the inventory's manager (vmctl/daemon). Off unless a
+  test asks for it (fixture `through_managers`): then each inventory gets a manager before its
+  first command, stopped by pid when the test ends.
 
 (A module of its own, since two conftest.py files exist and `import conftest` is ambiguous.)"""
 
@@ -14,8 +17,10 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,17 +106,90 @@ def with_txn(db: Path, fn, write: bool = True):
 
 
 def cli_env(db, extra: dict | None = None) -> dict:
-    """The environment for vmctl on inventory db: no inherited VMCTL_* settings, VMCTL_DB=db."""
+    """The environment for vmctl on inventory db: no inherited VMCTL_* settings, VMCTL_DB=db, and
+    the manager off unless the test runs the command line through managers (MANAGERS)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
     env["VMCTL_DB"] = str(db)
+    env["VMCTL_DAEMON"] = "on" if MANAGERS.on else "off"
+    if MANAGERS.on:
+        env.pop("XDG_RUNTIME_DIR", None)  # each inventory's socket beside it, in the test's own directory
     env.update(extra or {})
     return env
+
+
+class Managers:
+    """The command line through managers: while `on`, run_cli first makes sure the inventory a
+    command names has its manager (`vmctl daemon run`, this process's child), so that the command
+    runs in it rather than start one; stop_all() ends them by pid."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.procs: dict[str, tuple[subprocess.Popen, str]] = {}  # inventory -> (process, socket)
+
+    def ensure(self, db, args, extra: dict | None) -> None:
+        from vmctl.daemon import client
+
+        env = cli_env(db, extra)
+        inventory = client.inventory_of(list(args), env)
+        if inventory in self.procs:
+            return
+        path = client.socket_path(inventory, env)
+        if path is None or not os.path.isdir(os.path.dirname(path)):
+            return  # no place for its socket: the command runs in its own process
+        env["VMCTL_DB"] = client.db_argument(list(args)) or env["VMCTL_DB"]
+        p = subprocess.Popen(
+            [*VMCTL, "daemon", "run", "--idle", "600"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs[inventory] = (p, path)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                raise RuntimeError(f"vmctl daemon run exited {p.returncode} for {inventory}")
+            sock = client._connect(path)
+            if sock is not None:
+                sock.close()
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"no manager listens at {path}")
+
+    def served(self) -> int:
+        """How many commands the managers started here have run."""
+        from vmctl.daemon import control, wire
+
+        total = 0
+        for _, path in self.procs.values():
+            info = control._ask(path, wire.STATUS) or {}
+            total += int(info.get("commands", "0"))
+        return total
+
+    def stop_all(self) -> None:
+        for p, _ in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p, _ in self.procs.values():
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs.clear()
+
+
+MANAGERS = Managers()
 
 
 def run_cli(
     db, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:
-    """The real executable against db, in a subprocess."""
+    """The real executable against db, in a subprocess (through its manager while MANAGERS.on)."""
+    if MANAGERS.on:
+        MANAGERS.ensure(db, args, env)
+        if input is None:
+            input = ""  # a client hands its streams over: none may be closed (as a runner may leave it)
     return subprocess.run(
         [*VMCTL, *args], input=input, capture_output=True, text=True, env=cli_env(db, env), timeout=timeout
     )

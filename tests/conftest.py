@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -10,7 +11,23 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_helpers import CLASSES, VMCTL, Inventory, Result  # noqa: E402,F401
+from cli_helpers import CLASSES, MANAGERS, VMCTL, Inventory, Result  # noqa: E402,F401
+
+# No test leaves a manager running: vmctl runs in its own process unless a test asks for managers
+# (through_managers), and then stops the ones it started.
+os.environ["VMCTL_DAEMON"] = "off"
+
+
+@pytest.fixture
+def through_managers():
+    """The command line of this test (run_cli, Inventory) runs in the inventories' managers."""
+    MANAGERS.on = True
+    try:
+        yield MANAGERS
+        assert MANAGERS.served() > 0, "no command ran in a manager"
+    finally:
+        MANAGERS.on = False
+        MANAGERS.stop_all()
 
 
 @pytest.fixture

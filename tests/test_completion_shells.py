@@ -81,6 +81,7 @@ class Shell:
             PATH=f"{bindir}:{env.get('PATH', '')}",
             PYTHONPATH=str(ROOT),
             VMCTL_DB=str(db),
+            VMCTL_DAEMON="off",  # `vmctl completion SHELL` would start a manager: none is left running
             TERM="xterm",
             INPUTRC="/dev/null",
         )

@@ -1,5 +1,7 @@
-"""Entry point. The fast paths (--version, completion, simple reads) run before any heavy
-import: start-up time matters to scripts and TAB presses (architecture.md §3)."""
+"""Entry point. The fast paths (--version, completion) run before anything else, then the
+inventory's manager is asked to run the command (vmctl/daemon/client.py); when it cannot, the
+command runs here: simple reads in plain sqlite3, then the command line. Start-up time matters
+to scripts and TAB presses (architecture.md §3)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,12 @@ def main(argv: list[str] | None = None) -> int:
         from vmctl.cli import completion
 
         return completion.fast_complete(args[1:])
+    # The inventory's manager runs the command when it can (vmctl/daemon): no start-up to pay.
+    from vmctl.daemon import client
+
+    rc = client.run(args)
+    if rc is not None:
+        return rc
     from vmctl.store import fastpath
 
     rc = fastpath.try_run(args)

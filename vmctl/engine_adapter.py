@@ -279,8 +279,9 @@ def _carry_over(txn) -> None:
         head = memo.journal_head
     else:  # changes committed without a journal entry, or rolled back: nothing is known
         head = None
-    for k in [k for k in _CARRIED if k[0] == db]:
-        del _CARRIED[k]
+    # (a copy of the keys: in the manager, other threads' transactions carry theirs meanwhile)
+    for k in [k for k in list(_CARRIED) if k[0] == db]:
+        _CARRIED.pop(k, None)
     if head is None or head[0] == 0:  # an empty journal identifies nothing: never carry on it
         return
     for pool_uuid in memo.snapshots:

@@ -83,6 +83,8 @@ MESSAGES: dict[str, str] = {
     "HA_IS_ENABLED": "The operation is not allowed while HA is enabled",
     "SR_FULL": "The storage repository does not have enough free space",
     "INTERNAL_ERROR": "An inventory invariant would be broken; nothing was changed",
+    # printed by the manager's client (vmctl/daemon/client.py, which imports nothing of vmctl's)
+    "MANAGER_ENDED": "The manager ended while running the command; what it had not committed was not",
     "DATABASE_ERROR": "The inventory database cannot be used",
     "INVENTORY_BUSY": "The inventory stayed locked past the timeout; retrying is safe",
     "SCHEMA_TOO_NEW": "The inventory was written by a newer vmctl",

@@ -41,6 +41,7 @@ class Options:
     bare: bool = False
     seed: int | None = None  # demo: derive uuids from a seed
     interactive: bool = False
+    async_: bool = False  # --async: a task's long part goes on in the background (the manager)
     extra: dict = field(default_factory=dict)
 
 
@@ -79,6 +80,7 @@ class Runner:
         self.chained = chained
         # asked when a destructive command needs a confirmation and a person is there to give it
         self.ask = ask
+        self.task = ""  # the task the last transaction started, if it started one
 
     def open_store(self, uuids=None, write: bool = True):
         """The inventory; a store opened for reading only never creates or upgrades it."""
@@ -277,7 +279,12 @@ class Runner:
         q = drivers.pending(decided)
         if q is None or not q.task:
             return
-        drivers.finish_long(q, decided, self._closer(store, q))
+        self.task = q.task
+        close = self._closer(store, q)
+        if self.opts.async_ and drivers.BACKGROUND is not None:
+            drivers.BACKGROUND(lambda: drivers.finish_long(q, decided, close))
+            return
+        drivers.finish_long(q, decided, close)
 
     def _closer(self, store, q) -> Callable[[Callable], None]:
         """How a task's closing transaction runs: body(txn), journalled under the task."""

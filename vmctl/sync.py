@@ -128,6 +128,12 @@ def _compare_domains(txn, host: dict, domains: dict[str, str]) -> list[Finding]:
     return out
 
 
+def follow_domain(txn, vm_uuid: str, state: str, host_uuid: str) -> str:
+    """Make one VM's records follow its domain's state on a host, as --fix does (the manager, on a
+    lifecycle event: vmctl/daemon/events.py); what it did."""
+    return _follow_state(txn, vm_uuid, state, host_uuid)
+
+
 def _follow_state(txn, vm_uuid: str, state: str, host_uuid: str) -> str:
     from vmctl import vms
 

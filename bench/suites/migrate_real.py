@@ -373,6 +373,7 @@ def run(ctx: common.Context) -> common.SuiteResult:
     os.chmod(tmp, 0o755)  # QEMU in the lab's hosts runs unprivileged and must reach DIR
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_") or k == "VMCTL_GUEST_CACHE"}
     env["VMCTL_DB"] = os.path.join(tmp, "inv.db")
+    env["VMCTL_DAEMON"] = "off"  # no manager outliving the run
 
     def vmctl(*args: str) -> str:
         p = subprocess.run(

@@ -38,6 +38,17 @@ def options_from(inv_opts: dict) -> Options:
     o.oneline = bool(inv_opts.get("oneline"))
     o.quiet = bool(inv_opts.get("quiet"))
     o.bare = bool(inv_opts.get("bare"))
+    o.async_ = bool(inv_opts.get("async"))
+    if o.async_:
+        from vmctl import drivers
+
+        if drivers.BACKGROUND is None:
+            raise VmctlError(
+                "OPERATION_NOT_ALLOWED",
+                "--async needs the inventory's manager, in which the task goes on once the command "
+                "returns; this command runs in a process of its own",
+                [("reason", "VMCTL_DAEMON is off, or no manager could start")],
+            )
     t = inv_opts.get("timeout") or os.environ.get("VMCTL_TIMEOUT")
     if t is not None:
         text = str(t)
@@ -138,7 +149,12 @@ def run_argv(argv: list[str]) -> int:
         if any(b.dry_run for b in chain):
             opts.dry_run = True
         opts.explain = any("explain" in b.flags for b in chain)
-        results = runner(opts, command_line(argv)).run(chain)
+        run = runner(opts, command_line(argv))
+        results = run.run(chain)
+        if opts.async_ and run.task:
+            from vmctl.commands.table import Value
+
+            results, chain = [Value(run.task)], chain[:1]  # the task goes on: its uuid, at once
         print_results(results, chain, opts)
         return max((getattr(r, "exit_code", 0) for r in results), default=0)
     except OvsError as e:

@@ -291,6 +291,12 @@ def manpage() -> str:
         ("-q, --quiet", "no warnings"),
         ("-t, --timeout=SECS", "wait at most SECS for the inventory lock"),
         ("--commands", "list every command as one JSON object per line"),
+        (
+            "--async",
+            "a command that starts a task (a copy or migration on real hosts) prints the task's uuid "
+            "once the decision is committed and returns; the task goes on in the inventory's manager "
+            "(task-list, task-cancel)",
+        ),
         ("--version", "print the version"),
         ("-h, --help", "print the help"),
     ]
@@ -335,6 +341,12 @@ def manpage() -> str:
         ("VMCTL_HOST", "the host of ovs-style commands"),
         ("VMCTL_FORMAT", "the output format"),
         ("VMCTL_TIMEOUT", "the lock timeout in seconds"),
+        (
+            "VMCTL_DAEMON",
+            "off: run every command in its own process, never through the inventory's manager",
+        ),
+        ("VMCTL_DAEMON_IDLE", "seconds a manager started on demand stays without a command (600)"),
+        ("VMCTL_DAEMON_LOG", "a file the manager appends its own errors to"),
     ):
         out += [".TP", f"\\fB{var}\\fR", _roff(desc)]
     out += [
@@ -346,6 +358,14 @@ def manpage() -> str:
             "first command that writes; a read of a missing inventory prints an empty result and creates "
             "nothing, and a file of another application is refused (DATABASE_ERROR: The database is not "
             "a vmctl inventory)"
+        ),
+        ".TP",
+        "\\fI$XDG_RUNTIME_DIR/vmctl/manager-HASH.sock\\fR",
+        _roff(
+            "the socket of the inventory's manager, the resident process that runs the commands of "
+            "the command line (vmctl daemon status|stop|run); without XDG_RUNTIME_DIR it is beside the "
+            "SQLite file (.NAME.vmctl-UID.sock), or /tmp/vmctl-UID/ for a PostgreSQL inventory; mode "
+            "0600, and only its own user's connections are served"
         ),
         ".SH EXAMPLES",
         ".nf",

@@ -29,6 +29,7 @@ LONG_OPTIONS: list[tuple[str, int]] = [
     ("version", NO),
     ("help", NO),
     ("commands", NO),
+    ("async", NO),
     ("bare", NO),
     ("no-wait", NO),
     ("retry", NO),

@@ -112,6 +112,7 @@ def general_help() -> str:
         "  -q, --quiet        no warnings",
         "  -t, --timeout=S    wait at most S seconds for the inventory lock (default 30; exit 75)",
         "  --commands         list every command as JSON lines",
+        "  --async            print a started task's uuid and return; it goes on in the manager",
         "  --version          print the version",
         "",
         "Commands (vmctl help COMMAND for details):",

@@ -254,4 +254,6 @@ MODULES = {
     'snapshot-clone': 'vmstorage',
     'snapshot-copy': 'vmstorage',
     'snapshot-disk-list': 'vmstorage',
+    'daemon': 'util',
+    'task-cancel': 'task',
 }

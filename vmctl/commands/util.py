@@ -1,4 +1,4 @@
-"""Utility commands (cli.md §7): batch, demo, completion, help, bench, lab. GNU-style options."""
+"""Utility commands (cli.md §7): batch, demo, completion, help, bench, lab, daemon. GNU-style options."""
 
 from __future__ import annotations
 
@@ -169,6 +169,46 @@ def lab(call) -> int:
     if action == "status":
         return lab.status(call.opts, call.a.get("--dir"), call.a.get("--format"))
     return lab.down(call.opts, call.a.get("--dir"), call.argv)
+
+
+@_util(
+    "daemon",
+    "Show (status), stop or run in the foreground (run) the inventory's manager, the resident "
+    "process that runs commands for the command line",
+    (
+        Arg(
+            "ACTION",
+            "enum",
+            True,
+            "status: whether a manager runs, its pid, socket and counts; stop: ask it to exit once "
+            "its running commands finish, and wait; run: be the manager, in the foreground (for "
+            "service managers), until stopped",
+            values=("status", "stop", "run"),
+        ),
+        Arg(
+            "--idle",
+            "int",
+            help="run: exit after this many seconds without a command (default: never)",
+            bounds=(0, None),
+        ),
+    ),
+    "daemon status|stop|run [--idle SECONDS]",
+)
+def daemon(call) -> int:
+    from vmctl.daemon import control
+
+    action = call.a.get("ACTION", "")
+    if action not in ("status", "stop", "run"):
+        raise VmctlError(
+            "INVALID_VALUE", "Name one action: status, stop or run", [("name", "action"), ("value", action)]
+        )
+    if "--idle" in call.a and action != "run":
+        raise UsageError(f"daemon {action}: --idle is an option of daemon run", command="daemon")
+    if action == "status":
+        return control.status(call.opts)
+    if action == "stop":
+        return control.stop(call.opts)
+    return control.run(call.opts, call.a.get("--idle", 0))
 
 
 # --- batch -------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from __future__ import annotations
 import atexit
 import os
 import socket
+import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,6 +52,15 @@ __all__ = [
 ]
 
 _drivers: dict[str, Driver] = {}  # one per process: it keeps its connections, once per host
+
+# --- tasks carried out by this process ---------------------------------------------------------------
+# task uuid -> the thread carrying it out (task-cancel interrupts it: vmctl/tasks.py)
+RUNNING: dict[str, int] = {}
+# what a task records about who carries it out, besides pid and node (the manager: its socket)
+RUNNER: dict[str, str] = {}
+# set by a process that outlives its commands (the manager): carry a task out in the background,
+# so that `--async` returns once the decision is committed
+BACKGROUND: Callable[[Callable[[], None]], None] | None = None
 
 
 def driver_named(name: str) -> Driver | None:
@@ -309,6 +319,7 @@ def _start_task(txn, actions: list[Action], command: str) -> str:
                 "pid": str(os.getpid()),
                 "node": socket.gethostname(),
                 "actions": "; ".join(f"{a.what} on {a.host}" for a in actions),
+                **RUNNER,
             },
         },
     )
@@ -324,7 +335,16 @@ def _start_task(txn, actions: list[Action], command: str) -> str:
 def finish_long(q: _Queue, decided, close: Callable[[Callable], None]) -> None:
     """After the decision committed: do every queued action without the lock, then close the task
     in one short transaction (`close(body)` runs body(txn) as a transaction). On a failure or
-    Ctrl-C the actions done are undone and the decided records restored."""
+    Ctrl-C (or task-cancel, which interrupts this thread) the actions done are undone and the
+    decided records restored."""
+    RUNNING[q.task] = threading.get_ident()
+    try:
+        _carry_out(q, decided, close)
+    finally:
+        RUNNING.pop(q.task, None)
+
+
+def _carry_out(q: _Queue, decided, close: Callable[[Callable], None]) -> None:
     try:
         results = act_long(q)
     except BaseException as e:  # a failure, Ctrl-C, or a fault of ours: the records follow the hosts

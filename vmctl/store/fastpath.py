@@ -120,6 +120,27 @@ def _try(argv: list[str]) -> int | None:
         conn.close()
 
 
+def inventory_stamp(db: str) -> tuple | None:
+    """What tells one state of an SQLite inventory from another, for the manager's cache of
+    these reads (vmctl/daemon/warm.py): the file (device, inode), its schema version and its
+    journal head (every committed change appends an entry). None when it cannot be read."""
+    import sqlite3
+
+    try:
+        st = os.stat(db)
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    except (OSError, sqlite3.Error):
+        return None
+    try:
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema-version'").fetchone()
+        head = conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return (st.st_dev, st.st_ino, version, head)
+
+
 def _connect(db: str):
     import sqlite3
 

@@ -19,6 +19,7 @@ import getpass
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -831,9 +832,14 @@ class Store:
         self.on_warning = on_warning
         self.memory = False
         self._wal = False  # set WAL mode on connect: once the file is known to be vmctl's (or new)
-        self.engine = self._make_engine()
-        self.dialect = self.engine.dialect.name
-        self._ensure_schema()
+        self._kept = _kept_engine(self.db)
+        if self._kept is not None:
+            self.engine, self.dialect, self._wal = self._kept.engine, self._kept.dialect, True
+        else:
+            self.engine = self._make_engine()
+            self.dialect = self.engine.dialect.name
+            self._ensure_schema()
+            self._kept = _keep_engine(self)
 
     @property
     def may_create(self) -> bool:
@@ -855,7 +861,9 @@ class Store:
                     eng = sa.create_engine(url)
                     self._sqlite_events(eng)
                     return eng
-                return sa.create_engine(url, isolation_level="SERIALIZABLE", pool_pre_ping=False)
+                # a kept engine's connections outlive a command: check them before use
+                kept = _KEPT is not None
+                return sa.create_engine(url, isolation_level="SERIALIZABLE", pool_pre_ping=kept)
             except (SQLAlchemyError, ImportError, ValueError) as exc:
                 raise VmctlError(
                     "DATABASE_ERROR",
@@ -893,11 +901,12 @@ class Store:
         timeout_ms = int(self.timeout * 1000)
 
         @event.listens_for(eng, "connect")
-        def _connect(dbapi_conn, _rec):
+        def _connect(dbapi_conn, rec):
             # We issue BEGIN ourselves (IMMEDIATE for writers): disable pysqlite's own handling.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            rec.info["vmctl_busy_ms"] = timeout_ms
             if self._wal:
                 _set_wal(dbapi_conn)
             cur.execute("PRAGMA synchronous = NORMAL")
@@ -905,6 +914,11 @@ class Store:
 
         @event.listens_for(eng, "begin")
         def _begin(conn):
+            # a kept engine's connection serves transactions of other timeouts (-t) too
+            busy = conn.info.get("vmctl_busy_wanted")
+            if busy is not None and busy != conn.info.get("vmctl_busy_ms"):
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {busy}")
+                conn.info["vmctl_busy_ms"] = busy
             mode = conn.info.get("vmctl_begin", "BEGIN")
             conn.exec_driver_sql(mode)
 
@@ -1021,6 +1035,7 @@ class Store:
             try:
                 if self.dialect == "sqlite":
                     conn.info["vmctl_begin"] = "BEGIN IMMEDIATE" if write else "BEGIN"
+                    conn.info["vmctl_busy_wanted"] = int(self.timeout * 1000)
                     conn.begin()
                 else:
                     conn.begin()
@@ -1132,7 +1147,99 @@ class Store:
         return seq
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        if self._kept is None:
+            self.engine.dispose()
+
+
+# --- engines kept between transactions ---------------------------------------------------------------
+# A process that runs command after command (the manager, vmctl/daemon) keeps each inventory's
+# engine: SQLAlchemy compiles each statement once per engine, and a connection that stays open
+# spares the next command opening the file again. A kept engine is used again only while the
+# file is the same one (not replaced or removed) and its schema the current one; the connections
+# are closed when the commands stop for a while (release_kept_connections), so that an idle
+# manager holds no inventory open. None: every Store makes its own engine and disposes of it.
+_KEPT: dict[str, _KeptEngine] | None = None
+_KEPT_LOCK = threading.Lock()
+
+
+class _KeptEngine:
+    def __init__(self, engine: sa.Engine, dialect: str, identity: tuple | None) -> None:
+        self.engine = engine
+        self.dialect = dialect
+        self.identity = identity  # the SQLite file's (device, inode); None for a database server
+
+    def still_current(self, db: str) -> bool:
+        if self.identity is not None and _file_identity(db) != self.identity:
+            return False
+        try:
+            with self.engine.connect() as conn:
+                conn.info["vmctl_begin"] = "BEGIN"
+                m = schema.meta
+                v = conn.execute(sa.select(m.c.value).where(m.c.key == "schema-version")).scalar()
+                conn.rollback()
+        except SQLAlchemyError:
+            return False
+        return str(v) == str(schema.SCHEMA_VERSION)
+
+
+def keep_engines() -> None:
+    """From now on, keep each inventory's engine between transactions (a long-running process)."""
+    global _KEPT
+    if _KEPT is None:
+        _KEPT = {}
+
+
+def release_kept_connections() -> None:
+    """Close the kept engines' idle connections (they reopen on the next transaction)."""
+    with _KEPT_LOCK:
+        engines = [k.engine for k in (_KEPT or {}).values()]
+    for engine in engines:
+        engine.dispose()
+
+
+def _kept_engine(db: str | None) -> _KeptEngine | None:
+    if _KEPT is None:
+        return None
+    db = db or default_db()
+    with _KEPT_LOCK:
+        kept = _KEPT.get(db)
+    if kept is None or kept.still_current(db):
+        return kept
+    with _KEPT_LOCK:
+        if _KEPT.get(db) is kept:
+            del _KEPT[db]
+    kept.engine.dispose()
+    return None
+
+
+def _keep_engine(store: Store) -> _KeptEngine | None:
+    """Keep the engine of a store just opened, when it is the inventory itself (not an in-memory
+    stand-in for a missing, empty or older one)."""
+    if _KEPT is None or store.memory or getattr(store, "_mem_raw", None) is not None:
+        return None
+    identity = None
+    if store.dialect == "sqlite":
+        identity = _file_identity(store.db)
+        if identity is None:
+            return None
+    kept = _KeptEngine(store.engine, store.dialect, identity)
+    with _KEPT_LOCK:
+        old = _KEPT.get(store.db)
+        _KEPT[store.db] = kept
+    if old is not None:
+        old.engine.dispose()
+    return kept
+
+
+def _file_identity(db: str) -> tuple | None:
+    path = _sqlite_file(db) if is_url(db) else Path(db)
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 JOURNAL_HEAD_KEY = "journal-head"  # meta: "<seq> <hash>" of the newest journal entry

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 
 
-def default_db() -> str:
-    env = os.environ.get("VMCTL_DB")
-    if env:
-        return env
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+def default_db(env=None) -> str:
+    """$VMCTL_DB, else $XDG_DATA_HOME/vmctl/inventory.db, else ~/.local/share/vmctl/inventory.db;
+    read from `env` (the manager reads a client's) or this process's environment."""
+    env = os.environ if env is None else env
+    if env.get("VMCTL_DB"):
+        return env["VMCTL_DB"]
+    home = env.get("HOME") or os.path.expanduser("~")
+    base = env.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
     return os.path.join(base, "vmctl", "inventory.db")

@@ -2,8 +2,9 @@
 
 `libvirt` is imported here only, lazily (it costs 35–120 ms), and only when a command acts on a
 libvirt pool; it is the optional extra `vmctl[libvirt]`. Connections open on first use, once per
-host URI per invocation, and every libvirt failure leaves here as a DriverFault carrying
-libvirt's own message and the host it came from.
+host URI per process (the manager keeps them between commands, and reopens one that closed), and
+every libvirt failure leaves here as a DriverFault carrying libvirt's own message and the host it
+came from.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def version_text(v: int) -> str:
     return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"
 
 
+def _alive(conn) -> bool:
+    try:
+        return bool(conn.isAlive())
+    except Exception:
+        return False
+
+
 class LibvirtDriver(ComputeMixin, StorageMixin, NetworkMixin, MigrationMixin):
     name = "libvirt"
 
@@ -48,6 +56,8 @@ class LibvirtDriver(ComputeMixin, StorageMixin, NetworkMixin, MigrationMixin):
     # --- connections ---------------------------------------------------------------------------------
     def connect(self, host: HostTarget):
         conn = self._conns.get(host.uri)
+        if conn is not None and not _alive(conn):
+            conn = None  # closed under a process that outlives its commands (the manager): reopen
         if conn is None:
             libvirt = load()
             with self._opening:
