@@ -110,6 +110,7 @@ def test_unknown_command_suggests_the_closest(small):
     assert "did you mean" not in r.err
 
 
+@pytest.mark.slow  # one of the longest: the fast tier stays under 3 minutes
 def test_usage_errors_have_a_code_and_honour_json(small):
     r = small.fail("--frob", "vm-list", code="USAGE")
     assert "Unrecognized option '--frob'" in r.err and "  option: --frob" in r.err

@@ -9,6 +9,7 @@ import pytest
 from cli_helpers import cli, run_cli
 
 
+@pytest.mark.slow  # one of the longest: the fast tier stays under 3 minutes
 def test_demo_places_every_vm_deterministically(tmp_path: Path) -> None:
     outs = []
     for name in ("a.db", "b.db"):
@@ -67,6 +68,7 @@ def test_host_addresses_are_valid_and_unique_up_to_the_limits() -> None:
             host_address(p, n)
 
 
+@pytest.mark.slow  # one of the longest: the fast tier stays under 3 minutes
 def test_demo_puts_more_than_245_hosts_in_one_pool(tmp_path: Path) -> None:
     # the 246th host of a pool was given 10.0.0.256 and the demo failed (INVALID_VALUE address)
     db = tmp_path / "d.db"

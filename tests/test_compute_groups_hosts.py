@@ -40,6 +40,7 @@ def pool3(tmp_path: Path) -> Path:
     return db
 
 
+@pytest.mark.slow  # one of the longest: the fast tier stays under 3 minutes
 def test_strict_anti_affinity(pool3: Path) -> None:
     r = run_cli(pool3, "vm-group-create", "name-label=apart", "placement=anti-affinity", "strict=true")
     assert r.returncode == 0, r.stderr

@@ -733,6 +733,7 @@ def test_vif_create_power_state_and_snapshot(env):
     env.fails("VM_IS_SNAPSHOT", "vif-create", f"vm-uuid={snap}", f"network-uuid={env.n1}", "device=0")
 
 
+@pytest.mark.slow  # one of the longest: the fast tier stays under 3 minutes
 def test_vif_plug_unplug_move_destroy(env):
     vm = env.inv.run("vm-create", **{"name-label": "v", "memory": "1GiB"})
     v0 = env.inv.run("vif-create", **{"vm-uuid": vm, "network-uuid": env.n1, "device": 0})

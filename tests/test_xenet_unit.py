@@ -150,6 +150,7 @@ def test_leave_finds_port_without_domid(inv):
     assert ports(inv, "h1")["xapi0"] == []
 
 
+@pytest.mark.slow  # one of the longest: the fast tier stays under 3 minutes
 def test_generated_macs_deterministic_and_unique(inv):
     n1 = uuid_of(inv, "network", "n1")
     macs, vms = [], []
