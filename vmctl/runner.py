@@ -126,7 +126,7 @@ class Runner:
         own = store is None
         store = store or self.open_store(write=write)
         try:
-            result, txn = self._decide(store, body, write, line or self.command_line)
+            result, txn = self._decide(store, body, write, line)
             rest = drivers.steps(txn)
             try:
                 self._finish_long(store, txn)
@@ -138,16 +138,20 @@ class Runner:
             if own:
                 store.dispose()
 
-    def _decide(self, store, body: Callable, write: bool, line: str):
-        """body(txn) with the transaction hooks, committed with its journal entry: (result, txn)."""
+    def _decide(self, store, body: Callable, write: bool, line: str | None):
+        """body(txn) with the transaction hooks, committed with its journal entry: (result, txn).
+        Without `line` the entry is the command line as it stands once body ran (a body may name
+        what it did: the manager's lifecycle events)."""
         from vmctl import hooks
 
         def with_hooks(txn):
             result = body(txn)
-            hooks.before_commit(txn, dry_run=self.opts.dry_run, command=line)
+            hooks.before_commit(txn, dry_run=self.opts.dry_run, command=line or self.command_line)
             return result
 
-        return store.run(with_hooks, write, finish=lambda txn: store.append_journal(txn, line))
+        return store.run(
+            with_hooks, write, finish=lambda txn: store.append_journal(txn, line or self.command_line)
+        )
 
     def _steps(self, store, steps: list) -> None:
         """Run the steps a transaction queued, in order (a wave's at once); the first failure ends them."""
