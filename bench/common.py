@@ -143,6 +143,28 @@ def stop_manager(env: dict[str, str], pid: int) -> None:
             pass
 
 
+def add_hosts(txn, hosts: int, opts: dict, pool: str = "bench") -> list[str]:
+    """Hosts h00000.. of 32 cores and 256 GiB in `pool`, one address each (the inventories that
+    time whole vmctl processes); their uuids."""
+    from vmctl.runner import invoke
+
+    return [
+        invoke(
+            txn,
+            "host-add",
+            [
+                f"name-label=h{i:05d}",
+                f"address=10.{i // 65536}.{i // 256 % 256}.{i % 256}",
+                "cpu-count=32",
+                "memory-total=256GiB",
+                f"pool={pool}",
+            ],
+            opts,
+        ).value
+        for i in range(hosts)
+    ]
+
+
 def quiesce() -> None:
     """Before a timed run: collect garbage, then freeze every surviving object (the scenario) into
     the permanent generation, so a full collection never walks the inventory in the middle of a

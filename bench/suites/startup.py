@@ -64,19 +64,7 @@ def build(db: str, hosts: int, vms: int, seed: int) -> float:
     def body(txn):
         o = {"yes": True, "quiet": True}
         invoke(txn, "pool-create", ["name-label=bench"], o)
-        for i in range(hosts):
-            invoke(
-                txn,
-                "host-add",
-                [
-                    f"name-label=h{i:05d}",
-                    f"address=10.{i // 65536}.{i // 256 % 256}.{i % 256}",
-                    "cpu-count=32",
-                    "memory-total=256GiB",
-                    "pool=bench",
-                ],
-                o,
-            )
+        common.add_hosts(txn, hosts, o)
         for i in range(vms):
             invoke(
                 txn, "vm-create", [f"name-label=vm{i:06d}", f"memory={1 + i % 8}GiB", f"vcpus={1 + i % 4}"], o

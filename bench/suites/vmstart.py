@@ -58,21 +58,7 @@ def build(db: str, hosts: int, vms: int, seed: int) -> list[str]:
 
     def body(txn):
         invoke(txn, "pool-create", ["name-label=bench"], OPTS)
-        host_uuids = [
-            invoke(
-                txn,
-                "host-add",
-                [
-                    f"name-label=h{i:05d}",
-                    f"address=10.{i // 65536}.{i // 256 % 256}.{i % 256}",
-                    "cpu-count=32",
-                    "memory-total=256GiB",
-                    "pool=bench",
-                ],
-                OPTS,
-            ).value
-            for i in range(hosts)
-        ]
+        host_uuids = common.add_hosts(txn, hosts, OPTS)
         names, uuids = [], []
         for i in range(vms):
             vcpus, gib = rng.choice(shapes)
