@@ -371,9 +371,10 @@ def run(ctx: common.Context) -> common.SuiteResult:
         return res
     tmp = tempfile.mkdtemp(prefix="vmctl-bench-migrate-real-")
     os.chmod(tmp, 0o755)  # QEMU in the lab's hosts runs unprivileged and must reach DIR
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_") or k == "VMCTL_GUEST_CACHE"}
+    env = common.process_env(tmp)  # each command in its own process: no manager outliving the run
+    if "VMCTL_GUEST_CACHE" in os.environ:
+        env["VMCTL_GUEST_CACHE"] = os.environ["VMCTL_GUEST_CACHE"]
     env["VMCTL_DB"] = os.path.join(tmp, "inv.db")
-    env["VMCTL_DAEMON"] = "off"  # no manager outliving the run
 
     def vmctl(*args: str) -> str:
         p = subprocess.run(
